@@ -1,0 +1,145 @@
+//! The command-line arguments every server shares, flattened into its own clap parser.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, ValueEnum};
+
+/// The port `--listen` uses when none is given.
+pub const DEFAULT_PORT: u16 = 8000;
+
+/// How a server talks to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Transport {
+    /// JSON-RPC lines on stdin/stdout: what Claude Desktop, Cursor and VS Code spawn.
+    Stdio,
+    /// Streamable HTTP at `/mcp` (protocol 2025-03-26 and later, both eras).
+    Http,
+    /// Legacy HTTP+SSE of protocol 2024-11-05: `GET /sse` and `POST /messages`.
+    Sse,
+}
+
+/// Log verbosity, from quiet to chatty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Transport, listener and hardening options shared by every server.
+///
+/// Flatten it into a server's own arguments:
+///
+/// ```
+/// use clap::Parser;
+///
+/// #[derive(Parser)]
+/// struct Cli {
+///     #[command(flatten)]
+///     serve: mcp_core::ServeArgs,
+/// }
+///
+/// let cli = Cli::parse_from(["my-server", "--transport", "http", "--listen", "127.0.0.1:0"]);
+/// assert_eq!(cli.serve.transports(), vec![mcp_core::Transport::Http]);
+/// ```
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Transport and HTTP")]
+pub struct ServeArgs {
+    /// How to talk to the client. `http` and `sse` may be combined on one listener: `--transport http,sse`.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "stdio")]
+    pub transport: Vec<Transport>,
+
+    /// Address of the HTTP listener (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
+    pub listen: SocketAddr,
+
+    /// Allow `--listen` on an address other than loopback. Anyone who can reach it can call the tools:
+    /// set `--auth-token` too.
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// Extra accepted `Host` header values (`name` or `name:port`), besides localhost names on the bound port.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allowed_hosts: Vec<String>,
+
+    /// Extra accepted browser `Origin`s (`scheme://host:port`), besides localhost origins on the bound port.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+
+    /// Require `Authorization: Bearer <TOKEN>` on every MCP request (health checks excepted).
+    #[arg(
+        long,
+        env = "MCP_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<String>,
+
+    /// Largest accepted request body; bigger ones get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Seconds a client has to send its request, and the server to start answering it (408 after).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub request_timeout: u64,
+
+    /// Log level (logs go to stderr). Overrides `RUST_LOG`, which otherwise applies; default `info`.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Self {
+            transport: vec![Transport::Stdio],
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            allow_remote: false,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            auth_token: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            request_timeout: 30,
+            log_level: None,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Arguments for an HTTP listener on `listen`, with every other option at its default.
+    pub fn http(listen: SocketAddr, transports: &[Transport]) -> Self {
+        Self {
+            transport: transports.to_vec(),
+            listen,
+            ..Self::default()
+        }
+    }
+
+    /// The selected transports, deduplicated, in the order given.
+    pub fn transports(&self) -> Vec<Transport> {
+        let mut seen = Vec::new();
+        for transport in &self.transport {
+            if !seen.contains(transport) {
+                seen.push(*transport);
+            }
+        }
+        seen
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout)
+    }
+}

@@ -1,0 +1,62 @@
+//! A transport made of two channels, for transports whose I/O runs in tasks of their own
+//! (legacy SSE on both sides, the in-process test harness).
+
+use rmcp::{
+    service::{RxJsonRpcMessage, ServiceRole, TxJsonRpcMessage},
+    transport::Transport,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::DropGuard;
+
+/// The peer is gone: its side of the channel was dropped.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection is closed")]
+pub struct ConnectionClosed;
+
+/// One side of a message channel pair, usable as an rmcp transport.
+pub struct ChannelTransport<R: ServiceRole> {
+    outgoing: mpsc::Sender<TxJsonRpcMessage<R>>,
+    incoming: mpsc::Receiver<RxJsonRpcMessage<R>>,
+    // Stops the task that drives the connection when this transport is dropped.
+    _worker: Option<DropGuard>,
+}
+
+impl<R: ServiceRole> ChannelTransport<R> {
+    pub fn new(
+        outgoing: mpsc::Sender<TxJsonRpcMessage<R>>,
+        incoming: mpsc::Receiver<RxJsonRpcMessage<R>>,
+    ) -> Self {
+        Self {
+            outgoing,
+            incoming,
+            _worker: None,
+        }
+    }
+
+    /// Cancels `worker` when the transport is dropped.
+    pub fn with_worker(mut self, worker: DropGuard) -> Self {
+        self._worker = Some(worker);
+        self
+    }
+}
+
+impl<R: ServiceRole> Transport<R> for ChannelTransport<R> {
+    type Error = ConnectionClosed;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<R>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let outgoing = self.outgoing.clone();
+        async move { outgoing.send(item).await.map_err(|_| ConnectionClosed) }
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<R>> {
+        self.incoming.recv().await
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.incoming.close();
+        Ok(())
+    }
+}

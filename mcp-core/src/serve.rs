@@ -1,0 +1,304 @@
+//! One entry point for every transport: [`serve`] runs a handler on stdio, Streamable HTTP or
+//! legacy SSE as the [`ServeArgs`] say, and returns when the client or a signal ends it.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{Router, extract::DefaultBodyLimit, middleware, routing::get};
+use http::StatusCode;
+use rmcp::{
+    ServerHandler, ServiceExt,
+    service::ServerInitializeError,
+    transport::{
+        StreamableHttpServerConfig, StreamableHttpService,
+        streamable_http_server::session::local::LocalSessionManager,
+    },
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
+
+use crate::{
+    args::{ServeArgs, Transport},
+    guard::{BearerToken, HostPolicy, PolicyError, enforce_host_policy, require_bearer},
+    logging::init_logging,
+    sse,
+    stdio::LineTransport,
+};
+
+/// Path of the Streamable HTTP endpoint.
+pub const MCP_PATH: &str = "/mcp";
+/// Path of the health check (no auth; Host still checked).
+pub const HEALTH_PATH: &str = "/health";
+
+/// How long an HTTP server waits for open streams after a shutdown request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("stdio cannot be combined with other transports; run one server per stdio client")]
+    StdioCombined,
+    #[error(
+        "refusing to listen on {addr}, which is not a loopback address: anyone who can reach it could call the tools. Pass --allow-remote (and set --auth-token) if that is what you want"
+    )]
+    NotLoopback { addr: SocketAddr },
+    #[error(
+        "cannot listen on {addr}: {source}. Is another server using the port? Pick another with --listen"
+    )]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
+    #[error("the MCP session failed to start: {0}")]
+    Initialize(#[from] ServerInitializeError),
+}
+
+/// Serves `handler` as `args` say, until end of input (stdio), SIGINT or SIGTERM.
+///
+/// Each HTTP session (and the stdio one) gets its own clone of `handler`, so state meant to be
+/// shared between sessions belongs behind an `Arc`. Logging goes to stderr (see
+/// [`init_logging`]); on stdio nothing but protocol messages reaches stdout.
+pub async fn serve<H>(handler: H, args: ServeArgs) -> Result<(), ServeError>
+where
+    H: ServerHandler + Clone,
+{
+    init_logging(args.log_level);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let transports = args.transports();
+    if transports == [Transport::Stdio] {
+        return serve_stdio(handler, shutdown).await;
+    }
+    if transports.contains(&Transport::Stdio) {
+        return Err(ServeError::StdioCombined);
+    }
+    let server = HttpServer::start(handler, &args).await?;
+    let names: Vec<String> = transports
+        .iter()
+        .map(|transport| match transport {
+            Transport::Http => format!("Streamable HTTP at {}", server.url(MCP_PATH)),
+            Transport::Sse => format!("legacy SSE at {}", server.url(sse::SSE_PATH)),
+            Transport::Stdio => String::new(),
+        })
+        .collect();
+    tracing::info!("listening: {}", names.join(", "));
+    server.run_until(shutdown).await
+}
+
+async fn serve_stdio<H>(handler: H, shutdown: CancellationToken) -> Result<(), ServeError>
+where
+    H: ServerHandler,
+{
+    let (stdin, stdout) = rmcp::transport::stdio_pipes();
+    let transport = LineTransport::new(stdin, stdout);
+    let running = match handler.serve_with_ct(transport, shutdown).await {
+        Ok(running) => running,
+        // A client that leaves before saying hello, or a signal, is an ordinary end.
+        Err(ServerInitializeError::ConnectionClosed(_) | ServerInitializeError::Cancelled) => {
+            tracing::info!("stdio closed before the session started");
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let reason = running.waiting().await;
+    tracing::info!(?reason, "stdio session ended");
+    Ok(())
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    shutdown.cancel();
+}
+
+/// A running HTTP listener serving Streamable HTTP and/or legacy SSE.
+///
+/// [`serve`] uses it; tests use it directly to get a server on a free port:
+///
+/// ```no_run
+/// # async fn run(handler: impl rmcp::ServerHandler + Clone) -> Result<(), mcp_core::ServeError> {
+/// use mcp_core::{HttpServer, ServeArgs, Transport};
+///
+/// let args = ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http, Transport::Sse]);
+/// let server = HttpServer::start(handler, &args).await?;
+/// println!("{}", server.url("/mcp"));
+/// server.shutdown().await
+/// # }
+/// ```
+pub struct HttpServer {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl HttpServer {
+    /// Binds `args.listen` and starts serving in the background.
+    pub async fn start<H>(handler: H, args: &ServeArgs) -> Result<Self, ServeError>
+    where
+        H: ServerHandler + Clone,
+    {
+        let transports = args.transports();
+        if transports.contains(&Transport::Stdio) {
+            return Err(ServeError::StdioCombined);
+        }
+        if !args.listen.ip().is_loopback() && !args.allow_remote {
+            return Err(ServeError::NotLoopback { addr: args.listen });
+        }
+        if !args.listen.ip().is_loopback() && args.auth_token.is_none() {
+            tracing::warn!(addr = %args.listen, "listening beyond loopback without --auth-token: anyone who can reach this address can call the tools");
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: args.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(ServeError::Http)?;
+        let shutdown = CancellationToken::new();
+        let app = app(handler, args, addr, &transports, shutdown.clone())?;
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+        Ok(Self {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The bound address (with the real port when `--listen` asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Ends every session, stops accepting connections and waits (a few seconds at most) for
+    /// open streams to close.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.shutdown.cancel();
+        Self::drain(self.task).await
+    }
+
+    /// Serves until `signal` is cancelled, then shuts down as [`Self::shutdown`] does.
+    pub async fn run_until(self, signal: CancellationToken) -> Result<(), ServeError> {
+        let Self {
+            shutdown, mut task, ..
+        } = self;
+        tokio::select! {
+            joined = &mut task => flatten(joined),
+            _ = signal.cancelled() => {
+                tracing::info!("shutting down");
+                shutdown.cancel();
+                Self::drain(task).await
+            }
+        }
+    }
+
+    async fn drain(mut task: JoinHandle<std::io::Result<()>>) -> Result<(), ServeError> {
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+            Ok(joined) => flatten(joined),
+            Err(_) => {
+                tracing::warn!("open connections did not close in time; dropping them");
+                task.abort();
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits until the server stops on its own (it only does so on error).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        flatten(self.task.await)
+    }
+}
+
+fn flatten(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {
+    match joined {
+        Ok(result) => result.map_err(ServeError::Http),
+        Err(error) => Err(ServeError::Http(std::io::Error::other(error))),
+    }
+}
+
+fn app<H>(
+    handler: H,
+    args: &ServeArgs,
+    bound: SocketAddr,
+    transports: &[Transport],
+    shutdown: CancellationToken,
+) -> Result<Router, ServeError>
+where
+    H: ServerHandler + Clone,
+{
+    let policy = Arc::new(HostPolicy::new(
+        bound,
+        &args.allowed_hosts,
+        &args.allowed_origins,
+    )?);
+    let mut mcp = Router::new();
+    if transports.contains(&Transport::Http) {
+        // Host and Origin are checked by our own layer, the same for every route.
+        let config = StreamableHttpServerConfig::default()
+            .with_cancellation_token(shutdown.child_token())
+            .with_max_request_body_bytes(args.max_body_bytes)
+            .disable_allowed_hosts()
+            .disable_allowed_origins();
+        let session_handler = handler.clone();
+        let service = StreamableHttpService::new(
+            move || Ok(session_handler.clone()),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        );
+        mcp = mcp.route_service(MCP_PATH, service);
+    }
+    if transports.contains(&Transport::Sse) {
+        mcp = mcp.merge(sse::router(handler, shutdown));
+    }
+    if let Some(token) = &args.auth_token {
+        mcp = mcp.layer(middleware::from_fn_with_state(
+            BearerToken::new(token),
+            require_bearer,
+        ));
+    }
+    let app = mcp
+        .route(HEALTH_PATH, get(health))
+        .layer(DefaultBodyLimit::max(args.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(args.max_body_bytes))
+        // Time until the response starts: streams, once open, may run as long as they need.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            args.request_timeout(),
+        ))
+        .layer(middleware::from_fn_with_state(policy, enforce_host_policy));
+    Ok(app)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}

@@ -1,0 +1,178 @@
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Query, State},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+    routing::{get, post},
+};
+use futures::{Stream, StreamExt, stream};
+use http::StatusCode;
+use rmcp::{
+    RoleServer, ServerHandler, ServiceExt,
+    model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{MESSAGES_PATH, SSE_PATH};
+use crate::{channel::ChannelTransport, guard::rejection};
+
+const CHANNEL_CAPACITY: usize = 64;
+
+type Sessions = Arc<Mutex<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>>;
+
+struct SseState<H> {
+    handler: H,
+    sessions: Sessions,
+    shutdown: CancellationToken,
+}
+
+impl<H: Clone> Clone for SseState<H> {
+    fn clone(&self) -> Self {
+        Self {
+            handler: self.handler.clone(),
+            sessions: self.sessions.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+/// `GET /sse` and `POST /messages`, each session served by its own clone of `handler`.
+pub(crate) fn router<H>(handler: H, shutdown: CancellationToken) -> Router
+where
+    H: ServerHandler + Clone,
+{
+    let state = SseState {
+        handler,
+        sessions: Arc::default(),
+        shutdown,
+    };
+    Router::new()
+        .route(SSE_PATH, get(open_stream::<H>))
+        .route(MESSAGES_PATH, post(post_message::<H>))
+        .with_state(state)
+}
+
+async fn open_stream<H>(
+    State(state): State<SseState<H>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
+where
+    H: ServerHandler + Clone,
+{
+    let session_id = uuid::Uuid::new_v4().simple().to_string();
+    let (to_server, from_client) = mpsc::channel::<ClientJsonRpcMessage>(CHANNEL_CAPACITY);
+    let (to_client, from_server) = mpsc::channel::<ServerJsonRpcMessage>(CHANNEL_CAPACITY);
+    lock(&state.sessions).insert(session_id.clone(), to_server);
+    tracing::info!(%session_id, "legacy SSE session opened");
+
+    let session = state.shutdown.child_token();
+    let transport = ChannelTransport::<RoleServer>::new(to_client, from_client);
+    {
+        let (handler, sessions, session, session_id) = (
+            state.handler.clone(),
+            state.sessions.clone(),
+            session.clone(),
+            session_id.clone(),
+        );
+        tokio::spawn(async move {
+            match handler.serve_with_ct(transport, session).await {
+                Ok(running) => {
+                    let _ = running.waiting().await;
+                }
+                Err(error) => {
+                    tracing::info!(%session_id, %error, "legacy SSE session ended before it started")
+                }
+            }
+            lock(&sessions).remove(&session_id);
+            tracing::info!(%session_id, "legacy SSE session closed");
+        });
+    }
+
+    // The client hanging up drops this stream, and with it the guard that ends the session.
+    let hang_up = session.drop_guard();
+    let endpoint = Event::default()
+        .event("endpoint")
+        .data(format!("{MESSAGES_PATH}?sessionId={session_id}"));
+    let messages = ReceiverStream::new(from_server).filter_map(move |message| {
+        let _session_alive = &hang_up;
+        let event = match serde_json::to_string(&message) {
+            Ok(json) => Some(Ok(Event::default().event("message").data(json))),
+            Err(error) => {
+                tracing::error!(%error, "could not encode a server message");
+                None
+            }
+        };
+        std::future::ready(event)
+    });
+    Sse::new(stream::once(std::future::ready(Ok(endpoint))).chain(messages))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[derive(serde::Deserialize)]
+struct SessionQuery {
+    #[serde(rename = "sessionId")]
+    session_id: Option<String>,
+}
+
+async fn post_message<H>(
+    State(state): State<SseState<H>>,
+    Query(query): Query<SessionQuery>,
+    body: Bytes,
+) -> Response {
+    let Some(session_id) = query.session_id else {
+        return rejection(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: the sessionId query parameter is missing; use the URL from the `endpoint` event",
+        );
+    };
+    let message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
+        Ok(message) => message,
+        Err(error) => {
+            let (code, kind) = if error.is_syntax() || error.is_eof() {
+                (-32700, "Parse error")
+            } else {
+                (-32600, "Invalid Request")
+            };
+            let body = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": { "code": code, "message": format!("{kind}: {error}") },
+            });
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+    };
+    let sender = lock(&state.sessions).get(&session_id).cloned();
+    let Some(sender) = sender else {
+        return rejection(
+            StatusCode::NOT_FOUND,
+            format!("Not Found: no session {session_id:?}; open a new one with GET {SSE_PATH}"),
+        );
+    };
+    if sender.send(message).await.is_err() {
+        return rejection(
+            StatusCode::NOT_FOUND,
+            format!(
+                "Not Found: session {session_id:?} has ended; open a new one with GET {SSE_PATH}"
+            ),
+        );
+    }
+    (StatusCode::ACCEPTED, "Accepted").into_response()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the map inconsistent, so keep going.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,128 @@
+//! An in-process client/server pair over the real protocol, for unit tests of a server's tools.
+//!
+//! The server runs on the same line transport as stdio (through an in-memory pipe), and the
+//! client is rmcp's, so a test sees exactly what a host would: schemas, annotations, errors.
+//!
+//! ```
+//! # use rmcp::{ServerHandler, handler::server::{router::tool::ToolRouter, wrapper::Parameters}, model::*, tool, tool_handler, tool_router};
+//! # #[derive(Clone)] struct Echo { tool_router: ToolRouter<Self> }
+//! # #[tool_router] impl Echo {
+//! #     #[tool(description = "Echo")] fn echo(&self) -> String { "hi".into() }
+//! # }
+//! # #[tool_handler] impl ServerHandler for Echo {
+//! #     fn get_info(&self) -> ServerConfig { ServerConfig::new(ServerCapabilities::builder().enable_tools().build()) }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = mcp_core::testing::connect(Echo { tool_router: Echo::tool_router() }).await?;
+//! let result = client.call("echo", serde_json::json!({})).await?;
+//! assert_eq!(mcp_core::testing::text(&result), "hi");
+//! # Ok(()) }
+//! ```
+
+use std::ops::Deref;
+
+use rmcp::{
+    RoleClient, ServerHandler, ServiceExt,
+    model::{CallToolRequestParams, CallToolResult, ClientConfig, ContentBlock, ProtocolVersion},
+    service::{ClientLifecycleMode, RunningService, ServiceError, serve_client_with_lifecycle},
+};
+use tokio::task::JoinHandle;
+
+use crate::stdio::LineTransport;
+
+/// Which protocol era the test client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// `initialize` handshake, protocol 2025-11-25.
+    Handshake,
+    /// Stateless `server/discover`, protocol 2026-07-28.
+    Stateless,
+}
+
+/// A connected test client; derefs to rmcp's client for every protocol call.
+pub struct TestClient {
+    client: RunningService<RoleClient, ClientConfig>,
+    server: JoinHandle<()>,
+}
+
+impl Deref for TestClient {
+    type Target = RunningService<RoleClient, ClientConfig>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
+
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestClient {
+    /// Calls `tool` with JSON `arguments` (an object, or `null` for none).
+    pub async fn call(
+        &self,
+        tool: &str,
+        arguments: serde_json::Value,
+    ) -> Result<CallToolResult, ServiceError> {
+        let mut params = CallToolRequestParams::new(tool.to_owned());
+        if let serde_json::Value::Object(arguments) = arguments {
+            params = params.with_arguments(arguments);
+        }
+        self.client.call_tool(params).await
+    }
+
+    /// Ends the session and waits for the server to stop.
+    pub async fn close(mut self) {
+        let _ = self.client.close().await;
+        let server = std::mem::replace(&mut self.server, tokio::spawn(async {}));
+        let _ = server.await;
+    }
+}
+
+/// Why the test pair could not connect.
+#[derive(Debug, thiserror::Error)]
+#[error("the in-process client could not connect: {0}")]
+pub struct HarnessError(#[from] rmcp::service::ClientInitializeError);
+
+/// Connects a handshake-era client to `handler`.
+pub async fn connect<H: ServerHandler>(handler: H) -> Result<TestClient, HarnessError> {
+    connect_with(handler, Era::Handshake).await
+}
+
+/// Connects a client of the given protocol era to `handler`.
+pub async fn connect_with<H: ServerHandler>(
+    handler: H,
+    era: Era,
+) -> Result<TestClient, HarnessError> {
+    let (client_io, server_io) = tokio::io::duplex(1024 * 1024);
+    let (server_read, server_write) = tokio::io::split(server_io);
+    let server = tokio::spawn(async move {
+        let transport = LineTransport::new(server_read, server_write);
+        if let Ok(running) = handler.serve(transport).await {
+            let _ = running.waiting().await;
+        }
+    });
+    let lifecycle = match era {
+        Era::Handshake => ClientLifecycleMode::Initialize,
+        Era::Stateless => ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    };
+    let client = serve_client_with_lifecycle(ClientConfig::default(), client_io, lifecycle).await?;
+    Ok(TestClient { client, server })
+}
+
+/// The text blocks of a tool result, joined by newlines.
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|block| match block {
+            ContentBlock::Text(text) => Some(text.text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

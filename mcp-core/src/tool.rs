@@ -1,0 +1,233 @@
+//! Helpers for tool bodies: errors a model can act on, and output that cannot flood its context.
+
+use rmcp::model::{ContentBlock, IntoContents};
+
+/// A tool failure, reported to the model as an `isError: true` result rather than a JSON-RPC
+/// error, so that it can read the message and try again differently.
+///
+/// Return it from a `#[tool]` method as the error of a `Result`:
+///
+/// ```
+/// use mcp_core::ToolError;
+///
+/// fn divide(a: f64, b: f64) -> Result<String, ToolError> {
+///     if b == 0.0 {
+///         return Err(ToolError::new("cannot divide by zero").with_hint("pass a non-zero `b`"));
+///     }
+///     Ok((a / b).to_string())
+/// }
+/// assert_eq!(divide(1.0, 0.0).unwrap_err().to_string(), "cannot divide by zero. Hint: pass a non-zero `b`");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}{}", .hint.as_ref().map(|h| format!(". Hint: {h}")).unwrap_or_default())]
+pub struct ToolError {
+    message: String,
+    hint: Option<String>,
+}
+
+impl ToolError {
+    /// What went wrong, with the value it concerns (`no such file: /a/b`).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// What the model should do instead (`call list_directory to see the names`).
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
+
+impl IntoContents for ToolError {
+    fn into_contents(self) -> Vec<ContentBlock> {
+        vec![ContentBlock::text(self.to_string())]
+    }
+}
+
+/// One page of a capped output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The page, followed by a truncation notice when more remains.
+    pub text: String,
+    /// Whether the output went on past this page.
+    pub truncated: bool,
+    /// Pass this back as `cursor` to get the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Caps tool output at a byte budget, with an explicit notice and a cursor to continue.
+///
+/// The cursor is the byte offset where the next page starts, so it only makes sense for output
+/// that is the same when produced again (a file, a sorted listing).
+///
+/// ```
+/// use mcp_core::OutputCap;
+///
+/// let listing = "line one\nline two\nline three\n";
+/// let cap = OutputCap::new(20);
+/// let first = cap.page(listing, None).unwrap();
+/// assert!(first.truncated);
+/// assert!(first.text.starts_with("line one\nline two\n[output truncated"));
+/// let next = cap.page(listing, first.next_cursor.as_deref()).unwrap();
+/// assert_eq!(next.text, "line three\n");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCap {
+    max_bytes: usize,
+}
+
+impl OutputCap {
+    /// A cap of `max_bytes` per page (at least 1).
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes: max_bytes.max(1),
+        }
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// The page of `text` that starts at `cursor` (the start when `None`).
+    pub fn page(&self, text: &str, cursor: Option<&str>) -> Result<Page, ToolError> {
+        let start = match cursor {
+            None => 0,
+            Some(cursor) => parse_cursor(cursor, text)?,
+        };
+        let rest = &text[start..];
+        if rest.len() <= self.max_bytes {
+            return Ok(Page {
+                text: rest.to_owned(),
+                truncated: false,
+                next_cursor: None,
+            });
+        }
+        let mut end = floor_char_boundary(rest, self.max_bytes);
+        // Prefer to stop after a whole line when one ends in the last quarter of the page.
+        if let Some(newline) = rest[..end].rfind('\n')
+            && newline + 1 >= end - end / 4
+        {
+            end = newline + 1;
+        }
+        if end == 0 {
+            // A single character wider than the budget: still make progress.
+            end = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let next = start + end;
+        let mut page = rest[..end].to_owned();
+        if !page.ends_with('\n') {
+            page.push('\n');
+        }
+        page.push_str(&format!(
+            "[output truncated: showing bytes {start}..{next} of {total}; call again with cursor \"{next}\" to continue]",
+            total = text.len()
+        ));
+        Ok(Page {
+            text: page,
+            truncated: true,
+            next_cursor: Some(next.to_string()),
+        })
+    }
+}
+
+fn parse_cursor(cursor: &str, text: &str) -> Result<usize, ToolError> {
+    let invalid = || {
+        ToolError::new(format!("invalid cursor {cursor:?}"))
+            .with_hint("pass the cursor from the previous truncated result unchanged, or omit it to start over")
+    };
+    let offset: usize = cursor.trim().parse().map_err(|_| invalid())?;
+    if offset > text.len() || !text.is_char_boundary(offset) {
+        return Err(invalid());
+    }
+    Ok(offset)
+}
+
+fn floor_char_boundary(text: &str, index: usize) -> usize {
+    let mut index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_output_is_untouched() {
+        let page = OutputCap::new(100).page("hello", None).unwrap();
+        assert_eq!(page.text, "hello");
+        assert!(!page.truncated);
+        assert_eq!(page.next_cursor, None);
+    }
+
+    #[test]
+    fn pages_cover_the_whole_text_exactly_once() {
+        let text: String = (0..500).map(|i| format!("entry number {i} ✓\n")).collect();
+        let cap = OutputCap::new(1000);
+        let mut cursor = None;
+        let mut rebuilt = String::new();
+        let mut pages = 0;
+        loop {
+            let page = cap.page(&text, cursor.as_deref()).unwrap();
+            pages += 1;
+            match page.next_cursor {
+                Some(next) => {
+                    let body = page.text.rsplit_once("[output truncated").unwrap().0;
+                    let start: usize = cursor.as_deref().map_or(0, |c: &str| c.parse().unwrap());
+                    let next_offset: usize = next.parse().unwrap();
+                    rebuilt.push_str(&text[start..next_offset]);
+                    assert!(body.len() <= 1001, "page body of {} bytes", body.len());
+                    cursor = Some(next);
+                }
+                None => {
+                    rebuilt.push_str(&page.text);
+                    break;
+                }
+            }
+        }
+        assert_eq!(rebuilt, text);
+        assert!(pages > 5);
+    }
+
+    #[test]
+    fn never_splits_a_character() {
+        let text = "ééééé";
+        let page = OutputCap::new(3).page(text, None).unwrap();
+        assert!(page.text.starts_with('é'));
+        assert_eq!(page.next_cursor.as_deref(), Some("2"));
+        let wide = OutputCap::new(1).page("€x", None).unwrap();
+        assert_eq!(wide.next_cursor.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn bad_cursors_are_tool_errors() {
+        let cap = OutputCap::new(4);
+        for cursor in ["abc", "-1", "999", "1"] {
+            let err = cap.page("éabc", Some(cursor)).unwrap_err();
+            assert!(err.to_string().contains("invalid cursor"), "{err}");
+        }
+    }
+
+    #[test]
+    fn tool_error_reads_as_one_sentence_with_hint() {
+        let err = ToolError::new("no such file: /a").with_hint("call list_directory first");
+        assert_eq!(
+            err.to_string(),
+            "no such file: /a. Hint: call list_directory first"
+        );
+        assert_eq!(ToolError::new("plain").to_string(), "plain");
+    }
+}
