@@ -254,6 +254,59 @@ pub(crate) async fn require_bearer(
     }
 }
 
+/// Reads the whole request body, refusing more than `limit` bytes (413) and, for POSTs, anything
+/// that is not JSON (400 with a JSON-RPC parse error), before any MCP code sees it.
+///
+/// Done here rather than by a streaming limit so that every transport answers the same way: rmcp
+/// would turn a body cut short into a 500, and malformed JSON into a plain-text 415.
+pub(crate) async fn read_json_body(
+    State(limit): State<usize>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let too_large = || {
+        rejection(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Payload Too Large: request bodies are limited to {limit} bytes (--max-body-bytes)"
+            ),
+        )
+    };
+    if declared.is_some_and(|length| length > limit as u64) {
+        return too_large();
+    }
+    let bytes =
+        match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Err(error) => {
+                return rejection(
+                    StatusCode::BAD_REQUEST,
+                    format!("Bad Request: could not read the request body: {error}"),
+                );
+            }
+        };
+    if parts.method == http::Method::POST
+        && let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+    {
+        tracing::warn!(%error, "rejected a request body that is not JSON");
+        let body = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": { "code": -32700, "message": format!("Parse error: {error}") },
+        });
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit, middleware, routing::get};
+use axum::{Router, middleware, routing::get};
 use http::StatusCode;
 use rmcp::{
     ServerHandler, ServiceExt,
@@ -15,11 +15,13 @@ use rmcp::{
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::{
     args::{ServeArgs, Transport},
-    guard::{BearerToken, HostPolicy, PolicyError, enforce_host_policy, require_bearer},
+    guard::{
+        BearerToken, HostPolicy, PolicyError, enforce_host_policy, read_json_body, require_bearer,
+    },
     logging::init_logging,
     sse,
     stdio::LineTransport,
@@ -280,6 +282,10 @@ where
     if transports.contains(&Transport::Sse) {
         mcp = mcp.merge(sse::router(handler, shutdown));
     }
+    mcp = mcp.layer(middleware::from_fn_with_state(
+        args.max_body_bytes,
+        read_json_body,
+    ));
     if let Some(token) = &args.auth_token {
         mcp = mcp.layer(middleware::from_fn_with_state(
             BearerToken::new(token),
@@ -288,8 +294,6 @@ where
     }
     let app = mcp
         .route(HEALTH_PATH, get(health))
-        .layer(DefaultBodyLimit::max(args.max_body_bytes))
-        .layer(RequestBodyLimitLayer::new(args.max_body_bytes))
         // Time until the response starts: streams, once open, may run as long as they need.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -1,0 +1,140 @@
+//! The in-process harness, used the way a server author would use it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use mcp_core::{
+    OutputCap, ToolError,
+    testing::{Era, connect, connect_with, text},
+};
+use rmcp::{
+    ServerHandler, handler::server::wrapper::Parameters, schemars, tool, tool_handler, tool_router,
+};
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct ReadArgs {
+    /// Which line to start from.
+    cursor: Option<String>,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct DivideArgs {
+    a: f64,
+    b: f64,
+}
+
+#[derive(Clone)]
+struct Library;
+
+#[tool_router]
+impl Library {
+    #[tool(
+        description = "Reads a long catalogue, a page at a time.",
+        annotations(read_only_hint = true)
+    )]
+    fn catalogue(
+        &self,
+        Parameters(ReadArgs { cursor }): Parameters<ReadArgs>,
+    ) -> Result<String, ToolError> {
+        let all: String = (1..=1000).map(|i| format!("book {i}\n")).collect();
+        Ok(OutputCap::new(500).page(&all, cursor.as_deref())?.text)
+    }
+
+    #[tool(description = "Divides a by b.")]
+    fn divide(
+        &self,
+        Parameters(DivideArgs { a, b }): Parameters<DivideArgs>,
+    ) -> Result<String, ToolError> {
+        if b == 0.0 {
+            return Err(ToolError::new("cannot divide by zero").with_hint("pass a non-zero b"));
+        }
+        Ok((a / b).to_string())
+    }
+}
+
+#[tool_handler(name = "library")]
+impl ServerHandler for Library {}
+
+#[tokio::test]
+async fn both_eras_list_and_call_through_the_protocol() {
+    for era in [Era::Handshake, Era::Stateless] {
+        let client = connect_with(Library, era).await.unwrap();
+        let tools = client.list_all_tools().await.unwrap();
+        let catalogue = tools.iter().find(|t| t.name == "catalogue").unwrap();
+        assert_eq!(
+            catalogue.annotations.as_ref().unwrap().read_only_hint,
+            Some(true)
+        );
+        assert!(
+            catalogue
+                .input_schema
+                .get("properties")
+                .unwrap()
+                .get("cursor")
+                .is_some()
+        );
+        let result = client
+            .call("divide", serde_json::json!({"a": 1, "b": 4}))
+            .await
+            .unwrap();
+        assert_eq!(text(&result), "0.25", "{era:?}");
+        client.close().await;
+    }
+}
+
+#[tokio::test]
+async fn tool_errors_are_results_the_model_can_read() {
+    let client = connect(Library).await.unwrap();
+    let result = client
+        .call("divide", serde_json::json!({"a": 1, "b": 0}))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert_eq!(
+        text(&result),
+        "cannot divide by zero. Hint: pass a non-zero b"
+    );
+
+    let result = client
+        .call("divide", serde_json::json!({"a": "one", "b": 2}))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).contains("invalid type"), "{}", text(&result));
+
+    let missing = client.call("no_such_tool", serde_json::json!({})).await;
+    assert!(missing.is_err());
+}
+
+#[tokio::test]
+async fn capped_output_pages_through_the_protocol() {
+    let client = connect(Library).await.unwrap();
+    let mut cursor: Option<String> = None;
+    let mut books = Vec::new();
+    loop {
+        let arguments = match &cursor {
+            Some(cursor) => serde_json::json!({ "cursor": cursor }),
+            None => serde_json::json!({}),
+        };
+        let page = text(&client.call("catalogue", arguments).await.unwrap());
+        let (body, notice) = match page.split_once("[output truncated") {
+            Some((body, notice)) => (body.to_owned(), Some(notice.to_owned())),
+            None => (page.clone(), None),
+        };
+        books.extend(body.lines().map(str::to_owned));
+        match notice {
+            Some(notice) => {
+                let next = notice.split('"').nth(1).unwrap().to_owned();
+                cursor = Some(next);
+            }
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (1..=1000).map(|i| format!("book {i}")).collect();
+    assert_eq!(books, expected);
+
+    let bad = client
+        .call("catalogue", serde_json::json!({"cursor": "banana"}))
+        .await
+        .unwrap();
+    assert_eq!(bad.is_error, Some(true));
+    assert!(text(&bad).contains("invalid cursor"));
+}

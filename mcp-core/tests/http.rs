@@ -1,0 +1,505 @@
+//! The HTTP listener end to end: Streamable HTTP in both protocol eras, legacy SSE through our
+//! own client, and every hardening rule tested by attacking it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use mcp_core::{HttpServer, ServeArgs, SseClientOptions, Transport, testing::text};
+use rmcp::{
+    RoleClient, ServerHandler, ServiceExt,
+    handler::server::wrapper::Parameters,
+    model::{CallToolRequestParams, ClientConfig, ProtocolVersion},
+    schemars,
+    service::{ClientLifecycleMode, RunningService, serve_client_with_lifecycle},
+    tool, tool_handler, tool_router,
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct EchoArgs {
+    text: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct SleepArgs {
+    millis: u64,
+}
+
+#[derive(Clone)]
+struct Probe;
+
+#[tool_router]
+impl Probe {
+    #[tool(description = "Returns its input.")]
+    fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+        text
+    }
+
+    #[tool(description = "Sleeps, then answers.")]
+    async fn sleep(&self, Parameters(SleepArgs { millis }): Parameters<SleepArgs>) -> String {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        format!("slept {millis} ms")
+    }
+}
+
+#[tool_handler(name = "probe")]
+impl ServerHandler for Probe {}
+
+fn args(transports: &[Transport]) -> ServeArgs {
+    ServeArgs::http("127.0.0.1:0".parse().unwrap(), transports)
+}
+
+async fn start(args: ServeArgs) -> HttpServer {
+    HttpServer::start(Probe, &args).await.unwrap()
+}
+
+fn call(tool: &str, arguments: serde_json::Value) -> CallToolRequestParams {
+    CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(arguments.as_object().unwrap().clone())
+}
+
+async fn streamable_client(
+    url: String,
+    token: Option<&str>,
+    lifecycle: ClientLifecycleMode,
+) -> RunningService<RoleClient, ClientConfig> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url);
+    if let Some(token) = token {
+        config = config.auth_header(token);
+    }
+    let transport = StreamableHttpClientTransport::from_config(config);
+    serve_client_with_lifecycle(ClientConfig::default(), transport, lifecycle)
+        .await
+        .unwrap()
+}
+
+async fn echo_round_trip(client: &RunningService<RoleClient, ClientConfig>, word: &str) {
+    let tools = client.list_all_tools().await.unwrap();
+    let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["echo", "sleep"]);
+    let result = client
+        .call_tool(call("echo", serde_json::json!({ "text": word })))
+        .await
+        .unwrap();
+    assert_eq!(text(&result), word);
+    assert_ne!(result.is_error, Some(true));
+}
+
+#[tokio::test]
+async fn streamable_http_serves_both_protocol_eras() {
+    let server = start(args(&[Transport::Http])).await;
+    let handshake =
+        streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    assert_eq!(
+        handshake.peer_info().unwrap().protocol_version,
+        ProtocolVersion::V_2025_11_25
+    );
+    echo_round_trip(&handshake, "handshake era").await;
+
+    let stateless = streamable_client(
+        server.url("/mcp"),
+        None,
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await;
+    echo_round_trip(&stateless, "stateless era").await;
+
+    handshake.cancel().await.unwrap();
+    stateless.cancel().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn legacy_sse_round_trip_with_concurrent_sessions() {
+    let server = start(args(&[Transport::Http, Transport::Sse])).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let transport = mcp_core::connect_sse(&server.url("/sse"), SseClientOptions::default())
+            .await
+            .unwrap();
+        clients.push(ClientConfig::default().serve(transport).await.unwrap());
+    }
+    let calls = clients.iter().enumerate().map(|(i, client)| async move {
+        echo_round_trip(client, &format!("session {i}")).await;
+    });
+    futures::future::join_all(calls).await;
+    // The same listener still speaks Streamable HTTP.
+    let modern = streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    echo_round_trip(&modern, "both on one port").await;
+    for client in clients {
+        client.cancel().await.unwrap();
+    }
+    modern.cancel().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn sse_only_listener_has_no_streamable_endpoint() {
+    let server = start(args(&[Transport::Sse])).await;
+    let response = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    server.shutdown().await.unwrap();
+}
+
+fn initialize_body() -> serde_json::Value {
+    serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": { "name": "attacker", "version": "1" },
+        },
+    })
+}
+
+async fn post_initialize(url: &str, headers: &[(&str, String)]) -> (reqwest::StatusCode, String) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("Accept", "application/json, text/event-stream")
+        .json(&initialize_body());
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    // Only read a body that ends on its own: an accepted initialize opens a stream.
+    let body = if status.is_success() {
+        String::new()
+    } else {
+        response.text().await.unwrap()
+    };
+    (status, body)
+}
+
+#[tokio::test]
+async fn dns_rebinding_hosts_and_foreign_origins_get_403_everywhere() {
+    let server = start(args(&[Transport::Http, Transport::Sse])).await;
+    let port = server.local_addr().port();
+    let evil = [
+        vec![("Host", "evil.example.com".to_owned())],
+        vec![("Host", format!("evil.example.com:{port}"))],
+        vec![
+            ("Host", format!("evil.example.com:{port}")),
+            ("Origin", "http://evil.example.com".to_owned()),
+        ],
+        vec![("Origin", "http://evil.example.com".to_owned())],
+        vec![("Origin", format!("http://localhost:{}", port + 1))],
+        vec![("Origin", "null".to_owned())],
+        vec![("Host", format!("localhost:{}", port + 1))],
+    ];
+    for path in ["/mcp", "/messages?sessionId=x", "/health"] {
+        for headers in &evil {
+            let (status, body) = post_initialize(&server.url(path), headers).await;
+            assert_eq!(status, 403, "{path} {headers:?}");
+            assert!(body.contains("not allowed"), "{body}");
+        }
+    }
+    let sse = reqwest::Client::new()
+        .get(server.url("/sse"))
+        .header("Host", "evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 403);
+
+    // What the conformance suite sends for a legitimate client.
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let headers = [("Host", host.clone()), ("Origin", format!("http://{host}"))];
+        let (status, _) = post_initialize(&server.url("/mcp"), &headers).await;
+        assert!(status.is_success(), "{host}: {status}");
+    }
+    // The server is still fine.
+    let client = streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    echo_round_trip(&client, "still serving").await;
+    client.cancel().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bearer_token_is_required_on_mcp_routes() {
+    let mut serve_args = args(&[Transport::Http, Transport::Sse]);
+    serve_args.auth_token = Some("correct horse".to_owned());
+    let server = start(serve_args).await;
+
+    for headers in [
+        vec![],
+        vec![("Authorization", "Bearer wrong".to_owned())],
+        vec![("Authorization", "Bearer correct hors".to_owned())],
+        vec![("Authorization", "Basic Y29ycmVjdCBob3JzZQ==".to_owned())],
+    ] {
+        let (status, body) = post_initialize(&server.url("/mcp"), &headers).await;
+        assert_eq!(status, 401, "{headers:?}");
+        assert!(body.contains("Unauthorized"), "{body}");
+    }
+    let refused = reqwest::get(server.url("/sse")).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    let refused = mcp_core::connect_sse(&server.url("/sse"), SseClientOptions::default()).await;
+    assert!(matches!(
+        refused,
+        Err(mcp_core::SseClientError::Status { status: 401, .. })
+    ));
+
+    // Health checks need no token.
+    let health = reqwest::get(server.url("/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let client = streamable_client(
+        server.url("/mcp"),
+        Some("correct horse"),
+        ClientLifecycleMode::Initialize,
+    )
+    .await;
+    echo_round_trip(&client, "authorized").await;
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", "Bearer correct horse".parse().unwrap());
+    let options = SseClientOptions {
+        headers,
+        ..SseClientOptions::default()
+    };
+    let transport = mcp_core::connect_sse(&server.url("/sse"), options)
+        .await
+        .unwrap();
+    let legacy = ClientConfig::default().serve(transport).await.unwrap();
+    echo_round_trip(&legacy, "authorized legacy").await;
+    client.cancel().await.unwrap();
+    legacy.cancel().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_and_the_server_keeps_serving() {
+    let mut serve_args = args(&[Transport::Http, Transport::Sse]);
+    serve_args.max_body_bytes = 4096;
+    let server = start(serve_args).await;
+    let huge = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "echo", "arguments": { "text": "x".repeat(10_000) } },
+    });
+    for path in ["/mcp", "/messages?sessionId=x"] {
+        let response = reqwest::Client::new()
+            .post(server.url(path))
+            .header("Accept", "application/json, text/event-stream")
+            .json(&huge)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 413, "{path}");
+    }
+    // Chunked, without a Content-Length to refuse early.
+    let chunks = futures::stream::iter(
+        (0..10).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1000]))),
+    );
+    let response = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .header("Accept", "application/json, text/event-stream")
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+
+    let client = streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    echo_round_trip(&client, "small enough").await;
+    client.cancel().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_messages_get_json_rpc_errors_over_http() {
+    let server = start(args(&[Transport::Http, Transport::Sse])).await;
+    let response = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .header("Accept", "application/json, text/event-stream")
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32700);
+    assert_eq!(body["id"], serde_json::Value::Null);
+
+    // A live legacy session, then garbage posted to it.
+    let transport = mcp_core::connect_sse(&server.url("/sse"), SseClientOptions::default())
+        .await
+        .unwrap();
+    let legacy = ClientConfig::default().serve(transport).await.unwrap();
+    let unknown = reqwest::Client::new()
+        .post(server.url("/messages?sessionId=nope"))
+        .json(&serde_json::json!({"jsonrpc": "2.0", "method": "ping", "id": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let missing = reqwest::Client::new()
+        .post(server.url("/messages"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+    echo_round_trip(&legacy, "after garbage").await;
+    legacy.cancel().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn garbage_posted_to_a_live_sse_session_is_a_parse_error() {
+    let server = start(args(&[Transport::Sse])).await;
+    // Read the endpoint event by hand to learn the session URL.
+    let mut stream = reqwest::get(server.url("/sse")).await.unwrap();
+    let mut seen = String::new();
+    while !seen.contains("sessionId=") || !seen.contains("\n\n") {
+        let chunk = stream.chunk().await.unwrap().unwrap();
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let endpoint = seen
+        .lines()
+        .find_map(|line| line.strip_prefix("data: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(endpoint.starts_with("/messages?sessionId="), "{endpoint}");
+    let response = reqwest::Client::new()
+        .post(server.url(&endpoint))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32700);
+    assert!(body.as_object().unwrap().contains_key("id"));
+    let ping = reqwest::Client::new()
+        .post(server.url(&endpoint))
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 202);
+    drop(stream);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn slow_tools_outlive_the_request_timeout_but_slow_clients_do_not() {
+    let mut serve_args = args(&[Transport::Http, Transport::Sse]);
+    serve_args.request_timeout = 1;
+    let server = start(serve_args).await;
+
+    // The timeout bounds how long a response takes to start; a tool may work longer.
+    let client = streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    let result = client
+        .call_tool(call("sleep", serde_json::json!({ "millis": 2500 })))
+        .await
+        .unwrap();
+    assert_eq!(text(&result), "slept 2500 ms");
+    let transport = mcp_core::connect_sse(&server.url("/sse"), SseClientOptions::default())
+        .await
+        .unwrap();
+    let legacy = ClientConfig::default().serve(transport).await.unwrap();
+    let result = legacy
+        .call_tool(call("sleep", serde_json::json!({ "millis": 2500 })))
+        .await
+        .unwrap();
+    assert_eq!(text(&result), "slept 2500 ms");
+
+    // A client that announces a body and never sends it is cut off.
+    let mut socket = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\"",
+        server.local_addr()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .expect("the server must answer a stalled request")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    client.cancel().await.unwrap();
+    legacy.cancel().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_sessions_and_streams() {
+    let server = start(args(&[Transport::Http, Transport::Sse])).await;
+    let transport = mcp_core::connect_sse(&server.url("/sse"), SseClientOptions::default())
+        .await
+        .unwrap();
+    let legacy = ClientConfig::default().serve(transport).await.unwrap();
+    let modern = streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    echo_round_trip(&legacy, "before").await;
+    echo_round_trip(&modern, "before").await;
+    let started = std::time::Instant::now();
+    server.shutdown().await.unwrap();
+    // Well inside the grace period: nothing was left hanging.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), legacy.waiting())
+        .await
+        .expect("the legacy client must notice the server is gone");
+    assert!(ended.is_ok());
+    drop(modern);
+}
+
+#[tokio::test]
+async fn refuses_non_loopback_addresses_unless_told() {
+    let serve_args = ServeArgs::http("0.0.0.0:0".parse().unwrap(), &[Transport::Http]);
+    let refused = HttpServer::start(Probe, &serve_args).await;
+    assert!(matches!(
+        refused,
+        Err(mcp_core::ServeError::NotLoopback { .. })
+    ));
+    let message = refused.err().unwrap().to_string();
+    assert!(message.contains("--allow-remote"), "{message}");
+
+    let mut serve_args = serve_args;
+    serve_args.allow_remote = true;
+    let server = HttpServer::start(Probe, &serve_args).await.unwrap();
+    server.shutdown().await.unwrap();
+
+    let stdio_and_http = ServeArgs::http(
+        "127.0.0.1:0".parse().unwrap(),
+        &[Transport::Stdio, Transport::Http],
+    );
+    assert!(matches!(
+        HttpServer::start(Probe, &stdio_and_http).await,
+        Err(mcp_core::ServeError::StdioCombined)
+    ));
+}
+
+#[tokio::test]
+async fn health_reports_ok() {
+    let server = start(args(&[Transport::Http])).await;
+    let health: serde_json::Value = reqwest::get(server.url("/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    server.shutdown().await.unwrap();
+}
