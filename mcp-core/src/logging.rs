@@ -6,12 +6,15 @@ use crate::args::LogLevel;
 
 /// Installs a stderr `tracing` subscriber.
 ///
-/// `level` (from `--log-level`) wins over `RUST_LOG`; with neither, `info`. Calling it twice is
-/// harmless (the second call keeps the first subscriber), so tests and binaries can both call it.
+/// `level` (from `--log-level`) wins over `RUST_LOG`; with neither, `info` for our code and
+/// `warn` for rmcp's per-message chatter. Calling it twice is harmless (the second call keeps the
+/// first subscriber), so tests and binaries can both call it.
 pub fn init_logging(level: Option<LogLevel>) {
     let filter = match level {
         Some(level) => EnvFilter::new(level.as_str()),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"))
+        }
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

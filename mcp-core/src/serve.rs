@@ -56,7 +56,7 @@ pub enum ServeError {
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
     #[error("the MCP session failed to start: {0}")]
-    Initialize(#[from] ServerInitializeError),
+    Initialize(Box<ServerInitializeError>),
 }
 
 /// Serves `handler` as `args` say, until end of input (stdio), SIGINT or SIGTERM.
@@ -104,7 +104,7 @@ where
             tracing::info!("stdio closed before the session started");
             return Ok(());
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => return Err(ServeError::Initialize(Box::new(error))),
     };
     let reason = running.waiting().await;
     tracing::info!(?reason, "stdio session ended");

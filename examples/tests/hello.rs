@@ -1,0 +1,436 @@
+//! The `hello` binary end to end, as hosts run it: spawned over stdio, and as an HTTP listener
+//! serving Streamable HTTP and legacy SSE, with our client side (rmcp + mcp-core) and with the
+//! official TypeScript SDK as peers, in both protocol eras.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use mcp_core::{SseClientOptions, testing::text};
+use rmcp::{
+    RoleClient, ServiceExt,
+    model::{CallToolRequestParams, ClientConfig, ProtocolVersion},
+    service::{ClientLifecycleMode, RunningService, serve_client_with_lifecycle},
+    transport::{
+        StreamableHttpClientTransport, TokioChildProcess,
+        streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::{Child, Command},
+};
+
+const HELLO: &str = env!("CARGO_BIN_EXE_hello");
+
+fn handshake() -> ClientLifecycleMode {
+    ClientLifecycleMode::Initialize
+}
+
+fn stateless() -> ClientLifecycleMode {
+    ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    }
+}
+
+fn call(tool: &str, arguments: serde_json::Value) -> CallToolRequestParams {
+    CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(arguments.as_object().unwrap().clone())
+}
+
+/// Lists the tools and calls both, as any host would first do.
+async fn exercise(client: &RunningService<RoleClient, ClientConfig>) {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["add", "greet"]);
+    let greeting = client
+        .call_tool(call(
+            "greet",
+            serde_json::json!({"name": "Ada", "language": "fr"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(text(&greeting), "Bonjour, Ada!");
+    let sum = client
+        .call_tool(call("add", serde_json::json!({"a": 40, "b": 2})))
+        .await
+        .unwrap();
+    assert_eq!(text(&sum), "42");
+    let refused = client
+        .call_tool(call(
+            "greet",
+            serde_json::json!({"name": "Ada", "language": "xx"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    assert!(text(&refused).contains("use en, fr or de"));
+}
+
+#[tokio::test]
+async fn stdio_with_rmcp_in_both_eras() {
+    for lifecycle in [handshake(), stateless()] {
+        let mut command = Command::new(HELLO);
+        command.stderr(Stdio::null());
+        let transport = TokioChildProcess::new(command).unwrap();
+        let client = serve_client_with_lifecycle(ClientConfig::default(), transport, lifecycle)
+            .await
+            .unwrap();
+        exercise(&client).await;
+        client.cancel().await.unwrap();
+    }
+}
+
+/// Raw JSON-RPC over the binary's stdin/stdout, including what a broken client would send.
+#[tokio::test]
+async fn stdio_answers_bad_input_and_keeps_serving() {
+    let mut child = Command::new(HELLO)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut exchange = async |line: &str| -> serde_json::Value {
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
+            .await
+            .expect("the server must answer")
+            .unwrap()
+            .expect("stdout closed");
+        serde_json::from_str(&answer).expect("stdout carries only JSON-RPC")
+    };
+
+    let init = exchange(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#).await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "hello");
+
+    let garbage = exchange("{this is not json").await;
+    assert_eq!(garbage["error"]["code"], -32700);
+    assert!(garbage.as_object().unwrap().contains_key("id"));
+    assert_eq!(garbage["id"], serde_json::Value::Null);
+
+    let unknown = exchange(r#"{"jsonrpc":"2.0","id":2,"method":"no/such/method"}"#).await;
+    assert_eq!(unknown["error"]["code"], -32601);
+    assert_eq!(unknown["id"], 2);
+
+    let wrong_type = exchange(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":"forty","b":2}}}"#).await;
+    assert_eq!(wrong_type["id"], 3);
+    assert_eq!(wrong_type["result"]["isError"], true);
+    let message = wrong_type["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(message.contains("invalid type"), "{message}");
+
+    let missing = exchange(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"greet","arguments":{}}}"#).await;
+    assert_eq!(missing["result"]["isError"], true);
+    assert!(
+        missing["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("name")
+    );
+
+    let no_tool = exchange(
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"nope","arguments":{}}}"#,
+    )
+    .await;
+    assert_eq!(no_tool["id"], 5);
+    assert!(no_tool.get("error").is_some());
+
+    let bad_params = exchange(r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":7}"#).await;
+    assert_eq!(bad_params["error"]["code"], -32602);
+    assert_eq!(bad_params["id"], 6);
+
+    // Still serving after all that.
+    let ok = exchange(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#).await;
+    assert_eq!(ok["result"]["content"][0]["text"], "3");
+
+    // End of input ends the server cleanly.
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the server must exit at end of input")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+/// A `hello` HTTP listener on a free port; killed when dropped.
+struct HttpHello {
+    child: Child,
+    base: String,
+}
+
+impl HttpHello {
+    async fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(HELLO)
+            .args([
+                "--transport",
+                "http,sse",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-level",
+                "info",
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = stderr.next_line().await.unwrap() {
+                if let Some(at) = line.find("http://127.0.0.1:") {
+                    let url = line[at..].split_whitespace().next().unwrap();
+                    return url
+                        .trim_end_matches(',')
+                        .trim_end_matches("/mcp")
+                        .to_owned();
+                }
+            }
+            panic!("hello exited before listening");
+        })
+        .await
+        .expect("hello must log where it listens");
+        // Keep draining stderr so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        Self { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("the server must exit on SIGTERM")
+            .unwrap()
+    }
+}
+
+async fn streamable(
+    url: String,
+    token: Option<&str>,
+    lifecycle: ClientLifecycleMode,
+) -> RunningService<RoleClient, ClientConfig> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url);
+    if let Some(token) = token {
+        config = config.auth_header(token);
+    }
+    serve_client_with_lifecycle(
+        ClientConfig::default(),
+        StreamableHttpClientTransport::from_config(config),
+        lifecycle,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn http_and_sse_with_our_clients_then_sigterm() {
+    let server = HttpHello::start(&[]).await;
+    for lifecycle in [handshake(), stateless()] {
+        let client = streamable(server.url("/mcp"), None, lifecycle).await;
+        exercise(&client).await;
+        client.cancel().await.unwrap();
+    }
+    let transport = mcp_core::connect_sse(&server.url("/sse"), SseClientOptions::default())
+        .await
+        .unwrap();
+    let legacy = ClientConfig::default().serve(transport).await.unwrap();
+    exercise(&legacy).await;
+
+    // A web page on another origin cannot drive it (DNS rebinding / CSRF).
+    let refused = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .header("Origin", "https://evil.example.com")
+        .header("Accept", "application/json, text/event-stream")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    // SIGTERM with a legacy session still open: a clean, prompt exit.
+    let started = Instant::now();
+    let status = server.terminate().await;
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    drop(legacy);
+}
+
+#[tokio::test]
+async fn stdio_server_exits_cleanly_on_sigterm() {
+    let mut child = Command::new(HELLO)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")
+        .await
+        .unwrap();
+    let pong = stdout.next_line().await.unwrap().unwrap();
+    assert!(pong.contains("\"id\":1"), "{pong}");
+    let pid = child.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the stdio server must exit on SIGTERM while stdin is still open")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+// ---- The official TypeScript SDK as the client --------------------------------------------
+
+fn node_peers() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../conformance/peers/node")
+}
+
+/// Installs the pinned SDK once (from package-lock.json) if it is not there yet.
+async fn ensure_node_peers() -> PathBuf {
+    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let dir = node_peers();
+    INSTALLED
+        .get_or_init(|| async {
+            if dir.join("node_modules/@modelcontextprotocol/sdk/package.json").exists() {
+                return;
+            }
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status()
+                .await
+                .expect("npm is needed for the TypeScript SDK peer tests: install Node.js (>= 18) and npm");
+            assert!(status.success(), "npm ci in {} failed", dir.display());
+        })
+        .await;
+    dir
+}
+
+fn ts_calls() -> String {
+    serde_json::json!([
+        {"name": "greet", "arguments": {"name": "Ada", "language": "de"}},
+        {"name": "greet", "arguments": {"name": "Ada", "language": "xx"}},
+        {"name": "add", "arguments": {"a": "forty", "b": 2}},
+        {"name": "add", "arguments": {"a": 9007199254740000i64, "b": 1}},
+    ])
+    .to_string()
+}
+
+async fn run_ts_client(args: &[&str]) -> std::process::Output {
+    let dir = ensure_node_peers().await;
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new("node")
+            .arg(dir.join("client.mjs"))
+            .args(args)
+            .env("MCP_PEER_CALLS", ts_calls())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the TypeScript client must finish")
+    .expect("node is needed for the TypeScript SDK peer tests")
+}
+
+fn check_ts_report(output: &std::process::Output) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "TypeScript client failed: {}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["protocolVersion"], "2025-11-25");
+    assert_eq!(report["server"]["name"], "hello");
+    let mut tools: Vec<&str> = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    tools.sort();
+    assert_eq!(tools, ["add", "greet"]);
+    let calls = report["calls"].as_array().unwrap();
+    assert_eq!(calls[0]["result"]["content"][0]["text"], "Hallo, Ada!");
+    assert_eq!(calls[1]["result"]["isError"], true);
+    assert!(
+        calls[1]["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("unknown language")
+    );
+    assert_eq!(calls[2]["result"]["isError"], true, "{}", calls[2]);
+    assert_eq!(calls[3]["result"]["content"][0]["text"], "9007199254740001");
+}
+
+#[tokio::test]
+async fn typescript_sdk_over_stdio() {
+    let output = run_ts_client(&["stdio", HELLO, "--log-level", "warn"]).await;
+    check_ts_report(&output);
+}
+
+#[tokio::test]
+async fn typescript_sdk_over_streamable_http_and_legacy_sse() {
+    let server = HttpHello::start(&[]).await;
+    check_ts_report(&run_ts_client(&["http", &server.url("/mcp")]).await);
+    check_ts_report(&run_ts_client(&["sse", &server.url("/sse")]).await);
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test]
+async fn typescript_sdk_with_a_bearer_token() {
+    let server = HttpHello::start(&["--auth-token", "tea-for-two"]).await;
+    check_ts_report(&run_ts_client(&["http", &server.url("/mcp"), "tea-for-two"]).await);
+    check_ts_report(&run_ts_client(&["sse", &server.url("/sse"), "tea-for-two"]).await);
+    for transport in ["http", "sse"] {
+        let path = if transport == "http" { "/mcp" } else { "/sse" };
+        let refused = run_ts_client(&[transport, &server.url(path), "wrong"]).await;
+        assert!(
+            !refused.status.success(),
+            "{transport} with a wrong token must fail"
+        );
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("401") || stderr.contains("Unauthorized"),
+            "{stderr}"
+        );
+    }
+    // And our own client with the token.
+    let client = streamable(server.url("/mcp"), Some("tea-for-two"), handshake()).await;
+    exercise(&client).await;
+    client.cancel().await.unwrap();
+    assert!(server.terminate().await.success());
+}
