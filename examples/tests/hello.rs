@@ -9,40 +9,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mcp_core::{SseClientOptions, testing::text};
+use mcp_core::{
+    SseClientOptions,
+    testing::{Era, NetworkClient, connect_http, connect_legacy_sse, text, tool_call},
+};
 use rmcp::{
-    RoleClient, ServiceExt,
-    model::{CallToolRequestParams, ClientConfig, ProtocolVersion},
-    service::{ClientLifecycleMode, RunningService, serve_client_with_lifecycle},
-    transport::{
-        StreamableHttpClientTransport, TokioChildProcess,
-        streamable_http_client::StreamableHttpClientTransportConfig,
-    },
+    model::{ClientConfig, ProtocolVersion},
+    service::{ClientLifecycleMode, serve_client_with_lifecycle},
+    transport::TokioChildProcess,
 };
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    process::{Child, Command},
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdin, ChildStdout, Command},
 };
 
 const HELLO: &str = env!("CARGO_BIN_EXE_hello");
 
-fn handshake() -> ClientLifecycleMode {
-    ClientLifecycleMode::Initialize
-}
-
-fn stateless() -> ClientLifecycleMode {
-    ClientLifecycleMode::Discover {
-        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-    }
-}
-
-fn call(tool: &str, arguments: serde_json::Value) -> CallToolRequestParams {
-    CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(arguments.as_object().unwrap().clone())
-}
-
 /// Lists the tools and calls both, as any host would first do.
-async fn exercise(client: &RunningService<RoleClient, ClientConfig>) {
+async fn exercise(client: &NetworkClient) {
     let mut names: Vec<String> = client
         .list_all_tools()
         .await
@@ -53,7 +37,7 @@ async fn exercise(client: &RunningService<RoleClient, ClientConfig>) {
     names.sort();
     assert_eq!(names, ["add", "greet"]);
     let greeting = client
-        .call_tool(call(
+        .call_tool(tool_call(
             "greet",
             serde_json::json!({"name": "Ada", "language": "fr"}),
         ))
@@ -61,12 +45,12 @@ async fn exercise(client: &RunningService<RoleClient, ClientConfig>) {
         .unwrap();
     assert_eq!(text(&greeting), "Bonjour, Ada!");
     let sum = client
-        .call_tool(call("add", serde_json::json!({"a": 40, "b": 2})))
+        .call_tool(tool_call("add", serde_json::json!({"a": 40, "b": 2})))
         .await
         .unwrap();
     assert_eq!(text(&sum), "42");
     let refused = client
-        .call_tool(call(
+        .call_tool(tool_call(
             "greet",
             serde_json::json!({"name": "Ada", "language": "xx"}),
         ))
@@ -78,7 +62,10 @@ async fn exercise(client: &RunningService<RoleClient, ClientConfig>) {
 
 #[tokio::test]
 async fn stdio_with_rmcp_in_both_eras() {
-    for lifecycle in [handshake(), stateless()] {
+    let stateless = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    for lifecycle in [ClientLifecycleMode::Initialize, stateless] {
         let mut command = Command::new(HELLO);
         command.stderr(Stdio::null());
         let transport = TokioChildProcess::new(command).unwrap();
@@ -90,9 +77,8 @@ async fn stdio_with_rmcp_in_both_eras() {
     }
 }
 
-/// Raw JSON-RPC over the binary's stdin/stdout, including what a broken client would send.
-#[tokio::test]
-async fn stdio_answers_bad_input_and_keeps_serving() {
+/// `hello` on piped stdio, with its stdin and a line reader over its stdout.
+fn spawn_stdio() -> (Child, ChildStdin, Lines<BufReader<ChildStdout>>) {
     let mut child = Command::new(HELLO)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -100,8 +86,15 @@ async fn stdio_answers_bad_input_and_keeps_serving() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, stdin, stdout)
+}
+
+/// Raw JSON-RPC over the binary's stdin/stdout, including what a broken client would send.
+#[tokio::test]
+async fn stdio_answers_bad_input_and_keeps_serving() {
+    let (mut child, mut stdin, mut stdout) = spawn_stdio();
     let mut exchange = async |line: &str| -> serde_json::Value {
         stdin
             .write_all(format!("{line}\n").as_bytes())
@@ -229,36 +222,17 @@ impl HttpHello {
     }
 }
 
-async fn streamable(
-    url: String,
-    token: Option<&str>,
-    lifecycle: ClientLifecycleMode,
-) -> RunningService<RoleClient, ClientConfig> {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(url);
-    if let Some(token) = token {
-        config = config.auth_header(token);
-    }
-    serve_client_with_lifecycle(
-        ClientConfig::default(),
-        StreamableHttpClientTransport::from_config(config),
-        lifecycle,
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn http_and_sse_with_our_clients_then_sigterm() {
     let server = HttpHello::start(&[]).await;
-    for lifecycle in [handshake(), stateless()] {
-        let client = streamable(server.url("/mcp"), None, lifecycle).await;
+    for era in [Era::Handshake, Era::Stateless] {
+        let client = connect_http(&server.url("/mcp"), era, None).await.unwrap();
         exercise(&client).await;
         client.cancel().await.unwrap();
     }
-    let transport = mcp_core::connect_sse(&server.url("/sse"), SseClientOptions::default())
+    let legacy = connect_legacy_sse(&server.url("/sse"), SseClientOptions::default())
         .await
         .unwrap();
-    let legacy = ClientConfig::default().serve(transport).await.unwrap();
     exercise(&legacy).await;
 
     // A web page on another origin cannot drive it (DNS rebinding / CSRF).
@@ -282,15 +256,7 @@ async fn http_and_sse_with_our_clients_then_sigterm() {
 
 #[tokio::test]
 async fn stdio_server_exits_cleanly_on_sigterm() {
-    let mut child = Command::new(HELLO)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut stdin, mut stdout) = spawn_stdio();
     stdin
         .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")
         .await
@@ -429,7 +395,9 @@ async fn typescript_sdk_with_a_bearer_token() {
         );
     }
     // And our own client with the token.
-    let client = streamable(server.url("/mcp"), Some("tea-for-two"), handshake()).await;
+    let client = connect_http(&server.url("/mcp"), Era::Handshake, Some("tea-for-two"))
+        .await
+        .unwrap();
     exercise(&client).await;
     client.cancel().await.unwrap();
     assert!(server.terminate().await.success());

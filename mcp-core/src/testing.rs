@@ -1,4 +1,5 @@
-//! An in-process client/server pair over the real protocol, for unit tests of a server's tools.
+//! An in-process client/server pair over the real protocol, for unit tests of a server's tools,
+//! and the same client over HTTP or legacy SSE for tests of a listening server.
 //!
 //! The server runs on the same line transport as stdio (through an in-memory pipe), and the
 //! client is rmcp's, so a test sees exactly what a host would: schemas, annotations, errors.
@@ -25,6 +26,9 @@ use rmcp::{
     RoleClient, ServerHandler, ServiceExt,
     model::{CallToolRequestParams, CallToolResult, ClientConfig, ContentBlock, ProtocolVersion},
     service::{ClientLifecycleMode, RunningService, ServiceError, serve_client_with_lifecycle},
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
 };
 use tokio::task::JoinHandle;
 
@@ -66,11 +70,7 @@ impl TestClient {
         tool: &str,
         arguments: serde_json::Value,
     ) -> Result<CallToolResult, ServiceError> {
-        let mut params = CallToolRequestParams::new(tool.to_owned());
-        if let serde_json::Value::Object(arguments) = arguments {
-            params = params.with_arguments(arguments);
-        }
-        self.client.call_tool(params).await
+        self.client.call_tool(tool_call(tool, arguments)).await
     }
 
     /// Ends the session and waits for the server to stop.
@@ -81,10 +81,65 @@ impl TestClient {
     }
 }
 
-/// Why the test pair could not connect.
+/// Why the test client could not connect.
 #[derive(Debug, thiserror::Error)]
-#[error("the in-process client could not connect: {0}")]
-pub struct HarnessError(#[from] rmcp::service::ClientInitializeError);
+pub enum HarnessError {
+    #[error("the test client could not connect: {0}")]
+    Initialize(Box<rmcp::service::ClientInitializeError>),
+    #[error(transparent)]
+    Sse(#[from] crate::SseClientError),
+}
+
+impl From<rmcp::service::ClientInitializeError> for HarnessError {
+    fn from(error: rmcp::service::ClientInitializeError) -> Self {
+        Self::Initialize(Box::new(error))
+    }
+}
+
+/// A client connected over the network, to a server started with [`crate::HttpServer`] or a
+/// spawned binary.
+pub type NetworkClient = RunningService<RoleClient, ClientConfig>;
+
+/// The `tools/call` parameters for `tool` with JSON `arguments` (an object, or `null` for none).
+pub fn tool_call(tool: &str, arguments: serde_json::Value) -> CallToolRequestParams {
+    let mut params = CallToolRequestParams::new(tool.to_owned());
+    if let serde_json::Value::Object(arguments) = arguments {
+        params = params.with_arguments(arguments);
+    }
+    params
+}
+
+fn lifecycle(era: Era) -> ClientLifecycleMode {
+    match era {
+        Era::Handshake => ClientLifecycleMode::Initialize,
+        Era::Stateless => ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    }
+}
+
+/// Connects to a Streamable HTTP endpoint (`http://…/mcp`), with a bearer token if given.
+pub async fn connect_http(
+    url: &str,
+    era: Era,
+    bearer: Option<&str>,
+) -> Result<NetworkClient, HarnessError> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+    if let Some(token) = bearer {
+        config = config.auth_header(token);
+    }
+    let transport = StreamableHttpClientTransport::from_config(config);
+    Ok(serve_client_with_lifecycle(ClientConfig::default(), transport, lifecycle(era)).await?)
+}
+
+/// Connects to a legacy SSE endpoint (`http://…/sse`) with [`crate::connect_sse`].
+pub async fn connect_legacy_sse(
+    url: &str,
+    options: crate::SseClientOptions,
+) -> Result<NetworkClient, HarnessError> {
+    let transport = crate::connect_sse(url, options).await?;
+    Ok(ClientConfig::default().serve(transport).await?)
+}
 
 /// Connects a handshake-era client to `handler`.
 pub async fn connect<H: ServerHandler>(handler: H) -> Result<TestClient, HarnessError> {
@@ -104,13 +159,8 @@ pub async fn connect_with<H: ServerHandler>(
             let _ = running.waiting().await;
         }
     });
-    let lifecycle = match era {
-        Era::Handshake => ClientLifecycleMode::Initialize,
-        Era::Stateless => ClientLifecycleMode::Discover {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        },
-    };
-    let client = serve_client_with_lifecycle(ClientConfig::default(), client_io, lifecycle).await?;
+    let client =
+        serve_client_with_lifecycle(ClientConfig::default(), client_io, lifecycle(era)).await?;
     Ok(TestClient { client, server })
 }
 

@@ -4,17 +4,13 @@
 
 use std::time::Duration;
 
-use mcp_core::{HttpServer, ServeArgs, SseClientOptions, Transport, testing::text};
+use mcp_core::{
+    HttpServer, ServeArgs, SseClientOptions, Transport,
+    testing::{Era, NetworkClient, connect_http, connect_legacy_sse, text, tool_call},
+};
 use rmcp::{
-    RoleClient, ServerHandler, ServiceExt,
-    handler::server::wrapper::Parameters,
-    model::{CallToolRequestParams, ClientConfig, ProtocolVersion},
-    schemars,
-    service::{ClientLifecycleMode, RunningService, serve_client_with_lifecycle},
-    tool, tool_handler, tool_router,
-    transport::{
-        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
-    },
+    ServerHandler, handler::server::wrapper::Parameters, model::ProtocolVersion, schemars, tool,
+    tool_handler, tool_router,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -56,33 +52,13 @@ async fn start(args: ServeArgs) -> HttpServer {
     HttpServer::start(Probe, &args).await.unwrap()
 }
 
-fn call(tool: &str, arguments: serde_json::Value) -> CallToolRequestParams {
-    CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(arguments.as_object().unwrap().clone())
-}
-
-async fn streamable_client(
-    url: String,
-    token: Option<&str>,
-    lifecycle: ClientLifecycleMode,
-) -> RunningService<RoleClient, ClientConfig> {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(url);
-    if let Some(token) = token {
-        config = config.auth_header(token);
-    }
-    let transport = StreamableHttpClientTransport::from_config(config);
-    serve_client_with_lifecycle(ClientConfig::default(), transport, lifecycle)
-        .await
-        .unwrap()
-}
-
-async fn echo_round_trip(client: &RunningService<RoleClient, ClientConfig>, word: &str) {
+async fn echo_round_trip(client: &NetworkClient, word: &str) {
     let tools = client.list_all_tools().await.unwrap();
     let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
     assert_eq!(names, ["echo", "sleep"]);
     let result = client
-        .call_tool(call("echo", serde_json::json!({ "text": word })))
+        .call_tool(tool_call("echo", serde_json::json!({ "text": word })))
         .await
         .unwrap();
     assert_eq!(text(&result), word);
@@ -92,22 +68,18 @@ async fn echo_round_trip(client: &RunningService<RoleClient, ClientConfig>, word
 #[tokio::test]
 async fn streamable_http_serves_both_protocol_eras() {
     let server = start(args(&[Transport::Http])).await;
-    let handshake =
-        streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    let handshake = connect_http(&server.url("/mcp"), Era::Handshake, None)
+        .await
+        .unwrap();
     assert_eq!(
         handshake.peer_info().unwrap().protocol_version,
         ProtocolVersion::V_2025_11_25
     );
     echo_round_trip(&handshake, "handshake era").await;
 
-    let stateless = streamable_client(
-        server.url("/mcp"),
-        None,
-        ClientLifecycleMode::Discover {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        },
-    )
-    .await;
+    let stateless = connect_http(&server.url("/mcp"), Era::Stateless, None)
+        .await
+        .unwrap();
     echo_round_trip(&stateless, "stateless era").await;
 
     handshake.cancel().await.unwrap();
@@ -120,17 +92,20 @@ async fn legacy_sse_round_trip_with_concurrent_sessions() {
     let server = start(args(&[Transport::Http, Transport::Sse])).await;
     let mut clients = Vec::new();
     for _ in 0..3 {
-        let transport = mcp_core::connect_sse(&server.url("/sse"), SseClientOptions::default())
-            .await
-            .unwrap();
-        clients.push(ClientConfig::default().serve(transport).await.unwrap());
+        clients.push(
+            connect_legacy_sse(&server.url("/sse"), SseClientOptions::default())
+                .await
+                .unwrap(),
+        );
     }
     let calls = clients.iter().enumerate().map(|(i, client)| async move {
         echo_round_trip(client, &format!("session {i}")).await;
     });
     futures::future::join_all(calls).await;
     // The same listener still speaks Streamable HTTP.
-    let modern = streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    let modern = connect_http(&server.url("/mcp"), Era::Handshake, None)
+        .await
+        .unwrap();
     echo_round_trip(&modern, "both on one port").await;
     for client in clients {
         client.cancel().await.unwrap();
@@ -220,7 +195,9 @@ async fn dns_rebinding_hosts_and_foreign_origins_get_403_everywhere() {
         assert!(status.is_success(), "{host}: {status}");
     }
     // The server is still fine.
-    let client = streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    let client = connect_http(&server.url("/mcp"), Era::Handshake, None)
+        .await
+        .unwrap();
     echo_round_trip(&client, "still serving").await;
     client.cancel().await.unwrap();
     server.shutdown().await.unwrap();
@@ -255,12 +232,9 @@ async fn bearer_token_is_required_on_mcp_routes() {
     let health = reqwest::get(server.url("/health")).await.unwrap();
     assert_eq!(health.status(), 200);
 
-    let client = streamable_client(
-        server.url("/mcp"),
-        Some("correct horse"),
-        ClientLifecycleMode::Initialize,
-    )
-    .await;
+    let client = connect_http(&server.url("/mcp"), Era::Handshake, Some("correct horse"))
+        .await
+        .unwrap();
     echo_round_trip(&client, "authorized").await;
     let mut headers = http::HeaderMap::new();
     headers.insert("authorization", "Bearer correct horse".parse().unwrap());
@@ -268,10 +242,9 @@ async fn bearer_token_is_required_on_mcp_routes() {
         headers,
         ..SseClientOptions::default()
     };
-    let transport = mcp_core::connect_sse(&server.url("/sse"), options)
+    let legacy = connect_legacy_sse(&server.url("/sse"), options)
         .await
         .unwrap();
-    let legacy = ClientConfig::default().serve(transport).await.unwrap();
     echo_round_trip(&legacy, "authorized legacy").await;
     client.cancel().await.unwrap();
     legacy.cancel().await.unwrap();
@@ -311,7 +284,9 @@ async fn oversized_bodies_get_413_and_the_server_keeps_serving() {
         .unwrap();
     assert_eq!(response.status(), 413);
 
-    let client = streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    let client = connect_http(&server.url("/mcp"), Era::Handshake, None)
+        .await
+        .unwrap();
     echo_round_trip(&client, "small enough").await;
     client.cancel().await.unwrap();
     server.shutdown().await.unwrap();
@@ -334,10 +309,9 @@ async fn malformed_messages_get_json_rpc_errors_over_http() {
     assert_eq!(body["id"], serde_json::Value::Null);
 
     // A live legacy session, then garbage posted to it.
-    let transport = mcp_core::connect_sse(&server.url("/sse"), SseClientOptions::default())
+    let legacy = connect_legacy_sse(&server.url("/sse"), SseClientOptions::default())
         .await
         .unwrap();
-    let legacy = ClientConfig::default().serve(transport).await.unwrap();
     let unknown = reqwest::Client::new()
         .post(server.url("/messages?sessionId=nope"))
         .json(&serde_json::json!({"jsonrpc": "2.0", "method": "ping", "id": 1}))
@@ -402,18 +376,19 @@ async fn slow_tools_outlive_the_request_timeout_but_slow_clients_do_not() {
     let server = start(serve_args).await;
 
     // The timeout bounds how long a response takes to start; a tool may work longer.
-    let client = streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    let client = connect_http(&server.url("/mcp"), Era::Handshake, None)
+        .await
+        .unwrap();
     let result = client
-        .call_tool(call("sleep", serde_json::json!({ "millis": 2500 })))
+        .call_tool(tool_call("sleep", serde_json::json!({ "millis": 2500 })))
         .await
         .unwrap();
     assert_eq!(text(&result), "slept 2500 ms");
-    let transport = mcp_core::connect_sse(&server.url("/sse"), SseClientOptions::default())
+    let legacy = connect_legacy_sse(&server.url("/sse"), SseClientOptions::default())
         .await
         .unwrap();
-    let legacy = ClientConfig::default().serve(transport).await.unwrap();
     let result = legacy
-        .call_tool(call("sleep", serde_json::json!({ "millis": 2500 })))
+        .call_tool(tool_call("sleep", serde_json::json!({ "millis": 2500 })))
         .await
         .unwrap();
     assert_eq!(text(&result), "slept 2500 ms");
@@ -443,11 +418,12 @@ async fn slow_tools_outlive_the_request_timeout_but_slow_clients_do_not() {
 #[tokio::test]
 async fn shutdown_ends_open_sessions_and_streams() {
     let server = start(args(&[Transport::Http, Transport::Sse])).await;
-    let transport = mcp_core::connect_sse(&server.url("/sse"), SseClientOptions::default())
+    let legacy = connect_legacy_sse(&server.url("/sse"), SseClientOptions::default())
         .await
         .unwrap();
-    let legacy = ClientConfig::default().serve(transport).await.unwrap();
-    let modern = streamable_client(server.url("/mcp"), None, ClientLifecycleMode::Initialize).await;
+    let modern = connect_http(&server.url("/mcp"), Era::Handshake, None)
+        .await
+        .unwrap();
     echo_round_trip(&legacy, "before").await;
     echo_round_trip(&modern, "before").await;
     let started = std::time::Instant::now();
