@@ -77,9 +77,11 @@ async fn stdio_with_rmcp_in_both_eras() {
     }
 }
 
-/// `hello` on piped stdio, with its stdin and a line reader over its stdout.
+/// `hello` on piped stdio, with its stdin and a line reader over its stdout. It logs at `trace`
+/// (to stderr), so any log line that strayed onto stdout would break the JSON checks.
 fn spawn_stdio() -> (Child, ChildStdin, Lines<BufReader<ChildStdout>>) {
     let mut child = Command::new(HELLO)
+        .args(["--log-level", "trace"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -255,25 +257,31 @@ async fn http_and_sse_with_our_clients_then_sigterm() {
 }
 
 #[tokio::test]
-async fn stdio_server_exits_cleanly_on_sigterm() {
-    let (mut child, mut stdin, mut stdout) = spawn_stdio();
-    stdin
-        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")
-        .await
-        .unwrap();
-    let pong = stdout.next_line().await.unwrap().unwrap();
-    assert!(pong.contains("\"id\":1"), "{pong}");
-    let pid = child.id().unwrap().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("the stdio server must exit on SIGTERM while stdin is still open")
-        .unwrap();
-    assert!(status.success(), "{status}");
+async fn stdio_server_exits_cleanly_on_sigterm_and_sigint() {
+    for signal in ["-TERM", "-INT"] {
+        let (mut child, mut stdin, mut stdout) = spawn_stdio();
+        stdin
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")
+            .await
+            .unwrap();
+        let pong = stdout.next_line().await.unwrap().unwrap();
+        assert!(pong.contains("\"id\":1"), "{pong}");
+        let pid = child.id().unwrap().to_string();
+        let sent = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("the stdio server must exit on a signal while stdin is still open")
+            .unwrap();
+        assert!(status.success(), "{signal}: {status}");
+        // Nothing but protocol messages ever reached stdout.
+        assert_eq!(stdout.next_line().await.unwrap(), None);
+        drop(stdin);
+    }
 }
 
 // ---- The official TypeScript SDK as the client --------------------------------------------
