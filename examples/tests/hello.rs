@@ -4,11 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
 
+use mcp_conformance::{peers, suite};
 use mcp_core::{
     SseClientOptions,
     testing::{Era, NetworkClient, connect_http, connect_legacy_sse, text, tool_call},
@@ -286,31 +286,6 @@ async fn stdio_server_exits_cleanly_on_sigterm_and_sigint() {
 
 // ---- The official TypeScript SDK as the client --------------------------------------------
 
-fn node_peers() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../conformance/peers/node")
-}
-
-/// Installs the pinned SDK once (from package-lock.json) if it is not there yet.
-async fn ensure_node_peers() -> PathBuf {
-    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    let dir = node_peers();
-    INSTALLED
-        .get_or_init(|| async {
-            if dir.join("node_modules/@modelcontextprotocol/sdk/package.json").exists() {
-                return;
-            }
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .status()
-                .await
-                .expect("npm is needed for the TypeScript SDK peer tests: install Node.js (>= 18) and npm");
-            assert!(status.success(), "npm ci in {} failed", dir.display());
-        })
-        .await;
-    dir
-}
-
 fn ts_calls() -> String {
     serde_json::json!([
         {"name": "greet", "arguments": {"name": "Ada", "language": "de"}},
@@ -322,10 +297,15 @@ fn ts_calls() -> String {
 }
 
 async fn run_ts_client(args: &[&str]) -> std::process::Output {
-    let dir = ensure_node_peers().await;
+    let (node, dir) = tokio::task::spawn_blocking(|| {
+        let node = peers::node22().unwrap();
+        (node, peers::ensure_node_peers().unwrap())
+    })
+    .await
+    .unwrap();
     tokio::time::timeout(
         Duration::from_secs(60),
-        Command::new("node")
+        Command::new(node)
             .arg(dir.join("client.mjs"))
             .args(args)
             .env("MCP_PEER_CALLS", ts_calls())
@@ -408,5 +388,21 @@ async fn typescript_sdk_with_a_bearer_token() {
         .unwrap();
     exercise(&client).await;
     client.cancel().await.unwrap();
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test]
+async fn passes_the_official_suites_generic_server_scenarios() {
+    let server = HttpHello::start(&[]).await;
+    let report = suite::run_scenarios(&server.url("/mcp"), &suite::GENERIC_SERVER_SCENARIOS)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.scenarios.len(),
+        suite::GENERIC_SERVER_SCENARIOS.len(),
+        "{}",
+        report.table()
+    );
+    assert!(report.failed().is_empty(), "{}", report.table());
     assert!(server.terminate().await.success());
 }

@@ -1,0 +1,604 @@
+//! The "everything" fixture: one server with every tool, resource, prompt and utility the
+//! official conformance suite (`@modelcontextprotocol/conformance`) exercises, under the exact
+//! names it expects. It is built on mcp-core like our real servers, so the suite's verdict on it
+//! is a verdict on the protocol layer they all share.
+//!
+//! Every session (every stdio process, every HTTP session) gets its own log level and resource
+//! subscriptions: cloning the handler, which [`mcp_core::serve`] does per session, starts fresh.
+
+// The handshake-era features the suite tests (logging, resources/subscribe) are deprecated in
+// rmcp in favour of their 2026-07-28 replacements; this fixture must still serve them.
+#![allow(deprecated)]
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use mcp_core::ToolError;
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    handler::server::wrapper::Parameters,
+    model::*,
+    prompt, prompt_handler, prompt_router, schemars,
+    service::{Peer, RequestContext},
+    tool, tool_handler, tool_router,
+};
+use serde_json::{Value, json};
+
+/// A 1×1 red PNG.
+pub const PNG_BASE64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+/// A WAV header with no samples: the smallest valid audio file.
+pub const WAV_BASE64: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA=";
+
+const STATIC_TEXT: &str = "This is the content of the static text resource.";
+const WATCHED: &str = "test://watched-resource";
+
+/// The fixture server. [`Everything::default`] is ready to serve.
+#[derive(Default)]
+pub struct Everything {
+    session: Arc<Session>,
+}
+
+/// What one client session changes: its log level and its subscriptions.
+#[derive(Default)]
+struct Session {
+    // `None` until the client sets a level: then everything is sent.
+    min_log_level: Mutex<Option<LoggingLevel>>,
+    subscriptions: Mutex<HashSet<String>>,
+}
+
+impl Clone for Everything {
+    /// A new session: fresh log level and subscriptions.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn severity(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct SamplingArgs {
+    /// The prompt to send to the client's LLM.
+    prompt: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct ElicitationArgs {
+    /// The message to show the user.
+    message: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct TwoArgs {
+    /// First test argument.
+    arg1: String,
+    /// Second test argument.
+    arg2: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct ResourceUriArg {
+    /// URI of the resource to embed.
+    resource_uri: String,
+}
+
+/// The input schema of `json_schema_2020_12_tool`, kept exactly as written.
+fn schema_2020_12() -> Arc<JsonObject> {
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "$defs": {
+            "address": {
+                "type": "object",
+                "properties": {
+                    "street": { "type": "string" },
+                    "city": { "type": "string" }
+                }
+            }
+        },
+        "properties": {
+            "name": { "type": "string" },
+            "address": { "$ref": "#/$defs/address" }
+        },
+        "additionalProperties": false
+    });
+    match schema {
+        Value::Object(object) => Arc::new(object),
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
+async fn elicit(
+    peer: &Peer<RoleServer>,
+    message: String,
+    schema: Value,
+) -> Result<ElicitResult, ToolError> {
+    if peer
+        .peer_info()
+        .is_none_or(|info| info.capabilities.elicitation.is_none())
+    {
+        return Err(ToolError::new("the client does not support elicitation")
+            .with_hint("connect with a client that declares the elicitation capability"));
+    }
+    let requested_schema = serde_json::from_value(schema)
+        .map_err(|error| ToolError::new(format!("invalid elicitation schema: {error}")))?;
+    peer.create_elicitation(ElicitRequestParams::FormElicitationParams {
+        meta: None,
+        message,
+        requested_schema,
+    })
+    .await
+    .map_err(|error| ToolError::new(format!("elicitation failed: {error}")))
+}
+
+fn describe(result: &ElicitResult) -> String {
+    let action = serde_json::to_value(&result.action)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let content = result.content.clone().unwrap_or(Value::Null);
+    format!("action={action}, content={content}")
+}
+
+#[tool_router]
+impl Everything {
+    #[tool(
+        description = "Returns a simple text.",
+        annotations(read_only_hint = true)
+    )]
+    fn test_simple_text(&self) -> String {
+        "This is a simple text response for testing.".to_owned()
+    }
+
+    #[tool(
+        description = "Returns an image (a 1x1 red PNG).",
+        annotations(read_only_hint = true)
+    )]
+    fn test_image_content(&self) -> CallToolResult {
+        CallToolResult::success(vec![ContentBlock::image(PNG_BASE64, "image/png")])
+    }
+
+    #[tool(
+        description = "Returns audio (an empty WAV).",
+        annotations(read_only_hint = true)
+    )]
+    fn test_audio_content(&self) -> CallToolResult {
+        CallToolResult::success(vec![ContentBlock::audio(WAV_BASE64, "audio/wav")])
+    }
+
+    #[tool(
+        description = "Returns an embedded text resource.",
+        annotations(read_only_hint = true)
+    )]
+    fn test_embedded_resource(&self) -> CallToolResult {
+        CallToolResult::success(vec![ContentBlock::resource(ResourceContents::text(
+            "This is an embedded resource content.",
+            "test://embedded-resource",
+        ))])
+    }
+
+    #[tool(
+        description = "Returns text, an image and a resource.",
+        annotations(read_only_hint = true)
+    )]
+    fn test_multiple_content_types(&self) -> CallToolResult {
+        CallToolResult::success(vec![
+            ContentBlock::text("Multiple content types test:"),
+            ContentBlock::image(PNG_BASE64, "image/png"),
+            ContentBlock::resource(
+                ResourceContents::text(
+                    r#"{"test":"data","value":123}"#,
+                    "test://mixed-content-resource",
+                )
+                .with_mime_type("application/json"),
+            ),
+        ])
+    }
+
+    #[tool(description = "Sends three info log messages while it runs.")]
+    async fn test_tool_with_logging(&self, peer: Peer<RoleServer>) -> String {
+        let messages = [
+            "Tool execution started",
+            "Tool processing data",
+            "Tool execution completed",
+        ];
+        for (i, message) in messages.into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            self.log(&peer, LoggingLevel::Info, message).await;
+        }
+        "Tool with logging executed successfully".to_owned()
+    }
+
+    #[tool(description = "Always fails, as a tool error the model can read.")]
+    fn test_error_handling(&self) -> Result<String, ToolError> {
+        Err(ToolError::new(
+            "This tool intentionally returns an error for testing",
+        ))
+    }
+
+    #[tool(description = "Reports progress 0, 50 and 100 of 100 while it runs.")]
+    async fn test_tool_with_progress(
+        &self,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> String {
+        let token = meta.get_progress_token();
+        for (i, progress) in [0.0, 50.0, 100.0].into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if let Some(token) = &token {
+                let update =
+                    ProgressNotificationParam::new(token.clone(), progress).with_total(100.0);
+                if let Err(error) = peer.notify_progress(update).await {
+                    tracing::warn!(%error, "could not send a progress notification");
+                }
+            }
+        }
+        "Tool with progress executed successfully".to_owned()
+    }
+
+    #[tool(description = "Asks the client's LLM to answer the prompt (sampling).")]
+    async fn test_sampling(
+        &self,
+        Parameters(SamplingArgs { prompt }): Parameters<SamplingArgs>,
+        peer: Peer<RoleServer>,
+    ) -> Result<String, ToolError> {
+        if peer
+            .peer_info()
+            .is_none_or(|info| info.capabilities.sampling.is_none())
+        {
+            return Err(ToolError::new("the client does not support sampling")
+                .with_hint("connect with a client that declares the sampling capability"));
+        }
+        let request: CreateMessageRequestParams = serde_json::from_value(json!({
+            "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
+            "maxTokens": 100,
+        }))
+        .map_err(|error| ToolError::new(format!("invalid sampling request: {error}")))?;
+        let answer = peer
+            .create_message(request)
+            .await
+            .map_err(|error| ToolError::new(format!("sampling failed: {error}")))?;
+        let answer = serde_json::to_value(&answer.message.content).unwrap_or_default();
+        let text = answer
+            .get("text")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| answer.to_string());
+        Ok(format!("LLM response: {text}"))
+    }
+
+    #[tool(description = "Asks the user for a username and an email (elicitation).")]
+    async fn test_elicitation(
+        &self,
+        Parameters(ElicitationArgs { message }): Parameters<ElicitationArgs>,
+        peer: Peer<RoleServer>,
+    ) -> Result<String, ToolError> {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "username": { "type": "string", "description": "User's response" },
+                "email": { "type": "string", "description": "User's email address" }
+            },
+            "required": ["username", "email"]
+        });
+        let result = elicit(&peer, message, schema).await?;
+        Ok(format!("User response: {}", describe(&result)))
+    }
+
+    #[tool(description = "Elicitation whose fields all have defaults (SEP-1034).")]
+    async fn test_elicitation_sep1034_defaults(
+        &self,
+        peer: Peer<RoleServer>,
+    ) -> Result<String, ToolError> {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "name": { "type": "string", "description": "User's name", "default": "John Doe" },
+                "age": { "type": "integer", "description": "User's age", "default": 30 },
+                "score": { "type": "number", "description": "User's score", "default": 95.5 },
+                "status": {
+                    "type": "string",
+                    "description": "User's status",
+                    "enum": ["active", "inactive", "pending"],
+                    "default": "active"
+                },
+                "verified": { "type": "boolean", "description": "Whether the user is verified", "default": true }
+            }
+        });
+        let result = elicit(
+            &peer,
+            "Please review these values (all have defaults)".to_owned(),
+            schema,
+        )
+        .await?;
+        Ok(format!("Elicitation completed: {}", describe(&result)))
+    }
+
+    #[tool(description = "Elicitation with every kind of enum (SEP-1330).")]
+    async fn test_elicitation_sep1330_enums(
+        &self,
+        peer: Peer<RoleServer>,
+    ) -> Result<String, ToolError> {
+        let titled = |prefix: &str, titles: [&str; 3]| -> Value {
+            titles
+                .iter()
+                .enumerate()
+                .map(|(i, title)| json!({ "const": format!("{prefix}{}", i + 1), "title": title }))
+                .collect()
+        };
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "untitledSingle": { "type": "string", "enum": ["option1", "option2", "option3"] },
+                "titledSingle": {
+                    "type": "string",
+                    "oneOf": titled("value", ["First Option", "Second Option", "Third Option"])
+                },
+                "legacyEnum": {
+                    "type": "string",
+                    "enum": ["opt1", "opt2", "opt3"],
+                    "enumNames": ["Option One", "Option Two", "Option Three"]
+                },
+                "untitledMulti": {
+                    "type": "array",
+                    "items": { "type": "string", "enum": ["option1", "option2", "option3"] }
+                },
+                "titledMulti": {
+                    "type": "array",
+                    "items": { "anyOf": titled("value", ["First Choice", "Second Choice", "Third Choice"]) }
+                }
+            }
+        });
+        let result = elicit(&peer, "Please pick from each list".to_owned(), schema).await?;
+        Ok(format!("Elicitation completed: {}", describe(&result)))
+    }
+
+    #[tool(
+        description = "Tool with JSON Schema 2020-12 features",
+        input_schema = schema_2020_12(),
+        annotations(read_only_hint = true)
+    )]
+    fn json_schema_2020_12_tool(&self) -> String {
+        "JSON Schema 2020-12 tool executed".to_owned()
+    }
+
+    #[tool(description = "Takes a moment, for tests of SSE stream resumption.")]
+    async fn test_reconnection(&self) -> String {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        "Reconnection test completed".to_owned()
+    }
+}
+
+#[prompt_router]
+impl Everything {
+    #[prompt(description = "A prompt without arguments.")]
+    fn test_simple_prompt(&self) -> Vec<PromptMessage> {
+        vec![PromptMessage::new_text(
+            Role::User,
+            "This is a simple prompt for testing.",
+        )]
+    }
+
+    #[prompt(description = "A prompt with two required arguments.")]
+    fn test_prompt_with_arguments(
+        &self,
+        Parameters(TwoArgs { arg1, arg2 }): Parameters<TwoArgs>,
+    ) -> Vec<PromptMessage> {
+        vec![PromptMessage::new_text(
+            Role::User,
+            format!("Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"),
+        )]
+    }
+
+    #[prompt(description = "A prompt that embeds the given resource.")]
+    fn test_prompt_with_embedded_resource(
+        &self,
+        Parameters(ResourceUriArg { resource_uri }): Parameters<ResourceUriArg>,
+    ) -> Vec<PromptMessage> {
+        vec![
+            PromptMessage::new(
+                Role::User,
+                ContentBlock::resource(ResourceContents::text(
+                    "Embedded resource content for testing.",
+                    resource_uri,
+                )),
+            ),
+            PromptMessage::new_text(Role::User, "Please process the embedded resource above."),
+        ]
+    }
+
+    #[prompt(description = "A prompt with an image.")]
+    fn test_prompt_with_image(&self) -> Vec<PromptMessage> {
+        vec![
+            PromptMessage::new(Role::User, ContentBlock::image(PNG_BASE64, "image/png")),
+            PromptMessage::new_text(Role::User, "Please analyze the image above."),
+        ]
+    }
+}
+
+impl Everything {
+    async fn log(&self, peer: &Peer<RoleServer>, level: LoggingLevel, message: &str) {
+        let wanted =
+            lock(&self.session.min_log_level).is_none_or(|min| severity(level) >= severity(min));
+        if !wanted {
+            return;
+        }
+        let notification =
+            LoggingMessageNotificationParam::new(level, Value::String(message.to_owned()))
+                .with_logger("everything");
+        if let Err(error) = peer.notify_logging_message(notification).await {
+            tracing::warn!(%error, "could not send a log notification");
+        }
+    }
+
+    fn resources() -> Vec<Resource> {
+        vec![
+            Resource::new("test://static-text", "static-text")
+                .with_description("A static text resource")
+                .with_mime_type("text/plain"),
+            Resource::new("test://static-binary", "static-binary")
+                .with_description("A static binary resource (a PNG)")
+                .with_mime_type("image/png"),
+            Resource::new(WATCHED, "watched-resource")
+                .with_description("A resource clients can subscribe to")
+                .with_mime_type("text/plain"),
+        ]
+    }
+}
+
+/// `test://template/{id}/data` → the id.
+fn template_id(uri: &str) -> Option<&str> {
+    let id = uri
+        .strip_prefix("test://template/")?
+        .strip_suffix("/data")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+#[tool_handler]
+#[prompt_handler]
+impl ServerHandler for Everything {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_logging()
+                .enable_completions()
+                .enable_prompts()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .enable_tools()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "mcp-everything",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions("A fixture exposing every MCP feature the conformance suite tests.")
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        *lock(&self.session.min_log_level) = Some(request.level);
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let candidates: &[&str] = match (&request.r#ref, request.argument.name.as_str()) {
+            (Reference::Prompt(prompt), "arg1" | "arg2")
+                if prompt.name == "test_prompt_with_arguments" =>
+            {
+                &["paris", "park", "party", "test", "testing"]
+            }
+            (Reference::Resource(_), "id") => &["1", "2", "3", "123"],
+            _ => &[],
+        };
+        let typed = request.argument.value.to_lowercase();
+        let values: Vec<String> = candidates
+            .iter()
+            .filter(|candidate| candidate.starts_with(&typed))
+            .map(|candidate| candidate.to_string())
+            .collect();
+        let completion =
+            CompletionInfo::new(values).map_err(|error| ErrorData::internal_error(error, None))?;
+        Ok(CompleteResult::new(completion))
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(Self::resources()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let template = ResourceTemplate::new("test://template/{id}/data", "template-data")
+            .with_description("Data for any id")
+            .with_mime_type("application/json");
+        Ok(ListResourceTemplatesResult::with_all_items(vec![template]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri.as_str();
+        let contents = match uri {
+            "test://static-text" => ResourceContents::text(STATIC_TEXT, uri),
+            "test://static-binary" => {
+                ResourceContents::blob(PNG_BASE64, uri).with_mime_type("image/png")
+            }
+            WATCHED => ResourceContents::text("Watched resource content.", uri),
+            _ => match template_id(uri) {
+                Some(id) => ResourceContents::text(
+                    json!({ "id": id, "templateTest": true, "data": format!("Data for ID: {id}") })
+                        .to_string(),
+                    uri,
+                )
+                .with_mime_type("application/json"),
+                None => {
+                    return Err(ErrorData::resource_not_found(
+                        format!(
+                            "no resource {uri:?}; call resources/list and resources/templates/list"
+                        ),
+                        Some(json!({ "uri": uri })),
+                    ));
+                }
+            },
+        };
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        lock(&self.session.subscriptions).insert(request.uri);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        lock(&self.session.subscriptions).remove(&request.uri);
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! Protocol checks for MCP servers and clients.
+//!
+//! - [`everything`]: the fixture server the official conformance suite
+//!   (`@modelcontextprotocol/conformance`) expects, built on mcp-core; binary `mcp-everything`.
+//! - [`peers`]: the official SDKs and tools used as peers in tests, pinned and installed on use.
+//! - [`suite`]: runs the official suite against a URL and reads its verdicts.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), mcp_core::ServeError> {
+//! let args = mcp_core::ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[mcp_core::Transport::Http]);
+//! let server = mcp_core::HttpServer::start(mcp_conformance::everything::Everything::default(), &args).await?;
+//! // npx @modelcontextprotocol/conformance server --url {server.url("/mcp")} --suite all
+//! # server.shutdown().await }
+//! ```
+
+pub mod everything;
+pub mod peers;
+pub mod suite;

@@ -1,0 +1,212 @@
+//! Runs the official conformance suite (`@modelcontextprotocol/conformance`, pinned in
+//! `peers/node`) against a Streamable HTTP URL and reads its verdicts.
+//!
+//! Exit codes alone are lenient, so the verdict is read from the `checks.json` the suite writes
+//! per scenario: a scenario passes when none of its checks is a FAILURE or a WARNING.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use crate::peers::{PeerError, ensure_node_peers, node_bin, node22};
+
+/// The scenarios that apply to any server, whatever its tools: every server of ours passes them.
+pub const GENERIC_SERVER_SCENARIOS: [&str; 5] = [
+    "server-initialize",
+    "ping",
+    "tools-list",
+    "dns-rebinding-protection",
+    "server-sse-multiple-streams",
+];
+
+/// Why the suite could not be run (its verdicts are in [`SuiteReport`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error("running the conformance suite failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the conformance suite wrote an unreadable {path}: {reason}")]
+    BadReport { path: String, reason: String },
+    #[error("`conformance list --server` printed no scenarios")]
+    NoScenarios,
+}
+
+/// One check of one scenario, as the suite reported it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Check {
+    pub id: String,
+    /// SUCCESS, FAILURE, WARNING or INFO.
+    pub status: String,
+    #[serde(default, rename = "errorMessage")]
+    pub error_message: Option<String>,
+}
+
+/// The suite's verdicts, by scenario.
+#[derive(Debug, Default)]
+pub struct SuiteReport {
+    pub scenarios: BTreeMap<String, Vec<Check>>,
+}
+
+impl SuiteReport {
+    /// Scenarios with a FAILURE or WARNING check.
+    pub fn failed(&self) -> Vec<(&str, &Check)> {
+        self.scenarios
+            .iter()
+            .flat_map(|(name, checks)| checks.iter().map(move |check| (name.as_str(), check)))
+            .filter(|(_, check)| matches!(check.status.as_str(), "FAILURE" | "WARNING"))
+            .collect()
+    }
+
+    pub fn count(&self, status: &str) -> usize {
+        self.scenarios
+            .values()
+            .flatten()
+            .filter(|check| check.status == status)
+            .count()
+    }
+
+    /// A Markdown table: one row per scenario.
+    pub fn table(&self) -> String {
+        let mut table = String::from(
+            "| scenario | success | failure | warning | info |\n|---|---|---|---|---|\n",
+        );
+        for (name, checks) in &self.scenarios {
+            let n = |status: &str| checks.iter().filter(|c| c.status == status).count();
+            table.push_str(&format!(
+                "| {name} | {} | {} | {} | {} |\n",
+                n("SUCCESS"),
+                n("FAILURE"),
+                n("WARNING"),
+                n("INFO")
+            ));
+        }
+        table
+    }
+}
+
+/// The server scenarios this version of the suite knows.
+pub async fn list_server_scenarios() -> Result<Vec<String>, SuiteError> {
+    let node = node22()?;
+    ensure_node_peers()?;
+    let output = tokio::process::Command::new(node)
+        .arg(node_bin("conformance"))
+        .args(["list", "--server"])
+        .output()
+        .await?;
+    let names: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- "))
+        .filter_map(|entry| entry.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    if names.is_empty() {
+        return Err(SuiteError::NoScenarios);
+    }
+    Ok(names)
+}
+
+/// Runs `--suite all` against `url` (an `http://…/mcp` endpoint).
+pub async fn run_all(url: &str) -> Result<SuiteReport, SuiteError> {
+    run(url, &["--suite", "all"]).await
+}
+
+/// Runs the given scenarios against `url`, one after the other.
+pub async fn run_scenarios(url: &str, scenarios: &[&str]) -> Result<SuiteReport, SuiteError> {
+    let mut report = SuiteReport::default();
+    for scenario in scenarios {
+        report
+            .scenarios
+            .extend(run(url, &["--scenario", scenario]).await?.scenarios);
+    }
+    Ok(report)
+}
+
+async fn run(url: &str, selection: &[&str]) -> Result<SuiteReport, SuiteError> {
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let node = node22()?;
+    ensure_node_peers()?;
+    let out = std::env::temp_dir().join(format!(
+        "mcp-conformance-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    let output = tokio::process::Command::new(node)
+        .arg(node_bin("conformance"))
+        .args(["server", "--url", url])
+        .args(selection)
+        .arg("-o")
+        .arg(&out)
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    tracing::debug!(stdout = %String::from_utf8_lossy(&output.stdout), "conformance suite output");
+    let report = read_reports(&out);
+    let _ = std::fs::remove_dir_all(&out);
+    report
+}
+
+fn read_reports(out: &Path) -> Result<SuiteReport, SuiteError> {
+    let mut report = SuiteReport::default();
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        // No output directory at all: the suite ran no scenario.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(report),
+        Err(error) => return Err(error.into()),
+    };
+    for entry in entries {
+        let dir: PathBuf = entry?.path();
+        let checks_path = dir.join("checks.json");
+        let Ok(text) = std::fs::read_to_string(&checks_path) else {
+            continue;
+        };
+        let checks: Vec<Check> =
+            serde_json::from_str(&text).map_err(|error| SuiteError::BadReport {
+                path: checks_path.display().to_string(),
+                reason: error.to_string(),
+            })?;
+        let name = dir
+            .file_name()
+            .map(|name| scenario_name(&name.to_string_lossy()))
+            .unwrap_or_default();
+        report.scenarios.insert(name, checks);
+    }
+    Ok(report)
+}
+
+/// `server-tools-list-2026-11-29T22-53-24-718Z` → `tools-list`.
+fn scenario_name(dir: &str) -> String {
+    let name = dir.strip_prefix("server-").unwrap_or(dir);
+    let bytes = name.as_bytes();
+    // The timestamp suffix starts with `-YYYY-MM-DDT`.
+    let cut = (0..bytes.len()).find(|&i| {
+        bytes.len() >= i + 12
+            && bytes[i] == b'-'
+            && bytes[i + 1..i + 5].iter().all(u8::is_ascii_digit)
+            && bytes[i + 5] == b'-'
+            && bytes[i + 8] == b'-'
+            && bytes[i + 11] == b'T'
+    });
+    name[..cut.unwrap_or(name.len())].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scenario_name;
+
+    #[test]
+    fn scenario_names_lose_prefix_and_timestamp() {
+        assert_eq!(
+            scenario_name("server-tools-list-2026-11-29T22-53-24-718Z"),
+            "tools-list"
+        );
+        assert_eq!(
+            scenario_name("server-server-sse-polling-2026-01-02T00-00-00-000Z"),
+            "server-sse-polling"
+        );
+        assert_eq!(scenario_name("server-ping"), "ping");
+    }
+}

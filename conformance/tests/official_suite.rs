@@ -1,0 +1,91 @@
+//! The official conformance suite, run for real against our servers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use mcp_conformance::{
+    everything::Everything,
+    suite::{self, GENERIC_SERVER_SCENARIOS},
+};
+use mcp_core::{HttpServer, ServeArgs, Transport};
+
+async fn serve_everything() -> HttpServer {
+    let args = ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]);
+    HttpServer::start(Everything::default(), &args)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_passes_every_scenario_with_no_warnings() {
+    let listed = suite::list_server_scenarios().await.unwrap();
+    let server = serve_everything().await;
+    let report = suite::run_all(&server.url("/mcp")).await.unwrap();
+    server.shutdown().await.unwrap();
+    eprintln!("{}", report.table());
+
+    let missing: Vec<&String> = listed
+        .iter()
+        .filter(|name| !report.scenarios.contains_key(*name))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "scenarios without a verdict: {missing:?}"
+    );
+    assert_eq!(report.scenarios.len(), listed.len());
+    assert!(
+        listed.len() >= 32,
+        "the pinned suite lists {} server scenarios",
+        listed.len()
+    );
+    let failed = report.failed();
+    assert!(failed.is_empty(), "failures and warnings: {failed:#?}");
+    assert!(report.count("SUCCESS") >= listed.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_catches_a_server_without_dns_rebinding_protection() {
+    // Proof that the harness reports real failures: the same fixture behind rmcp's bare
+    // Streamable HTTP service with host checks turned off fails the rebinding scenario.
+    use rmcp::transport::{
+        StreamableHttpServerConfig, StreamableHttpService,
+        streamable_http_server::session::local::LocalSessionManager,
+    };
+    let service = StreamableHttpService::new(
+        || Ok(Everything::default()),
+        std::sync::Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().disable_allowed_hosts(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let app = axum::Router::new().route_service("/mcp", service);
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    let report = suite::run_scenarios(&url, &["dns-rebinding-protection", "ping"])
+        .await
+        .unwrap();
+    task.abort();
+    let failed: Vec<&str> = report.failed().iter().map(|(name, _)| *name).collect();
+    assert_eq!(failed, ["dns-rebinding-protection"], "{}", report.table());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_scenarios_pass_over_every_listener_configuration() {
+    // The same listener code every real server uses, with legacy SSE beside it and a token-less
+    // default: the generic scenarios must hold in each.
+    let args = ServeArgs::http(
+        "127.0.0.1:0".parse().unwrap(),
+        &[Transport::Http, Transport::Sse],
+    );
+    let server = HttpServer::start(Everything::default(), &args)
+        .await
+        .unwrap();
+    let report = suite::run_scenarios(&server.url("/mcp"), &GENERIC_SERVER_SCENARIOS)
+        .await
+        .unwrap();
+    server.shutdown().await.unwrap();
+    assert_eq!(
+        report.scenarios.len(),
+        GENERIC_SERVER_SCENARIOS.len(),
+        "{}",
+        report.table()
+    );
+    assert!(report.failed().is_empty(), "{}", report.table());
+}
