@@ -3,6 +3,7 @@
 //! - [`everything`]: the fixture server the official conformance suite
 //!   (`@modelcontextprotocol/conformance`) expects, built on mcp-core; binary `mcp-everything`.
 //! - [`peers`]: the official SDKs and tools used as peers in tests, pinned and installed on use.
+//! - [`process`]: a server binary run as a child, as a host runs it.
 //! - [`suite`]: runs the official suite against a URL and reads its verdicts.
 //!
 //! ```no_run
@@ -15,4 +16,5 @@
 
 pub mod everything;
 pub mod peers;
+pub mod process;
 pub mod suite;

@@ -109,51 +109,99 @@ pub fn node22() -> Result<PathBuf, PeerError> {
     Ok(node)
 }
 
-/// Installs the pinned npm peers (`npm ci`) unless they already match the lock file, and returns
-/// their directory.
+/// Installs the pinned npm peers (the versions in `package-lock.json`, with Node 22's `npm`
+/// environment) unless the very same lock file was installed before, and returns their directory.
+///
+/// `npm install --no-save` rather than `npm ci`: the Inspector pulls in vite, whose lock entry
+/// names an optional package the registry does not have, and `npm ci` takes that as a lock file
+/// out of sync. `npm install` keeps to the lock file all the same and writes nothing back.
 pub fn ensure_node_peers() -> Result<PathBuf, PeerError> {
     static READY: Mutex<bool> = Mutex::new(false);
     let mut ready = READY.lock().unwrap_or_else(|p| p.into_inner());
     let dir = node_peers_dir();
     if !*ready {
-        let installed = std::fs::read(dir.join("node_modules/.package-lock.json")).ok();
+        // npm leaves out other platforms' optional packages, so what is installed never lists
+        // everything the lock file does; a copy of the lock file installed last says it all.
+        let stamp = dir.join("node_modules/.installed-package-lock.json");
         let wanted = std::fs::read(dir.join("package-lock.json")).ok();
-        if !installed_matches(installed.as_deref(), wanted.as_deref()) {
+        if wanted.is_none() || std::fs::read(&stamp).ok() != wanted {
             run(Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .args([
+                    "install",
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                ])
+                .env("PATH", path_with_node22()?)
                 .current_dir(&dir))?;
+            if let Some(wanted) = wanted {
+                std::fs::write(&stamp, wanted).map_err(|source| PeerError::Spawn {
+                    command: format!("writing {}", stamp.display()),
+                    source,
+                })?;
+            }
         }
         *ready = true;
     }
     Ok(dir)
 }
 
-// npm writes node_modules/.package-lock.json after an install; it lists the same packages at
-// the same versions as package-lock.json when the install is current.
-fn installed_matches(installed: Option<&[u8]>, wanted: Option<&[u8]>) -> bool {
-    let parse = |bytes: Option<&[u8]>| -> Option<serde_json::Value> {
-        serde_json::from_slice::<serde_json::Value>(bytes?).ok()
-    };
-    let (Some(installed), Some(wanted)) = (parse(installed), parse(wanted)) else {
-        return false;
-    };
-    let versions = |lock: &serde_json::Value| -> Option<Vec<(String, String)>> {
-        let packages = lock.get("packages")?.as_object()?;
-        let mut list: Vec<(String, String)> = packages
-            .iter()
-            .filter(|(path, _)| !path.is_empty())
-            .map(|(path, entry)| {
-                let version = entry
-                    .get("version")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default();
-                (path.clone(), version.to_owned())
-            })
-            .collect();
-        list.sort();
-        Some(list)
-    };
-    versions(&installed).is_some() && versions(&installed) == versions(&wanted)
+/// `PATH` with Node 22's directory first, so npm and package scripts run on it.
+fn path_with_node22() -> Result<std::ffi::OsString, PeerError> {
+    let node = node22()?;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(parent) = node.parent().filter(|p| !p.as_os_str().is_empty()) {
+        dirs.push(parent.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    std::env::join_paths(dirs).map_err(|error| PeerError::Spawn {
+        command: "building PATH".to_owned(),
+        source: std::io::Error::other(error),
+    })
+}
+
+/// `conformance/peers/python`: the pinned Python SDK and our scripts that drive it.
+pub fn python_peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/python")
+}
+
+/// A Python with the pinned peers installed: a virtual environment in the cache directory,
+/// rebuilt when `requirements.txt` changes.
+pub fn python_peer() -> Result<PathBuf, PeerError> {
+    static READY: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut ready = READY.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(python) = ready.as_ref() {
+        return Ok(python.clone());
+    }
+    let requirements = python_peers_dir().join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap_or_default();
+    let venv = cache_dir().join("python-peers");
+    let python = venv.join("bin/python");
+    let marker = venv.join("requirements.installed");
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) || !python.exists()
+    {
+        let _ = std::fs::remove_dir_all(&venv);
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements))?;
+        std::fs::write(&marker, &wanted).map_err(|source| PeerError::Spawn {
+            command: format!("writing {}", marker.display()),
+            source,
+        })?;
+    }
+    *ready = Some(python.clone());
+    Ok(python)
 }
 
 /// The path of an npm package's executable inside the peers directory.

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mcp_conformance::{peers, suite};
+use mcp_conformance::{peers, process::HttpProcess, suite};
 use mcp_core::{
     SseClientOptions,
     testing::{Era, NetworkClient, connect_http, connect_legacy_sse, text, tool_call},
@@ -161,72 +161,14 @@ async fn stdio_answers_bad_input_and_keeps_serving() {
     assert!(status.success(), "{status}");
 }
 
-/// A `hello` HTTP listener on a free port; killed when dropped.
-struct HttpHello {
-    child: Child,
-    base: String,
-}
-
-impl HttpHello {
-    async fn start(extra: &[&str]) -> Self {
-        let mut child = Command::new(HELLO)
-            .args([
-                "--transport",
-                "http,sse",
-                "--listen",
-                "127.0.0.1:0",
-                "--log-level",
-                "info",
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = stderr.next_line().await.unwrap() {
-                if let Some(at) = line.find("http://127.0.0.1:") {
-                    let url = line[at..].split_whitespace().next().unwrap();
-                    return url
-                        .trim_end_matches(',')
-                        .trim_end_matches("/mcp")
-                        .to_owned();
-                }
-            }
-            panic!("hello exited before listening");
-        })
-        .await
-        .expect("hello must log where it listens");
-        // Keep draining stderr so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
-        Self { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(sent.success());
-        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .expect("the server must exit on SIGTERM")
-            .unwrap()
-    }
+/// A `hello` HTTP listener (Streamable HTTP and legacy SSE) on a free port.
+async fn start_http(extra: &[&str]) -> HttpProcess {
+    HttpProcess::start(HELLO.as_ref(), extra).await.unwrap()
 }
 
 #[tokio::test]
 async fn http_and_sse_with_our_clients_then_sigterm() {
-    let server = HttpHello::start(&[]).await;
+    let server = start_http(&[]).await;
     for era in [Era::Handshake, Era::Stateless] {
         let client = connect_http(&server.url("/mcp"), era, None).await.unwrap();
         exercise(&client).await;
@@ -250,7 +192,7 @@ async fn http_and_sse_with_our_clients_then_sigterm() {
 
     // SIGTERM with a legacy session still open: a clean, prompt exit.
     let started = Instant::now();
-    let status = server.terminate().await;
+    let status = server.terminate().await.unwrap();
     assert!(status.success(), "{status}");
     assert!(started.elapsed() < Duration::from_secs(8));
     drop(legacy);
@@ -358,15 +300,15 @@ async fn typescript_sdk_over_stdio() {
 
 #[tokio::test]
 async fn typescript_sdk_over_streamable_http_and_legacy_sse() {
-    let server = HttpHello::start(&[]).await;
+    let server = start_http(&[]).await;
     check_ts_report(&run_ts_client(&["http", &server.url("/mcp")]).await);
     check_ts_report(&run_ts_client(&["sse", &server.url("/sse")]).await);
-    assert!(server.terminate().await.success());
+    assert!(server.terminate().await.unwrap().success());
 }
 
 #[tokio::test]
 async fn typescript_sdk_with_a_bearer_token() {
-    let server = HttpHello::start(&["--auth-token", "tea-for-two"]).await;
+    let server = start_http(&["--auth-token", "tea-for-two"]).await;
     check_ts_report(&run_ts_client(&["http", &server.url("/mcp"), "tea-for-two"]).await);
     check_ts_report(&run_ts_client(&["sse", &server.url("/sse"), "tea-for-two"]).await);
     for transport in ["http", "sse"] {
@@ -388,12 +330,12 @@ async fn typescript_sdk_with_a_bearer_token() {
         .unwrap();
     exercise(&client).await;
     client.cancel().await.unwrap();
-    assert!(server.terminate().await.success());
+    assert!(server.terminate().await.unwrap().success());
 }
 
 #[tokio::test]
 async fn passes_the_official_suites_generic_server_scenarios() {
-    let server = HttpHello::start(&[]).await;
+    let server = start_http(&[]).await;
     let report = suite::run_scenarios(&server.url("/mcp"), &suite::GENERIC_SERVER_SCENARIOS)
         .await
         .unwrap();
@@ -404,5 +346,5 @@ async fn passes_the_official_suites_generic_server_scenarios() {
         report.table()
     );
     assert!(report.failed().is_empty(), "{}", report.table());
-    assert!(server.terminate().await.success());
+    assert!(server.terminate().await.unwrap().success());
 }

@@ -1,0 +1,137 @@
+//! A server binary run as a child process the way a host runs it, for end-to-end tests.
+
+use std::{
+    path::Path,
+    process::{ExitStatus, Stdio},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// Why a server process could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("could not start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} exited before it logged the address it listens on")]
+    NoAddress { program: String },
+    #[error("{program} did not log a listening address within {seconds} s")]
+    Timeout { program: String, seconds: u64 },
+    #[error("{program} did not exit within {seconds} s of {signal}")]
+    NoExit {
+        program: String,
+        signal: &'static str,
+        seconds: u64,
+    },
+    #[error("waiting for {program} failed: {source}")]
+    Wait {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+/// A server of ours serving HTTP (Streamable HTTP and legacy SSE) on a free loopback port.
+/// Killed when dropped; [`HttpProcess::terminate`] stops it the polite way.
+pub struct HttpProcess {
+    child: Child,
+    base: String,
+    program: String,
+}
+
+impl HttpProcess {
+    /// Runs `program --transport http,sse --listen 127.0.0.1:0 [extra…]` and waits for the
+    /// address it logs (`mcp_core::serve` logs `listening: … at http://127.0.0.1:PORT/mcp`).
+    pub async fn start(program: &Path, extra: &[&str]) -> Result<Self, ProcessError> {
+        let name = program.display().to_string();
+        let mut child = Command::new(program)
+            .args([
+                "--transport",
+                "http,sse",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-level",
+                "info",
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ProcessError::Spawn {
+                program: name.clone(),
+                source,
+            })?;
+        let Some(stderr) = child.stderr.take() else {
+            return Err(ProcessError::NoAddress { program: name });
+        };
+        let mut lines = BufReader::new(stderr).lines();
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("listening")
+                    && let Some(at) = line.find("http://")
+                {
+                    let url = line[at..].split([' ', ',']).next().unwrap_or_default();
+                    return Some(
+                        url.trim_end_matches("/mcp")
+                            .trim_end_matches("/sse")
+                            .to_owned(),
+                    );
+                }
+            }
+            None
+        })
+        .await
+        .map_err(|_| ProcessError::Timeout {
+            program: name.clone(),
+            seconds: 30,
+        })?;
+        let base = found.ok_or_else(|| ProcessError::NoAddress {
+            program: name.clone(),
+        })?;
+        // Keep draining stderr so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            base,
+            program: name,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGTERM and waits (10 s at most) for the exit status.
+    pub async fn terminate(mut self) -> Result<ExitStatus, ProcessError> {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .map_err(|_| ProcessError::NoExit {
+                program: self.program.clone(),
+                signal: "SIGTERM",
+                seconds: 10,
+            })?
+            .map_err(|source| ProcessError::Wait {
+                program: self.program.clone(),
+                source,
+            })
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
