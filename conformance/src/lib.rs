@@ -2,6 +2,7 @@
 //!
 //! - [`everything`]: the fixture server the official conformance suite
 //!   (`@modelcontextprotocol/conformance`) expects, built on mcp-core; binary `mcp-everything`.
+//! - [`check`]: our own checks of any server (binary `mcp-check`).
 //! - [`peers`]: the official SDKs and tools used as peers in tests, pinned and installed on use.
 //! - [`process`]: a server binary run as a child, as a host runs it.
 //! - [`suite`]: runs the official suite against a URL and reads its verdicts.
@@ -14,6 +15,7 @@
 //! # server.shutdown().await }
 //! ```
 
+pub mod check;
 pub mod everything;
 pub mod peers;
 pub mod process;

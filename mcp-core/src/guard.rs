@@ -13,6 +13,8 @@ use http::{HeaderValue, StatusCode, header};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::message::{INVALID_PARAMS, Inbound, read_client_message};
+
 /// Names that always mean "this machine".
 const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
@@ -255,10 +257,12 @@ pub(crate) async fn require_bearer(
 }
 
 /// Reads the whole request body, refusing more than `limit` bytes (413) and, for POSTs, anything
-/// that is not JSON (400 with a JSON-RPC parse error), before any MCP code sees it.
+/// that is not a readable MCP message (a JSON-RPC error, see [`crate::message`]), before any MCP
+/// code sees it.
 ///
 /// Done here rather than by a streaming limit so that every transport answers the same way: rmcp
-/// would turn a body cut short into a 500, and malformed JSON into a plain-text 415.
+/// would turn a body cut short into a 500, malformed JSON into a plain-text 415, and a known
+/// method with malformed params into -32601.
 pub(crate) async fn read_json_body(
     State(limit): State<usize>,
     request: Request<Body>,
@@ -293,15 +297,17 @@ pub(crate) async fn read_json_body(
             }
         };
     if parts.method == http::Method::POST
-        && let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+        && let Inbound::Reject(rejection) = read_client_message(&bytes)
     {
-        tracing::warn!(%error, "rejected a request body that is not JSON");
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": { "code": -32700, "message": format!("Parse error: {error}") },
-        });
-        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        tracing::warn!(?rejection, "answered a malformed message");
+        // A readable request with bad params is an ordinary JSON-RPC error response; input that
+        // cannot be read as a message at all is a bad HTTP request.
+        let status = if rejection.code == INVALID_PARAMS && rejection.has_id() {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return (status, axum::Json(rejection.to_json())).into_response();
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

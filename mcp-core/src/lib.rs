@@ -52,6 +52,7 @@ pub mod args;
 pub mod channel;
 pub mod guard;
 pub mod logging;
+mod message;
 pub mod serve;
 pub mod sse;
 pub mod stdio;

@@ -3,10 +3,8 @@
 //!
 //! rmcp's own line transport ignores unparsable lines (to avoid error storms with peers that
 //! echo). JSON-RPC 2.0 asks for an answer with `"id": null`, and a client that sent garbage
-//! deserves to hear why, so here every line that is not JSON gets one `-32700 Parse error`, a
-//! request of a known method with malformed params gets `-32602` with its id, any other malformed
-//! request `-32600`; malformed notifications (which never get answers) are logged and skipped.
-//! The server keeps serving in every case.
+//! deserves to hear why: every line is read by [`crate::message`], which says which error each
+//! malformed message gets. The server keeps serving in every case.
 
 use std::sync::Arc;
 
@@ -17,6 +15,8 @@ use rmcp::{
 };
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
+
+use crate::message::{Inbound, read_client_message};
 
 /// Longest accepted line; a longer one is answered with a parse error and skipped.
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
@@ -102,86 +102,6 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&byte| byte == needle)
 }
 
-/// What to do with one input line.
-enum Line {
-    Message(Box<RxJsonRpcMessage<RoleServer>>),
-    Skip,
-    Answer(serde_json::Value),
-}
-
-fn error_answer(id: serde_json::Value, code: i32, message: String) -> Line {
-    Line::Answer(serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "error": { "code": code, "message": message },
-    }))
-}
-
-fn classify(line: &[u8]) -> Line {
-    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Line::Skip;
-    }
-    let value: serde_json::Value = match serde_json::from_slice(line) {
-        Ok(value) => value,
-        Err(error) => {
-            return error_answer(
-                serde_json::Value::Null,
-                -32700,
-                format!("Parse error: {error}"),
-            );
-        }
-    };
-    let id = value.get("id").cloned();
-    let method = value
-        .get("method")
-        .and_then(|m| m.as_str())
-        .map(str::to_owned);
-    match serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(value) {
-        Ok(message) => Line::Message(Box::new(message)),
-        Err(error) => match id {
-            // A notification never gets an answer, even a malformed one.
-            None => {
-                tracing::debug!(%error, ?method, "skipping a malformed notification");
-                Line::Skip
-            }
-            Some(id) if method.as_deref().is_some_and(is_mcp_method) => {
-                error_answer(id, -32602, format!("Invalid params: {error}"))
-            }
-            Some(id) => {
-                let id = if id.is_string() || id.is_number() {
-                    id
-                } else {
-                    serde_json::Value::Null
-                };
-                error_answer(id, -32600, format!("Invalid Request: {error}"))
-            }
-        },
-    }
-}
-
-fn is_mcp_method(method: &str) -> bool {
-    matches!(
-        method,
-        "initialize"
-            | "ping"
-            | "server/discover"
-            | "prompts/get"
-            | "prompts/list"
-            | "resources/list"
-            | "resources/read"
-            | "resources/subscribe"
-            | "resources/unsubscribe"
-            | "resources/templates/list"
-            | "subscriptions/listen"
-            | "tools/call"
-            | "tools/list"
-            | "completion/complete"
-            | "logging/setLevel"
-    )
-}
-
 impl<R, W> Transport<RoleServer> for LineTransport<R, W>
 where
     R: AsyncRead + Send + Unpin + 'static,
@@ -215,12 +135,12 @@ where
                 }));
                 continue;
             }
-            match classify(&line) {
-                Line::Message(message) => return Some(*message),
-                Line::Skip => {}
-                Line::Answer(answer) => {
-                    tracing::debug!(%answer, "answering a malformed message");
-                    self.answer(answer);
+            match read_client_message(&line) {
+                Inbound::Message(message) => return Some(*message),
+                Inbound::Skip => {}
+                Inbound::Reject(rejection) => {
+                    tracing::debug!(?rejection, "answering a malformed message");
+                    self.answer(rejection.to_json());
                 }
             }
         }
@@ -234,50 +154,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn answer_of(line: &str) -> serde_json::Value {
-        match classify(line.as_bytes()) {
-            Line::Answer(answer) => answer,
-            Line::Message(_) => panic!("{line:?} parsed as a message"),
-            Line::Skip => panic!("{line:?} was skipped"),
-        }
-    }
-
-    #[test]
-    fn garbage_gets_a_parse_error_with_null_id() {
-        for line in ["not json", "{\"jsonrpc\":", "[1,2", "\u{1}"] {
-            let answer = answer_of(line);
-            assert_eq!(answer["error"]["code"], -32700, "{line}");
-            assert!(answer.as_object().unwrap().contains_key("id"));
-            assert_eq!(answer["id"], serde_json::Value::Null);
-        }
-    }
-
-    #[test]
-    fn malformed_requests_keep_their_id() {
-        let answer = answer_of(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":7}"#);
-        assert_eq!(answer["error"]["code"], -32602);
-        assert_eq!(answer["id"], 7);
-        let answer = answer_of(r#"{"id":8,"foo":1}"#);
-        assert_eq!(answer["error"]["code"], -32600);
-        assert_eq!(answer["id"], 8);
-    }
-
-    #[test]
-    fn blank_lines_and_bad_notifications_are_skipped() {
-        assert!(matches!(classify(b"   "), Line::Skip));
-        assert!(matches!(classify(b""), Line::Skip));
-        assert!(matches!(
-            classify(br#"{"jsonrpc":"2.0","method":"notifications/progress","params":7}"#),
-            Line::Skip
-        ));
-    }
-
-    #[test]
-    fn valid_messages_pass_with_crlf_and_bom() {
-        let line = "\u{feff}{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\r";
-        assert!(matches!(classify(line.as_bytes()), Line::Message(_)));
-    }
 
     #[tokio::test]
     async fn oversized_lines_are_answered_and_reading_goes_on() {

@@ -26,11 +26,22 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{MESSAGES_PATH, SSE_PATH};
-use crate::{channel::ChannelTransport, guard::rejection};
+use crate::{
+    channel::ChannelTransport,
+    guard::rejection,
+    message::{Inbound, read_client_message},
+};
 
 const CHANNEL_CAPACITY: usize = 64;
 
-type Sessions = Arc<Mutex<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>>;
+/// Per session: where client messages go (to the handler) and where answers go (to the stream).
+#[derive(Clone)]
+struct SessionChannels {
+    to_server: mpsc::Sender<ClientJsonRpcMessage>,
+    to_client: mpsc::Sender<ServerJsonRpcMessage>,
+}
+
+type Sessions = Arc<Mutex<HashMap<String, SessionChannels>>>;
 
 struct SseState<H> {
     handler: H,
@@ -73,7 +84,13 @@ where
     let session_id = uuid::Uuid::new_v4().simple().to_string();
     let (to_server, from_client) = mpsc::channel::<ClientJsonRpcMessage>(CHANNEL_CAPACITY);
     let (to_client, from_server) = mpsc::channel::<ServerJsonRpcMessage>(CHANNEL_CAPACITY);
-    lock(&state.sessions).insert(session_id.clone(), to_server);
+    lock(&state.sessions).insert(
+        session_id.clone(),
+        SessionChannels {
+            to_server,
+            to_client: to_client.clone(),
+        },
+    );
     tracing::info!(%session_id, "legacy SSE session opened");
 
     let session = state.shutdown.child_token();
@@ -136,30 +153,34 @@ async fn post_message<H>(
             "Bad Request: the sessionId query parameter is missing; use the URL from the `endpoint` event",
         );
     };
-    let message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
-        Ok(message) => message,
-        Err(error) => {
-            let (code, kind) = if error.is_syntax() || error.is_eof() {
-                (-32700, "Parse error")
-            } else {
-                (-32600, "Invalid Request")
-            };
-            let body = serde_json::json!({
-                "jsonrpc": "2.0",
-                "id": null,
-                "error": { "code": code, "message": format!("{kind}: {error}") },
-            });
-            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-        }
-    };
-    let sender = lock(&state.sessions).get(&session_id).cloned();
-    let Some(sender) = sender else {
+    let inbound = read_client_message(&body);
+    if let Inbound::Reject(rejected) = &inbound
+        && !rejected.has_id()
+    {
+        return (StatusCode::BAD_REQUEST, axum::Json(rejected.to_json())).into_response();
+    }
+    let channels = lock(&state.sessions).get(&session_id).cloned();
+    let Some(channels) = channels else {
         return rejection(
             StatusCode::NOT_FOUND,
             format!("Not Found: no session {session_id:?}; open a new one with GET {SSE_PATH}"),
         );
     };
-    if sender.send(message).await.is_err() {
+    let delivered = match inbound {
+        Inbound::Message(message) => channels.to_server.send(*message).await.is_ok(),
+        Inbound::Skip => true,
+        // The client waits for this answer on its stream, like any other.
+        Inbound::Reject(rejected) => {
+            match serde_json::from_value::<ServerJsonRpcMessage>(rejected.to_json()) {
+                Ok(answer) => channels.to_client.send(answer).await.is_ok(),
+                Err(_) => {
+                    return (StatusCode::BAD_REQUEST, axum::Json(rejected.to_json()))
+                        .into_response();
+                }
+            }
+        }
+    };
+    if !delivered {
         return rejection(
             StatusCode::NOT_FOUND,
             format!(

@@ -1,0 +1,217 @@
+//! Reading one client message the same way on every transport, and answering what cannot be
+//! read with the JSON-RPC error the spec names (rmcp drops unparsable input, and takes a known
+//! method with malformed params for an unknown custom method):
+//!
+//! - not JSON: `-32700 Parse error`, id null;
+//! - JSON, but not a JSON-RPC message: `-32600 Invalid Request`, with its id when it has one;
+//! - a request for an MCP method whose params do not fit it: `-32602 Invalid params`, with its id;
+//! - a malformed notification: skipped (notifications never get answers).
+
+use rmcp::model::{
+    CallToolRequestParams, ClientJsonRpcMessage, ClientRequest, GetPromptRequestParams,
+    JsonRpcMessage, ReadResourceRequestParams,
+};
+use serde_json::{Value, json};
+
+/// What to do with one message from a client.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    Message(Box<ClientJsonRpcMessage>),
+    Skip,
+    /// Answer with this JSON-RPC error response instead of serving it.
+    Reject(Rejection),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rejection {
+    pub code: i64,
+    pub id: Value,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "jsonrpc": "2.0",
+            "id": self.id,
+            "error": { "code": self.code, "message": self.message },
+        })
+    }
+
+    /// Whether the client sent something readable as a request (it has a usable id).
+    pub fn has_id(&self) -> bool {
+        !self.id.is_null()
+    }
+}
+
+pub(crate) const PARSE_ERROR: i64 = -32700;
+pub(crate) const INVALID_REQUEST: i64 = -32600;
+pub(crate) const INVALID_PARAMS: i64 = -32602;
+
+/// The request methods of the protocol, both eras.
+fn is_mcp_method(method: &str) -> bool {
+    matches!(
+        method,
+        "initialize"
+            | "ping"
+            | "server/discover"
+            | "prompts/get"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "resources/templates/list"
+            | "subscriptions/listen"
+            | "tools/call"
+            | "tools/list"
+            | "completion/complete"
+            | "logging/setLevel"
+    )
+}
+
+/// Why `params` do not fit `method`, in the words of the typed parser where we have one.
+fn params_problem(method: &str, params: Option<&Value>) -> String {
+    let params = params.cloned().unwrap_or(Value::Null);
+    let typed = match method {
+        "tools/call" => serde_json::from_value::<CallToolRequestParams>(params).err(),
+        "resources/read" => serde_json::from_value::<ReadResourceRequestParams>(params).err(),
+        "prompts/get" => serde_json::from_value::<GetPromptRequestParams>(params).err(),
+        _ => None,
+    };
+    match typed {
+        Some(error) => format!("Invalid params for {method}: {error}"),
+        None => format!("Invalid params for {method}"),
+    }
+}
+
+fn usable_id(id: Option<&Value>) -> Value {
+    match id {
+        Some(id) if id.is_string() || id.is_number() => id.clone(),
+        _ => Value::Null,
+    }
+}
+
+/// Reads one message (a line on stdio, a body over HTTP).
+pub(crate) fn read_client_message(bytes: &[u8]) -> Inbound {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Inbound::Skip;
+    }
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(error) => {
+            return Inbound::Reject(Rejection {
+                code: PARSE_ERROR,
+                id: Value::Null,
+                message: format!("Parse error: {error}"),
+            });
+        }
+    };
+    let id = value.get("id").cloned();
+    let method = value
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let params = value.get("params").cloned();
+    match serde_json::from_value::<ClientJsonRpcMessage>(value) {
+        Ok(JsonRpcMessage::Request(request)) if matches!(&request.request, ClientRequest::CustomRequest(custom) if is_mcp_method(&custom.method)) =>
+        {
+            let method = method.unwrap_or_default();
+            Inbound::Reject(Rejection {
+                code: INVALID_PARAMS,
+                id: usable_id(id.as_ref()),
+                message: params_problem(&method, params.as_ref()),
+            })
+        }
+        Ok(message) => Inbound::Message(Box::new(message)),
+        Err(error) => match id {
+            None => {
+                tracing::debug!(%error, ?method, "skipping a malformed notification");
+                Inbound::Skip
+            }
+            Some(id) if method.as_deref().is_some_and(is_mcp_method) => {
+                Inbound::Reject(Rejection {
+                    code: INVALID_PARAMS,
+                    id: usable_id(Some(&id)),
+                    message: params_problem(method.as_deref().unwrap_or_default(), params.as_ref()),
+                })
+            }
+            Some(id) => Inbound::Reject(Rejection {
+                code: INVALID_REQUEST,
+                id: usable_id(Some(&id)),
+                message: format!("Invalid Request: {error}"),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection(line: &str) -> Rejection {
+        match read_client_message(line.as_bytes()) {
+            Inbound::Reject(rejection) => rejection,
+            other => panic!("{line:?} was not rejected: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_gets_a_parse_error_with_null_id() {
+        for line in ["not json", "{\"jsonrpc\":", "[1,2", "\u{1}"] {
+            let rejection = rejection(line);
+            assert_eq!(rejection.code, PARSE_ERROR, "{line}");
+            assert_eq!(rejection.id, Value::Null);
+            assert!(rejection.to_json().as_object().unwrap().contains_key("id"));
+        }
+    }
+
+    #[test]
+    fn known_methods_with_bad_params_get_invalid_params_with_their_id() {
+        let bad = rejection(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":7}"#);
+        assert_eq!((bad.code, bad.id.clone()), (INVALID_PARAMS, json!(7)));
+        // rmcp reads this one as a custom request; it is a tools/call without a usable name.
+        let bad =
+            rejection(r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":42}}"#);
+        assert_eq!((bad.code, bad.id.clone()), (INVALID_PARAMS, json!("a")));
+        assert!(bad.message.contains("tools/call"), "{}", bad.message);
+        let bad = rejection(r#"{"jsonrpc":"2.0","id":8,"method":"resources/read","params":{}}"#);
+        assert_eq!(bad.code, INVALID_PARAMS);
+        assert!(bad.message.contains("uri"), "{}", bad.message);
+    }
+
+    #[test]
+    fn non_messages_get_invalid_request() {
+        let bad = rejection(r#"{"id":8,"foo":1}"#);
+        assert_eq!((bad.code, bad.id), (INVALID_REQUEST, json!(8)));
+        let bad = rejection(r#"{"jsonrpc":"2.0","id":{"x":1},"method":42}"#);
+        assert_eq!((bad.code, bad.id), (INVALID_REQUEST, Value::Null));
+    }
+
+    #[test]
+    fn blank_lines_and_bad_notifications_are_skipped() {
+        assert!(matches!(read_client_message(b"   "), Inbound::Skip));
+        assert!(matches!(read_client_message(b""), Inbound::Skip));
+        assert!(matches!(
+            read_client_message(
+                br#"{"jsonrpc":"2.0","method":"notifications/progress","params":7}"#
+            ),
+            Inbound::Skip
+        ));
+    }
+
+    #[test]
+    fn valid_messages_pass_with_crlf_bom_and_custom_methods() {
+        let line = "\u{feff}{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\r";
+        assert!(matches!(
+            read_client_message(line.as_bytes()),
+            Inbound::Message(_)
+        ));
+        let custom = br#"{"jsonrpc":"2.0","id":2,"method":"vendor/thing","params":{"a":1}}"#;
+        assert!(matches!(read_client_message(custom), Inbound::Message(_)));
+        let call = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"x","arguments":{}}}"#;
+        assert!(matches!(read_client_message(call), Inbound::Message(_)));
+    }
+}
