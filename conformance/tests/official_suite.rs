@@ -1,4 +1,6 @@
-//! The official conformance suite, run for real against our servers.
+//! The official conformance suite, run for real: it catches a server without DNS-rebinding
+//! protection, and the generic scenarios hold over every listener configuration. (The whole suite
+//! on the fixture runs in `matrix.rs`, which records it in RESULTS.md.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mcp_conformance::{
@@ -6,40 +8,6 @@ use mcp_conformance::{
     suite::{self, GENERIC_SERVER_SCENARIOS},
 };
 use mcp_core::{HttpServer, ServeArgs, Transport};
-
-async fn serve_everything() -> HttpServer {
-    let args = ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]);
-    HttpServer::start(Everything::default(), &args)
-        .await
-        .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn everything_passes_every_scenario_with_no_warnings() {
-    let listed = suite::list_server_scenarios().await.unwrap();
-    let server = serve_everything().await;
-    let report = suite::run_all(&server.url("/mcp")).await.unwrap();
-    server.shutdown().await.unwrap();
-    eprintln!("{}", report.table());
-
-    let missing: Vec<&String> = listed
-        .iter()
-        .filter(|name| !report.scenarios.contains_key(*name))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "scenarios without a verdict: {missing:?}"
-    );
-    assert_eq!(report.scenarios.len(), listed.len());
-    assert!(
-        listed.len() >= 32,
-        "the pinned suite lists {} server scenarios",
-        listed.len()
-    );
-    let failed = report.failed();
-    assert!(failed.is_empty(), "failures and warnings: {failed:#?}");
-    assert!(report.count("SUCCESS") >= listed.len());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_suite_catches_a_server_without_dns_rebinding_protection() {
