@@ -270,21 +270,18 @@ async fn handshake_checks(wire: &mut Wire, options: &Options, report: &mut Repor
         Err(error) => report.record("ping", Status::Fail, error.to_string()),
     }
 
-    let tools = if result["capabilities"].get("tools").is_some() {
-        list_tools(wire, timeout, report).await
-    } else {
+    let tools = list_everything(wire, &result["capabilities"], timeout, report).await;
+    if result["capabilities"].get("tools").is_none() {
         for id in [
             "tools-list",
             "tool-names",
             "tool-descriptions",
             "tool-input-schemas",
             "tool-output-schemas",
-            "pagination",
         ] {
             report.record(id, Status::Skip, "the server declares no tools capability");
         }
-        Vec::new()
-    };
+    }
     if !tools.is_empty() {
         check_tools(&tools, report);
     }
@@ -294,8 +291,16 @@ async fn handshake_checks(wire: &mut Wire, options: &Options, report: &mut Repor
     cancellation_check(wire, &tools, options, report).await;
 }
 
-async fn list_tools(wire: &mut Wire, timeout: Duration, report: &mut Report) -> Vec<Value> {
-    let mut tools = Vec::new();
+/// Reads every page of a list method (`tools/list` → `tools`), following cursors. Fails on an
+/// error, a cursor that comes back (a loop), or an item listed twice.
+async fn read_all_pages(
+    wire: &mut Wire,
+    timeout: Duration,
+    method: &str,
+    key: &str,
+    identity: &str,
+) -> Result<(Vec<Value>, usize), String> {
+    let mut items = Vec::new();
     let mut cursors = HashSet::new();
     let mut cursor: Option<Value> = None;
     let mut pages = 0;
@@ -304,89 +309,122 @@ async fn list_tools(wire: &mut Wire, timeout: Duration, report: &mut Report) -> 
             Some(cursor) => json!({ "cursor": cursor }),
             None => json!({}),
         };
-        let answer = match wire
+        let answer = wire
             .request(
-                request(format!("tools-{pages}"), "tools/list", params),
+                request(format!("{method}-{pages}"), method, params),
                 timeout,
             )
             .await
-        {
-            Ok(answer) => answer,
-            Err(error) => {
-                report.record("tools-list", Status::Fail, error.to_string());
-                return tools;
-            }
-        };
-        let Some(page) = answer["result"]["tools"].as_array() else {
-            report.record(
-                "tools-list",
-                Status::Fail,
-                format!("no tools array in {answer}"),
-            );
-            return tools;
-        };
-        tools.extend(page.iter().cloned());
+            .map_err(|error| format!("{method}: {error}"))?;
+        let page = answer["result"][key]
+            .as_array()
+            .ok_or_else(|| format!("{method}: no `{key}` array in {answer}"))?;
+        items.extend(page.iter().cloned());
         pages += 1;
         match answer["result"].get("nextCursor").filter(|c| !c.is_null()) {
             None => break,
             Some(next) if !cursors.insert(next.to_string()) || pages >= 100 => {
-                report.record(
-                    "pagination",
-                    Status::Fail,
-                    format!("tools/list cursors loop (cursor {next} came back)"),
-                );
-                return tools;
+                return Err(format!("{method}: cursors loop (cursor {next} came back)"));
             }
             Some(next) => cursor = Some(next.clone()),
         }
     }
-    let mut names = HashSet::new();
-    let duplicates: Vec<&str> = tools
+    let mut seen = HashSet::new();
+    let duplicates: Vec<&str> = items
         .iter()
-        .filter_map(|t| t["name"].as_str())
-        .filter(|name| !names.insert(*name))
+        .filter_map(|item| item[identity].as_str())
+        .filter(|id| !seen.insert(*id))
         .collect();
-    if duplicates.is_empty() {
-        report.record(
-            "tools-list",
-            Status::Pass,
-            format!("{} tool(s) in {pages} page(s)", tools.len()),
-        );
-    } else {
-        report.record(
-            "tools-list",
-            Status::Fail,
-            format!("tools listed twice across pages: {duplicates:?}"),
-        );
+    if !duplicates.is_empty() {
+        return Err(format!(
+            "{method}: listed twice across pages: {duplicates:?}"
+        ));
     }
+    Ok((items, pages))
+}
 
+/// How a list method treats a cursor it never issued: the spec asks for -32602.
+async fn bogus_cursor(wire: &mut Wire, timeout: Duration, method: &str) -> (Status, String) {
     let bogus = request(
         "bad-cursor",
-        "tools/list",
+        method,
         json!({ "cursor": "mcp-check/not-a-cursor" }),
     );
     match wire.request(bogus, timeout).await {
-        Ok(answer) if error_code(&answer) == Some(-32602) => {
-            report.record("pagination", Status::Pass, "an invalid cursor gets -32602")
-        }
-        Ok(answer) if answer.get("error").is_some() => report.record(
-            "pagination",
+        Ok(answer) if error_code(&answer) == Some(-32602) => (
+            Status::Pass,
+            format!("{method}: an invalid cursor gets -32602"),
+        ),
+        Ok(answer) if answer.get("error").is_some() => (
             Status::Warn,
             format!(
-                "an invalid cursor should get -32602 (Invalid params), got {}",
+                "{method}: an invalid cursor should get -32602 (Invalid params), got {}",
                 answer["error"]
             ),
         ),
-        Ok(_) => report.record(
-            "pagination",
+        Ok(_) => (
             Status::Warn,
-            "an invalid cursor was accepted; the spec asks for -32602",
+            format!("{method}: an invalid cursor was accepted; the spec asks for -32602"),
         ),
-        Err(error) => report.record(
-            "pagination",
+        Err(error) => (
             Status::Fail,
-            format!("an invalid cursor got no answer: {error}"),
+            format!("{method}: an invalid cursor got no answer: {error}"),
         ),
+    }
+}
+
+/// Lists tools, resources and prompts (those the server declares), records `tools-list` and
+/// `pagination`, and returns the tools.
+async fn list_everything(
+    wire: &mut Wire,
+    capabilities: &Value,
+    timeout: Duration,
+    report: &mut Report,
+) -> Vec<Value> {
+    let mut tools = Vec::new();
+    let mut verdicts: Vec<(Status, String)> = Vec::new();
+    let lists = [
+        ("tools", "tools/list", "name"),
+        ("resources", "resources/list", "uri"),
+        ("prompts", "prompts/list", "name"),
+    ];
+    for (capability, method, identity) in lists {
+        if capabilities.get(capability).is_none() {
+            continue;
+        }
+        match read_all_pages(wire, timeout, method, capability, identity).await {
+            Ok((items, pages)) => {
+                if capability == "tools" {
+                    report.record(
+                        "tools-list",
+                        Status::Pass,
+                        format!("{} tool(s) in {pages} page(s)", items.len()),
+                    );
+                    tools = items;
+                }
+                verdicts.push(bogus_cursor(wire, timeout, method).await);
+            }
+            Err(reason) => {
+                if capability == "tools" {
+                    report.record("tools-list", Status::Fail, reason.clone());
+                }
+                verdicts.push((Status::Fail, reason));
+            }
+        }
+    }
+    if verdicts.is_empty() {
+        report.record("pagination", Status::Skip, "the server declares no lists");
+    } else {
+        let worst = [Status::Fail, Status::Warn, Status::Pass]
+            .into_iter()
+            .find(|status| verdicts.iter().any(|(s, _)| s == status))
+            .unwrap_or(Status::Pass);
+        let details: Vec<String> = verdicts
+            .into_iter()
+            .filter(|(status, _)| *status == worst)
+            .map(|(_, detail)| detail)
+            .collect();
+        report.record("pagination", worst, details.join("; "));
     }
     tools
 }
