@@ -23,7 +23,7 @@
 use std::ops::Deref;
 
 use rmcp::{
-    RoleClient, ServerHandler, ServiceExt,
+    ClientHandler, RoleClient, ServerHandler, ServiceExt,
     model::{CallToolRequestParams, CallToolResult, ClientConfig, ContentBlock, ProtocolVersion},
     service::{ClientLifecycleMode, RunningService, ServiceError, serve_client_with_lifecycle},
     transport::{
@@ -43,27 +43,29 @@ pub enum Era {
     Stateless,
 }
 
-/// A connected test client; derefs to rmcp's client for every protocol call.
-pub struct TestClient {
-    client: RunningService<RoleClient, ClientConfig>,
+/// A connected test client; derefs to rmcp's client for every protocol call. `C` is the
+/// client's handler: [`ClientConfig`] for a plain client, or one that answers the server's
+/// requests (roots, sampling, elicitation) for tests that need it.
+pub struct TestClient<C: ClientHandler = ClientConfig> {
+    client: RunningService<RoleClient, C>,
     server: JoinHandle<()>,
 }
 
-impl Deref for TestClient {
-    type Target = RunningService<RoleClient, ClientConfig>;
+impl<C: ClientHandler> Deref for TestClient<C> {
+    type Target = RunningService<RoleClient, C>;
 
     fn deref(&self) -> &Self::Target {
         &self.client
     }
 }
 
-impl Drop for TestClient {
+impl<C: ClientHandler> Drop for TestClient<C> {
     fn drop(&mut self) {
         self.server.abort();
     }
 }
 
-impl TestClient {
+impl<C: ClientHandler> TestClient<C> {
     /// Calls `tool` with JSON `arguments` (an object, or `null` for none).
     pub async fn call(
         &self,
@@ -151,6 +153,15 @@ pub async fn connect_with<H: ServerHandler>(
     handler: H,
     era: Era,
 ) -> Result<TestClient, HarnessError> {
+    connect_client(handler, ClientConfig::default(), era).await
+}
+
+/// Connects `client` (a client handler of your own) to `handler`.
+pub async fn connect_client<H: ServerHandler, C: ClientHandler>(
+    handler: H,
+    client: C,
+    era: Era,
+) -> Result<TestClient<C>, HarnessError> {
     let (client_io, server_io) = tokio::io::duplex(1024 * 1024);
     let (server_read, server_write) = tokio::io::split(server_io);
     let server = tokio::spawn(async move {
@@ -159,8 +170,7 @@ pub async fn connect_with<H: ServerHandler>(
             let _ = running.waiting().await;
         }
     });
-    let client =
-        serve_client_with_lifecycle(ClientConfig::default(), client_io, lifecycle(era)).await?;
+    let client = serve_client_with_lifecycle(client, client_io, lifecycle(era)).await?;
     Ok(TestClient { client, server })
 }
 

@@ -1,0 +1,54 @@
+//! `mcp-fs`: the filesystem server.
+use std::path::PathBuf;
+
+use clap::Parser;
+use mcp_server_fs::{FsServer, Limits, Sandbox};
+
+/// A filesystem MCP server: read, write, edit, list, search and grep files inside the allowed
+/// directories, and nowhere else.
+///
+/// Directories come from the command line; a client that offers roots replaces them (and
+/// `roots/list_changed` is followed), as with the official server.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Directories the server may access (a client's roots replace them).
+    #[arg(value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+
+    /// Offer only the tools that read: no write, edit, move, copy, delete or mkdir.
+    #[arg(long)]
+    read_only: bool,
+
+    /// Bytes of text per answer; longer files and results come in pages with a cursor.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_text_bytes)]
+    max_text_bytes: usize,
+
+    /// Entries per directory listing or search answer.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_entries)]
+    max_entries: usize,
+
+    /// Largest file read_media_file returns.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_media_bytes)]
+    max_media_bytes: u64,
+
+    #[command(flatten)]
+    serve: mcp_core::ServeArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    mcp_core::init_logging(cli.serve.log_level);
+    let sandbox = Sandbox::new(&cli.dirs)?;
+    if sandbox.is_empty() {
+        tracing::warn!("no directories given: waiting for the client to offer roots");
+    }
+    let limits = Limits {
+        max_text_bytes: cli.max_text_bytes.max(1024),
+        max_entries: cli.max_entries.max(1),
+        max_media_bytes: cli.max_media_bytes,
+    };
+    mcp_core::serve(FsServer::new(sandbox, limits, cli.read_only), cli.serve).await?;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! `mcp-fs`: a filesystem MCP server with the official server's tools (same names and
+//! arguments, so prompts written for it keep working), a sandbox that holds, and ripgrep's
+//! content search.
+//!
+//! Every path is matched to an allowed directory by whole components, then used only through
+//! that directory's [`cap_std::fs::Dir`], which resolves it beneath the directory in the kernel:
+//! prefix siblings, `..`, symlinks pointing out (even ones swapped in mid-request) all fail.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use mcp_server_fs::{FsServer, Limits, Sandbox};
+//!
+//! let sandbox = Sandbox::new(&["/home/me/project"])?;
+//! let server = FsServer::new(sandbox, Limits::default(), false);
+//! mcp_core::serve(server, mcp_core::ServeArgs::default()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod edit;
+pub mod ops;
+pub mod sandbox;
+pub mod search;
+pub mod server;
+
+pub use sandbox::{Sandbox, SandboxError};
+pub use server::{FsServer, Limits, WRITE_TOOLS};

@@ -1,0 +1,171 @@
+//! File operations on resolved paths, through the root's `Dir` only.
+
+use std::{
+    ffi::OsString,
+    io::{Read, Seek, SeekFrom, Write},
+    path::{Path, PathBuf},
+};
+
+use cap_std::fs::{Dir, OpenOptions};
+
+use crate::sandbox::{Resolved, SandboxError};
+
+/// Reads at most `limit` bytes starting at byte `offset`; returns them and the file's size.
+pub fn read_window(
+    resolved: &Resolved,
+    offset: u64,
+    limit: usize,
+) -> Result<(Vec<u8>, u64), SandboxError> {
+    let path = resolved.display();
+    let io = |e| SandboxError::io(&path, e);
+    let mut file = resolved.dir().open(&resolved.rel).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if file.metadata().map_err(io)?.is_dir() {
+        return Err(SandboxError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other("is a directory; use list_directory"),
+        });
+    }
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let mut bytes = Vec::with_capacity(limit.min(1 << 20));
+    file.take(limit as u64)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok((bytes, size))
+}
+
+/// Reads the whole file, refusing files over `limit` bytes.
+pub fn read_all(resolved: &Resolved, limit: u64) -> Result<Vec<u8>, SandboxError> {
+    let path = resolved.display();
+    let io = |e| SandboxError::io(&path, e);
+    let file = resolved.dir().open(&resolved.rel).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > limit {
+        return Err(SandboxError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(format!(
+                "{size} bytes is more than the {limit} this tool reads"
+            )),
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
+}
+
+/// Writes `contents` to the path atomically: a temporary file beside it, synced, then renamed
+/// over it. Readers see the old file or the new one, never half of it.
+pub fn write_atomic(resolved: &Resolved, contents: &[u8]) -> Result<(), SandboxError> {
+    let path = resolved.display();
+    let io = |e| SandboxError::io(&path, e);
+    let (parent, name) = resolved.split().ok_or_else(|| SandboxError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other("is an allowed directory itself, not a file"),
+    })?;
+    let dir: Dir = resolved.dir().open_dir(&parent).map_err(io)?;
+    let mut temp_name = OsString::from(".");
+    temp_name.push(&name);
+    temp_name.push(format!(".mcp-fs-{}-{}.tmp", std::process::id(), unique()));
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    let result = (|| {
+        let mut file = dir.open_with(&temp_name, &options)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        dir.rename(&temp_name, &dir, &name)
+    })();
+    if result.is_err() {
+        let _ = dir.remove_file(&temp_name);
+    }
+    result.map_err(io)
+}
+
+/// Creates a new file with `contents`; fails if anything exists there, however recently.
+pub fn create_new(resolved: &Resolved, contents: &[u8]) -> Result<(), SandboxError> {
+    let path = resolved.display();
+    let io = |e| SandboxError::io(&path, e);
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    let mut file = resolved
+        .dir()
+        .open_with(&resolved.rel, &options)
+        .map_err(io)?;
+    file.write_all(contents).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A directory entry.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct Entry {
+    pub name: String,
+    /// `file`, `directory` or `symlink`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Size in bytes (files only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// The entries of a directory, sorted by name.
+pub fn list(resolved: &Resolved) -> Result<Vec<Entry>, SandboxError> {
+    let path = resolved.display();
+    let io = |e| SandboxError::io(&path, e);
+    let mut entries = Vec::new();
+    for entry in resolved.dir().read_dir(&resolved.rel).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let kind = entry.file_type().map_err(io)?;
+        let size = if kind.is_file() {
+            entry.metadata().ok().map(|m| m.len())
+        } else {
+            None
+        };
+        entries.push(Entry {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            kind: kind_name(kind.is_dir(), kind.is_symlink()),
+            size,
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
+}
+
+pub fn kind_name(is_dir: bool, is_symlink: bool) -> String {
+    if is_symlink {
+        "symlink"
+    } else if is_dir {
+        "directory"
+    } else {
+        "file"
+    }
+    .to_owned()
+}
+
+/// `path` relative to `base` with `/` separators.
+pub fn relative(path: &Path, base: &Path) -> PathBuf {
+    path.strip_prefix(base)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Human-readable size, as the official server prints it.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    if bytes == 0 {
+        return "0 B".to_owned();
+    }
+    let exponent = ((bytes as f64).ln() / 1024f64.ln()).floor().min(4.0) as i32;
+    if exponent == 0 {
+        return format!("{bytes} B");
+    }
+    format!(
+        "{:.2} {}",
+        bytes as f64 / 1024f64.powi(exponent),
+        UNITS[exponent as usize]
+    )
+}

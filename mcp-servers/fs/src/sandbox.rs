@@ -1,0 +1,284 @@
+//! The sandbox: which paths a request may touch, and handles that cannot leave them.
+//!
+//! A requested path is matched to an allowed root by whole components (so `/data/proj` never
+//! admits `/data/proj_evil`), after `~` expansion and lexical clean-up. Everything after that goes
+//! through the root's [`cap_std::fs::Dir`], which resolves the rest beneath the root in the
+//! kernel (`openat2` with `RESOLVE_BENEATH` on Linux): a symlink or `..` that leads out fails at
+//! the moment of use, whatever was swapped in after any check.
+
+use std::{
+    io,
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+};
+
+use cap_std::{ambient_authority, fs::Dir};
+
+/// Why a path cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the path is empty")]
+    Empty,
+    #[error("the path contains a NUL byte")]
+    Nul,
+    #[error("access denied: {path} is outside the allowed directories ({allowed})")]
+    Outside { path: String, allowed: String },
+    #[error(
+        "no allowed directories yet: start the server with directories, or connect from a client that offers roots"
+    )]
+    NoRoots,
+    #[error(
+        "access denied: {path} leads outside the allowed directories (through a symbolic link or `..`)"
+    )]
+    Escape { path: String },
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("cannot use {path} as an allowed directory: {source}")]
+    BadRoot { path: String, source: io::Error },
+}
+
+impl SandboxError {
+    /// An I/O error on `path`, told apart from a refused escape.
+    pub fn io(path: &Path, source: io::Error) -> Self {
+        // cap-std reports an escape attempt as PermissionDenied with this message.
+        if source.kind() == io::ErrorKind::PermissionDenied
+            && source.to_string().contains("outside of the filesystem")
+        {
+            return Self::Escape {
+                path: path.display().to_string(),
+            };
+        }
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// One allowed directory.
+#[derive(Debug)]
+pub struct Root {
+    /// As given (absolute, cleaned): how users name it.
+    pub path: PathBuf,
+    /// With symlinks resolved: how the kernel names it.
+    pub canonical: PathBuf,
+    pub dir: Dir,
+}
+
+/// A path inside a root, ready to use with the root's [`Dir`].
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub root: Arc<Root>,
+    /// Relative to the root, clean (no `.`, no `..`); `.` for the root itself.
+    pub rel: PathBuf,
+}
+
+impl Resolved {
+    /// The absolute path, as the user would write it.
+    pub fn display(&self) -> PathBuf {
+        if self.rel == Path::new(".") {
+            self.root.path.clone()
+        } else {
+            self.root.path.join(&self.rel)
+        }
+    }
+
+    pub fn dir(&self) -> &Dir {
+        &self.root.dir
+    }
+
+    /// The parent directory and the final name; `None` for the root itself.
+    pub fn split(&self) -> Option<(PathBuf, std::ffi::OsString)> {
+        let name = self.rel.file_name()?.to_owned();
+        let parent = match self.rel.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Some((parent, name))
+    }
+}
+
+/// The set of allowed directories.
+#[derive(Debug, Default, Clone)]
+pub struct Sandbox {
+    roots: Vec<Arc<Root>>,
+}
+
+/// Removes `.` and resolves `..` without touching the filesystem. `None` when `..` climbs past
+/// the filesystem root.
+fn clean(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Prefix(prefix) => out.push(prefix.as_os_str()),
+            Component::RootDir => out.push(Component::RootDir.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() || out.as_os_str().is_empty() {
+                    return None;
+                }
+            }
+            Component::Normal(name) => out.push(name),
+        }
+    }
+    Some(out)
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `~` and `~/…` → the home directory.
+fn expand_home(path: &str) -> PathBuf {
+    match (path, home()) {
+        ("~", Some(home)) => home,
+        (p, Some(home)) if p.starts_with("~/") => home.join(&p[2..]),
+        (p, _) => PathBuf::from(p),
+    }
+}
+
+impl Sandbox {
+    /// Opens each directory. Fails on the first that cannot be opened as a directory.
+    pub fn new<P: AsRef<Path>>(dirs: &[P]) -> Result<Self, SandboxError> {
+        let mut roots = Vec::new();
+        for dir in dirs {
+            roots.push(Arc::new(Self::open_root(dir.as_ref())?));
+        }
+        Ok(Self { roots })
+    }
+
+    fn open_root(dir: &Path) -> Result<Root, SandboxError> {
+        let given = expand_home(&dir.to_string_lossy());
+        let absolute = if given.is_absolute() {
+            given
+        } else {
+            std::env::current_dir()
+                .map_err(|source| SandboxError::BadRoot {
+                    path: dir.display().to_string(),
+                    source,
+                })?
+                .join(given)
+        };
+        let path = clean(&absolute).unwrap_or(absolute);
+        let bad = |source| SandboxError::BadRoot {
+            path: path.display().to_string(),
+            source,
+        };
+        let canonical = std::fs::canonicalize(&path).map_err(bad)?;
+        let dir = Dir::open_ambient_dir(&canonical, ambient_authority()).map_err(|source| {
+            SandboxError::BadRoot {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+        Ok(Root {
+            path,
+            canonical,
+            dir,
+        })
+    }
+
+    pub fn roots(&self) -> &[Arc<Root>] {
+        &self.roots
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.roots.is_empty()
+    }
+
+    /// The allowed directories, as users name them.
+    pub fn describe(&self) -> String {
+        self.roots
+            .iter()
+            .map(|root| root.path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Maps a requested path to a root and a clean path beneath it. Relative paths are taken
+    /// relative to the first allowed directory.
+    pub fn resolve(&self, requested: &str) -> Result<Resolved, SandboxError> {
+        if requested.is_empty() {
+            return Err(SandboxError::Empty);
+        }
+        if requested.contains('\0') {
+            return Err(SandboxError::Nul);
+        }
+        let first = self.roots.first().ok_or(SandboxError::NoRoots)?;
+        let expanded = expand_home(requested);
+        let absolute = if expanded.is_absolute() {
+            expanded
+        } else {
+            first.path.join(expanded)
+        };
+        let outside = || SandboxError::Outside {
+            path: requested.to_owned(),
+            allowed: self.describe(),
+        };
+        let cleaned = clean(&absolute).ok_or_else(outside)?;
+        // The deepest root that contains the path, by whole components, under either spelling.
+        let mut best: Option<(&Arc<Root>, PathBuf, usize)> = None;
+        for root in &self.roots {
+            for base in [&root.path, &root.canonical] {
+                if let Ok(rel) = cleaned.strip_prefix(base) {
+                    let depth = base.components().count();
+                    if best.as_ref().is_none_or(|(_, _, d)| depth > *d) {
+                        best = Some((root, rel.to_path_buf(), depth));
+                    }
+                }
+            }
+        }
+        let (root, rel, _) = best.ok_or_else(outside)?;
+        let rel = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel
+        };
+        Ok(Resolved {
+            root: root.clone(),
+            rel,
+        })
+    }
+
+    /// The resolved path's real location must stay beneath its root: checked by asking the
+    /// root's `Dir` to canonicalize it (through its nearest existing ancestor when it does not
+    /// exist yet), which fails for anything that leads out.
+    pub fn check_beneath(&self, resolved: &Resolved) -> Result<(), SandboxError> {
+        let mut probe = resolved.rel.clone();
+        loop {
+            match resolved.dir().canonicalize(&probe) {
+                Ok(_) => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    if !probe.pop() || probe.as_os_str().is_empty() {
+                        return Ok(());
+                    }
+                }
+                Err(error) => return Err(SandboxError::io(&resolved.display(), error)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_resolves_dots_lexically() {
+        assert_eq!(clean(Path::new("/a/./b/../c")), Some(PathBuf::from("/a/c")));
+        assert_eq!(clean(Path::new("/a/..")), Some(PathBuf::from("/")));
+        assert_eq!(clean(Path::new("/..")), None);
+    }
+
+    #[test]
+    fn tilde_expands_to_home_only_at_the_start() {
+        if let Some(home) = home() {
+            assert_eq!(expand_home("~"), home);
+            assert_eq!(expand_home("~/x"), home.join("x"));
+        }
+        assert_eq!(expand_home("/a/~/x"), PathBuf::from("/a/~/x"));
+        assert_eq!(expand_home("~user/x"), PathBuf::from("~user/x"));
+    }
+}

@@ -1,0 +1,461 @@
+//! Walking, matching and searching: trees and globs through the sandboxed `Dir`, content search
+//! with ripgrep's crates (`ignore` for .gitignore-aware walking, `grep-searcher` for matching),
+//! every file opened through the sandbox.
+
+use std::{
+    io::{BufRead, BufReader, Read, Seek, SeekFrom},
+    path::{Path, PathBuf},
+};
+
+use cap_std::fs::Dir;
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use grep_regex::RegexMatcherBuilder;
+use grep_searcher::{Searcher, SearcherBuilder, Sink, SinkContext, SinkMatch};
+use mcp_core::ToolError;
+use serde::Serialize;
+
+use crate::sandbox::{Resolved, SandboxError};
+
+fn io_error(resolved: &Resolved) -> impl Fn(std::io::Error) -> SandboxError + '_ {
+    move |error| SandboxError::io(&resolved.display(), error)
+}
+
+/// The first `n` lines.
+pub fn head_lines(resolved: &Resolved, n: usize) -> Result<String, SandboxError> {
+    let file = resolved
+        .dir()
+        .open(&resolved.rel)
+        .map_err(io_error(resolved))?;
+    let mut out = String::new();
+    let mut reader = BufReader::new(file);
+    for _ in 0..n {
+        let mut line = Vec::new();
+        if reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_error(resolved))?
+            == 0
+        {
+            break;
+        }
+        out.push_str(&String::from_utf8_lossy(&line));
+    }
+    Ok(out.trim_end_matches('\n').to_owned())
+}
+
+/// The last `n` lines, reading backwards from the end so a huge file costs only its tail.
+pub fn tail_lines(resolved: &Resolved, n: usize) -> Result<String, SandboxError> {
+    let mut file = resolved
+        .dir()
+        .open(&resolved.rel)
+        .map_err(io_error(resolved))?;
+    let size = file.metadata().map_err(io_error(resolved))?.len();
+    let mut tail: Vec<u8> = Vec::new();
+    let mut position = size;
+    const CHUNK: u64 = 64 * 1024;
+    while position > 0 {
+        let step = CHUNK.min(position);
+        position -= step;
+        file.seek(SeekFrom::Start(position))
+            .map_err(io_error(resolved))?;
+        let mut chunk = vec![0; step as usize];
+        file.read_exact(&mut chunk).map_err(io_error(resolved))?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        let body = tail.strip_suffix(b"\n").unwrap_or(&tail);
+        if body.iter().filter(|&&b| b == b'\n').count() >= n {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&tail);
+    let lines: Vec<&str> = text.trim_end_matches('\n').split('\n').collect();
+    Ok(lines[lines.len().saturating_sub(n)..].join("\n"))
+}
+
+/// Lines `start..=end` with their numbers, stopping at `max_bytes` of output.
+pub fn line_range(
+    resolved: &Resolved,
+    start: usize,
+    end: Option<usize>,
+    max_bytes: usize,
+) -> Result<String, SandboxError> {
+    let file = resolved
+        .dir()
+        .open(&resolved.rel)
+        .map_err(io_error(resolved))?;
+    let mut reader = BufReader::new(file);
+    let mut out = String::new();
+    let mut number = 0;
+    loop {
+        let mut line = Vec::new();
+        if reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_error(resolved))?
+            == 0
+        {
+            break;
+        }
+        number += 1;
+        if number < start {
+            continue;
+        }
+        if end.is_some_and(|end| number > end) {
+            break;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let rendered = format!("{number:>6}| {}\n", text.trim_end_matches(['\n', '\r']));
+        if out.len() + rendered.len() > max_bytes {
+            out.push_str(&format!("[stopped before line {number}: answer limit reached; ask for a range from line {number}]\n"));
+            break;
+        }
+        out.push_str(&rendered);
+    }
+    if number < start {
+        out.push_str(&format!("[the file has only {number} lines]\n"));
+    }
+    Ok(out)
+}
+
+/// Globs as the official server reads them (minimatch, `dot: true`): `*` stays within a path
+/// component, `**` crosses them. A pattern without `/` also matches an entry's own name.
+struct Patterns {
+    set: GlobSet,
+    names_too: Vec<bool>,
+}
+
+impl Patterns {
+    fn new(patterns: &[String]) -> Result<Self, ToolError> {
+        let mut builder = GlobSetBuilder::new();
+        let mut names_too = Vec::new();
+        for pattern in patterns {
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|error| ToolError::new(format!("invalid glob {pattern:?}: {error}")))?;
+            builder.add(glob);
+            names_too.push(!pattern.contains('/'));
+        }
+        let set = builder
+            .build()
+            .map_err(|error| ToolError::new(format!("invalid globs: {error}")))?;
+        Ok(Self { set, names_too })
+    }
+
+    fn matches(&self, relative: &Path) -> bool {
+        if self.set.is_match(relative) {
+            return true;
+        }
+        match relative.file_name() {
+            Some(name) => self
+                .set
+                .matches(name)
+                .into_iter()
+                .any(|i| self.names_too[i]),
+            None => false,
+        }
+    }
+}
+
+/// Depth-first over `rel` beneath `dir`, by name, calling `visit` with each entry's path
+/// relative to the start and whether it is a directory. `visit` returns whether to go on.
+fn walk(
+    dir: &Dir,
+    start: &Path,
+    relative: &Path,
+    visit: &mut dyn FnMut(&Path, bool) -> Visit,
+) -> std::io::Result<bool> {
+    let here = if relative.as_os_str().is_empty() {
+        start.to_path_buf()
+    } else {
+        start.join(relative)
+    };
+    let mut entries: Vec<(PathBuf, bool)> = Vec::new();
+    for entry in dir.read_dir(&here)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        entries.push((
+            relative.join(entry.file_name()),
+            kind.is_dir() && !kind.is_symlink(),
+        ));
+    }
+    entries.sort();
+    for (path, is_dir) in entries {
+        match visit(&path, is_dir) {
+            Visit::Stop => return Ok(false),
+            Visit::Skip => continue,
+            Visit::Descend if is_dir => {
+                // An unreadable subdirectory is left out rather than failing the whole walk.
+                match walk(dir, start, &path, visit) {
+                    Ok(true) | Err(_) => {}
+                    Ok(false) => return Ok(false),
+                }
+            }
+            Visit::Descend => {}
+        }
+    }
+    Ok(true)
+}
+
+enum Visit {
+    Descend,
+    Skip,
+    Stop,
+}
+
+/// One node of `directory_tree`.
+#[derive(Debug, Serialize)]
+pub struct Node {
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    children: Option<Vec<Node>>,
+}
+
+/// The tree under a directory, at most `budget` nodes; says whether it was cut.
+pub fn tree(
+    resolved: &Resolved,
+    excludes: &[String],
+    budget: usize,
+) -> Result<(Vec<Node>, bool), ToolError> {
+    let excludes = Patterns::new(excludes)?;
+    let mut remaining = budget;
+    let mut truncated = false;
+    fn build(
+        dir: &Dir,
+        start: &Path,
+        relative: &Path,
+        excludes: &Patterns,
+        remaining: &mut usize,
+        truncated: &mut bool,
+    ) -> std::io::Result<Vec<Node>> {
+        let here = if relative.as_os_str().is_empty() {
+            start.to_path_buf()
+        } else {
+            start.join(relative)
+        };
+        let mut entries: Vec<(String, bool)> = Vec::new();
+        for entry in dir.read_dir(&here)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            entries.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                kind.is_dir() && !kind.is_symlink(),
+            ));
+        }
+        entries.sort();
+        let mut nodes = Vec::new();
+        for (name, is_dir) in entries {
+            let path = relative.join(&name);
+            if excludes.matches(&path) {
+                continue;
+            }
+            if *remaining == 0 {
+                *truncated = true;
+                break;
+            }
+            *remaining -= 1;
+            let children = if is_dir {
+                Some(build(dir, start, &path, excludes, remaining, truncated).unwrap_or_default())
+            } else {
+                None
+            };
+            nodes.push(Node {
+                name,
+                kind: if is_dir { "directory" } else { "file" },
+                children,
+            });
+        }
+        Ok(nodes)
+    }
+    let nodes = build(
+        resolved.dir(),
+        &resolved.rel,
+        Path::new(""),
+        &excludes,
+        &mut remaining,
+        &mut truncated,
+    )
+    .map_err(|error| crate::server::tool_error(SandboxError::io(&resolved.display(), error)))?;
+    Ok((nodes, truncated))
+}
+
+/// Paths under a directory matching `pattern`, at most `limit`; says whether it was cut.
+pub fn find(
+    resolved: &Resolved,
+    pattern: &str,
+    excludes: &[String],
+    limit: usize,
+) -> Result<(Vec<String>, bool), ToolError> {
+    let wanted = Patterns::new(&[pattern.to_owned()])?;
+    let excludes = Patterns::new(excludes)?;
+    let base = resolved.display();
+    let mut found = Vec::new();
+    let mut truncated = false;
+    walk(
+        resolved.dir(),
+        &resolved.rel,
+        Path::new(""),
+        &mut |path, _| {
+            if excludes.matches(path) {
+                return Visit::Skip;
+            }
+            if wanted.matches(path) {
+                if found.len() == limit {
+                    truncated = true;
+                    return Visit::Stop;
+                }
+                found.push(base.join(path).display().to_string());
+            }
+            Visit::Descend
+        },
+    )
+    .map_err(|error| crate::server::tool_error(SandboxError::io(&resolved.display(), error)))?;
+    Ok((found, truncated))
+}
+
+/// What `grep` looks for.
+pub struct GrepOptions {
+    pub pattern: String,
+    pub glob: Option<String>,
+    pub case_insensitive: bool,
+    pub context: usize,
+    pub max_results: usize,
+}
+
+/// One matching (or context) line.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct GrepLine {
+    pub path: String,
+    pub line: u64,
+    pub text: String,
+    /// False for context lines around a match.
+    pub is_match: bool,
+}
+
+/// All that `grep` found.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct GrepReport {
+    pub matches: Vec<GrepLine>,
+    pub files_searched: usize,
+    pub truncated: bool,
+}
+
+struct Collect<'a> {
+    path: &'a str,
+    out: &'a mut Vec<GrepLine>,
+    matched: &'a mut usize,
+    max: usize,
+}
+
+impl Sink for Collect<'_> {
+    type Error = std::io::Error;
+
+    fn matched(&mut self, _: &Searcher, found: &SinkMatch<'_>) -> Result<bool, Self::Error> {
+        if *self.matched >= self.max {
+            return Ok(false);
+        }
+        *self.matched += 1;
+        self.out.push(GrepLine {
+            path: self.path.to_owned(),
+            line: found.line_number().unwrap_or(0),
+            text: String::from_utf8_lossy(found.bytes())
+                .trim_end_matches(['\n', '\r'])
+                .chars()
+                .take(500)
+                .collect(),
+            is_match: true,
+        });
+        Ok(true)
+    }
+
+    fn context(&mut self, _: &Searcher, context: &SinkContext<'_>) -> Result<bool, Self::Error> {
+        self.out.push(GrepLine {
+            path: self.path.to_owned(),
+            line: context.line_number().unwrap_or(0),
+            text: String::from_utf8_lossy(context.bytes())
+                .trim_end_matches(['\n', '\r'])
+                .chars()
+                .take(500)
+                .collect(),
+            is_match: false,
+        });
+        Ok(true)
+    }
+}
+
+/// Searches file contents under `resolved` (a file or a directory).
+pub fn grep(resolved: &Resolved, options: &GrepOptions) -> Result<GrepReport, ToolError> {
+    let matcher = RegexMatcherBuilder::new()
+        .case_insensitive(options.case_insensitive)
+        .build(&options.pattern)
+        .map_err(|error| ToolError::new(format!("invalid regular expression: {error}")))?;
+    let mut searcher = SearcherBuilder::new()
+        .line_number(true)
+        .before_context(options.context)
+        .after_context(options.context)
+        .binary_detection(grep_searcher::BinaryDetection::quit(0))
+        .build();
+    let glob = match &options.glob {
+        Some(glob) => Some(
+            Glob::new(glob)
+                .map_err(|error| ToolError::new(format!("invalid glob {glob:?}: {error}")))?
+                .compile_matcher(),
+        ),
+        None => None,
+    };
+    // The walk (for .gitignore) runs over the real path; every file is then opened through the
+    // sandbox, so a link swapped in mid-walk cannot lead a read outside.
+    let real_start = resolved.root.canonical.join(&resolved.rel);
+    let display_start = resolved.display();
+    let mut report = GrepReport {
+        matches: Vec::new(),
+        files_searched: 0,
+        truncated: false,
+    };
+    let mut matched = 0;
+    for entry in ignore::WalkBuilder::new(&real_start)
+        .follow_links(false)
+        .build()
+    {
+        let Ok(entry) = entry else { continue };
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let Ok(below) = entry.path().strip_prefix(&real_start) else {
+            continue;
+        };
+        if let Some(glob) = &glob
+            && !glob.is_match(below)
+            && !below.file_name().is_some_and(|name| glob.is_match(name))
+        {
+            continue;
+        }
+        let rel = if below.as_os_str().is_empty() {
+            resolved.rel.clone()
+        } else {
+            resolved.rel.join(below)
+        };
+        let Ok(file) = resolved.dir().open(&rel) else {
+            continue;
+        };
+        let shown = if below.as_os_str().is_empty() {
+            display_start.clone()
+        } else {
+            display_start.join(below)
+        };
+        let shown = shown.display().to_string();
+        report.files_searched += 1;
+        let sink = Collect {
+            path: &shown,
+            out: &mut report.matches,
+            matched: &mut matched,
+            max: options.max_results,
+        };
+        let _ = searcher.search_file(&matcher, &file.into_std(), sink);
+        if matched >= options.max_results {
+            report.truncated = true;
+            break;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,969 @@
+//! The MCP face of the filesystem: the official server's tools under their names and argument
+//! shapes, plus `grep`, `read_lines`, `delete_file` and `copy_file`.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+};
+
+use base64::Engine;
+use mcp_core::{OutputCap, ToolError};
+use rmcp::{
+    RoleServer, ServerHandler,
+    handler::server::{common::schema_for_output, router::tool::ToolRouter, wrapper::Parameters},
+    model::*,
+    schemars,
+    service::{NotificationContext, Peer},
+    tool, tool_handler, tool_router,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    edit::{self, Edit},
+    ops,
+    sandbox::{Resolved, Sandbox, SandboxError},
+    search,
+};
+
+/// How much one answer may carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes of text per answer; longer text is paged with a cursor.
+    pub max_text_bytes: usize,
+    /// Entries per listing; longer listings are paged.
+    pub max_entries: usize,
+    /// Largest file `read_media_file` encodes.
+    pub max_media_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_text_bytes: 256 * 1024,
+            max_entries: 2_000,
+            max_media_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The tools that change files, hidden by `--read-only`.
+pub const WRITE_TOOLS: [&str; 6] = [
+    "write_file",
+    "edit_file",
+    "create_directory",
+    "move_file",
+    "delete_file",
+    "copy_file",
+];
+
+/// The filesystem server. Cloning it starts a new session: its roots begin as the configured
+/// directories and follow what that session's client offers.
+pub struct FsServer {
+    configured: Arc<Sandbox>,
+    sandbox: Arc<RwLock<Sandbox>>,
+    limits: Limits,
+    read_only: bool,
+    tool_router: ToolRouter<Self>,
+}
+
+impl Clone for FsServer {
+    fn clone(&self) -> Self {
+        Self::with_sandbox(self.configured.clone(), self.limits, self.read_only)
+    }
+}
+
+impl FsServer {
+    pub fn new(sandbox: Sandbox, limits: Limits, read_only: bool) -> Self {
+        Self::with_sandbox(Arc::new(sandbox), limits, read_only)
+    }
+
+    fn with_sandbox(configured: Arc<Sandbox>, limits: Limits, read_only: bool) -> Self {
+        let mut tool_router = Self::tool_router();
+        if read_only {
+            for name in WRITE_TOOLS {
+                tool_router.remove_route(name);
+            }
+        }
+        Self {
+            sandbox: Arc::new(RwLock::new((*configured).clone())),
+            configured,
+            limits,
+            read_only,
+            tool_router,
+        }
+    }
+
+    fn sandbox(&self) -> Sandbox {
+        self.sandbox
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Resolves a path and checks that its real location stays inside the sandbox.
+    fn resolve(&self, path: &str) -> Result<Resolved, ToolError> {
+        let sandbox = self.sandbox();
+        let resolved = sandbox.resolve(path).map_err(tool_error)?;
+        sandbox.check_beneath(&resolved).map_err(tool_error)?;
+        Ok(resolved)
+    }
+
+    fn cap(&self) -> OutputCap {
+        OutputCap::new(self.limits.max_text_bytes)
+    }
+
+    /// Replaces the roots with the client's, as the official server does. Keeps the current ones
+    /// when the client offers none that can be opened.
+    // Roots are deprecated for 2026-07-28 (SEP-2577), but handshake-era hosts still offer them.
+    #[allow(deprecated)]
+    async fn adopt_client_roots(&self, peer: &Peer<RoleServer>) {
+        if peer
+            .peer_info()
+            .is_none_or(|info| info.capabilities.roots.is_none())
+        {
+            return;
+        }
+        let roots = match peer.list_roots().await {
+            Ok(result) => result.roots,
+            Err(error) => {
+                tracing::warn!(%error, "could not list the client's roots; keeping the configured directories");
+                return;
+            }
+        };
+        let dirs: Vec<PathBuf> = roots
+            .iter()
+            .filter_map(|root| root.uri.strip_prefix("file://").map(percent_decode))
+            .collect();
+        let usable: Vec<&PathBuf> = dirs.iter().filter(|dir| dir.is_dir()).collect();
+        if usable.is_empty() {
+            tracing::info!(
+                "the client offered no usable roots; keeping the configured directories"
+            );
+            return;
+        }
+        match Sandbox::new(&usable) {
+            Ok(sandbox) => {
+                tracing::info!(roots = %sandbox.describe(), "allowed directories now follow the client's roots");
+                *self.sandbox.write().unwrap_or_else(|p| p.into_inner()) = sandbox;
+            }
+            Err(error) => tracing::warn!(%error, "could not open the client's roots"),
+        }
+    }
+}
+
+fn percent_decode(path: &str) -> PathBuf {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2)))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        PathBuf::from(std::ffi::OsString::from_vec(out))
+    }
+    #[cfg(not(unix))]
+    PathBuf::from(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex(byte: Option<&u8>) -> Option<u8> {
+    let byte = *byte?;
+    (byte as char).to_digit(16).map(|d| d as u8)
+}
+
+/// A sandbox refusal or I/O failure, worded for a model, with what to do next.
+pub(crate) fn tool_error(error: SandboxError) -> ToolError {
+    let hint = match &error {
+        SandboxError::Outside { .. } | SandboxError::Escape { .. } => Some(
+            "only paths inside the allowed directories can be used; call list_allowed_directories",
+        ),
+        SandboxError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Some("check the name with list_directory or search_files")
+        }
+        SandboxError::NoRoots => Some("ask the user which directories to allow"),
+        _ => None,
+    };
+    let error = ToolError::new(error.to_string());
+    match hint {
+        Some(hint) => error.with_hint(hint),
+        None => error,
+    }
+}
+
+/// A result with a text rendering for any client and structured content for those that read it.
+fn structured<T: Serialize>(text: String, data: &T) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = serde_json::to_value(data).ok();
+    result
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct TextOutput {
+    content: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ReadTextArgs {
+    path: String,
+    /// If provided, returns only the last N lines of the file.
+    tail: Option<usize>,
+    /// If provided, returns only the first N lines of the file.
+    head: Option<usize>,
+    /// Where to continue a long file: the cursor from the previous truncated answer.
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct PathArgs {
+    path: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ReadLinesArgs {
+    path: String,
+    /// First line to return, counting from 1.
+    start_line: usize,
+    /// Last line to return (inclusive); to the end of the file when omitted.
+    end_line: Option<usize>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ReadMultipleArgs {
+    /// Array of file paths to read. Each path must be a string pointing to a valid file within
+    /// allowed directories.
+    paths: Vec<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct WriteArgs {
+    path: String,
+    content: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct EditArgs {
+    path: String,
+    edits: Vec<Edit>,
+    /// Preview changes using git-style diff format, without writing.
+    #[serde(default, rename = "dryRun")]
+    dry_run: bool,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ListArgs {
+    path: String,
+    /// Where to continue a long listing: the cursor from the previous truncated answer.
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum SortBy {
+    #[default]
+    Name,
+    Size,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ListSizesArgs {
+    path: String,
+    /// Sort entries by name or size.
+    #[serde(default, rename = "sortBy")]
+    sort_by: SortBy,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct TreeArgs {
+    path: String,
+    /// Glob patterns of paths to leave out (relative to `path`), e.g. `node_modules`, `**/*.log`.
+    #[serde(default, rename = "excludePatterns")]
+    exclude_patterns: Vec<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct MoveArgs {
+    source: String,
+    destination: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct SearchArgs {
+    /// Directory to search in.
+    path: String,
+    /// Glob pattern matched against paths relative to `path`, e.g. `**/*.rs` or `*config*`.
+    pattern: String,
+    /// Glob patterns of paths to leave out.
+    #[serde(default, rename = "excludePatterns")]
+    exclude_patterns: Vec<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct GrepArgs {
+    /// A regular expression (Rust regex syntax, as ripgrep).
+    pattern: String,
+    /// File or directory to search; the first allowed directory when omitted.
+    path: Option<String>,
+    /// Only files whose path matches this glob, e.g. `*.rs`.
+    glob: Option<String>,
+    /// Ignore case.
+    #[serde(default)]
+    case_insensitive: bool,
+    /// Lines of context before and after each match.
+    #[serde(default)]
+    context: usize,
+    /// Stop after this many matching lines (default 200).
+    max_results: Option<usize>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct Listing {
+    entries: Vec<ops::Entry>,
+    #[serde(rename = "totalFiles")]
+    total_files: usize,
+    #[serde(rename = "totalDirectories")]
+    total_directories: usize,
+    #[serde(rename = "totalSize")]
+    total_size: u64,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct FileInfo {
+    path: String,
+    size: u64,
+    #[serde(rename = "type")]
+    kind: String,
+    created: Option<String>,
+    modified: Option<String>,
+    accessed: Option<String>,
+    permissions: String,
+}
+
+fn time_string(time: std::io::Result<cap_std::time::SystemTime>) -> Option<String> {
+    let time = time.ok()?.into_std();
+    let since = time.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(humantime_rfc3339(since.as_secs()))
+}
+
+/// Seconds since the epoch as RFC 3339 UTC, without a date crate.
+fn humantime_rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+fn mime_of(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "bmp" => "image/bmp",
+        "svg" => "image/svg+xml",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "ogg" => "audio/ogg",
+        "flac" => "audio/flac",
+        "m4a" => "audio/mp4",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+fn parse_offset(cursor: Option<&str>) -> Result<usize, ToolError> {
+    match cursor {
+        None => Ok(0),
+        Some(cursor) => cursor.trim().parse().map_err(|_| {
+            ToolError::new(format!("invalid cursor {cursor:?}"))
+                .with_hint("pass the cursor from the previous truncated answer unchanged")
+        }),
+    }
+}
+
+#[tool_router]
+impl FsServer {
+    #[tool(
+        description = "Read the complete contents of a file as text. DEPRECATED: Use read_text_file instead.",
+        output_schema = schema_for_output::<TextOutput>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn read_file(&self, args: Parameters<ReadTextArgs>) -> Result<CallToolResult, ToolError> {
+        self.read_text_file(args)
+    }
+
+    #[tool(
+        description = "Read a file as text. Use 'head' or 'tail' for the first or last N lines. Files larger than the answer limit come in pages: pass the returned cursor to continue. Only works within allowed directories.",
+        output_schema = schema_for_output::<TextOutput>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn read_text_file(
+        &self,
+        Parameters(args): Parameters<ReadTextArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        if args.head.is_some() && args.tail.is_some() {
+            return Err(ToolError::new(
+                "cannot specify both head and tail parameters simultaneously",
+            ));
+        }
+        let resolved = self.resolve(&args.path)?;
+        let text = if let Some(n) = args.head {
+            search::head_lines(&resolved, n).map_err(tool_error)?
+        } else if let Some(n) = args.tail {
+            search::tail_lines(&resolved, n).map_err(tool_error)?
+        } else {
+            let offset = parse_offset(args.cursor.as_deref())?;
+            let limit = self.limits.max_text_bytes;
+            let (bytes, size) =
+                ops::read_window(&resolved, offset as u64, limit).map_err(tool_error)?;
+            // Cut at a character boundary; the cursor then resumes exactly there.
+            let valid = match std::str::from_utf8(&bytes) {
+                Ok(text) => text.len(),
+                Err(error) if error.error_len().is_none() => error.valid_up_to(),
+                Err(_) => {
+                    return Err(ToolError::new(format!(
+                        "{} is not UTF-8 text",
+                        resolved.display().display()
+                    ))
+                    .with_hint("use read_media_file for binary files"));
+                }
+            };
+            let mut text = String::from_utf8_lossy(&bytes[..valid]).into_owned();
+            let next = offset + valid;
+            if (next as u64) < size {
+                text.push_str(&format!(
+                    "\n[output truncated: showing bytes {offset}..{next} of {size}; call again with cursor \"{next}\" to continue, or use read_lines for a line range]"
+                ));
+            }
+            text
+        };
+        Ok(structured(text.clone(), &TextOutput { content: text }))
+    }
+
+    #[tool(
+        description = "Read lines start_line..=end_line of a text file (1-based), each prefixed with its line number. Use it to look at part of a large file.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn read_lines(&self, Parameters(args): Parameters<ReadLinesArgs>) -> Result<String, ToolError> {
+        if args.start_line == 0 || args.end_line.is_some_and(|end| end < args.start_line) {
+            return Err(ToolError::new(
+                "lines count from 1, and end_line may not be before start_line",
+            ));
+        }
+        let resolved = self.resolve(&args.path)?;
+        let lines = search::line_range(
+            &resolved,
+            args.start_line,
+            args.end_line,
+            self.limits.max_text_bytes,
+        )
+        .map_err(tool_error)?;
+        Ok(lines)
+    }
+
+    #[tool(
+        description = "Read an image or audio file and return it as image/audio content with its MIME type; other files come back as a base64 blob resource.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn read_media_file(
+        &self,
+        Parameters(PathArgs { path }): Parameters<PathArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let resolved = self.resolve(&path)?;
+        let bytes = ops::read_all(&resolved, self.limits.max_media_bytes).map_err(tool_error)?;
+        let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mime = mime_of(&resolved.rel);
+        let block = if mime.starts_with("image/") {
+            ContentBlock::image(data, mime)
+        } else if mime.starts_with("audio/") {
+            ContentBlock::audio(data, mime)
+        } else {
+            ContentBlock::resource(
+                ResourceContents::blob(data, format!("file://{}", resolved.display().display()))
+                    .with_mime_type(mime),
+            )
+        };
+        Ok(CallToolResult::success(vec![block]))
+    }
+
+    #[tool(
+        description = "Read several files at once; each comes with its path, and a file that cannot be read reports its error without failing the others.",
+        output_schema = schema_for_output::<TextOutput>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn read_multiple_files(
+        &self,
+        Parameters(args): Parameters<ReadMultipleArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        if args.paths.is_empty() {
+            return Err(ToolError::new("at least one file path must be provided"));
+        }
+        let per_file = (self.limits.max_text_bytes / args.paths.len()).max(1024);
+        let parts: Vec<String> = args
+            .paths
+            .iter()
+            .map(|path| {
+                let read = self.resolve(path).and_then(|resolved| {
+                    let (bytes, size) =
+                        ops::read_window(&resolved, 0, per_file).map_err(tool_error)?;
+                    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+                    if bytes.len() as u64 > 0 && (bytes.len() as u64) < size {
+                        text.push_str(&format!(
+                            "\n[truncated at {} of {size} bytes; use read_text_file to page]",
+                            bytes.len()
+                        ));
+                    }
+                    Ok(text)
+                });
+                match read {
+                    Ok(text) => format!("{path}:\n{text}\n"),
+                    Err(error) => format!("{path}: Error - {error}"),
+                }
+            })
+            .collect();
+        let text = parts.join("\n---\n");
+        Ok(structured(text.clone(), &TextOutput { content: text }))
+    }
+
+    #[tool(
+        description = "Create a new file or completely overwrite an existing one (atomically: readers never see half a file). Use edit_file to change part of a file.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    fn write_file(&self, Parameters(args): Parameters<WriteArgs>) -> Result<String, ToolError> {
+        let resolved = self.resolve(&args.path)?;
+        ops::write_atomic(&resolved, args.content.as_bytes()).map_err(tool_error)?;
+        Ok(format!("Successfully wrote to {}", args.path))
+    }
+
+    #[tool(
+        description = "Make edits to a text file: each edit replaces oldText (exactly, or line by line ignoring surrounding whitespace) with newText. Returns a git-style diff. With dryRun, only previews.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    fn edit_file(&self, Parameters(args): Parameters<EditArgs>) -> Result<String, ToolError> {
+        let resolved = self.resolve(&args.path)?;
+        let bytes = ops::read_all(&resolved, 64 * 1024 * 1024).map_err(tool_error)?;
+        let before = String::from_utf8(bytes)
+            .map_err(|_| ToolError::new(format!("{} is not UTF-8 text", args.path)))?;
+        let after = edit::apply(&before, &args.edits).map_err(|message| {
+            ToolError::new(message).with_hint("read the file again and copy oldText exactly")
+        })?;
+        let diff = edit::fenced_diff(
+            &before.replace("\r\n", "\n"),
+            &after,
+            &resolved.display().display().to_string(),
+        );
+        if !args.dry_run {
+            ops::write_atomic(&resolved, after.as_bytes()).map_err(tool_error)?;
+        }
+        Ok(diff)
+    }
+
+    #[tool(
+        description = "Create a directory, with any missing parents; succeeds if it already exists.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    fn create_directory(
+        &self,
+        Parameters(PathArgs { path }): Parameters<PathArgs>,
+    ) -> Result<String, ToolError> {
+        let resolved = self.resolve(&path)?;
+        resolved
+            .dir()
+            .create_dir_all(&resolved.rel)
+            .map_err(|e| tool_error(SandboxError::io(&resolved.display(), e)))?;
+        Ok(format!("Successfully created directory {path}"))
+    }
+
+    #[tool(
+        description = "List a directory: each entry prefixed with [DIR] or [FILE]. Long listings come in pages: pass the returned cursor to continue.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn list_directory(&self, Parameters(args): Parameters<ListArgs>) -> Result<String, ToolError> {
+        let resolved = self.resolve(&args.path)?;
+        let entries = ops::list(&resolved).map_err(tool_error)?;
+        let start = parse_offset(args.cursor.as_deref())?.min(entries.len());
+        let end = (start + self.limits.max_entries).min(entries.len());
+        let mut text: Vec<String> = entries[start..end]
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    if e.kind == "directory" {
+                        "[DIR]"
+                    } else {
+                        "[FILE]"
+                    },
+                    e.name
+                )
+            })
+            .collect();
+        if end < entries.len() {
+            text.push(format!(
+                "[listing truncated: entries {start}..{end} of {}; call again with cursor \"{end}\" to continue]",
+                entries.len()
+            ));
+        }
+        Ok(text.join("\n"))
+    }
+
+    #[tool(
+        description = "List a directory with sizes: [DIR]/[FILE] entries, sorted by name or size, and totals.",
+        output_schema = schema_for_output::<Listing>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn list_directory_with_sizes(
+        &self,
+        Parameters(args): Parameters<ListSizesArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let resolved = self.resolve(&args.path)?;
+        let mut entries = ops::list(&resolved).map_err(tool_error)?;
+        if args.sort_by == SortBy::Size {
+            entries.sort_by_key(|e| std::cmp::Reverse(e.size.unwrap_or(0)));
+        }
+        let total_files = entries.iter().filter(|e| e.kind != "directory").count();
+        let total_directories = entries.len() - total_files;
+        let total_size = entries.iter().filter_map(|e| e.size).sum();
+        let shown = entries.len().min(self.limits.max_entries);
+        let mut lines: Vec<String> = entries[..shown]
+            .iter()
+            .map(|e| {
+                let size = e.size.map(ops::format_size).unwrap_or_default();
+                format!(
+                    "{} {:<30} {:>10}",
+                    if e.kind == "directory" {
+                        "[DIR]"
+                    } else {
+                        "[FILE]"
+                    },
+                    e.name,
+                    size
+                )
+            })
+            .collect();
+        if shown < entries.len() {
+            lines.push(format!(
+                "[listing truncated: {shown} of {} entries; use list_directory to page]",
+                entries.len()
+            ));
+        }
+        lines.push(String::new());
+        lines.push(format!(
+            "Total: {total_files} files, {total_directories} directories"
+        ));
+        lines.push(format!("Combined size: {}", ops::format_size(total_size)));
+        entries.truncate(shown);
+        let listing = Listing {
+            entries,
+            total_files,
+            total_directories,
+            total_size,
+        };
+        Ok(structured(lines.join("\n"), &listing))
+    }
+
+    #[tool(
+        description = "A recursive tree of a directory as JSON: [{name, type, children}]. Leave out paths with excludePatterns (globs). Very large trees are cut at the entry limit, with a note.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn directory_tree(
+        &self,
+        Parameters(args): Parameters<TreeArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let resolved = self.resolve(&args.path)?;
+        let (tree, truncated) = search::tree(
+            &resolved,
+            &args.exclude_patterns,
+            self.limits.max_entries * 10,
+        )?;
+        let mut text = serde_json::to_string_pretty(&tree).unwrap_or_default();
+        if truncated {
+            text.push_str("\n[tree truncated at the entry limit; list subdirectories separately]");
+        }
+        let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+        result.structured_content =
+            Some(serde_json::json!({ "tree": tree, "truncated": truncated }));
+        Ok(result)
+    }
+
+    #[tool(
+        description = "Move or rename a file or directory. Fails if the destination exists. Both paths must be inside the allowed directories.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    fn move_file(&self, Parameters(args): Parameters<MoveArgs>) -> Result<String, ToolError> {
+        let from = self.resolve(&args.source)?;
+        let to = self.resolve(&args.destination)?;
+        if to.dir().symlink_metadata(&to.rel).is_ok() {
+            return Err(
+                ToolError::new(format!("destination {} already exists", args.destination))
+                    .with_hint("choose another name, or delete_file it first"),
+            );
+        }
+        from.dir()
+            .rename(&from.rel, to.dir(), &to.rel)
+            .map_err(|e| tool_error(SandboxError::io(&from.display(), e)))?;
+        Ok(format!(
+            "Successfully moved {} to {}",
+            args.source, args.destination
+        ))
+    }
+
+    #[tool(
+        description = "Find files and directories whose path (relative to 'path') matches a glob pattern such as '**/*.rs' or '*report*'; excludePatterns leave paths out. Returns full paths.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn search_files(&self, Parameters(args): Parameters<SearchArgs>) -> Result<String, ToolError> {
+        let resolved = self.resolve(&args.path)?;
+        let (found, truncated) = search::find(
+            &resolved,
+            &args.pattern,
+            &args.exclude_patterns,
+            self.limits.max_entries,
+        )?;
+        if found.is_empty() {
+            return Ok("No matches found".to_owned());
+        }
+        let mut text = found.join("\n");
+        if truncated {
+            text.push_str(&format!(
+                "\n[results truncated at {}; narrow the pattern]",
+                self.limits.max_entries
+            ));
+        }
+        Ok(text)
+    }
+
+    #[tool(
+        description = "Search file contents with a regular expression (ripgrep's engine), honouring .gitignore. Returns path:line: text for each match, with optional context lines.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn grep(&self, Parameters(args): Parameters<GrepArgs>) -> Result<CallToolResult, ToolError> {
+        let path = match &args.path {
+            Some(path) => path.clone(),
+            None => self
+                .sandbox()
+                .roots()
+                .first()
+                .map(|r| r.path.display().to_string())
+                .unwrap_or_default(),
+        };
+        let resolved = self.resolve(&path)?;
+        let options = search::GrepOptions {
+            pattern: args.pattern,
+            glob: args.glob,
+            case_insensitive: args.case_insensitive,
+            context: args.context.min(20),
+            max_results: args.max_results.unwrap_or(200).clamp(1, 10_000),
+        };
+        let report = search::grep(&resolved, &options)?;
+        let mut text = report
+            .matches
+            .iter()
+            .map(|m| format!("{}:{}: {}", m.path, m.line, m.text))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if report.matches.is_empty() {
+            text = "No matches found".to_owned();
+        }
+        if report.truncated {
+            text.push_str(&format!(
+                "\n[stopped at {} matches; narrow the pattern or raise max_results]",
+                options.max_results
+            ));
+        }
+        let page = self.cap().page(&text, None)?;
+        Ok(structured(page.text, &report))
+    }
+
+    #[tool(
+        description = "Metadata of a file or directory: size, type, created/modified/accessed times, permissions.",
+        output_schema = schema_for_output::<FileInfo>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn get_file_info(
+        &self,
+        Parameters(PathArgs { path }): Parameters<PathArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let resolved = self.resolve(&path)?;
+        let metadata = resolved
+            .dir()
+            .metadata(&resolved.rel)
+            .map_err(|e| tool_error(SandboxError::io(&resolved.display(), e)))?;
+        let permissions = {
+            #[cfg(unix)]
+            {
+                use cap_std::fs::PermissionsExt;
+                format!("{:o}", metadata.permissions().mode() & 0o777)
+            }
+            #[cfg(not(unix))]
+            {
+                if metadata.permissions().readonly() {
+                    "readonly"
+                } else {
+                    "writable"
+                }
+                .to_owned()
+            }
+        };
+        let info = FileInfo {
+            path: resolved.display().display().to_string(),
+            size: metadata.len(),
+            kind: ops::kind_name(metadata.is_dir(), false),
+            created: time_string(metadata.created()),
+            modified: time_string(metadata.modified()),
+            accessed: time_string(metadata.accessed()),
+            permissions,
+        };
+        let text = format!(
+            "size: {}\ntype: {}\ncreated: {}\nmodified: {}\naccessed: {}\npermissions: {}\nisDirectory: {}\nisFile: {}",
+            info.size,
+            info.kind,
+            info.created.as_deref().unwrap_or("unknown"),
+            info.modified.as_deref().unwrap_or("unknown"),
+            info.accessed.as_deref().unwrap_or("unknown"),
+            info.permissions,
+            metadata.is_dir(),
+            metadata.is_file(),
+        );
+        Ok(structured(text, &info))
+    }
+
+    #[tool(
+        description = "The directories this server may access. Call it first to know where paths may point.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn list_allowed_directories(&self) -> String {
+        let sandbox = self.sandbox();
+        let dirs: Vec<String> = sandbox
+            .roots()
+            .iter()
+            .map(|r| r.path.display().to_string())
+            .collect();
+        format!("Allowed directories:\n{}", dirs.join("\n"))
+    }
+
+    #[tool(
+        description = "Delete a file (not a directory).",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    fn delete_file(
+        &self,
+        Parameters(PathArgs { path }): Parameters<PathArgs>,
+    ) -> Result<String, ToolError> {
+        let resolved = self.resolve(&path)?;
+        let metadata = resolved
+            .dir()
+            .symlink_metadata(&resolved.rel)
+            .map_err(|e| tool_error(SandboxError::io(&resolved.display(), e)))?;
+        if metadata.is_dir() {
+            return Err(ToolError::new(format!(
+                "{path} is a directory; delete_file removes files only"
+            )));
+        }
+        resolved
+            .dir()
+            .remove_file(&resolved.rel)
+            .map_err(|e| tool_error(SandboxError::io(&resolved.display(), e)))?;
+        Ok(format!("Successfully deleted {path}"))
+    }
+
+    #[tool(
+        description = "Copy a file to a new path; fails if the destination exists.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    fn copy_file(&self, Parameters(args): Parameters<MoveArgs>) -> Result<String, ToolError> {
+        let from = self.resolve(&args.source)?;
+        let to = self.resolve(&args.destination)?;
+        let bytes = ops::read_all(&from, u64::MAX).map_err(tool_error)?;
+        ops::create_new(&to, &bytes).map_err(|error| match &error {
+            SandboxError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                ToolError::new(format!("destination {} already exists", args.destination))
+                    .with_hint("choose another name")
+            }
+            _ => tool_error(error),
+        })?;
+        Ok(format!(
+            "Successfully copied {} to {}",
+            args.source, args.destination
+        ))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for FsServer {
+    fn get_info(&self) -> ServerConfig {
+        let mode = if self.read_only {
+            " Read-only: no tool changes files."
+        } else {
+            ""
+        };
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("mcp-fs", env!("CARGO_PKG_VERSION")))
+            .with_instructions(format!(
+                "Filesystem access inside these directories only: {}.{mode} Call list_allowed_directories first.",
+                self.configured.describe()
+            ))
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.adopt_client_roots(&context.peer).await;
+    }
+
+    async fn on_roots_list_changed(&self, context: NotificationContext<RoleServer>) {
+        self.adopt_client_roots(&context.peer).await;
+    }
+}

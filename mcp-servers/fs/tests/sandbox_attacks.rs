@@ -1,0 +1,411 @@
+//! Every known way out of a filesystem sandbox, tried through the protocol. Each must fail, and
+//! nothing outside the allowed directory may be read, written, listed or revealed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    fs,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use mcp_core::testing::{TestClient, connect, text};
+use mcp_server_fs::{FsServer, Limits, Sandbox};
+use serde_json::json;
+
+const SECRET: &str = "TOP-SECRET-CONTENT";
+
+/// `<tmp>/proj` is allowed; `<tmp>/proj_evil` and `<tmp>/outside` hold secrets.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    proj: PathBuf,
+    outside: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let proj = root.join("proj");
+        let evil = root.join("proj_evil");
+        let outside = root.join("outside");
+        for dir in [&proj, &evil, &outside] {
+            fs::create_dir(dir).unwrap();
+        }
+        fs::write(proj.join("ok.txt"), "inside").unwrap();
+        fs::write(evil.join("secret.txt"), SECRET).unwrap();
+        fs::write(outside.join("secret.txt"), SECRET).unwrap();
+        Self {
+            _tmp: tmp,
+            root,
+            proj,
+            outside,
+        }
+    }
+
+    async fn client(&self) -> TestClient {
+        let sandbox = Sandbox::new(&[&self.proj]).unwrap();
+        connect(FsServer::new(sandbox, Limits::default(), false))
+            .await
+            .unwrap()
+    }
+
+    fn p(&self, relative: &str) -> String {
+        self.proj.join(relative).display().to_string()
+    }
+}
+
+/// Calls a tool and asserts it failed as a tool error, never showing the secret.
+async fn refused(client: &TestClient, tool: &str, arguments: serde_json::Value) -> String {
+    let result = client.call(tool, arguments.clone()).await.unwrap();
+    let shown = text(&result);
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool} {arguments} was allowed: {shown}"
+    );
+    assert!(
+        !shown.contains(SECRET),
+        "{tool} {arguments} revealed the secret"
+    );
+    shown
+}
+
+fn untouched(outside: &Path) {
+    assert_eq!(
+        fs::read_to_string(outside.join("secret.txt")).unwrap(),
+        SECRET
+    );
+    let names: Vec<_> = fs::read_dir(outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "something was created outside: {names:?}");
+}
+
+#[tokio::test]
+async fn prefix_siblings_are_not_inside() {
+    let f = Fixture::new();
+    let client = f.client().await;
+    let evil = f.root.join("proj_evil/secret.txt").display().to_string();
+    let message = refused(&client, "read_text_file", json!({ "path": evil })).await;
+    assert!(
+        message.contains("outside the allowed directories"),
+        "{message}"
+    );
+    refused(
+        &client,
+        "list_directory",
+        json!({ "path": f.root.join("proj_evil").display().to_string() }),
+    )
+    .await;
+    refused(
+        &client,
+        "write_file",
+        json!({ "path": f.root.join("proj_evil/new").display().to_string(), "content": "x" }),
+    )
+    .await;
+    assert!(!f.root.join("proj_evil/new").exists());
+}
+
+#[tokio::test]
+async fn dot_dot_absolute_home_nul_and_long_paths_fail_cleanly() {
+    let f = Fixture::new();
+    let client = f.client().await;
+    for path in [
+        f.p("../outside/secret.txt"),
+        f.p("sub/../../outside/secret.txt"),
+        "../outside/secret.txt".to_owned(),
+        "/etc/passwd".to_owned(),
+        "~/.ssh/id_rsa".to_owned(),
+        "~".to_owned(),
+        "/".to_owned(),
+        format!("{}/../../../../../../../etc/passwd", f.proj.display()),
+    ] {
+        refused(&client, "read_text_file", json!({ "path": path })).await;
+    }
+    let nul = refused(
+        &client,
+        "read_text_file",
+        json!({ "path": format!("{}\u{0}x", f.p("ok.txt")) }),
+    )
+    .await;
+    assert!(nul.contains("NUL"), "{nul}");
+    refused(&client, "read_text_file", json!({ "path": "" })).await;
+    let long = f.p(&"a".repeat(5000));
+    refused(&client, "read_text_file", json!({ "path": long.clone() })).await;
+    refused(
+        &client,
+        "write_file",
+        json!({ "path": long, "content": "x" }),
+    )
+    .await;
+    // Relative paths are taken inside the first allowed directory.
+    let inside = client
+        .call("read_text_file", json!({ "path": "ok.txt" }))
+        .await
+        .unwrap();
+    assert_eq!(text(&inside), "inside");
+    untouched(&f.outside);
+}
+
+#[tokio::test]
+async fn symlinks_pointing_out_are_refused_for_every_operation() {
+    let f = Fixture::new();
+    symlink(f.outside.join("secret.txt"), f.proj.join("file_link")).unwrap();
+    symlink(&f.outside, f.proj.join("dir_link")).unwrap();
+    let client = f.client().await;
+
+    refused(
+        &client,
+        "read_text_file",
+        json!({ "path": f.p("file_link") }),
+    )
+    .await;
+    refused(
+        &client,
+        "read_text_file",
+        json!({ "path": f.p("dir_link/secret.txt") }),
+    )
+    .await;
+    refused(
+        &client,
+        "read_media_file",
+        json!({ "path": f.p("file_link") }),
+    )
+    .await;
+    refused(
+        &client,
+        "read_lines",
+        json!({ "path": f.p("file_link"), "start_line": 1 }),
+    )
+    .await;
+    refused(
+        &client,
+        "get_file_info",
+        json!({ "path": f.p("dir_link/secret.txt") }),
+    )
+    .await;
+    refused(
+        &client,
+        "list_directory",
+        json!({ "path": f.p("dir_link") }),
+    )
+    .await;
+    refused(
+        &client,
+        "directory_tree",
+        json!({ "path": f.p("dir_link") }),
+    )
+    .await;
+    refused(
+        &client,
+        "search_files",
+        json!({ "path": f.p("dir_link"), "pattern": "*" }),
+    )
+    .await;
+    refused(
+        &client,
+        "grep",
+        json!({ "pattern": "SECRET", "path": f.p("dir_link") }),
+    )
+    .await;
+    refused(
+        &client,
+        "write_file",
+        json!({ "path": f.p("file_link"), "content": "pwned" }),
+    )
+    .await;
+    refused(
+        &client,
+        "edit_file",
+        json!({ "path": f.p("file_link"), "edits": [{"oldText": "TOP", "newText": "x"}] }),
+    )
+    .await;
+    refused(
+        &client,
+        "copy_file",
+        json!({ "source": f.p("file_link"), "destination": f.p("copy.txt") }),
+    )
+    .await;
+    assert!(!f.proj.join("copy.txt").exists());
+
+    // A read through the multi-file tool reports the refusal per file, without the content.
+    let many = client
+        .call(
+            "read_multiple_files",
+            json!({ "paths": [f.p("ok.txt"), f.p("file_link")] }),
+        )
+        .await
+        .unwrap();
+    assert!(text(&many).contains("inside"));
+    assert!(!text(&many).contains(SECRET));
+
+    // Walking the allowed directory never follows the links out.
+    for (tool, args) in [
+        ("grep", json!({ "pattern": "SECRET", "path": f.p("") })),
+        (
+            "search_files",
+            json!({ "path": f.p(""), "pattern": "**/secret*" }),
+        ),
+        ("directory_tree", json!({ "path": f.p("") })),
+    ] {
+        let result = client.call(tool, args).await.unwrap();
+        assert!(!text(&result).contains(SECRET), "{tool}");
+        assert!(
+            !text(&result).contains("secret.txt"),
+            "{tool} revealed a name outside: {}",
+            text(&result)
+        );
+    }
+    untouched(&f.outside);
+}
+
+#[tokio::test]
+async fn a_dangling_link_stays_dead_when_its_target_appears_outside() {
+    let f = Fixture::new();
+    symlink(f.outside.join("later.txt"), f.proj.join("dangling")).unwrap();
+    let client = f.client().await;
+    refused(
+        &client,
+        "write_file",
+        json!({ "path": f.p("dangling"), "content": "written through a link" }),
+    )
+    .await;
+    assert!(
+        !f.outside.join("later.txt").exists(),
+        "a write followed the dangling link out"
+    );
+    fs::write(f.outside.join("later.txt"), SECRET).unwrap();
+    refused(
+        &client,
+        "read_text_file",
+        json!({ "path": f.p("dangling") }),
+    )
+    .await;
+    assert_eq!(
+        fs::read_to_string(f.outside.join("later.txt")).unwrap(),
+        SECRET
+    );
+}
+
+#[tokio::test]
+async fn writes_through_a_symlinked_parent_and_moves_out_fail() {
+    let f = Fixture::new();
+    symlink(&f.outside, f.proj.join("dir_link")).unwrap();
+    let client = f.client().await;
+    refused(
+        &client,
+        "write_file",
+        json!({ "path": f.p("dir_link/new.txt"), "content": "x" }),
+    )
+    .await;
+    refused(
+        &client,
+        "create_directory",
+        json!({ "path": f.p("dir_link/newdir") }),
+    )
+    .await;
+    refused(&client, "move_file", json!({ "source": f.p("ok.txt"), "destination": f.outside.join("moved.txt").display().to_string() })).await;
+    refused(
+        &client,
+        "move_file",
+        json!({ "source": f.p("ok.txt"), "destination": f.p("dir_link/moved.txt") }),
+    )
+    .await;
+    refused(&client, "move_file", json!({ "source": f.outside.join("secret.txt").display().to_string(), "destination": f.p("stolen.txt") })).await;
+    refused(
+        &client,
+        "copy_file",
+        json!({ "source": f.p("ok.txt"), "destination": f.p("dir_link/copy.txt") }),
+    )
+    .await;
+    refused(
+        &client,
+        "delete_file",
+        json!({ "path": f.p("dir_link/secret.txt") }),
+    )
+    .await;
+    assert_eq!(fs::read_to_string(f.proj.join("ok.txt")).unwrap(), "inside");
+    assert!(!f.proj.join("stolen.txt").exists());
+    untouched(&f.outside);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_swapped_in_between_check_and_use_cannot_leak() {
+    let f = Fixture::new();
+    fs::write(f.proj.join("decoy.txt"), "harmless").unwrap();
+    let client = f.client().await;
+    let flip = f.proj.join("flip");
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (flip, decoy, secret) = (
+            flip.clone(),
+            f.proj.join("decoy.txt"),
+            f.outside.join("secret.txt"),
+        );
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut as_link = false;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = fs::remove_file(&flip);
+                if as_link {
+                    let _ = symlink(&secret, &flip);
+                } else {
+                    let _ = fs::copy(&decoy, &flip);
+                }
+                as_link = !as_link;
+            }
+        })
+    };
+    let mut served = 0;
+    for _ in 0..300 {
+        let result = client
+            .call(
+                "read_text_file",
+                json!({ "path": flip.display().to_string() }),
+            )
+            .await
+            .unwrap();
+        let shown = text(&result);
+        assert!(
+            !shown.contains(SECRET),
+            "the swapped-in link leaked the secret"
+        );
+        if result.is_error != Some(true) {
+            served += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+    // The race was real: some reads caught the regular file.
+    assert!(served > 0);
+}
+
+#[tokio::test]
+async fn non_utf8_names_are_listed_without_breaking_anything() {
+    use std::os::unix::ffi::OsStrExt;
+    let f = Fixture::new();
+    let name = std::ffi::OsStr::from_bytes(b"bad-\xff-name.txt");
+    fs::write(f.proj.join(name), "bytes").unwrap();
+    let client = f.client().await;
+    let listing = client
+        .call("list_directory", json!({ "path": f.p("") }))
+        .await
+        .unwrap();
+    assert_ne!(listing.is_error, Some(true));
+    assert!(
+        text(&listing).contains("bad-\u{fffd}-name.txt"),
+        "{}",
+        text(&listing)
+    );
+    let tree = client
+        .call("directory_tree", json!({ "path": f.p("") }))
+        .await
+        .unwrap();
+    assert_ne!(tree.is_error, Some(true));
+}
