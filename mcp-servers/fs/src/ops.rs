@@ -49,7 +49,9 @@ pub fn read_all(resolved: &Resolved, limit: u64) -> Result<Vec<u8>, SandboxError
         });
     }
     let mut bytes = Vec::with_capacity(size as usize);
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     Ok(bytes)
 }
 

@@ -415,6 +415,8 @@ pub fn grep(resolved: &Resolved, options: &GrepOptions) -> Result<GrepReport, To
     let mut matched = 0;
     for entry in ignore::WalkBuilder::new(&real_start)
         .follow_links(false)
+        // .gitignore applies in any folder, not only inside a git repository.
+        .require_git(false)
         .build()
     {
         let Ok(entry) = entry else { continue };

@@ -112,11 +112,20 @@ impl FsServer {
         OutputCap::new(self.limits.max_text_bytes)
     }
 
-    /// Replaces the roots with the client's, as the official server does. Keeps the current ones
-    /// when the client offers none that can be opened.
-    // Roots are deprecated for 2026-07-28 (SEP-2577), but handshake-era hosts still offer them.
-    #[allow(deprecated)]
-    async fn adopt_client_roots(&self, peer: &Peer<RoleServer>) {
+    /// Fetches the client's roots in a task of its own: the answer arrives through the same
+    /// session loop that delivered the notification, so waiting for it inline would deadlock.
+    fn follow_client_roots(&self, peer: Peer<RoleServer>) {
+        let sandbox = self.sandbox.clone();
+        tokio::spawn(async move { adopt_client_roots(&sandbox, &peer).await });
+    }
+}
+
+/// Replaces the roots with the client's, as the official server does. Keeps the current ones
+/// when the client offers none that can be opened.
+// Roots are deprecated for 2026-07-28 (SEP-2577), but handshake-era hosts still offer them.
+#[allow(deprecated)]
+async fn adopt_client_roots(sandbox: &RwLock<Sandbox>, peer: &Peer<RoleServer>) {
+    {
         if peer
             .peer_info()
             .is_none_or(|info| info.capabilities.roots.is_none())
@@ -142,9 +151,9 @@ impl FsServer {
             return;
         }
         match Sandbox::new(&usable) {
-            Ok(sandbox) => {
-                tracing::info!(roots = %sandbox.describe(), "allowed directories now follow the client's roots");
-                *self.sandbox.write().unwrap_or_else(|p| p.into_inner()) = sandbox;
+            Ok(opened) => {
+                tracing::info!(roots = %opened.describe(), "allowed directories now follow the client's roots");
+                *sandbox.write().unwrap_or_else(|p| p.into_inner()) = opened;
             }
             Err(error) => tracing::warn!(%error, "could not open the client's roots"),
         }
@@ -960,10 +969,10 @@ impl ServerHandler for FsServer {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.adopt_client_roots(&context.peer).await;
+        self.follow_client_roots(context.peer);
     }
 
     async fn on_roots_list_changed(&self, context: NotificationContext<RoleServer>) {
-        self.adopt_client_roots(&context.peer).await;
+        self.follow_client_roots(context.peer);
     }
 }

@@ -1,0 +1,577 @@
+//! Every tool through the protocol, under the official server's names and argument shapes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Roots are deprecated for 2026-07-28, but handshake-era hosts offer them and the server follows.
+#![allow(deprecated)]
+
+use std::{fs, path::PathBuf};
+
+use mcp_core::testing::{Era, TestClient, connect, connect_client, connect_with, text};
+use mcp_server_fs::{FsServer, Limits, Sandbox, WRITE_TOOLS};
+use rmcp::{
+    ClientHandler, ErrorData, RoleClient,
+    model::{
+        ClientCapabilities, ClientConfig, ContentBlock, Implementation, ListRootsResult, Root,
+    },
+    service::RequestContext,
+};
+use serde_json::json;
+
+struct Dir {
+    _tmp: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Dir {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().canonicalize().unwrap();
+        Self { _tmp: tmp, path }
+    }
+
+    fn p(&self, relative: &str) -> String {
+        self.path.join(relative).display().to_string()
+    }
+
+    fn server(&self, limits: Limits, read_only: bool) -> FsServer {
+        FsServer::new(Sandbox::new(&[&self.path]).unwrap(), limits, read_only)
+    }
+
+    async fn client(&self) -> TestClient {
+        connect(self.server(Limits::default(), false))
+            .await
+            .unwrap()
+    }
+}
+
+async fn ok(
+    client: &TestClient,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> rmcp::model::CallToolResult {
+    let result = client.call(tool, arguments.clone()).await.unwrap();
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "{tool} {arguments}: {}",
+        text(&result)
+    );
+    result
+}
+
+#[tokio::test]
+async fn the_official_tool_set_is_listed_with_true_annotations() {
+    let d = Dir::new();
+    let client = d.client().await;
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    for official in [
+        "read_text_file",
+        "read_file",
+        "read_media_file",
+        "read_multiple_files",
+        "write_file",
+        "edit_file",
+        "create_directory",
+        "list_directory",
+        "list_directory_with_sizes",
+        "directory_tree",
+        "move_file",
+        "search_files",
+        "get_file_info",
+        "list_allowed_directories",
+        "grep",
+        "read_lines",
+        "delete_file",
+        "copy_file",
+    ] {
+        assert!(names.contains(&official), "missing {official}");
+    }
+    for tool in &tools {
+        let annotations = tool.annotations.as_ref().unwrap();
+        let writes = WRITE_TOOLS.contains(&tool.name.as_ref());
+        assert_eq!(annotations.read_only_hint, Some(!writes), "{}", tool.name);
+        assert!(tool.description.as_ref().is_some_and(|d| !d.is_empty()));
+    }
+    let destructive = |name: &str| {
+        tools
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()
+            .destructive_hint
+    };
+    assert_eq!(destructive("write_file"), Some(true));
+    assert_eq!(destructive("move_file"), Some(true));
+    assert_eq!(destructive("delete_file"), Some(true));
+    assert_eq!(destructive("create_directory"), Some(false));
+    let info = tools.iter().find(|t| t.name == "get_file_info").unwrap();
+    assert!(info.output_schema.is_some());
+}
+
+#[tokio::test]
+async fn read_only_mode_does_not_even_list_write_tools() {
+    let d = Dir::new();
+    fs::write(d.path.join("a.txt"), "a").unwrap();
+    let client = connect(d.server(Limits::default(), true)).await.unwrap();
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    for write in WRITE_TOOLS {
+        assert!(
+            !names.contains(&write.to_owned()),
+            "{write} listed in read-only mode"
+        );
+    }
+    let refused = client
+        .call("write_file", json!({"path": d.p("a.txt"), "content": "b"}))
+        .await;
+    assert!(refused.is_err() || refused.unwrap().is_error == Some(true));
+    assert_eq!(fs::read_to_string(d.path.join("a.txt")).unwrap(), "a");
+    ok(&client, "read_text_file", json!({"path": d.p("a.txt")})).await;
+}
+
+#[tokio::test]
+async fn reading_text_head_tail_lines_and_pages() {
+    let d = Dir::new();
+    let lines: String = (1..=1000).map(|i| format!("line {i}\n")).collect();
+    fs::write(d.path.join("big.txt"), &lines).unwrap();
+    let client = d.client().await;
+
+    let head = ok(
+        &client,
+        "read_text_file",
+        json!({"path": d.p("big.txt"), "head": 2}),
+    )
+    .await;
+    assert_eq!(text(&head), "line 1\nline 2");
+    assert_eq!(
+        head.structured_content.unwrap()["content"],
+        "line 1\nline 2"
+    );
+    let tail = ok(
+        &client,
+        "read_text_file",
+        json!({"path": d.p("big.txt"), "tail": 2}),
+    )
+    .await;
+    assert_eq!(text(&tail), "line 999\nline 1000");
+    let both = client
+        .call(
+            "read_text_file",
+            json!({"path": d.p("big.txt"), "head": 1, "tail": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(both.is_error, Some(true));
+    let range = ok(
+        &client,
+        "read_lines",
+        json!({"path": d.p("big.txt"), "start_line": 10, "end_line": 11}),
+    )
+    .await;
+    assert_eq!(text(&range), "    10| line 10\n    11| line 11\n");
+    let deprecated = ok(
+        &client,
+        "read_file",
+        json!({"path": d.p("big.txt"), "head": 1}),
+    )
+    .await;
+    assert_eq!(text(&deprecated), "line 1");
+
+    // A small answer limit pages the file; the pages add up to it exactly.
+    let small = Limits {
+        max_text_bytes: 1000,
+        ..Limits::default()
+    };
+    let paged = connect(d.server(small, false)).await.unwrap();
+    let mut cursor: Option<String> = None;
+    let mut rebuilt = String::new();
+    loop {
+        let mut args = json!({"path": d.p("big.txt")});
+        if let Some(cursor) = &cursor {
+            args["cursor"] = json!(cursor);
+        }
+        let page = text(&ok(&paged, "read_text_file", args).await);
+        match page.split_once("\n[output truncated") {
+            Some((body, notice)) => {
+                rebuilt.push_str(body);
+                cursor = Some(notice.split('"').nth(1).unwrap().to_owned());
+            }
+            None => {
+                rebuilt.push_str(&page);
+                break;
+            }
+        }
+    }
+    assert_eq!(rebuilt, lines);
+}
+
+#[tokio::test]
+async fn writing_editing_moving_copying_deleting() {
+    let d = Dir::new();
+    let client = d.client().await;
+    ok(&client, "create_directory", json!({"path": d.p("a/b/c")})).await;
+    ok(&client, "create_directory", json!({"path": d.p("a/b/c")})).await;
+    ok(
+        &client,
+        "write_file",
+        json!({"path": d.p("a/b/c/f.rs"), "content": "fn main() {\n    let x = 1;\n}\n"}),
+    )
+    .await;
+    ok(&client, "write_file", json!({"path": d.p("a/b/c/f.rs"), "content": "fn main() {\n    let x = 1;\n    let y = 2;\n}\n"})).await;
+    // No temporary file is left behind.
+    let names: Vec<_> = fs::read_dir(d.path.join("a/b/c"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    let preview = ok(
+        &client,
+        "edit_file",
+        json!({"path": d.p("a/b/c/f.rs"), "dryRun": true,
+        "edits": [{"oldText": "let y = 2;", "newText": "let y = 3;"}]}),
+    )
+    .await;
+    assert!(
+        text(&preview).contains("-    let y = 2;\n+    let y = 3;"),
+        "{}",
+        text(&preview)
+    );
+    assert!(text(&preview).starts_with("```diff\n"));
+    assert!(
+        fs::read_to_string(d.path.join("a/b/c/f.rs"))
+            .unwrap()
+            .contains("let y = 2;")
+    );
+    ok(
+        &client,
+        "edit_file",
+        json!({"path": d.p("a/b/c/f.rs"),
+        "edits": [{"oldText": "let x = 1;\nlet y = 2;", "newText": "let x = 10;\nlet y = 20;"}]}),
+    )
+    .await;
+    let edited = fs::read_to_string(d.path.join("a/b/c/f.rs")).unwrap();
+    assert!(edited.contains("    let x = 10;"), "{edited}");
+    let missing = client
+        .call(
+            "edit_file",
+            json!({"path": d.p("a/b/c/f.rs"),
+        "edits": [{"oldText": "nowhere", "newText": "x"}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(missing.is_error, Some(true));
+    assert_eq!(
+        fs::read_to_string(d.path.join("a/b/c/f.rs")).unwrap(),
+        edited
+    );
+
+    ok(
+        &client,
+        "copy_file",
+        json!({"source": d.p("a/b/c/f.rs"), "destination": d.p("copy.rs")}),
+    )
+    .await;
+    let again = client
+        .call(
+            "copy_file",
+            json!({"source": d.p("a/b/c/f.rs"), "destination": d.p("copy.rs")}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.is_error, Some(true));
+    assert!(text(&again).contains("already exists"));
+    ok(
+        &client,
+        "move_file",
+        json!({"source": d.p("copy.rs"), "destination": d.p("a/moved.rs")}),
+    )
+    .await;
+    assert!(!d.path.join("copy.rs").exists());
+    let onto = client
+        .call(
+            "move_file",
+            json!({"source": d.p("a/moved.rs"), "destination": d.p("a/b/c/f.rs")}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(onto.is_error, Some(true), "move_file must not overwrite");
+    ok(&client, "delete_file", json!({"path": d.p("a/moved.rs")})).await;
+    assert!(!d.path.join("a/moved.rs").exists());
+    let dir = client
+        .call("delete_file", json!({"path": d.p("a/b")}))
+        .await
+        .unwrap();
+    assert_eq!(dir.is_error, Some(true));
+    assert!(d.path.join("a/b").is_dir());
+}
+
+#[tokio::test]
+async fn listing_trees_searching_and_info() {
+    let d = Dir::new();
+    fs::create_dir_all(d.path.join("src/deep")).unwrap();
+    fs::create_dir_all(d.path.join("node_modules/pkg")).unwrap();
+    fs::write(
+        d.path.join("src/main.rs"),
+        "fn main() { println!(\"hello\"); }\n",
+    )
+    .unwrap();
+    fs::write(
+        d.path.join("src/deep/lib.rs"),
+        "pub fn hello() {}\n// TODO later\n",
+    )
+    .unwrap();
+    fs::write(d.path.join("node_modules/pkg/index.js"), "hello").unwrap();
+    fs::write(d.path.join("README.md"), "# hello\n").unwrap();
+    fs::write(d.path.join(".gitignore"), "ignored.log\n").unwrap();
+    fs::write(d.path.join("ignored.log"), "hello from the log\n").unwrap();
+    let client = d.client().await;
+
+    let listing = text(&ok(&client, "list_directory", json!({"path": d.p("")})).await);
+    assert!(
+        listing.contains("[DIR] src") && listing.contains("[FILE] README.md"),
+        "{listing}"
+    );
+    let sized = ok(
+        &client,
+        "list_directory_with_sizes",
+        json!({"path": d.p(""), "sortBy": "size"}),
+    )
+    .await;
+    let data = sized.structured_content.clone().unwrap();
+    assert_eq!(data["totalDirectories"], 2);
+    assert!(text(&sized).contains("Combined size"));
+
+    let tree = ok(
+        &client,
+        "directory_tree",
+        json!({"path": d.p(""), "excludePatterns": ["node_modules"]}),
+    )
+    .await;
+    let nodes = tree.structured_content.unwrap()["tree"].clone();
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"src") && !names.contains(&"node_modules"),
+        "{names:?}"
+    );
+    let src = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "src")
+        .unwrap();
+    assert!(
+        src["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "deep")
+    );
+
+    let found = text(
+        &ok(
+            &client,
+            "search_files",
+            json!({"path": d.p(""), "pattern": "**/*.rs"}),
+        )
+        .await,
+    );
+    assert!(
+        found.contains(&d.p("src/main.rs")) && found.contains(&d.p("src/deep/lib.rs")),
+        "{found}"
+    );
+    let named = text(
+        &ok(
+            &client,
+            "search_files",
+            json!({"path": d.p(""), "pattern": "*.rs", "excludePatterns": ["deep"]}),
+        )
+        .await,
+    );
+    assert!(
+        named.contains("main.rs") && !named.contains("lib.rs"),
+        "{named}"
+    );
+    let none = text(
+        &ok(
+            &client,
+            "search_files",
+            json!({"path": d.p(""), "pattern": "*.zig"}),
+        )
+        .await,
+    );
+    assert_eq!(none, "No matches found");
+
+    let grep = ok(
+        &client,
+        "grep",
+        json!({"pattern": "hel+o", "path": d.p("")}),
+    )
+    .await;
+    let shown = text(&grep);
+    assert!(
+        shown.contains("main.rs:1:") && shown.contains("lib.rs:1:"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("ignored.log"),
+        ".gitignore not honoured: {shown}"
+    );
+    let with_context = text(
+        &ok(
+            &client,
+            "grep",
+            json!({"pattern": "TODO", "path": d.p("src"), "context": 1, "glob": "*.rs"}),
+        )
+        .await,
+    );
+    assert!(
+        with_context.contains("lib.rs:1: pub fn hello")
+            && with_context.contains("lib.rs:2: // TODO"),
+        "{with_context}"
+    );
+    let bad = client
+        .call("grep", json!({"pattern": "(unclosed"}))
+        .await
+        .unwrap();
+    assert_eq!(bad.is_error, Some(true));
+    assert!(text(&bad).contains("invalid regular expression"));
+
+    let info = ok(&client, "get_file_info", json!({"path": d.p("README.md")})).await;
+    let data = info.structured_content.unwrap();
+    assert_eq!(data["size"], 8);
+    assert_eq!(data["type"], "file");
+    assert!(data["modified"].as_str().unwrap().ends_with('Z'));
+
+    let allowed = text(&ok(&client, "list_allowed_directories", json!({})).await);
+    assert!(allowed.contains(&d.path.display().to_string()));
+}
+
+#[tokio::test]
+async fn media_and_multiple_files() {
+    let d = Dir::new();
+    let png = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    fs::write(d.path.join("pic.png"), png).unwrap();
+    fs::write(d.path.join("a.txt"), "alpha").unwrap();
+    let client = d.client().await;
+    let media = ok(&client, "read_media_file", json!({"path": d.p("pic.png")})).await;
+    match &media.content[0] {
+        ContentBlock::Image(image) => {
+            assert_eq!(image.mime_type, "image/png");
+            assert_eq!(image.data, "iVBORw0KGgo=");
+        }
+        other => panic!("expected an image, got {other:?}"),
+    }
+    let many = text(
+        &ok(
+            &client,
+            "read_multiple_files",
+            json!({"paths": [d.p("a.txt"), d.p("missing.txt")]}),
+        )
+        .await,
+    );
+    assert!(
+        many.contains("alpha") && many.contains("missing.txt: Error"),
+        "{many}"
+    );
+    assert!(many.contains("\n---\n"));
+}
+
+#[tokio::test]
+async fn works_in_the_stateless_era_too() {
+    let d = Dir::new();
+    fs::write(d.path.join("a.txt"), "alpha").unwrap();
+    let client = connect_with(d.server(Limits::default(), false), Era::Stateless)
+        .await
+        .unwrap();
+    let read = ok(&client, "read_text_file", json!({"path": d.p("a.txt")})).await;
+    assert_eq!(text(&read), "alpha");
+}
+
+/// A client that offers roots, as Claude Desktop and VS Code do.
+struct RootsClient {
+    roots: Vec<String>,
+}
+
+impl ClientHandler for RootsClient {
+    fn get_info(&self) -> ClientConfig {
+        #[allow(deprecated)]
+        let capabilities = ClientCapabilities::builder().enable_roots().build();
+        ClientConfig::new(capabilities, Implementation::new("roots-client", "1"))
+    }
+
+    #[allow(deprecated)]
+    async fn list_roots(
+        &self,
+        _: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        let roots = self
+            .roots
+            .iter()
+            .map(|uri| Root::new(uri.clone()))
+            .collect();
+        Ok(ListRootsResult::new(roots))
+    }
+}
+
+#[tokio::test]
+async fn client_roots_replace_the_command_line_directories() {
+    let configured = Dir::new();
+    let offered = Dir::new();
+    fs::write(configured.path.join("old.txt"), "old").unwrap();
+    fs::write(offered.path.join("new.txt"), "new").unwrap();
+    let client = RootsClient {
+        roots: vec![format!("file://{}", offered.path.display())],
+    };
+    let client = connect_client(
+        configured.server(Limits::default(), false),
+        client,
+        Era::Handshake,
+    )
+    .await
+    .unwrap();
+    // The server asks for the roots once the client is initialized.
+    let mut allowed = String::new();
+    for _ in 0..50 {
+        allowed = text(
+            &client
+                .call("list_allowed_directories", json!({}))
+                .await
+                .unwrap(),
+        );
+        if allowed.contains(&offered.path.display().to_string()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        allowed.contains(&offered.path.display().to_string()),
+        "{allowed}"
+    );
+    assert!(
+        !allowed.contains(&configured.path.display().to_string()),
+        "{allowed}"
+    );
+    let new = client
+        .call("read_text_file", json!({"path": offered.p("new.txt")}))
+        .await
+        .unwrap();
+    assert_eq!(text(&new), "new");
+    let old = client
+        .call("read_text_file", json!({"path": configured.p("old.txt")}))
+        .await
+        .unwrap();
+    assert_eq!(old.is_error, Some(true));
+}
