@@ -20,30 +20,33 @@ fn io_error(resolved: &Resolved) -> impl Fn(std::io::Error) -> SandboxError + '_
     move |error| SandboxError::io(&resolved.display(), error)
 }
 
-/// The first `n` lines.
-pub fn head_lines(resolved: &Resolved, n: usize) -> Result<String, SandboxError> {
+/// The first `n` lines, reading at most `max_bytes` (a file without newlines cannot make it read
+/// more).
+pub fn head_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<String, SandboxError> {
     let file = resolved
         .dir()
         .open(&resolved.rel)
         .map_err(io_error(resolved))?;
-    let mut out = String::new();
-    let mut reader = BufReader::new(file);
-    for _ in 0..n {
-        let mut line = Vec::new();
-        if reader
-            .read_until(b'\n', &mut line)
-            .map_err(io_error(resolved))?
-            == 0
-        {
-            break;
-        }
-        out.push_str(&String::from_utf8_lossy(&line));
+    let mut bytes = Vec::new();
+    file.take(max_bytes as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error(resolved))?;
+    let cut = bytes.len() > max_bytes;
+    bytes.truncate(max_bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.split_inclusive('\n').take(n).collect();
+    let mut out = lines.concat().trim_end_matches('\n').to_owned();
+    if cut && lines.len() < n {
+        out.push_str(&format!(
+            "\n[stopped after {max_bytes} bytes: the lines are too long to show {n} of them]"
+        ));
     }
-    Ok(out.trim_end_matches('\n').to_owned())
+    Ok(out)
 }
 
-/// The last `n` lines, reading backwards from the end so a huge file costs only its tail.
-pub fn tail_lines(resolved: &Resolved, n: usize) -> Result<String, SandboxError> {
+/// The last `n` lines, reading backwards from the end and at most `max_bytes`, so a huge file
+/// (or one without newlines) costs only that much.
+pub fn tail_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<String, SandboxError> {
     let mut file = resolved
         .dir()
         .open(&resolved.rel)
@@ -52,8 +55,16 @@ pub fn tail_lines(resolved: &Resolved, n: usize) -> Result<String, SandboxError>
     let mut tail: Vec<u8> = Vec::new();
     let mut position = size;
     const CHUNK: u64 = 64 * 1024;
+    let mut cut = false;
     while position > 0 {
-        let step = CHUNK.min(position);
+        if tail.len() >= max_bytes {
+            cut = true;
+            break;
+        }
+        let step = CHUNK
+            .min(position)
+            .min((max_bytes - tail.len()) as u64)
+            .max(1);
         position -= step;
         file.seek(SeekFrom::Start(position))
             .map_err(io_error(resolved))?;
@@ -68,10 +79,15 @@ pub fn tail_lines(resolved: &Resolved, n: usize) -> Result<String, SandboxError>
     }
     let text = String::from_utf8_lossy(&tail);
     let lines: Vec<&str> = text.trim_end_matches('\n').split('\n').collect();
-    Ok(lines[lines.len().saturating_sub(n)..].join("\n"))
+    let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
+    if cut && lines.len() < n {
+        out.insert_str(0, &format!("[started {max_bytes} bytes before the end: the lines are too long to show {n} of them]\n"));
+    }
+    Ok(out)
 }
 
-/// Lines `start..=end` with their numbers, stopping at `max_bytes` of output.
+/// Lines `start..=end` with their numbers, stopping at `max_bytes` of output. Lines before
+/// `start` are counted without being kept, and no line is held longer than `max_bytes`.
 pub fn line_range(
     resolved: &Resolved,
     start: usize,
@@ -82,35 +98,49 @@ pub fn line_range(
         .dir()
         .open(&resolved.rel)
         .map_err(io_error(resolved))?;
-    let mut reader = BufReader::new(file);
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut out = String::new();
-    let mut number = 0;
+    let mut number = 1;
+    let mut line: Vec<u8> = Vec::new();
+    let mut ended = false;
     loop {
-        let mut line = Vec::new();
-        if reader
-            .read_until(b'\n', &mut line)
-            .map_err(io_error(resolved))?
-            == 0
-        {
-            break;
+        let available = reader.fill_buf().map_err(io_error(resolved))?;
+        if available.is_empty() {
+            ended = true;
         }
-        number += 1;
-        if number < start {
-            continue;
+        let (chunk, complete) = match available.iter().position(|&b| b == b'\n') {
+            Some(at) => (&available[..at], true),
+            None => (available, ended),
+        };
+        let wanted = number >= start && end.is_none_or(|end| number <= end);
+        if wanted && line.len() < max_bytes {
+            let room = max_bytes - line.len();
+            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
-        if end.is_some_and(|end| number > end) {
-            break;
+        let consumed = chunk.len() + usize::from(complete && !ended);
+        reader.consume(consumed);
+        if complete {
+            if wanted && !(ended && line.is_empty()) {
+                let text = String::from_utf8_lossy(&line);
+                let rendered = format!("{number:>6}| {}\n", text.trim_end_matches('\r'));
+                if out.len() + rendered.len() > max_bytes {
+                    out.push_str(&format!("[stopped before line {number}: answer limit reached; ask for a range from line {number}]\n"));
+                    break;
+                }
+                out.push_str(&rendered);
+            }
+            line.clear();
+            if ended || end.is_some_and(|end| number >= end) {
+                break;
+            }
+            number += 1;
         }
-        let text = String::from_utf8_lossy(&line);
-        let rendered = format!("{number:>6}| {}\n", text.trim_end_matches(['\n', '\r']));
-        if out.len() + rendered.len() > max_bytes {
-            out.push_str(&format!("[stopped before line {number}: answer limit reached; ask for a range from line {number}]\n"));
-            break;
-        }
-        out.push_str(&rendered);
     }
     if number < start {
-        out.push_str(&format!("[the file has only {number} lines]\n"));
+        out.push_str(&format!(
+            "[the file has only {} lines]\n",
+            number.saturating_sub(usize::from(ended))
+        ));
     }
     Ok(out)
 }

@@ -440,9 +440,9 @@ impl FsServer {
         }
         let resolved = self.resolve(&args.path)?;
         let text = if let Some(n) = args.head {
-            search::head_lines(&resolved, n).map_err(tool_error)?
+            search::head_lines(&resolved, n, self.limits.max_text_bytes).map_err(tool_error)?
         } else if let Some(n) = args.tail {
-            search::tail_lines(&resolved, n).map_err(tool_error)?
+            search::tail_lines(&resolved, n, self.limits.max_text_bytes).map_err(tool_error)?
         } else {
             let offset = parse_offset(args.cursor.as_deref())?;
             let limit = self.limits.max_text_bytes;
