@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufRead, BufReader, Read, Seek, SeekFrom},
-    path::{Path, PathBuf},
+    path::Path,
 };
 
 use cap_std::fs::Dir;
@@ -189,34 +189,28 @@ impl Patterns {
 /// relative to the start and whether it is a directory. `visit` returns whether to go on.
 fn walk(
     dir: &Dir,
-    start: &Path,
     relative: &Path,
     visit: &mut dyn FnMut(&Path, bool) -> Visit,
 ) -> std::io::Result<bool> {
-    let here = if relative.as_os_str().is_empty() {
-        start.to_path_buf()
-    } else {
-        start.join(relative)
-    };
-    let mut entries: Vec<(PathBuf, bool)> = Vec::new();
-    for entry in dir.read_dir(&here)? {
+    let mut entries: Vec<(std::ffi::OsString, bool)> = Vec::new();
+    for entry in dir.entries()? {
         let entry = entry?;
         let kind = entry.file_type()?;
-        entries.push((
-            relative.join(entry.file_name()),
-            kind.is_dir() && !kind.is_symlink(),
-        ));
+        entries.push((entry.file_name(), kind.is_dir() && !kind.is_symlink()));
     }
     entries.sort();
-    for (path, is_dir) in entries {
+    for (name, is_dir) in entries {
+        let path = relative.join(&name);
         match visit(&path, is_dir) {
             Visit::Stop => return Ok(false),
             Visit::Skip => continue,
             Visit::Descend if is_dir => {
                 // An unreadable subdirectory is left out rather than failing the whole walk.
-                match walk(dir, start, &path, visit) {
-                    Ok(true) | Err(_) => {}
-                    Ok(false) => return Ok(false),
+                let below = dir
+                    .open_dir(&name)
+                    .and_then(|child| walk(&child, &path, visit));
+                if let Ok(false) = below {
+                    return Ok(false);
                 }
             }
             Visit::Descend => {}
@@ -250,21 +244,17 @@ pub fn tree(
     let excludes = Patterns::new(excludes)?;
     let mut remaining = budget;
     let mut truncated = false;
+    // Each level works on its own open handle: no path is resolved from the root again, and a
+    // directory swapped for a link mid-walk cannot lead the handle out.
     fn build(
         dir: &Dir,
-        start: &Path,
         relative: &Path,
         excludes: &Patterns,
         remaining: &mut usize,
         truncated: &mut bool,
     ) -> std::io::Result<Vec<Node>> {
-        let here = if relative.as_os_str().is_empty() {
-            start.to_path_buf()
-        } else {
-            start.join(relative)
-        };
         let mut entries: Vec<(String, bool)> = Vec::new();
-        for entry in dir.read_dir(&here)? {
+        for entry in dir.entries()? {
             let entry = entry?;
             let kind = entry.file_type()?;
             entries.push((
@@ -285,7 +275,10 @@ pub fn tree(
             }
             *remaining -= 1;
             let children = if is_dir {
-                Some(build(dir, start, &path, excludes, remaining, truncated).unwrap_or_default())
+                let below = dir
+                    .open_dir(&name)
+                    .and_then(|child| build(&child, &path, excludes, remaining, truncated));
+                Some(below.unwrap_or_default())
             } else {
                 None
             };
@@ -297,15 +290,19 @@ pub fn tree(
         }
         Ok(nodes)
     }
-    let nodes = build(
-        resolved.dir(),
-        &resolved.rel,
-        Path::new(""),
-        &excludes,
-        &mut remaining,
-        &mut truncated,
-    )
-    .map_err(|error| crate::server::tool_error(SandboxError::io(&resolved.display(), error)))?;
+    let nodes = resolved
+        .dir()
+        .open_dir(&resolved.rel)
+        .and_then(|start| {
+            build(
+                &start,
+                Path::new(""),
+                &excludes,
+                &mut remaining,
+                &mut truncated,
+            )
+        })
+        .map_err(|error| crate::server::tool_error(SandboxError::io(&resolved.display(), error)))?;
     Ok((nodes, truncated))
 }
 
@@ -321,24 +318,23 @@ pub fn find(
     let base = resolved.display();
     let mut found = Vec::new();
     let mut truncated = false;
-    walk(
-        resolved.dir(),
-        &resolved.rel,
-        Path::new(""),
-        &mut |path, _| {
-            if excludes.matches(path) {
-                return Visit::Skip;
+    let start = resolved
+        .dir()
+        .open_dir(&resolved.rel)
+        .map_err(|error| crate::server::tool_error(SandboxError::io(&resolved.display(), error)))?;
+    walk(&start, Path::new(""), &mut |path, _| {
+        if excludes.matches(path) {
+            return Visit::Skip;
+        }
+        if wanted.matches(path) {
+            if found.len() == limit {
+                truncated = true;
+                return Visit::Stop;
             }
-            if wanted.matches(path) {
-                if found.len() == limit {
-                    truncated = true;
-                    return Visit::Stop;
-                }
-                found.push(base.join(path).display().to_string());
-            }
-            Visit::Descend
-        },
-    )
+            found.push(base.join(path).display().to_string());
+        }
+        Visit::Descend
+    })
     .map_err(|error| crate::server::tool_error(SandboxError::io(&resolved.display(), error)))?;
     Ok((found, truncated))
 }
