@@ -19,8 +19,9 @@ pub fn read_window(
     let path = resolved.display();
     let io = |e| SandboxError::io(&path, e);
     let mut file = resolved.dir().open(&resolved.rel).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
-    if file.metadata().map_err(io)?.is_dir() {
+    let metadata = file.metadata().map_err(io)?;
+    let size = metadata.len();
+    if metadata.is_dir() {
         return Err(SandboxError::Io {
             path: path.display().to_string(),
             source: std::io::Error::other("is a directory; use list_directory"),

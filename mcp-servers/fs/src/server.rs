@@ -100,8 +100,16 @@ impl FsServer {
             .clone()
     }
 
-    /// Resolves a path and checks that its real location stays inside the sandbox.
+    /// Resolves a path to a root and a clean path beneath it. Whatever is then done with it goes
+    /// through the root's `Dir`, which refuses, at the moment of use, anything that leads out.
     fn resolve(&self, path: &str) -> Result<Resolved, ToolError> {
+        self.sandbox().resolve(path).map_err(tool_error)
+    }
+
+    /// [`Self::resolve`], then also checks up front that the real location (through its nearest
+    /// existing ancestor) stays inside: for writes, which should fail before any work, and for
+    /// walks over real paths (`grep`), which must not even start outside.
+    fn resolve_checked(&self, path: &str) -> Result<Resolved, ToolError> {
         let sandbox = self.sandbox();
         let resolved = sandbox.resolve(path).map_err(tool_error)?;
         sandbox.check_beneath(&resolved).map_err(tool_error)?;
@@ -567,7 +575,7 @@ impl FsServer {
         )
     )]
     fn write_file(&self, Parameters(args): Parameters<WriteArgs>) -> Result<String, ToolError> {
-        let resolved = self.resolve(&args.path)?;
+        let resolved = self.resolve_checked(&args.path)?;
         ops::write_atomic(&resolved, args.content.as_bytes()).map_err(tool_error)?;
         Ok(format!("Successfully wrote to {}", args.path))
     }
@@ -582,7 +590,7 @@ impl FsServer {
         )
     )]
     fn edit_file(&self, Parameters(args): Parameters<EditArgs>) -> Result<String, ToolError> {
-        let resolved = self.resolve(&args.path)?;
+        let resolved = self.resolve_checked(&args.path)?;
         let bytes = ops::read_all(&resolved, 64 * 1024 * 1024).map_err(tool_error)?;
         let before = String::from_utf8(bytes)
             .map_err(|_| ToolError::new(format!("{} is not UTF-8 text", args.path)))?;
@@ -613,7 +621,7 @@ impl FsServer {
         &self,
         Parameters(PathArgs { path }): Parameters<PathArgs>,
     ) -> Result<String, ToolError> {
-        let resolved = self.resolve(&path)?;
+        let resolved = self.resolve_checked(&path)?;
         resolved
             .dir()
             .create_dir_all(&resolved.rel)
@@ -743,8 +751,8 @@ impl FsServer {
         )
     )]
     fn move_file(&self, Parameters(args): Parameters<MoveArgs>) -> Result<String, ToolError> {
-        let from = self.resolve(&args.source)?;
-        let to = self.resolve(&args.destination)?;
+        let from = self.resolve_checked(&args.source)?;
+        let to = self.resolve_checked(&args.destination)?;
         if to.dir().symlink_metadata(&to.rel).is_ok() {
             return Err(
                 ToolError::new(format!("destination {} already exists", args.destination))
@@ -799,7 +807,7 @@ impl FsServer {
                 .map(|r| r.path.display().to_string())
                 .unwrap_or_default(),
         };
-        let resolved = self.resolve(&path)?;
+        let resolved = self.resolve_checked(&path)?;
         let options = search::GrepOptions {
             pattern: args.pattern,
             glob: args.glob,
@@ -907,7 +915,7 @@ impl FsServer {
         &self,
         Parameters(PathArgs { path }): Parameters<PathArgs>,
     ) -> Result<String, ToolError> {
-        let resolved = self.resolve(&path)?;
+        let resolved = self.resolve_checked(&path)?;
         let metadata = resolved
             .dir()
             .symlink_metadata(&resolved.rel)
@@ -934,8 +942,8 @@ impl FsServer {
         )
     )]
     fn copy_file(&self, Parameters(args): Parameters<MoveArgs>) -> Result<String, ToolError> {
-        let from = self.resolve(&args.source)?;
-        let to = self.resolve(&args.destination)?;
+        let from = self.resolve_checked(&args.source)?;
+        let to = self.resolve_checked(&args.destination)?;
         let bytes = ops::read_all(&from, u64::MAX).map_err(tool_error)?;
         ops::create_new(&to, &bytes).map_err(|error| match &error {
             SandboxError::Io { source, .. }
