@@ -51,6 +51,7 @@
 pub mod args;
 pub mod channel;
 pub mod guard;
+pub mod guarded;
 pub mod logging;
 mod message;
 pub mod serve;
@@ -60,6 +61,7 @@ pub mod testing;
 pub mod tool;
 
 pub use args::{LogLevel, ServeArgs, Transport};
+pub use guarded::Guarded;
 pub use logging::init_logging;
 pub use serve::{HEALTH_PATH, HttpServer, MCP_PATH, ServeError, serve};
 pub use sse::{SseClientError, SseClientOptions, connect_sse};

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::{
+    Guarded,
     args::{ServeArgs, Transport},
     guard::{
         BearerToken, HostPolicy, PolicyError, enforce_host_policy, read_json_body, require_bearer,
@@ -62,8 +63,9 @@ pub enum ServeError {
 /// Serves `handler` as `args` say, until end of input (stdio), SIGINT or SIGTERM.
 ///
 /// Each HTTP session (and the stdio one) gets its own clone of `handler`, so state meant to be
-/// shared between sessions belongs behind an `Arc`. Logging goes to stderr (see
-/// [`init_logging`]); on stdio nothing but protocol messages reaches stdout.
+/// shared between sessions belongs behind an `Arc`. A panic in a request handler becomes an
+/// internal-error answer rather than a request that never ends (see [`Guarded`]). Logging goes
+/// to stderr (see [`init_logging`]); on stdio nothing but protocol messages reaches stdout.
 pub async fn serve<H>(handler: H, args: ServeArgs) -> Result<(), ServeError>
 where
     H: ServerHandler + Clone,
@@ -97,7 +99,7 @@ where
 {
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
     let transport = LineTransport::new(stdin, stdout);
-    let running = match handler.serve_with_ct(transport, shutdown).await {
+    let running = match Guarded(handler).serve_with_ct(transport, shutdown).await {
         Ok(running) => running,
         // A client that leaves before saying hello, or a signal, is an ordinary end.
         Err(ServerInitializeError::ConnectionClosed(_) | ServerInitializeError::Cancelled) => {
@@ -178,7 +180,7 @@ impl HttpServer {
             })?;
         let addr = listener.local_addr().map_err(ServeError::Http)?;
         let shutdown = CancellationToken::new();
-        let app = app(handler, args, addr, &transports, shutdown.clone())?;
+        let app = app(Guarded(handler), args, addr, &transports, shutdown.clone())?;
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)

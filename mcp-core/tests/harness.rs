@@ -138,3 +138,38 @@ async fn capped_output_pages_through_the_protocol() {
     assert_eq!(bad.is_error, Some(true));
     assert!(text(&bad).contains("invalid cursor"));
 }
+
+#[derive(Clone)]
+struct Fragile;
+
+#[tool_router]
+impl Fragile {
+    #[tool(description = "Panics: a bug in a tool.")]
+    fn explode(&self) -> String {
+        let empty: Vec<u8> = Vec::new();
+        empty[1].to_string()
+    }
+
+    #[tool(description = "Works.")]
+    fn fine(&self) -> String {
+        "fine".to_owned()
+    }
+}
+
+#[tool_handler(name = "fragile")]
+impl ServerHandler for Fragile {}
+
+#[tokio::test]
+async fn a_panicking_tool_gets_an_error_answer_instead_of_a_hang() {
+    let client = connect(Fragile).await.unwrap();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.call("explode", serde_json::json!({})),
+    )
+    .await
+    .expect("a panicking tool must still be answered");
+    let error = answer.unwrap_err().to_string();
+    assert!(error.contains("tools/call explode"), "{error}");
+    let fine = client.call("fine", serde_json::json!({})).await.unwrap();
+    assert_eq!(text(&fine), "fine");
+}
