@@ -99,6 +99,23 @@ pub(crate) fn read_client_message(bytes: &[u8]) -> Inbound {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Inbound::Skip;
     }
+    // The common case, a well-formed message, is parsed once; the slower diagnosis below runs
+    // only for what fails.
+    if let Ok(message) = serde_json::from_slice::<ClientJsonRpcMessage>(bytes) {
+        return match &message {
+            JsonRpcMessage::Request(request) => match &request.request {
+                ClientRequest::CustomRequest(custom) if is_mcp_method(&custom.method) => {
+                    Inbound::Reject(Rejection {
+                        code: INVALID_PARAMS,
+                        id: serde_json::to_value(&request.id).unwrap_or(Value::Null),
+                        message: params_problem(&custom.method, custom.params.as_ref()),
+                    })
+                }
+                _ => Inbound::Message(Box::new(message)),
+            },
+            _ => Inbound::Message(Box::new(message)),
+        };
+    }
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
         Err(error) => {
@@ -116,15 +133,6 @@ pub(crate) fn read_client_message(bytes: &[u8]) -> Inbound {
         .map(str::to_owned);
     let params = value.get("params").cloned();
     match serde_json::from_value::<ClientJsonRpcMessage>(value) {
-        Ok(JsonRpcMessage::Request(request)) if matches!(&request.request, ClientRequest::CustomRequest(custom) if is_mcp_method(&custom.method)) =>
-        {
-            let method = method.unwrap_or_default();
-            Inbound::Reject(Rejection {
-                code: INVALID_PARAMS,
-                id: usable_id(id.as_ref()),
-                message: params_problem(&method, params.as_ref()),
-            })
-        }
         Ok(message) => Inbound::Message(Box::new(message)),
         Err(error) => match id {
             None => {
