@@ -83,6 +83,21 @@ async fn reads(contender: &Contender, dir: &Path) -> Duration {
     elapsed
 }
 
+/// The floor under (a): the same number of `ping` round trips, which do no file work.
+async fn pings(contender: &Contender, dir: &Path) -> Duration {
+    let client = contender.connect(dir).await;
+    let started = Instant::now();
+    for _ in 0..READS {
+        client
+            .send_request(rmcp::model::ClientRequest::PingRequest(Default::default()))
+            .await
+            .unwrap();
+    }
+    let elapsed = started.elapsed();
+    client.cancel().await.unwrap();
+    elapsed
+}
+
 async fn one_call(
     contender: &Contender,
     dir: &Path,
@@ -144,12 +159,14 @@ async fn main() {
     let mut rows = Vec::new();
     // Interleaved rounds, so both meet the same machine weather.
     let mut a = [Vec::new(), Vec::new()];
+    let mut floor = [Vec::new(), Vec::new()];
     let mut tree_times = [Vec::new(), Vec::new()];
     let mut search_times = [Vec::new(), Vec::new()];
     let mut sizes = [(0, 0), (0, 0)];
     for _ in 0..ROUNDS {
         for (i, contender) in contenders.iter().enumerate() {
             a[i].push(reads(contender, &dir).await);
+            floor[i].push(pings(contender, &dir).await);
             let (t, tree_size) = one_call(
                 contender,
                 &dir,
@@ -185,6 +202,15 @@ async fn main() {
         throughput(theirs_a),
         ms(theirs_a),
         theirs_a.as_secs_f64() / ours_a.as_secs_f64()
+    ));
+    let (ours_p, theirs_p) = (median(floor[0].clone()), median(floor[1].clone()));
+    rows.push(format!(
+        "| (a, floor) {READS} × ping: client and transport alone | {:.0} calls/s ({}) | {:.0} calls/s ({}) | {:.1}× |",
+        throughput(ours_p),
+        ms(ours_p),
+        throughput(theirs_p),
+        ms(theirs_p),
+        theirs_p.as_secs_f64() / ours_p.as_secs_f64()
     ));
     for (label, times, size) in [
         (
