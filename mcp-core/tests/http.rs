@@ -34,6 +34,12 @@ impl Probe {
         text
     }
 
+    #[tool(description = "Panics, like a buggy tool.")]
+    fn explode(&self) -> String {
+        let empty: Vec<String> = Vec::new();
+        empty[0].clone()
+    }
+
     #[tool(description = "Sleeps, then answers.")]
     async fn sleep(&self, Parameters(SleepArgs { millis }): Parameters<SleepArgs>) -> String {
         tokio::time::sleep(Duration::from_millis(millis)).await;
@@ -56,7 +62,7 @@ async fn echo_round_trip(client: &NetworkClient, word: &str) {
     let tools = client.list_all_tools().await.unwrap();
     let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, ["echo", "sleep"]);
+    assert_eq!(names, ["echo", "explode", "sleep"]);
     let result = client
         .call_tool(tool_call("echo", serde_json::json!({ "text": word })))
         .await
@@ -477,5 +483,34 @@ async fn health_reports_ok() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_panicking_tool_is_answered_over_http_and_sse() {
+    let server = start(args(&[Transport::Http, Transport::Sse])).await;
+    let modern = connect_http(&server.url("/mcp"), Era::Handshake, None)
+        .await
+        .unwrap();
+    let legacy = connect_legacy_sse(&server.url("/sse"), SseClientOptions::default())
+        .await
+        .unwrap();
+    for client in [&modern, &legacy] {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.call_tool(tool_call("explode", serde_json::json!({}))),
+        )
+        .await
+        .expect("a panicking tool must still be answered");
+        assert!(
+            answer
+                .unwrap_err()
+                .to_string()
+                .contains("tools/call explode")
+        );
+        echo_round_trip(client, "after the panic").await;
+    }
+    modern.cancel().await.unwrap();
+    legacy.cancel().await.unwrap();
     server.shutdown().await.unwrap();
 }
