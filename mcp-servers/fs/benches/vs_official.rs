@@ -21,7 +21,7 @@ use rmcp::{ServiceExt, model::ClientConfig, transport::TokioChildProcess};
 use tokio::process::Command;
 
 const READS: usize = 2_000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const COLD_STARTS: usize = 10;
 
 struct Contender {
