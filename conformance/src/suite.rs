@@ -60,6 +60,24 @@ impl SuiteReport {
             .collect()
     }
 
+    /// `Ok` when every one of `expected` ran and none has a FAILURE or WARNING check; otherwise
+    /// what is missing or failed, with the table.
+    pub fn all_passed<S: AsRef<str>>(&self, expected: &[S]) -> Result<(), String> {
+        let missing: Vec<&str> = expected
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|name| !self.scenarios.contains_key(*name))
+            .collect();
+        let failed = self.failed();
+        if missing.is_empty() && failed.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "no verdict: {missing:?}\nfailed or warned: {failed:#?}\n{}",
+            self.table()
+        ))
+    }
+
     pub fn count(&self, status: &str) -> usize {
         self.scenarios
             .values()

@@ -596,7 +596,10 @@ async fn interop_matrix_is_all_green_and_recorded_in_results_md() {
         })
         .collect();
     assert!(failures.is_empty(), "red cells:\n{}", failures.join("\n"));
-    assert_eq!(report.scenarios.len(), listed.len(), "{}", report.table());
-    assert!(listed.len() >= 32);
-    assert!(report.failed().is_empty(), "{}", report.table());
+    assert!(
+        listed.len() >= 32,
+        "the pinned suite lists {} server scenarios",
+        listed.len()
+    );
+    report.all_passed(&listed).unwrap();
 }

@@ -99,6 +99,40 @@ impl OutputCap {
         self.max_bytes
     }
 
+    /// The first budget's worth of `text`, with a notice that says what to do instead when more
+    /// was cut: for output that cannot be paged (a search that would run again differently).
+    pub fn truncate(&self, text: &str, advice: &str) -> (String, bool) {
+        if text.len() <= self.max_bytes {
+            return (text.to_owned(), false);
+        }
+        let end = self.cut(text);
+        let mut head = text[..end].to_owned();
+        if !head.ends_with('\n') {
+            head.push('\n');
+        }
+        head.push_str(&format!(
+            "[output truncated at {end} of {} bytes; {advice}]",
+            text.len()
+        ));
+        (head, true)
+    }
+
+    /// Where a page of `text` (longer than the budget) ends: after a whole line when one ends in
+    /// the last quarter of the budget, never inside a character, and never at 0.
+    fn cut(&self, text: &str) -> usize {
+        let mut end = floor_char_boundary(text, self.max_bytes);
+        if let Some(newline) = text[..end].rfind('\n')
+            && newline + 1 >= end - end / 4
+        {
+            end = newline + 1;
+        }
+        if end == 0 {
+            // A single character wider than the budget: still make progress.
+            end = text.chars().next().map_or(text.len(), char::len_utf8);
+        }
+        end
+    }
+
     /// The page of `text` that starts at `cursor` (the start when `None`).
     pub fn page(&self, text: &str, cursor: Option<&str>) -> Result<Page, ToolError> {
         let start = match cursor {
@@ -113,17 +147,7 @@ impl OutputCap {
                 next_cursor: None,
             });
         }
-        let mut end = floor_char_boundary(rest, self.max_bytes);
-        // Prefer to stop after a whole line when one ends in the last quarter of the page.
-        if let Some(newline) = rest[..end].rfind('\n')
-            && newline + 1 >= end - end / 4
-        {
-            end = newline + 1;
-        }
-        if end == 0 {
-            // A single character wider than the budget: still make progress.
-            end = rest.chars().next().map_or(rest.len(), char::len_utf8);
-        }
+        let end = self.cut(rest);
         let next = start + end;
         let mut page = rest[..end].to_owned();
         if !page.ends_with('\n') {
@@ -141,14 +165,25 @@ impl OutputCap {
     }
 }
 
+fn invalid_cursor(cursor: &str) -> ToolError {
+    ToolError::new(format!("invalid cursor {cursor:?}")).with_hint(
+        "pass the cursor from the previous truncated result unchanged, or omit it to start over",
+    )
+}
+
+/// The offset an offset cursor names (0 without one), for tools that page by offset themselves
+/// (a file read a window at a time, a long listing).
+pub fn parse_offset(cursor: Option<&str>) -> Result<usize, ToolError> {
+    match cursor {
+        None => Ok(0),
+        Some(cursor) => cursor.trim().parse().map_err(|_| invalid_cursor(cursor)),
+    }
+}
+
 fn parse_cursor(cursor: &str, text: &str) -> Result<usize, ToolError> {
-    let invalid = || {
-        ToolError::new(format!("invalid cursor {cursor:?}"))
-            .with_hint("pass the cursor from the previous truncated result unchanged, or omit it to start over")
-    };
-    let offset: usize = cursor.trim().parse().map_err(|_| invalid())?;
+    let offset = parse_offset(Some(cursor))?;
     if offset > text.len() || !text.is_char_boundary(offset) {
-        return Err(invalid());
+        return Err(invalid_cursor(cursor));
     }
     Ok(offset)
 }
@@ -210,6 +245,19 @@ mod tests {
         assert_eq!(page.next_cursor.as_deref(), Some("2"));
         let wide = OutputCap::new(1).page("€x", None).unwrap();
         assert_eq!(wide.next_cursor.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn truncation_without_a_cursor_gives_the_advice() {
+        let cap = OutputCap::new(10);
+        let (short, cut) = cap.truncate("short", "narrow it");
+        assert_eq!((short.as_str(), cut), ("short", false));
+        let (long, cut) = cap.truncate("line one\nline two\n", "narrow it");
+        assert!(cut);
+        assert_eq!(
+            long,
+            "line one\n[output truncated at 9 of 18 bytes; narrow it]"
+        );
     }
 
     #[test]

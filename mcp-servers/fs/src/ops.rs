@@ -3,7 +3,6 @@
 use std::{
     ffi::OsString,
     io::{Read, Seek, SeekFrom, Write},
-    path::{Path, PathBuf},
 };
 
 use cap_std::fs::{Dir, OpenOptions};
@@ -16,14 +15,13 @@ pub fn read_window(
     offset: u64,
     limit: usize,
 ) -> Result<(Vec<u8>, u64), SandboxError> {
-    let path = resolved.display();
-    let io = |e| SandboxError::io(&path, e);
+    let io = |e| resolved.error(e);
     let mut file = resolved.dir().open(&resolved.rel).map_err(io)?;
     let metadata = file.metadata().map_err(io)?;
     let size = metadata.len();
     if metadata.is_dir() {
         return Err(SandboxError::Io {
-            path: path.display().to_string(),
+            path: resolved.display().display().to_string(),
             source: std::io::Error::other("is a directory; use list_directory"),
         });
     }
@@ -37,13 +35,12 @@ pub fn read_window(
 
 /// Reads the whole file, refusing files over `limit` bytes.
 pub fn read_all(resolved: &Resolved, limit: u64) -> Result<Vec<u8>, SandboxError> {
-    let path = resolved.display();
-    let io = |e| SandboxError::io(&path, e);
+    let io = |e| resolved.error(e);
     let file = resolved.dir().open(&resolved.rel).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
     if size > limit {
         return Err(SandboxError::Io {
-            path: path.display().to_string(),
+            path: resolved.display().display().to_string(),
             source: std::io::Error::other(format!(
                 "{size} bytes is more than the {limit} this tool reads"
             )),
@@ -59,10 +56,9 @@ pub fn read_all(resolved: &Resolved, limit: u64) -> Result<Vec<u8>, SandboxError
 /// Writes `contents` to the path atomically: a temporary file beside it, synced, then renamed
 /// over it. Readers see the old file or the new one, never half of it.
 pub fn write_atomic(resolved: &Resolved, contents: &[u8]) -> Result<(), SandboxError> {
-    let path = resolved.display();
-    let io = |e| SandboxError::io(&path, e);
+    let io = |e| resolved.error(e);
     let (parent, name) = resolved.split().ok_or_else(|| SandboxError::Io {
-        path: path.display().to_string(),
+        path: resolved.display().display().to_string(),
         source: std::io::Error::other("is an allowed directory itself, not a file"),
     })?;
     let dir: Dir = resolved.dir().open_dir(&parent).map_err(io)?;
@@ -83,18 +79,20 @@ pub fn write_atomic(resolved: &Resolved, contents: &[u8]) -> Result<(), SandboxE
     result.map_err(io)
 }
 
-/// Creates a new file with `contents`; fails if anything exists there, however recently.
-pub fn create_new(resolved: &Resolved, contents: &[u8]) -> Result<(), SandboxError> {
-    let path = resolved.display();
-    let io = |e| SandboxError::io(&path, e);
+/// Copies `from` to a new file `to`, streaming (a file of any size costs one buffer), and fails
+/// if anything exists at `to`, however recently it appeared. A failed copy leaves no partial file.
+pub fn copy_new(from: &Resolved, to: &Resolved) -> Result<(), SandboxError> {
+    let mut source = from.dir().open(&from.rel).map_err(|e| from.error(e))?;
+    let io = |e| to.error(e);
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
-    let mut file = resolved
-        .dir()
-        .open_with(&resolved.rel, &options)
-        .map_err(io)?;
-    file.write_all(contents).map_err(io)?;
-    file.sync_all().map_err(io)
+    let mut target = to.dir().open_with(&to.rel, &options).map_err(io)?;
+    let copied = std::io::copy(&mut source, &mut target).and_then(|_| target.sync_all());
+    if let Err(error) = copied {
+        let _ = to.dir().remove_file(&to.rel);
+        return Err(io(error));
+    }
+    Ok(())
 }
 
 fn unique() -> u64 {
@@ -117,8 +115,7 @@ pub struct Entry {
 
 /// The entries of a directory, sorted by name.
 pub fn list(resolved: &Resolved) -> Result<Vec<Entry>, SandboxError> {
-    let path = resolved.display();
-    let io = |e| SandboxError::io(&path, e);
+    let io = |e| resolved.error(e);
     let mut entries = Vec::new();
     for entry in resolved.dir().read_dir(&resolved.rel).map_err(io)? {
         let entry = entry.map_err(io)?;
@@ -147,13 +144,6 @@ pub fn kind_name(is_dir: bool, is_symlink: bool) -> String {
         "file"
     }
     .to_owned()
-}
-
-/// `path` relative to `base` with `/` separators.
-pub fn relative(path: &Path, base: &Path) -> PathBuf {
-    path.strip_prefix(base)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Human-readable size, as the official server prints it.

@@ -83,6 +83,11 @@ impl Resolved {
         }
     }
 
+    /// An I/O failure on this path, as a sandbox error (an escape is told apart).
+    pub fn error(&self, source: io::Error) -> SandboxError {
+        SandboxError::io(&self.display(), source)
+    }
+
     pub fn dir(&self) -> &Dir {
         &self.root.dir
     }
@@ -255,7 +260,7 @@ impl Sandbox {
                         return Ok(());
                     }
                 }
-                Err(error) => return Err(SandboxError::io(&resolved.display(), error)),
+                Err(error) => return Err(resolved.error(error)),
             }
         }
     }

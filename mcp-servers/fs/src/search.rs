@@ -16,21 +16,17 @@ use serde::Serialize;
 
 use crate::sandbox::{Resolved, SandboxError};
 
-fn io_error(resolved: &Resolved) -> impl Fn(std::io::Error) -> SandboxError + '_ {
-    move |error| SandboxError::io(&resolved.display(), error)
-}
-
 /// The first `n` lines, reading at most `max_bytes` (a file without newlines cannot make it read
 /// more).
 pub fn head_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<String, SandboxError> {
     let file = resolved
         .dir()
         .open(&resolved.rel)
-        .map_err(io_error(resolved))?;
+        .map_err(|e| resolved.error(e))?;
     let mut bytes = Vec::new();
     file.take(max_bytes as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(io_error(resolved))?;
+        .map_err(|e| resolved.error(e))?;
     let cut = bytes.len() > max_bytes;
     bytes.truncate(max_bytes);
     let text = String::from_utf8_lossy(&bytes);
@@ -50,8 +46,8 @@ pub fn tail_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<Str
     let mut file = resolved
         .dir()
         .open(&resolved.rel)
-        .map_err(io_error(resolved))?;
-    let size = file.metadata().map_err(io_error(resolved))?.len();
+        .map_err(|e| resolved.error(e))?;
+    let size = file.metadata().map_err(|e| resolved.error(e))?.len();
     let mut tail: Vec<u8> = Vec::new();
     let mut position = size;
     const CHUNK: u64 = 64 * 1024;
@@ -67,9 +63,9 @@ pub fn tail_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<Str
             .max(1);
         position -= step;
         file.seek(SeekFrom::Start(position))
-            .map_err(io_error(resolved))?;
+            .map_err(|e| resolved.error(e))?;
         let mut chunk = vec![0; step as usize];
-        file.read_exact(&mut chunk).map_err(io_error(resolved))?;
+        file.read_exact(&mut chunk).map_err(|e| resolved.error(e))?;
         chunk.extend_from_slice(&tail);
         tail = chunk;
         let body = tail.strip_suffix(b"\n").unwrap_or(&tail);
@@ -97,14 +93,14 @@ pub fn line_range(
     let file = resolved
         .dir()
         .open(&resolved.rel)
-        .map_err(io_error(resolved))?;
+        .map_err(|e| resolved.error(e))?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut out = String::new();
     let mut number = 1;
     let mut line: Vec<u8> = Vec::new();
     let mut ended = false;
     loop {
-        let available = reader.fill_buf().map_err(io_error(resolved))?;
+        let available = reader.fill_buf().map_err(|e| resolved.error(e))?;
         if available.is_empty() {
             ended = true;
         }
@@ -302,7 +298,7 @@ pub fn tree(
                 &mut truncated,
             )
         })
-        .map_err(|error| crate::server::tool_error(SandboxError::io(&resolved.display(), error)))?;
+        .map_err(|error| crate::server::tool_error(resolved.error(error)))?;
     Ok((nodes, truncated))
 }
 
@@ -321,7 +317,7 @@ pub fn find(
     let start = resolved
         .dir()
         .open_dir(&resolved.rel)
-        .map_err(|error| crate::server::tool_error(SandboxError::io(&resolved.display(), error)))?;
+        .map_err(|error| crate::server::tool_error(resolved.error(error)))?;
     walk(&start, Path::new(""), &mut |path, _| {
         if excludes.matches(path) {
             return Visit::Skip;
@@ -335,7 +331,7 @@ pub fn find(
         }
         Visit::Descend
     })
-    .map_err(|error| crate::server::tool_error(SandboxError::io(&resolved.display(), error)))?;
+    .map_err(|error| crate::server::tool_error(resolved.error(error)))?;
     Ok((found, truncated))
 }
 

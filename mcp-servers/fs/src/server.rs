@@ -60,7 +60,8 @@ pub const WRITE_TOOLS: [&str; 6] = [
 /// directories and follow what that session's client offers.
 pub struct FsServer {
     configured: Arc<Sandbox>,
-    sandbox: Arc<RwLock<Sandbox>>,
+    // Swapped whole when the client's roots change; requests take a cheap `Arc` of it.
+    sandbox: Arc<RwLock<Arc<Sandbox>>>,
     limits: Limits,
     read_only: bool,
     tool_router: ToolRouter<Self>,
@@ -85,7 +86,7 @@ impl FsServer {
             }
         }
         Self {
-            sandbox: Arc::new(RwLock::new((*configured).clone())),
+            sandbox: Arc::new(RwLock::new(configured.clone())),
             configured,
             limits,
             read_only,
@@ -93,7 +94,7 @@ impl FsServer {
         }
     }
 
-    fn sandbox(&self) -> Sandbox {
+    fn sandbox(&self) -> Arc<Sandbox> {
         self.sandbox
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -132,7 +133,7 @@ impl FsServer {
 /// when the client offers none that can be opened.
 // Roots are deprecated for 2026-07-28 (SEP-2577), but handshake-era hosts still offer them.
 #[allow(deprecated)]
-async fn adopt_client_roots(sandbox: &RwLock<Sandbox>, peer: &Peer<RoleServer>) {
+async fn adopt_client_roots(sandbox: &RwLock<Arc<Sandbox>>, peer: &Peer<RoleServer>) {
     {
         if peer
             .peer_info()
@@ -149,7 +150,7 @@ async fn adopt_client_roots(sandbox: &RwLock<Sandbox>, peer: &Peer<RoleServer>) 
         };
         let dirs: Vec<PathBuf> = roots
             .iter()
-            .filter_map(|root| root.uri.strip_prefix("file://").map(percent_decode))
+            .filter_map(|root| url::Url::parse(&root.uri).ok()?.to_file_path().ok())
             .collect();
         let usable: Vec<&PathBuf> = dirs.iter().filter(|dir| dir.is_dir()).collect();
         if usable.is_empty() {
@@ -161,40 +162,11 @@ async fn adopt_client_roots(sandbox: &RwLock<Sandbox>, peer: &Peer<RoleServer>) 
         match Sandbox::new(&usable) {
             Ok(opened) => {
                 tracing::info!(roots = %opened.describe(), "allowed directories now follow the client's roots");
-                *sandbox.write().unwrap_or_else(|p| p.into_inner()) = opened;
+                *sandbox.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(opened);
             }
             Err(error) => tracing::warn!(%error, "could not open the client's roots"),
         }
     }
-}
-
-fn percent_decode(path: &str) -> PathBuf {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2)))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStringExt;
-        PathBuf::from(std::ffi::OsString::from_vec(out))
-    }
-    #[cfg(not(unix))]
-    PathBuf::from(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex(byte: Option<&u8>) -> Option<u8> {
-    let byte = *byte?;
-    (byte as char).to_digit(16).map(|d| d as u8)
 }
 
 /// A sandbox refusal or I/O failure, worded for a model, with what to do next.
@@ -365,27 +337,8 @@ struct FileInfo {
 }
 
 fn time_string(time: std::io::Result<cap_std::time::SystemTime>) -> Option<String> {
-    let time = time.ok()?.into_std();
-    let since = time.duration_since(std::time::UNIX_EPOCH).ok()?;
-    Some(humantime_rfc3339(since.as_secs()))
-}
-
-/// Seconds since the epoch as RFC 3339 UTC, without a date crate.
-fn humantime_rfc3339(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
+    let time: chrono::DateTime<chrono::Utc> = time.ok()?.into_std().into();
+    Some(time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 fn mime_of(path: &Path) -> &'static str {
@@ -408,16 +361,6 @@ fn mime_of(path: &Path) -> &'static str {
         "m4a" => "audio/mp4",
         "pdf" => "application/pdf",
         _ => "application/octet-stream",
-    }
-}
-
-fn parse_offset(cursor: Option<&str>) -> Result<usize, ToolError> {
-    match cursor {
-        None => Ok(0),
-        Some(cursor) => cursor.trim().parse().map_err(|_| {
-            ToolError::new(format!("invalid cursor {cursor:?}"))
-                .with_hint("pass the cursor from the previous truncated answer unchanged")
-        }),
     }
 }
 
@@ -452,7 +395,7 @@ impl FsServer {
         } else if let Some(n) = args.tail {
             search::tail_lines(&resolved, n, self.limits.max_text_bytes).map_err(tool_error)?
         } else {
-            let offset = parse_offset(args.cursor.as_deref())?;
+            let offset = mcp_core::tool::parse_offset(args.cursor.as_deref())?;
             let limit = self.limits.max_text_bytes;
             let (bytes, size) =
                 ops::read_window(&resolved, offset as u64, limit).map_err(tool_error)?;
@@ -625,7 +568,7 @@ impl FsServer {
         resolved
             .dir()
             .create_dir_all(&resolved.rel)
-            .map_err(|e| tool_error(SandboxError::io(&resolved.display(), e)))?;
+            .map_err(|e| tool_error(resolved.error(e)))?;
         Ok(format!("Successfully created directory {path}"))
     }
 
@@ -636,7 +579,7 @@ impl FsServer {
     fn list_directory(&self, Parameters(args): Parameters<ListArgs>) -> Result<String, ToolError> {
         let resolved = self.resolve(&args.path)?;
         let entries = ops::list(&resolved).map_err(tool_error)?;
-        let start = parse_offset(args.cursor.as_deref())?.min(entries.len());
+        let start = mcp_core::tool::parse_offset(args.cursor.as_deref())?.min(entries.len());
         let end = (start + self.limits.max_entries).min(entries.len());
         let mut text: Vec<String> = entries[start..end]
             .iter()
@@ -761,7 +704,7 @@ impl FsServer {
         }
         from.dir()
             .rename(&from.rel, to.dir(), &to.rel)
-            .map_err(|e| tool_error(SandboxError::io(&from.display(), e)))?;
+            .map_err(|e| tool_error(from.error(e)))?;
         Ok(format!(
             "Successfully moved {} to {}",
             args.source, args.destination
@@ -831,8 +774,11 @@ impl FsServer {
                 options.max_results
             ));
         }
-        let page = self.cap().page(&text, None)?;
-        Ok(structured(page.text, &report))
+        let (text, _) = self.cap().truncate(
+            &text,
+            "narrow the pattern, add a glob or a path, or lower max_results",
+        );
+        Ok(structured(text, &report))
     }
 
     #[tool(
@@ -848,7 +794,7 @@ impl FsServer {
         let metadata = resolved
             .dir()
             .metadata(&resolved.rel)
-            .map_err(|e| tool_error(SandboxError::io(&resolved.display(), e)))?;
+            .map_err(|e| tool_error(resolved.error(e)))?;
         let permissions = {
             #[cfg(unix)]
             {
@@ -919,7 +865,7 @@ impl FsServer {
         let metadata = resolved
             .dir()
             .symlink_metadata(&resolved.rel)
-            .map_err(|e| tool_error(SandboxError::io(&resolved.display(), e)))?;
+            .map_err(|e| tool_error(resolved.error(e)))?;
         if metadata.is_dir() {
             return Err(ToolError::new(format!(
                 "{path} is a directory; delete_file removes files only"
@@ -928,7 +874,7 @@ impl FsServer {
         resolved
             .dir()
             .remove_file(&resolved.rel)
-            .map_err(|e| tool_error(SandboxError::io(&resolved.display(), e)))?;
+            .map_err(|e| tool_error(resolved.error(e)))?;
         Ok(format!("Successfully deleted {path}"))
     }
 
@@ -944,8 +890,7 @@ impl FsServer {
     fn copy_file(&self, Parameters(args): Parameters<MoveArgs>) -> Result<String, ToolError> {
         let from = self.resolve_checked(&args.source)?;
         let to = self.resolve_checked(&args.destination)?;
-        let bytes = ops::read_all(&from, u64::MAX).map_err(tool_error)?;
-        ops::create_new(&to, &bytes).map_err(|error| match &error {
+        ops::copy_new(&from, &to).map_err(|error| match &error {
             SandboxError::Io { source, .. }
                 if source.kind() == std::io::ErrorKind::AlreadyExists =>
             {
