@@ -3,6 +3,7 @@
 //! - [`everything`]: the fixture server the official conformance suite
 //!   (`@modelcontextprotocol/conformance`) expects, built on mcp-core; binary `mcp-everything`.
 //! - [`check`]: our own checks of any server (binary `mcp-check`).
+//! - [`interop`]: any server of ours × the peer clients, and the shared `RESULTS.md`.
 //! - [`peers`]: the official SDKs and tools used as peers in tests, pinned and installed on use.
 //! - [`process`]: a server binary run as a child, as a host runs it.
 //! - [`suite`]: runs the official suite against a URL and reads its verdicts.
@@ -17,6 +18,7 @@
 
 pub mod check;
 pub mod everything;
+pub mod interop;
 pub mod peers;
 pub mod process;
 pub mod suite;

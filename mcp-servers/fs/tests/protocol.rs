@@ -1,9 +1,11 @@
-//! `mcp-fs` as hosts run it: the official suite's generic server scenarios over HTTP, our own
+//! `mcp-fs` as hosts run it: the peer clients' interop row and the official suite's generic
+//! server scenarios over HTTP, our own
 //! `mcp-check` over stdio, and a huge file that must not blow up the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mcp_conformance::{
     check::{self, Status, Target},
+    interop::{self, Probe, ServerUnderTest, ToolProbe},
     process::HttpProcess,
     suite,
 };
@@ -13,18 +15,77 @@ use serde_json::json;
 
 const MCP_FS: &str = env!("CARGO_BIN_EXE_mcp-fs");
 
-#[tokio::test]
-async fn passes_the_official_generic_scenarios_over_http() {
+/// The interop row of `conformance/RESULTS.md` for `mcp-fs`: every peer client over every
+/// transport lists the tools, reads a file and is refused a path outside the root; and the
+/// official suite's scenarios that apply to any server, over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_clients_and_the_official_generic_scenarios_are_green_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let dir_arg = dir.path().display().to_string();
-    let server = HttpProcess::start(MCP_FS.as_ref(), &[&dir_arg])
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("notes.txt"), "über ✓ from mcp-fs\n").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "outside").unwrap();
+    let root_arg = root.display().to_string();
+
+    let process = HttpProcess::start(MCP_FS.as_ref(), &[&root_arg])
         .await
         .unwrap();
-    let report = suite::run_scenarios(&server.url("/mcp"), &suite::GENERIC_SERVER_SCENARIOS)
+    let server = ServerUnderTest {
+        name: "mcp-fs".to_owned(),
+        program: MCP_FS.into(),
+        args: vec![root_arg.clone()],
+        base_url: process.url(""),
+    };
+    let probe = Probe {
+        tools: [
+            "read_text_file",
+            "write_file",
+            "edit_file",
+            "directory_tree",
+            "grep",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        call: (
+            ToolProbe::new(
+                "read_text_file",
+                json!({ "path": root.join("notes.txt").display().to_string() }),
+            ),
+            "über ✓ from mcp-fs".to_owned(),
+        ),
+        failing_call: ToolProbe::new(
+            "read_text_file",
+            json!({ "path": dir.path().join("secret.txt").display().to_string() }),
+        ),
+        read: None,
+    };
+    let cells = interop::peer_client_cells(&server, &probe).await;
+    let report = suite::run_scenarios(&process.url("/mcp"), &suite::GENERIC_SERVER_SCENARIOS)
         .await
         .unwrap();
+    assert!(process.terminate().await.unwrap().success());
+
+    interop::record_section(
+        "mcp-fs",
+        &format!(
+            "## `mcp-fs` × peer clients\n\n\
+             Written by `cargo test -p mcp-server-fs --test protocol`. Each cell lists the tools, \
+             reads a file in the allowed directory and is refused one outside it (`isError`); \
+             `mcp-fs` has no resources to read.\n\n{}\n\
+             The official suite's scenarios that apply to any server, over Streamable HTTP: \
+             {} checks SUCCESS, {} FAILURE, {} WARNING.\n\n{}",
+            interop::grid(&cells, &interop::TRANSPORTS),
+            report.count("SUCCESS"),
+            report.count("FAILURE"),
+            report.count("WARNING"),
+            report.table(),
+        ),
+    )
+    .unwrap();
+
+    let failures = interop::failures(&cells);
+    assert!(failures.is_empty(), "red cells:\n{}", failures.join("\n"));
     report.all_passed(&suite::GENERIC_SERVER_SCENARIOS).unwrap();
-    assert!(server.terminate().await.unwrap().success());
 }
 
 #[tokio::test]
