@@ -166,6 +166,10 @@ impl Patterns {
         Ok(Self { set, names_too })
     }
 
+    fn is_empty(&self) -> bool {
+        self.names_too.is_empty()
+    }
+
     fn matches(&self, relative: &Path) -> bool {
         if self.set.is_match(relative) {
             return true;
@@ -231,6 +235,24 @@ pub struct Node {
     children: Option<Vec<Node>>,
 }
 
+impl Node {
+    /// The same JSON as serializing it, built by moving the names rather than copying them.
+    pub fn into_value(self) -> serde_json::Value {
+        let mut object = serde_json::Map::with_capacity(3);
+        object.insert("name".to_owned(), self.name.into());
+        object.insert("type".to_owned(), self.kind.into());
+        if let Some(children) = self.children {
+            object.insert("children".to_owned(), Self::list_value(children));
+        }
+        object.into()
+    }
+
+    /// A list of nodes as a JSON array.
+    pub fn list_value(nodes: Vec<Node>) -> serde_json::Value {
+        nodes.into_iter().map(Node::into_value).collect()
+    }
+}
+
 /// The tree under a directory, at most `budget` nodes; says whether it was cut.
 pub fn tree(
     resolved: &Resolved,
@@ -261,8 +283,11 @@ pub fn tree(
         entries.sort();
         let mut nodes = Vec::new();
         for (name, is_dir) in entries {
-            let path = relative.join(&name);
-            if excludes.matches(&path) {
+            // The relative path is only needed to match excludes and to go down a level.
+            let path = (!excludes.is_empty() || is_dir).then(|| relative.join(&name));
+            if let Some(path) = &path
+                && excludes.matches(path)
+            {
                 continue;
             }
             if *remaining == 0 {
@@ -270,7 +295,7 @@ pub fn tree(
                 break;
             }
             *remaining -= 1;
-            let children = if is_dir {
+            let children = if let Some(path) = path.filter(|_| is_dir) {
                 let below = dir
                     .open_dir(&name)
                     .and_then(|child| build(&child, &path, excludes, remaining, truncated));
@@ -482,4 +507,36 @@ pub fn grep(resolved: &Resolved, options: &GrepOptions) -> Result<GrepReport, To
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_moved_into_json_is_the_tree_serialized() {
+        let leaf = |name: &str| Node {
+            name: name.to_owned(),
+            kind: "file",
+            children: None,
+        };
+        let tree = vec![
+            Node {
+                name: "src".to_owned(),
+                kind: "directory",
+                children: Some(vec![leaf("lib.rs"), leaf("\"odd\" ü")]),
+            },
+            Node {
+                name: "empty".to_owned(),
+                kind: "directory",
+                children: Some(Vec::new()),
+            },
+            leaf("README.md"),
+        ];
+        let serialized = serde_json::to_string(&tree).unwrap();
+        assert_eq!(
+            serde_json::to_string(&Node::list_value(tree)).unwrap(),
+            serialized
+        );
+    }
 }

@@ -679,8 +679,9 @@ impl FsServer {
             text.push_str("\n[tree truncated at the entry limit; list subdirectories separately]");
         }
         let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-        result.structured_content =
-            Some(serde_json::json!({ "tree": tree, "truncated": truncated }));
+        result.structured_content = Some(
+            serde_json::json!({ "tree": search::Node::list_value(tree), "truncated": truncated }),
+        );
         Ok(result)
     }
 
