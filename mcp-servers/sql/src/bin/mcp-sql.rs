@@ -1,0 +1,72 @@
+//! `mcp-sql`: the SQL server.
+use std::time::Duration;
+
+use clap::Parser;
+use mcp_server_sql::{Database, Options, SqlServer, Target};
+
+/// A SQL MCP server: SQLite (embedded) or PostgreSQL, read-only unless --allow-write.
+///
+/// Examples:
+///   mcp-sql data/app.db
+///   mcp-sql sqlite:data/app.db --allow-write
+///   PGPASSWORD=… mcp-sql postgres://reader@127.0.0.1:5432/shop
+#[derive(Parser)]
+#[command(version, verbatim_doc_comment)]
+struct Cli {
+    /// The database: a SQLite file (`sqlite:path` or a plain path) or `postgres://user@host/db`.
+    /// A PostgreSQL password may come from PGPASSWORD instead of the URL.
+    #[arg(
+        value_name = "DATABASE_URL",
+        env = "MCP_SQL_URL",
+        hide_env_values = true
+    )]
+    database: String,
+
+    /// Offer the `execute` tool and open SQLite writable (creating the file if missing).
+    #[arg(long)]
+    allow_write: bool,
+
+    /// Seconds a statement may run before the engine cancels it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    timeout: f64,
+
+    /// Most rows one query answer carries (more come with a cursor).
+    #[arg(long, value_name = "N", default_value_t = Options::default().max_rows)]
+    max_rows: usize,
+
+    /// Most bytes of row data one query answer carries.
+    #[arg(long, value_name = "BYTES", default_value_t = Options::default().max_bytes)]
+    max_bytes: usize,
+
+    #[command(flatten)]
+    serve: mcp_core::ServeArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    mcp_core::init_logging(cli.serve.log_level);
+    if !(cli.timeout.is_finite() && cli.timeout > 0.0) {
+        anyhow::bail!("--timeout must be a positive number of seconds");
+    }
+    let options = Options {
+        allow_write: cli.allow_write,
+        timeout: Duration::from_secs_f64(cli.timeout),
+        max_rows: cli.max_rows.max(1),
+        max_bytes: cli.max_bytes.max(1024),
+    };
+    let target = Target::parse(&cli.database).map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    let db = Database::open(&target, options)
+        .await
+        .map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    tracing::info!(database = %target.display(), write = options.allow_write, "opened");
+    mcp_core::serve(SqlServer::new(db, target, options), cli.serve).await?;
+    Ok(())
+}
+
+fn describe(error: &mcp_server_sql::DbError) -> String {
+    match &error.hint {
+        Some(hint) => format!("{}\n  hint: {hint}", error.message),
+        None => error.message.clone(),
+    }
+}

@@ -1,0 +1,523 @@
+//! What both engines share: the database a URL names, the limits every call runs under, and the
+//! shapes of what comes back.
+
+use std::{path::PathBuf, time::Duration};
+
+use rmcp::schemars;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{postgres::Postgres, sqlite::Sqlite};
+
+/// Limits every call runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Whether `execute` exists (and SQLite is opened writable).
+    pub allow_write: bool,
+    /// Longest a statement may run.
+    pub timeout: Duration,
+    /// Most rows one `query` returns (a call may ask for fewer).
+    pub max_rows: usize,
+    /// Most bytes of row data one `query` returns; more rows come with a cursor.
+    pub max_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            allow_write: false,
+            timeout: Duration::from_secs(30),
+            max_rows: 1_000,
+            max_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// The database a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `sqlite:path`, `sqlite://path`, `sqlite:///abs/path` or a plain path.
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`, as libpq takes it.
+    Postgres(String),
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Self, DbError> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(DbError::new("no database given").with_hint(
+                "pass a SQLite file (sqlite:path/to.db or a plain path) or postgres://user@host/db",
+            ));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            // sqlite:///abs, sqlite://rel and sqlite:rel all name a file.
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(DbError::new(
+                    "sqlite: needs a file path, e.g. sqlite:data.db",
+                ));
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(
+                DbError::new(format!("unsupported database scheme {scheme}://"))
+                    .with_hint("use sqlite:path or postgres://user@host/db"),
+            );
+        }
+        Ok(Self::Sqlite(PathBuf::from(url)))
+    }
+
+    /// The URL with any password masked, for logs and messages.
+    pub fn display(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite:{}", path.display()),
+            Self::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut parsed) if parsed.password().is_some() => {
+                    let _ = parsed.set_password(Some("***"));
+                    parsed.to_string()
+                }
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+/// An open database, either engine.
+pub enum Database {
+    Sqlite(Sqlite),
+    Postgres(Postgres),
+}
+
+impl Database {
+    /// Opens what `target` names. PostgreSQL connects once here so a bad URL or password is
+    /// reported at startup, not at the first call.
+    pub async fn open(target: &Target, options: Options) -> Result<Self, DbError> {
+        Ok(match target {
+            Target::Sqlite(path) => Self::Sqlite(Sqlite::open(path, options).await?),
+            Target::Postgres(url) => Self::Postgres(Postgres::connect(url, options).await?),
+        })
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgresql",
+        }
+    }
+
+    pub async fn list_tables(&self, schema: Option<String>) -> Result<Vec<TableSummary>, DbError> {
+        match self {
+            Self::Sqlite(db) => db.list_tables().await,
+            Self::Postgres(db) => db.list_tables(schema).await,
+        }
+    }
+
+    pub async fn describe_table(
+        &self,
+        table: String,
+        schema: Option<String>,
+    ) -> Result<TableDescription, DbError> {
+        match self {
+            Self::Sqlite(db) => db.describe_table(table).await,
+            Self::Postgres(db) => db.describe_table(table, schema).await,
+        }
+    }
+
+    pub async fn search_objects(
+        &self,
+        pattern: String,
+        limit: usize,
+    ) -> Result<Vec<ObjectMatch>, DbError> {
+        let pattern = like_pattern(&pattern);
+        match self {
+            Self::Sqlite(db) => db.search_objects(pattern, limit).await,
+            Self::Postgres(db) => db.search_objects(pattern, limit).await,
+        }
+    }
+
+    pub async fn query(&self, request: QueryRequest) -> Result<Rows, DbError> {
+        match self {
+            Self::Sqlite(db) => db.query(request).await,
+            Self::Postgres(db) => db.query(request).await,
+        }
+    }
+
+    pub async fn explain(&self, sql: String) -> Result<String, DbError> {
+        match self {
+            Self::Sqlite(db) => db.explain(sql).await,
+            Self::Postgres(db) => db.explain(sql).await,
+        }
+    }
+
+    pub async fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64, DbError> {
+        match self {
+            Self::Sqlite(db) => db.execute(sql, params).await,
+            Self::Postgres(db) => db.execute(sql, params).await,
+        }
+    }
+}
+
+/// A `LIKE` pattern from what a user typed: `%` and `_` are kept as wildcards, `*` and `?` are
+/// read as the glob wildcards people type, and a pattern without wildcards matches anywhere.
+fn like_pattern(pattern: &str) -> String {
+    let converted: String = pattern
+        .chars()
+        .map(|c| match c {
+            '*' => '%',
+            '?' => '_',
+            other => other,
+        })
+        .collect();
+    if converted.contains('%') || converted.contains('_') {
+        converted
+    } else {
+        format!("%{converted}%")
+    }
+}
+
+/// One `query` call.
+#[derive(Debug, Clone)]
+pub struct QueryRequest {
+    pub sql: String,
+    pub params: Vec<Value>,
+    /// Rows to skip (from a cursor).
+    pub offset: usize,
+    pub max_rows: usize,
+    pub max_bytes: usize,
+}
+
+/// A column of a result.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Column {
+    pub name: String,
+    /// The engine's type name, when it knows one.
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+/// Rows of a `query`: at most the limits, with a cursor to the rest.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Rows {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Value>>,
+    /// Whether more rows follow (call again with `cursor`).
+    pub truncated: bool,
+    /// Pass as `cursor` to get the next rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Collects rows under the request's limits: skips `offset`, stops at `max_rows` or
+/// `max_bytes` of JSON, and notes whether there was more.
+pub struct RowSink {
+    offset: usize,
+    max_rows: usize,
+    max_bytes: usize,
+    seen: usize,
+    bytes: usize,
+    pub rows: Vec<Vec<Value>>,
+    pub truncated: bool,
+}
+
+impl RowSink {
+    pub fn new(request: &QueryRequest) -> Self {
+        Self {
+            offset: request.offset,
+            max_rows: request.max_rows.max(1),
+            max_bytes: request.max_bytes,
+            seen: 0,
+            bytes: 0,
+            rows: Vec::new(),
+            truncated: false,
+        }
+    }
+
+    /// Whether the row at this position is wanted at all (rows before the cursor are not).
+    pub fn wants(&mut self) -> bool {
+        self.seen += 1;
+        self.seen > self.offset
+    }
+
+    /// Takes a wanted row; returns false when the sink is full (the row is then dropped and
+    /// the result marked truncated), so the caller stops reading.
+    pub fn push(&mut self, row: Vec<Value>) -> bool {
+        let size: usize = row.iter().map(approximate_size).sum::<usize>() + row.len() + 2;
+        let full = self.rows.len() >= self.max_rows
+            || (!self.rows.is_empty() && self.bytes + size > self.max_bytes);
+        if full {
+            self.truncated = true;
+            return false;
+        }
+        self.bytes += size;
+        self.rows.push(row);
+        true
+    }
+
+    pub fn finish(self, columns: Vec<Column>) -> Rows {
+        let next = self.offset + self.rows.len();
+        Rows {
+            columns,
+            next_cursor: self.truncated.then(|| next.to_string()),
+            rows: self.rows,
+            truncated: self.truncated,
+        }
+    }
+}
+
+fn approximate_size(value: &Value) -> usize {
+    match value {
+        Value::Null => 4,
+        Value::Bool(_) => 5,
+        Value::Number(_) => 12,
+        Value::String(s) => s.len() + 2,
+        other => other.to_string().len(),
+    }
+}
+
+/// A table or view, as `list_tables` shows it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TableSummary {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    pub name: String,
+    /// table, view, materialized view, foreign table, partitioned table.
+    pub kind: String,
+    /// The engine's estimate (PostgreSQL statistics; SQLite's largest rowid); null when unknown.
+    pub estimated_rows: Option<i64>,
+}
+
+/// A column as `describe_table` shows it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ColumnInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub nullable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ForeignKey {
+    pub columns: Vec<String>,
+    pub references_table: String,
+    pub references_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct IndexInfo {
+    pub name: String,
+    pub unique: bool,
+    pub columns: Vec<String>,
+    /// The engine's own definition, when it has one (PostgreSQL's `CREATE INDEX …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
+}
+
+/// Everything `describe_table` tells about a table.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TableDescription {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    pub name: String,
+    pub kind: String,
+    pub columns: Vec<ColumnInfo>,
+    pub primary_key: Vec<String>,
+    pub foreign_keys: Vec<ForeignKey>,
+    pub indexes: Vec<IndexInfo>,
+}
+
+/// A table or column whose name matched `search_objects`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ObjectMatch {
+    /// `table`, `view`, … or `column`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    pub table: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "type")]
+    pub type_name: Option<String>,
+}
+
+/// An error from the engine or from us, with where in the SQL it happened when the engine says.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct DbError {
+    pub message: String,
+    /// 1-based character position in the SQL.
+    pub position: Option<usize>,
+    pub hint: Option<String>,
+}
+
+impl DbError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            position: None,
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn at(mut self, position: Option<usize>) -> Self {
+        self.position = position;
+        self
+    }
+
+    /// The message a model reads: the engine's words, then where (line and column), then what
+    /// to do.
+    pub fn describe(&self, sql: Option<&str>) -> String {
+        let mut out = self.message.clone();
+        if let Some(position) = self.position {
+            match sql.and_then(|sql| line_and_column(sql, position)) {
+                Some((line, column, text)) => out.push_str(&format!(
+                    "\nat line {line}, column {column}:\n  {text}\n  {}^",
+                    " ".repeat(column.saturating_sub(1))
+                )),
+                None => out.push_str(&format!(" (at character {position})")),
+            }
+        }
+        out
+    }
+
+    /// Moves the position by `by` characters, for SQL we prefixed (`EXPLAIN …`).
+    pub(crate) fn shifted(mut self, by: isize) -> Self {
+        self.position = self
+            .position
+            .and_then(|p| p.checked_add_signed(by))
+            .filter(|p| *p > 0);
+        self
+    }
+
+    pub(crate) fn refused_statement(engine: &str) -> Self {
+        Self::new(format!(
+            "query runs one read-only statement that returns rows; {engine} says this one does not"
+        ))
+        .with_hint(
+            "use SELECT (or WITH … SELECT, VALUES, EXPLAIN); changes go through execute, which the \
+             server offers only when started with --allow-write",
+        )
+    }
+
+    pub(crate) fn timed_out(timeout: Duration) -> Self {
+        Self::new(format!(
+            "the statement was cancelled after the {} s timeout",
+            timeout.as_secs_f64()
+        ))
+        .with_hint("narrow the query (a WHERE clause, a LIMIT) or ask for a longer --timeout")
+    }
+}
+
+/// The line, column (both 1-based) and text of the line holding character `position`.
+fn line_and_column(sql: &str, position: usize) -> Option<(usize, usize, &str)> {
+    let mut seen = 0;
+    for (index, line) in sql.split('\n').enumerate() {
+        let length = line.chars().count();
+        if position <= seen + length + 1 {
+            return Some((index + 1, position - seen, line.trim_end_matches('\r')));
+        }
+        seen += length + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_the_engine() {
+        assert_eq!(
+            Target::parse("sqlite:data/app.db").unwrap(),
+            Target::Sqlite("data/app.db".into())
+        );
+        assert_eq!(
+            Target::parse("sqlite:///tmp/a.db").unwrap(),
+            Target::Sqlite("/tmp/a.db".into())
+        );
+        assert_eq!(
+            Target::parse("./a.sqlite").unwrap(),
+            Target::Sqlite("./a.sqlite".into())
+        );
+        assert!(matches!(
+            Target::parse("postgresql://u@127.0.0.1/db").unwrap(),
+            Target::Postgres(_)
+        ));
+        assert!(Target::parse("mysql://u@h/db").is_err());
+        assert!(Target::parse("  ").is_err());
+        assert!(Target::parse("sqlite:").is_err());
+    }
+
+    #[test]
+    fn passwords_are_masked_for_display() {
+        let target = Target::parse("postgres://app:s3cret@127.0.0.1:5432/db").unwrap();
+        let shown = target.display();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("app:***@127.0.0.1"), "{shown}");
+    }
+
+    #[test]
+    fn search_patterns_read_globs_and_substrings() {
+        assert_eq!(like_pattern("user"), "%user%");
+        assert_eq!(like_pattern("user*"), "user%");
+        assert_eq!(like_pattern("us_r"), "us_r");
+    }
+
+    #[test]
+    fn errors_point_at_the_line_and_column() {
+        let error = DbError::new("syntax error").at(Some(12));
+        let shown = error.describe(Some("SELECT 1\nFROM x y z"));
+        assert!(shown.contains("at line 2, column 3"), "{shown}");
+        assert!(shown.ends_with("  FROM x y z\n    ^"), "{shown}");
+    }
+
+    #[test]
+    fn the_sink_pages_by_rows_and_bytes() {
+        let request = QueryRequest {
+            sql: String::new(),
+            params: Vec::new(),
+            offset: 2,
+            max_rows: 3,
+            max_bytes: 1 << 20,
+        };
+        let mut sink = RowSink::new(&request);
+        for i in 0..10 {
+            if sink.wants() && !sink.push(vec![Value::from(i)]) {
+                break;
+            }
+        }
+        let rows = sink.finish(Vec::new());
+        assert_eq!(
+            rows.rows,
+            vec![vec![Value::from(2)], vec![3.into()], vec![4.into()]]
+        );
+        assert!(rows.truncated);
+        assert_eq!(rows.next_cursor.as_deref(), Some("5"));
+
+        let small = QueryRequest {
+            max_bytes: 30,
+            offset: 0,
+            ..request
+        };
+        let mut sink = RowSink::new(&small);
+        for _ in 0..10 {
+            if sink.wants() && !sink.push(vec![Value::from("0123456789")]) {
+                break;
+            }
+        }
+        let rows = sink.finish(Vec::new());
+        assert_eq!(rows.rows.len(), 2);
+        assert!(rows.truncated);
+    }
+}

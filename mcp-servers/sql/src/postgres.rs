@@ -1,0 +1,466 @@
+//! PostgreSQL, pooled. Read-only is the engine's: every `query` (and every look at the catalog)
+//! runs in `START TRANSACTION READ ONLY` with `SET LOCAL statement_timeout`, through the extended
+//! protocol, where one prepared statement cannot carry a second (`COMMIT; DROP …` is refused by
+//! the server's parser), and must be a statement that returns rows (so `COPY`, `DO`, `SET` and
+//! friends never run). Names in introspection are bound parameters, never SQL text.
+
+use std::{str::FromStr, time::Duration};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use futures::StreamExt as _;
+use serde_json::Value;
+use tokio_postgres::{
+    Config, NoTls, Statement, Transaction,
+    error::{ErrorPosition, SqlState},
+    types::{ToSql, Type},
+};
+
+use crate::{
+    db::{
+        Column, ColumnInfo, DbError, ForeignKey, IndexInfo, ObjectMatch, Options, QueryRequest,
+        RowSink, Rows, TableDescription, TableSummary,
+    },
+    value::{Cell, TextParam},
+};
+
+/// Connections at most, per server.
+const POOL_SIZE: usize = 4;
+
+const RELKINDS: &str = "CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' \
+     WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table' \
+     WHEN 'p' THEN 'partitioned table' END";
+const USER_RELATIONS: &str = "c.relkind IN ('r', 'v', 'm', 'f', 'p') \
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_toast%'";
+
+/// A PostgreSQL database behind a small pool.
+pub struct Postgres {
+    pool: Pool,
+    options: Options,
+}
+
+impl Postgres {
+    /// Connects once, so a wrong URL or password is reported now. The password may come from
+    /// `PGPASSWORD` rather than the URL, to keep it out of host config files.
+    pub async fn connect(url: &str, options: Options) -> Result<Self, DbError> {
+        let mut config = Config::from_str(url).map_err(|e| {
+            DbError::new(format!("invalid PostgreSQL URL: {e}"))
+                .with_hint("the form is postgres://user[:password]@host[:port]/database")
+        })?;
+        if config.get_password().is_none()
+            && let Ok(password) = std::env::var("PGPASSWORD")
+        {
+            config.password(password);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("mcp-sql");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| DbError::new(format!("cannot build the connection pool: {e}")))?;
+        let this = Self { pool, options };
+        let client = this.client().await?;
+        let superuser: bool = client
+            .query_one(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map(|row| row.get(0))
+            .unwrap_or(false);
+        if superuser {
+            tracing::warn!(
+                "connected as a superuser: read-only transactions still stop writes, but a \
+                 role with only SELECT grants is the safer choice (see the README)"
+            );
+        }
+        Ok(this)
+    }
+
+    async fn client(&self) -> Result<Object, DbError> {
+        self.pool.get().await.map_err(|e| {
+            DbError::new(format!("cannot connect to PostgreSQL: {e}")).with_hint(
+                "check that the server is running and the URL, user and password are right",
+            )
+        })
+    }
+
+    fn timeout_ms(&self) -> u128 {
+        self.options.timeout.as_millis().max(1)
+    }
+
+    /// Runs `work` in a read-only transaction with the statement timeout, then rolls back.
+    async fn read<T>(
+        &self,
+        work: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut client = self.client().await?;
+        let timeout = self.options.timeout;
+        let outer = timeout + Duration::from_secs(5);
+        let run = async {
+            let transaction = client
+                .build_transaction()
+                .read_only(true)
+                .start()
+                .await
+                .map_err(|e| pg_error(e, timeout))?;
+            transaction
+                .batch_execute(&format!(
+                    "SET LOCAL statement_timeout = {}",
+                    self.timeout_ms()
+                ))
+                .await
+                .map_err(|e| pg_error(e, timeout))?;
+            let result = work(&transaction).await;
+            let _ = transaction.rollback().await;
+            result
+        };
+        // The server's timeout should fire first; this one covers a server that stops answering.
+        tokio::time::timeout(outer, run)
+            .await
+            .unwrap_or_else(|_| Err(DbError::timed_out(timeout)))
+    }
+
+    pub async fn list_tables(&self, schema: Option<String>) -> Result<Vec<TableSummary>, DbError> {
+        let timeout = self.options.timeout;
+        let sql = format!(
+            "SELECT n.nspname::text, c.relname::text, {RELKINDS}, \
+               CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE {USER_RELATIONS} AND ($1::text IS NULL OR n.nspname = $1) \
+             ORDER BY 1, 2"
+        );
+        self.read(async |t| {
+            let rows = t
+                .query(&sql, &[&schema])
+                .await
+                .map_err(|e| pg_error(e, timeout))?;
+            Ok(rows
+                .iter()
+                .map(|row| TableSummary {
+                    schema: Some(row.get(0)),
+                    name: row.get(1),
+                    kind: row.get(2),
+                    estimated_rows: row.get(3),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    pub async fn describe_table(
+        &self,
+        table: String,
+        schema: Option<String>,
+    ) -> Result<TableDescription, DbError> {
+        let timeout = self.options.timeout;
+        let fail = move |e| pg_error(e, timeout);
+        let find = format!(
+            "SELECT c.oid, n.nspname::text, c.relname::text, {RELKINDS} \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE {USER_RELATIONS} AND c.relname = $1 \
+               AND (($2::text IS NULL AND pg_table_is_visible(c.oid)) OR n.nspname = $2)"
+        );
+        self.read(async |t| {
+            let found = t.query_opt(&find, &[&table, &schema]).await.map_err(fail)?;
+            let Some(found) = found else {
+                return Err(DbError::new(format!(
+                    "no table or view named {table:?}{}",
+                    schema
+                        .as_deref()
+                        .map(|s| format!(" in schema {s:?}"))
+                        .unwrap_or_default()
+                ))
+                .with_hint("list_tables shows the names; search_objects finds them by pattern"));
+            };
+            let oid: u32 = found.get(0);
+            let columns = t
+                .query(
+                    "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
+                       NOT a.attnotnull, pg_get_expr(d.adbin, d.adrelid) \
+                     FROM pg_attribute a \
+                     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                     WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped \
+                     ORDER BY a.attnum",
+                    &[&oid],
+                )
+                .await
+                .map_err(fail)?
+                .iter()
+                .map(|row| ColumnInfo {
+                    name: row.get(0),
+                    type_name: row.get(1),
+                    nullable: row.get(2),
+                    default: row.get(3),
+                })
+                .collect();
+            let primary_key = t
+                .query(
+                    "SELECT a.attname::text FROM pg_index i \
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                     WHERE i.indrelid = $1 AND i.indisprimary \
+                     ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                    &[&oid],
+                )
+                .await
+                .map_err(fail)?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let foreign_keys = t
+                .query(
+                    "SELECT \
+                       ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o) \
+                             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n \
+                             ORDER BY k.o), \
+                       con.confrelid::regclass::text, \
+                       ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o) \
+                             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n \
+                             ORDER BY k.o) \
+                     FROM pg_constraint con WHERE con.conrelid = $1 AND con.contype = 'f' \
+                     ORDER BY con.conname",
+                    &[&oid],
+                )
+                .await
+                .map_err(fail)?
+                .iter()
+                .map(|row| ForeignKey {
+                    columns: row.get(0),
+                    references_table: row.get(1),
+                    references_columns: row.get(2),
+                })
+                .collect();
+            let indexes = t
+                .query(
+                    "SELECT ic.relname::text, i.indisunique, \
+                       ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) \
+                             FROM generate_series(1, i.indnatts) k ORDER BY k), \
+                       pg_get_indexdef(i.indexrelid) \
+                     FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
+                     WHERE i.indrelid = $1 ORDER BY ic.relname",
+                    &[&oid],
+                )
+                .await
+                .map_err(fail)?
+                .iter()
+                .map(|row| IndexInfo {
+                    name: row.get(0),
+                    unique: row.get(1),
+                    columns: row.get(2),
+                    definition: row.get(3),
+                })
+                .collect();
+            Ok(TableDescription {
+                schema: Some(found.get(1)),
+                name: found.get(2),
+                kind: found.get(3),
+                columns,
+                primary_key,
+                foreign_keys,
+                indexes,
+            })
+        })
+        .await
+    }
+
+    pub async fn search_objects(
+        &self,
+        pattern: String,
+        limit: usize,
+    ) -> Result<Vec<ObjectMatch>, DbError> {
+        let timeout = self.options.timeout;
+        let sql = format!(
+            "SELECT kind, schema, tbl, col, typ FROM ( \
+               SELECT {RELKINDS} AS kind, n.nspname::text AS schema, c.relname::text AS tbl, \
+                 NULL::text AS col, NULL::text AS typ, 0 AS rank \
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+               WHERE {USER_RELATIONS} AND c.relname ILIKE $1 \
+               UNION ALL \
+               SELECT 'column', n.nspname::text, c.relname::text, a.attname::text, \
+                 format_type(a.atttypid, a.atttypmod), 1 \
+               FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+               JOIN pg_namespace n ON n.oid = c.relnamespace \
+               WHERE {USER_RELATIONS} AND a.attnum > 0 AND NOT a.attisdropped \
+                 AND a.attname ILIKE $1 \
+             ) found ORDER BY rank, schema, tbl, col LIMIT $2"
+        );
+        let limit = limit as i64;
+        self.read(async |t| {
+            let rows = t
+                .query(&sql, &[&pattern, &limit])
+                .await
+                .map_err(|e| pg_error(e, timeout))?;
+            Ok(rows
+                .iter()
+                .map(|row| ObjectMatch {
+                    kind: row.get(0),
+                    schema: Some(row.get(1)),
+                    table: row.get(2),
+                    column: row.get(3),
+                    type_name: row.get(4),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    pub async fn query(&self, request: QueryRequest) -> Result<Rows, DbError> {
+        let timeout = self.options.timeout;
+        self.read(async |t| {
+            let sql = request.sql.as_str();
+            let fail = |e| pg_error(e, timeout);
+            let statement = t.prepare(sql).await.map_err(fail)?;
+            if statement.columns().is_empty() {
+                return Err(DbError::refused_statement("PostgreSQL"));
+            }
+            let params = bind(&statement, &request.params)?;
+            let columns = statement
+                .columns()
+                .iter()
+                .map(|c| Column {
+                    name: c.name().to_owned(),
+                    type_name: c.type_().name().to_owned(),
+                })
+                .collect();
+            let stream = t
+                .query_raw(&statement, params.iter().map(|p| p as &dyn ToSql))
+                .await
+                .map_err(fail)?;
+            let mut sink = RowSink::new(&request);
+            let mut stream = std::pin::pin!(stream);
+            while let Some(row) = stream.next().await {
+                let row = row.map_err(fail)?;
+                if !sink.wants() {
+                    continue;
+                }
+                let values = (0..row.len())
+                    .map(|i| row.try_get::<_, Cell>(i).map(|cell| cell.0))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(fail)?;
+                if !sink.push(values) {
+                    break;
+                }
+            }
+            Ok(sink.finish(columns))
+        })
+        .await
+    }
+
+    pub async fn explain(&self, sql: String) -> Result<String, DbError> {
+        let timeout = self.options.timeout;
+        self.read(async |t| {
+            let fail = |e| pg_error(e, timeout).shifted(-8);
+            let statement = t.prepare(&format!("EXPLAIN {sql}")).await.map_err(fail)?;
+            // Placeholders are unknown to a plan: NULLs give the generic one.
+            let nulls: Vec<TextParam> = statement
+                .params()
+                .iter()
+                .map(|ty| TextParam::new(&Value::Null, ty))
+                .collect();
+            let rows = t
+                .query(
+                    &statement,
+                    &nulls
+                        .iter()
+                        .map(|p| p as &(dyn ToSql + Sync))
+                        .collect::<Vec<_>>(),
+                )
+                .await
+                .map_err(fail)?;
+            Ok(rows
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        })
+        .await
+    }
+
+    pub async fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64, DbError> {
+        if !self.options.allow_write {
+            return Err(DbError::new("this server is read-only")
+                .with_hint("start it with --allow-write to change the database"));
+        }
+        let timeout = self.options.timeout;
+        let fail = move |e| pg_error(e, timeout);
+        let mut client = self.client().await?;
+        let run = async {
+            let transaction = client.transaction().await.map_err(fail)?;
+            transaction
+                .batch_execute(&format!(
+                    "SET LOCAL statement_timeout = {}",
+                    self.timeout_ms()
+                ))
+                .await
+                .map_err(fail)?;
+            let statement = transaction.prepare(&sql).await.map_err(fail)?;
+            let params = bind(&statement, &params)?;
+            let changed = transaction
+                .execute_raw(&statement, params.iter().map(|p| p as &dyn ToSql))
+                .await
+                .map_err(fail)?;
+            transaction.commit().await.map_err(fail)?;
+            Ok(changed)
+        };
+        tokio::time::timeout(timeout + Duration::from_secs(5), run)
+            .await
+            .unwrap_or_else(|_| Err(DbError::timed_out(timeout)))
+    }
+}
+
+/// The arguments as text PostgreSQL parses as each parameter's type.
+fn bind(statement: &Statement, params: &[Value]) -> Result<Vec<TextParam>, DbError> {
+    let types: &[Type] = statement.params();
+    if types.len() != params.len() {
+        return Err(DbError::new(format!(
+            "the statement has {} parameter(s) but params has {}",
+            types.len(),
+            params.len()
+        ))
+        .with_hint("params fills $1, $2, … in order"));
+    }
+    Ok(params
+        .iter()
+        .zip(types)
+        .map(|(value, ty)| TextParam::new(value, ty))
+        .collect())
+}
+
+/// The server's error as a model can act on it: severity, message, detail, hint, position.
+fn pg_error(error: tokio_postgres::Error, timeout: Duration) -> DbError {
+    let Some(db) = error.as_db_error() else {
+        return DbError::new(format!("PostgreSQL: {error}"));
+    };
+    if *db.code() == SqlState::QUERY_CANCELED {
+        return DbError::timed_out(timeout);
+    }
+    let mut message = format!("{}: {}", db.severity(), db.message());
+    if let Some(detail) = db.detail() {
+        message.push_str(&format!("\nDETAIL: {detail}"));
+    }
+    let position = match db.position() {
+        Some(ErrorPosition::Original(at)) => Some(*at as usize),
+        _ => None,
+    };
+    let mut out = DbError::new(message).at(position);
+    if let Some(hint) = db.hint() {
+        out = out.with_hint(hint);
+    } else if *db.code() == SqlState::READ_ONLY_SQL_TRANSACTION {
+        out = out.with_hint(
+            "query runs in a read-only transaction; changes go through execute (start the \
+             server with --allow-write)",
+        );
+    } else if db.message().contains("multiple commands") {
+        out = out.with_hint("send each statement in its own call");
+    }
+    out
+}

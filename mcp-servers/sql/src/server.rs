@@ -1,0 +1,512 @@
+//! The MCP face of a database: few tools (so they cost few tokens), the schema as resources.
+
+use std::sync::Arc;
+
+use mcp_core::ToolError;
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    model::*,
+    schemars,
+    service::RequestContext,
+    tool, tool_handler, tool_router,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::db::{Database, DbError, Options, QueryRequest, Rows, TableSummary, Target};
+
+/// Most matches `search_objects` returns.
+const MAX_MATCHES: usize = 1_000;
+/// Longest cell shown in the text table (the structured rows carry it whole).
+const MAX_CELL_CHARS: usize = 200;
+
+/// The SQL server: one database, shared by every session.
+#[derive(Clone)]
+pub struct SqlServer {
+    db: Arc<Database>,
+    target: Arc<Target>,
+    options: Options,
+    tool_router: ToolRouter<Self>,
+}
+
+impl SqlServer {
+    pub fn new(db: Database, target: Target, options: Options) -> Self {
+        let mut tool_router = Self::tool_router();
+        if !options.allow_write {
+            tool_router.remove_route("execute");
+        }
+        Self {
+            db: Arc::new(db),
+            target: Arc::new(target),
+            options,
+            tool_router,
+        }
+    }
+}
+
+fn tool_error(error: DbError, sql: Option<&str>) -> ToolError {
+    let error_text = error.describe(sql);
+    match error.hint {
+        Some(hint) => ToolError::new(error_text).with_hint(hint),
+        None => ToolError::new(error_text),
+    }
+}
+
+fn structured<T: Serialize>(text: String, data: &T) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = serde_json::to_value(data).ok();
+    result
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ListTablesArgs {
+    /// Only this schema (PostgreSQL); all user schemas when left out.
+    schema: Option<String>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct TableList {
+    tables: Vec<TableSummary>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct DescribeArgs {
+    /// The table or view name, exactly as stored (no quotes).
+    table: String,
+    /// Its schema (PostgreSQL); the search path decides when left out.
+    schema: Option<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct SearchArgs {
+    /// A name fragment (matched anywhere, case-insensitively), or a pattern with * and ? (or
+    /// SQL's % and _).
+    pattern: String,
+    /// Most matches to return (default 100).
+    limit: Option<usize>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct SearchOutput {
+    matches: Vec<crate::db::ObjectMatch>,
+    /// Whether there were more matches than the limit.
+    truncated: bool,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct QueryArgs {
+    /// One read-only statement that returns rows (SELECT, WITH … SELECT, VALUES, EXPLAIN).
+    /// Placeholders: ?1, ?2 (SQLite) or $1, $2 (PostgreSQL).
+    sql: String,
+    /// Values for the placeholders, in order.
+    #[serde(default)]
+    params: Vec<Value>,
+    /// Most rows to return (the server's limit caps it).
+    max_rows: Option<usize>,
+    /// From a previous answer's next_cursor: continue after the rows already seen. The
+    /// statement runs again, so give it an ORDER BY for stable pages.
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ExplainArgs {
+    /// The statement to plan (not run).
+    sql: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ExecuteArgs {
+    /// One statement that changes the database (INSERT, UPDATE, DELETE, CREATE, …).
+    sql: String,
+    /// Values for the placeholders, in order.
+    #[serde(default)]
+    params: Vec<Value>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct ExecuteOutput {
+    rows_affected: u64,
+}
+
+/// Rows as a compact table: a header, one line per row, ` | ` between cells.
+fn text_table(rows: &Rows) -> String {
+    let mut out = rows
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    for row in &rows.rows {
+        out.push('\n');
+        let cells: Vec<String> = row.iter().map(cell_text).collect();
+        out.push_str(&cells.join(" | "));
+    }
+    let count = rows.rows.len();
+    out.push_str(&format!(
+        "\n({count} row{})",
+        if count == 1 { "" } else { "s" }
+    ));
+    if let Some(cursor) = &rows.next_cursor {
+        out.push_str(&format!(
+            "\n[more rows: call query again with cursor \"{cursor}\", or narrow the query]"
+        ));
+    }
+    out
+}
+
+fn cell_text(value: &Value) -> String {
+    let text = match value {
+        Value::Null => "NULL".to_owned(),
+        Value::String(s) => s.replace('\n', "\\n"),
+        other => other.to_string(),
+    };
+    if text.chars().count() > MAX_CELL_CHARS {
+        let cut: String = text.chars().take(MAX_CELL_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
+}
+
+fn table_line(table: &TableSummary) -> String {
+    let name = match &table.schema {
+        Some(schema) => format!("{schema}.{}", table.name),
+        None => table.name.clone(),
+    };
+    match table.estimated_rows {
+        Some(rows) => format!("{name} ({}, ~{rows} rows)", table.kind),
+        None => format!("{name} ({})", table.kind),
+    }
+}
+
+#[tool_router]
+impl SqlServer {
+    #[tool(
+        description = "List the tables and views, with schema, kind and estimated row count.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_tables(
+        &self,
+        Parameters(args): Parameters<ListTablesArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let tables = self
+            .db
+            .list_tables(args.schema)
+            .await
+            .map_err(|e| tool_error(e, None))?;
+        let text = if tables.is_empty() {
+            "(no tables)".to_owned()
+        } else {
+            tables.iter().map(table_line).collect::<Vec<_>>().join("\n")
+        };
+        Ok(structured(text, &TableList { tables }))
+    }
+
+    #[tool(
+        description = "Describe a table or view: columns (type, nullability, default), primary key, foreign keys and indexes.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn describe_table(
+        &self,
+        Parameters(args): Parameters<DescribeArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let table = self
+            .db
+            .describe_table(args.table, args.schema)
+            .await
+            .map_err(|e| tool_error(e, None))?;
+        let mut lines = vec![format!(
+            "{} {}",
+            table.kind,
+            match &table.schema {
+                Some(schema) => format!("{schema}.{}", table.name),
+                None => table.name.clone(),
+            }
+        )];
+        for column in &table.columns {
+            let mut line = format!("  {} {}", column.name, column.type_name);
+            if !column.nullable {
+                line.push_str(" NOT NULL");
+            }
+            if let Some(default) = &column.default {
+                line.push_str(&format!(" DEFAULT {default}"));
+            }
+            lines.push(line);
+        }
+        if !table.primary_key.is_empty() {
+            lines.push(format!("primary key ({})", table.primary_key.join(", ")));
+        }
+        for key in &table.foreign_keys {
+            lines.push(format!(
+                "foreign key ({}) references {} ({})",
+                key.columns.join(", "),
+                key.references_table,
+                key.references_columns.join(", ")
+            ));
+        }
+        for index in &table.indexes {
+            lines.push(format!(
+                "{}index {} ({})",
+                if index.unique { "unique " } else { "" },
+                index.name,
+                index.columns.join(", ")
+            ));
+        }
+        Ok(structured(lines.join("\n"), &table))
+    }
+
+    #[tool(
+        description = "Find tables, views and columns by name across the whole schema, without listing all of it.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn search_objects(
+        &self,
+        Parameters(args): Parameters<SearchArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let limit = args.limit.unwrap_or(100).clamp(1, MAX_MATCHES);
+        let mut matches = self
+            .db
+            .search_objects(args.pattern, limit + 1)
+            .await
+            .map_err(|e| tool_error(e, None))?;
+        let truncated = matches.len() > limit;
+        matches.truncate(limit);
+        let mut lines: Vec<String> = matches
+            .iter()
+            .map(|m| {
+                let table = match &m.schema {
+                    Some(schema) => format!("{schema}.{}", m.table),
+                    None => m.table.clone(),
+                };
+                match &m.column {
+                    Some(column) => format!(
+                        "column {table}.{column} {}",
+                        m.type_name.as_deref().unwrap_or_default()
+                    ),
+                    None => format!("{} {table}", m.kind),
+                }
+            })
+            .collect();
+        if lines.is_empty() {
+            lines.push("(no matches)".to_owned());
+        }
+        if truncated {
+            lines.push(format!("[more than {limit} matches: narrow the pattern]"));
+        }
+        Ok(structured(
+            lines.join("\n"),
+            &SearchOutput { matches, truncated },
+        ))
+    }
+
+    #[tool(
+        description = "Run one read-only SQL statement that returns rows, with bound parameters. Answers with the rows (structured) and a compact table; long results come in pages (next_cursor).",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn query(
+        &self,
+        Parameters(args): Parameters<QueryArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let offset = mcp_core::tool::parse_offset(args.cursor.as_deref())?;
+        let max_rows = args
+            .max_rows
+            .unwrap_or(self.options.max_rows)
+            .clamp(1, self.options.max_rows);
+        let sql = args.sql;
+        let rows = self
+            .db
+            .query(QueryRequest {
+                sql: sql.clone(),
+                params: args.params,
+                offset,
+                max_rows,
+                max_bytes: self.options.max_bytes,
+            })
+            .await
+            .map_err(|e| tool_error(e, Some(&sql)))?;
+        Ok(structured(text_table(&rows), &rows))
+    }
+
+    #[tool(
+        description = "Show the engine's plan for a statement without running it.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn explain(
+        &self,
+        Parameters(args): Parameters<ExplainArgs>,
+    ) -> Result<String, ToolError> {
+        let sql = args.sql;
+        self.db
+            .explain(sql.clone())
+            .await
+            .map_err(|e| tool_error(e, Some(&sql)))
+    }
+
+    #[tool(
+        description = "Run one statement that changes the database (INSERT, UPDATE, DELETE, DDL) in a transaction, with bound parameters; answers with the number of rows affected.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn execute(
+        &self,
+        Parameters(args): Parameters<ExecuteArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let sql = args.sql;
+        let rows_affected = self
+            .db
+            .execute(sql.clone(), args.params)
+            .await
+            .map_err(|e| tool_error(e, Some(&sql)))?;
+        Ok(structured(
+            format!("{rows_affected} row(s) affected"),
+            &ExecuteOutput { rows_affected },
+        ))
+    }
+}
+
+const TABLES_URI: &str = "sql://tables";
+const TABLE_TEMPLATE: &str = "sql://table/{schema}/{name}";
+
+fn table_uri(table: &TableSummary) -> String {
+    let segment = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "sql://table/{}/{}",
+        segment(table.schema.as_deref().unwrap_or("main")),
+        segment(&table.name)
+    )
+}
+
+fn parse_table_uri(uri: &str) -> Option<(Option<String>, String)> {
+    let rest = uri.strip_prefix("sql://table/")?;
+    let (schema, name) = rest.split_once('/')?;
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    let schema = decode(schema)?;
+    Some(((schema != "main").then_some(schema), decode(name)?))
+}
+
+fn json_resource(uri: &str, value: &impl Serialize) -> Result<ReadResourceResult, ErrorData> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    Ok(ReadResourceResult::new(vec![
+        ResourceContents::text(text, uri).with_mime_type("application/json"),
+    ]))
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for SqlServer {
+    fn get_info(&self) -> ServerConfig {
+        let mode = if self.options.allow_write {
+            "Writes go through execute."
+        } else {
+            "Read-only: query runs in a read-only transaction; there is no execute."
+        };
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("mcp-sql", env!("CARGO_PKG_VERSION")))
+        .with_instructions(format!(
+            "SQL access to the {} database {}. {mode} Start with list_tables or search_objects, \
+             then describe_table; query takes bound parameters (never paste values into SQL).",
+            self.db.engine(),
+            self.target.display()
+        ))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let tables = self
+            .db
+            .list_tables(None)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.describe(None), None))?;
+        let mut resources = vec![
+            Resource::new(TABLES_URI, "tables")
+                .with_description("Every table and view, as JSON")
+                .with_mime_type("application/json"),
+        ];
+        resources.extend(tables.iter().map(|table| {
+            Resource::new(table_uri(table), table_line(table)).with_mime_type("application/json")
+        }));
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new(TABLE_TEMPLATE, "table")
+                .with_description("A table's description (SQLite's schema is main)")
+                .with_mime_type("application/json"),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri.as_str();
+        if uri == TABLES_URI {
+            let tables = self
+                .db
+                .list_tables(None)
+                .await
+                .map_err(|e| ErrorData::internal_error(e.describe(None), None))?;
+            return json_resource(uri, &TableList { tables }).map(Into::into);
+        }
+        let Some((schema, name)) = parse_table_uri(uri) else {
+            return Err(ErrorData::resource_not_found(
+                format!("no resource {uri}; try {TABLES_URI} or {TABLE_TEMPLATE}"),
+                None,
+            ));
+        };
+        let table = self
+            .db
+            .describe_table(name, schema)
+            .await
+            .map_err(|e| ErrorData::resource_not_found(e.describe(None), None))?;
+        json_resource(uri, &table).map(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_uris_round_trip_odd_names() {
+        let table = TableSummary {
+            schema: Some("my schema".into()),
+            name: "x\"/; DROP".into(),
+            kind: "table".into(),
+            estimated_rows: None,
+        };
+        let uri = table_uri(&table);
+        assert_eq!(
+            parse_table_uri(&uri),
+            Some((Some("my schema".into()), "x\"/; DROP".into()))
+        );
+        assert_eq!(
+            parse_table_uri("sql://table/main/t"),
+            Some((None, "t".into()))
+        );
+        assert_eq!(parse_table_uri("sql://other"), None);
+    }
+}
