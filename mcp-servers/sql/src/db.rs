@@ -147,10 +147,10 @@ impl Database {
         }
     }
 
-    pub async fn explain(&self, sql: String) -> Result<String, DbError> {
+    pub async fn explain(&self, sql: String, params: Vec<Value>) -> Result<String, DbError> {
         match self {
-            Self::Sqlite(db) => db.explain(sql).await,
-            Self::Postgres(db) => db.explain(sql).await,
+            Self::Sqlite(db) => db.explain(sql, params).await,
+            Self::Postgres(db) => db.explain(sql, params).await,
         }
     }
 

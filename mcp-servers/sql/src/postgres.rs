@@ -88,7 +88,16 @@ impl Postgres {
 
     async fn client(&self) -> Result<Object, DbError> {
         self.pool.get().await.map_err(|e| {
-            DbError::new(format!("cannot connect to PostgreSQL: {e}")).with_hint(
+            // The server's own words ("password authentication failed …") rather than the
+            // pool's "db error".
+            let reason = match &e {
+                deadpool_postgres::PoolError::Backend(error) => match error.as_db_error() {
+                    Some(db) => format!("{}: {}", db.severity(), db.message()),
+                    None => error.to_string(),
+                },
+                other => other.to_string(),
+            };
+            DbError::new(format!("cannot connect to PostgreSQL: {reason}")).with_hint(
                 "check that the server is running and the URL, user and password are right",
             )
         })
@@ -355,32 +364,32 @@ impl Postgres {
         .await
     }
 
-    pub async fn explain(&self, sql: String) -> Result<String, DbError> {
+    pub async fn explain(&self, sql: String, params: Vec<Value>) -> Result<String, DbError> {
         let timeout = self.options.timeout;
         self.read(async |t| {
             let fail = |e| pg_error(e, timeout).shifted(-8);
             let statement = t.prepare(&format!("EXPLAIN {sql}")).await.map_err(fail)?;
-            // Placeholders are unknown to a plan: NULLs give the generic one.
-            let nulls: Vec<TextParam> = statement
-                .params()
-                .iter()
-                .map(|ty| TextParam::new(&Value::Null, ty))
-                .collect();
-            let rows = t
-                .query(
-                    &statement,
-                    &nulls
-                        .iter()
-                        .map(|p| p as &(dyn ToSql + Sync))
-                        .collect::<Vec<_>>(),
+            let count = statement.params().len();
+            // Without values, placeholders are planned as NULL: say so.
+            let (values, note) = if params.is_empty() && count > 0 {
+                (
+                    vec![Value::Null; count],
+                    "\n(planned with NULL for every placeholder; pass params for a realistic plan)",
                 )
+            } else {
+                (params, "")
+            };
+            let values = bind(&statement, &values)?;
+            let rows = t
+                .query_raw(&statement, values.iter().map(|p| p as &dyn ToSql))
                 .await
                 .map_err(fail)?;
-            Ok(rows
-                .iter()
-                .map(|row| row.get::<_, String>(0))
-                .collect::<Vec<_>>()
-                .join("\n"))
+            let mut rows = std::pin::pin!(rows);
+            let mut lines = Vec::new();
+            while let Some(row) = rows.next().await {
+                lines.push(row.map_err(fail)?.get::<_, String>(0));
+            }
+            Ok(lines.join("\n") + note)
         })
         .await
     }

@@ -113,6 +113,9 @@ struct QueryArgs {
 struct ExplainArgs {
     /// The statement to plan (not run).
     sql: String,
+    /// Values for the placeholders, for a realistic plan (NULLs when left out).
+    #[serde(default)]
+    params: Vec<Value>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -338,7 +341,7 @@ impl SqlServer {
     ) -> Result<String, ToolError> {
         let sql = args.sql;
         self.db
-            .explain(sql.clone())
+            .explain(sql.clone(), args.params)
             .await
             .map_err(|e| tool_error(e, Some(&sql)))
     }

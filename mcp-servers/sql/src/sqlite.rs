@@ -481,17 +481,21 @@ impl Sqlite {
         .await
     }
 
-    pub async fn explain(&self, sql: String) -> Result<String, DbError> {
+    pub async fn explain(&self, sql: String, params: Vec<Value>) -> Result<String, DbError> {
         let timeout = self.options.timeout;
         self.read(move |c| {
             let plan_sql = format!("EXPLAIN QUERY PLAN {sql}");
             let fail = |e: rusqlite::Error| engine_error(e, &plan_sql, timeout).shifted(-19);
             let mut statement = c.prepare(&plan_sql).map_err(fail)?;
-            // Placeholders are unknown to a plan: bind NULLs.
-            for i in 1..=statement.parameter_count() {
-                statement
-                    .raw_bind_parameter(i, SqlValue::Null)
-                    .map_err(fail)?;
+            // Without values, placeholders are planned as NULL.
+            if params.is_empty() {
+                for i in 1..=statement.parameter_count() {
+                    statement
+                        .raw_bind_parameter(i, SqlValue::Null)
+                        .map_err(fail)?;
+                }
+            } else {
+                bind(&mut statement, &params).map_err(fail)?;
             }
             let steps: Vec<(i64, i64, String)> = statement
                 .raw_query()

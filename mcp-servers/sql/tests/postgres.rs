@@ -1,0 +1,608 @@
+//! `mcp-sql` on a real PostgreSQL: every tool through the protocol, every attack failing with
+//! the database unchanged (checked with `pg_dump`), writes only with `--allow-write`, and the
+//! password from `PGPASSWORD`.
+//!
+//! The server comes from `MCP_SQL_TEST_PG` (a superuser URL; `.ci/run` starts one), or else the
+//! test starts a throwaway cluster itself with `tests/pg-cluster.sh` (needs Debian's `postgresql`
+//! package). Nothing is skipped.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+    time::Duration,
+};
+
+use mcp_core::testing::{TestClient, connect, text};
+use mcp_server_sql::{Database, Options, SqlServer, Target};
+use rmcp::{
+    ServiceExt,
+    model::{CallToolResult, ClientConfig, ReadResourceRequestParams, ResourceContents},
+    transport::TokioChildProcess,
+};
+use serde_json::{Value, json};
+
+const MCP_SQL: &str = env!("CARGO_BIN_EXE_mcp-sql");
+const ODD_TABLE: &str = "x\"; DROP TABLE t; --";
+
+/// The test server's superuser URL.
+struct Cluster {
+    url: String,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pg-cluster.sh")
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        if let Ok(url) = std::env::var("MCP_SQL_TEST_PG") {
+            return Cluster { url };
+        }
+        // In the system's temporary directory: a place the `postgres` user can reach when we
+        // are root (not under /root).
+        let base = std::env::temp_dir().join(format!("mcp-sql-pg-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let mut permissions = std::fs::metadata(&base).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&base, permissions).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = base.join("data");
+        let output = Command::new(script())
+            .arg("start")
+            .arg(&data)
+            .arg(port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "could not start a PostgreSQL cluster (set MCP_SQL_TEST_PG to use a running one):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // A static is never dropped: a watcher stops the cluster once this process is gone.
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{script}' stop '{data}'; rm -rf '{base}'",
+                pid = std::process::id(),
+                script = script().display(),
+                data = data.display(),
+                base = base.display()
+            ))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Cluster {
+            url: String::from_utf8(output.stdout).unwrap().trim().to_owned(),
+        }
+    })
+}
+
+/// The URL of `database` on the test server, as `user` (with `password`, if any).
+fn url_for(database: &str, user: Option<(&str, Option<&str>)>) -> String {
+    let mut url = url::Url::parse(&cluster().url).unwrap();
+    url.set_path(&format!("/{database}"));
+    if let Some((user, password)) = user {
+        url.set_username(user).unwrap();
+        url.set_password(password).unwrap();
+    }
+    url.to_string()
+}
+
+async fn admin(database: &str) -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&url_for(database, None), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh database named `name` with the shop schema, and a role `{name}_reader` that may only
+/// read it (password `reader`).
+async fn fresh_database(name: &str) -> String {
+    let root = admin("postgres").await;
+    // One statement per call: DROP and CREATE DATABASE refuse to run in a transaction block.
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+        format!("DROP ROLE IF EXISTS {name}_reader"),
+        format!("CREATE ROLE {name}_reader LOGIN PASSWORD 'reader'"),
+    ] {
+        root.batch_execute(&statement).await.unwrap();
+    }
+    let db = admin(name).await;
+    db.batch_execute(&format!(
+        "CREATE TYPE status AS ENUM ('open', 'paid');
+         CREATE TABLE t (id serial PRIMARY KEY, name text NOT NULL, email text UNIQUE,
+                         created timestamptz NOT NULL DEFAULT '2026-01-02T03:04:05Z');
+         CREATE TABLE orders (
+             id bigserial PRIMARY KEY,
+             customer_id int NOT NULL REFERENCES t(id),
+             total numeric(10, 2),
+             tags text[],
+             meta jsonb,
+             state status NOT NULL DEFAULT 'open',
+             ref uuid,
+             took interval,
+             photo bytea
+         );
+         CREATE INDEX orders_by_customer ON orders (customer_id, state);
+         CREATE VIEW big_spenders AS SELECT customer_id, sum(total) AS spent FROM orders GROUP BY 1;
+         CREATE SCHEMA sales;
+         CREATE TABLE sales.regions (code char(2) PRIMARY KEY, label varchar(40));
+         CREATE TABLE \"{odd}\" (v text);
+         INSERT INTO t (name, email) SELECT 'user ' || i, 'u' || i || '@example.com' FROM generate_series(1, 2500) i;
+         INSERT INTO orders (customer_id, total, tags, meta, state, ref, took, photo) VALUES
+           (1, 12.50, ARRAY['a', 'b'], '{{\"gift\": true}}', 'paid', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day 02:00:00', '\\x00ff'),
+           (1, 3.00, NULL, NULL, 'open', NULL, NULL, NULL),
+           (2, 0.50, ARRAY[]::text[], '[]', 'open', NULL, NULL, NULL);
+         INSERT INTO sales.regions VALUES ('EU', 'Europe');
+         ANALYZE;
+         GRANT USAGE ON SCHEMA public, sales TO {name}_reader;
+         GRANT SELECT ON ALL TABLES IN SCHEMA public, sales TO {name}_reader;",
+        odd = ODD_TABLE.replace('"', "\"\"")
+    ))
+    .await
+    .unwrap();
+    name.to_owned()
+}
+
+async fn server(url: &str, options: Options) -> TestClient {
+    let target = Target::parse(url).unwrap();
+    let db = Database::open(&target, options).await.unwrap();
+    connect(SqlServer::new(db, target, options)).await.unwrap()
+}
+
+fn ok(result: &CallToolResult) -> &Value {
+    assert_ne!(result.is_error, Some(true), "{}", text(result));
+    result.structured_content.as_ref().unwrap()
+}
+
+async fn refused(client: &TestClient, tool: &str, arguments: Value) -> String {
+    let result = client.call(tool, arguments.clone()).await.unwrap();
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool} {arguments} was not refused: {}",
+        text(&result)
+    );
+    text(&result)
+}
+
+/// Everything in the database, schema and data, as `pg_dump` prints it.
+fn dump(database: &str) -> String {
+    let output = Command::new("pg_dump")
+        .arg("--no-comments")
+        .arg(url_for(database, None))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // pg_dump fences its output with a random key (`\restrict …`) each run: leave it out.
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The first line where two dumps differ, for a readable failure.
+fn first_difference(before: &str, after: &str) -> Option<(usize, String, String)> {
+    let (mut a, mut b) = (before.lines(), after.lines());
+    for number in 1.. {
+        match (a.next(), b.next()) {
+            (None, None) => return None,
+            (x, y) if x == y => continue,
+            (x, y) => {
+                return Some((
+                    number,
+                    x.unwrap_or("<end>").to_owned(),
+                    y.unwrap_or("<end>").to_owned(),
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tools_answer_on_postgres() {
+    let name = fresh_database("mcp_tools").await;
+    let client = server(
+        &url_for(&name, Some((&format!("{name}_reader"), Some("reader")))),
+        Options::default(),
+    )
+    .await;
+
+    let listed = client.call("list_tables", json!({})).await.unwrap();
+    let tables = ok(&listed)["tables"].as_array().unwrap().clone();
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "{}.{}",
+                t["schema"].as_str().unwrap(),
+                t["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "public.big_spenders",
+            "public.orders",
+            "public.t",
+            &format!("public.{ODD_TABLE}"),
+            "sales.regions"
+        ]
+    );
+    let t = tables.iter().find(|t| t["name"] == "t").unwrap();
+    assert_eq!(
+        t["estimated_rows"], 2500,
+        "from the statistics ANALYZE wrote"
+    );
+    let only_sales = client
+        .call("list_tables", json!({ "schema": "sales" }))
+        .await
+        .unwrap();
+    assert_eq!(ok(&only_sales)["tables"].as_array().unwrap().len(), 1);
+
+    let described = client
+        .call("describe_table", json!({ "table": "orders" }))
+        .await
+        .unwrap();
+    let orders = ok(&described);
+    assert_eq!(orders["schema"], "public");
+    assert_eq!(orders["primary_key"], json!(["id"]));
+    assert_eq!(
+        orders["columns"][2],
+        json!({"name": "total", "type": "numeric(10,2)", "nullable": true})
+    );
+    assert_eq!(orders["columns"][5]["default"], "'open'::status");
+    assert_eq!(
+        orders["foreign_keys"][0],
+        json!({"columns": ["customer_id"], "references_table": "t", "references_columns": ["id"]})
+    );
+    let index = orders["indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "orders_by_customer")
+        .unwrap();
+    assert_eq!(index["columns"], json!(["customer_id", "state"]));
+    assert!(
+        index["definition"]
+            .as_str()
+            .unwrap()
+            .starts_with("CREATE INDEX")
+    );
+    let regions = client
+        .call(
+            "describe_table",
+            json!({ "table": "regions", "schema": "sales" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok(&regions)["columns"][0]["type"], "character(2)");
+
+    let found = client
+        .call("search_objects", json!({ "pattern": "CUSTOMER" }))
+        .await
+        .unwrap();
+    assert!(
+        ok(&found)["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["table"] == "orders"
+                && m["column"] == "customer_id"
+                && m["type"] == "integer"),
+        "{}",
+        text(&found)
+    );
+
+    let rows = client
+        .call(
+            "query",
+            json!({
+                "sql": "SELECT o.id, t.name, o.total, o.tags, o.meta, o.state, o.ref, o.took, o.photo, t.created
+                        FROM orders o JOIN t ON t.id = o.customer_id
+                        WHERE o.customer_id = $1 AND o.total > $2 ORDER BY o.id",
+                "params": [1, "1.00"]
+            }),
+        )
+        .await
+        .unwrap();
+    let data = ok(&rows);
+    assert_eq!(
+        data["rows"],
+        json!([
+            [1, "user 1", "12.50", ["a", "b"], {"gift": true}, "paid",
+             "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "1 day 02:00:00", "\\x00ff", "2026-01-02T03:04:05+00:00"],
+            [2, "user 1", "3.00", null, null, "open", null, null, null, "2026-01-02T03:04:05+00:00"]
+        ])
+    );
+    assert_eq!(
+        data["columns"][2],
+        json!({"name": "total", "type": "numeric"})
+    );
+    assert!(
+        text(&rows).starts_with("id | name | total | tags"),
+        "{}",
+        text(&rows)
+    );
+
+    // Paging: 2,500 rows in pages of 1,000.
+    let first = client
+        .call("query", json!({ "sql": "SELECT id FROM t ORDER BY id" }))
+        .await
+        .unwrap();
+    assert_eq!(ok(&first)["rows"].as_array().unwrap().len(), 1000);
+    assert_eq!(ok(&first)["next_cursor"], "1000");
+    let last = client
+        .call(
+            "query",
+            json!({ "sql": "SELECT id FROM t ORDER BY id", "cursor": "2000" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok(&last)["rows"][0][0], 2001);
+    assert_eq!(ok(&last)["truncated"], false);
+
+    let plan = client
+        .call(
+            "explain",
+            json!({ "sql": "SELECT * FROM orders WHERE customer_id = $1", "params": [1] }),
+        )
+        .await
+        .unwrap();
+    assert!(text(&plan).contains("Scan"), "{}", text(&plan));
+
+    let resources = client.list_all_resources().await.unwrap();
+    let regions = resources
+        .iter()
+        .find(|r| r.uri == "sql://table/sales/regions")
+        .unwrap();
+    let read = client
+        .read_resource(ReadResourceRequestParams::new(regions.uri.clone()))
+        .await
+        .unwrap();
+    let ResourceContents::TextResourceContents { text: body, .. } = &read.contents[0] else {
+        panic!("text expected");
+    };
+    assert_eq!(
+        serde_json::from_str::<Value>(body).unwrap()["primary_key"],
+        json!(["code"])
+    );
+}
+
+/// Every attack from the issue, as a superuser (the strongest case: only the read-only
+/// transaction, the extended protocol and the rows-only rule stand in the way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_fails_and_the_database_is_unchanged() {
+    let name = fresh_database("mcp_attacks").await;
+    let before = dump(&name);
+    let options = Options {
+        timeout: Duration::from_secs(1),
+        ..Options::default()
+    };
+    let client = server(&url_for(&name, None), options).await;
+    let pwned = std::env::temp_dir().join(format!("mcp-sql-pwned-{}", std::process::id()));
+
+    let attacks = [
+        ("COMMIT; DROP TABLE t", "cannot insert multiple commands"),
+        ("SELECT 1; DELETE FROM t", "cannot insert multiple commands"),
+        ("SELECT * FROM t; COMMIT", "cannot insert multiple commands"),
+        ("DELETE FROM t", "read-only statement"),
+        ("DELETE FROM t RETURNING id", "read-only transaction"),
+        (
+            "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+            "read-only transaction",
+        ),
+        ("SET transaction_read_only = off", "read-only statement"),
+        (
+            "SELECT set_config('transaction_read_only', 'off', true)",
+            "read-write mode",
+        ),
+        (
+            &format!("COPY (SELECT 1) TO PROGRAM 'touch {}'", pwned.display()),
+            "read-only statement",
+        ),
+        ("COPY t TO STDOUT", "read-only statement"),
+        ("DO $$ BEGIN DELETE FROM t; END $$", "read-only statement"),
+        ("SELECT nextval('t_id_seq')", "read-only transaction"),
+        ("CREATE TABLE u AS SELECT 1 AS x", "read-only statement"),
+        ("SELECT pg_sleep(600)", "timeout"),
+    ];
+    for (sql, expected) in attacks {
+        let message = refused(&client, "query", json!({ "sql": sql })).await;
+        assert!(
+            message.contains(expected),
+            "{sql}: expected {expected:?} in {message}"
+        );
+    }
+    let explained = refused(
+        &client,
+        "explain",
+        json!({ "sql": "SELECT 1; DROP TABLE t" }),
+    )
+    .await;
+    assert!(explained.contains("multiple commands"), "{explained}");
+    let analyzed = refused(
+        &client,
+        "explain",
+        json!({ "sql": "ANALYZE DELETE FROM t" }),
+    )
+    .await;
+    assert!(analyzed.contains("read-only transaction"), "{analyzed}");
+    let missing = refused(
+        &client,
+        "describe_table",
+        json!({ "table": "t\"; DROP TABLE t; --" }),
+    )
+    .await;
+    assert!(missing.contains("no table or view named"), "{missing}");
+    let odd = client
+        .call("describe_table", json!({ "table": ODD_TABLE }))
+        .await
+        .unwrap();
+    assert_eq!(ok(&odd)["name"], ODD_TABLE);
+    let typo = refused(
+        &client,
+        "query",
+        json!({ "sql": "SELECT id,\n  nmae FROM t" }),
+    )
+    .await;
+    assert!(typo.contains("column \"nmae\" does not exist"), "{typo}");
+    assert!(typo.contains("line 2, column 3"), "{typo}");
+    let unknown = client
+        .call("execute", json!({ "sql": "DELETE FROM t" }))
+        .await;
+    assert!(unknown.is_err() || unknown.unwrap().is_error == Some(true));
+
+    // Still serving after the timeouts and errors, and nothing changed.
+    let count = client
+        .call("query", json!({ "sql": "SELECT count(*) FROM t" }))
+        .await
+        .unwrap();
+    assert_eq!(ok(&count)["rows"][0][0], 2500);
+    drop(client);
+    assert!(!pwned.exists(), "COPY TO PROGRAM ran");
+    let after = dump(&name);
+    assert_eq!(
+        first_difference(&before, &after),
+        None,
+        "the database changed (line, before, after)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_go_through_execute_in_a_transaction_when_allowed() {
+    let name = fresh_database("mcp_writes").await;
+    let options = Options {
+        allow_write: true,
+        ..Options::default()
+    };
+    let client = server(&url_for(&name, None), options).await;
+    let inserted = client
+        .call(
+            "execute",
+            json!({ "sql": "INSERT INTO t (name, email) VALUES ($1, $2), ($3, NULL)",
+                    "params": ["Zoë", "z@example.com", "x'); DROP TABLE t; --"] }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok(&inserted)["rows_affected"], 2);
+    let failed = refused(
+        &client,
+        "execute",
+        json!({ "sql": "UPDATE t SET email = 'same@example.com' WHERE id < 3" }),
+    )
+    .await;
+    assert!(failed.contains("duplicate key"), "{failed}");
+    let two = refused(
+        &client,
+        "execute",
+        json!({ "sql": "DELETE FROM t; DROP TABLE t" }),
+    )
+    .await;
+    assert!(two.contains("multiple commands"), "{two}");
+    let still = refused(
+        &client,
+        "query",
+        json!({ "sql": "DELETE FROM t RETURNING id" }),
+    )
+    .await;
+    assert!(still.contains("read-only transaction"), "{still}");
+    let rows = client
+        .call(
+            "query",
+            json!({ "sql": "SELECT name FROM t WHERE id > 2500 ORDER BY id" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ok(&rows)["rows"],
+        json!([["Zoë"], ["x'); DROP TABLE t; --"]])
+    );
+    let untouched = client
+        .call(
+            "query",
+            json!({ "sql": "SELECT count(*) FROM t WHERE email = 'same@example.com'" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ok(&untouched)["rows"][0][0],
+        0,
+        "the failed UPDATE was rolled back"
+    );
+}
+
+/// The binary as a host runs it: URL without the password, which comes from `PGPASSWORD`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_takes_the_password_from_the_environment() {
+    let name = fresh_database("mcp_binary").await;
+    let url = url_for(&name, Some((&format!("{name}_reader"), None)));
+
+    let mut command = tokio::process::Command::new(MCP_SQL);
+    command
+        .arg(&url)
+        .env("PGPASSWORD", "reader")
+        .stderr(std::process::Stdio::null());
+    let client = ClientConfig::default()
+        .serve(TokioChildProcess::new(command).unwrap())
+        .await
+        .unwrap();
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(!tools.contains(&"execute".to_owned()));
+    let result = client
+        .call_tool(mcp_core::testing::tool_call(
+            "query",
+            json!({ "sql": "SELECT current_user, count(*) FROM t" }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        result.structured_content.unwrap()["rows"][0],
+        json!([format!("{name}_reader"), 2500])
+    );
+    client.cancel().await.unwrap();
+
+    // A wrong password is a clear error at startup, and the password is not echoed.
+    let output = tokio::process::Command::new(MCP_SQL)
+        .arg(url_for(
+            &name,
+            Some((&format!("{name}_reader"), Some("hunter2"))),
+        ))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
