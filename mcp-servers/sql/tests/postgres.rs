@@ -35,6 +35,8 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pg-cluster.sh")
 }
 
+// The watcher process outlives this one by design: it stops the cluster after we exit.
+#[allow(clippy::zombie_processes)]
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
