@@ -519,7 +519,7 @@ mod tests {
     fn tool_arguments_become_inspector_flags() {
         assert_eq!(
             tool_args(&serde_json::json!({"path": "/a b", "head": 3})),
-            ["--tool-arg", "head=3", "--tool-arg", "path=/a b"]
+            ["--tool-arg", "path=/a b", "--tool-arg", "head=3"]
         );
     }
 }

@@ -171,14 +171,26 @@ pub fn python_peers_dir() -> PathBuf {
 /// A Python with the pinned peers installed: a virtual environment in the cache directory,
 /// rebuilt when `requirements.txt` changes.
 pub fn python_peer() -> Result<PathBuf, PeerError> {
-    static READY: Mutex<Option<PathBuf>> = Mutex::new(None);
+    python_venv("python-peers", "requirements.txt")
+}
+
+/// A Python with the reference servers our benchmarks measure against
+/// (`bench-requirements.txt`: they need the 1.x Python SDK, so they live apart).
+pub fn python_bench_peer() -> Result<PathBuf, PeerError> {
+    python_venv("python-bench-peers", "bench-requirements.txt")
+}
+
+/// The virtual environment `name` in the cache directory with `requirements` (a file in
+/// [`python_peers_dir`]) installed; rebuilt when that file changes.
+fn python_venv(name: &str, requirements: &str) -> Result<PathBuf, PeerError> {
+    static READY: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
     let mut ready = READY.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(python) = ready.as_ref() {
+    if let Some((_, python)) = ready.iter().find(|(n, _)| n == name) {
         return Ok(python.clone());
     }
-    let requirements = python_peers_dir().join("requirements.txt");
+    let requirements = python_peers_dir().join(requirements);
     let wanted = std::fs::read_to_string(&requirements).unwrap_or_default();
-    let venv = cache_dir().join("python-peers");
+    let venv = cache_dir().join(name);
     let python = venv.join("bin/python");
     let marker = venv.join("requirements.installed");
     if std::fs::read_to_string(&marker).ok().as_deref() != Some(wanted.as_str()) || !python.exists()
@@ -200,7 +212,7 @@ pub fn python_peer() -> Result<PathBuf, PeerError> {
             source,
         })?;
     }
-    *ready = Some(python.clone());
+    ready.push((name.to_owned(), python.clone()));
     Ok(python)
 }
 

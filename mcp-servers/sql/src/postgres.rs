@@ -122,15 +122,15 @@ impl Postgres {
                 .start()
                 .await
                 .map_err(|e| pg_error(e, timeout))?;
-            transaction
-                .batch_execute(&format!(
-                    "SET LOCAL statement_timeout = {}",
-                    self.timeout_ms()
-                ))
-                .await
-                .map_err(|e| pg_error(e, timeout))?;
-            let result = work(&transaction).await;
-            let _ = transaction.rollback().await;
+            // The timeout and the work's first message go out back to back (tokio-postgres
+            // pipelines them; the server runs them in order), saving a round trip per call.
+            let set_timeout = format!("SET LOCAL statement_timeout = {}", self.timeout_ms());
+            let (set, result) =
+                tokio::join!(transaction.batch_execute(&set_timeout), work(&transaction));
+            set.map_err(|e| pg_error(e, timeout))?;
+            // Dropping the transaction queues its ROLLBACK without waiting for the answer; the
+            // next use of this connection is pipelined behind it.
+            drop(transaction);
             result
         };
         // The server's timeout should fire first; this one covers a server that stops answering.

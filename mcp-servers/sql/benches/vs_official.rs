@@ -1,0 +1,298 @@
+//! `mcp-sql` against the reference servers, side by side in one run, same client (rmcp over
+//! stdio), same data:
+//!
+//! - SQLite: `mcp-server-sqlite` (PyPI), on the same file;
+//! - PostgreSQL: `@modelcontextprotocol/server-postgres` (npm), on the same database.
+//!
+//! (a) 1,000 sequential point-lookup queries; (b) one query returning 10,000 rows; (c) cold start
+//! to the first `tools/list` answer. Run with `cargo bench -p mcp-server-sql --bench vs_official`;
+//! it writes `mcp-servers/sql/BENCHMARKS.md`. Times are medians; the ratio is theirs ÷ ours.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::{
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use mcp_conformance::peers;
+use mcp_core::testing::{NetworkClient, tool_call};
+use rmcp::{ServiceExt, model::ClientConfig, transport::TokioChildProcess};
+use serde_json::json;
+use tokio::process::Command;
+
+const LOOKUPS: usize = 1_000;
+const ROWS: usize = 100_000;
+const BIG: usize = 10_000;
+const ROUNDS: usize = 5;
+const COLD_STARTS: usize = 10;
+
+struct Contender {
+    name: String,
+    command: Vec<String>,
+    /// The query tool's name and its SQL argument's name.
+    tool: &'static str,
+    argument: &'static str,
+}
+
+impl Contender {
+    async fn connect(&self) -> NetworkClient {
+        let mut command = Command::new(&self.command[0]);
+        command.args(&self.command[1..]).stderr(Stdio::null());
+        ClientConfig::default()
+            .serve(TokioChildProcess::new(command).unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn query(&self, client: &NetworkClient, sql: &str) -> usize {
+        let result = client
+            .call_tool(tool_call(self.tool, json!({ self.argument: sql })))
+            .await
+            .unwrap();
+        assert_ne!(result.is_error, Some(true), "{}: {result:?}", self.name);
+        serde_json::to_string(&result.content).unwrap().len()
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+async fn lookups(contender: &Contender) -> Duration {
+    let client = contender.connect().await;
+    let started = Instant::now();
+    for i in 0..LOOKUPS {
+        let id = (i * 7919) % ROWS + 1;
+        contender
+            .query(&client, &format!("SELECT * FROM items WHERE id = {id}"))
+            .await;
+    }
+    let elapsed = started.elapsed();
+    client.cancel().await.unwrap();
+    elapsed
+}
+
+async fn big(contender: &Contender) -> (Duration, usize) {
+    let client = contender.connect().await;
+    let started = Instant::now();
+    let size = contender
+        .query(
+            &client,
+            &format!("SELECT * FROM items WHERE id <= {BIG} ORDER BY id"),
+        )
+        .await;
+    let elapsed = started.elapsed();
+    client.cancel().await.unwrap();
+    (elapsed, size)
+}
+
+async fn cold_start(contender: &Contender) -> Duration {
+    let started = Instant::now();
+    let client = contender.connect().await;
+    let tools = client.list_all_tools().await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(!tools.is_empty());
+    client.cancel().await.unwrap();
+    elapsed
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+}
+
+/// Rows for one engine's pair of contenders, measured in interleaved rounds.
+async fn measure(engine: &str, ours: &Contender, theirs: &Contender) -> Vec<String> {
+    let contenders = [ours, theirs];
+    let mut a = [Vec::new(), Vec::new()];
+    let mut b = [Vec::new(), Vec::new()];
+    let mut sizes = [0, 0];
+    for _ in 0..ROUNDS {
+        for (i, contender) in contenders.iter().enumerate() {
+            a[i].push(lookups(contender).await);
+            let (time, size) = big(contender).await;
+            b[i].push(time);
+            sizes[i] = size;
+        }
+    }
+    let mut cold = [Vec::new(), Vec::new()];
+    for _ in 0..COLD_STARTS {
+        for (i, contender) in contenders.iter().enumerate() {
+            cold[i].push(cold_start(contender).await);
+        }
+    }
+    let throughput = |d: Duration| LOOKUPS as f64 / d.as_secs_f64();
+    let (oa, ta) = (median(a[0].clone()), median(a[1].clone()));
+    let (ob, tb) = (median(b[0].clone()), median(b[1].clone()));
+    let (oc, tc) = (median(cold[0].clone()), median(cold[1].clone()));
+    let ratio = |theirs: Duration, ours: Duration| theirs.as_secs_f64() / ours.as_secs_f64();
+    vec![
+        format!(
+            "| {engine} | (a) {LOOKUPS} point lookups | {:.0} q/s ({}) | {:.0} q/s ({}) | **{:.1}×** |",
+            throughput(oa),
+            ms(oa),
+            throughput(ta),
+            ms(ta),
+            ratio(ta, oa)
+        ),
+        format!(
+            "| {engine} | (b) one query, {BIG} rows | {} ({} KB out) | {} ({} KB out) | **{:.1}×** |",
+            ms(ob),
+            sizes[0] / 1024,
+            ms(tb),
+            sizes[1] / 1024,
+            ratio(tb, ob)
+        ),
+        format!(
+            "| {engine} | (c) cold start to first tools/list | {} | {} | **{:.1}×** |",
+            ms(oc),
+            ms(tc),
+            ratio(tc, oc)
+        ),
+    ]
+}
+
+#[tokio::main]
+async fn main() {
+    let (node, python) = tokio::task::spawn_blocking(|| {
+        peers::ensure_node_peers().unwrap();
+        (
+            peers::node22().unwrap(),
+            peers::python_bench_peer().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    let ours_binary = env!("CARGO_BIN_EXE_mcp-sql").to_owned();
+    // The references answer every row at once: lift our page limits so the work is the same.
+    let ours_flags = ["--max-rows", "100000", "--max-bytes", "1000000000"].map(str::to_owned);
+
+    // SQLite: one file for both.
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("items.db");
+    {
+        let db = rusqlite::Connection::open(&file).unwrap();
+        db.execute_batch(&format!(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL, qty INTEGER);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
+               INSERT INTO items SELECT i, 'item ' || i, i * 0.25, i % 97 FROM n;"
+        ))
+        .unwrap();
+    }
+    let file = file.display().to_string();
+    let mut command = vec![ours_binary.clone()];
+    command.extend(ours_flags.clone());
+    command.push(file.clone());
+    let ours_sqlite = Contender {
+        name: "mcp-sql".into(),
+        command,
+        tool: "query",
+        argument: "sql",
+    };
+    let reference_sqlite = Contender {
+        name: "mcp-server-sqlite".into(),
+        command: vec![
+            python
+                .with_file_name("mcp-server-sqlite")
+                .display()
+                .to_string(),
+            "--db-path".into(),
+            file,
+        ],
+        tool: "read_query",
+        argument: "query",
+    };
+    let mut rows = measure("SQLite", &ours_sqlite, &reference_sqlite).await;
+
+    // PostgreSQL: one database for both.
+    let admin = support::pg::admin("postgres").await;
+    admin
+        .batch_execute("DROP DATABASE IF EXISTS mcp_bench WITH (FORCE)")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE mcp_bench")
+        .await
+        .unwrap();
+    support::pg::admin("mcp_bench")
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE items (id integer PRIMARY KEY, name text, price double precision, qty integer);
+             INSERT INTO items SELECT i, 'item ' || i, i * 0.25, i % 97 FROM generate_series(1, {ROWS}) i;
+             ANALYZE items;"
+        ))
+        .await
+        .unwrap();
+    let url = support::pg::url_for("mcp_bench", None);
+    let mut command = vec![ours_binary];
+    command.extend(ours_flags);
+    command.push(url.clone());
+    let ours_pg = Contender {
+        name: "mcp-sql".into(),
+        command,
+        tool: "query",
+        argument: "sql",
+    };
+    let reference_pg = Contender {
+        name: "server-postgres".into(),
+        command: vec![
+            node.display().to_string(),
+            peers::node_peers_dir()
+                .join("node_modules/@modelcontextprotocol/server-postgres/dist/index.js")
+                .display()
+                .to_string(),
+            url,
+        ],
+        tool: "query",
+        argument: "sql",
+    };
+    rows.extend(measure("PostgreSQL", &ours_pg, &reference_pg).await);
+
+    let report = format!(
+        "# mcp-sql benchmarks\n\n\
+         `mcp-sql` against the reference servers, measured side by side in one run by \
+         `cargo bench -p mcp-server-sql --bench vs_official`: same client (rmcp over stdio), same \
+         data ({ROWS} rows of `items(id, name, price, qty)`), rounds interleaved. SQLite: \
+         `mcp-server-sqlite` (PyPI, pinned in `conformance/peers/python/bench-requirements.txt`) \
+         on the same file. PostgreSQL {}: `@modelcontextprotocol/server-postgres` (npm, pinned in \
+         `conformance/peers/node/package-lock.json`, on Node {}) on the same database. `mcp-sql` \
+         runs with its page limits lifted (`--max-rows 100000 --max-bytes 1000000000`) so that (b) \
+         returns all {BIG} rows as the references do. Medians of {ROUNDS} rounds ((a), (b)) and \
+         {COLD_STARTS} starts ((c)). Ratio = reference time ÷ ours (higher is better for \
+         mcp-sql). Machine: {} cores, shared and noisy; only the ratios mean much.\n\n\
+         | engine | workload | mcp-sql | reference | ratio |\n|---|---|---|---|---|\n{}\n",
+        server_version().await,
+        node_version(&node),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        rows.join("\n")
+    );
+    println!("{report}");
+    std::fs::write(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"),
+        report,
+    )
+    .unwrap();
+}
+
+async fn server_version() -> String {
+    support::pg::admin("postgres")
+        .await
+        .query_one("SHOW server_version", &[])
+        .await
+        .map(|row| row.get::<_, String>(0))
+        .unwrap_or_default()
+}
+
+fn node_version(node: &Path) -> String {
+    std::process::Command::new(node)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
