@@ -212,6 +212,26 @@ pub struct Rows {
     pub next_cursor: Option<String>,
 }
 
+impl Rows {
+    /// The same JSON as serializing it, built by moving the rows rather than copying them.
+    pub fn into_value(self) -> Value {
+        let mut object = serde_json::Map::with_capacity(4);
+        object.insert(
+            "columns".to_owned(),
+            serde_json::to_value(&self.columns).unwrap_or_default(),
+        );
+        object.insert(
+            "rows".to_owned(),
+            self.rows.into_iter().map(Value::Array).collect(),
+        );
+        object.insert("truncated".to_owned(), self.truncated.into());
+        if let Some(cursor) = self.next_cursor {
+            object.insert("next_cursor".to_owned(), cursor.into());
+        }
+        object.into()
+    }
+}
+
 /// Collects rows under the request's limits: skips `offset`, stops at `max_rows` or
 /// `max_bytes` of JSON, and notes whether there was more.
 pub struct RowSink {
@@ -519,5 +539,23 @@ mod tests {
         let rows = sink.finish(Vec::new());
         assert_eq!(rows.rows.len(), 2);
         assert!(rows.truncated);
+    }
+
+    #[test]
+    fn rows_moved_into_json_are_rows_serialized() {
+        let rows = Rows {
+            columns: vec![Column {
+                name: "a".into(),
+                type_name: "text".into(),
+            }],
+            rows: vec![
+                vec![Value::from("x"), Value::Null],
+                vec![1.into(), 2.5.into()],
+            ],
+            truncated: true,
+            next_cursor: Some("2".into()),
+        };
+        let serialized = serde_json::to_value(&rows).unwrap();
+        assert_eq!(rows.into_value(), serialized);
     }
 }

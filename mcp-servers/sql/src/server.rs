@@ -132,43 +132,64 @@ struct ExecuteOutput {
     rows_affected: u64,
 }
 
-/// Rows as a compact table: a header, one line per row, ` | ` between cells.
+/// Rows as a compact table: a header, one line per row, ` | ` between cells. Written into one
+/// buffer: a 10,000-row answer is built without a string per cell.
 fn text_table(rows: &Rows) -> String {
-    let mut out = rows
-        .columns
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect::<Vec<_>>()
-        .join(" | ");
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(64 * (rows.rows.len() + 1));
+    for (i, column) in rows.columns.iter().enumerate() {
+        if i > 0 {
+            out.push_str(" | ");
+        }
+        out.push_str(&column.name);
+    }
     for row in &rows.rows {
         out.push('\n');
-        let cells: Vec<String> = row.iter().map(cell_text).collect();
-        out.push_str(&cells.join(" | "));
+        for (i, value) in row.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" | ");
+            }
+            push_cell(&mut out, value);
+        }
     }
     let count = rows.rows.len();
-    out.push_str(&format!(
-        "\n({count} row{})",
-        if count == 1 { "" } else { "s" }
-    ));
+    let _ = write!(out, "\n({count} row{})", if count == 1 { "" } else { "s" });
     if let Some(cursor) = &rows.next_cursor {
-        out.push_str(&format!(
+        let _ = write!(
+            out,
             "\n[more rows: call query again with cursor \"{cursor}\", or narrow the query]"
-        ));
+        );
     }
     out
 }
 
-fn cell_text(value: &Value) -> String {
-    let text = match value {
-        Value::Null => "NULL".to_owned(),
-        Value::String(s) => s.replace('\n', "\\n"),
-        other => other.to_string(),
-    };
-    if text.chars().count() > MAX_CELL_CHARS {
-        let cut: String = text.chars().take(MAX_CELL_CHARS).collect();
-        format!("{cut}…")
-    } else {
-        text
+/// One cell as text: NULL, a string with its newlines escaped, or the JSON of anything else;
+/// at most [`MAX_CELL_CHARS`] characters (the structured rows carry it whole).
+fn push_cell(out: &mut String, value: &Value) {
+    use std::fmt::Write as _;
+    let start = out.len();
+    match value {
+        Value::Null => out.push_str("NULL"),
+        Value::String(s) => {
+            for (i, line) in s.split('\n').enumerate() {
+                if i > 0 {
+                    out.push_str("\\n");
+                }
+                out.push_str(line);
+            }
+        }
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+    if out.len() - start > MAX_CELL_CHARS
+        && let Some((cut, _)) = out[start..].char_indices().nth(MAX_CELL_CHARS)
+    {
+        out.truncate(start + cut);
+        out.push('…');
     }
 }
 
@@ -328,7 +349,10 @@ impl SqlServer {
             })
             .await
             .map_err(|e| tool_error(e, Some(&sql)))?;
-        Ok(structured(text_table(&rows), &rows))
+        let text = text_table(&rows);
+        let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+        result.structured_content = Some(rows.into_value());
+        Ok(result)
     }
 
     #[tool(
@@ -492,6 +516,37 @@ impl ServerHandler for SqlServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_text_table_is_compact_and_cuts_long_cells() {
+        let rows = Rows {
+            columns: vec![
+                crate::db::Column {
+                    name: "id".into(),
+                    type_name: "integer".into(),
+                },
+                crate::db::Column {
+                    name: "note".into(),
+                    type_name: "text".into(),
+                },
+            ],
+            rows: vec![
+                vec![1.into(), "two\nlines".into()],
+                vec![2.into(), Value::Null],
+                vec![3.into(), "é".repeat(300).into()],
+            ],
+            truncated: true,
+            next_cursor: Some("3".into()),
+        };
+        let text = text_table(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "id | note");
+        assert_eq!(lines[1], "1 | two\\nlines");
+        assert_eq!(lines[2], "2 | NULL");
+        assert_eq!(lines[3], format!("3 | {}…", "é".repeat(MAX_CELL_CHARS)));
+        assert_eq!(lines[4], "(3 rows)");
+        assert!(lines[5].contains("cursor \"3\""));
+    }
 
     #[test]
     fn table_uris_round_trip_odd_names() {
