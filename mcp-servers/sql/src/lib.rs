@@ -5,12 +5,14 @@
 //! - [`db`]: the database a URL names, limits, and the shapes of answers.
 //! - [`sqlite`], [`postgres`]: the two engines.
 //! - [`value`]: values between JSON and the engines.
+//! - [`tls`]: TLS to PostgreSQL with libpq's `sslmode`.
 //! - [`server`]: the tools and resources.
 
 pub mod db;
 pub mod postgres;
 pub mod server;
 pub mod sqlite;
+pub mod tls;
 pub mod value;
 
 pub use db::{Database, DbError, Options, Target};

@@ -10,7 +10,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use futures::StreamExt as _;
 use serde_json::Value;
 use tokio_postgres::{
-    Config, NoTls, Statement, Transaction,
+    Config, Statement, Transaction,
     error::{ErrorPosition, SqlState},
     types::{ToSql, Type},
 };
@@ -20,6 +20,7 @@ use crate::{
         Column, ColumnInfo, DbError, ForeignKey, IndexInfo, ObjectMatch, Options, QueryRequest,
         RowSink, Rows, TableDescription, TableSummary,
     },
+    tls::TlsOptions,
     value::{Cell, TextParam},
 };
 
@@ -43,7 +44,8 @@ impl Postgres {
     /// Connects once, so a wrong URL or password is reported now. The password may come from
     /// `PGPASSWORD` rather than the URL, to keep it out of host config files.
     pub async fn connect(url: &str, options: Options) -> Result<Self, DbError> {
-        let mut config = Config::from_str(url).map_err(|e| {
+        let tls = TlsOptions::from_url(url)?;
+        let mut config = Config::from_str(&tls.url).map_err(|e| {
             DbError::new(format!("invalid PostgreSQL URL: {e}"))
                 .with_hint("the form is postgres://user[:password]@host[:port]/database")
         })?;
@@ -56,9 +58,10 @@ impl Postgres {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("mcp-sql");
+        config.ssl_mode(tls.mode);
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls.connector()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -93,7 +96,7 @@ impl Postgres {
             let reason = match &e {
                 deadpool_postgres::PoolError::Backend(error) => match error.as_db_error() {
                     Some(db) => format!("{}: {}", db.severity(), db.message()),
-                    None => error.to_string(),
+                    None => with_causes(error),
                 },
                 other => other.to_string(),
             };
@@ -426,6 +429,21 @@ impl Postgres {
     }
 }
 
+/// An error and its causes ("error performing TLS handshake: invalid peer certificate: …").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = next.source();
+    }
+    out
+}
+
 /// The arguments as text PostgreSQL parses as each parameter's type.
 fn bind(statement: &Statement, params: &[Value]) -> Result<Vec<TextParam>, DbError> {
     let types: &[Type] = statement.params();
@@ -447,7 +465,7 @@ fn bind(statement: &Statement, params: &[Value]) -> Result<Vec<TextParam>, DbErr
 /// The server's error as a model can act on it: severity, message, detail, hint, position.
 fn pg_error(error: tokio_postgres::Error, timeout: Duration) -> DbError {
     let Some(db) = error.as_db_error() else {
-        return DbError::new(format!("PostgreSQL: {error}"));
+        return DbError::new(format!("PostgreSQL: {}", with_causes(&error)));
     };
     if *db.code() == SqlState::QUERY_CANCELED {
         return DbError::timed_out(timeout);
