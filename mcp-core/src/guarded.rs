@@ -1,9 +1,14 @@
-//! A handler wrapper that turns a panic into an error answer.
+//! A handler wrapper that turns a panic into an error answer, and stops cancelled work.
 //!
 //! rmcp runs each request in a task of its own and sends nothing when that task panics, so a
 //! panicking tool would leave its client waiting forever. [`serve`](crate::serve) wraps every
 //! handler in [`Guarded`]: a panic in any request handler becomes a JSON-RPC internal error that
 //! names the method, the session goes on, and the panic is logged.
+//!
+//! rmcp also only signals a `notifications/cancelled` (through the request's cancellation token)
+//! and lets the handler run on. [`Guarded`] drops a cancelled tool call, resource read or prompt,
+//! so the work stops at its next `.await` and whatever it holds is released (a server's own
+//! drop guards then stop the statement, the child process, …); rmcp sends no answer for it.
 
 // The wrapper must forward every method, the deprecated ones (logging, roots, subscribe) too.
 #![allow(deprecated)]
@@ -44,6 +49,22 @@ async fn guard<T>(
                 ),
                 None,
             ))
+        }
+    }
+}
+
+/// [`guard`], but dropped as soon as the request is cancelled.
+async fn cancellable<T>(
+    method: &str,
+    context: &RequestContext<RoleServer>,
+    work: impl Future<Output = Result<T, ErrorData>>,
+) -> Result<T, ErrorData> {
+    let cancelled = context.ct.clone();
+    tokio::select! {
+        result = guard(method, work) => result,
+        () = cancelled.cancelled() => {
+            tracing::debug!(method, "cancelled by the client; the work was dropped");
+            Err(ErrorData::internal_error(format!("{method} was cancelled"), None))
         }
     }
 }
@@ -106,7 +127,8 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        guard("prompts/get", self.0.get_prompt(request, context)).await
+        let scope = context.clone();
+        cancellable("prompts/get", &scope, self.0.get_prompt(request, context)).await
     }
 
     async fn list_prompts(
@@ -142,7 +164,13 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        guard("resources/read", self.0.read_resource(request, context)).await
+        let scope = context.clone();
+        cancellable(
+            "resources/read",
+            &scope,
+            self.0.read_resource(request, context),
+        )
+        .await
     }
 
     fn accepted_subscription_filter(
@@ -182,7 +210,8 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let method = format!("tools/call {}", request.name);
-        guard(&method, self.0.call_tool(request, context)).await
+        let scope = context.clone();
+        cancellable(&method, &scope, self.0.call_tool(request, context)).await
     }
 
     async fn list_tools(

@@ -12,7 +12,7 @@
 //! # }
 //! ```
 
-mod wire;
+pub mod wire;
 
 use std::{collections::HashSet, time::Duration};
 

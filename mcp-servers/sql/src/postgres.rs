@@ -14,6 +14,7 @@ use tokio_postgres::{
     error::{ErrorPosition, SqlState},
     types::{ToSql, Type},
 };
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
     db::{
@@ -37,7 +38,49 @@ const USER_RELATIONS: &str = "c.relkind IN ('r', 'v', 'm', 'f', 'p') \
 /// A PostgreSQL database behind a small pool.
 pub struct Postgres {
     pool: Pool,
+    /// For cancel requests, which open a connection of their own.
+    tls: MakeRustlsConnect,
     options: Options,
+}
+
+/// A pooled connection in use by one call. If the call's future is dropped before it finishes
+/// (the client cancelled the request, or our own deadline passed), the server is asked to cancel
+/// the running statement and the connection is closed rather than returned to the pool, so the
+/// cancel can never land on another call's statement.
+struct InFlight {
+    client: Option<Object>,
+    tls: MakeRustlsConnect,
+    done: bool,
+}
+
+impl InFlight {
+    fn client(&mut self) -> Result<&mut Object, DbError> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| DbError::new("the connection was already released"))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let (Some(object), Ok(runtime)) =
+            (self.client.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let token = object.cancel_token();
+        let connection = Object::take(object);
+        let tls = self.tls.clone();
+        runtime.spawn(async move {
+            if let Err(error) = token.cancel_query(tls).await {
+                tracing::debug!(%error, "could not cancel an abandoned statement");
+            }
+            drop(connection);
+        });
+    }
 }
 
 impl Postgres {
@@ -59,9 +102,10 @@ impl Postgres {
         }
         config.application_name("mcp-sql");
         config.ssl_mode(tls.mode);
+        let connector = tls.connector()?;
         let manager = Manager::from_config(
             config,
-            tls.connector()?,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -70,7 +114,11 @@ impl Postgres {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| DbError::new(format!("cannot build the connection pool: {e}")))?;
-        let this = Self { pool, options };
+        let this = Self {
+            pool,
+            tls: connector,
+            options,
+        };
         let client = this.client().await?;
         let superuser: bool = client
             .query_one(
@@ -115,7 +163,8 @@ impl Postgres {
         &self,
         work: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let mut client = self.client().await?;
+        let mut in_flight = self.in_flight().await?;
+        let client = in_flight.client()?;
         let timeout = self.options.timeout;
         let outer = timeout + Duration::from_secs(5);
         let run = async {
@@ -137,9 +186,17 @@ impl Postgres {
             result
         };
         // The server's timeout should fire first; this one covers a server that stops answering.
-        tokio::time::timeout(outer, run)
-            .await
-            .unwrap_or_else(|_| Err(DbError::timed_out(timeout)))
+        let result = tokio::time::timeout(outer, run).await;
+        in_flight.done = result.is_ok();
+        result.unwrap_or_else(|_| Err(DbError::timed_out(timeout)))
+    }
+
+    async fn in_flight(&self) -> Result<InFlight, DbError> {
+        Ok(InFlight {
+            client: Some(self.client().await?),
+            tls: self.tls.clone(),
+            done: false,
+        })
     }
 
     pub async fn list_tables(&self, schema: Option<String>) -> Result<Vec<TableSummary>, DbError> {
@@ -404,7 +461,8 @@ impl Postgres {
         }
         let timeout = self.options.timeout;
         let fail = move |e| pg_error(e, timeout);
-        let mut client = self.client().await?;
+        let mut in_flight = self.in_flight().await?;
+        let client = in_flight.client()?;
         let run = async {
             let transaction = client.transaction().await.map_err(fail)?;
             transaction
@@ -423,9 +481,9 @@ impl Postgres {
             transaction.commit().await.map_err(fail)?;
             Ok(changed)
         };
-        tokio::time::timeout(timeout + Duration::from_secs(5), run)
-            .await
-            .unwrap_or_else(|_| Err(DbError::timed_out(timeout)))
+        let result = tokio::time::timeout(timeout + Duration::from_secs(5), run).await;
+        in_flight.done = result.is_ok();
+        result.unwrap_or_else(|_| Err(DbError::timed_out(timeout)))
     }
 }
 

@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -56,16 +56,35 @@ struct Handle {
     deadline: Arc<Deadline>,
 }
 
-/// When the running statement must stop: milliseconds after `epoch`, 0 for never.
+/// When the running statement must stop: milliseconds after `epoch` (0 for never), or as soon
+/// as the call it belongs to is abandoned (the client cancelled it).
 struct Deadline {
     epoch: Instant,
     at: AtomicU64,
+    abandoned: Mutex<Option<Arc<AtomicBool>>>,
 }
 
 impl Deadline {
     fn expired(&self) -> bool {
         let at = self.at.load(Ordering::Relaxed);
-        at != 0 && self.epoch.elapsed().as_millis() as u64 >= at
+        (at != 0 && self.epoch.elapsed().as_millis() as u64 >= at)
+            || self
+                .abandoned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+}
+
+/// Marks its call abandoned when dropped: when the call's future is dropped (a cancelled
+/// request), the statement it started stops at the next progress check, and one that has not
+/// started yet never runs. Dropping it after the call finished changes nothing.
+struct Abandon(Arc<AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -75,6 +94,7 @@ struct Armed<'a>(&'a Deadline);
 impl Drop for Armed<'_> {
     fn drop(&mut self) {
         self.0.at.store(0, Ordering::Relaxed);
+        *self.0.abandoned.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -83,6 +103,7 @@ impl Handle {
         let deadline = Arc::new(Deadline {
             epoch: Instant::now(),
             at: AtomicU64::new(0),
+            abandoned: Mutex::new(None),
         });
         let mut connection = connection;
         let watched = deadline.clone();
@@ -95,19 +116,40 @@ impl Handle {
         })
     }
 
-    /// Runs `work` on the connection with the deadline armed.
+    /// Runs `work` on the connection with the deadline armed, unless the call was abandoned
+    /// while it waited for the connection.
     fn with<T>(
         &self,
         timeout: Duration,
+        abandoned: Arc<AtomicBool>,
         work: impl FnOnce(&mut Connection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        if abandoned.load(Ordering::Relaxed) {
+            return Err(DbError::new("the call was cancelled"));
+        }
+        *self
+            .deadline
+            .abandoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(abandoned);
         let at = self.deadline.epoch.elapsed() + timeout;
         self.deadline
             .at
             .store((at.as_millis() as u64).max(1), Ordering::Relaxed);
         let _armed = Armed(&self.deadline);
         work(&mut connection)
+    }
+
+    /// [`Self::with`] on a blocking thread; dropping the returned future cancels the call.
+    async fn run<T: Send + 'static>(
+        self: Arc<Self>,
+        timeout: Duration,
+        work: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let _abandon = Abandon(abandoned.clone());
+        run_blocking(move || self.with(timeout, abandoned, work)).await
     }
 }
 
@@ -203,9 +245,7 @@ impl Sqlite {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
-        let handle = self.reader.clone();
-        let timeout = self.options.timeout;
-        run_blocking(move || handle.with(timeout, work)).await
+        self.reader.clone().run(self.options.timeout, work).await
     }
 
     pub async fn list_tables(&self) -> Result<Vec<TableSummary>, DbError> {
@@ -520,8 +560,8 @@ impl Sqlite {
                 .with_hint("start it with --allow-write to change the database"));
         };
         let timeout = self.options.timeout;
-        run_blocking(move || {
-            handle.with(timeout, |c| {
+        handle
+            .run(timeout, move |c| {
                 let fail = |e: rusqlite::Error| engine_error(e, &sql, timeout);
                 let transaction = c.transaction().map_err(fail)?;
                 let changed = {
@@ -532,8 +572,7 @@ impl Sqlite {
                 transaction.commit().map_err(fail)?;
                 Ok(changed as u64)
             })
-        })
-        .await
+            .await
     }
 }
 

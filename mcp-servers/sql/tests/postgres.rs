@@ -11,6 +11,7 @@ mod support;
 
 use std::{process::Command, time::Duration};
 
+use mcp_conformance::check::wire::Wire;
 use mcp_core::testing::{TestClient, connect, text};
 use mcp_server_sql::{Database, Options, SqlServer, Target};
 use rmcp::{
@@ -523,4 +524,76 @@ async fn the_binary_takes_the_password_from_the_environment() {
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// A cancelled call stops its statement on the server (PostgreSQL's cancel request), and the
+/// server keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_query_is_cancelled_on_the_server() {
+    let name = fresh_database("mcp_cancel").await;
+    let mut wire = Wire::spawn(&[
+        MCP_SQL.to_owned(),
+        "--timeout".to_owned(),
+        "600".to_owned(),
+        url_for(&name, None),
+    ])
+    .await
+    .unwrap();
+    let answer = wire
+        .request(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"}}}),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert!(answer.get("result").is_some(), "{answer}");
+    wire.notify(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .unwrap();
+    let answered = wire
+        .call_then_cancel(
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "query",
+                   "arguments": {"sql": "SELECT pg_sleep(300) AS slept"}}}),
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert!(!answered, "a cancelled request is not answered");
+
+    // The sleep is gone from the server (bounded wait: it would otherwise run for 300 s).
+    let observer = admin(&name).await;
+    let mut sleeping = -1;
+    for _ in 0..100 {
+        sleeping = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'mcp-sql' AND query LIKE '%pg_sleep(300)%' AND state = 'active'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if sleeping == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sleeping, 0, "the cancelled statement is still running");
+
+    let next = wire
+        .request(
+            json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "query",
+                   "arguments": {"sql": "SELECT count(*) FROM t"}}}),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next["result"]["structuredContent"]["rows"][0][0], 2500,
+        "{next}"
+    );
+    wire.close().await;
 }

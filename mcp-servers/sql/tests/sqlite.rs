@@ -4,6 +4,7 @@
 
 use std::{path::Path, time::Duration};
 
+use mcp_conformance::check::wire::Wire;
 use mcp_core::testing::{TestClient, connect, text};
 use mcp_server_sql::{Database, Options, SqlServer, Target};
 use rmcp::model::{CallToolResult, ReadResourceRequestParams, ResourceContents};
@@ -458,4 +459,61 @@ async fn a_missing_or_foreign_file_is_a_clear_startup_error() {
         .err()
         .unwrap();
     assert!(error.message.contains("not a database"), "{error}");
+}
+
+/// A cancelled call stops its statement: the next call on the same connection is answered
+/// instead of waiting out a ten-minute timeout.
+#[tokio::test]
+async fn a_cancelled_query_stops_and_frees_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixture(dir.path());
+    let mut wire = Wire::spawn(&[
+        env!("CARGO_BIN_EXE_mcp-sql").to_owned(),
+        "--timeout".to_owned(),
+        "600".to_owned(),
+        path.display().to_string(),
+    ])
+    .await
+    .unwrap();
+    initialize(&mut wire).await;
+    let answered = wire
+        .call_then_cancel(
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "query", "arguments": {
+                "sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+            }}}),
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert!(!answered, "a cancelled request is not answered");
+    // Generous: without the cancellation this waits the full 600 s timeout.
+    let next = wire
+        .request(
+            json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "query", "arguments": {"sql": "SELECT count(*) FROM t"}}}),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next["result"]["structuredContent"]["rows"][0][0], 2500,
+        "{next}"
+    );
+    wire.close().await;
+}
+
+async fn initialize(wire: &mut Wire) {
+    let answer = wire
+        .request(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"}}}),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert!(answer.get("result").is_some(), "{answer}");
+    wire.notify(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .unwrap();
 }
