@@ -3,6 +3,9 @@
 //! - [`config`]: the hosts' config files (Claude Desktop, Cursor, Claude Code, VS Code), with
 //!   variable expansion.
 //!
-//! Connections, the commands that call servers and the agent land next (see the README).
+//! - [`connect`]: stdio, Streamable HTTP and legacy SSE connections, all servers at once.
+//!
+//! The agent lands next (see the README).
 
 pub mod config;
+pub mod connect;

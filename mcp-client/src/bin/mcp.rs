@@ -1,11 +1,18 @@
-//! `mcp`: the terminal client. This first part reads the hosts' config files.
-use std::path::PathBuf;
+//! `mcp`: the terminal client.
+use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use mcp_client::config::{self, ProcessVariables, Transport, UrlKind};
+use mcp_client::{
+    config::{self, ProcessVariables, Server, Transport, UrlKind},
+    connect::{self, ConnectOptions, Connected, Era},
+};
+use serde_json::{Map, Value, json};
 
 /// Connect to the MCP servers your hosts already know (Claude Desktop, Cursor, Claude Code,
 /// VS Code) and work with them from the terminal.
+///
+/// Exit codes: 0 success; 1 the tool answered with an error; 2 bad usage or config; 3 a server
+/// could not be reached or the call failed on the way.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -18,21 +25,65 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    /// Seconds a server may take to start and answer, and a call to finish.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u64,
+
+    /// Protocol era to speak.
+    #[arg(long, global = true, value_enum, default_value_t = Era::Auto)]
+    era: Era,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// The configured servers, where each comes from and how it is reached.
+    /// The configured servers, where each comes from and how it is reached (no connection).
     Servers,
+    /// Connect and list the tools of every server, or of one.
+    Tools {
+        /// Only this server.
+        server: Option<String>,
+    },
+    /// Call a tool: `mcp call SERVER TOOL '{"path": "a.txt"}'` or `mcp call SERVER TOOL path=a.txt`.
+    Call {
+        server: String,
+        tool: String,
+        /// One JSON object, or key=value pairs (a value that parses as JSON is taken as JSON).
+        arguments: Vec<String>,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+const TOOL_ERROR: u8 = 1;
+const USAGE: u8 = 2;
+const CONNECTION: u8 = 3;
+
+/// A failure and the exit code it means.
+struct Failure(u8, String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure(USAGE, error.to_string())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let files = if cli.config.is_empty() {
-        let here = std::env::current_dir()?;
-        config::search_path(&here)
+    mcp_core::init_logging(Some(mcp_core::LogLevel::Warn));
+    match run(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(code, message)) => {
+            eprintln!("mcp: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn servers(cli: &Cli) -> Result<Vec<Server>, Failure> {
+    let files: Vec<PathBuf> = if cli.config.is_empty() {
+        config::search_path(&std::env::current_dir()?)
             .into_iter()
             .filter(|p| p.is_file())
             .collect()
@@ -40,21 +91,47 @@ fn main() -> anyhow::Result<()> {
         cli.config.clone()
     };
     if files.is_empty() {
-        anyhow::bail!(
-            "no config file found; pass --config FILE (a Claude Desktop, Cursor, Claude Code or VS Code MCP config)"
+        return Err(Failure(
+            USAGE,
+            "no config file found; pass --config FILE (a Claude Desktop, Cursor, Claude Code or VS Code MCP config)".into(),
+        ));
+    }
+    let loaded = config::load_all(&files, &ProcessVariables)?;
+    for (name, source) in &loaded.shadowed {
+        eprintln!(
+            "note: {name} in {} is shadowed by an earlier file",
+            source.display()
         );
     }
-    let config::Loaded { servers, shadowed } = config::load_all(&files, &ProcessVariables)?;
-    match cli.command {
+    Ok(loaded.servers)
+}
+
+fn pick<'a>(servers: &'a [Server], name: &str) -> Result<&'a Server, Failure> {
+    servers.iter().find(|s| s.name == name).ok_or_else(|| {
+        let known: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+        Failure(
+            USAGE,
+            format!("no server named {name:?}; configured: {}", known.join(", ")),
+        )
+    })
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let servers = servers(&cli)?;
+    let options = ConnectOptions {
+        timeout: Duration::from_secs(cli.timeout.max(1)),
+        era: cli.era,
+        ..ConnectOptions::default()
+    };
+    let mut out = std::io::stdout().lock();
+    match &cli.command {
         Command::Servers => {
-            let mut out = std::io::stdout().lock();
-            use std::io::Write as _;
             if cli.json {
-                let list: Vec<_> = servers
+                let list: Vec<Value> = servers
                     .iter()
                     .map(|s| {
                         let (transport, target) = describe(&s.transport);
-                        serde_json::json!({
+                        json!({
                             "name": s.name, "transport": transport, "target": target,
                             "source": s.source.display().to_string(),
                         })
@@ -72,15 +149,127 @@ fn main() -> anyhow::Result<()> {
                     )?;
                 }
             }
-            for (name, source) in shadowed {
-                eprintln!(
-                    "note: {name} in {} is shadowed by an earlier file",
-                    source.display()
-                );
+            Ok(0)
+        }
+        Command::Tools { server } => {
+            let chosen: Vec<Server> = match server {
+                Some(name) => vec![pick(&servers, name)?.clone()],
+                None => servers.clone(),
+            };
+            let mut listed = Vec::new();
+            let mut failed = false;
+            for (name, result) in connect::connect_all(&chosen, &options).await {
+                let connected = match result {
+                    Ok(connected) => connected,
+                    Err(error) => {
+                        eprintln!("mcp: {error}");
+                        failed = true;
+                        continue;
+                    }
+                };
+                match connected.client.list_all_tools().await {
+                    Ok(tools) => {
+                        for tool in tools {
+                            listed.push((name.clone(), tool));
+                        }
+                    }
+                    Err(error) => {
+                        eprintln!("mcp: {name}: listing tools failed: {error}");
+                        failed = true;
+                    }
+                }
+                let _ = connected.client.cancel().await;
             }
+            if cli.json {
+                let list: Vec<Value> = listed
+                    .iter()
+                    .map(|(server, tool)| {
+                        let mut value = serde_json::to_value(tool).unwrap_or_default();
+                        if let Value::Object(map) = &mut value {
+                            map.insert("server".into(), server.clone().into());
+                        }
+                        value
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                for (server, tool) in &listed {
+                    let summary = tool
+                        .description
+                        .as_deref()
+                        .and_then(|d| d.lines().next())
+                        .unwrap_or("");
+                    writeln!(out, "{server}\t{}\t{summary}", tool.name)?;
+                }
+            }
+            Ok(if failed { CONNECTION } else { 0 })
+        }
+        Command::Call {
+            server,
+            tool,
+            arguments,
+        } => {
+            let server = pick(&servers, server)?;
+            let arguments = parse_arguments(arguments)?;
+            let Connected { client, .. } = connect::connect(server, &options)
+                .await
+                .map_err(|e| Failure(CONNECTION, e.to_string()))?;
+            let mut request = rmcp::model::CallToolRequestParams::new(tool.clone());
+            request = request.with_arguments(arguments);
+            let result = tokio::time::timeout(options.timeout, client.call_tool(request)).await;
+            let _ = client.cancel().await;
+            let result = result
+                .map_err(|_| {
+                    Failure(
+                        CONNECTION,
+                        format!(
+                            "{}: {tool} did not answer within {} s (--timeout)",
+                            server.name, cli.timeout
+                        ),
+                    )
+                })?
+                .map_err(|e| Failure(CONNECTION, format!("{}: {tool}: {e}", server.name)))?;
+            if cli.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
+            } else {
+                for block in &result.content {
+                    match block.as_text() {
+                        Some(text) => writeln!(out, "{}", text.text)?,
+                        None => writeln!(out, "{}", serde_json::to_string(block)?)?,
+                    }
+                }
+            }
+            Ok(if result.is_error == Some(true) {
+                TOOL_ERROR
+            } else {
+                0
+            })
         }
     }
-    Ok(())
+}
+
+/// One JSON object, or `key=value` pairs whose values are JSON when they parse as JSON.
+fn parse_arguments(arguments: &[String]) -> Result<Map<String, Value>, Failure> {
+    if let [only] = arguments
+        && only.trim_start().starts_with('{')
+    {
+        return match serde_json::from_str(only) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(Failure(USAGE, format!("not a JSON object: {only}"))),
+        };
+    }
+    let mut map = Map::new();
+    for pair in arguments {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(Failure(
+                USAGE,
+                format!("argument {pair:?} is neither key=value nor a JSON object"),
+            ));
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+        map.insert(key.to_owned(), value);
+    }
+    Ok(map)
 }
 
 fn describe(transport: &Transport) -> (&'static str, String) {

@@ -1,0 +1,413 @@
+//! Connecting to configured servers: stdio children (the command found on `PATH`, their stderr
+//! in a log file of their own), Streamable HTTP (rmcp) and legacy SSE (mcp-core), in either
+//! protocol era, all at once. A server that fails is reported with what went wrong and what to
+//! do; the others work.
+
+use std::{
+    collections::BTreeMap,
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use rmcp::{
+    model::{ClientConfig, ProtocolVersion},
+    service::{ClientLifecycleMode, RoleClient, RunningService, serve_client_with_lifecycle},
+    transport::{
+        StreamableHttpClientTransport, TokioChildProcess,
+        streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+
+use crate::config::{Server, Transport, UrlKind};
+
+/// A connected server.
+pub type Client = RunningService<RoleClient, ClientConfig>;
+
+/// Which protocol era to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Era {
+    /// Probe the stateless 2026-07-28 revision, fall back to the handshake.
+    Auto,
+    /// The `initialize` handshake (2025-11-25 and older).
+    Handshake,
+    /// The stateless 2026-07-28 revision only.
+    Stateless,
+}
+
+impl Era {
+    fn lifecycle(self) -> ClientLifecycleMode {
+        match self {
+            Era::Auto => ClientLifecycleMode::Auto {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+                legacy_version: None,
+            },
+            Era::Handshake => ClientLifecycleMode::Initialize,
+            Era::Stateless => ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        }
+    }
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Longest a server may take to start and answer the first exchange.
+    pub timeout: Duration,
+    /// Where stdio servers' stderr goes, one `<name>.log` each.
+    pub log_dir: PathBuf,
+    pub era: Era,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            log_dir: default_log_dir(),
+            era: Era::Auto,
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/mcp-toolkit/logs` (or `~/.cache/…`).
+pub fn default_log_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|home| home.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("mcp-toolkit/logs")
+}
+
+/// A connected server and how it was reached.
+pub struct Connected {
+    pub name: String,
+    pub client: Client,
+    /// `stdio`, `http` or `sse`.
+    pub via: &'static str,
+    /// The stdio server's stderr log.
+    pub log: Option<PathBuf>,
+}
+
+/// Why a server could not be reached; every variant names the server and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{server}: command {command:?} was not found on PATH\n  hint: {hint}")]
+    NotFound {
+        server: String,
+        command: String,
+        hint: String,
+    },
+    #[error("{server}: could not start {command:?}: {reason}")]
+    Spawn {
+        server: String,
+        command: String,
+        reason: String,
+    },
+    #[error("{server}: {reason}{}", log_tail(log.as_deref()))]
+    Handshake {
+        server: String,
+        reason: String,
+        log: Option<PathBuf>,
+    },
+    #[error("{server}: no answer within {seconds} s{}", log_tail(log.as_deref()))]
+    Timeout {
+        server: String,
+        seconds: u64,
+        log: Option<PathBuf>,
+    },
+    #[error("{server}: {reason}")]
+    Config { server: String, reason: String },
+}
+
+/// The end of a server's log, to show with an error: why it died is usually there.
+fn log_tail(log: Option<&Path>) -> String {
+    let Some(log) = log else {
+        return String::new();
+    };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(15)..];
+    if tail.is_empty() {
+        format!("\n  (its stderr, {}, is empty)", log.display())
+    } else {
+        format!(
+            "\n  its stderr ({}) ends with:\n    {}",
+            log.display(),
+            tail.join("\n    ")
+        )
+    }
+}
+
+/// What to suggest when a command is not on PATH.
+fn install_hint(command: &str) -> String {
+    match command {
+        "npx" | "node" | "npm" => {
+            "install Node.js (it brings npx), or give the command's full path in the config".into()
+        }
+        "uvx" | "uv" => "install uv (https://docs.astral.sh/uv/), or give the full path".into(),
+        "python" | "python3" | "pip" => "install Python 3, or give the full path".into(),
+        "docker" => "install Docker, or give the full path".into(),
+        _ => "install it, or give its full path in the config".into(),
+    }
+}
+
+/// Connects to one server.
+pub async fn connect(server: &Server, options: &ConnectOptions) -> Result<Connected, ConnectError> {
+    match &server.transport {
+        Transport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => connect_stdio(server, command, args, env, cwd.as_deref(), options).await,
+        Transport::Url { url, headers, kind } => {
+            let headers = header_map(server, headers)?;
+            match kind {
+                UrlKind::Http => connect_http(server, url, headers, options).await,
+                UrlKind::Sse => connect_sse(server, url, headers, options).await,
+                UrlKind::Auto => match connect_http(server, url, headers.clone(), options).await {
+                    Ok(connected) => Ok(connected),
+                    Err(http) => connect_sse(server, url, headers, options)
+                        .await
+                        .map_err(|sse| {
+                            // Both errors name the server already: say it once.
+                            let prefix = format!("{}: ", server.name);
+                            let http = http.to_string();
+                            let sse = sse.to_string();
+                            ConnectError::Handshake {
+                                server: server.name.clone(),
+                                reason: format!(
+                                    "neither Streamable HTTP nor legacy SSE worked at {url}:\n  http: {}\n  sse: {}",
+                                    http.strip_prefix(&prefix).unwrap_or(&http),
+                                    sse.strip_prefix(&prefix).unwrap_or(&sse)
+                                ),
+                                log: None,
+                            }
+                        }),
+                },
+            }
+        }
+    }
+}
+
+/// Connects to every server at once; each result keeps its server's name.
+pub async fn connect_all(
+    servers: &[Server],
+    options: &ConnectOptions,
+) -> Vec<(String, Result<Connected, ConnectError>)> {
+    futures::future::join_all(
+        servers
+            .iter()
+            .map(|server| async move { (server.name.clone(), connect(server, options).await) }),
+    )
+    .await
+}
+
+fn header_map(
+    server: &Server,
+    headers: &BTreeMap<String, String>,
+) -> Result<HeaderMap, ConnectError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let bad = |what: &str| ConnectError::Config {
+            server: server.name.clone(),
+            reason: format!("header {name:?}: invalid {what}"),
+        };
+        map.insert(
+            HeaderName::try_from(name.as_str()).map_err(|_| bad("name"))?,
+            HeaderValue::try_from(value.as_str()).map_err(|_| bad("value"))?,
+        );
+    }
+    Ok(map)
+}
+
+/// A file name from a server name.
+fn log_name(server: &str) -> String {
+    let name: String = server
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}.log")
+}
+
+async fn connect_stdio(
+    server: &Server,
+    command: &str,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: Option<&Path>,
+    options: &ConnectOptions,
+) -> Result<Connected, ConnectError> {
+    let name = server.name.clone();
+    // PATH as the child will see it: the config may set its own.
+    let path_var = env
+        .get("PATH")
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    let base = cwd
+        .map(Path::to_owned)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    let program =
+        which::which_in(command, Some(&path_var), &base).map_err(|_| ConnectError::NotFound {
+            server: name.clone(),
+            command: command.to_owned(),
+            hint: install_hint(command),
+        })?;
+
+    std::fs::create_dir_all(&options.log_dir).map_err(|e| ConnectError::Spawn {
+        server: name.clone(),
+        command: command.to_owned(),
+        reason: format!(
+            "cannot create the log directory {}: {e}",
+            options.log_dir.display()
+        ),
+    })?;
+    let log_path = options.log_dir.join(log_name(&name));
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| ConnectError::Spawn {
+            server: name.clone(),
+            command: command.to_owned(),
+            reason: format!("cannot open its log {}: {e}", log_path.display()),
+        })?;
+    let _ = writeln!(
+        log,
+        "--- {} {} {}",
+        start_stamp(),
+        program.display(),
+        args.join(" ")
+    );
+
+    let mut child = tokio::process::Command::new(&program);
+    child.args(args).envs(env).kill_on_drop(true);
+    if let Some(cwd) = cwd {
+        child.current_dir(cwd);
+    }
+    let (transport, _) = TokioChildProcess::builder(child)
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| ConnectError::Spawn {
+            server: name.clone(),
+            command: program.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let log = Some(log_path);
+    let client = handshake(&name, transport, options, log.clone()).await?;
+    Ok(Connected {
+        name,
+        client,
+        via: "stdio",
+        log,
+    })
+}
+
+/// Seconds since the epoch: enough to tell one start from the next in a log.
+fn start_stamp() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    format!("start at unix time {seconds}")
+}
+
+async fn handshake<T, E, A>(
+    name: &str,
+    transport: T,
+    options: &ConnectOptions,
+    log: Option<PathBuf>,
+) -> Result<Client, ConnectError>
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let started =
+        serve_client_with_lifecycle(ClientConfig::default(), transport, options.era.lifecycle());
+    match tokio::time::timeout(options.timeout, started).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(error)) => Err(ConnectError::Handshake {
+            server: name.to_owned(),
+            reason: format!("the first exchange failed: {error}"),
+            log,
+        }),
+        Err(_) => Err(ConnectError::Timeout {
+            server: name.to_owned(),
+            seconds: options.timeout.as_secs(),
+            log,
+        }),
+    }
+}
+
+async fn connect_http(
+    server: &Server,
+    url: &str,
+    headers: HeaderMap,
+    options: &ConnectOptions,
+) -> Result<Connected, ConnectError> {
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .map_err(|e| ConnectError::Config {
+            server: server.name.clone(),
+            reason: format!("HTTP client: {e}"),
+        })?;
+    let transport = StreamableHttpClientTransport::with_client(
+        client,
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()),
+    );
+    let client = handshake(&server.name, transport, options, None).await?;
+    Ok(Connected {
+        name: server.name.clone(),
+        client,
+        via: "http",
+        log: None,
+    })
+}
+
+async fn connect_sse(
+    server: &Server,
+    url: &str,
+    headers: HeaderMap,
+    options: &ConnectOptions,
+) -> Result<Connected, ConnectError> {
+    let sse_options = mcp_core::SseClientOptions {
+        headers,
+        ..mcp_core::SseClientOptions::default()
+    };
+    let transport = tokio::time::timeout(options.timeout, mcp_core::connect_sse(url, sse_options))
+        .await
+        .map_err(|_| ConnectError::Timeout {
+            server: server.name.clone(),
+            seconds: options.timeout.as_secs(),
+            log: None,
+        })?
+        .map_err(|e| ConnectError::Handshake {
+            server: server.name.clone(),
+            reason: format!("legacy SSE at {url}: {e}"),
+            log: None,
+        })?;
+    // The legacy transport predates the stateless revision: always the handshake.
+    let handshake_options = ConnectOptions {
+        era: Era::Handshake,
+        ..options.clone()
+    };
+    let client = handshake(&server.name, transport, &handshake_options, None).await?;
+    Ok(Connected {
+        name: server.name.clone(),
+        client,
+        via: "sse",
+        log: None,
+    })
+}

@@ -1,0 +1,147 @@
+//! `mcp tools` and `mcp call` against real servers: the conformance fixture over Streamable HTTP,
+//! legacy SSE and a bare `url` (tried both ways), the official Python SDK's server over stdio, and
+//! servers that cannot start.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use mcp_conformance::{everything::Everything, peers};
+use mcp_core::{HttpServer, ServeArgs, Transport};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+const MCP: &str = env!("CARGO_BIN_EXE_mcp");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn mcp(config: &Path, args: &[&str]) -> Run {
+    let output = Command::new(MCP)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        // Keep the servers' stderr logs out of the user's cache.
+        .env("XDG_CACHE_HOME", config.parent().unwrap())
+        .output()
+        .await
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_and_calls_over_every_transport_and_a_failing_server() {
+    let fixture = HttpServer::start(
+        Everything::default(),
+        &ServeArgs::http(
+            "127.0.0.1:0".parse().unwrap(),
+            &[Transport::Http, Transport::Sse],
+        ),
+    )
+    .await
+    .unwrap();
+    let python = tokio::task::spawn_blocking(|| peers::python_peer().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join(".mcp.json");
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {
+            "fx-http": {"type": "http", "url": fixture.url("/mcp")},
+            "fx-sse": {"type": "sse", "url": fixture.url("/sse")},
+            "fx-auto": {"url": fixture.url("/sse")},
+            "py": {"command": python.display().to_string(),
+                   "args": [peers::python_peers_dir().join("server.py").display().to_string(), "stdio"]},
+            "missing": {"command": "surely-not-a-command-mcp-test"},
+            "dies": {"command": "sh", "args": ["-c", "echo 'fatal: no API key configured' >&2; exit 3"]}
+        }})
+        .to_string(),
+    )
+    .unwrap();
+
+    // All servers at once: the two that fail are reported, the rest listed.
+    let tools = mcp(&config, &["tools", "--json"]).await;
+    assert_eq!(
+        tools.code, 3,
+        "a failed server makes the exit code 3: {}",
+        tools.stderr
+    );
+    let listed: Vec<Value> = serde_json::from_str(&tools.stdout).unwrap();
+    for server in ["fx-http", "fx-sse", "fx-auto"] {
+        assert!(
+            listed
+                .iter()
+                .any(|t| t["server"] == server && t["name"] == "test_simple_text"),
+            "{server}: {}",
+            tools.stdout
+        );
+    }
+    assert!(
+        listed
+            .iter()
+            .any(|t| t["server"] == "py" && t["name"] == "echo")
+    );
+    assert!(
+        tools
+            .stderr
+            .contains("missing: command \"surely-not-a-command-mcp-test\" was not found on PATH"),
+        "{}",
+        tools.stderr
+    );
+    assert!(
+        tools.stderr.contains("fatal: no API key configured"),
+        "the dead server's stderr is shown: {}",
+        tools.stderr
+    );
+
+    // One server's tools, human-readable.
+    let one = mcp(&config, &["tools", "py"]).await;
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    assert!(
+        one.stdout.lines().any(|l| l.starts_with("py\techo\t")),
+        "{}",
+        one.stdout
+    );
+
+    // Calls: JSON arguments, key=value arguments, a tool error, an unknown server.
+    let echoed = mcp(&config, &["call", "py", "echo", r#"{"text": "über ✓"}"#]).await;
+    assert_eq!(
+        (echoed.code, echoed.stdout.trim()),
+        (0, "über ✓"),
+        "{}",
+        echoed.stderr
+    );
+    let sum = mcp(&config, &["call", "py", "add", "a=2", "b=40", "--json"]).await;
+    assert_eq!(sum.code, 0, "{}", sum.stderr);
+    let result: Value = serde_json::from_str(&sum.stdout).unwrap();
+    assert_eq!(result["content"][0]["text"], "42");
+    let simple = mcp(&config, &["call", "fx-sse", "test_simple_text"]).await;
+    assert_eq!(simple.code, 0, "{}", simple.stderr);
+    assert!(
+        simple.stdout.contains("simple text response"),
+        "{}",
+        simple.stdout
+    );
+    let failed = mcp(&config, &["call", "fx-http", "test_error_handling"]).await;
+    assert_eq!(failed.code, 1, "a tool error exits 1: {}", failed.stdout);
+    let unknown = mcp(&config, &["call", "nope", "x"]).await;
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("no server named \"nope\""),
+        "{}",
+        unknown.stderr
+    );
+    let bad = mcp(&config, &["call", "py", "echo", "not-a-pair"]).await;
+    assert_eq!(bad.code, 2);
+    let unreachable = mcp(&config, &["call", "missing", "x"]).await;
+    assert_eq!(unreachable.code, 3, "{}", unreachable.stderr);
+
+    fixture.shutdown().await.unwrap();
+}
