@@ -3,10 +3,23 @@
 //! servers that cannot start.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use mcp_conformance::{everything::Everything, peers};
 use mcp_core::{HttpServer, ServeArgs, Transport};
+use rmcp::{
+    ServerHandler,
+    handler::server::router::tool::ToolRouter,
+    model::{ServerCapabilities, ServerConfig},
+    tool, tool_handler, tool_router,
+};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -144,4 +157,118 @@ async fn tools_and_calls_over_every_transport_and_a_failing_server() {
     assert_eq!(unreachable.code, 3, "{}", unreachable.stderr);
 
     fixture.shutdown().await.unwrap();
+}
+
+/// A tool that runs until it is dropped, and says when that happened.
+#[derive(Clone)]
+struct Slow {
+    started: Arc<AtomicBool>,
+    dropped: Arc<AtomicBool>,
+    tool_router: ToolRouter<Self>,
+}
+
+struct Flag(Arc<AtomicBool>);
+
+impl Drop for Flag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tool_router]
+impl Slow {
+    #[tool(description = "Waits for a long time")]
+    async fn wait(&self) -> String {
+        let _flag = Flag(self.dropped.clone());
+        self.started.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        "done".to_owned()
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Slow {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+async fn eventually(flag: &AtomicBool) -> bool {
+    for _ in 0..200 {
+        if flag.load(Ordering::SeqCst) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_or_interrupted_call_is_cancelled_on_the_server() {
+    let slow = Slow {
+        started: Arc::new(AtomicBool::new(false)),
+        dropped: Arc::new(AtomicBool::new(false)),
+        tool_router: Slow::tool_router(),
+    };
+    let server = HttpServer::start(
+        slow.clone(),
+        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join(".mcp.json");
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {"slow": {"type": "http", "url": server.url("/mcp")}}}).to_string(),
+    )
+    .unwrap();
+
+    // --timeout: exit 3, and the server's work is dropped.
+    let timed_out = mcp(&config, &["--timeout", "1", "call", "slow", "wait"]).await;
+    assert_eq!(timed_out.code, 3, "{}", timed_out.stderr);
+    assert!(
+        timed_out.stderr.contains("did not answer within 1 s"),
+        "{}",
+        timed_out.stderr
+    );
+    assert!(
+        eventually(&slow.dropped).await,
+        "the server never saw the cancellation"
+    );
+
+    // Ctrl-C: exit 130, and the server's work is dropped.
+    slow.started.store(false, Ordering::SeqCst);
+    slow.dropped.store(false, Ordering::SeqCst);
+    let child = Command::new(MCP)
+        .arg("--config")
+        .arg(&config)
+        .args(["call", "slow", "wait"])
+        .env("XDG_CACHE_HOME", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(&slow.started).await,
+        "the call never reached the server"
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        eventually(&slow.dropped).await,
+        "Ctrl-C did not cancel the call on the server"
+    );
+    server.shutdown().await.unwrap();
 }

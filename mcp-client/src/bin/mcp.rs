@@ -12,7 +12,8 @@ use serde_json::{Map, Value, json};
 /// VS Code) and work with them from the terminal.
 ///
 /// Exit codes: 0 success; 1 the tool answered with an error; 2 bad usage or config; 3 a server
-/// could not be reached or the call failed on the way.
+/// could not be reached, or the call failed or timed out on the way; 130 interrupted (Ctrl-C
+/// cancels the call on the server too).
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -58,6 +59,8 @@ enum Command {
 const TOOL_ERROR: u8 = 1;
 const USAGE: u8 = 2;
 const CONNECTION: u8 = 3;
+/// Ctrl-C, as shells report SIGINT.
+const INTERRUPTED: u8 = 130;
 
 /// A failure and the exit code it means.
 struct Failure(u8, String);
@@ -216,14 +219,23 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 .map_err(|e| Failure(CONNECTION, e.to_string()))?;
             let mut request = rmcp::model::CallToolRequestParams::new(tool.clone());
             request = request.with_arguments(arguments);
-            let result = tokio::time::timeout(options.timeout, client.call_tool(request)).await;
+            // rmcp sends `notifications/cancelled` when a call's future is dropped: on the
+            // timeout and on Ctrl-C alike, the server is told to stop.
+            let outcome = tokio::select! {
+                result = tokio::time::timeout(options.timeout, client.call_tool(request)) => Some(result),
+                _ = tokio::signal::ctrl_c() => None,
+            };
             let _ = client.cancel().await;
+            let Some(result) = outcome else {
+                eprintln!("mcp: {}: {tool} cancelled", server.name);
+                return Ok(INTERRUPTED);
+            };
             let result = result
                 .map_err(|_| {
                     Failure(
                         CONNECTION,
                         format!(
-                            "{}: {tool} did not answer within {} s (--timeout)",
+                            "{}: {tool} did not answer within {} s (--timeout); it was cancelled",
                             server.name, cli.timeout
                         ),
                     )
