@@ -156,6 +156,54 @@ async fn tools_and_calls_over_every_transport_and_a_failing_server() {
     let unreachable = mcp(&config, &["call", "missing", "x"]).await;
     assert_eq!(unreachable.code, 3, "{}", unreachable.stderr);
 
+    // Resources and prompts.
+    let resources = mcp(&config, &["resources", "fx-http", "--json"]).await;
+    assert_eq!(resources.code, 0, "{}", resources.stderr);
+    let resources: Vec<Value> = serde_json::from_str(&resources.stdout).unwrap();
+    assert!(resources.iter().any(|r| r["uri"] == "test://static-text"));
+    // Without a server: the one that has it answers, though two servers are broken.
+    let read = mcp(&config, &["read", "peer://greeting"]).await;
+    assert_eq!(read.code, 0, "{}", read.stderr);
+    assert_eq!(read.stdout.trim(), "Hello from the Python SDK.");
+    let blob = mcp(&config, &["read", "fx-sse", "test://static-binary"]).await;
+    assert_eq!(blob.code, 0, "{}", blob.stderr);
+    assert!(
+        blob.stdout.starts_with("<image/png blob"),
+        "{}",
+        blob.stdout
+    );
+    let nowhere = mcp(&config, &["read", "fx-http", "test://nope"]).await;
+    assert_eq!(nowhere.code, 3, "{}", nowhere.stdout);
+    let prompts = mcp(&config, &["prompts", "fx-http"]).await;
+    assert_eq!(prompts.code, 0, "{}", prompts.stderr);
+    assert!(
+        prompts
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("fx-http\ttest_prompt_with_arguments\targ1 arg2")),
+        "{}",
+        prompts.stdout
+    );
+    let prompt = mcp(
+        &config,
+        &[
+            "prompt",
+            "fx-http",
+            "test_prompt_with_arguments",
+            "arg1=paris",
+            "arg2=rome",
+        ],
+    )
+    .await;
+    assert_eq!(prompt.code, 0, "{}", prompt.stderr);
+    assert!(
+        prompt.stdout.starts_with("user: ")
+            && prompt.stdout.contains("paris")
+            && prompt.stdout.contains("rome"),
+        "{}",
+        prompt.stdout
+    );
+
     fixture.shutdown().await.unwrap();
 }
 

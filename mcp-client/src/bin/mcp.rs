@@ -47,6 +47,28 @@ enum Command {
         /// Only this server.
         server: Option<String>,
     },
+    /// Connect and list the resources of every server, or of one.
+    Resources {
+        /// Only this server.
+        server: Option<String>,
+    },
+    /// Read a resource: `mcp read URI` (the server that has it) or `mcp read SERVER URI`.
+    Read {
+        #[arg(num_args = 1..=2, value_name = "[SERVER] URI")]
+        target: Vec<String>,
+    },
+    /// Connect and list the prompts of every server, or of one.
+    Prompts {
+        /// Only this server.
+        server: Option<String>,
+    },
+    /// Get a prompt: `mcp prompt SERVER NAME key=value…`.
+    Prompt {
+        server: String,
+        name: String,
+        /// The prompt's arguments, as key=value.
+        arguments: Vec<String>,
+    },
     /// Call a tool: `mcp call SERVER TOOL '{"path": "a.txt"}'` or `mcp call SERVER TOOL path=a.txt`.
     Call {
         server: String,
@@ -155,57 +177,180 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Tools { server } => {
-            let chosen: Vec<Server> = match server {
-                Some(name) => vec![pick(&servers, name)?.clone()],
-                None => servers.clone(),
-            };
-            let mut listed = Vec::new();
-            let mut failed = false;
-            for (name, result) in connect::connect_all(&chosen, &options).await {
-                let connected = match result {
-                    Ok(connected) => connected,
-                    Err(error) => {
-                        eprintln!("mcp: {error}");
-                        failed = true;
-                        continue;
-                    }
-                };
-                match connected.client.list_all_tools().await {
-                    Ok(tools) => {
-                        for tool in tools {
-                            listed.push((name.clone(), tool));
-                        }
-                    }
-                    Err(error) => {
-                        eprintln!("mcp: {name}: listing tools failed: {error}");
-                        failed = true;
-                    }
-                }
-                let _ = connected.client.cancel().await;
-            }
+            let chosen = chosen(&servers, server.as_deref())?;
+            let (listed, failed) = list_each(&chosen, &options, "tools", async |c| {
+                c.list_all_tools().await
+            })
+            .await;
             if cli.json {
-                let list: Vec<Value> = listed
-                    .iter()
-                    .map(|(server, tool)| {
-                        let mut value = serde_json::to_value(tool).unwrap_or_default();
-                        if let Value::Object(map) = &mut value {
-                            map.insert("server".into(), server.clone().into());
-                        }
-                        value
-                    })
-                    .collect();
-                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&tagged(&listed))?)?;
             } else {
                 for (server, tool) in &listed {
-                    let summary = tool
-                        .description
-                        .as_deref()
-                        .and_then(|d| d.lines().next())
-                        .unwrap_or("");
+                    let summary = first_line(tool.description.as_deref());
                     writeln!(out, "{server}\t{}\t{summary}", tool.name)?;
                 }
             }
             Ok(if failed { CONNECTION } else { 0 })
+        }
+        Command::Resources { server } => {
+            let chosen = chosen(&servers, server.as_deref())?;
+            let (listed, failed) = list_each(&chosen, &options, "resources", async |c| {
+                c.list_all_resources().await
+            })
+            .await;
+            if cli.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&tagged(&listed))?)?;
+            } else {
+                for (server, resource) in &listed {
+                    writeln!(
+                        out,
+                        "{server}\t{}\t{}\t{}",
+                        resource.uri,
+                        resource.name,
+                        resource.mime_type.as_deref().unwrap_or("")
+                    )?;
+                }
+            }
+            Ok(if failed { CONNECTION } else { 0 })
+        }
+        Command::Read { target } => {
+            let (server, uri) = match target.as_slice() {
+                [uri] => (None, uri.clone()),
+                [server, uri] => (Some(pick(&servers, server)?.clone()), uri.clone()),
+                _ => return Err(Failure(USAGE, "read takes [SERVER] URI".into())),
+            };
+            let candidates = match &server {
+                Some(server) => vec![server.clone()],
+                None => servers.clone(),
+            };
+            // Without a server, the one that lists the URI (or answers for it) reads it.
+            for (name, result) in connect::connect_all(&candidates, &options).await {
+                let Ok(connected) = result else {
+                    if let Err(error) = result {
+                        eprintln!("mcp: {error}");
+                    }
+                    continue;
+                };
+                let read = connected
+                    .client
+                    .read_resource(rmcp::model::ReadResourceRequestParams::new(uri.clone()))
+                    .await;
+                let _ = connected.client.cancel().await;
+                match read {
+                    Ok(contents) => {
+                        if cli.json {
+                            writeln!(out, "{}", serde_json::to_string_pretty(&contents)?)?;
+                        } else {
+                            for content in &contents.contents {
+                                match content {
+                                    rmcp::model::ResourceContents::TextResourceContents {
+                                        text,
+                                        ..
+                                    } => writeln!(out, "{text}")?,
+                                    rmcp::model::ResourceContents::BlobResourceContents {
+                                        blob,
+                                        mime_type,
+                                        ..
+                                    } => writeln!(
+                                        out,
+                                        "<{} blob, {} base64 characters; use --json>",
+                                        mime_type.as_deref().unwrap_or("binary"),
+                                        blob.len()
+                                    )?,
+                                    other => writeln!(out, "{}", serde_json::to_string(other)?)?,
+                                }
+                            }
+                        }
+                        return Ok(0);
+                    }
+                    Err(error) if server.is_some() => {
+                        return Err(Failure(
+                            CONNECTION,
+                            format!("{name}: reading {uri}: {error}"),
+                        ));
+                    }
+                    Err(_) => continue,
+                }
+            }
+            Err(Failure(
+                CONNECTION,
+                format!("no server could read {uri}; `mcp resources` lists what they have"),
+            ))
+        }
+        Command::Prompts { server } => {
+            let chosen = chosen(&servers, server.as_deref())?;
+            let (listed, failed) = list_each(&chosen, &options, "prompts", async |c| {
+                c.list_all_prompts().await
+            })
+            .await;
+            if cli.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&tagged(&listed))?)?;
+            } else {
+                for (server, prompt) in &listed {
+                    let arguments: Vec<String> = prompt
+                        .arguments
+                        .iter()
+                        .flatten()
+                        .map(|a| {
+                            if a.required == Some(true) {
+                                a.name.clone()
+                            } else {
+                                format!("[{}]", a.name)
+                            }
+                        })
+                        .collect();
+                    writeln!(
+                        out,
+                        "{server}\t{}\t{}\t{}",
+                        prompt.name,
+                        arguments.join(" "),
+                        first_line(prompt.description.as_deref())
+                    )?;
+                }
+            }
+            Ok(if failed { CONNECTION } else { 0 })
+        }
+        Command::Prompt {
+            server,
+            name,
+            arguments,
+        } => {
+            let server = pick(&servers, server)?;
+            let mut values = serde_json::Map::new();
+            for pair in arguments {
+                let Some((key, value)) = pair.split_once('=') else {
+                    return Err(Failure(
+                        USAGE,
+                        format!("prompt arguments are key=value, not {pair:?}"),
+                    ));
+                };
+                values.insert(key.to_owned(), Value::String(value.to_owned()));
+            }
+            let Connected { client, .. } = connect::connect(server, &options)
+                .await
+                .map_err(|e| Failure(CONNECTION, e.to_string()))?;
+            let mut request = rmcp::model::GetPromptRequestParams::new(name.clone());
+            if !values.is_empty() {
+                request = request.with_arguments(values);
+            }
+            let result = client.get_prompt(request).await;
+            let _ = client.cancel().await;
+            let prompt = result
+                .map_err(|e| Failure(CONNECTION, format!("{}: prompt {name}: {e}", server.name)))?;
+            if cli.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&prompt)?)?;
+            } else {
+                for message in &prompt.messages {
+                    let role = serde_json::to_value(&message.role)?;
+                    let content = serde_json::to_value(&message.content)?;
+                    let text = content["text"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| content.to_string());
+                    writeln!(out, "{}: {text}", role.as_str().unwrap_or("?"))?;
+                }
+            }
+            Ok(0)
         }
         Command::Call {
             server,
@@ -258,6 +403,65 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             })
         }
     }
+}
+
+fn chosen(servers: &[Server], only: Option<&str>) -> Result<Vec<Server>, Failure> {
+    Ok(match only {
+        Some(name) => vec![pick(servers, name)?.clone()],
+        None => servers.to_vec(),
+    })
+}
+
+fn first_line(text: Option<&str>) -> &str {
+    text.and_then(|d| d.lines().next()).unwrap_or("")
+}
+
+/// Connects to every server and collects what `list` returns from each, tagged with the
+/// server's name; failures are reported on stderr and make the second value true.
+async fn list_each<T>(
+    servers: &[Server],
+    options: &ConnectOptions,
+    what: &str,
+    list: impl AsyncFn(&connect::Client) -> Result<Vec<T>, rmcp::ServiceError>,
+) -> (Vec<(String, T)>, bool) {
+    let mut listed = Vec::new();
+    let mut failed = false;
+    for (name, result) in connect::connect_all(servers, options).await {
+        let connected = match result {
+            Ok(connected) => connected,
+            Err(error) => {
+                eprintln!("mcp: {error}");
+                failed = true;
+                continue;
+            }
+        };
+        match list(&connected.client).await {
+            Ok(items) => listed.extend(items.into_iter().map(|item| (name.clone(), item))),
+            // A server without the capability is not a failure: it has none.
+            Err(rmcp::ServiceError::McpError(error))
+                if error.code == rmcp::model::ErrorCode::METHOD_NOT_FOUND => {}
+            Err(error) => {
+                eprintln!("mcp: {name}: listing {what} failed: {error}");
+                failed = true;
+            }
+        }
+        let _ = connected.client.cancel().await;
+    }
+    (listed, failed)
+}
+
+/// Items as JSON objects with a `server` field.
+fn tagged<T: serde::Serialize>(listed: &[(String, T)]) -> Vec<Value> {
+    listed
+        .iter()
+        .map(|(server, item)| {
+            let mut value = serde_json::to_value(item).unwrap_or_default();
+            if let Value::Object(map) = &mut value {
+                map.insert("server".into(), server.clone().into());
+            }
+            value
+        })
+        .collect()
 }
 
 /// One JSON object, or `key=value` pairs whose values are JSON when they parse as JSON.
