@@ -4,8 +4,11 @@
 //!   variable expansion.
 //!
 //! - [`connect`]: stdio, Streamable HTTP and legacy SSE connections, all servers at once.
+//! - [`names`]: every server's tools in one model-facing namespace (`server__tool`, ≤ 64
+//!   characters, a map back).
 //!
 //! The agent lands next (see the README).
 
 pub mod config;
 pub mod connect;
+pub mod names;

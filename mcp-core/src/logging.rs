@@ -10,12 +10,20 @@ use crate::args::LogLevel;
 /// `warn` for rmcp's per-message chatter. Calling it twice is harmless (the second call keeps the
 /// first subscriber), so tests and binaries can both call it.
 pub fn init_logging(level: Option<LogLevel>) {
-    let filter = match level {
-        Some(level) => EnvFilter::new(level.as_str()),
-        None => {
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"))
-        }
-    };
+    match level {
+        Some(level) => install(EnvFilter::new(level.as_str())),
+        None => init_logging_with("info,rmcp=warn"),
+    }
+}
+
+/// [`init_logging`] with `default` (an `EnvFilter` directive such as `warn,rmcp=off`) used when
+/// `RUST_LOG` is not set. For programs whose own messages already say what failed.
+pub fn init_logging_with(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    install(filter);
+}
+
+fn install(filter: EnvFilter) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -96,7 +96,9 @@ impl<E: std::fmt::Display> From<E> for Failure {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    mcp_core::init_logging(Some(mcp_core::LogLevel::Warn));
+    // Our errors say what failed; rmcp's own ERROR lines about the same transport would repeat
+    // it. RUST_LOG brings them back.
+    mcp_core::init_logging_with("warn,rmcp=off");
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(Failure(code, message)) => {
