@@ -142,7 +142,39 @@ pub async fn run_scenarios(url: &str, scenarios: &[&str]) -> Result<SuiteReport,
     Ok(report)
 }
 
+/// The official client scenarios every client of ours must pass.
+pub const CLIENT_SCENARIOS: [&str; 4] = [
+    "initialize",
+    "tools_call",
+    "elicitation-sep1034-client-defaults",
+    "sse-retry",
+];
+
+/// Runs client scenarios: the suite starts its own server for each and runs `command
+/// <server-url>` with `MCP_CONFORMANCE_SCENARIO` set.
+pub async fn run_client_scenarios(
+    command: &str,
+    scenarios: &[&str],
+) -> Result<SuiteReport, SuiteError> {
+    let mut report = SuiteReport::default();
+    for scenario in scenarios {
+        report.scenarios.extend(
+            invoke(&["client", "--command", command, "--scenario", scenario])
+                .await?
+                .scenarios,
+        );
+    }
+    Ok(report)
+}
+
 async fn run(url: &str, selection: &[&str]) -> Result<SuiteReport, SuiteError> {
+    let mut args = vec!["server", "--url", url];
+    args.extend_from_slice(selection);
+    invoke(&args).await
+}
+
+/// Runs the suite with `args` and reads the verdicts it wrote.
+async fn invoke(args: &[&str]) -> Result<SuiteReport, SuiteError> {
     static RUNS: AtomicU32 = AtomicU32::new(0);
     let node = node22()?;
     ensure_node_peers()?;
@@ -154,8 +186,7 @@ async fn run(url: &str, selection: &[&str]) -> Result<SuiteReport, SuiteError> {
     let _ = std::fs::remove_dir_all(&out);
     let output = tokio::process::Command::new(node)
         .arg(node_bin("conformance"))
-        .args(["server", "--url", url])
-        .args(selection)
+        .args(args)
         .arg("-o")
         .arg(&out)
         .kill_on_drop(true)
@@ -197,7 +228,10 @@ fn read_reports(out: &Path) -> Result<SuiteReport, SuiteError> {
 
 /// `server-tools-list-2026-11-29T22-53-24-718Z` → `tools-list`.
 fn scenario_name(dir: &str) -> String {
-    let name = dir.strip_prefix("server-").unwrap_or(dir);
+    let name = dir
+        .strip_prefix("server-")
+        .or_else(|| dir.strip_prefix("client-"))
+        .unwrap_or(dir);
     let bytes = name.as_bytes();
     // The timestamp suffix starts with `-YYYY-MM-DDT`.
     let cut = (0..bytes.len()).find(|&i| {
@@ -226,5 +260,9 @@ mod tests {
             "server-sse-polling"
         );
         assert_eq!(scenario_name("server-ping"), "ping");
+        assert_eq!(
+            scenario_name("client-sse-retry-2026-11-30T02-00-00-000Z"),
+            "sse-retry"
+        );
     }
 }

@@ -42,7 +42,7 @@ impl Era {
         match self {
             Era::Auto => ClientLifecycleMode::Auto {
                 preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-                legacy_version: None,
+                legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
             },
             Era::Handshake => ClientLifecycleMode::Initialize,
             Era::Stateless => ClientLifecycleMode::Discover {
@@ -323,6 +323,15 @@ fn start_stamp() -> String {
     format!("start at unix time {seconds}")
 }
 
+/// What `mcp` tells servers about itself. An `initialize` carries the newest version that has
+/// one (the stateless revision has no handshake; rmcp's default would name it).
+fn client_config() -> ClientConfig {
+    let mut config = ClientConfig::default();
+    config.client_info = rmcp::model::Implementation::new("mcp", env!("CARGO_PKG_VERSION"));
+    config.protocol_version = ProtocolVersion::LATEST_WITH_INITIALIZE;
+    config
+}
+
 async fn handshake<T, E, A>(
     name: &str,
     transport: T,
@@ -333,8 +342,7 @@ where
     T: rmcp::transport::IntoTransport<RoleClient, E, A>,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let started =
-        serve_client_with_lifecycle(ClientConfig::default(), transport, options.era.lifecycle());
+    let started = serve_client_with_lifecycle(client_config(), transport, options.era.lifecycle());
     match tokio::time::timeout(options.timeout, started).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(error)) => Err(ConnectError::Handshake {

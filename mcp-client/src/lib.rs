@@ -4,6 +4,7 @@
 //!   variable expansion.
 //!
 //! - [`connect`]: stdio, Streamable HTTP and legacy SSE connections, all servers at once.
+//! - [`handler`]: answers to servers' requests (elicitation so far).
 //! - [`names`]: every server's tools in one model-facing namespace (`server__tool`, ≤ 64
 //!   characters, a map back).
 //!
@@ -11,4 +12,5 @@
 
 pub mod config;
 pub mod connect;
+pub mod handler;
 pub mod names;
