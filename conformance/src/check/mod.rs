@@ -219,48 +219,25 @@ async fn connect(target: &Target) -> Result<Wire, WireError> {
 
 async fn handshake_checks(wire: &mut Wire, options: &Options, report: &mut Report) {
     let timeout = options.timeout;
-    let init = request(
-        1,
-        "initialize",
-        json!({
-            "protocolVersion": HANDSHAKE_VERSION,
-            "capabilities": {},
-            "clientInfo": { "name": "mcp-check", "version": env!("CARGO_PKG_VERSION") },
-        }),
-    );
-    let result = match wire.request(init, timeout).await {
-        Ok(answer) => match answer.get("result") {
-            Some(result)
-                if result["protocolVersion"].is_string()
-                    && result["serverInfo"]["name"].is_string()
-                    && result["capabilities"].is_object() =>
-            {
-                result.clone()
-            }
-            _ => {
-                report.record(
-                    "initialize",
-                    Status::Fail,
-                    format!("not a valid initialize result: {answer}"),
-                );
-                return;
-            }
-        },
+    let result = match wire
+        .initialize(HANDSHAKE_VERSION, "mcp-check", timeout)
+        .await
+    {
+        Ok(result) => result,
         Err(error) => {
             report.record("initialize", Status::Fail, error.to_string());
             return;
         }
     };
-    let version = result["protocolVersion"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     report.server = Some(result["serverInfo"].clone());
-    report.record("initialize", Status::Pass, format!("protocol {version}"));
-    wire.set_http_header("MCP-Protocol-Version", Some(version));
-    let _ = wire
-        .notify(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
-        .await;
+    report.record(
+        "initialize",
+        Status::Pass,
+        format!(
+            "protocol {}",
+            result["protocolVersion"].as_str().unwrap_or_default()
+        ),
+    );
 
     match wire.request(request(2, "ping", json!({})), timeout).await {
         Ok(answer) if answer["result"].is_object() => {

@@ -30,6 +30,8 @@ pub enum WireError {
     Timeout(Duration),
     #[error("HTTP: {0}")]
     Http(String),
+    #[error("{0}")]
+    Protocol(String),
 }
 
 /// What a server sent that was not an answer to one of our requests.
@@ -87,6 +89,47 @@ impl Wire {
                     )))
                 }),
         }
+    }
+
+    /// The `initialize` handshake (as `client`, asking for protocol `version`): checks the answer
+    /// is an initialize result, sends `notifications/initialized`, and on HTTP sends the
+    /// negotiated `MCP-Protocol-Version` from then on. Returns the result.
+    pub async fn initialize(
+        &mut self,
+        version: &str,
+        client: &str,
+        timeout: Duration,
+    ) -> Result<Value, WireError> {
+        let answer = self
+            .request(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": version,
+                    "capabilities": {},
+                    "clientInfo": { "name": client, "version": env!("CARGO_PKG_VERSION") },
+                }}),
+                timeout,
+            )
+            .await?;
+        let result = match answer.get("result") {
+            Some(result)
+                if result["protocolVersion"].is_string()
+                    && result["serverInfo"]["name"].is_string()
+                    && result["capabilities"].is_object() =>
+            {
+                result.clone()
+            }
+            _ => {
+                return Err(WireError::Protocol(format!(
+                    "not a valid initialize result: {answer}"
+                )));
+            }
+        };
+        let negotiated = result["protocolVersion"].as_str().map(str::to_owned);
+        self.set_http_header("MCP-Protocol-Version", negotiated);
+        let _ = self
+            .notify(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
+            .await;
+        Ok(result)
     }
 
     /// Sends a notification.

@@ -11,16 +11,19 @@ mod support;
 
 use std::{process::Command, time::Duration};
 
-use mcp_conformance::check::wire::Wire;
-use mcp_core::testing::{TestClient, connect, text};
-use mcp_server_sql::{Database, Options, SqlServer, Target};
+use mcp_core::testing::text;
+use mcp_server_sql::Options;
 use rmcp::{
     ServiceExt,
-    model::{CallToolResult, ClientConfig, ReadResourceRequestParams, ResourceContents},
+    model::{ClientConfig, ReadResourceRequestParams, ResourceContents},
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
-use support::pg::{admin, url_for};
+use support::{
+    all_refused, cancel_a_slow_query, count_t, ok,
+    pg::{admin, url_for},
+    refused, server,
+};
 
 const MCP_SQL: &str = env!("CARGO_BIN_EXE_mcp-sql");
 const ODD_TABLE: &str = "x\"; DROP TABLE t; --";
@@ -73,28 +76,6 @@ async fn fresh_database(name: &str) -> String {
     .await
     .unwrap();
     name.to_owned()
-}
-
-async fn server(url: &str, options: Options) -> TestClient {
-    let target = Target::parse(url).unwrap();
-    let db = Database::open(&target, options).await.unwrap();
-    connect(SqlServer::new(db, target, options)).await.unwrap()
-}
-
-fn ok(result: &CallToolResult) -> &Value {
-    assert_ne!(result.is_error, Some(true), "{}", text(result));
-    result.structured_content.as_ref().unwrap()
-}
-
-async fn refused(client: &TestClient, tool: &str, arguments: Value) -> String {
-    let result = client.call(tool, arguments.clone()).await.unwrap();
-    assert_eq!(
-        result.is_error,
-        Some(true),
-        "{tool} {arguments} was not refused: {}",
-        text(&result)
-    );
-    text(&result)
 }
 
 /// Everything in the database, schema and data, as `pg_dump` prints it.
@@ -346,13 +327,7 @@ async fn every_attack_fails_and_the_database_is_unchanged() {
         ("CREATE TABLE u AS SELECT 1 AS x", "read-only statement"),
         ("SELECT pg_sleep(600)", "timeout"),
     ];
-    for (sql, expected) in attacks {
-        let message = refused(&client, "query", json!({ "sql": sql })).await;
-        assert!(
-            message.contains(expected),
-            "{sql}: expected {expected:?} in {message}"
-        );
-    }
+    all_refused(&client, &attacks).await;
     let explained = refused(
         &client,
         "explain",
@@ -531,37 +506,8 @@ async fn the_binary_takes_the_password_from_the_environment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_query_is_cancelled_on_the_server() {
     let name = fresh_database("mcp_cancel").await;
-    let mut wire = Wire::spawn(&[
-        MCP_SQL.to_owned(),
-        "--timeout".to_owned(),
-        "600".to_owned(),
-        url_for(&name, None),
-    ])
-    .await
-    .unwrap();
-    let answer = wire
-        .request(
-            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "test", "version": "1"}}}),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-    assert!(answer.get("result").is_some(), "{answer}");
-    wire.notify(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-        .await
-        .unwrap();
-    let answered = wire
-        .call_then_cancel(
-            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "query",
-                   "arguments": {"sql": "SELECT pg_sleep(300) AS slept"}}}),
-            json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
-    assert!(!answered, "a cancelled request is not answered");
+    let mut wire =
+        cancel_a_slow_query(&url_for(&name, None), "SELECT pg_sleep(300) AS slept").await;
 
     // The sleep is gone from the server (bounded wait: it would otherwise run for 300 s).
     let observer = admin(&name).await;
@@ -583,17 +529,6 @@ async fn a_cancelled_query_is_cancelled_on_the_server() {
     }
     assert_eq!(sleeping, 0, "the cancelled statement is still running");
 
-    let next = wire
-        .request(
-            json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "query",
-                   "arguments": {"sql": "SELECT count(*) FROM t"}}}),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        next["result"]["structuredContent"]["rows"][0][0], 2500,
-        "{next}"
-    );
+    assert_eq!(count_t(&mut wire, Duration::from_secs(30)).await, 2500);
     wire.close().await;
 }

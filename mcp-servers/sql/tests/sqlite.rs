@@ -2,13 +2,15 @@
 //! must fail and leave the database file byte-for-byte unchanged.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::{path::Path, time::Duration};
 
-use mcp_conformance::check::wire::Wire;
-use mcp_core::testing::{TestClient, connect, text};
-use mcp_server_sql::{Database, Options, SqlServer, Target};
-use rmcp::model::{CallToolResult, ReadResourceRequestParams, ResourceContents};
+use mcp_core::testing::{TestClient, text};
+use mcp_server_sql::{Database, Options, Target};
+use rmcp::model::{ReadResourceRequestParams, ResourceContents};
 use serde_json::{Value, json};
+use support::{all_refused, cancel_a_slow_query, count_t, ok, refused};
 
 const ODD_TABLE: &str = "x\"; DROP TABLE t; --";
 
@@ -36,26 +38,9 @@ fn fixture(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// An in-process server on a SQLite file.
 async fn server(path: &Path, options: Options) -> TestClient {
-    let target = Target::parse(&path.display().to_string()).unwrap();
-    let db = Database::open(&target, options).await.unwrap();
-    connect(SqlServer::new(db, target, options)).await.unwrap()
-}
-
-fn ok(result: &CallToolResult) -> &Value {
-    assert_ne!(result.is_error, Some(true), "{}", text(result));
-    result.structured_content.as_ref().unwrap()
-}
-
-async fn refused(client: &TestClient, tool: &str, arguments: Value) -> String {
-    let result = client.call(tool, arguments.clone()).await.unwrap();
-    assert_eq!(
-        result.is_error,
-        Some(true),
-        "{tool} {arguments} was not refused: {}",
-        text(&result)
-    );
-    text(&result)
+    support::server(&path.display().to_string(), options).await
 }
 
 #[tokio::test]
@@ -302,13 +287,7 @@ async fn every_attack_fails_and_the_file_is_unchanged() {
             "timeout",
         ),
     ];
-    for (sql, expected) in attacks {
-        let message = refused(&client, "query", json!({ "sql": sql })).await;
-        assert!(
-            message.contains(expected),
-            "{sql}: expected {expected:?} in {message}"
-        );
-    }
+    all_refused(&client, &attacks).await;
     let explained = refused(
         &client,
         "explain",
@@ -467,53 +446,12 @@ async fn a_missing_or_foreign_file_is_a_clear_startup_error() {
 async fn a_cancelled_query_stops_and_frees_the_connection() {
     let dir = tempfile::tempdir().unwrap();
     let path = fixture(dir.path());
-    let mut wire = Wire::spawn(&[
-        env!("CARGO_BIN_EXE_mcp-sql").to_owned(),
-        "--timeout".to_owned(),
-        "600".to_owned(),
-        path.display().to_string(),
-    ])
-    .await
-    .unwrap();
-    initialize(&mut wire).await;
-    let answered = wire
-        .call_then_cancel(
-            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "query", "arguments": {
-                "sql": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
-            }}}),
-            json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
-    assert!(!answered, "a cancelled request is not answered");
+    let mut wire = cancel_a_slow_query(
+        &path.display().to_string(),
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+    )
+    .await;
     // Generous: without the cancellation this waits the full 600 s timeout.
-    let next = wire
-        .request(
-            json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "query", "arguments": {"sql": "SELECT count(*) FROM t"}}}),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        next["result"]["structuredContent"]["rows"][0][0], 2500,
-        "{next}"
-    );
+    assert_eq!(count_t(&mut wire, Duration::from_secs(60)).await, 2500);
     wire.close().await;
-}
-
-async fn initialize(wire: &mut Wire) {
-    let answer = wire
-        .request(
-            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "test", "version": "1"}}}),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-    assert!(answer.get("result").is_some(), "{answer}");
-    wire.notify(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-        .await
-        .unwrap();
 }

@@ -1,2 +1,88 @@
 //! Helpers shared by the tests and the benchmark.
+#![allow(dead_code)]
+
 pub mod pg;
+
+use std::time::Duration;
+
+use mcp_conformance::check::wire::Wire;
+use mcp_core::testing::{TestClient, connect, text};
+use mcp_server_sql::{Database, Options, SqlServer, Target};
+use rmcp::model::CallToolResult;
+use serde_json::{Value, json};
+
+/// An in-process server on the database `url` names, and a client of it.
+pub async fn server(url: &str, options: Options) -> TestClient {
+    let target = Target::parse(url).unwrap();
+    let db = Database::open(&target, options).await.unwrap();
+    connect(SqlServer::new(db, target, options)).await.unwrap()
+}
+
+/// A successful call's structured content.
+pub fn ok(result: &CallToolResult) -> &Value {
+    assert_ne!(result.is_error, Some(true), "{}", text(result));
+    result.structured_content.as_ref().unwrap()
+}
+
+/// Calls `tool` and returns the text of the tool error it must answer with.
+pub async fn refused(client: &TestClient, tool: &str, arguments: Value) -> String {
+    let result = client.call(tool, arguments.clone()).await.unwrap();
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool} {arguments} was not refused: {}",
+        text(&result)
+    );
+    text(&result)
+}
+
+/// Each `(sql, expected)`: `query` refuses it with `expected` in the message.
+pub async fn all_refused(client: &TestClient, attacks: &[(&str, &str)]) {
+    for (sql, expected) in attacks {
+        let message = refused(client, "query", json!({ "sql": sql })).await;
+        assert!(
+            message.contains(expected),
+            "{sql}: expected {expected:?} in {message}"
+        );
+    }
+}
+
+/// Runs the `mcp-sql` binary on `database` with a ten-minute timeout, starts `slow_sql` as a
+/// `query`, cancels it, and checks it was not answered. Returns the connection to go on with.
+pub async fn cancel_a_slow_query(database: &str, slow_sql: &str) -> Wire {
+    let mut wire = Wire::spawn(&[
+        env!("CARGO_BIN_EXE_mcp-sql").to_owned(),
+        "--timeout".to_owned(),
+        "600".to_owned(),
+        database.to_owned(),
+    ])
+    .await
+    .unwrap();
+    wire.initialize("2025-11-25", "mcp-sql-test", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let answered = wire
+        .call_then_cancel(
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "query", "arguments": {"sql": slow_sql}}}),
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert!(!answered, "a cancelled request is not answered");
+    wire
+}
+
+/// `SELECT count(*) FROM t` over `wire`, waiting at most `within` (a hang bound, not a timing).
+pub async fn count_t(wire: &mut Wire, within: Duration) -> Value {
+    let next = wire
+        .request(
+            json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                   "params": {"name": "query", "arguments": {"sql": "SELECT count(*) FROM t"}}}),
+            within,
+        )
+        .await
+        .unwrap();
+    next["result"]["structuredContent"]["rows"][0][0].clone()
+}
