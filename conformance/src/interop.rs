@@ -4,8 +4,9 @@
 //! test writes its own section of.
 //!
 //! A server's test describes the server ([`ServerUnderTest`]) and what a client should see
-//! ([`Probe`]), runs [`peer_client_cells`], renders them with [`grid`] and records the section
-//! with [`record_section`].
+//! ([`Probe`]) and calls [`check_server`], which runs the peer clients and the suite's generic
+//! scenarios and records the server's section; the pieces ([`peer_client_cells`], [`grid`],
+//! [`record_section`]) serve tests with other shapes, like the fixture's.
 
 use std::{
     path::{Path, PathBuf},
@@ -357,6 +358,45 @@ async fn inspector_cell(
     Ok(())
 }
 
+/// A real server's whole interop check, as every server's own test runs it: the peer clients
+/// over every transport, then the official suite's scenarios that apply to any server over
+/// Streamable HTTP (`{base_url}/mcp`), both recorded as the section named after the server.
+/// `written_by` names the test; `about` says what the cells do with this server. Fails with
+/// every red cell and failing check.
+pub async fn check_server(
+    server: &ServerUnderTest,
+    probe: &Probe,
+    written_by: &str,
+    about: &str,
+) -> anyhow::Result<()> {
+    let cells = peer_client_cells(server, probe).await;
+    let report = crate::suite::run_scenarios(
+        &format!("{}/mcp", server.base_url),
+        &crate::suite::GENERIC_SERVER_SCENARIOS,
+    )
+    .await?;
+    record_section(
+        &server.name,
+        &format!(
+            "## `{}` × peer clients\n\n\
+             Written by `{written_by}`. {about}\n\n{}\n\
+             The official suite's scenarios that apply to any server, over Streamable HTTP: \
+             {} checks SUCCESS, {} FAILURE, {} WARNING.\n\n{}",
+            server.name,
+            grid(&cells, &TRANSPORTS),
+            report.count("SUCCESS"),
+            report.count("FAILURE"),
+            report.count("WARNING"),
+            report.table(),
+        ),
+    )?;
+    let red = failures(&cells);
+    ensure!(red.is_empty(), "red cells:\n{}", red.join("\n"));
+    report
+        .all_passed(&crate::suite::GENERIC_SERVER_SCENARIOS)
+        .map_err(|failed| anyhow!(failed))
+}
+
 /// A markdown table of `cells`: rows in the order first seen, `pass`, `**FAIL**` or `n/a`.
 pub fn grid(cells: &[Cell], columns: &[&str]) -> String {
     let mut rows: Vec<&str> = Vec::new();
@@ -430,7 +470,7 @@ pub fn pinned_versions() -> anyhow::Result<Vec<String>> {
 }
 
 /// `conformance/RESULTS.md`.
-pub fn results_path() -> PathBuf {
+fn results_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md")
 }
 

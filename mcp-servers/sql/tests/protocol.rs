@@ -7,7 +7,6 @@ use mcp_conformance::{
     check::{self, Status, Target},
     interop::{self, Probe, ServerUnderTest, ToolProbe},
     process::HttpProcess,
-    suite,
 };
 use serde_json::json;
 
@@ -61,33 +60,15 @@ async fn peer_clients_and_the_official_generic_scenarios_are_green_and_recorded(
             .unwrap(),
         )),
     };
-    let cells = interop::peer_client_cells(&server, &probe).await;
-    let report = suite::run_scenarios(&process.url("/mcp"), &suite::GENERIC_SERVER_SCENARIOS)
-        .await
-        .unwrap();
-    assert!(process.terminate().await.unwrap().success());
-
-    interop::record_section(
-        "mcp-sql",
-        &format!(
-            "## `mcp-sql` × peer clients\n\n\
-             Written by `cargo test -p mcp-server-sql --test protocol`, on SQLite. Each cell lists \
-             the tools, runs a parameterized `query`, and is refused a `DELETE` (`isError`), and \
-             reads the `sql://tables` resource.\n\n{}\n\
-             The official suite's scenarios that apply to any server, over Streamable HTTP: \
-             {} checks SUCCESS, {} FAILURE, {} WARNING.\n\n{}",
-            interop::grid(&cells, &interop::TRANSPORTS),
-            report.count("SUCCESS"),
-            report.count("FAILURE"),
-            report.count("WARNING"),
-            report.table(),
-        ),
+    let checked = interop::check_server(
+        &server,
+        &probe,
+        "cargo test -p mcp-server-sql --test protocol",
+        "On SQLite. Each cell lists the tools, runs a parameterized `query`, is refused a `DELETE` (`isError`), and reads the `sql://tables` resource.",
     )
-    .unwrap();
-
-    let failures = interop::failures(&cells);
-    assert!(failures.is_empty(), "red cells:\n{}", failures.join("\n"));
-    report.all_passed(&suite::GENERIC_SERVER_SCENARIOS).unwrap();
+    .await;
+    assert!(process.terminate().await.unwrap().success());
+    checked.unwrap();
 }
 
 #[tokio::test]
