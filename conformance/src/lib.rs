@@ -2,6 +2,7 @@
 //!
 //! - [`everything`]: the fixture server the official conformance suite
 //!   (`@modelcontextprotocol/conformance`) expects, built on mcp-core; binary `mcp-everything`.
+//! - [`bench`]: what our side-by-side benchmarks share.
 //! - [`check`]: our own checks of any server (binary `mcp-check`).
 //! - [`interop`]: any server of ours × the peer clients, and the shared `RESULTS.md`.
 //! - [`peers`]: the official SDKs and tools used as peers in tests, pinned and installed on use.
@@ -16,6 +17,7 @@
 //! # server.shutdown().await }
 //! ```
 
+pub mod bench;
 pub mod check;
 pub mod everything;
 pub mod interop;

@@ -7,7 +7,7 @@
 //!
 //! Run with `cargo bench -p mcp-server-fs --bench vs_official`; it writes
 //! `mcp-servers/fs/BENCHMARKS.md`. Times are medians; the ratio is official ÷ ours.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     path::{Path, PathBuf},
@@ -15,7 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mcp_conformance::peers;
+use mcp_conformance::{
+    bench::{self, median, ms, node_version},
+    peers,
+};
 use mcp_core::testing::{NetworkClient, tool_call};
 use rmcp::{ServiceExt, model::ClientConfig, transport::TokioChildProcess};
 use tokio::process::Command;
@@ -43,11 +46,6 @@ impl Contender {
         let transport = TokioChildProcess::new(self.command(dir)).unwrap();
         ClientConfig::default().serve(transport).await.unwrap()
     }
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 /// 50 directories × 10 subdirectories × 100 files.
@@ -122,10 +120,6 @@ async fn cold_start(contender: &Contender, dir: &Path) -> Duration {
     assert!(!tools.is_empty());
     client.cancel().await.unwrap();
     elapsed
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
 }
 
 #[tokio::main]
@@ -254,23 +248,8 @@ async fn main() {
         ours.name,
         official.name,
         node_version(&node),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        bench::cores(),
         rows.join("\n")
     );
-    println!("{report}");
-    std::fs::write(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"),
-        report,
-    )
-    .unwrap();
-}
-
-fn node_version(node: &Path) -> String {
-    std::process::Command::new(node)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
+    bench::write_report(Path::new(env!("CARGO_MANIFEST_DIR")), &report).unwrap();
 }

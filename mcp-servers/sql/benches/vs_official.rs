@@ -7,7 +7,7 @@
 //! (a) 1,000 sequential point-lookup queries; (b) one query returning 10,000 rows; (c) cold start
 //! to the first `tools/list` answer. Run with `cargo bench -p mcp-server-sql --bench vs_official`;
 //! it writes `mcp-servers/sql/BENCHMARKS.md`. Times are medians; the ratio is theirs ÷ ours.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -18,7 +18,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mcp_conformance::peers;
+use mcp_conformance::{
+    bench::{self, median, ms, node_version},
+    peers,
+};
 use mcp_core::testing::{NetworkClient, tool_call};
 use rmcp::{ServiceExt, model::ClientConfig, transport::TokioChildProcess};
 use serde_json::json;
@@ -58,11 +61,6 @@ impl Contender {
     }
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 async fn lookups(contender: &Contender) -> Duration {
     let client = contender.connect().await;
     let started = Instant::now();
@@ -99,10 +97,6 @@ async fn cold_start(contender: &Contender) -> Duration {
     assert!(!tools.is_empty());
     client.cancel().await.unwrap();
     elapsed
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
 }
 
 /// Rows for one engine's pair of contenders, measured in interleaved rounds.
@@ -267,17 +261,10 @@ async fn main() {
          | engine | workload | mcp-sql | reference | ratio |\n|---|---|---|---|---|\n{}\n",
         server_version().await,
         node_version(&node),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        bench::cores(),
         rows.join("\n")
     );
-    println!("{report}");
-    std::fs::write(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"),
-        report,
-    )
-    .unwrap();
+    bench::write_report(Path::new(env!("CARGO_MANIFEST_DIR")), &report).unwrap();
 }
 
 async fn server_version() -> String {
@@ -286,13 +273,5 @@ async fn server_version() -> String {
         .query_one("SHOW server_version", &[])
         .await
         .map(|row| row.get::<_, String>(0))
-        .unwrap_or_default()
-}
-
-fn node_version(node: &Path) -> String {
-    std::process::Command::new(node)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
 }
