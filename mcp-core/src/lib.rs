@@ -65,7 +65,7 @@ pub use guarded::Guarded;
 pub use logging::{init_logging, init_logging_with};
 pub use serve::{HEALTH_PATH, HttpServer, MCP_PATH, ServeError, serve};
 pub use sse::{SseClientError, SseClientOptions, connect_sse};
-pub use tool::{OutputCap, Page, ToolError};
+pub use tool::{OutputCap, Page, ToolError, structured, structured_value};
 
 /// The SDK underneath, re-exported so servers build against the same version.
 pub use rmcp;

@@ -1,6 +1,6 @@
 //! Helpers for tool bodies: errors a model can act on, and output that cannot flood its context.
 
-use rmcp::model::{ContentBlock, IntoContents};
+use rmcp::model::{CallToolResult, ContentBlock, IntoContents};
 
 /// A tool failure, reported to the model as an `isError: true` result rather than a JSON-RPC
 /// error, so that it can read the message and try again differently.
@@ -194,6 +194,19 @@ fn floor_char_boundary(text: &str, index: usize) -> usize {
         index -= 1;
     }
     index
+}
+
+/// A tool result that is data: `text` for the model and for clients that read only text, `data`
+/// as its structured content.
+pub fn structured(text: impl Into<String>, data: &impl serde::Serialize) -> CallToolResult {
+    structured_value(text, serde_json::to_value(data).unwrap_or_default())
+}
+
+/// [`structured`] with the data already as JSON (moved in, not copied).
+pub fn structured_value(text: impl Into<String>, data: serde_json::Value) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text.into())]);
+    result.structured_content = Some(data);
+    result
 }
 
 #[cfg(test)]

@@ -235,24 +235,6 @@ pub struct Node {
     children: Option<Vec<Node>>,
 }
 
-impl Node {
-    /// The same JSON as serializing it, built by moving the names rather than copying them.
-    pub fn into_value(self) -> serde_json::Value {
-        let mut object = serde_json::Map::with_capacity(3);
-        object.insert("name".to_owned(), self.name.into());
-        object.insert("type".to_owned(), self.kind.into());
-        if let Some(children) = self.children {
-            object.insert("children".to_owned(), Self::list_value(children));
-        }
-        object.into()
-    }
-
-    /// A list of nodes as a JSON array.
-    pub fn list_value(nodes: Vec<Node>) -> serde_json::Value {
-        nodes.into_iter().map(Node::into_value).collect()
-    }
-}
-
 /// The tree under a directory, at most `budget` nodes; says whether it was cut.
 pub fn tree(
     resolved: &Resolved,
@@ -507,36 +489,4 @@ pub fn grep(resolved: &Resolved, options: &GrepOptions) -> Result<GrepReport, To
         }
     }
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tree_moved_into_json_is_the_tree_serialized() {
-        let leaf = |name: &str| Node {
-            name: name.to_owned(),
-            kind: "file",
-            children: None,
-        };
-        let tree = vec![
-            Node {
-                name: "src".to_owned(),
-                kind: "directory",
-                children: Some(vec![leaf("lib.rs"), leaf("\"odd\" ü")]),
-            },
-            Node {
-                name: "empty".to_owned(),
-                kind: "directory",
-                children: Some(Vec::new()),
-            },
-            leaf("README.md"),
-        ];
-        let serialized = serde_json::to_string(&tree).unwrap();
-        assert_eq!(
-            serde_json::to_string(&Node::list_value(tree)).unwrap(),
-            serialized
-        );
-    }
 }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use base64::Engine;
-use mcp_core::{OutputCap, ToolError};
+use mcp_core::{OutputCap, ToolError, structured};
 use rmcp::{
     RoleServer, ServerHandler,
     handler::server::{common::schema_for_output, router::tool::ToolRouter, wrapper::Parameters},
@@ -188,11 +188,10 @@ pub(crate) fn tool_error(error: SandboxError) -> ToolError {
     }
 }
 
-/// A result with a text rendering for any client and structured content for those that read it.
-fn structured<T: Serialize>(text: String, data: &T) -> CallToolResult {
-    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-    result.structured_content = serde_json::to_value(data).ok();
-    result
+#[derive(Serialize)]
+struct TreeOutput {
+    tree: Vec<search::Node>,
+    truncated: bool,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -678,11 +677,7 @@ impl FsServer {
         if truncated {
             text.push_str("\n[tree truncated at the entry limit; list subdirectories separately]");
         }
-        let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-        result.structured_content = Some(
-            serde_json::json!({ "tree": search::Node::list_value(tree), "truncated": truncated }),
-        );
-        Ok(result)
+        Ok(structured(text, &TreeOutput { tree, truncated }))
     }
 
     #[tool(

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use mcp_core::ToolError;
+use mcp_core::{ToolError, structured, structured_value};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
@@ -51,12 +51,6 @@ fn tool_error(error: DbError, sql: Option<&str>) -> ToolError {
         Some(hint) => ToolError::new(error_text).with_hint(hint),
         None => ToolError::new(error_text),
     }
-}
-
-fn structured<T: Serialize>(text: String, data: &T) -> CallToolResult {
-    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-    result.structured_content = serde_json::to_value(data).ok();
-    result
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -349,10 +343,7 @@ impl SqlServer {
             })
             .await
             .map_err(|e| tool_error(e, Some(&sql)))?;
-        let text = text_table(&rows);
-        let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-        result.structured_content = Some(rows.into_value());
-        Ok(result)
+        Ok(structured_value(text_table(&rows), rows.into_value()))
     }
 
     #[tool(
