@@ -81,14 +81,10 @@ pub fn default_log_dir() -> PathBuf {
         .join("mcp-toolkit/logs")
 }
 
-/// A connected server and how it was reached.
+/// A connected server.
 pub struct Connected {
     pub name: String,
     pub client: Client,
-    /// `stdio`, `http` or `sse`.
-    pub via: &'static str,
-    /// The stdio server's stderr log.
-    pub log: Option<PathBuf>,
 }
 
 /// Why a server could not be reached; every variant names the server and says what to do.
@@ -304,14 +300,8 @@ async fn connect_stdio(
             command: program.display().to_string(),
             reason: e.to_string(),
         })?;
-    let log = Some(log_path);
-    let client = handshake(&name, transport, options, log.clone()).await?;
-    Ok(Connected {
-        name,
-        client,
-        via: "stdio",
-        log,
-    })
+    let client = handshake(&name, transport, options, Some(log_path)).await?;
+    Ok(Connected { name, client })
 }
 
 /// Seconds since the epoch: enough to tell one start from the next in a log.
@@ -379,8 +369,6 @@ async fn connect_http(
     Ok(Connected {
         name: server.name.clone(),
         client,
-        via: "http",
-        log: None,
     })
 }
 
@@ -415,7 +403,5 @@ async fn connect_sse(
     Ok(Connected {
         name: server.name.clone(),
         client,
-        via: "sse",
-        log: None,
     })
 }

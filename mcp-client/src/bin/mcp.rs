@@ -216,22 +216,20 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(if failed { CONNECTION } else { 0 })
         }
         Command::Read { target } => {
-            let (server, uri) = match target.as_slice() {
+            let (only, uri) = match target.as_slice() {
                 [uri] => (None, uri.clone()),
-                [server, uri] => (Some(pick(&servers, server)?.clone()), uri.clone()),
+                [server, uri] => (Some(server.as_str()), uri.clone()),
                 _ => return Err(Failure(USAGE, "read takes [SERVER] URI".into())),
             };
-            let candidates = match &server {
-                Some(server) => vec![server.clone()],
-                None => servers.clone(),
-            };
-            // Without a server, the one that lists the URI (or answers for it) reads it.
+            let candidates = chosen(&servers, only)?;
+            // Without a server, each is asked in turn; the first that can read it answers.
             for (name, result) in connect::connect_all(&candidates, &options).await {
-                let Ok(connected) = result else {
-                    if let Err(error) = result {
+                let connected = match result {
+                    Ok(connected) => connected,
+                    Err(error) => {
                         eprintln!("mcp: {error}");
+                        continue;
                     }
-                    continue;
                 };
                 let read = connected
                     .client
@@ -265,7 +263,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                         }
                         return Ok(0);
                     }
-                    Err(error) if server.is_some() => {
+                    Err(error) if only.is_some() => {
                         return Err(Failure(
                             CONNECTION,
                             format!("{name}: reading {uri}: {error}"),

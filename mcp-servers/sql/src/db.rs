@@ -411,11 +411,12 @@ impl DbError {
         out
     }
 
-    /// Moves the position by `by` characters, for SQL we prefixed (`EXPLAIN …`).
-    pub(crate) fn shifted(mut self, by: isize) -> Self {
+    /// For SQL we sent behind `prefix` (`EXPLAIN …`): the position in the caller's SQL.
+    pub(crate) fn after_prefix(mut self, prefix: &str) -> Self {
+        let skipped = prefix.chars().count();
         self.position = self
             .position
-            .and_then(|p| p.checked_add_signed(by))
+            .and_then(|p| p.checked_sub(skipped))
             .filter(|p| *p > 0);
         self
     }

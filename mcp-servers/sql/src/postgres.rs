@@ -427,8 +427,9 @@ impl Postgres {
     pub async fn explain(&self, sql: String, params: Vec<Value>) -> Result<String, DbError> {
         let timeout = self.options.timeout;
         self.read(async |t| {
-            let fail = |e| pg_error(e, timeout).shifted(-8);
-            let statement = t.prepare(&format!("EXPLAIN {sql}")).await.map_err(fail)?;
+            const PREFIX: &str = "EXPLAIN ";
+            let fail = |e| pg_error(e, timeout).after_prefix(PREFIX);
+            let statement = t.prepare(&format!("{PREFIX}{sql}")).await.map_err(fail)?;
             let count = statement.params().len();
             // Without values, placeholders are planned as NULL: say so.
             let (values, note) = if params.is_empty() && count > 0 {

@@ -44,7 +44,6 @@ const REPORTING_PRAGMAS: [&str; 10] = [
 
 /// An SQLite database file.
 pub struct Sqlite {
-    path: PathBuf,
     reader: Arc<Handle>,
     writer: Option<Arc<Handle>>,
     options: Options,
@@ -230,15 +229,10 @@ impl Sqlite {
             .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
             .map_err(opening)?;
         Ok(Self {
-            path,
             reader: Arc::new(Handle::new(connection)?),
             writer,
             options,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     async fn read<T: Send + 'static>(
@@ -524,8 +518,10 @@ impl Sqlite {
     pub async fn explain(&self, sql: String, params: Vec<Value>) -> Result<String, DbError> {
         let timeout = self.options.timeout;
         self.read(move |c| {
-            let plan_sql = format!("EXPLAIN QUERY PLAN {sql}");
-            let fail = |e: rusqlite::Error| engine_error(e, &plan_sql, timeout).shifted(-19);
+            const PREFIX: &str = "EXPLAIN QUERY PLAN ";
+            let plan_sql = format!("{PREFIX}{sql}");
+            let fail =
+                |e: rusqlite::Error| engine_error(e, &plan_sql, timeout).after_prefix(PREFIX);
             let mut statement = c.prepare(&plan_sql).map_err(fail)?;
             // Without values, placeholders are planned as NULL.
             if params.is_empty() {
