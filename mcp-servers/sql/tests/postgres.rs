@@ -362,6 +362,14 @@ async fn every_attack_fails_and_the_database_is_unchanged() {
     .await;
     assert!(typo.contains("column \"nmae\" does not exist"), "{typo}");
     assert!(typo.contains("line 2, column 3"), "{typo}");
+    // explain sends the SQL behind a prefix; the position is still the caller's.
+    let planned = refused(
+        &client,
+        "explain",
+        json!({ "sql": "SELECT id,\n  nmae FROM t" }),
+    )
+    .await;
+    assert!(planned.contains("line 2, column 3"), "{planned}");
     let unknown = client
         .call("execute", json!({ "sql": "DELETE FROM t" }))
         .await;

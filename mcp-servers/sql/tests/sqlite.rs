@@ -341,6 +341,14 @@ async fn errors_carry_the_engines_message_and_position() {
     .await;
     assert!(typo.contains("no such column: nmae"), "{typo}");
     assert!(typo.contains("line 2, column 3"), "{typo}");
+    // explain sends the SQL behind a prefix; the position is still the caller's.
+    let planned = refused(
+        &client,
+        "explain",
+        json!({ "sql": "SELECT id,\n  nmae FROM t" }),
+    )
+    .await;
+    assert!(planned.contains("line 2, column 3"), "{planned}");
     let params = refused(
         &client,
         "query",
