@@ -23,6 +23,8 @@ pub enum ProcessError {
     NoAddress { program: String },
     #[error("{program} did not log a listening address within {seconds} s")]
     Timeout { program: String, seconds: u64 },
+    #[error("{program} did not start listening within {seconds} s")]
+    NotListening { program: String, seconds: u64 },
     #[error("{program} did not exit within {seconds} s of {signal}")]
     NoExit {
         program: String,
@@ -133,5 +135,69 @@ impl HttpProcess {
     /// The child's process id.
     pub fn id(&self) -> Option<u32> {
         self.child.id()
+    }
+}
+
+/// The official Python SDK's server (`peers/python/server.py`) serving `http` (Streamable HTTP
+/// at `/mcp`) or `sse` (legacy SSE at `/sse`) on a free loopback port; killed when dropped.
+pub struct PythonServer {
+    _child: Child,
+    port: u16,
+}
+
+impl PythonServer {
+    pub async fn start(kind: &str) -> Result<Self, ProcessError> {
+        let python = tokio::task::spawn_blocking(crate::peers::python_peer)
+            .await
+            .map_err(|e| ProcessError::Spawn {
+                program: "python".into(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|e| ProcessError::Spawn {
+                program: "python".into(),
+                source: std::io::Error::other(e),
+            })?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|probe| probe.local_addr())
+            .map(|address| address.port())
+            .map_err(|source| ProcessError::Spawn {
+                program: "a port probe".into(),
+                source,
+            })?;
+        let program = format!("the Python SDK {kind} server");
+        let child = Command::new(&python)
+            .arg(crate::peers::python_peers_dir().join("server.py"))
+            .args([kind, &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ProcessError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .map_err(|_| ProcessError::NotListening {
+            program,
+            seconds: 30,
+        })?;
+        Ok(Self {
+            _child: child,
+            port,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
     }
 }

@@ -7,13 +7,13 @@
 //! server built with the Python SDK.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{process::Stdio, time::Duration};
+use std::process::Stdio;
 
 use mcp_conformance::{
     everything::Everything,
     interop::{self, Cell, Probe, ServerUnderTest, ToolProbe},
     peers,
-    process::HttpProcess,
+    process::{HttpProcess, PythonServer},
     suite,
 };
 use mcp_core::{
@@ -26,7 +26,7 @@ use rmcp::{
     transport::TokioChildProcess,
 };
 use serde_json::json;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const EVERYTHING: &str = env!("CARGO_BIN_EXE_mcp-everything");
 const SIMPLE_TEXT: &str = "This is a simple text response for testing.";
@@ -159,61 +159,15 @@ async fn python_stdio_cell(era: Era) {
     client.cancel().await.unwrap();
 }
 
-/// The Python peer serving HTTP on a free port; killed when dropped.
-struct PythonHttp {
-    _child: Child,
-    port: u16,
-}
-
-impl PythonHttp {
-    async fn start(kind: &str) -> Self {
-        let python = blocking(|| peers::python_peer().unwrap()).await;
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let child = Command::new(python)
-            .arg(peers::python_peers_dir().join("server.py"))
-            .args([kind, &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let ready = tokio::time::timeout(Duration::from_secs(30), async {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await;
-        assert!(
-            ready.is_ok(),
-            "the Python {kind} server did not start listening"
-        );
-        Self {
-            _child: child,
-            port,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
 async fn python_http_cell(era: Era) {
-    let server = PythonHttp::start("http").await;
+    let server = PythonServer::start("http").await.unwrap();
     let client = connect_http(&server.url("/mcp"), era, None).await.unwrap();
     exercise_python(&client, &format!("http {era:?}")).await;
     client.cancel().await.unwrap();
 }
 
 async fn python_sse_cell() {
-    let server = PythonHttp::start("sse").await;
+    let server = PythonServer::start("sse").await.unwrap();
     let client = connect_legacy_sse(&server.url("/sse"), SseClientOptions::default())
         .await
         .unwrap();
