@@ -18,7 +18,7 @@ use anyhow::{Context, anyhow, ensure};
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::peers;
+use crate::{peers, process::HttpProcess};
 
 /// The transports every peer client is run over, in column order.
 pub const TRANSPORTS: [&str; 3] = ["stdio", "http", "sse"];
@@ -359,8 +359,9 @@ async fn inspector_cell(
 }
 
 /// A real server's whole interop check, as every server's own test runs it: the peer clients
-/// over every transport, then the official suite's scenarios that apply to any server over
-/// Streamable HTTP (`{base_url}/mcp`), both recorded as the section named after the server.
+/// over every transport, then the official suite's scenarios that apply to any server, against
+/// the server started on its own with `--transport http` (as the issue asks), both recorded as
+/// the section named after the server.
 /// `written_by` names the test; `about` says what the cells do with this server. Fails with
 /// every red cell and failing check.
 pub async fn check_server(
@@ -370,17 +371,22 @@ pub async fn check_server(
     about: &str,
 ) -> anyhow::Result<()> {
     let cells = peer_client_cells(server, probe).await;
+    let args: Vec<&str> = server.args.iter().map(String::as_str).collect();
+    let http_only = HttpProcess::start_with(&server.program, "http", &args).await?;
     let report = crate::suite::run_scenarios(
-        &format!("{}/mcp", server.base_url),
+        &http_only.url("/mcp"),
         &crate::suite::GENERIC_SERVER_SCENARIOS,
     )
-    .await?;
+    .await;
+    let stopped = http_only.terminate().await?;
+    let report = report?;
+    ensure!(stopped.success(), "the http-only server exited {stopped}");
     record_section(
         &server.name,
         &format!(
             "## `{}` × peer clients\n\n\
              Written by `{written_by}`. {about}\n\n{}\n\
-             The official suite's scenarios that apply to any server, over Streamable HTTP: \
+             The official suite's scenarios that apply to any server, run with `--transport http`: \
              {} checks SUCCESS, {} FAILURE, {} WARNING.\n\n{}",
             server.name,
             grid(&cells, &TRANSPORTS),

@@ -50,11 +50,20 @@ impl HttpProcess {
     /// Runs `program --transport http,sse --listen 127.0.0.1:0 [extra…]` and waits for the
     /// address it logs (`mcp_core::serve` logs `listening: … at http://127.0.0.1:PORT/mcp`).
     pub async fn start(program: &Path, extra: &[&str]) -> Result<Self, ProcessError> {
+        Self::start_with(program, "http,sse", extra).await
+    }
+
+    /// [`Self::start`] with the given `--transport` list (`http`, `sse` or `http,sse`).
+    pub async fn start_with(
+        program: &Path,
+        transports: &str,
+        extra: &[&str],
+    ) -> Result<Self, ProcessError> {
         let name = program.display().to_string();
         let mut child = Command::new(program)
             .args([
                 "--transport",
-                "http,sse",
+                transports,
                 "--listen",
                 "127.0.0.1:0",
                 "--log-level",
