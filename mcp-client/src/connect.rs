@@ -13,7 +13,7 @@ use std::{
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::{
-    model::{ClientConfig, ProtocolVersion},
+    model::ProtocolVersion,
     service::{ClientLifecycleMode, RoleClient, RunningService, serve_client_with_lifecycle},
     transport::{
         StreamableHttpClientTransport, TokioChildProcess,
@@ -21,10 +21,13 @@ use rmcp::{
     },
 };
 
-use crate::config::{Server, Transport, UrlKind};
+use crate::{
+    config::{Server, Transport, UrlKind},
+    handler::{Elicitation, Handler},
+};
 
 /// A connected server.
-pub type Client = RunningService<RoleClient, ClientConfig>;
+pub type Client = RunningService<RoleClient, Handler>;
 
 /// Which protocol era to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -60,6 +63,8 @@ pub struct ConnectOptions {
     /// Where stdio servers' stderr goes, one `<name>.log` each.
     pub log_dir: PathBuf,
     pub era: Era,
+    /// How each connection answers the server's requests (cloned per server, named after it).
+    pub handler: Handler,
 }
 
 impl Default for ConnectOptions {
@@ -68,6 +73,7 @@ impl Default for ConnectOptions {
             timeout: Duration::from_secs(30),
             log_dir: default_log_dir(),
             era: Era::Auto,
+            handler: Handler::plain(Elicitation::Decline),
         }
     }
 }
@@ -313,15 +319,6 @@ fn start_stamp() -> String {
     format!("start at unix time {seconds}")
 }
 
-/// What `mcp` tells servers about itself. An `initialize` carries the newest version that has
-/// one (the stateless revision has no handshake; rmcp's default would name it).
-fn client_config() -> ClientConfig {
-    let mut config = ClientConfig::default();
-    config.client_info = rmcp::model::Implementation::new("mcp", env!("CARGO_PKG_VERSION"));
-    config.protocol_version = ProtocolVersion::LATEST_WITH_INITIALIZE;
-    config
-}
-
 async fn handshake<T, E, A>(
     name: &str,
     transport: T,
@@ -332,7 +329,11 @@ where
     T: rmcp::transport::IntoTransport<RoleClient, E, A>,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let started = serve_client_with_lifecycle(client_config(), transport, options.era.lifecycle());
+    let handler = Handler {
+        server: name.to_owned(),
+        ..options.handler.clone()
+    };
+    let started = serve_client_with_lifecycle(handler, transport, options.era.lifecycle());
     match tokio::time::timeout(options.timeout, started).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(error)) => Err(ConnectError::Handshake {

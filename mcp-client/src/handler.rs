@@ -1,32 +1,89 @@
-//! How `mcp` answers what servers ask of it.
+//! How `mcp` answers what servers ask of it and hears what they tell it.
 //!
-//! For now: elicitation (`elicitation/create`). A form can be accepted with the defaults its
-//! schema gives (what the official conformance client scenario expects and what `--yes` will
-//! mean for scripts) or declined; asking the user in the terminal lands with the agent.
+//! Requests from a server: elicitation (`elicitation/create`: accepted with the schema's
+//! defaults, declined, or asked of the user), sampling (`sampling/createMessage`: answered by the
+//! configured model once the user consents) and roots (`roots/list`: the working directory).
+//! Notifications: `tools/list_changed`, progress and log messages. Everything that needs the
+//! person at the terminal or the model goes through [`Hooks`], which the agent provides; without
+//! hooks a connection declines elicitations and offers neither sampling nor roots.
 
+// Sampling, roots and logging are deprecated by the 2026-07-28 revision (SEP-2577) but are how
+// every handshake-era server asks for them; the issue asks for all three.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use rmcp::{
     ClientHandler, ErrorData, RoleClient,
     model::{
-        ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
-        Implementation, ProtocolVersion,
+        ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
+        ElicitRequestParams, ElicitResult, ElicitationAction, Implementation, ListRootsResult,
+        LoggingMessageNotificationParam, ProgressNotificationParam, ProtocolVersion, Root,
     },
-    service::RequestContext,
+    service::{NotificationContext, RequestContext},
 };
 use serde_json::{Map, Value};
 
 /// What to do with a server's elicitation request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Elicitation {
-    /// Decline every request.
+    /// Decline every request (the capability is not even offered).
     Decline,
     /// Accept a form with the defaults of its schema (fields without one are left out).
     AcceptDefaults,
+    /// Ask the user, through [`Hooks::elicit`].
+    Ask,
+}
+
+/// What the agent does with what servers ask and tell. Every method gets the server's name.
+pub trait Hooks: Send + Sync + 'static {
+    /// The server's tools changed (`notifications/tools/list_changed`).
+    fn tools_changed(&self, server: &str);
+    /// Progress of a request the client made.
+    fn progress(&self, server: &str, progress: &ProgressNotificationParam);
+    /// A log message.
+    fn log(&self, server: &str, message: &LoggingMessageNotificationParam);
+    /// Ask the user to fill in (or decline) a form.
+    fn elicit(&self, server: &str, request: ElicitRequestParams) -> BoxFuture<'_, ElicitResult>;
+    /// Answer a sampling request with the model, if the user agrees.
+    fn sample(
+        &self,
+        server: &str,
+        request: CreateMessageRequestParams,
+    ) -> BoxFuture<'_, Result<CreateMessageResult, ErrorData>>;
+    /// The roots offered to servers.
+    fn roots(&self) -> Vec<Root>;
 }
 
 /// The client side of a connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Handler {
+    /// The server this handler talks to (for the hooks); filled in by `connect`.
+    pub server: String,
     pub elicitation: Elicitation,
+    pub hooks: Option<Arc<dyn Hooks>>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("server", &self.server)
+            .field("elicitation", &self.elicitation)
+            .field("hooks", &self.hooks.is_some())
+            .finish()
+    }
+}
+
+impl Handler {
+    /// A handler that declines elicitations and offers nothing else.
+    pub fn plain(elicitation: Elicitation) -> Self {
+        Self {
+            server: String::new(),
+            elicitation,
+            hooks: None,
+        }
+    }
 }
 
 /// Each property's `default`, from a form's requested schema.
@@ -49,7 +106,17 @@ pub fn schema_defaults(schema: &Value) -> Map<String, Value> {
 
 impl ClientHandler for Handler {
     fn get_info(&self) -> ClientConfig {
-        let capabilities = ClientCapabilities::builder().enable_elicitation().build();
+        let builder = ClientCapabilities::builder();
+        let capabilities = match (self.elicitation, self.hooks.is_some()) {
+            (Elicitation::Decline, false) => builder.build(),
+            (_, false) => builder.enable_elicitation().build(),
+            (Elicitation::Decline, true) => builder.enable_roots().enable_sampling().build(),
+            (_, true) => builder
+                .enable_elicitation()
+                .enable_roots()
+                .enable_sampling()
+                .build(),
+        };
         let mut config = ClientConfig::new(
             capabilities,
             Implementation::new("mcp", env!("CARGO_PKG_VERSION")),
@@ -65,9 +132,10 @@ impl ClientHandler for Handler {
         request: ElicitRequestParams,
         _: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        match (self.elicitation, request) {
+        match (self.elicitation, &self.hooks, request) {
             (
                 Elicitation::AcceptDefaults,
+                _,
                 ElicitRequestParams::FormElicitationParams {
                     requested_schema, ..
                 },
@@ -77,7 +145,60 @@ impl ClientHandler for Handler {
                 Ok(ElicitResult::new(ElicitationAction::Accept)
                     .with_content(Value::Object(schema_defaults(&schema))))
             }
+            (Elicitation::Ask, Some(hooks), request) => {
+                Ok(hooks.elicit(&self.server, request).await)
+            }
             _ => Ok(ElicitResult::new(ElicitationAction::Decline)),
+        }
+    }
+
+    async fn create_message(
+        &self,
+        request: CreateMessageRequestParams,
+        _: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        match &self.hooks {
+            Some(hooks) => hooks.sample(&self.server, request).await,
+            None => Err(ErrorData::invalid_request(
+                "this client does not offer sampling",
+                None,
+            )),
+        }
+    }
+
+    async fn list_roots(
+        &self,
+        _: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        Ok(ListRootsResult::new(
+            self.hooks.as_ref().map(|h| h.roots()).unwrap_or_default(),
+        ))
+    }
+
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        if let Some(hooks) = &self.hooks {
+            hooks.tools_changed(&self.server);
+        }
+    }
+
+    async fn on_progress(
+        &self,
+        progress: ProgressNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        if let Some(hooks) = &self.hooks {
+            hooks.progress(&self.server, &progress);
+        }
+    }
+
+    async fn on_logging_message(
+        &self,
+        message: LoggingMessageNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        match &self.hooks {
+            Some(hooks) => hooks.log(&self.server, &message),
+            None => tracing::info!(server = %self.server, data = %message.data, "server log"),
         }
     }
 }

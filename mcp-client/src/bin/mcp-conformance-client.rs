@@ -42,9 +42,7 @@ fn arguments(schema: &Value) -> Map<String, Value> {
 }
 
 async fn run(url: &str) -> Result<(), String> {
-    let handler = Handler {
-        elicitation: Elicitation::AcceptDefaults,
-    };
+    let handler = Handler::plain(Elicitation::AcceptDefaults);
     let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
     let client = serve_client_with_lifecycle(handler, transport, ClientLifecycleMode::Initialize)
         .await

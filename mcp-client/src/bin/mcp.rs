@@ -1,10 +1,13 @@
 //! `mcp`: the terminal client.
-use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::Write as _, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::{Parser, Subcommand};
 use mcp_client::{
+    agent::{Agent, AgentError, AgentOptions, Approval, Limits},
     config::{self, ProcessVariables, Server, Transport, UrlKind},
     connect::{self, ConnectOptions, Connected, Era},
+    provider::{Api, Provider, ProviderConfig},
+    terminal::TerminalUi,
 };
 use serde_json::{Map, Value, json};
 
@@ -12,8 +15,9 @@ use serde_json::{Map, Value, json};
 /// VS Code) and work with them from the terminal.
 ///
 /// Exit codes: 0 success; 1 the tool answered with an error; 2 bad usage or config; 3 a server
-/// could not be reached, or the call failed or timed out on the way; 130 interrupted (Ctrl-C
-/// cancels the call on the server too).
+/// or the model API could not be reached, or the call failed or timed out on the way; 4 the
+/// agent stopped without an answer (step limit, a model that cannot call tools); 130
+/// interrupted (Ctrl-C cancels the call on the server too).
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -76,11 +80,69 @@ enum Command {
         /// One JSON object, or key=value pairs (a value that parses as JSON is taken as JSON).
         arguments: Vec<String>,
     },
+    /// Chat with a model that can use every server's tools (/help inside for commands).
+    Chat {
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+    /// Give a model one task, let it use the servers' tools, print its final answer. Only tools
+    /// marked read-only run unless --approve says otherwise.
+    Run {
+        /// The task, in words.
+        task: String,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+}
+
+/// The model and the agent's bounds (`chat` and `run`).
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The model's API: OpenAI-compatible chat completions (OpenAI, Ollama, vLLM, llama.cpp,
+    /// LM Studio) or Anthropic Messages.
+    #[arg(long, value_enum, env = "MCP_API", default_value_t = Api::Openai)]
+    api: Api,
+
+    /// The model (gpt-4.1-mini, claude-sonnet-4-5, qwen2.5:7b, …).
+    #[arg(long, short, env = "MCP_MODEL")]
+    model: String,
+
+    /// Where the API is, for local and other OpenAI-compatible servers: Ollama
+    /// http://127.0.0.1:11434/v1, llama.cpp http://127.0.0.1:8080/v1, LM Studio
+    /// http://127.0.0.1:1234/v1, vLLM http://127.0.0.1:8000/v1.
+    #[arg(long, env = "MCP_BASE_URL", value_name = "URL")]
+    base_url: Option<String>,
+
+    /// The environment variable that holds the API key [default: OPENAI_API_KEY or
+    /// ANTHROPIC_API_KEY]. A local server with --base-url needs none.
+    #[arg(long, value_name = "VAR")]
+    api_key_env: Option<String>,
+
+    /// Which tool calls run without asking [default: ask in chat, read-only in run].
+    #[arg(long, value_enum)]
+    approve: Option<Approval>,
+
+    /// Model requests per task before the agent gives up.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    max_steps: usize,
+
+    /// Bytes of one tool result the model sees; longer results keep their head and tail.
+    #[arg(long, default_value_t = 20_000, value_name = "BYTES")]
+    max_result_bytes: usize,
+
+    /// Most tokens per model answer.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_tokens: u32,
+
+    /// Replace the default system prompt.
+    #[arg(long, value_name = "TEXT")]
+    system: Option<String>,
 }
 
 const TOOL_ERROR: u8 = 1;
 const USAGE: u8 = 2;
 const CONNECTION: u8 = 3;
+const AGENT_STOPPED: u8 = 4;
 /// Ctrl-C, as shells report SIGINT.
 const INTERRUPTED: u8 = 130;
 
@@ -97,8 +159,9 @@ impl<E: std::fmt::Display> From<E> for Failure {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Our errors say what failed; rmcp's own ERROR lines about the same transport would repeat
-    // it. RUST_LOG brings them back.
-    mcp_core::init_logging_with("warn,rmcp=off");
+    // it; genai warns about the empty deltas every OpenAI stream starts and ends with. RUST_LOG
+    // brings them back.
+    mcp_core::init_logging_with("warn,rmcp=off,genai=error");
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(Failure(code, message)) => {
@@ -352,6 +415,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Chat { agent } => chat(&servers, agent, &options).await,
+        Command::Run { task, agent } => run_task(&servers, task, agent, &options, cli.json).await,
         Command::Call {
             server,
             tool,
@@ -403,6 +468,237 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             })
         }
     }
+}
+
+/// Connects the agent to every server (reporting the ones that fail).
+async fn agent(
+    servers: &[Server],
+    args: &AgentArgs,
+    options: &ConnectOptions,
+    default_approval: Approval,
+    stream_text: bool,
+) -> Result<Agent, Failure> {
+    let key_variable = args
+        .api_key_env
+        .clone()
+        .unwrap_or_else(|| args.api.key_variable().to_owned());
+    let api_key = std::env::var(&key_variable).ok().filter(|k| !k.is_empty());
+    if args.api_key_env.is_some() && api_key.is_none() {
+        return Err(Failure(
+            USAGE,
+            format!("--api-key-env: {key_variable} is not set"),
+        ));
+    }
+    let provider = Provider::new(ProviderConfig {
+        api: args.api,
+        model: args.model.clone(),
+        base_url: args.base_url.clone(),
+        api_key,
+        max_tokens: args.max_tokens,
+    })?;
+    let ui = Arc::new(TerminalUi::new(stream_text));
+    let agent_options = AgentOptions {
+        approval: args.approve.unwrap_or(default_approval),
+        limits: Limits {
+            max_steps: args.max_steps.max(1),
+            max_result_bytes: args.max_result_bytes.max(512),
+            tool_timeout: options.timeout,
+        },
+        system: args.system.clone(),
+        connect: options.clone(),
+    };
+    let (agent, failed) = Agent::connect(servers, provider, ui, agent_options).await;
+    for error in failed {
+        eprintln!("mcp: {error}");
+    }
+    Ok(agent)
+}
+
+/// The exit code and message for a task that ended without an answer.
+fn stopped(error: &AgentError) -> Failure {
+    let code = match error {
+        AgentError::Model(_) => CONNECTION,
+        _ => AGENT_STOPPED,
+    };
+    Failure(code, error.to_string())
+}
+
+async fn run_task(
+    servers: &[Server],
+    task: &str,
+    args: &AgentArgs,
+    options: &ConnectOptions,
+    json: bool,
+) -> Result<u8, Failure> {
+    let mut agent = agent(servers, args, options, Approval::ReadOnly, false).await?;
+    let outcome = tokio::select! {
+        result = agent.turn(task) => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if outcome.is_none() {
+        agent.discard_incomplete();
+    }
+    let transcript = agent.transcript().to_vec();
+    agent.close().await;
+    let mut out = std::io::stdout().lock();
+    let answer = match outcome {
+        None => {
+            eprintln!("mcp: interrupted; the running calls were cancelled");
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"transcript": transcript}))?
+                )?;
+            }
+            return Ok(INTERRUPTED);
+        }
+        Some(Err(error)) => {
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "error": error.to_string(), "transcript": transcript
+                    }))?
+                )?;
+            }
+            return Err(stopped(&error));
+        }
+        Some(Ok(answer)) => answer,
+    };
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json!({"answer": answer, "transcript": transcript}))?
+        )?;
+    } else {
+        writeln!(out, "{}", answer.trim_end())?;
+    }
+    Ok(0)
+}
+
+const CHAT_HELP: &str = "/tools  the tools the model can call
+/servers  the connected servers
+/clear  forget the conversation
+/save [FILE]  write the transcript as JSON
+/exit  leave (or Ctrl-D); Ctrl-C stops the current answer and its tool calls";
+
+/// Where chat history is kept between sessions.
+fn history_file() -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|home| home.join(".local/state")))?;
+    let dir = state.join("mcp-toolkit");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir.join("chat_history"))
+}
+
+async fn chat(
+    servers: &[Server],
+    args: &AgentArgs,
+    options: &ConnectOptions,
+) -> Result<u8, Failure> {
+    let mut agent = agent(servers, args, options, Approval::Ask, true).await?;
+    let summary: Vec<String> = agent
+        .servers()
+        .iter()
+        .map(|(name, tools)| format!("{name} ({tools} tools)"))
+        .collect();
+    eprintln!(
+        "mcp chat with {}; servers: {}. /help for commands.",
+        args.model,
+        if summary.is_empty() {
+            "none".to_owned()
+        } else {
+            summary.join(", ")
+        }
+    );
+    let mut editor = rustyline::DefaultEditor::new()?;
+    let history = history_file();
+    if let Some(history) = &history {
+        let _ = editor.load_history(history);
+    }
+    loop {
+        let line = tokio::task::block_in_place(|| editor.readline("you> "));
+        let line = match line {
+            Ok(line) => line,
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(rustyline::error::ReadlineError::Eof) => break,
+            Err(error) => return Err(Failure(USAGE, format!("reading input: {error}"))),
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(line);
+        let mut out = std::io::stdout().lock();
+        match line
+            .split_once(' ')
+            .map_or((line, ""), |(c, rest)| (c, rest.trim()))
+        {
+            ("/exit" | "/quit", _) => break,
+            ("/help", _) => writeln!(out, "{CHAT_HELP}")?,
+            ("/servers", _) => {
+                for (name, tools) in agent.servers() {
+                    writeln!(out, "{name}\t{tools} tools")?;
+                }
+            }
+            ("/tools", _) => {
+                for (name, _, description) in agent.tools() {
+                    writeln!(out, "{name}\t{}", first_line(Some(&description)))?;
+                }
+            }
+            ("/clear", _) => {
+                agent.clear();
+                writeln!(out, "(conversation cleared)")?;
+            }
+            ("/save", file) => {
+                let path = if file.is_empty() {
+                    PathBuf::from(format!("mcp-chat-{}.json", unix_seconds()))
+                } else {
+                    PathBuf::from(file)
+                };
+                match mcp_client::agent::save_transcript(&path, agent.transcript()) {
+                    Ok(()) => writeln!(out, "(saved to {})", path.display())?,
+                    Err(error) => eprintln!("mcp: saving {}: {error}", path.display()),
+                }
+            }
+            (command, _) if command.starts_with('/') => {
+                writeln!(out, "unknown command {command}; /help lists them")?
+            }
+            _ => {
+                drop(out);
+                let outcome = tokio::select! {
+                    result = agent.turn(line) => Some(result),
+                    _ = tokio::signal::ctrl_c() => None,
+                };
+                let mut out = std::io::stdout().lock();
+                writeln!(out)?;
+                match outcome {
+                    None => {
+                        agent.discard_incomplete();
+                        eprintln!("(interrupted; the running calls were cancelled)");
+                    }
+                    Some(Err(error)) => eprintln!("mcp: {error}"),
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    }
+    if let Some(history) = &history {
+        let _ = editor.save_history(history);
+    }
+    agent.close().await;
+    Ok(0)
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 fn chosen(servers: &[Server], only: Option<&str>) -> Result<Vec<Server>, Failure> {

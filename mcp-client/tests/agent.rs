@@ -1,0 +1,732 @@
+//! `mcp run` and `mcp chat` end to end: the real `mcp` binary, real MCP servers (the conformance
+//! fixture, the official Python SDK's server, and a test server whose tools change, hang and ask
+//! for roots), and a fake model API speaking the real OpenAI and Anthropic wire formats.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fake_llm;
+
+use std::{
+    path::Path,
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use fake_llm::{FakeLlm, call, calls, text};
+use mcp_conformance::{everything::Everything, peers};
+use mcp_core::{HttpServer, ServeArgs, Transport};
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
+        PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    },
+    service::RequestContext,
+};
+use serde_json::{Value, json};
+use tokio::{io::AsyncWriteExt as _, process::Command};
+
+const MCP: &str = env!("CARGO_BIN_EXE_mcp");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(MCP);
+    command
+        .arg("--config")
+        .arg(dir.join(".mcp.json"))
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir)
+        .env("XDG_STATE_HOME", dir)
+        .env("FAKE_KEY", "sk-test")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("MCP_MODEL")
+        .env_remove("MCP_API")
+        .env_remove("MCP_BASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+async fn mcp(dir: &Path, args: &[&str], stdin: &str) -> Run {
+    let mut child = command(dir, args).spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("mcp hung")
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `mcp run` against the fake model over the OpenAI format, with the test's key.
+fn run_args<'a>(llm: &'a FakeLlm, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--base-url",
+        &llm.base_url,
+        "--model",
+        "fake-model",
+        "--api-key-env",
+        "FAKE_KEY",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn write_config(dir: &Path, servers: Value) {
+    std::fs::write(
+        dir.join(".mcp.json"),
+        json!({ "mcpServers": servers }).to_string(),
+    )
+    .unwrap();
+}
+
+/// The messages of a recorded request, as one string to search.
+fn said(request: &fake_llm::Recorded) -> String {
+    request.body["messages"].to_string()
+}
+
+/// The tool names a request offered the model (either format).
+fn offered(request: &fake_llm::Recorded) -> Vec<String> {
+    request.body["tools"]
+        .as_array()
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|t| t["function"]["name"].as_str().or(t["name"].as_str()))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn fixture() -> HttpServer {
+    HttpServer::start(
+        Everything::default(),
+        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
+    )
+    .await
+    .unwrap()
+}
+
+fn python_server() -> Value {
+    let python = peers::python_peer().unwrap();
+    json!({"command": python.display().to_string(),
+           "args": [peers::python_peers_dir().join("server.py").display().to_string(), "stdio"]})
+}
+
+/// A server whose tools change (`unlock` adds `secret`), hang (`wait`), and ask for roots.
+#[derive(Clone, Default)]
+struct Lab {
+    unlocked: Arc<AtomicBool>,
+    started: Arc<AtomicBool>,
+    dropped: Arc<AtomicBool>,
+}
+
+struct Flag(Arc<AtomicBool>);
+
+impl Drop for Flag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn lab_tool(name: &str, description: &str, read_only: bool) -> Tool {
+    serde_json::from_value(json!({
+        "name": name, "description": description,
+        "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
+        "annotations": {"readOnlyHint": read_only}
+    }))
+    .unwrap()
+}
+
+fn reply(text: String) -> Result<CallToolResponse, ErrorData> {
+    Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
+}
+
+impl ServerHandler for Lab {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools = vec![
+            lab_tool("echo", "Echoes, from Rust", true),
+            lab_tool("wait", "Waits a long time", true),
+            lab_tool("unlock", "Adds the secret tool", false),
+            lab_tool("roots", "Lists the client's roots", true),
+        ];
+        if self.unlocked.load(Ordering::SeqCst) {
+            tools.push(lab_tool("secret", "Tells the secret", true));
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let text = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("text"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        match request.name.as_ref() {
+            "echo" => reply(format!("rust echo: {text}")),
+            "wait" => {
+                let _flag = Flag(self.dropped.clone());
+                self.started.store(true, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                reply("done".into())
+            }
+            "unlock" => {
+                self.unlocked.store(true, Ordering::SeqCst);
+                let _ = context.peer.notify_tool_list_changed().await;
+                reply("unlocked".into())
+            }
+            "secret" if self.unlocked.load(Ordering::SeqCst) => reply("the secret is 1234".into()),
+            #[allow(deprecated)]
+            "roots" => {
+                let roots = context
+                    .peer
+                    .list_roots()
+                    .await
+                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                reply(serde_json::to_string(&roots).unwrap())
+            }
+            other => Err(ErrorData::invalid_params(format!("no tool {other}"), None)),
+        }
+    }
+}
+
+async fn lab() -> (Lab, HttpServer) {
+    let lab = Lab::default();
+    let server = HttpServer::start(
+        lab.clone(),
+        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
+    )
+    .await
+    .unwrap();
+    (lab, server)
+}
+
+async fn eventually(flag: &AtomicBool) -> bool {
+    for _ in 0..200 {
+        if flag.load(Ordering::SeqCst) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_step_task_over_two_servers_with_parallel_calls_and_a_name_collision() {
+    let fx = fixture().await;
+    let (_lab, lab_server) = lab().await;
+    let dir = tempfile::tempdir().unwrap();
+    let py = tokio::task::spawn_blocking(python_server).await.unwrap();
+    write_config(
+        dir.path(),
+        json!({"fx": {"type": "http", "url": fx.url("/mcp")},
+               "lab": {"type": "http", "url": lab_server.url("/mcp")},
+               "py": py}),
+    );
+    let llm = FakeLlm::start(vec![
+        // Three calls at once; `echo` exists on two servers.
+        calls(&[
+            ("py__add", json!({"a": 2, "b": 40})),
+            ("lab__echo", json!({"text": "hi"})),
+            ("py__echo", json!({"text": "hi"})),
+        ]),
+        call("fx__test_simple_text", json!({})),
+        text("All done: 42."),
+    ])
+    .await;
+    let run = mcp(
+        dir.path(),
+        &run_args(&llm, &["--approve", "auto", "--json", "add 2 and 40"]),
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(out["answer"], "All done: 42.");
+
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0].authorization.as_deref(), Some("Bearer sk-test"));
+    assert_eq!(requests[0].body["stream"], true);
+    let tools = offered(&requests[0]);
+    for name in ["py__add", "py__echo", "lab__echo", "fx__test_simple_text"] {
+        assert!(tools.iter().any(|t| t == name), "{name} not in {tools:?}");
+    }
+    assert!(tools.iter().all(|t| valid_name(t)), "{tools:?}");
+    // Each result went back under its own call id, from the right server.
+    let results: Vec<(String, String)> = requests[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| {
+            (
+                m["tool_call_id"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        vec![
+            ("call_0".to_owned(), "42".to_owned()),
+            ("call_1".to_owned(), "rust echo: hi".to_owned()),
+            ("call_2".to_owned(), "hi".to_owned()),
+        ]
+    );
+    assert!(said(&requests[2]).contains("This is a simple text response for testing."));
+    // The transcript says which server answered each call.
+    let transcript = out["transcript"].as_array().unwrap();
+    let first_calls = transcript[1]["tool_calls"].as_array().unwrap();
+    assert_eq!(first_calls[1]["server"], "lab");
+    assert_eq!(first_calls[2]["server"], "py");
+    assert!(run.stderr.contains("→ lab.echo"), "{}", run.stderr);
+
+    lab_server.shutdown().await.unwrap();
+    fx.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_wire_format_and_a_tool_error_the_model_recovers_from() {
+    let fx = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let py = tokio::task::spawn_blocking(python_server).await.unwrap();
+    write_config(
+        dir.path(),
+        json!({"fx": {"type": "http", "url": fx.url("/mcp")}, "py": py}),
+    );
+    let llm = FakeLlm::start(vec![
+        call("fx__test_error_handling", json!({})),
+        call("py__echo", json!({"text": "recovered"})),
+        text("Recovered after the error."),
+    ])
+    .await;
+    let run = mcp(
+        dir.path(),
+        &run_args(
+            &llm,
+            &["--api", "anthropic", "--approve", "auto", "try the tools"],
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), "Recovered after the error.");
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(requests.iter().all(|r| r.path == "/v1/messages"));
+    assert_eq!(requests[0].authorization.as_deref(), Some("sk-test"));
+    assert!(offered(&requests[0]).contains(&"py__echo".to_owned()));
+    let second = said(&requests[1]);
+    assert!(
+        second.contains("tool_result")
+            && second.contains("This tool intentionally returns an error"),
+        "{second}"
+    );
+    assert!(said(&requests[2]).contains("recovered"));
+    assert!(
+        run.stderr.contains("error: This tool intentionally"),
+        "{}",
+        run.stderr
+    );
+    fx.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_tool_times_out_and_ctrl_c_cancels_the_running_call() {
+    let (lab, lab_server) = lab().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        json!({"lab": {"type": "http", "url": lab_server.url("/mcp")}}),
+    );
+
+    // The timeout: the model hears it, and the server's work is dropped.
+    let llm = FakeLlm::start(vec![call("lab__wait", json!({})), text("It timed out.")]).await;
+    let run = mcp(
+        dir.path(),
+        &run_args(&llm, &["--timeout", "2", "wait for it"]),
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), "It timed out.");
+    assert!(
+        said(&llm.requests()[1]).contains("did not answer within 2 s and was cancelled"),
+        "{:?}",
+        llm.requests()[1].body
+    );
+    assert!(
+        eventually(&lab.dropped).await,
+        "the server never saw the cancellation"
+    );
+
+    // Ctrl-C during the call: exit 130, the call cancelled on the server.
+    lab.started.store(false, Ordering::SeqCst);
+    lab.dropped.store(false, Ordering::SeqCst);
+    let llm = FakeLlm::start(vec![call("lab__wait", json!({})), text("unreachable")]).await;
+    let child = command(dir.path(), &run_args(&llm, &["wait for it"]))
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(&lab.started).await,
+        "the call never reached the server"
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        eventually(&lab.dropped).await,
+        "Ctrl-C did not cancel the call on the server"
+    );
+    assert_eq!(
+        llm.requests().len(),
+        1,
+        "no model request after the interrupt"
+    );
+    lab_server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_limits_and_a_tool_call_written_as_text() {
+    let fx = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let py = tokio::task::spawn_blocking(python_server).await.unwrap();
+    write_config(
+        dir.path(),
+        json!({"fx": {"type": "http", "url": fx.url("/mcp")}, "py": py}),
+    );
+
+    // `run` by default runs read-only tools only: echo (no readOnlyHint) is refused, the
+    // fixture's read-only tool runs.
+    let llm = FakeLlm::start(vec![
+        calls(&[
+            ("py__echo", json!({"text": "x"})),
+            ("fx__test_simple_text", json!({})),
+        ]),
+        text("ok"),
+    ])
+    .await;
+    let run = mcp(dir.path(), &run_args(&llm, &["go"]), "").await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let second = said(&llm.requests()[1]);
+    assert!(
+        second.contains("Not run: echo is not marked read-only"),
+        "{second}"
+    );
+    assert!(
+        second.contains("This is a simple text response"),
+        "{second}"
+    );
+
+    // --approve ask: the user answers on stdin; no, then yes.
+    let llm = FakeLlm::start(vec![
+        call("py__echo", json!({"text": "first"})),
+        call("py__echo", json!({"text": "second"})),
+        text("ok"),
+    ])
+    .await;
+    let run = mcp(
+        dir.path(),
+        &run_args(&llm, &["--approve", "ask", "go"]),
+        "n\ny\n",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("allow py.echo?"), "{}", run.stderr);
+    let requests = llm.requests();
+    assert!(said(&requests[1]).contains("the user declined this call"));
+    assert!(said(&requests[2]).contains("\"second\"") || said(&requests[2]).contains("second"));
+
+    // The step limit stops a model that never stops calling tools.
+    let llm = FakeLlm::start(vec![
+        call("fx__test_simple_text", json!({})),
+        call("fx__test_simple_text", json!({})),
+        call("fx__test_simple_text", json!({})),
+    ])
+    .await;
+    let run = mcp(
+        dir.path(),
+        &run_args(&llm, &["--max-steps", "2", "loop"]),
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("stopped after 2 model requests"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(llm.requests().len(), 2);
+
+    // A long result keeps its head and tail and says what was cut.
+    let long = format!("BEGIN{}END", "x".repeat(50_000));
+    let llm = FakeLlm::start(vec![call("py__echo", json!({"text": long})), text("ok")]).await;
+    let run = mcp(
+        dir.path(),
+        &run_args(
+            &llm,
+            &["--approve", "auto", "--max-result-bytes", "1000", "go"],
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let tool_message = llm.requests()[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(tool_message.len() <= 1000, "{} bytes", tool_message.len());
+    assert!(tool_message.starts_with("BEGIN") && tool_message.ends_with("END"));
+    assert!(
+        tool_message.contains("cut from the middle"),
+        "{tool_message}"
+    );
+
+    // A model that writes its tool call as text is told apart from an answer, once.
+    let llm = FakeLlm::start(vec![
+        text(r#"{"name": "py__echo", "arguments": {"text": "hi"}}"#),
+        text("never asked"),
+    ])
+    .await;
+    let run = mcp(dir.path(), &run_args(&llm, &["go"]), "").await;
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("as text instead of making a tool call"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(llm.requests().len(), 1, "it must not loop");
+    fx.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_ask_back_sampling_elicitation_roots_and_report_progress_logs_and_new_tools() {
+    let fx = fixture().await;
+    let (_lab, lab_server) = lab().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        json!({"fx": {"type": "http", "url": fx.url("/mcp")},
+               "lab": {"type": "http", "url": lab_server.url("/mcp")}}),
+    );
+    let llm = FakeLlm::start(vec![
+        call("fx__test_sampling", json!({"prompt": "What is 2+2?"})),
+        // The sampling request, answered by the same model.
+        text("4"),
+        call("fx__test_elicitation", json!({"message": "Who are you?"})),
+        call("fx__test_tool_with_progress", json!({})),
+        call("fx__test_tool_with_logging", json!({})),
+        call("lab__unlock", json!({})),
+        call("lab__secret", json!({})),
+        call("lab__roots", json!({})),
+        text("done"),
+    ])
+    .await;
+    // Answers, in order: allow sampling tool, consent to sampling, allow elicitation tool,
+    // answer the form (two fields), allow progress, allow logging, allow unlock, secret, roots.
+    let stdin = "y\ny\ny\na\nalice\nalice\ny\ny\ny\ny\ny\n";
+    // Sampling, roots and server logs belong to the handshake era (the stateless revision
+    // removed them).
+    let run = mcp(
+        dir.path(),
+        &run_args(&llm, &["--era", "handshake", "--approve", "ask", "go"]),
+        stdin,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), "done", "{}", run.stderr);
+    let requests = llm.requests();
+    assert_eq!(
+        requests.len(),
+        9,
+        "{:#?}",
+        requests.iter().map(said).collect::<Vec<_>>()
+    );
+    // Sampling: consent asked, the model asked without tools and without streaming.
+    assert!(
+        run.stderr.contains("fx asks to use the model"),
+        "{}",
+        run.stderr
+    );
+    assert_ne!(requests[1].body["stream"], true);
+    assert!(said(&requests[1]).contains("What is 2+2?"));
+    assert!(said(&requests[2]).contains("LLM response: 4"));
+    // Elicitation: asked in the terminal.
+    assert!(
+        run.stderr.contains("fx asks: Who are you?"),
+        "{}",
+        run.stderr
+    );
+    let third = said(&requests[3]);
+    assert!(
+        third.contains("action=accept") && third.contains("alice"),
+        "{third}"
+    );
+    // Progress and logs on stderr.
+    assert!(run.stderr.contains("fx: progress 50/100"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Tool processing data"),
+        "{}",
+        run.stderr
+    );
+    // tools/list_changed is followed before the next model request.
+    assert!(!offered(&requests[5]).contains(&"lab__secret".to_owned()));
+    assert!(offered(&requests[6]).contains(&"lab__secret".to_owned()));
+    assert!(said(&requests[7]).contains("the secret is 1234"));
+    // Roots: the working directory.
+    let cwd = url::Url::from_directory_path(dir.path().canonicalize().unwrap()).unwrap();
+    assert!(
+        said(&requests[8]).contains(cwd.as_str()),
+        "{}",
+        said(&requests[8])
+    );
+
+    lab_server.shutdown().await.unwrap();
+    fx.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_streams_answers_runs_slash_commands_and_reconnects_a_dropped_server() {
+    // Legacy SSE: when the server goes away the stream ends and the connection is gone for good
+    // (Streamable HTTP sessions are re-made by rmcp itself).
+    let sse = |address| ServeArgs::http(address, &[Transport::Sse]);
+    let fx = HttpServer::start(Everything::default(), &sse("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let address = fx.local_addr();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        json!({"fx": {"type": "sse", "url": fx.url("/sse")}}),
+    );
+    let llm = FakeLlm::start(vec![
+        call("fx__test_simple_text", json!({})),
+        text("The fixture answered."),
+        call("fx__test_simple_text", json!({})),
+        text("It answered again."),
+    ])
+    .await;
+    let mut child = command(
+        dir.path(),
+        &[
+            "chat",
+            "--base-url",
+            &llm.base_url,
+            "--model",
+            "fake-model",
+            "--api-key-env",
+            "FAKE_KEY",
+            "--approve",
+            "auto",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"ask the fixture\n").await.unwrap();
+    for _ in 0..400 {
+        if llm.requests().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(llm.requests().len(), 2);
+    // The server goes away and comes back on the same address: a new process, no session.
+    fx.shutdown().await.unwrap();
+    let fx = HttpServer::start(Everything::default(), &sse(address))
+        .await
+        .unwrap();
+    input
+        .write_all(b"again please\n/tools\n/servers\n/save saved.json\n/clear\n/exit\n")
+        .await
+        .unwrap();
+    drop(input);
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("The fixture answered."), "{stdout}");
+    assert!(stdout.contains("It answered again."), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("fx: the connection dropped") && stderr.contains("reconnected"),
+        "{stderr}"
+    );
+    assert!(
+        said(&llm.requests()[3]).contains("This is a simple text response"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("fx__test_simple_text\t"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("fx\t")), "{stdout}");
+    assert!(stdout.contains("(conversation cleared)"), "{stdout}");
+    let saved: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("saved.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved[0]["content"], "ask the fixture");
+    // The second turn carried the first as context.
+    assert!(said(&llm.requests()[2]).contains("The fixture answered."));
+    fx.shutdown().await.unwrap();
+}
