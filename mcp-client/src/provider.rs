@@ -135,10 +135,24 @@ impl Provider {
             .with_capture_tool_calls(true)
     }
 
-    fn failed(&self, error: impl std::fmt::Display) -> ProviderError {
+    /// The error with its causes (reqwest keeps "connection refused" two levels down), and a
+    /// hint when the server is not there at all.
+    fn failed(&self, error: genai::Error) -> ProviderError {
+        let mut reason = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !reason.contains(&cause_text) {
+                reason.push_str(&format!(": {cause_text}"));
+            }
+            source = cause.source();
+        }
+        if reason.contains("error sending request") {
+            reason.push_str("\n  hint: is the model server running there? (--base-url)");
+        }
         ProviderError::Request {
             url: self.base_url.clone(),
-            reason: error.to_string(),
+            reason,
         }
     }
 

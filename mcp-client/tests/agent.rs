@@ -677,14 +677,14 @@ async fn chat_streams_answers_runs_slash_commands_and_reconnects_a_dropped_serve
             "fake-model",
             "--api-key-env",
             "FAKE_KEY",
-            "--approve",
-            "auto",
         ],
     )
     .spawn()
     .unwrap();
     let mut input = child.stdin.take().unwrap();
-    input.write_all(b"ask the fixture\n").await.unwrap();
+    // Chat asks before each call by default: the answers come on the same stdin as the prompts
+    // (no, then always).
+    input.write_all(b"ask the fixture\nn\n").await.unwrap();
     for _ in 0..400 {
         if llm.requests().len() == 2 {
             break;
@@ -698,7 +698,7 @@ async fn chat_streams_answers_runs_slash_commands_and_reconnects_a_dropped_serve
         .await
         .unwrap();
     input
-        .write_all(b"again please\n/tools\n/servers\n/save saved.json\n/clear\n/exit\n")
+        .write_all(b"again please\na\n/tools\n/servers\n/save saved.json\n/clear\n/exit\n")
         .await
         .unwrap();
     drop(input);
@@ -728,5 +728,110 @@ async fn chat_streams_answers_runs_slash_commands_and_reconnects_a_dropped_serve
     assert_eq!(saved[0]["content"], "ask the fixture");
     // The second turn carried the first as context.
     assert!(said(&llm.requests()[2]).contains("The fixture answered."));
+    assert!(said(&llm.requests()[1]).contains("the user declined this call"));
+    assert!(stderr.contains("allow fx.test_simple_text?"), "{stderr}");
     fx.shutdown().await.unwrap();
+}
+
+/// A binary of another package in this workspace, built next to `mcp` by
+/// `cargo test --workspace` (a package cannot name another's binaries).
+fn workspace_binary(name: &str) -> Option<std::path::PathBuf> {
+    let path = Path::new(MCP).parent()?.join(name);
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name} was not built next to mcp; CI runs `cargo test --workspace`, which builds it"
+    );
+    eprintln!("skipping: {name} is not built (run cargo test --workspace)");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_task_over_our_own_servers_the_example_mcp_fs_and_mcp_sql() {
+    let (Some(hello), Some(fs), Some(sql)) = (
+        workspace_binary("hello"),
+        workspace_binary("mcp-fs"),
+        workspace_binary("mcp-sql"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir(root.join("notes")).unwrap();
+    std::fs::write(root.join("notes/code.txt"), "The launch code is 7421.\n").unwrap();
+    let db = root.join("shop.db");
+    let python = tokio::task::spawn_blocking(|| peers::python_peer().unwrap())
+        .await
+        .unwrap();
+    let made = Command::new(&python)
+        .args(["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+                c.execute('CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)'); \
+                c.executemany('INSERT INTO orders (total) VALUES (?)', [(10.5,), (20.0,), (30.25,)]); \
+                c.commit()"])
+        .arg(&db)
+        .status()
+        .await
+        .unwrap();
+    assert!(made.success());
+    write_config(
+        dir.path(),
+        json!({
+            "hello": {"command": hello.display().to_string()},
+            "fs": {"command": fs.display().to_string(), "args": [root.display().to_string()]},
+            "sql": {"command": sql.display().to_string(), "args": [format!("sqlite:{}", db.display())]}
+        }),
+    );
+    let written = root.join("notes/new.txt");
+    let llm = FakeLlm::start(vec![
+        calls(&[
+            ("hello__greet", json!({"name": "Ada"})),
+            (
+                "fs__read_text_file",
+                json!({"path": root.join("notes/code.txt")}),
+            ),
+            (
+                "sql__query",
+                json!({"sql": "SELECT count(*) AS n, sum(total) AS s FROM orders"}),
+            ),
+            // `run` never writes unless told: refused, and the file is not made.
+            ("fs__write_file", json!({"path": written, "content": "x"})),
+        ]),
+        text("Ada was greeted; the code is 7421; 3 orders."),
+    ])
+    .await;
+    let run = mcp(dir.path(), &run_args(&llm, &["--json", "gather facts"]), "").await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let requests = llm.requests();
+    let tools = offered(&requests[0]);
+    for name in [
+        "hello__greet",
+        "fs__read_text_file",
+        "fs__write_file",
+        "sql__query",
+    ] {
+        assert!(tools.contains(&name.to_owned()), "{name} not in {tools:?}");
+    }
+    let results: Vec<String> = requests[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0], "Hello, Ada!");
+    assert!(
+        results[1].contains("The launch code is 7421."),
+        "{}",
+        results[1]
+    );
+    assert!(results[2].contains("60.75"), "{}", results[2]);
+    assert!(
+        results[3].starts_with("Not run: write_file"),
+        "{}",
+        results[3]
+    );
+    assert!(!written.exists());
 }

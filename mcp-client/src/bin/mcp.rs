@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 struct Cli {
     /// A config file to read (repeatable). Without it, the search path is read: ./.mcp.json,
     /// ./.cursor/mcp.json, ./.vscode/mcp.json, ~/.cursor/mcp.json, then Claude Desktop's file.
-    #[arg(long, short, global = true, value_name = "FILE")]
+    #[arg(long, short, global = true, value_name = "FILE", env = "MCP_CONFIG")]
     config: Vec<PathBuf>,
 
     /// Print JSON for scripts.
@@ -159,9 +159,9 @@ impl<E: std::fmt::Display> From<E> for Failure {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Our errors say what failed; rmcp's own ERROR lines about the same transport would repeat
-    // it; genai warns about the empty deltas every OpenAI stream starts and ends with. RUST_LOG
-    // brings them back.
-    mcp_core::init_logging_with("warn,rmcp=off,genai=error");
+    // it, and genai's about the model API (it also warns about the empty deltas every OpenAI
+    // stream starts and ends with). RUST_LOG brings them back.
+    mcp_core::init_logging_with("warn,rmcp=off,genai=off");
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(Failure(code, message)) => {
