@@ -224,6 +224,17 @@ impl Ui for TerminalUi {
     }
 
     fn tool_result(&self, server: &str, tool: &str, is_error: bool, text: &str) {
+        // A call that ended takes its progress bars with it, finished or not.
+        if let Ok(mut bars) = self.bars.lock() {
+            let prefix = format!("{server}/");
+            bars.retain(|key, bar| {
+                let keep = !key.starts_with(&prefix);
+                if !keep {
+                    bar.finish_and_clear();
+                }
+                keep
+            });
+        }
         let marker = if is_error { "error: " } else { "" };
         eprintln!("← {server}.{tool}: {marker}{}", shorten(text));
     }
