@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fake_llm;
+mod support;
 
 use std::{
     path::Path,
@@ -27,6 +28,7 @@ use rmcp::{
     service::RequestContext,
 };
 use serde_json::{Value, json};
+use support::{Flag, eventually};
 use tokio::{io::AsyncWriteExt as _, process::Command};
 
 const MCP: &str = env!("CARGO_BIN_EXE_mcp");
@@ -125,6 +127,19 @@ async fn fixture() -> HttpServer {
     .unwrap()
 }
 
+/// The fixture over Streamable HTTP (`fx`) and the Python SDK's server over stdio (`py`), in a
+/// config in a new directory.
+async fn fixture_and_python() -> (HttpServer, tempfile::TempDir) {
+    let fx = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let py = tokio::task::spawn_blocking(python_server).await.unwrap();
+    write_config(
+        dir.path(),
+        json!({"fx": {"type": "http", "url": fx.url("/mcp")}, "py": py}),
+    );
+    (fx, dir)
+}
+
 fn python_server() -> Value {
     let python = peers::python_peer().unwrap();
     json!({"command": python.display().to_string(),
@@ -137,14 +152,6 @@ struct Lab {
     unlocked: Arc<AtomicBool>,
     started: Arc<AtomicBool>,
     dropped: Arc<AtomicBool>,
-}
-
-struct Flag(Arc<AtomicBool>);
-
-impl Drop for Flag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 fn lab_tool(name: &str, description: &str, read_only: bool) -> Tool {
@@ -238,16 +245,6 @@ async fn lab() -> (Lab, HttpServer) {
     (lab, server)
 }
 
-async fn eventually(flag: &AtomicBool) -> bool {
-    for _ in 0..200 {
-        if flag.load(Ordering::SeqCst) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -333,13 +330,7 @@ async fn a_multi_step_task_over_two_servers_with_parallel_calls_and_a_name_colli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_wire_format_and_a_tool_error_the_model_recovers_from() {
-    let fx = fixture().await;
-    let dir = tempfile::tempdir().unwrap();
-    let py = tokio::task::spawn_blocking(python_server).await.unwrap();
-    write_config(
-        dir.path(),
-        json!({"fx": {"type": "http", "url": fx.url("/mcp")}, "py": py}),
-    );
+    let (fx, dir) = fixture_and_python().await;
     let llm = FakeLlm::start(vec![
         call("fx__test_error_handling", json!({})),
         call("py__echo", json!({"text": "recovered"})),
@@ -413,27 +404,7 @@ async fn a_hung_tool_times_out_and_ctrl_c_cancels_the_running_call() {
     let child = command(dir.path(), &run_args(&llm, &["wait for it"]))
         .spawn()
         .unwrap();
-    assert!(
-        eventually(&lab.started).await,
-        "the call never reached the server"
-    );
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().unwrap().to_string()])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
-    let output = child.wait_with_output().await.unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        eventually(&lab.dropped).await,
-        "Ctrl-C did not cancel the call on the server"
-    );
+    support::interrupt_and_check(child, &lab.started, &lab.dropped).await;
     assert_eq!(
         llm.requests().len(),
         1,
@@ -444,13 +415,7 @@ async fn a_hung_tool_times_out_and_ctrl_c_cancels_the_running_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_limits_and_a_tool_call_written_as_text() {
-    let fx = fixture().await;
-    let dir = tempfile::tempdir().unwrap();
-    let py = tokio::task::spawn_blocking(python_server).await.unwrap();
-    write_config(
-        dir.path(),
-        json!({"fx": {"type": "http", "url": fx.url("/mcp")}, "py": py}),
-    );
+    let (fx, dir) = fixture_and_python().await;
 
     // `run` by default runs read-only tools only: echo (no readOnlyHint) is refused, the
     // fixture's read-only tool runs.

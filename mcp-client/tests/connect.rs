@@ -12,6 +12,8 @@ use std::{
     time::Duration,
 };
 
+mod support;
+
 use mcp_conformance::{everything::Everything, peers};
 use mcp_core::{HttpServer, ServeArgs, Transport};
 use rmcp::{
@@ -21,6 +23,7 @@ use rmcp::{
     tool, tool_handler, tool_router,
 };
 use serde_json::{Value, json};
+use support::{Flag, eventually};
 use tokio::process::Command;
 
 const MCP: &str = env!("CARGO_BIN_EXE_mcp");
@@ -215,14 +218,6 @@ struct Slow {
     tool_router: ToolRouter<Self>,
 }
 
-struct Flag(Arc<AtomicBool>);
-
-impl Drop for Flag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 #[tool_router]
 impl Slow {
     #[tool(description = "Waits for a long time")]
@@ -239,16 +234,6 @@ impl ServerHandler for Slow {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
     }
-}
-
-async fn eventually(flag: &AtomicBool) -> bool {
-    for _ in 0..200 {
-        if flag.load(Ordering::SeqCst) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,26 +282,6 @@ async fn a_timed_out_or_interrupted_call_is_cancelled_on_the_server() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(
-        eventually(&slow.started).await,
-        "the call never reached the server"
-    );
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().unwrap().to_string()])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
-    let output = child.wait_with_output().await.unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        eventually(&slow.dropped).await,
-        "Ctrl-C did not cancel the call on the server"
-    );
+    support::interrupt_and_check(child, &slow.started, &slow.dropped).await;
     server.shutdown().await.unwrap();
 }
