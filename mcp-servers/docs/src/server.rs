@@ -1,0 +1,480 @@
+//! The MCP face of the index: `search`, `get_document`, `list_sources`, `index_status`,
+//! `reindex` (with progress notifications), and every document as a `docs://` resource.
+
+use std::sync::{Arc, Mutex};
+
+use mcp_core::{ToolError, structured};
+use rmcp::{
+    ErrorData, Peer, RoleServer, ServerHandler,
+    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    model::*,
+    schemars,
+    service::RequestContext,
+    tool, tool_handler, tool_router,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    embed::Embedder,
+    index::{DocsError, Filter, Hit, Library, Mode, Progress, Report, Selection, Writer},
+};
+
+/// Most bytes of a document `get_document` returns at once.
+const MAX_DOCUMENT_BYTES: usize = 200_000;
+/// Most sources `list_sources` names.
+const MAX_SOURCES: usize = 2_000;
+const URI_PREFIX: &str = "docs://";
+
+/// Everything a session shares: the index, its writer, the model.
+pub struct Shared {
+    pub library: Library,
+    /// `None` when another process holds the index (then `reindex` says so).
+    pub writer: Mutex<Option<Writer>>,
+    pub embedder: Option<Embedder>,
+    pub selection: Selection,
+    /// Why semantic search is off, if it is.
+    pub model_note: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct DocsServer {
+    shared: Arc<Shared>,
+    tool_router: ToolRouter<Self>,
+}
+
+impl DocsServer {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            tool_router: Self::tool_router(),
+        }
+    }
+}
+
+fn tool_error(error: DocsError) -> ToolError {
+    match &error {
+        DocsError::UnknownDocument(_) => {
+            ToolError::new(error.to_string()).with_hint("search or list_sources name the documents")
+        }
+        _ => ToolError::new(error.to_string()),
+    }
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct SearchArgs {
+    /// What to look for, in words.
+    query: String,
+    /// How many results (default 10, at most 100).
+    k: Option<usize>,
+    /// hybrid (default): words and meaning fused; bm25: words; semantic: meaning.
+    mode: Option<Mode>,
+    /// Only documents whose path (relative to the indexed folder) matches this glob, e.g. `docs/**/*.md`.
+    path_glob: Option<String>,
+    /// Only these kinds (markdown, text, html, pdf, rust, python, …) or extensions (md, rs, …).
+    file_types: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct SearchAnswer {
+    mode: Mode,
+    hits: Vec<Hit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct DocumentArgs {
+    /// The document's path as search gives it (relative to the indexed folder).
+    path: String,
+    /// First line to return (1-based).
+    start_line: Option<usize>,
+    /// Last line to return (inclusive).
+    end_line: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct DocumentAnswer {
+    path: String,
+    title: String,
+    start_line: usize,
+    end_line: usize,
+    total_lines: usize,
+    truncated: bool,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ReindexArgs {
+    /// Only this file or folder (relative to the indexed folder); everything when left out.
+    path: Option<String>,
+}
+
+fn hit_text(rank: usize, hit: &Hit) -> String {
+    let mut place = hit.title.clone();
+    for heading in &hit.headings {
+        if *heading != hit.title {
+            place.push_str(" › ");
+            place.push_str(heading);
+        }
+    }
+    format!(
+        "{rank}. {}:{}-{} — {place} (score {:.3})\n   {}",
+        hit.path,
+        hit.lines[0],
+        hit.lines[1],
+        hit.score,
+        hit.snippet.replace('\n', "\n   ")
+    )
+}
+
+/// Forwards an update's progress to the client as progress notifications.
+struct Notifier {
+    peer: Peer<RoleServer>,
+    token: Option<ProgressToken>,
+    stage: String,
+    total: usize,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Progress for Notifier {
+    fn stage(&mut self, name: &str, total: usize) {
+        self.stage = name.to_owned();
+        self.total = total;
+        self.advance(0);
+    }
+
+    fn advance(&mut self, done: usize) {
+        let Some(token) = self.token.clone() else {
+            return;
+        };
+        // Every file or batch would flood the client: about every 5 %.
+        let step = (self.total / 20).max(1);
+        if done != 0 && done != self.total && !done.is_multiple_of(step) {
+            return;
+        }
+        let update = ProgressNotificationParam::new(token, done as f64)
+            .with_total(self.total as f64)
+            .with_message(format!("{} {done}/{}", self.stage, self.total));
+        let peer = self.peer.clone();
+        self.runtime.spawn(async move {
+            let _ = peer.notify_progress(update).await;
+        });
+    }
+}
+
+/// Runs an update on a blocking thread (embedding is CPU work).
+pub async fn update(
+    shared: Arc<Shared>,
+    scope: Option<String>,
+    mut progress: Box<dyn Progress + Send>,
+) -> Result<Report, ToolError> {
+    tokio::task::spawn_blocking(move || {
+        let mut guard = shared
+            .writer
+            .lock()
+            .map_err(|_| ToolError::new("the index writer is poisoned"))?;
+        let Some(writer) = guard.as_mut() else {
+            return Err(ToolError::new(
+                "another mcp-docs process holds this index, so this one only searches it",
+            )
+            .with_hint("reindex from the process that holds it, or stop that one"));
+        };
+        let selection = Selection {
+            scope,
+            ..shared.selection.clone()
+        };
+        shared
+            .library
+            .update(writer, &selection, shared.embedder.as_ref(), &mut *progress)
+            .map_err(tool_error)
+    })
+    .await
+    .map_err(|e| ToolError::new(format!("the update stopped: {e}")))?
+}
+
+pub fn report_text(report: &Report) -> String {
+    let mut text = format!(
+        "{} added, {} updated, {} removed, {} unchanged; {} chunks written, {} embedded.",
+        report.added,
+        report.updated,
+        report.removed,
+        report.unchanged,
+        report.chunks,
+        report.embedded
+    );
+    if !report.failed.is_empty() {
+        text.push_str(&format!("\n{} failed:", report.failed.len()));
+        for (path, reason) in &report.failed {
+            text.push_str(&format!("\n  {path}: {reason}"));
+        }
+    }
+    text
+}
+
+#[tool_router]
+impl DocsServer {
+    #[tool(
+        description = "Search the indexed documents. Answers with passages (path, line range, title and heading path, a snippet with matched words in **bold**, score); open one with get_document.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn search(
+        &self,
+        Parameters(args): Parameters<SearchArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        if args.query.trim().is_empty() {
+            return Err(ToolError::new("the query is empty"));
+        }
+        let shared = self.shared.clone();
+        let requested = args.mode.unwrap_or_default();
+        let filter = Filter {
+            path_glob: args.path_glob,
+            file_types: args.file_types.unwrap_or_default(),
+        };
+        let k = args.k.unwrap_or(10);
+        let query = args.query.clone();
+        let hits = tokio::task::spawn_blocking(move || {
+            shared
+                .library
+                .search(&query, k, requested, &filter, shared.embedder.as_ref())
+        })
+        .await
+        .map_err(|e| ToolError::new(format!("the search stopped: {e}")))?
+        .map_err(tool_error)?;
+        let semantic_off = self.shared.embedder.is_none() || self.shared.library.model().is_none();
+        let (mode, note) = if requested != Mode::Bm25 && semantic_off {
+            (
+                Mode::Bm25,
+                Some(format!(
+                    "semantic search is off, so this is BM25 only: {}",
+                    self.shared
+                        .model_note
+                        .as_deref()
+                        .unwrap_or("the index has no vectors")
+                )),
+            )
+        } else {
+            (requested, None)
+        };
+        let mut text = if hits.is_empty() {
+            format!("No passages match {:?}.", args.query)
+        } else {
+            hits.iter()
+                .enumerate()
+                .map(|(i, hit)| hit_text(i + 1, hit))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        if let Some(note) = &note {
+            text.push_str(&format!("\n({note})"));
+        }
+        Ok(structured(text, &SearchAnswer { mode, hits, note }))
+    }
+
+    #[tool(
+        description = "Read an indexed document (its text as indexed: HTML and PDF as text), whole or lines start_line..end_line.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_document(
+        &self,
+        Parameters(args): Parameters<DocumentArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let shared = self.shared.clone();
+        let path = args.path.clone();
+        let range = match (args.start_line, args.end_line) {
+            (None, None) => None,
+            (start, end) => Some((start.unwrap_or(1).max(1), end.unwrap_or(usize::MAX))),
+        };
+        let (title, text, total) =
+            tokio::task::spawn_blocking(move || shared.library.document(&path, range))
+                .await
+                .map_err(|e| ToolError::new(format!("reading stopped: {e}")))?
+                .map_err(tool_error)?;
+        let (start, end) = range.unwrap_or((1, total));
+        let mut shown = text;
+        let truncated = shown.len() > MAX_DOCUMENT_BYTES;
+        if truncated {
+            let mut cut = MAX_DOCUMENT_BYTES;
+            while !shown.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            shown.truncate(cut);
+        }
+        let last = (start + shown.lines().count())
+            .saturating_sub(1)
+            .min(end)
+            .min(total);
+        if truncated {
+            shown.push_str(&format!(
+                "\n[… cut at {MAX_DOCUMENT_BYTES} bytes; ask for start_line={} to read on]",
+                last + 1
+            ));
+        }
+        Ok(structured(
+            shown,
+            &DocumentAnswer {
+                path: args.path,
+                title,
+                start_line: start,
+                end_line: last,
+                total_lines: total,
+                truncated,
+            },
+        ))
+    }
+
+    #[tool(
+        description = "List the indexed documents: path, kind, title, number of chunks.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_sources(&self) -> Result<CallToolResult, ToolError> {
+        let mut sources = self.shared.library.sources().map_err(tool_error)?;
+        let total = sources.len();
+        sources.truncate(MAX_SOURCES);
+        let mut text = sources
+            .iter()
+            .map(|s| format!("{}\t{}\t{}\t{} chunks", s.path, s.kind, s.title, s.chunks))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if total > MAX_SOURCES {
+            text.push_str(&format!(
+                "\n[… {} more; search finds them]",
+                total - MAX_SOURCES
+            ));
+        }
+        Ok(structured(
+            text,
+            &serde_json::json!({"sources": sources, "total": total}),
+        ))
+    }
+
+    #[tool(
+        description = "The index at a glance: folder, files, chunks, vectors, the embedding model, the last update and every file that failed, with the reason.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn index_status(&self) -> Result<CallToolResult, ToolError> {
+        let status = self.shared.library.status().map_err(tool_error)?;
+        let mut text = format!(
+            "{} files, {} chunks ({} with vectors) from {}; model: {}.",
+            status.files,
+            status.chunks,
+            status.vectors,
+            status.root,
+            status.model.as_deref().unwrap_or("none (BM25 only)")
+        );
+        if let Some(note) = &self.shared.model_note {
+            text.push_str(&format!("\nSemantic search is off: {note}"));
+        }
+        for (path, reason) in &status.failures {
+            text.push_str(&format!("\nfailed: {path}: {reason}"));
+        }
+        Ok(structured(text, &status))
+    }
+
+    #[tool(
+        description = "Bring the index up to date with the folder (only changed files are read again; deleted ones are dropped), or just one file or folder. Reports progress while it runs.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn reindex(
+        &self,
+        Parameters(args): Parameters<ReindexArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        let notifier = Notifier {
+            peer,
+            token: meta.get_progress_token(),
+            stage: String::new(),
+            total: 0,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let report = update(self.shared.clone(), args.path, Box::new(notifier)).await?;
+        Ok(structured(report_text(&report), &report))
+    }
+}
+
+fn resource_text(uri: &str, text: String, path: &str) -> ResourceContents {
+    let mime = if path.ends_with(".md") || path.ends_with(".markdown") {
+        "text/markdown"
+    } else {
+        "text/plain"
+    };
+    ResourceContents::text(text, uri).with_mime_type(mime)
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for DocsServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("mcp-docs", env!("CARGO_PKG_VERSION")))
+        .with_instructions(format!(
+            "Search over the documents in {} (Markdown, text, HTML, PDF, source code). Use search \
+             first (hybrid by default), then get_document with the path and lines it gives; cite \
+             the path and lines.",
+            self.shared.library.root().display()
+        ))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let sources = self
+            .shared
+            .library
+            .sources()
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(ListResourcesResult::with_all_items(
+            sources
+                .iter()
+                .take(MAX_SOURCES)
+                .map(|s| {
+                    Resource::new(format!("{URI_PREFIX}{}", s.path), s.title.clone())
+                        .with_description(format!("{} ({} chunks)", s.kind, s.chunks))
+                })
+                .collect(),
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new(format!("{URI_PREFIX}{{path}}"), "document")
+                .with_description("An indexed document's text, by its path"),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri.clone();
+        let Some(path) = uri.strip_prefix(URI_PREFIX).map(str::to_owned) else {
+            return Err(ErrorData::resource_not_found(
+                format!("no resource {uri}; documents are {URI_PREFIX}<path>"),
+                None,
+            ));
+        };
+        let shared = self.shared.clone();
+        let lookup = path.clone();
+        let (_, text, _) =
+            tokio::task::spawn_blocking(move || shared.library.document(&lookup, None))
+                .await
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+                .map_err(|e| ErrorData::resource_not_found(e.to_string(), None))?;
+        Ok(ReadResourceResult::new(vec![resource_text(&uri, text, &path)]).into())
+    }
+}
