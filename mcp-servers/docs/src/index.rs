@@ -478,16 +478,18 @@ impl Library {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            match known.get(relative) {
-                Some(old) if *old == hash => {
-                    report.unchanged += 1;
-                    continue;
-                }
-                Some(_) => report.updated += 1,
-                None => report.added += 1,
+            let previous = known.get(relative);
+            if previous == Some(&hash) {
+                report.unchanged += 1;
+                continue;
             }
             match extract::extract(path, *kind, &bytes) {
                 Ok(document) => {
+                    if previous.is_some() {
+                        report.updated += 1;
+                    } else {
+                        report.added += 1;
+                    }
                     let chunks = chunk::chunks(&document.blocks, Sizes::default());
                     fresh.push((relative.clone(), hash, *kind, document.title, chunks));
                 }
@@ -640,6 +642,7 @@ impl Library {
         }
         self.reader.reload()?;
         self.load_vectors()?;
+        progress.advance(fresh.len());
         report.failed = failed;
         Ok(report)
     }

@@ -126,38 +126,57 @@ fn hit_text(rank: usize, hit: &Hit) -> String {
     )
 }
 
-/// Forwards an update's progress to the client as progress notifications.
+/// Forwards an update's progress to the client as progress notifications, in order, through one
+/// task. The stages (reading files, embedding chunks, writing) add up, so the progress value
+/// only grows, as the protocol asks; the message names the stage.
 struct Notifier {
-    peer: Peer<RoleServer>,
-    token: Option<ProgressToken>,
+    token: ProgressToken,
+    sender: tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>,
     stage: String,
+    /// Work of the stages before this one.
+    offset: usize,
     total: usize,
-    runtime: tokio::runtime::Handle,
+}
+
+impl Notifier {
+    fn start(peer: Peer<RoleServer>, token: ProgressToken) -> Self {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(update) = receiver.recv().await {
+                if peer.notify_progress(update).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            token,
+            sender,
+            stage: String::new(),
+            offset: 0,
+            total: 0,
+        }
+    }
 }
 
 impl Progress for Notifier {
     fn stage(&mut self, name: &str, total: usize) {
+        self.offset += self.total;
         self.stage = name.to_owned();
         self.total = total;
         self.advance(0);
     }
 
     fn advance(&mut self, done: usize) {
-        let Some(token) = self.token.clone() else {
-            return;
-        };
         // Every file or batch would flood the client: about every 5 %.
         let step = (self.total / 20).max(1);
         if done != 0 && done != self.total && !done.is_multiple_of(step) {
             return;
         }
-        let update = ProgressNotificationParam::new(token, done as f64)
-            .with_total(self.total as f64)
-            .with_message(format!("{} {done}/{}", self.stage, self.total));
-        let peer = self.peer.clone();
-        self.runtime.spawn(async move {
-            let _ = peer.notify_progress(update).await;
-        });
+        let update =
+            ProgressNotificationParam::new(self.token.clone(), (self.offset + done) as f64)
+                .with_total((self.offset + self.total) as f64)
+                .with_message(format!("{} {done}/{}", self.stage, self.total));
+        let _ = self.sender.send(update);
     }
 }
 
@@ -384,14 +403,11 @@ impl DocsServer {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
     ) -> Result<CallToolResult, ToolError> {
-        let notifier = Notifier {
-            peer,
-            token: meta.get_progress_token(),
-            stage: String::new(),
-            total: 0,
-            runtime: tokio::runtime::Handle::current(),
+        let progress: Box<dyn Progress + Send> = match meta.get_progress_token() {
+            Some(token) => Box::new(Notifier::start(peer, token)),
+            None => Box::new(()),
         };
-        let report = update(self.shared.clone(), args.path, Box::new(notifier)).await?;
+        let report = update(self.shared.clone(), args.path, progress).await?;
         Ok(structured(report_text(&report), &report))
     }
 }

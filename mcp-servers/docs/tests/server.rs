@@ -1,0 +1,265 @@
+//! The `mcp-docs` binary: the CLI (index, search, their JSON, exit codes) and the MCP server over
+//! stdio with rmcp as the client (every tool, progress while reindexing, resources), and a second
+//! process refused while the first holds the index.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::{
+    path::Path,
+    process::Stdio,
+    sync::{Arc, Mutex},
+};
+
+use rmcp::{
+    ClientHandler, RoleClient, ServiceExt as _,
+    model::{
+        CallToolRequestParams, CallToolResult, ClientConfig, NumberOrString,
+        ProgressNotificationParam, ProgressToken, ReadResourceRequestParams,
+        RequestParamsMeta as _,
+    },
+    service::NotificationContext,
+    transport::TokioChildProcess,
+};
+use serde_json::{Value, json};
+
+const MCP_DOCS: &str = env!("CARGO_BIN_EXE_mcp-docs");
+
+fn cli(args: &[&str], data: &Path) -> std::process::Output {
+    std::process::Command::new(MCP_DOCS)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+#[derive(Clone, Default)]
+struct Recorder {
+    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+impl ClientHandler for Recorder {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::default()
+    }
+
+    async fn on_progress(
+        &self,
+        progress: ProgressNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        self.progress.lock().unwrap().push(progress);
+    }
+}
+
+fn structured(result: &CallToolResult) -> Value {
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    result.structured_content.clone().unwrap()
+}
+
+async fn call(
+    client: &rmcp::service::RunningService<RoleClient, Recorder>,
+    name: &str,
+    arguments: Value,
+) -> CallToolResult {
+    let mut request = CallToolRequestParams::new(name.to_owned());
+    if let Value::Object(map) = arguments {
+        request = request.with_arguments(map);
+    }
+    client.call_tool(request).await.unwrap()
+}
+
+#[test]
+fn the_cli_indexes_searches_and_says_what_failed() {
+    support::ensure_model();
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    support::library(root.path());
+    let dir = root.path().to_str().unwrap();
+    let index = cli(&["index", dir, "--json"], data.path());
+    // Indexed, but two files failed: exit 1 and both named.
+    assert_eq!(
+        index.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&index.stderr)
+    );
+    let report: Value = serde_json::from_slice(&index.stdout).unwrap();
+    assert_eq!(report["added"], 6);
+    assert_eq!(report["failed"].as_array().unwrap().len(), 2);
+
+    let search = cli(
+        &[
+            "search",
+            "zebras crossing the plains",
+            dir,
+            "--json",
+            "-k",
+            "3",
+        ],
+        data.path(),
+    );
+    assert!(
+        search.status.success(),
+        "{}",
+        String::from_utf8_lossy(&search.stderr)
+    );
+    let hits: Value = serde_json::from_slice(&search.stdout).unwrap();
+    assert_eq!(hits[0]["path"], "papers/zebra.pdf");
+
+    let human = cli(&["search", "kettle", dir, "--mode", "bm25"], data.path());
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.starts_with("1. guide/install.md:"), "{text}");
+    assert!(text.contains("**kettle**"), "{text}");
+
+    // Not a folder, and a folder never indexed: clear errors, exit 2.
+    let not_dir = cli(&["index", &format!("{dir}/notes/trip.txt")], data.path());
+    assert_eq!(not_dir.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_dir.stderr).contains("is not a folder"));
+    let empty = tempfile::tempdir().unwrap();
+    let never = cli(&["search", "x", dir], empty.path());
+    assert_eq!(never.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&never.stderr).contains("run `mcp-docs index DIR` first"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
+    tokio::task::spawn_blocking(support::ensure_model)
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    support::library(root.path());
+    let mut command = tokio::process::Command::new(MCP_DOCS);
+    command
+        .args(["serve", root.path().to_str().unwrap(), "--data-dir"])
+        .arg(data.path());
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let recorder = Recorder::default();
+    let client = recorder.clone().serve(transport).await.unwrap();
+
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    for name in [
+        "search",
+        "get_document",
+        "list_sources",
+        "index_status",
+        "reindex",
+    ] {
+        assert!(tools.contains(&name.to_owned()), "{tools:?}");
+    }
+
+    // The server indexed the folder before answering.
+    let found = structured(
+        &call(
+            &client,
+            "search",
+            json!({"query": "pruning apple trees in winter", "k": 3}),
+        )
+        .await,
+    );
+    assert_eq!(found["mode"], "hybrid");
+    let hit = &found["hits"][0];
+    assert_eq!(hit["path"], "site/page.html");
+    let lines = hit["lines"].as_array().unwrap();
+    let document = call(
+        &client,
+        "get_document",
+        json!({"path": "site/page.html", "start_line": lines[0], "end_line": lines[1]}),
+    )
+    .await;
+    assert!(
+        document.content[0]
+            .as_text()
+            .unwrap()
+            .text
+            .contains("Prune the apple trees")
+    );
+    let outside = call(
+        &client,
+        "get_document",
+        json!({"path": "../secret/plans.md"}),
+    )
+    .await;
+    assert_eq!(outside.is_error, Some(true));
+
+    let status = structured(&call(&client, "index_status", json!({})).await);
+    assert_eq!(status["files"], 6);
+    assert_eq!(status["failures"].as_array().unwrap().len(), 2);
+    let sources = structured(&call(&client, "list_sources", json!({})).await);
+    assert_eq!(sources["total"], 6);
+
+    // Reindex after a change, with progress notifications.
+    std::fs::write(
+        root.path().join("notes/new.md"),
+        "# Gear\n\nPack the ice axe.\n",
+    )
+    .unwrap();
+    let mut request = CallToolRequestParams::new("reindex");
+    request.set_progress_token(ProgressToken(NumberOrString::Number(7)));
+    let report = structured(&client.call_tool(request).await.unwrap());
+    assert_eq!(report["added"], 1);
+    assert_eq!(report["embedded"], 1);
+    let progress = recorder.progress.lock().unwrap().clone();
+    assert!(!progress.is_empty(), "no progress notifications");
+    // One token (rmcp's client puts its own on every request), distinct values (rmcp's client
+    // may hand them to the handler out of order), and the end reported.
+    assert!(
+        progress
+            .iter()
+            .all(|p| p.progress_token == progress[0].progress_token),
+        "{progress:?}"
+    );
+    let last = progress
+        .iter()
+        .max_by(|a, b| a.progress.total_cmp(&b.progress))
+        .unwrap();
+    assert_eq!(Some(last.progress), last.total, "{progress:?}");
+    assert!(
+        last.message.as_deref().unwrap().starts_with("writing"),
+        "{progress:?}"
+    );
+    let found = structured(
+        &call(
+            &client,
+            "search",
+            json!({"query": "ice axe", "mode": "bm25"}),
+        )
+        .await,
+    );
+    assert_eq!(found["hits"][0]["path"], "notes/new.md");
+
+    // Documents as resources.
+    let resources = client.list_all_resources().await.unwrap();
+    assert!(resources.iter().any(|r| r.uri == "docs://notes/new.md"));
+    let read = client
+        .read_resource(ReadResourceRequestParams::new("docs://notes/new.md"))
+        .await
+        .unwrap();
+    assert!(serde_json::to_string(&read).unwrap().contains("ice axe"));
+
+    // A second process on the same index is refused while this one serves.
+    let second = tokio::process::Command::new(MCP_DOCS)
+        .args(["index", root.path().to_str().unwrap(), "--data-dir"])
+        .arg(data.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("in use by another mcp-docs"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    client.cancel().await.unwrap();
+}

