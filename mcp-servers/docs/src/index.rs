@@ -31,7 +31,7 @@ use tantivy::{
 use crate::{
     chunk::{self, Chunk, Sizes},
     embed::{Embedder, ModelError, ModelId},
-    extract::{self, Kind},
+    extract::{self, ExtractError, Kind},
 };
 
 /// Files bigger than this are reported, not read.
@@ -483,15 +483,24 @@ impl Library {
                 report.unchanged += 1;
                 continue;
             }
-            match extract::extract(path, *kind, &bytes) {
-                Ok(document) => {
+            let read = match extract::extract(path, *kind, &bytes) {
+                Ok(document) => Ok((
+                    document.title,
+                    chunk::chunks(&document.blocks, Sizes::default()),
+                )),
+                // A file with no text (an empty note, a redirect page) is indexed, with nothing
+                // in it to find.
+                Err(ExtractError::Empty) => Ok((file_stem(path), Vec::new())),
+                Err(error) => Err(error),
+            };
+            match read {
+                Ok((title, chunks)) => {
                     if previous.is_some() {
                         report.updated += 1;
                     } else {
                         report.added += 1;
                     }
-                    let chunks = chunk::chunks(&document.blocks, Sizes::default());
-                    fresh.push((relative.clone(), hash, *kind, document.title, chunks));
+                    fresh.push((relative.clone(), hash, *kind, title, chunks));
                 }
                 Err(error) => {
                     // A file that was indexed and now fails is dropped, not kept stale.
@@ -924,6 +933,12 @@ pub struct Status {
     pub dimensions: Option<usize>,
     pub updated_at: Option<i64>,
     pub failures: Vec<(String, String)>,
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// What the model reads for a chunk: where it is, then what it says.

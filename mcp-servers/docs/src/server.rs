@@ -139,22 +139,26 @@ struct Notifier {
 }
 
 impl Notifier {
-    fn start(peer: Peer<RoleServer>, token: ProgressToken) -> Self {
+    /// The notifier and the task that sends its notifications; the task ends once the notifier
+    /// is dropped and everything it queued is sent, so awaiting it before answering keeps every
+    /// notification ahead of the response.
+    fn start(peer: Peer<RoleServer>, token: ProgressToken) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             while let Some(update) = receiver.recv().await {
                 if peer.notify_progress(update).await.is_err() {
                     break;
                 }
             }
         });
-        Self {
+        let notifier = Self {
             token,
             sender,
             stage: String::new(),
             offset: 0,
             total: 0,
-        }
+        };
+        (notifier, task)
     }
 }
 
@@ -403,11 +407,18 @@ impl DocsServer {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
     ) -> Result<CallToolResult, ToolError> {
-        let progress: Box<dyn Progress + Send> = match meta.get_progress_token() {
-            Some(token) => Box::new(Notifier::start(peer, token)),
-            None => Box::new(()),
+        let (progress, sending): (Box<dyn Progress + Send>, _) = match meta.get_progress_token() {
+            Some(token) => {
+                let (notifier, task) = Notifier::start(peer, token);
+                (Box::new(notifier), Some(task))
+            }
+            None => (Box::new(()), None),
         };
-        let report = update(self.shared.clone(), args.path, progress).await?;
+        let report = update(self.shared.clone(), args.path, progress).await;
+        if let Some(sending) = sending {
+            let _ = sending.await;
+        }
+        let report = report?;
         Ok(structured(report_text(&report), &report))
     }
 }

@@ -41,7 +41,7 @@ fn every_format_is_found_failures_are_reported_and_ignored_files_left_out() {
             &mut (),
         )
         .unwrap();
-    assert_eq!(report.added, 6, "{report:#?}");
+    assert_eq!(report.added, 7, "{report:#?}");
     assert_eq!(report.embedded, report.chunks);
     let mut failed: Vec<&str> = report.failed.iter().map(|(p, _)| p.as_str()).collect();
     failed.sort();
@@ -89,7 +89,7 @@ fn every_format_is_found_failures_are_reported_and_ignored_files_left_out() {
         assert!(search(&library, query, Mode::Bm25).is_empty(), "{query}");
     }
     let status = library.status().unwrap();
-    assert_eq!(status.files, 6);
+    assert_eq!(status.files, 7);
     assert_eq!(status.failures.len(), 2);
     assert_eq!(
         status.model.as_deref(),

@@ -123,6 +123,8 @@ pub fn library(root: &Path) {
         "scripts/tool.py",
         b"import sys\n\n\ndef greet(name):\n    \"\"\"Say hello to the walrus.\"\"\"\n    return f\"hello {name}\"\n",
     );
+    // Nothing to find, but not a failure: an empty note.
+    write("notes/empty.md", b"\n  \n");
     // Failures: a PDF that is not one, text that is not UTF-8.
     write("papers/broken.pdf", b"%PDF-1.7 truncated nonsense");
     write("notes/binary.txt", b"\xff\xfe\x00\x01garbage\x00");
