@@ -6,9 +6,11 @@
 //! - [`index`]: tantivy (BM25, stored chunks) and SQLite (files, hashes, failures, vectors and
 //!   the model they came from) in a data directory; incremental updates; hybrid search.
 //! - [`server`]: the MCP tools and resources.
+//! - [`watch`]: `serve --watch`, the folder followed live.
 
 pub mod chunk;
 pub mod embed;
 pub mod extract;
 pub mod index;
 pub mod server;
+pub mod watch;

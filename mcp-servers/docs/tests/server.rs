@@ -277,3 +277,63 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
     );
     client.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_watch_follows_the_folder() {
+    tokio::task::spawn_blocking(support::ensure_model)
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("a.md"), "# A\n\nAlpha centauri.\n").unwrap();
+    let mut command = tokio::process::Command::new(MCP_DOCS);
+    command
+        .args([
+            "serve",
+            "--watch",
+            root.path().to_str().unwrap(),
+            "--data-dir",
+        ])
+        .arg(data.path());
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = Recorder::default().serve(transport).await.unwrap();
+    let find = async |query: &str| -> Vec<String> {
+        let found =
+            structured(&call(&client, "search", json!({"query": query, "mode": "bm25"})).await);
+        found["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(find("centauri").await, vec!["a.md"]);
+
+    // A new file, an edit and a deletion are each seen without asking.
+    std::fs::write(root.path().join("b.md"), "# B\n\nBetelgeuse is red.\n").unwrap();
+    std::fs::write(root.path().join("a.md"), "# A\n\nAldebaran now.\n").unwrap();
+    let mut seen = false;
+    for _ in 0..200 {
+        if find("betelgeuse").await == vec!["b.md"] && find("aldebaran").await == vec!["a.md"] {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the changes were not indexed");
+    assert!(find("centauri").await.is_empty());
+    std::fs::remove_file(root.path().join("b.md")).unwrap();
+    let mut gone = false;
+    for _ in 0..200 {
+        if find("betelgeuse").await.is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the deleted file is still found");
+    client.cancel().await.unwrap();
+}

@@ -118,6 +118,10 @@ enum Command {
         #[command(flatten)]
         args: IndexArgs,
 
+        /// Follow the folder: re-index changed files as they are saved.
+        #[arg(long)]
+        watch: bool,
+
         #[command(flatten)]
         serve: mcp_core::ServeArgs,
     },
@@ -321,7 +325,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { args, serve } => {
+        Command::Serve { args, watch, serve } => {
             let setup = setup(&args)?;
             let id = setup.embedder.as_ref().map(|e| e.id.clone());
             let (library, mut writer) =
@@ -342,7 +346,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 model_note: setup.model_note,
             });
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(mcp_core::serve(DocsServer::new(shared), serve))?;
+            runtime.block_on(async move {
+                let _watcher = if watch {
+                    Some(mcp_server_docs::watch::follow(shared.clone())?)
+                } else {
+                    None
+                };
+                mcp_core::serve(DocsServer::new(shared), serve).await?;
+                anyhow::Ok(())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }
