@@ -233,7 +233,8 @@ fn main() {
     }
     let embedder = Embedder::load(&ModelOptions::default()).expect("the model: run setup-model.sh");
     let (library, writer) = Library::open(
-        &scratch.join("index"),
+        // One index per model (a model's vectors cannot be mixed with another's).
+        &scratch.join(format!("index-{}", embedder.id.name)),
         &docs,
         Some(&embedder.id),
         true,
