@@ -39,7 +39,7 @@ use crate::{
     handler::{Elicitation, Handler, Hooks},
     limits::head_and_tail,
     names::ToolNames,
-    provider::{Delta, Provider, ProviderError},
+    provider::{Provider, ProviderError},
 };
 
 /// Which tool calls run without asking.
@@ -513,10 +513,8 @@ impl Agent {
             let ui = self.ui.clone();
             let turn = self
                 .provider
-                .stream(Some(&self.system), &self.history, &self.tools, |delta| {
-                    if let Delta::Text(text) = delta {
-                        ui.text(text);
-                    }
+                .stream(Some(&self.system), &self.history, &self.tools, |text| {
+                    ui.text(text)
                 })
                 .await?;
             if turn.tool_calls.is_empty() {
@@ -564,33 +562,31 @@ impl Agent {
         for call in calls {
             planned.push(self.plan(call).await);
         }
+        // Run the approved ones at once; each refused one carries its answer through.
         let this = &*self;
-        let runs = planned.iter().map(|plan| async move {
-            match plan {
-                Ok((index, tool, arguments)) => Some(this.call(*index, tool, arguments).await),
-                Err(_) => None,
-            }
+        let runs = planned.into_iter().map(|plan| async move {
+            let (index, tool, arguments) = plan?;
+            let result = this.call(index, &tool, &arguments).await;
+            Ok((index, tool, arguments, result))
         });
-        let results = futures::future::join_all(runs).await;
+        let results: Vec<Result<_, Refused>> = futures::future::join_all(runs).await;
         let mut outcomes = Vec::new();
-        for (plan, result) in planned.into_iter().zip(results) {
-            match (plan, result) {
-                (Err(refused), _) => outcomes.push(refused),
-                (Ok((index, tool, arguments)), Some(Err(dropped))) => {
-                    let outcome = self
-                        .reconnect_and_retry(index, &tool, &arguments, dropped)
-                        .await;
-                    outcomes.push((self.servers[index].server.name.clone(), tool, outcome));
+        for result in results {
+            let (index, tool, arguments, result) = match result {
+                Ok(ran) => ran,
+                Err(refused) => {
+                    outcomes.push(refused);
+                    continue;
                 }
-                (Ok((index, tool, _)), Some(Ok(outcome))) => {
-                    outcomes.push((self.servers[index].server.name.clone(), tool, outcome));
+            };
+            let outcome = match result {
+                Ok(outcome) => outcome,
+                Err(dropped) => {
+                    self.reconnect_and_retry(index, &tool, &arguments, dropped)
+                        .await
                 }
-                (Ok((index, tool, _)), None) => outcomes.push((
-                    self.servers[index].server.name.clone(),
-                    tool,
-                    Outcome::error("not run"),
-                )),
-            }
+            };
+            outcomes.push((self.servers[index].server.name.clone(), tool, outcome));
         }
         outcomes
     }

@@ -67,14 +67,6 @@ pub struct Turn {
     pub tool_calls: Vec<ToolCall>,
 }
 
-/// A piece of a streamed answer, as it arrives.
-#[derive(Debug, Clone)]
-pub enum Delta<'a> {
-    Text(&'a str),
-    /// A tool call began (its name; its arguments are still arriving).
-    ToolCall(&'a str),
-}
-
 /// A connection to one model.
 #[derive(Clone)]
 pub struct Provider {
@@ -156,13 +148,13 @@ impl Provider {
         }
     }
 
-    /// One streamed turn: `on_delta` sees text and tool-call starts as they arrive.
+    /// One streamed turn: `on_text` sees the answer's text as it arrives.
     pub async fn stream(
         &self,
         system: Option<&str>,
         messages: &[ChatMessage],
         tools: &[Tool],
-        mut on_delta: impl FnMut(Delta<'_>),
+        mut on_text: impl FnMut(&str),
     ) -> Result<Turn, ProviderError> {
         let mut request = ChatRequest::new(messages.to_vec());
         if let Some(system) = system {
@@ -178,17 +170,11 @@ impl Provider {
             .map_err(|e| self.failed(e))?;
         let mut stream = response.stream;
         let mut turn = Turn::default();
-        let mut announced = std::collections::HashSet::new();
         while let Some(event) = stream.next().await {
             match event.map_err(|e| self.failed(e))? {
                 ChatStreamEvent::Chunk(chunk) => {
-                    on_delta(Delta::Text(&chunk.content));
+                    on_text(&chunk.content);
                     turn.text.push_str(&chunk.content);
-                }
-                ChatStreamEvent::ToolCallChunk(chunk)
-                    if announced.insert(chunk.tool_call.call_id.clone()) =>
-                {
-                    on_delta(Delta::ToolCall(&chunk.tool_call.fn_name));
                 }
                 ChatStreamEvent::End(end) => {
                     if let Some(content) = end.captured_content {
