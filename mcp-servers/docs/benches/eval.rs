@@ -13,133 +13,20 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    path::{Path, PathBuf},
+    path::Path,
     time::Instant,
 };
 
 use mcp_server_docs::{
     embed::{Embedder, ModelOptions},
-    extract::{self, Kind},
-    index::{Filter, Library, Mode, Selection},
+    index::{Filter, Mode, Selection},
 };
 
-const BOOKS: &[&str] = &[
-    "book",
-    "reference",
-    "rust-by-example",
-    "nomicon",
-    "edition-guide",
-    "cargo",
-    "rustc",
-    "rustdoc",
-    "embedded-book",
-    "style-guide",
-];
-const PASSAGE_WORDS: usize = 100;
+mod common;
+use common::{BOOKS, PASSAGE_WORDS, collection, html_root, open_or_rebuild, write_passages};
+
 const K: usize = 10;
 const POOL: usize = 100;
-
-struct Query {
-    text: String,
-    relevant: HashSet<usize>,
-}
-
-fn html_root() -> PathBuf {
-    let sysroot = std::process::Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .expect("rustc --print sysroot");
-    PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim()).join("share/doc/rust/html")
-}
-
-fn html_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            html_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "html") {
-            let name = path.file_name().unwrap().to_string_lossy();
-            if !matches!(name.as_ref(), "print.html" | "toc.html" | "404.html") {
-                out.push(path);
-            }
-        }
-    }
-}
-
-/// Passages (text) and queries (heading → passages of its section).
-fn collection(root: &Path) -> (Vec<String>, Vec<Query>) {
-    let mut passages = Vec::new();
-    let mut sections: Vec<(String, Vec<usize>)> = Vec::new();
-    for book in BOOKS {
-        let mut files = Vec::new();
-        html_files(&root.join(book), &mut files);
-        for file in files {
-            let Ok(bytes) = std::fs::read(&file) else {
-                continue;
-            };
-            let Ok(document) = extract::extract(&file, Kind::Html, &bytes) else {
-                continue;
-            };
-            let mut current: Option<(Vec<String>, Vec<String>)> = None;
-            let mut flush = |current: &mut Option<(Vec<String>, Vec<String>)>| {
-                if let Some((headings, words)) = current.take()
-                    && let Some(heading) = headings.last()
-                    && words.len() >= 30
-                {
-                    let mut pieces: Vec<Vec<String>> = words
-                        .chunks(PASSAGE_WORDS)
-                        .map(<[String]>::to_vec)
-                        .collect();
-                    // A short tail joins the passage before it.
-                    if pieces.len() > 1
-                        && pieces.last().is_some_and(|p| p.len() < PASSAGE_WORDS / 2)
-                    {
-                        let tail = pieces.pop().unwrap_or_default();
-                        if let Some(last) = pieces.last_mut() {
-                            last.extend(tail);
-                        }
-                    }
-                    let mut ids = Vec::new();
-                    for piece in pieces {
-                        ids.push(passages.len());
-                        passages.push(piece.join(" "));
-                    }
-                    sections.push((heading.clone(), ids));
-                }
-            };
-            for block in &document.blocks {
-                let same = current.as_ref().is_some_and(|(h, _)| *h == block.headings);
-                if !same {
-                    flush(&mut current);
-                    current = Some((block.headings.clone(), Vec::new()));
-                }
-                if let Some((_, words)) = current.as_mut() {
-                    words.extend(block.text.split_whitespace().map(str::to_owned));
-                }
-            }
-            flush(&mut current);
-        }
-    }
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (heading, _) in &sections {
-        *seen.entry(heading.to_lowercase()).or_default() += 1;
-    }
-    let queries = sections
-        .into_iter()
-        .filter(|(heading, _)| {
-            heading.split_whitespace().count() >= 2 && seen[&heading.to_lowercase()] == 1
-        })
-        .map(|(text, ids)| Query {
-            text,
-            relevant: ids.into_iter().collect(),
-        })
-        .collect();
-    (passages, queries)
-}
 
 fn ndcg(ranked: &[usize], relevant: &HashSet<usize>) -> f64 {
     let dcg: f64 = ranked
@@ -211,9 +98,32 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
+/// The passages' vectors as bare text (kept in `scratch` between runs).
+fn bare_vectors(scratch: &Path, embedder: &Embedder, passages: &[String]) -> Vec<Vec<f32>> {
+    let file = scratch.join(format!("bare-{}.f32", embedder.id.name));
+    let dim = embedder.id.dim;
+    if let Ok(bytes) = std::fs::read(&file)
+        && bytes.len() == passages.len() * dim * 4
+    {
+        let floats: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        return floats.chunks_exact(dim).map(<[f32]>::to_vec).collect();
+    }
+    let vectors = embedder.embed(passages, |_| {}).unwrap();
+    let bytes: Vec<u8> = vectors
+        .iter()
+        .flatten()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    std::fs::write(&file, bytes).unwrap();
+    vectors
+}
+
 fn main() {
     let root = html_root();
-    let (passages, queries) = collection(&root);
+    let (passages, queries) = collection(&root, BOOKS, usize::MAX, 30);
     println!(
         "{} passages, {} queries from {}",
         passages.len(),
@@ -224,31 +134,17 @@ fn main() {
     // passages change.
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mcp-docs-eval");
     let docs = scratch.join("passages");
-    std::fs::create_dir_all(&docs).unwrap();
-    for (i, passage) in passages.iter().enumerate() {
-        let path = docs.join(format!("{i}.txt"));
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(passage.as_str()) {
-            std::fs::write(path, passage).unwrap();
-        }
-    }
+    write_passages(&docs, &passages);
     let embedder = Embedder::load(&ModelOptions::default()).expect("the model: run setup-model.sh");
-    let (library, writer) = Library::open(
-        // One index per model (a model's vectors cannot be mixed with another's).
+    // One index per model (a model's vectors cannot be mixed with another's).
+    let (library, mut writer) = open_or_rebuild(
         &scratch.join(format!("index-{}", embedder.id.name)),
         &docs,
-        Some(&embedder.id),
-        true,
-        true,
-    )
-    .unwrap();
+        &embedder,
+    );
     let started = Instant::now();
     let report = library
-        .update(
-            &mut writer.unwrap(),
-            &Selection::default(),
-            Some(&embedder),
-            &mut (),
-        )
+        .update(&mut writer, &Selection::default(), Some(&embedder), &mut ())
         .unwrap();
     let indexing = started.elapsed();
     println!(
@@ -294,6 +190,22 @@ fn main() {
                 }),
         );
     }
+    // A check on the collection itself: the passages embedded as bare text, without the line
+    // the index puts before each chunk (its file's title: here a number).
+    let bare = bare_vectors(&scratch, &embedder, &passages);
+    let bare_lists: Vec<Vec<usize>> = queries
+        .iter()
+        .map(|query| {
+            let q = embedder.embed_query(&query.text).unwrap();
+            let mut scored: Vec<(usize, f32)> = bare
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i, v.iter().zip(&q).map(|(a, b)| a * b).sum()))
+                .collect();
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+            scored.into_iter().take(POOL).map(|(i, _)| i).collect()
+        })
+        .collect();
     let evaluate = |rank: &dyn Fn(usize) -> Vec<usize>, which: &dyn Fn(usize) -> bool| {
         let chosen: Vec<usize> = (0..queries.len()).filter(|&i| which(i)).collect();
         (
@@ -331,10 +243,15 @@ fn main() {
     }
     let alpha = best_alpha.1;
     let weight = best_weight.1;
-    let (bm25_lists, dense_lists, served) = (&bm25_lists, &dense_lists, &served);
+    let (bm25_lists, dense_lists, served, bare_lists) =
+        (&bm25_lists, &dense_lists, &served, &bare_lists);
     let rows: Vec<(String, Box<Rank<'_>>)> = vec![
         ("bm25".into(), Box::new(|i| ids(&bm25_lists[i]))),
         ("semantic".into(), Box::new(|i| ids(&dense_lists[i]))),
+        (
+            "(semantic, passages embedded without the title line)".into(),
+            Box::new(|i| bare_lists[i].clone()),
+        ),
         (
             "hybrid: RRF (k = 60)".into(),
             Box::new(|i| rrf(&[(&bm25_lists[i], 1.0), (&dense_lists[i], 1.0)], 60.0)),

@@ -22,7 +22,7 @@ use tantivy::{
     doc,
     query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery, TermSetQuery},
     schema::{
-        Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, TextFieldIndexing,
+        FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, TextFieldIndexing,
         TextOptions, Value as _,
     },
     snippet::SnippetGenerator,
@@ -65,6 +65,11 @@ pub enum DocsError {
         built: String,
         reason: String,
     },
+    #[error(
+        "the index in {0} was written by another version of mcp-docs; rebuild it with \
+         `mcp-docs index --rebuild …`"
+    )]
+    OtherFormat(PathBuf),
     #[error("no index in {0}: run `mcp-docs index DIR` first")]
     NoIndex(PathBuf),
     #[error("{0} is not an indexed document (list_sources lists them)")]
@@ -201,7 +206,8 @@ fn schema() -> (Schema, Fields) {
         )
         .set_stored();
     let fields = Fields {
-        id: builder.add_u64_field("id", INDEXED | STORED),
+        // FAST: ranking reads a candidate's id from its column, not from the document store.
+        id: builder.add_u64_field("id", INDEXED | STORED | FAST),
         path: builder.add_text_field("path", STRING | STORED),
         path_text: builder.add_text_field("path_text", TEXT),
         kind: builder.add_text_field("kind", STRING | STORED),
@@ -216,25 +222,45 @@ fn schema() -> (Schema, Fields) {
 }
 
 /// Every chunk's unit vector, contiguous, for exact search.
+/// Every chunk in memory: its file (for filters, without touching the document store) and its
+/// unit vector, contiguous, for exact search.
 #[derive(Default)]
-struct Vectors {
+struct Catalog {
+    /// Every chunk's id, ascending, and the index of its file in `files`.
     ids: Vec<u64>,
+    file_of: Vec<u32>,
+    /// Path and kind.
+    files: Vec<(String, String)>,
+    /// The chunks that have a vector: their positions in `ids`, and the vectors.
+    with_vector: Vec<u32>,
     data: Vec<f32>,
     dim: usize,
 }
 
-impl Vectors {
-    /// The `n` nearest chunks to `query` (cosine), best first, among those `keep` allows.
-    fn nearest(&self, query: &[f32], n: usize, keep: impl Fn(u64) -> bool) -> Vec<(u64, f32)> {
+impl Catalog {
+    /// The file of chunk `id`.
+    fn file(&self, id: u64) -> Option<usize> {
+        let at = self.ids.binary_search(&id).ok()?;
+        Some(self.file_of[at] as usize)
+    }
+
+    /// The `n` nearest chunks to `query` (cosine), best first, among those whose file `keep`
+    /// allows.
+    fn nearest(
+        &self,
+        query: &[f32],
+        n: usize,
+        mut keep: impl FnMut(usize) -> bool,
+    ) -> Vec<(u64, f32)> {
         if self.dim == 0 || query.len() != self.dim {
             return Vec::new();
         }
         let mut scored: Vec<(u64, f32)> = self
             .data
             .chunks_exact(self.dim)
-            .zip(&self.ids)
-            .filter(|(_, id)| keep(**id))
-            .map(|(v, id)| (*id, v.iter().zip(query).map(|(a, b)| a * b).sum()))
+            .zip(&self.with_vector)
+            .filter(|(_, at)| keep(self.file_of[**at as usize] as usize))
+            .map(|(v, at)| (self.ids[*at as usize], dot(v, query)))
             .collect();
         let n = n.min(scored.len());
         if n == 0 {
@@ -247,6 +273,25 @@ impl Vectors {
     }
 }
 
+/// `a · b`, summed in eight lanes so the compiler can use vector instructions (a single running
+/// sum is a chain of dependent additions it may not reorder).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// An index, open.
 pub struct Library {
     dir: PathBuf,
@@ -254,7 +299,7 @@ pub struct Library {
     reader: IndexReader,
     fields: Fields,
     db: Mutex<Connection>,
-    vectors: RwLock<Arc<Vectors>>,
+    catalog: RwLock<Arc<Catalog>>,
     /// The folder the documents are in (relative paths are relative to it).
     root: PathBuf,
     /// The model the vectors came from, as recorded.
@@ -303,7 +348,13 @@ impl Library {
         let (schema, fields) = schema();
         let directory = MmapDirectory::open(&tantivy_dir)
             .map_err(|e| DocsError::Io(std::io::Error::other(e.to_string())))?;
-        let index = Index::open_or_create(directory, schema)?;
+        let index = match Index::open_or_create(directory, schema) {
+            Ok(index) => index,
+            Err(tantivy::TantivyError::SchemaError(_)) => {
+                return Err(DocsError::OtherFormat(dir.to_owned()));
+            }
+            Err(error) => return Err(error.into()),
+        };
         let writer = if write {
             match index.writer(64 * 1024 * 1024) {
                 Ok(writer) => Some(Writer { writer }),
@@ -367,12 +418,35 @@ impl Library {
             reader,
             fields,
             db: Mutex::new(db),
-            vectors: RwLock::new(Arc::new(Vectors::default())),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
             root: root.to_owned(),
             model: RwLock::new(built),
         };
-        library.load_vectors()?;
+        library.load_catalog()?;
         Ok((library, writer))
+    }
+
+    /// Deletes the index in `dir`, whatever version wrote it, once no other process uses it.
+    pub fn remove(dir: &Path) -> Result<(), DocsError> {
+        let tantivy_dir = dir.join("tantivy");
+        // Take the lock first, so a running server is not pulled from under.
+        let _writer: Option<IndexWriter> = if tantivy_dir.join("meta.json").is_file() {
+            let directory = MmapDirectory::open(&tantivy_dir)
+                .map_err(|e| DocsError::Io(std::io::Error::other(e.to_string())))?;
+            match Index::open(directory)?.writer_with_num_threads(1, 15_000_000) {
+                Ok(writer) => Some(writer),
+                Err(tantivy::TantivyError::LockFailure(..)) => {
+                    return Err(DocsError::Busy(dir.to_owned()));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        } else {
+            None
+        };
+        match std::fs::remove_dir_all(dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
+            _ => Ok(()),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -394,30 +468,48 @@ impl Library {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn load_vectors(&self) -> Result<(), DocsError> {
-        let mut vectors = Vectors::default();
+    fn load_catalog(&self) -> Result<(), DocsError> {
+        let mut catalog = Catalog::default();
         {
             let db = self.db();
-            let mut statement =
-                db.prepare("SELECT id, vector FROM chunks WHERE vector IS NOT NULL ORDER BY id")?;
+            let mut statement = db.prepare(
+                "SELECT c.id, c.path, f.kind, c.vector FROM chunks c JOIN files f ON f.path = c.path
+                 ORDER BY c.id",
+            )?;
             let mut rows = statement.query([])?;
+            let mut interned: HashMap<String, u32> = HashMap::new();
             while let Some(row) = rows.next()? {
                 let id: i64 = row.get(0)?;
-                let bytes: Vec<u8> = row.get(1)?;
-                let vector = from_bytes(&bytes);
-                if vectors.dim == 0 {
-                    vectors.dim = vector.len();
-                }
-                if vector.len() == vectors.dim {
-                    vectors.ids.push(id as u64);
-                    vectors.data.extend_from_slice(&vector);
+                let path: String = row.get(1)?;
+                let file = match interned.get(&path) {
+                    Some(file) => *file,
+                    None => {
+                        let file = catalog.files.len() as u32;
+                        catalog.files.push((path.clone(), row.get(2)?));
+                        interned.insert(path, file);
+                        file
+                    }
+                };
+                let at = catalog.ids.len() as u32;
+                catalog.ids.push(id as u64);
+                catalog.file_of.push(file);
+                let vector: Option<Vec<u8>> = row.get(3)?;
+                if let Some(bytes) = vector {
+                    let vector = from_bytes(&bytes);
+                    if catalog.dim == 0 {
+                        catalog.dim = vector.len();
+                    }
+                    if vector.len() == catalog.dim {
+                        catalog.with_vector.push(at);
+                        catalog.data.extend_from_slice(&vector);
+                    }
                 }
             }
         }
         *self
-            .vectors
+            .catalog
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(vectors);
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(catalog);
         Ok(())
     }
 
@@ -650,7 +742,7 @@ impl Library {
             *self.model.write().unwrap_or_else(|p| p.into_inner()) = Some(embedder.id.clone());
         }
         self.reader.reload()?;
-        self.load_vectors()?;
+        self.load_catalog()?;
         progress.advance(fresh.len());
         report.failed = failed;
         Ok(report)
@@ -659,7 +751,7 @@ impl Library {
     /// Sees what another process committed.
     pub fn refresh(&self) -> Result<(), DocsError> {
         self.reader.reload()?;
-        self.load_vectors()
+        self.load_catalog()
     }
 
     /// Searches; `embedder` is needed for `semantic` and `hybrid` (without it they use BM25).
@@ -706,14 +798,32 @@ impl Library {
                 (Occur::Must, Box::new(TermSetQuery::new(kinds.clone()))),
             ]))
         };
-        let allowed = |path: &str, kind: &str| {
-            globs.as_ref().is_none_or(|g: &GlobSet| g.is_match(path))
-                && (filter.file_types.is_empty()
-                    || filter.file_types.iter().any(|t| {
-                        let t = t.trim_start_matches('.').to_ascii_lowercase();
-                        t == kind || path.to_ascii_lowercase().ends_with(&format!(".{t}"))
-                    }))
+        let catalog = self
+            .catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let types: Vec<String> = filter
+            .file_types
+            .iter()
+            .map(|t| t.trim_start_matches('.').to_ascii_lowercase())
+            .collect();
+        // Whether a file passes the filter, worked out once per file.
+        let mut verdicts: Vec<Option<bool>> = Vec::new();
+        let mut allowed = |file: usize| -> bool {
+            if verdicts.is_empty() {
+                verdicts = vec![None; catalog.files.len()];
+            }
+            *verdicts[file].get_or_insert_with(|| {
+                let (path, kind) = &catalog.files[file];
+                globs.as_ref().is_none_or(|g: &GlobSet| g.is_match(path))
+                    && (types.is_empty()
+                        || types.iter().any(|t| {
+                            t == kind || path.to_ascii_lowercase().ends_with(&format!(".{t}"))
+                        }))
+            })
         };
+        let filtered = globs.is_some() || !filter.file_types.is_empty();
         let pool = (k * 5).max(50);
         let use_dense = mode != Mode::Bm25 && embedder.is_some() && self.model().is_some();
         let use_bm25 = mode != Mode::Semantic || !use_dense;
@@ -721,44 +831,37 @@ impl Library {
         // BM25 candidates, filtered by path.
         let mut bm25: Vec<(u64, f32)> = Vec::new();
         if use_bm25 {
+            // The types are in the query; a path glob is checked on the candidates, so more
+            // are asked for. Ids come from their column: no document is decompressed.
+            let wanted = if globs.is_some() { pool * 10 } else { pool };
             let top =
-                searcher.search(&bm25_query, &TopDocs::with_limit(pool * 2).order_by_score())?;
+                searcher.search(&bm25_query, &TopDocs::with_limit(wanted).order_by_score())?;
+            let columns = searcher
+                .segment_readers()
+                .iter()
+                .map(|segment| segment.fast_fields().u64("id"))
+                .collect::<Result<Vec<_>, _>>()?;
             for (score, address) in top {
-                let document: TantivyDocument = searcher.doc(address)?;
-                let path = text_of(&document, f.path);
-                let kind = text_of(&document, f.kind);
-                if allowed(&path, &kind) {
-                    bm25.push((u64_of(&document, f.id), score));
-                }
-                if bm25.len() == pool {
-                    break;
-                }
-            }
-        }
-        // Dense candidates (exact search over every vector), filtered the same way.
-        let mut dense: Vec<(u64, f32)> = Vec::new();
-        if use_dense && let Some(embedder) = embedder {
-            let vector = embedder.embed_query(query)?;
-            let vectors = self
-                .vectors
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let wanted = if globs.is_some() || !filter.file_types.is_empty() {
-                pool * 20
-            } else {
-                pool
-            };
-            for (id, score) in vectors.nearest(&vector, wanted, |_| true) {
-                if let Some(document) = self.chunk(&searcher, id)?
-                    && allowed(&text_of(&document, f.path), &text_of(&document, f.kind))
-                {
-                    dense.push((id, score));
-                    if dense.len() == pool {
+                let Some(id) = columns
+                    .get(address.segment_ord as usize)
+                    .and_then(|column| column.first(address.doc_id))
+                else {
+                    continue;
+                };
+                if !filtered || catalog.file(id).is_some_and(&mut allowed) {
+                    bm25.push((id, score));
+                    if bm25.len() == pool {
                         break;
                     }
                 }
             }
+        }
+        // Dense candidates: exact search over every vector the filter allows.
+        let mut dense: Vec<(u64, f32)> = Vec::new();
+        if use_dense && let Some(embedder) = embedder {
+            let vector = embedder.embed_query(query)?;
+            // Exact among the chunks the filter allows.
+            dense = catalog.nearest(&vector, pool, |file| !filtered || allowed(file));
         }
         let ranked: Vec<(u64, f32)> = match (use_bm25, use_dense) {
             (true, true) => fuse(&bm25, &dense, k),

@@ -327,3 +327,71 @@ fn meaning_is_found_without_shared_words_and_the_quantised_model_agrees_with_flo
         assert!(cosine > 0.97, "cosine {cosine}");
     }
 }
+
+#[test]
+fn a_filter_finds_its_documents_however_far_down_the_ranking_they_are() {
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // 1,200 notes about kettles, and one about something else in a folder of its own.
+    std::fs::create_dir_all(root.path().join("kitchen")).unwrap();
+    std::fs::create_dir_all(root.path().join("garden")).unwrap();
+    for i in 0..1200 {
+        std::fs::write(
+            root.path().join(format!("kitchen/{i}.txt")),
+            format!("Kettle note {i}: boil the water in the kettle, then pour."),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        root.path().join("garden/moles.md"),
+        "# Moles\n\nThe moles dug tunnels under the lawn all winter.\n",
+    )
+    .unwrap();
+    let (library, mut writer) = open(data.path(), root.path());
+    library
+        .update(
+            &mut writer,
+            &Selection::default(),
+            Some(support::embedder()),
+            &mut (),
+        )
+        .unwrap();
+    for (mode, filter) in [
+        (
+            Mode::Semantic,
+            Filter {
+                path_glob: Some("garden/**".into()),
+                ..Filter::default()
+            },
+        ),
+        (
+            Mode::Hybrid,
+            Filter {
+                path_glob: Some("garden/**".into()),
+                ..Filter::default()
+            },
+        ),
+        (
+            Mode::Semantic,
+            Filter {
+                file_types: vec!["md".into()],
+                ..Filter::default()
+            },
+        ),
+    ] {
+        let hits = library
+            .search(
+                "boiling water in a kettle",
+                5,
+                mode,
+                &filter,
+                Some(support::embedder()),
+            )
+            .unwrap();
+        let paths: Vec<&str> = hits.iter().map(|h| h.path.as_str()).collect();
+        assert_eq!(paths, ["garden/moles.md"], "{mode:?} {filter:?}");
+    }
+    // Unfiltered, the kettles come first.
+    let hits = search(&library, "boiling water in a kettle", Mode::Hybrid);
+    assert!(hits.iter().all(|h| h.path.starts_with("kitchen/")));
+}

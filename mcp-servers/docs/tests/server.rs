@@ -123,6 +123,56 @@ fn the_cli_indexes_searches_and_says_what_failed() {
     assert!(String::from_utf8_lossy(&never.stderr).contains("run `mcp-docs index DIR` first"));
 }
 
+#[test]
+fn an_index_from_another_version_says_rebuild_and_rebuild_works() {
+    support::ensure_model();
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("a.md"), "# Anchors\n\nAweigh.\n").unwrap();
+    let dir = root.path().to_str().unwrap();
+    // A tantivy index with another schema, as an older mcp-docs might have left.
+    {
+        let mut schema = tantivy::schema::Schema::builder();
+        schema.add_text_field("body", tantivy::schema::TEXT);
+        std::fs::create_dir_all(data.path().join("tantivy")).unwrap();
+        tantivy::Index::create_in_dir(data.path().join("tantivy"), schema.build()).unwrap();
+    }
+    let search = cli(&["search", "anchors", dir], data.path());
+    assert_eq!(search.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&search.stderr);
+    assert!(
+        message.contains("another version of mcp-docs") && message.contains("--rebuild"),
+        "{message}"
+    );
+    let rebuilt = cli(&["index", dir, "--rebuild", "--json"], data.path());
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    let search = cli(&["search", "anchors", dir, "--json"], data.path());
+    let hits: Value = serde_json::from_slice(&search.stdout).unwrap();
+    assert_eq!(hits[0]["path"], "a.md");
+
+    // A named model (fastembed's, from Hugging Face) needs the `hub` feature; without it the
+    // request is refused, not quietly turned into BM25.
+    if !cfg!(feature = "hub") {
+        let named = cli(
+            &[
+                "search",
+                "anchors",
+                dir,
+                "--model",
+                "BAAI/bge-small-en-v1.5",
+            ],
+            data.path(),
+        );
+        assert_eq!(named.status.code(), Some(2));
+        let message = String::from_utf8_lossy(&named.stderr);
+        assert!(message.contains("--features hub"), "{message}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
     tokio::task::spawn_blocking(support::ensure_model)

@@ -62,6 +62,16 @@ struct ModelArgs {
     #[arg(long, value_name = "DIR")]
     model_dir: Option<PathBuf>,
 
+    /// One of fastembed's named models instead (`BAAI/bge-small-en-v1.5`, …), downloaded from
+    /// Hugging Face on first use; only in builds with the `hub` feature.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "MCP_DOCS_MODEL",
+        conflicts_with = "model_dir"
+    )]
+    model: Option<String>,
+
     /// No embeddings: BM25 only.
     #[arg(long)]
     bm25_only: bool,
@@ -173,9 +183,12 @@ fn setup(args: &IndexArgs) -> anyhow::Result<Setup> {
         match Embedder::load(&ModelOptions {
             runtime: args.model.onnxruntime.clone(),
             model_dir: args.model.model_dir.clone(),
+            named: args.model.model.clone(),
             threads: args.model.threads,
         }) {
             Ok(embedder) => (Some(embedder), None),
+            // A model asked for by name is not quietly replaced by BM25.
+            Err(error) if args.model.model.is_some() => return Err(error.into()),
             Err(error) => {
                 tracing::warn!("semantic search is off, BM25 only: {error}");
                 (None, Some(error.to_string()))
@@ -233,11 +246,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let setup = setup(&args)?;
-            if rebuild && setup.data_dir.exists() {
-                // Take the lock before removing, so a running server is not pulled from under.
-                let (_, writer) = Library::open(&setup.data_dir, &setup.root, None, true, true)?;
-                drop(writer);
-                std::fs::remove_dir_all(&setup.data_dir)?;
+            if rebuild {
+                Library::remove(&setup.data_dir)?;
             }
             let id = setup.embedder.as_ref().map(|e| e.id.clone());
             let (library, writer) =

@@ -1,0 +1,166 @@
+//! What the benchmarks share: passages and heading queries cut from the HTML documentation
+//! rustup installs.
+#![allow(dead_code)]
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+};
+
+use mcp_server_docs::{
+    embed::Embedder,
+    extract::{self, Kind},
+    index::{DocsError, Library, Writer},
+};
+
+pub const BOOKS: &[&str] = &[
+    "book",
+    "reference",
+    "rust-by-example",
+    "nomicon",
+    "edition-guide",
+    "cargo",
+    "rustc",
+    "rustdoc",
+    "embedded-book",
+    "style-guide",
+];
+pub const PASSAGE_WORDS: usize = 100;
+
+pub struct Query {
+    pub text: String,
+    pub relevant: HashSet<usize>,
+}
+
+pub fn html_root() -> PathBuf {
+    let sysroot = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("rustc --print sysroot");
+    PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim()).join("share/doc/rust/html")
+}
+
+fn html_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            html_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "html") {
+            let name = path.file_name().unwrap().to_string_lossy();
+            if !matches!(name.as_ref(), "print.html" | "toc.html" | "404.html") {
+                out.push(path);
+            }
+        }
+    }
+}
+
+/// Passages (text) and queries (heading → passages of its section), from the HTML under each
+/// of `dirs` in turn, until there are at least `max` passages; sections of fewer than
+/// `min_words` words are left out.
+pub fn collection(
+    root: &Path,
+    dirs: &[&str],
+    max: usize,
+    min_words: usize,
+) -> (Vec<String>, Vec<Query>) {
+    let mut passages = Vec::new();
+    let mut sections: Vec<(String, Vec<usize>)> = Vec::new();
+    for dir in dirs {
+        let mut files = Vec::new();
+        html_files(&root.join(dir), &mut files);
+        for file in files {
+            if passages.len() >= max {
+                break;
+            }
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            let Ok(document) = extract::extract(&file, Kind::Html, &bytes) else {
+                continue;
+            };
+            let mut current: Option<(Vec<String>, Vec<String>)> = None;
+            let mut flush = |current: &mut Option<(Vec<String>, Vec<String>)>| {
+                if let Some((headings, words)) = current.take()
+                    && let Some(heading) = headings.last()
+                    && words.len() >= min_words
+                {
+                    let mut pieces: Vec<Vec<String>> = words
+                        .chunks(PASSAGE_WORDS)
+                        .map(<[String]>::to_vec)
+                        .collect();
+                    // A short tail joins the passage before it.
+                    if pieces.len() > 1
+                        && pieces.last().is_some_and(|p| p.len() < PASSAGE_WORDS / 2)
+                    {
+                        let tail = pieces.pop().unwrap_or_default();
+                        if let Some(last) = pieces.last_mut() {
+                            last.extend(tail);
+                        }
+                    }
+                    let mut ids = Vec::new();
+                    for piece in pieces {
+                        ids.push(passages.len());
+                        passages.push(piece.join(" "));
+                    }
+                    sections.push((heading.clone(), ids));
+                }
+            };
+            for block in &document.blocks {
+                let same = current.as_ref().is_some_and(|(h, _)| *h == block.headings);
+                if !same {
+                    flush(&mut current);
+                    current = Some((block.headings.clone(), Vec::new()));
+                }
+                if let Some((_, words)) = current.as_mut() {
+                    words.extend(block.text.split_whitespace().map(str::to_owned));
+                }
+            }
+            flush(&mut current);
+        }
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (heading, _) in &sections {
+        *seen.entry(heading.to_lowercase()).or_default() += 1;
+    }
+    let queries = sections
+        .into_iter()
+        .filter(|(heading, _)| {
+            heading.split_whitespace().count() >= 2 && seen[&heading.to_lowercase()] == 1
+        })
+        .map(|(text, ids)| Query {
+            text,
+            relevant: ids.into_iter().collect(),
+        })
+        .collect();
+    (passages, queries)
+}
+
+/// Writes each passage to `dir/<number>.txt` (a file already right is left alone, so its
+/// modification time and the index's record of it stay).
+pub fn write_passages(dir: &Path, passages: &[String]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (i, passage) in passages.iter().enumerate() {
+        let path = dir.join(format!("{i}.txt"));
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(passage.as_str()) {
+            std::fs::write(path, passage).unwrap();
+        }
+    }
+}
+
+/// The benchmark's index in `dir` for the folder `docs`; one left by a version of mcp-docs with
+/// another schema is thrown away and built again.
+pub fn open_or_rebuild(dir: &Path, docs: &Path, embedder: &Embedder) -> (Library, Writer) {
+    let open = || Library::open(dir, docs, Some(&embedder.id), true, true);
+    let (library, writer) = match open() {
+        Err(DocsError::OtherFormat(_)) => {
+            Library::remove(dir).unwrap();
+            open().unwrap()
+        }
+        opened => opened.unwrap(),
+    };
+    (library, writer.unwrap())
+}
