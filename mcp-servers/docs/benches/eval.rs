@@ -14,16 +14,15 @@
 use std::{
     collections::{HashMap, HashSet},
     path::Path,
-    time::Instant,
 };
 
 use mcp_server_docs::{
-    embed::{Embedder, ModelOptions},
-    index::{Filter, Mode, Selection},
+    embed::Embedder,
+    index::{Filter, Mode},
 };
 
 mod common;
-use common::{BOOKS, PASSAGE_WORDS, collection, html_root, open_or_rebuild, write_passages};
+use common::{BOOKS, PASSAGE_WORDS, collection, html_root, index_passages};
 
 const K: usize = 10;
 const POOL: usize = 100;
@@ -130,23 +129,8 @@ fn main() {
         queries.len(),
         root.display()
     );
-    // Kept between runs (an unchanged collection is not embedded again); rebuilt when the
-    // passages change.
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mcp-docs-eval");
-    let docs = scratch.join("passages");
-    write_passages(&docs, &passages);
-    let embedder = Embedder::load(&ModelOptions::default()).expect("the model: run setup-model.sh");
-    // One index per model (a model's vectors cannot be mixed with another's).
-    let (library, mut writer) = open_or_rebuild(
-        &scratch.join(format!("index-{}", embedder.id.name)),
-        &docs,
-        &embedder,
-    );
-    let started = Instant::now();
-    let report = library
-        .update(&mut writer, &Selection::default(), Some(&embedder), &mut ())
-        .unwrap();
-    let indexing = started.elapsed();
+    let (library, embedder, report, indexing) = index_passages("mcp-docs-eval", &passages, &mut ());
     println!(
         "indexed {} passages ({} chunks) in {indexing:.1?}",
         report.added, report.chunks

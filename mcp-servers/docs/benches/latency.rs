@@ -21,14 +21,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mcp_server_docs::{
-    embed::{Embedder, ModelOptions},
-    index::{Filter, Mode, Progress, Selection},
-};
+use mcp_server_docs::index::{Filter, Mode, Progress};
 use rusqlite::Connection;
 
 mod common;
-use common::{BOOKS, collection, html_root, open_or_rebuild, write_passages};
+use common::{BOOKS, collection, html_root, index_passages};
 
 const CHUNKS: usize = 100_000;
 const K: usize = 10;
@@ -145,30 +142,14 @@ fn main() {
         root.display()
     );
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mcp-docs-latency");
-    let docs = scratch.join("passages");
-    write_passages(&docs, &passages);
-
-    let embedder = Embedder::load(&ModelOptions::default()).expect("the model: run setup-model.sh");
-    let (library, mut writer) = open_or_rebuild(
-        &scratch.join(format!("index-{}", embedder.id.name)),
-        &docs,
-        &embedder,
+    let (library, embedder, report, took) = index_passages(
+        "mcp-docs-latency",
+        &passages,
+        &mut Printer { total: 0, step: 0 },
     );
-    let started = Instant::now();
-    let report = library
-        .update(
-            &mut writer,
-            &Selection::default(),
-            Some(&embedder),
-            &mut Printer { total: 0, step: 0 },
-        )
-        .unwrap();
     println!(
         "index: {} added, {} unchanged, {} embedded, in {:.1?}",
-        report.added,
-        report.unchanged,
-        report.embedded,
-        started.elapsed()
+        report.added, report.unchanged, report.embedded, took
     );
     let status = library.status().unwrap();
     assert!(

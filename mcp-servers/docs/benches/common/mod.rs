@@ -5,12 +5,13 @@
 use std::{
     collections::{HashMap, HashSet},
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use mcp_server_docs::{
-    embed::Embedder,
+    embed::{Embedder, ModelOptions},
     extract::{self, Kind},
-    index::{DocsError, Library, Writer},
+    index::{DocsError, Library, Progress, Report, Selection},
 };
 
 pub const BOOKS: &[&str] = &[
@@ -141,7 +142,7 @@ pub fn collection(
 
 /// Writes each passage to `dir/<number>.txt` (a file already right is left alone, so its
 /// modification time and the index's record of it stay).
-pub fn write_passages(dir: &Path, passages: &[String]) {
+fn write_passages(dir: &Path, passages: &[String]) {
     std::fs::create_dir_all(dir).unwrap();
     for (i, passage) in passages.iter().enumerate() {
         let path = dir.join(format!("{i}.txt"));
@@ -151,16 +152,36 @@ pub fn write_passages(dir: &Path, passages: &[String]) {
     }
 }
 
-/// The benchmark's index in `dir` for the folder `docs`; one left by a version of mcp-docs with
-/// another schema is thrown away and built again.
-pub fn open_or_rebuild(dir: &Path, docs: &Path, embedder: &Embedder) -> (Library, Writer) {
-    let open = || Library::open(dir, docs, Some(&embedder.id), true, true);
+/// The passages indexed with the default model, in the target directory's `name` (kept between
+/// runs: an unchanged collection is not embedded again), and how long the update took. An index
+/// left by a version of mcp-docs with another schema is thrown away and built again.
+pub fn index_passages(
+    name: &str,
+    passages: &[String],
+    progress: &mut dyn Progress,
+) -> (Library, Embedder, Report, Duration) {
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let docs = scratch.join("passages");
+    write_passages(&docs, passages);
+    let embedder = Embedder::load(&ModelOptions::default()).expect("the model: run setup-model.sh");
+    // One index per model (a model's vectors cannot be mixed with another's).
+    let dir = scratch.join(format!("index-{}", embedder.id.name));
+    let open = || Library::open(&dir, &docs, Some(&embedder.id), true, true);
     let (library, writer) = match open() {
         Err(DocsError::OtherFormat(_)) => {
-            Library::remove(dir).unwrap();
+            Library::remove(&dir).unwrap();
             open().unwrap()
         }
         opened => opened.unwrap(),
     };
-    (library, writer.unwrap())
+    let started = Instant::now();
+    let report = library
+        .update(
+            &mut writer.unwrap(),
+            &Selection::default(),
+            Some(&embedder),
+            progress,
+        )
+        .unwrap();
+    (library, embedder, report, started.elapsed())
 }
