@@ -831,21 +831,24 @@ impl Library {
         // BM25 candidates, filtered by path.
         let mut bm25: Vec<(u64, f32)> = Vec::new();
         if use_bm25 {
-            // The types are in the query; a path glob is checked on the candidates, so more
-            // are asked for. Ids come from their column: no document is decompressed.
+            // The types are in the query; a path glob is checked on the best candidates. Ids
+            // come from their column: no document is decompressed.
             let wanted = if globs.is_some() { pool * 10 } else { pool };
-            let top =
-                searcher.search(&bm25_query, &TopDocs::with_limit(wanted).order_by_score())?;
             let columns = searcher
                 .segment_readers()
                 .iter()
                 .map(|segment| segment.fast_fields().u64("id"))
                 .collect::<Result<Vec<_>, _>>()?;
-            for (score, address) in top {
-                let Some(id) = columns
+            let id_of = |address: tantivy::DocAddress| {
+                columns
                     .get(address.segment_ord as usize)
                     .and_then(|column| column.first(address.doc_id))
-                else {
+            };
+            let top =
+                searcher.search(&bm25_query, &TopDocs::with_limit(wanted).order_by_score())?;
+            let more = top.len() == wanted;
+            for (score, address) in top {
+                let Some(id) = id_of(address) else {
                     continue;
                 };
                 if !filtered || catalog.file(id).is_some_and(&mut allowed) {
@@ -854,6 +857,23 @@ impl Library {
                         break;
                     }
                 }
+            }
+            // The glob admitted too few of them and more exist: search again among the files it
+            // admits (every file's path checked once), so none is missed.
+            if globs.is_some() && bm25.len() < pool && more {
+                let paths: Vec<Term> = (0..catalog.files.len())
+                    .filter(|&file| allowed(file))
+                    .map(|file| Term::from_field_text(f.path, &catalog.files[file].0))
+                    .collect();
+                let restricted = BooleanQuery::new(vec![
+                    (Occur::Must, bm25_query.box_clone()),
+                    (Occur::Must, Box::new(TermSetQuery::new(paths))),
+                ]);
+                bm25 = searcher
+                    .search(&restricted, &TopDocs::with_limit(pool).order_by_score())?
+                    .into_iter()
+                    .filter_map(|(score, address)| Some((id_of(address)?, score)))
+                    .collect();
             }
         }
         // Dense candidates: exact search over every vector the filter allows.

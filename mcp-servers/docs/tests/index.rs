@@ -332,7 +332,8 @@ fn meaning_is_found_without_shared_words_and_the_quantised_model_agrees_with_flo
 fn a_filter_finds_its_documents_however_far_down_the_ranking_they_are() {
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    // 1,200 notes about kettles, and one about something else in a folder of its own.
+    // 1,200 notes about kettles, and one about something else (a kettle in passing) in a folder
+    // of its own.
     std::fs::create_dir_all(root.path().join("kitchen")).unwrap();
     std::fs::create_dir_all(root.path().join("garden")).unwrap();
     for i in 0..1200 {
@@ -344,7 +345,7 @@ fn a_filter_finds_its_documents_however_far_down_the_ranking_they_are() {
     }
     std::fs::write(
         root.path().join("garden/moles.md"),
-        "# Moles\n\nThe moles dug tunnels under the lawn all winter.\n",
+        "# Moles\n\nThe moles dug tunnels under the lawn all winter, past an old kettle.\n",
     )
     .unwrap();
     let (library, mut writer) = open(data.path(), root.path());
@@ -357,6 +358,14 @@ fn a_filter_finds_its_documents_however_far_down_the_ranking_they_are() {
         )
         .unwrap();
     for (mode, filter) in [
+        // The garden note is far below the kitchen's 1,200 for BM25 too.
+        (
+            Mode::Bm25,
+            Filter {
+                path_glob: Some("garden/**".into()),
+                ..Filter::default()
+            },
+        ),
         (
             Mode::Semantic,
             Filter {
