@@ -71,6 +71,23 @@ fn latency(mut times: Vec<Duration>) -> Latency {
     }
 }
 
+/// Runs `search` on the first [`WARM_UP`] queries untimed, then on every query, timing each.
+fn time_each(queries: &[String], mut search: impl FnMut(&str)) -> Latency {
+    for query in queries.iter().take(WARM_UP) {
+        search(query);
+    }
+    latency(
+        queries
+            .iter()
+            .map(|query| {
+                let started = Instant::now();
+                search(query);
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
@@ -159,29 +176,18 @@ fn main() {
     let fts = fts5(&scratch.join("fts5.sqlite"), &passages);
 
     let time_ours = |mode: Mode, filter: &Filter| -> Latency {
-        let run = |query: &str| {
-            let started = Instant::now();
-            let hits = library
-                .search(query, K, mode, filter, Some(&embedder))
-                .unwrap();
-            std::hint::black_box(hits);
-            started.elapsed()
-        };
-        queries.iter().take(WARM_UP).for_each(|q| {
-            run(q);
-        });
-        latency(queries.iter().map(|q| run(q)).collect())
+        time_each(&queries, |query| {
+            std::hint::black_box(
+                library
+                    .search(query, K, mode, filter, Some(&embedder))
+                    .unwrap(),
+            );
+        })
     };
     let time_embedding = || -> Latency {
-        let run = |query: &str| {
-            let started = Instant::now();
+        time_each(&queries, |query| {
             std::hint::black_box(embedder.embed_query(query).unwrap());
-            started.elapsed()
-        };
-        queries.iter().take(WARM_UP).for_each(|q| {
-            run(q);
-        });
-        latency(queries.iter().map(|q| run(q)).collect())
+        })
     };
     let time_fts5 = || -> Latency {
         let mut statement = fts
@@ -190,8 +196,7 @@ fn main() {
                  FROM passages WHERE passages MATCH ?1 ORDER BY rank LIMIT ?2",
             )
             .unwrap();
-        let mut run = |query: &str| {
-            let started = Instant::now();
+        time_each(&queries, |query| {
             let rows: Vec<(i64, f64, String)> = statement
                 .query_map(rusqlite::params![fts5_query(query), K as i64], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -200,12 +205,7 @@ fn main() {
                 .collect::<Result<_, _>>()
                 .unwrap();
             std::hint::black_box(rows);
-            started.elapsed()
-        };
-        queries.iter().take(WARM_UP).for_each(|q| {
-            run(q);
-        });
-        latency(queries.iter().map(|q| run(q)).collect())
+        })
     };
 
     let fts5 = time_fts5();
