@@ -795,7 +795,7 @@ impl Library {
         } else {
             Box::new(BooleanQuery::new(vec![
                 (Occur::Must, text_query.box_clone()),
-                (Occur::Must, Box::new(TermSetQuery::new(kinds.clone()))),
+                (Occur::Must, Box::new(TermSetQuery::new(kinds))),
             ]))
         };
         let catalog = self
@@ -808,12 +808,11 @@ impl Library {
             .iter()
             .map(|t| t.trim_start_matches('.').to_ascii_lowercase())
             .collect();
-        // Whether a file passes the filter, worked out once per file.
-        let mut verdicts: Vec<Option<bool>> = Vec::new();
+        let filtered = globs.is_some() || !filter.file_types.is_empty();
+        // Whether a file passes the filter, worked out once per file (asked only when filtered).
+        let mut verdicts: Vec<Option<bool>> =
+            vec![None; if filtered { catalog.files.len() } else { 0 }];
         let mut allowed = |file: usize| -> bool {
-            if verdicts.is_empty() {
-                verdicts = vec![None; catalog.files.len()];
-            }
             *verdicts[file].get_or_insert_with(|| {
                 let (path, kind) = &catalog.files[file];
                 globs.as_ref().is_none_or(|g: &GlobSet| g.is_match(path))
@@ -823,7 +822,6 @@ impl Library {
                         }))
             })
         };
-        let filtered = globs.is_some() || !filter.file_types.is_empty();
         let pool = (k * 5).max(50);
         let use_dense = mode != Mode::Bm25 && embedder.is_some() && self.model().is_some();
         let use_bm25 = mode != Mode::Semantic || !use_dense;
