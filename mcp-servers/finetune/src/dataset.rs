@@ -1,0 +1,695 @@
+//! Checking a training file before anything is launched: every line is read, every problem is
+//! reported with its line number, and the statistics a person needs to pick hyperparameters
+//! (token counts, duplicates) come with it.
+//!
+//! Accepted shapes, one JSON object per line (the ones OpenAI's fine-tuning API and Hugging Face
+//! TRL read):
+//! - `sft` and `distill` (a teacher's answers are the assistant turns):
+//!   `{"messages": [{"role": "user", "content": "…"}, {"role": "assistant", "content": "…"}]}`,
+//!   `{"prompt": …, "completion": …}` (strings or message lists), or `{"text": "…"}`;
+//! - `dpo`: OpenAI's `{"input": {"messages": […]}, "preferred_output": […],
+//!   "non_preferred_output": […]}` or TRL's `{"prompt": …, "chosen": …, "rejected": …}`.
+//!
+//! The file is streamed: a file of any size is checked in constant memory but for one hash and
+//! one token count per example.
+
+use std::{
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    io::{BufRead, BufReader, Read},
+    path::Path,
+};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::job::Method;
+
+/// Fewer examples than this is an error: nothing useful is learned from them.
+pub const MIN_EXAMPLES: usize = 10;
+/// Problems listed one by one; past this only their number is kept.
+const MAX_LISTED: usize = 50;
+/// Longest line read; a longer one is an error of its own (and is not held in memory).
+const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// Tokens a chat template adds around each message (role markers, separators), as in OpenAI's
+/// counting guide; used with a real tokenizer and with the estimate alike.
+const TOKENS_PER_MESSAGE: usize = 4;
+
+const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
+
+/// How tokens are counted: a model's own tokenizer, or an estimate when none is at hand.
+pub enum TokenCounter {
+    Tokenizer(Box<tokenizers::Tokenizer>),
+    /// About four bytes of English text per token.
+    Estimate,
+}
+
+impl TokenCounter {
+    /// The tokenizer in a model directory (`tokenizer.json`), or the estimate if it has none.
+    pub fn for_model_dir(dir: &Path) -> Result<Self, String> {
+        let file = dir.join("tokenizer.json");
+        if !file.is_file() {
+            return Ok(Self::Estimate);
+        }
+        tokenizers::Tokenizer::from_file(&file)
+            .map(|tokenizer| Self::Tokenizer(Box::new(tokenizer)))
+            .map_err(|error| format!("cannot read {}: {error}", file.display()))
+    }
+
+    fn count(&self, text: &str) -> usize {
+        match self {
+            Self::Tokenizer(tokenizer) => tokenizer
+                .encode_fast(text, false)
+                .map(|encoding| encoding.len())
+                .unwrap_or_else(|_| text.len().div_ceil(4)),
+            Self::Estimate => text.len().div_ceil(4),
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Self::Tokenizer(_) => "the model's tokenizer",
+            Self::Estimate => {
+                "an estimate (4 bytes per token; pass a model with a tokenizer.json for exact counts)"
+            }
+        }
+    }
+}
+
+/// One problem, where it is.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line number in the file.
+    pub line: usize,
+    pub message: String,
+}
+
+/// Distribution of a count over the examples.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema, PartialEq)]
+pub struct Distribution {
+    pub min: usize,
+    pub mean: f64,
+    pub p50: usize,
+    pub p95: usize,
+    pub max: usize,
+    pub total: usize,
+}
+
+impl Distribution {
+    fn of(mut values: Vec<usize>) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_unstable();
+        let total: usize = values.iter().sum();
+        let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+        Self {
+            min: values[0],
+            mean: total as f64 / values.len() as f64,
+            p50: at(0.5),
+            p95: at(0.95),
+            max: values[values.len() - 1],
+            total,
+        }
+    }
+}
+
+/// What `validate_dataset` reports.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Report {
+    pub path: String,
+    pub method: Method,
+    /// True when there are no errors (warnings do not stop a job).
+    pub valid: bool,
+    pub examples: usize,
+    /// Problems that stop a job, first ones listed.
+    pub errors: Vec<Problem>,
+    /// How many errors there were in all (more than are listed when many).
+    pub error_count: usize,
+    pub warnings: Vec<Problem>,
+    pub warning_count: usize,
+    /// Tokens per example (all turns, with template overhead).
+    pub tokens: Distribution,
+    /// Tokens the model is trained on per example (the assistant's turns, or the chosen answer).
+    pub trained_tokens: Distribution,
+    /// How the tokens were counted.
+    pub tokenizer: String,
+    /// Examples that repeat an earlier one exactly: (line, line of the first).
+    pub duplicates: Vec<(usize, usize)>,
+    pub duplicate_count: usize,
+    /// Examples longer than `max_seq_len` (they would be cut).
+    pub over_max_len: usize,
+}
+
+impl Report {
+    /// A few lines for a person or a model.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "{}: {} for {}: {} examples, {} errors, {} warnings",
+            self.path,
+            if self.valid { "valid" } else { "INVALID" },
+            self.method,
+            self.examples,
+            self.error_count,
+            self.warning_count
+        );
+        for problem in &self.errors {
+            out.push_str(&format!(
+                "\nerror: line {}: {}",
+                problem.line, problem.message
+            ));
+        }
+        if self.error_count > self.errors.len() {
+            out.push_str(&format!(
+                "\n… and {} more errors",
+                self.error_count - self.errors.len()
+            ));
+        }
+        for problem in &self.warnings {
+            out.push_str(&format!(
+                "\nwarning: line {}: {}",
+                problem.line, problem.message
+            ));
+        }
+        if self.warning_count > self.warnings.len() {
+            out.push_str(&format!(
+                "\n… and {} more warnings",
+                self.warning_count - self.warnings.len()
+            ));
+        }
+        if self.examples > 0 {
+            let t = &self.tokens;
+            out.push_str(&format!(
+                "\ntokens per example ({}): min {} / mean {:.0} / p50 {} / p95 {} / max {}; {} in all, {} trained",
+                self.tokenizer, t.min, t.mean, t.p50, t.p95, t.max, t.total, self.trained_tokens.total
+            ));
+        }
+        if self.duplicate_count > 0 {
+            out.push_str(&format!(
+                "\n{} duplicate examples (line, first seen on line): {:?}",
+                self.duplicate_count, self.duplicates
+            ));
+        }
+        if self.over_max_len > 0 {
+            out.push_str(&format!(
+                "\n{} examples are longer than max_seq_len and will be cut",
+                self.over_max_len
+            ));
+        }
+        out
+    }
+}
+
+/// Checks a dataset file for a method. `Err` only when the file cannot be read at all.
+pub fn validate(
+    path: &Path,
+    method: Method,
+    counter: &TokenCounter,
+    max_seq_len: usize,
+) -> Result<Report, String> {
+    let file = std::fs::File::open(path)
+        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(format!(
+            "{} is a directory, not a JSONL file",
+            path.display()
+        ));
+    }
+    let mut checker = Checker::new(method, counter, max_seq_len);
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|error| format!("reading {} failed: {error}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        if line.len() > MAX_LINE_BYTES && line.last() != Some(&b'\n') {
+            checker.error(number, format!("line longer than {MAX_LINE_BYTES} bytes"));
+            // Skip the rest of it without holding it.
+            loop {
+                let buffer = reader
+                    .fill_buf()
+                    .map_err(|error| format!("reading {} failed: {error}", path.display()))?;
+                if buffer.is_empty() {
+                    break;
+                }
+                match buffer.iter().position(|&b| b == b'\n') {
+                    Some(end) => {
+                        reader.consume(end + 1);
+                        break;
+                    }
+                    None => {
+                        let all = buffer.len();
+                        reader.consume(all);
+                    }
+                }
+            }
+            continue;
+        }
+        checker.line(number, &line);
+    }
+    Ok(checker.finish(path))
+}
+
+struct Checker<'a> {
+    method: Method,
+    counter: &'a TokenCounter,
+    max_seq_len: usize,
+    errors: Vec<Problem>,
+    error_count: usize,
+    warnings: Vec<Problem>,
+    warning_count: usize,
+    tokens: Vec<usize>,
+    trained: Vec<usize>,
+    seen: HashMap<u64, usize>,
+    duplicates: Vec<(usize, usize)>,
+    duplicate_count: usize,
+    over_max_len: usize,
+    blank_lines: Vec<usize>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(method: Method, counter: &'a TokenCounter, max_seq_len: usize) -> Self {
+        Self {
+            method,
+            counter,
+            max_seq_len,
+            errors: Vec::new(),
+            error_count: 0,
+            warnings: Vec::new(),
+            warning_count: 0,
+            tokens: Vec::new(),
+            trained: Vec::new(),
+            seen: HashMap::new(),
+            duplicates: Vec::new(),
+            duplicate_count: 0,
+            over_max_len: 0,
+            blank_lines: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, line: usize, message: String) {
+        self.error_count += 1;
+        if self.errors.len() < MAX_LISTED {
+            self.errors.push(Problem { line, message });
+        }
+    }
+
+    fn warning(&mut self, line: usize, message: String) {
+        self.warning_count += 1;
+        if self.warnings.len() < MAX_LISTED {
+            self.warnings.push(Problem { line, message });
+        }
+    }
+
+    fn line(&mut self, number: usize, bytes: &[u8]) {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text.trim(),
+            Err(error) => {
+                self.error(
+                    number,
+                    format!("not UTF-8 (byte {})", error.valid_up_to() + 1),
+                );
+                return;
+            }
+        };
+        if text.is_empty() {
+            self.blank_lines.push(number);
+            return;
+        }
+        let value: Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(error) => {
+                self.error(
+                    number,
+                    format!("not valid JSON: {error} (one JSON object per line)"),
+                );
+                return;
+            }
+        };
+        let Value::Object(object) = &value else {
+            self.error(
+                number,
+                format!("expected a JSON object, found {}", kind(&value)),
+            );
+            return;
+        };
+        let checked = match self.method {
+            Method::Sft | Method::Distill => sft_example(object),
+            Method::Dpo => dpo_example(object),
+            Method::Quantize => Err("quantize takes no dataset".to_owned()),
+        };
+        let example = match checked {
+            Ok(example) => example,
+            Err(message) => {
+                self.error(number, message);
+                return;
+            }
+        };
+        for warning in &example.warnings {
+            self.warning(number, warning.clone());
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut hasher);
+        let hash = hasher.finish();
+        if let Some(&first) = self.seen.get(&hash) {
+            self.duplicate_count += 1;
+            if self.duplicates.len() < MAX_LISTED {
+                self.duplicates.push((number, first));
+            }
+        } else {
+            self.seen.insert(hash, number);
+        }
+        let count = |texts: &[&str]| -> usize {
+            texts
+                .iter()
+                .map(|text| self.counter.count(text) + TOKENS_PER_MESSAGE)
+                .sum()
+        };
+        let total = count(&example.texts);
+        let trained = count(&example.trained);
+        if total > self.max_seq_len {
+            self.over_max_len += 1;
+        }
+        self.tokens.push(total);
+        self.trained.push(trained);
+    }
+
+    fn finish(mut self, path: &Path) -> Report {
+        let examples = self.tokens.len();
+        // A blank line at the very end is what editors leave; blank lines inside are worth a word.
+        if !self.blank_lines.is_empty() {
+            let lines = std::mem::take(&mut self.blank_lines);
+            self.warning(
+                lines[0],
+                format!(
+                    "{} blank lines skipped (first on line {})",
+                    lines.len(),
+                    lines[0]
+                ),
+            );
+        }
+        if examples < MIN_EXAMPLES {
+            self.error(
+                0,
+                format!(
+                    "{examples} valid examples; at least {MIN_EXAMPLES} are needed to train anything"
+                ),
+            );
+        }
+        if self.duplicate_count > 0 {
+            let first = self.duplicates.first().map(|d| d.0).unwrap_or(0);
+            self.warning(
+                first,
+                format!(
+                    "{} examples repeat an earlier one exactly (they weigh double)",
+                    self.duplicate_count
+                ),
+            );
+        }
+        Report {
+            path: path.display().to_string(),
+            method: self.method,
+            valid: self.error_count == 0,
+            examples,
+            errors: self.errors,
+            error_count: self.error_count,
+            warnings: self.warnings,
+            warning_count: self.warning_count,
+            tokens: Distribution::of(self.tokens),
+            trained_tokens: Distribution::of(self.trained),
+            tokenizer: self.counter.describe().to_owned(),
+            duplicates: self.duplicates,
+            duplicate_count: self.duplicate_count,
+            over_max_len: self.over_max_len,
+        }
+    }
+}
+
+/// The texts of one example: all of them, the ones trained on, and what is odd but allowed.
+struct Example<'v> {
+    texts: Vec<&'v str>,
+    trained: Vec<&'v str>,
+    warnings: Vec<String>,
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn sft_example(object: &Map<String, Value>) -> Result<Example<'_>, String> {
+    if let Some(messages) = object.get("messages") {
+        let mut example = Example {
+            texts: Vec::new(),
+            trained: Vec::new(),
+            warnings: Vec::new(),
+        };
+        messages_into(messages, "messages", &mut example, true)?;
+        if example.trained.is_empty() {
+            return Err(
+                "no assistant turn: there is nothing to learn from (add a message with \"role\": \"assistant\")"
+                    .to_owned(),
+            );
+        }
+        return Ok(example);
+    }
+    if let (Some(prompt), Some(completion)) = (object.get("prompt"), object.get("completion")) {
+        let mut example = Example {
+            texts: Vec::new(),
+            trained: Vec::new(),
+            warnings: Vec::new(),
+        };
+        turn_into(prompt, "prompt", &mut example, false)?;
+        turn_into(completion, "completion", &mut example, true)?;
+        return Ok(example);
+    }
+    if let Some(text) = object.get("text") {
+        let Value::String(text) = text else {
+            return Err(format!("\"text\" must be a string, found {}", kind(text)));
+        };
+        if text.trim().is_empty() {
+            return Err("\"text\" is empty".to_owned());
+        }
+        return Ok(Example {
+            texts: vec![text],
+            trained: vec![text],
+            warnings: Vec::new(),
+        });
+    }
+    if object.contains_key("prompt") {
+        return Err("\"prompt\" without \"completion\"".to_owned());
+    }
+    Err(format!(
+        "missing \"messages\" (expected {{\"messages\": [...]}}, {{\"prompt\", \"completion\"}} or {{\"text\"}}; found keys {})",
+        keys(object)
+    ))
+}
+
+fn dpo_example(object: &Map<String, Value>) -> Result<Example<'_>, String> {
+    let mut example = Example {
+        texts: Vec::new(),
+        trained: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let (chosen, rejected, names) = if object.contains_key("preferred_output")
+        || object.contains_key("non_preferred_output")
+        || object.contains_key("input")
+    {
+        let input = object
+            .get("input")
+            .ok_or("missing \"input\" (expected {\"input\": {\"messages\": [...]}, \"preferred_output\": [...], \"non_preferred_output\": [...]})")?;
+        let messages = input
+            .get("messages")
+            .ok_or("\"input\" has no \"messages\"")?;
+        messages_into(messages, "input.messages", &mut example, false)?;
+        (
+            object.get("preferred_output"),
+            object.get("non_preferred_output"),
+            ("preferred_output", "non_preferred_output"),
+        )
+    } else {
+        if let Some(prompt) = object.get("prompt") {
+            turn_into(prompt, "prompt", &mut example, false)?;
+        }
+        (
+            object.get("chosen"),
+            object.get("rejected"),
+            ("chosen", "rejected"),
+        )
+    };
+    let chosen = chosen.ok_or_else(|| {
+        format!(
+            "missing \"{}\": a preference pair needs a preferred and a rejected answer (found keys {})",
+            names.0,
+            keys(object)
+        )
+    })?;
+    let rejected = rejected.ok_or_else(|| {
+        format!(
+            "missing \"{}\": a preference pair needs a preferred and a rejected answer (found keys {})",
+            names.1,
+            keys(object)
+        )
+    })?;
+    let before = example.texts.len();
+    turn_into(chosen, names.0, &mut example, true)?;
+    let chosen_texts: Vec<&str> = example.texts[before..].to_vec();
+    let mut other = Example {
+        texts: Vec::new(),
+        trained: Vec::new(),
+        warnings: Vec::new(),
+    };
+    turn_into(rejected, names.1, &mut other, true)?;
+    if other.texts == chosen_texts {
+        example.warnings.push(format!(
+            "\"{}\" and \"{}\" are the same answer: the pair teaches nothing",
+            names.0, names.1
+        ));
+    }
+    example.texts.extend(other.texts);
+    Ok(example)
+}
+
+/// A prompt or answer: a plain string, or a list of messages.
+fn turn_into<'v>(
+    value: &'v Value,
+    field: &str,
+    example: &mut Example<'v>,
+    trained: bool,
+) -> Result<(), String> {
+    match value {
+        Value::String(text) => {
+            if trained && text.trim().is_empty() {
+                return Err(format!("\"{field}\" is empty"));
+            }
+            example.texts.push(text);
+            if trained {
+                example.trained.push(text);
+            }
+            Ok(())
+        }
+        Value::Array(_) => {
+            let before = example.trained.len();
+            messages_into(value, field, example, trained)?;
+            if trained && example.trained.len() == before {
+                return Err(format!("\"{field}\" has no assistant message"));
+            }
+            Ok(())
+        }
+        other => Err(format!(
+            "\"{field}\" must be a string or a list of messages, found {}",
+            kind(other)
+        )),
+    }
+}
+
+/// Checks a list of chat messages; assistant contents count as trained when `trained`.
+fn messages_into<'v>(
+    messages: &'v Value,
+    field: &str,
+    example: &mut Example<'v>,
+    trained: bool,
+) -> Result<(), String> {
+    let Value::Array(list) = messages else {
+        return Err(format!(
+            "\"{field}\" must be a list of messages, found {}",
+            kind(messages)
+        ));
+    };
+    if list.is_empty() {
+        return Err(format!("\"{field}\" is empty"));
+    }
+    for (i, message) in list.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let Value::Object(message) = message else {
+            return Err(format!("{at} must be an object, found {}", kind(message)));
+        };
+        let role = match message.get("role") {
+            Some(Value::String(role)) => role.as_str(),
+            Some(other) => {
+                return Err(format!("{at}.role must be a string, found {}", kind(other)));
+            }
+            None => return Err(format!("{at} has no \"role\"")),
+        };
+        if !ROLES.contains(&role) {
+            return Err(format!(
+                "{at}: unknown role {role:?} (expected one of {})",
+                ROLES.join(", ")
+            ));
+        }
+        let has_tool_calls = message
+            .get("tool_calls")
+            .is_some_and(|calls| calls.as_array().is_some_and(|c| !c.is_empty()));
+        match message.get("content") {
+            Some(Value::String(text)) => {
+                if text.is_empty() && !(role == "assistant" && has_tool_calls) {
+                    example.warnings.push(format!("{at} has empty content"));
+                }
+                example.texts.push(text);
+                if trained && role == "assistant" {
+                    example.trained.push(text);
+                }
+            }
+            Some(Value::Array(parts)) => {
+                for (j, part) in parts.iter().enumerate() {
+                    match part.get("text") {
+                        Some(Value::String(text)) => {
+                            example.texts.push(text);
+                            if trained && role == "assistant" {
+                                example.trained.push(text);
+                            }
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{at}.content[{j}] is not a text part ({{\"type\": \"text\", \"text\": \"…\"}}); only text can be trained on"
+                            ));
+                        }
+                    }
+                }
+            }
+            // A turn that only calls tools: the call is what is learned.
+            Some(Value::Null) | None if role == "assistant" && has_tool_calls => {
+                if trained {
+                    example.trained.push("");
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "{at}.content must be a string, found {}",
+                    kind(other)
+                ));
+            }
+            None => return Err(format!("{at} has no \"content\"")),
+        }
+        if let Some(weight) = message.get("weight")
+            && !matches!(weight.as_u64(), Some(0 | 1))
+        {
+            return Err(format!("{at}.weight must be 0 or 1, found {weight}"));
+        }
+    }
+    Ok(())
+}
+
+fn keys(object: &Map<String, Value>) -> String {
+    if object.is_empty() {
+        return "none".to_owned();
+    }
+    object
+        .keys()
+        .map(|k| format!("{k:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

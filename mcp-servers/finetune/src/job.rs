@@ -1,0 +1,328 @@
+//! The job model, in the shape people know from OpenAI's fine-tuning API: a method, a base
+//! model, files, hyperparameters that may each be `"auto"`, a status, events and checkpoints.
+
+use std::{fmt, path::PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What a job does to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Supervised fine-tuning on chat examples (full or LoRA).
+    Sft,
+    /// Direct preference optimisation on chosen/rejected pairs.
+    Dpo,
+    /// Distillation: supervised on a teacher's answers, with the teacher's logits when given.
+    Distill,
+    /// Quantization alone (GGUF Q8_0 or Q4_0), no training.
+    Quantize,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sft => "sft",
+            Self::Dpo => "dpo",
+            Self::Distill => "distill",
+            Self::Quantize => "quantize",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "sft" => Self::Sft,
+            "dpo" => Self::Dpo,
+            "distill" => Self::Distill,
+            "quantize" => Self::Quantize,
+            _ => return None,
+        })
+    }
+
+    /// Whether the method reads a training file.
+    pub fn trains(self) -> bool {
+        self != Self::Quantize
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a job is in its life. Terminal: succeeded, failed, cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    ValidatingFiles,
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ValidatingFiles => "validating_files",
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "validating_files" => Self::ValidatingFiles,
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    /// The moves a job may make; anything else is a bug or a race lost, and is refused.
+    pub fn may_become(self, next: Status) -> bool {
+        use Status::*;
+        match (self, next) {
+            (ValidatingFiles, Queued | Failed | Cancelled) => true,
+            (Queued, Running | Failed | Cancelled) => true,
+            (Running, Succeeded | Failed | Cancelled) => true,
+            // `resume_job`: a stopped job goes back in the queue.
+            (Cancelled | Failed, Queued) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `"auto"`, or a value.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Setting<T> {
+    #[default]
+    Auto,
+    Value(T),
+}
+
+impl<T: Copy> Setting<T> {
+    pub fn or(self, auto: T) -> T {
+        match self {
+            Self::Auto => auto,
+            Self::Value(value) => value,
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Setting<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => serializer.serialize_str("auto"),
+            Self::Value(value) => value.serialize(serializer),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Setting<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either<T> {
+            Text(String),
+            Value(T),
+        }
+        match Either::<T>::deserialize(deserializer)? {
+            Either::Text(text) if text == "auto" => Ok(Self::Auto),
+            Either::Text(text) => Err(serde::de::Error::custom(format!(
+                "expected \"auto\" or a number, found {text:?}"
+            ))),
+            Either::Value(value) => Ok(Self::Value(value)),
+        }
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Setting<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Setting_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let value = generator.subschema_for::<T>();
+        schemars::json_schema!({
+            "anyOf": [{ "const": "auto" }, value],
+            "default": "auto",
+        })
+    }
+}
+
+/// Hyperparameters; each may be `"auto"`, resolved from the data when the job starts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hyperparameters {
+    /// Passes over the training file.
+    #[serde(default)]
+    pub n_epochs: Setting<u32>,
+    /// Examples per optimizer step.
+    #[serde(default)]
+    pub batch_size: Setting<u32>,
+    #[serde(default)]
+    pub learning_rate: Setting<f64>,
+    /// LoRA rank; 0 trains every weight (full fine-tuning).
+    #[serde(default)]
+    pub lora_rank: Setting<u32>,
+    #[serde(default)]
+    pub lora_alpha: Setting<f64>,
+    /// Tokens per example; longer ones are cut.
+    #[serde(default)]
+    pub max_seq_len: Setting<u32>,
+    /// DPO's β: how far the tuned model may move from the reference.
+    #[serde(default)]
+    pub beta: Setting<f64>,
+    /// Optimizer steps between checkpoints.
+    #[serde(default)]
+    pub checkpoint_every: Setting<u32>,
+}
+
+/// Hyperparameters with every `"auto"` replaced by a value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Resolved {
+    pub n_epochs: u32,
+    pub batch_size: u32,
+    pub learning_rate: f64,
+    pub lora_rank: u32,
+    pub lora_alpha: f64,
+    pub max_seq_len: u32,
+    pub beta: f64,
+    pub checkpoint_every: u32,
+}
+
+impl Hyperparameters {
+    /// Fills in `"auto"` from the number of examples and their length (p95 tokens), with the
+    /// rules OpenAI documents for epochs (about 3, more for small files, fewer for big ones).
+    pub fn resolve(&self, method: Method, examples: usize, p95_tokens: usize) -> Resolved {
+        let examples = examples.max(1) as u32;
+        let n_epochs = self.n_epochs.or(if examples * 3 < 100 {
+            100u32.div_ceil(examples).min(25)
+        } else if examples * 3 > 25_000 {
+            (25_000 / examples).max(1)
+        } else {
+            3
+        });
+        let batch_size = self.batch_size.or((examples / 100).clamp(1, 8));
+        let lora_rank = self.lora_rank.or(8);
+        let learning_rate = self.learning_rate.or(match (method, lora_rank) {
+            (Method::Dpo, 0) => 5e-6,
+            (Method::Dpo, _) => 5e-5,
+            (_, 0) => 1e-5,
+            _ => 2e-4,
+        });
+        let max_seq_len = self
+            .max_seq_len
+            .or((p95_tokens as u32).next_multiple_of(64).clamp(64, 2048));
+        let steps_per_epoch = examples.div_ceil(batch_size);
+        Resolved {
+            n_epochs: n_epochs.max(1),
+            batch_size: batch_size.max(1),
+            learning_rate,
+            lora_rank,
+            lora_alpha: self.lora_alpha.or(2.0 * lora_rank.max(1) as f64),
+            max_seq_len: max_seq_len.max(8),
+            beta: self.beta.or(0.1),
+            checkpoint_every: self
+                .checkpoint_every
+                .or(steps_per_epoch.clamp(1, 50))
+                .max(1),
+        }
+    }
+}
+
+/// Quantization formats for GGUF export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantization {
+    Q8_0,
+    Q4_0,
+}
+
+impl Quantization {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Q8_0 => "q8_0",
+            Self::Q4_0 => "q4_0",
+        }
+    }
+}
+
+/// Which program trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Trainer {
+    /// The trainer built into `mcp-finetune` (candle, CPU).
+    #[default]
+    Builtin,
+    /// Hugging Face TRL (`trl sft|dpo --config …`), when its Python environment is present.
+    Trl,
+    /// Axolotl (`axolotl train config.yaml`), when its Python environment is present.
+    Axolotl,
+}
+
+impl Trainer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Builtin => "builtin",
+            Self::Trl => "trl",
+            Self::Axolotl => "axolotl",
+        }
+    }
+}
+
+/// What a client asks for in `create_job`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub method: Method,
+    /// The base model: a local directory (safetensors + config.json + tokenizer.json) or a GGUF
+    /// file.
+    pub model: PathBuf,
+    /// JSONL training file (not needed by `quantize`).
+    #[serde(default)]
+    pub training_file: Option<PathBuf>,
+    #[serde(default)]
+    pub validation_file: Option<PathBuf>,
+    #[serde(default)]
+    pub hyperparameters: Hyperparameters,
+    /// Where it runs (`list_backends`); `local` by default.
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    #[serde(default)]
+    pub trainer: Trainer,
+    /// Quantize the result to GGUF after training (or the base model, for `quantize`).
+    #[serde(default)]
+    pub quantize: Option<Quantization>,
+    /// For `distill`: the teacher model, whose logits the student learns from (optional: without
+    /// it, the teacher's answers in the training file are learned as plain targets).
+    #[serde(default)]
+    pub teacher: Option<PathBuf>,
+    /// A short name added to the job's output (`my-model-<suffix>`).
+    #[serde(default)]
+    pub suffix: Option<String>,
+}
+
+fn default_backend() -> String {
+    "local".to_owned()
+}

@@ -1,0 +1,10 @@
+//! `mcp-finetune`: the model-facing side of an LLM engineer's work, as MCP tools: check a
+//! dataset, launch a training job (LoRA or full SFT, DPO, distillation, GGUF quantization) on a
+//! backend (this machine, or Slurm), and follow its events, metrics and checkpoints.
+//!
+//! Jobs persist in SQLite under the data directory ([`store`]), so a restarted server knows
+//! every job, reattaches to those still running and reports those that died.
+
+pub mod dataset;
+pub mod job;
+pub mod store;
