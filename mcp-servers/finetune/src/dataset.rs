@@ -323,29 +323,7 @@ impl<'a> Checker<'a> {
             self.blank_lines.push(number);
             return;
         }
-        let value: Value = match serde_json::from_str(text) {
-            Ok(value) => value,
-            Err(error) => {
-                self.error(
-                    number,
-                    format!("not valid JSON: {error} (one JSON object per line)"),
-                );
-                return;
-            }
-        };
-        let Value::Object(object) = &value else {
-            self.error(
-                number,
-                format!("expected a JSON object, found {}", kind(&value)),
-            );
-            return;
-        };
-        let checked = match self.method {
-            Method::Sft | Method::Distill => sft_example(object),
-            Method::Dpo => dpo_example(object),
-            Method::Quantize => Err("quantize takes no dataset".to_owned()),
-        };
-        let example = match checked {
+        let example = match parse_example(text, self.method) {
             Ok(example) => example,
             Err(message) => {
                 self.error(number, message);
@@ -366,14 +344,9 @@ impl<'a> Checker<'a> {
         } else {
             self.seen.insert(hash, number);
         }
-        let count = |texts: &[&str]| -> usize {
-            texts
-                .iter()
-                .map(|text| self.counter.count(text) + TOKENS_PER_MESSAGE)
-                .sum()
-        };
-        let total = count(&example.texts);
-        let trained = count(&example.trained);
+        let count = |turn: &Turn| self.counter.count(&turn.text) + TOKENS_PER_MESSAGE;
+        let total: usize = example.turns.iter().chain(&example.rejected).map(count).sum();
+        let trained: usize = example.turns.iter().filter(|t| t.trained).map(count).sum();
         if total > self.max_seq_len {
             self.over_max_len += 1;
         }
@@ -432,11 +405,50 @@ impl<'a> Checker<'a> {
     }
 }
 
-/// The texts of one example: all of them, the ones trained on, and what is odd but allowed.
-struct Example<'v> {
-    texts: Vec<&'v str>,
-    trained: Vec<&'v str>,
-    warnings: Vec<String>,
+/// One turn of an example, as the trainer renders it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    /// `system`, `user`, `assistant`, …; empty for raw `text` (no chat template).
+    pub role: String,
+    pub text: String,
+    /// Whether the model learns to produce it (assistant turns not weighted 0; the answers).
+    pub trained: bool,
+}
+
+/// One example: its conversation (for DPO the prompt and the chosen answer) and, for DPO, the
+/// rejected answer; with what is odd about it but allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Example {
+    pub turns: Vec<Turn>,
+    pub rejected: Vec<Turn>,
+    pub warnings: Vec<String>,
+}
+
+impl Example {
+    /// The turns before the first trained one (DPO's prompt).
+    pub fn prompt(&self) -> &[Turn] {
+        let end = self
+            .turns
+            .iter()
+            .position(|turn| turn.trained)
+            .unwrap_or(self.turns.len());
+        &self.turns[..end]
+    }
+}
+
+/// Reads one line of a dataset for a method: the checks `validate_dataset` reports, and the
+/// example the trainer trains on.
+pub fn parse_example(line: &str, method: Method) -> Result<Example, String> {
+    let value: Value = serde_json::from_str(line)
+        .map_err(|error| format!("not valid JSON: {error} (one JSON object per line)"))?;
+    let Value::Object(object) = &value else {
+        return Err(format!("expected a JSON object, found {}", kind(&value)));
+    };
+    match method {
+        Method::Sft | Method::Distill => sft_example(object),
+        Method::Dpo => dpo_example(object),
+        Method::Quantize => Err("quantize takes no dataset".to_owned()),
+    }
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -450,30 +462,26 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn sft_example(object: &Map<String, Value>) -> Result<Example<'_>, String> {
+fn sft_example(object: &Map<String, Value>) -> Result<Example, String> {
+    let mut example = Example::default();
     if let Some(messages) = object.get("messages") {
-        let mut example = Example {
-            texts: Vec::new(),
-            trained: Vec::new(),
-            warnings: Vec::new(),
-        };
-        messages_into(messages, "messages", &mut example, true)?;
-        if example.trained.is_empty() {
+        messages_into(messages, "messages", &mut example.turns, &mut example.warnings, true)?;
+        if !example.turns.iter().any(|turn| turn.role == "assistant") {
             return Err(
                 "no assistant turn: there is nothing to learn from (add a message with \"role\": \"assistant\")"
                     .to_owned(),
             );
         }
+        if !example.turns.iter().any(|turn| turn.trained) {
+            example
+                .warnings
+                .push("every assistant turn has weight 0: nothing is learned from it".to_owned());
+        }
         return Ok(example);
     }
     if let (Some(prompt), Some(completion)) = (object.get("prompt"), object.get("completion")) {
-        let mut example = Example {
-            texts: Vec::new(),
-            trained: Vec::new(),
-            warnings: Vec::new(),
-        };
-        turn_into(prompt, "prompt", &mut example, false)?;
-        turn_into(completion, "completion", &mut example, true)?;
+        turn_into(prompt, "prompt", &mut example.turns, &mut example.warnings, false)?;
+        turn_into(completion, "completion", &mut example.turns, &mut example.warnings, true)?;
         return Ok(example);
     }
     if let Some(text) = object.get("text") {
@@ -483,11 +491,12 @@ fn sft_example(object: &Map<String, Value>) -> Result<Example<'_>, String> {
         if text.trim().is_empty() {
             return Err("\"text\" is empty".to_owned());
         }
-        return Ok(Example {
-            texts: vec![text],
-            trained: vec![text],
-            warnings: Vec::new(),
+        example.turns.push(Turn {
+            role: String::new(),
+            text: text.clone(),
+            trained: true,
         });
+        return Ok(example);
     }
     if object.contains_key("prompt") {
         return Err("\"prompt\" without \"completion\"".to_owned());
@@ -498,12 +507,8 @@ fn sft_example(object: &Map<String, Value>) -> Result<Example<'_>, String> {
     ))
 }
 
-fn dpo_example(object: &Map<String, Value>) -> Result<Example<'_>, String> {
-    let mut example = Example {
-        texts: Vec::new(),
-        trained: Vec::new(),
-        warnings: Vec::new(),
-    };
+fn dpo_example(object: &Map<String, Value>) -> Result<Example, String> {
+    let mut example = Example::default();
     let (chosen, rejected, names) = if object.contains_key("preferred_output")
         || object.contains_key("non_preferred_output")
         || object.contains_key("input")
@@ -514,7 +519,7 @@ fn dpo_example(object: &Map<String, Value>) -> Result<Example<'_>, String> {
         let messages = input
             .get("messages")
             .ok_or("\"input\" has no \"messages\"")?;
-        messages_into(messages, "input.messages", &mut example, false)?;
+        messages_into(messages, "input.messages", &mut example.turns, &mut example.warnings, false)?;
         (
             object.get("preferred_output"),
             object.get("non_preferred_output"),
@@ -522,7 +527,7 @@ fn dpo_example(object: &Map<String, Value>) -> Result<Example<'_>, String> {
         )
     } else {
         if let Some(prompt) = object.get("prompt") {
-            turn_into(prompt, "prompt", &mut example, false)?;
+            turn_into(prompt, "prompt", &mut example.turns, &mut example.warnings, false)?;
         }
         (
             object.get("chosen"),
@@ -530,44 +535,33 @@ fn dpo_example(object: &Map<String, Value>) -> Result<Example<'_>, String> {
             ("chosen", "rejected"),
         )
     };
-    let chosen = chosen.ok_or_else(|| {
+    let missing = |name: &str| {
         format!(
-            "missing \"{}\": a preference pair needs a preferred and a rejected answer (found keys {})",
-            names.0,
+            "missing \"{name}\": a preference pair needs a preferred and a rejected answer (found keys {})",
             keys(object)
         )
-    })?;
-    let rejected = rejected.ok_or_else(|| {
-        format!(
-            "missing \"{}\": a preference pair needs a preferred and a rejected answer (found keys {})",
-            names.1,
-            keys(object)
-        )
-    })?;
-    let before = example.texts.len();
-    turn_into(chosen, names.0, &mut example, true)?;
-    let chosen_texts: Vec<&str> = example.texts[before..].to_vec();
-    let mut other = Example {
-        texts: Vec::new(),
-        trained: Vec::new(),
-        warnings: Vec::new(),
     };
-    turn_into(rejected, names.1, &mut other, true)?;
-    if other.texts == chosen_texts {
+    let chosen = chosen.ok_or_else(|| missing(names.0))?;
+    let rejected = rejected.ok_or_else(|| missing(names.1))?;
+    let before = example.turns.len();
+    turn_into(chosen, names.0, &mut example.turns, &mut example.warnings, true)?;
+    turn_into(rejected, names.1, &mut example.rejected, &mut example.warnings, true)?;
+    if example.turns[before..] == example.rejected[..] {
         example.warnings.push(format!(
             "\"{}\" and \"{}\" are the same answer: the pair teaches nothing",
             names.0, names.1
         ));
     }
-    example.texts.extend(other.texts);
     Ok(example)
 }
 
-/// A prompt or answer: a plain string, or a list of messages.
-fn turn_into<'v>(
-    value: &'v Value,
+/// A prompt or answer: a plain string (a user turn, or an assistant one when `trained`), or a
+/// list of messages.
+fn turn_into(
+    value: &Value,
     field: &str,
-    example: &mut Example<'v>,
+    turns: &mut Vec<Turn>,
+    warnings: &mut Vec<String>,
     trained: bool,
 ) -> Result<(), String> {
     match value {
@@ -575,16 +569,17 @@ fn turn_into<'v>(
             if trained && text.trim().is_empty() {
                 return Err(format!("\"{field}\" is empty"));
             }
-            example.texts.push(text);
-            if trained {
-                example.trained.push(text);
-            }
+            turns.push(Turn {
+                role: if trained { "assistant" } else { "user" }.to_owned(),
+                text: text.clone(),
+                trained,
+            });
             Ok(())
         }
         Value::Array(_) => {
-            let before = example.trained.len();
-            messages_into(value, field, example, trained)?;
-            if trained && example.trained.len() == before {
+            let before = turns.len();
+            messages_into(value, field, turns, warnings, trained)?;
+            if trained && !turns[before..].iter().any(|turn| turn.role == "assistant") {
                 return Err(format!("\"{field}\" has no assistant message"));
             }
             Ok(())
@@ -596,11 +591,13 @@ fn turn_into<'v>(
     }
 }
 
-/// Checks a list of chat messages; assistant contents count as trained when `trained`.
-fn messages_into<'v>(
-    messages: &'v Value,
+/// Checks a list of chat messages; assistant turns are trained when `trained` (and not weighted
+/// 0).
+fn messages_into(
+    messages: &Value,
     field: &str,
-    example: &mut Example<'v>,
+    turns: &mut Vec<Turn>,
+    warnings: &mut Vec<String>,
     trained: bool,
 ) -> Result<(), String> {
     let Value::Array(list) = messages else {
@@ -619,9 +616,7 @@ fn messages_into<'v>(
         };
         let role = match message.get("role") {
             Some(Value::String(role)) => role.as_str(),
-            Some(other) => {
-                return Err(format!("{at}.role must be a string, found {}", kind(other)));
-            }
+            Some(other) => return Err(format!("{at}.role must be a string, found {}", kind(other))),
             None => return Err(format!("{at} has no \"role\"")),
         };
         if !ROLES.contains(&role) {
@@ -630,28 +625,28 @@ fn messages_into<'v>(
                 ROLES.join(", ")
             ));
         }
-        let has_tool_calls = message
+        let weight = match message.get("weight") {
+            None => 1,
+            Some(weight) => match weight.as_u64() {
+                Some(w @ (0 | 1)) => w,
+                _ => return Err(format!("{at}.weight must be 0 or 1, found {weight}")),
+            },
+        };
+        let tool_calls = message
             .get("tool_calls")
-            .is_some_and(|calls| calls.as_array().is_some_and(|c| !c.is_empty()));
-        match message.get("content") {
+            .filter(|calls| calls.as_array().is_some_and(|c| !c.is_empty()));
+        let text = match message.get("content") {
             Some(Value::String(text)) => {
-                if text.is_empty() && !(role == "assistant" && has_tool_calls) {
-                    example.warnings.push(format!("{at} has empty content"));
+                if text.is_empty() && tool_calls.is_none() {
+                    warnings.push(format!("{at} has empty content"));
                 }
-                example.texts.push(text);
-                if trained && role == "assistant" {
-                    example.trained.push(text);
-                }
+                text.clone()
             }
             Some(Value::Array(parts)) => {
+                let mut text = String::new();
                 for (j, part) in parts.iter().enumerate() {
                     match part.get("text") {
-                        Some(Value::String(text)) => {
-                            example.texts.push(text);
-                            if trained && role == "assistant" {
-                                example.trained.push(text);
-                            }
-                        }
+                        Some(Value::String(part)) => text.push_str(part),
                         _ => {
                             return Err(format!(
                                 "{at}.content[{j}] is not a text part ({{\"type\": \"text\", \"text\": \"…\"}}); only text can be trained on"
@@ -659,13 +654,9 @@ fn messages_into<'v>(
                         }
                     }
                 }
+                text
             }
-            // A turn that only calls tools: the call is what is learned.
-            Some(Value::Null) | None if role == "assistant" && has_tool_calls => {
-                if trained {
-                    example.trained.push("");
-                }
-            }
+            Some(Value::Null) | None if role == "assistant" && tool_calls.is_some() => String::new(),
             Some(other) => {
                 return Err(format!(
                     "{at}.content must be a string, found {}",
@@ -673,12 +664,17 @@ fn messages_into<'v>(
                 ));
             }
             None => return Err(format!("{at} has no \"content\"")),
-        }
-        if let Some(weight) = message.get("weight")
-            && !matches!(weight.as_u64(), Some(0 | 1))
-        {
-            return Err(format!("{at}.weight must be 0 or 1, found {weight}"));
-        }
+        };
+        // A turn that calls tools is learned with its calls, as JSON after any text.
+        let text = match tool_calls {
+            Some(calls) if role == "assistant" => format!("{text}{calls}"),
+            _ => text,
+        };
+        turns.push(Turn {
+            role: role.to_owned(),
+            text,
+            trained: trained && role == "assistant" && weight == 1,
+        });
     }
     Ok(())
 }
