@@ -345,7 +345,12 @@ impl<'a> Checker<'a> {
             self.seen.insert(hash, number);
         }
         let count = |turn: &Turn| self.counter.count(&turn.text) + TOKENS_PER_MESSAGE;
-        let total: usize = example.turns.iter().chain(&example.rejected).map(count).sum();
+        let total: usize = example
+            .turns
+            .iter()
+            .chain(&example.rejected)
+            .map(count)
+            .sum();
         let trained: usize = example.turns.iter().filter(|t| t.trained).map(count).sum();
         if total > self.max_seq_len {
             self.over_max_len += 1;
@@ -465,7 +470,13 @@ fn kind(value: &Value) -> &'static str {
 fn sft_example(object: &Map<String, Value>) -> Result<Example, String> {
     let mut example = Example::default();
     if let Some(messages) = object.get("messages") {
-        messages_into(messages, "messages", &mut example.turns, &mut example.warnings, true)?;
+        messages_into(
+            messages,
+            "messages",
+            &mut example.turns,
+            &mut example.warnings,
+            true,
+        )?;
         if !example.turns.iter().any(|turn| turn.role == "assistant") {
             return Err(
                 "no assistant turn: there is nothing to learn from (add a message with \"role\": \"assistant\")"
@@ -480,8 +491,20 @@ fn sft_example(object: &Map<String, Value>) -> Result<Example, String> {
         return Ok(example);
     }
     if let (Some(prompt), Some(completion)) = (object.get("prompt"), object.get("completion")) {
-        turn_into(prompt, "prompt", &mut example.turns, &mut example.warnings, false)?;
-        turn_into(completion, "completion", &mut example.turns, &mut example.warnings, true)?;
+        turn_into(
+            prompt,
+            "prompt",
+            &mut example.turns,
+            &mut example.warnings,
+            false,
+        )?;
+        turn_into(
+            completion,
+            "completion",
+            &mut example.turns,
+            &mut example.warnings,
+            true,
+        )?;
         return Ok(example);
     }
     if let Some(text) = object.get("text") {
@@ -519,7 +542,13 @@ fn dpo_example(object: &Map<String, Value>) -> Result<Example, String> {
         let messages = input
             .get("messages")
             .ok_or("\"input\" has no \"messages\"")?;
-        messages_into(messages, "input.messages", &mut example.turns, &mut example.warnings, false)?;
+        messages_into(
+            messages,
+            "input.messages",
+            &mut example.turns,
+            &mut example.warnings,
+            false,
+        )?;
         (
             object.get("preferred_output"),
             object.get("non_preferred_output"),
@@ -527,7 +556,13 @@ fn dpo_example(object: &Map<String, Value>) -> Result<Example, String> {
         )
     } else {
         if let Some(prompt) = object.get("prompt") {
-            turn_into(prompt, "prompt", &mut example.turns, &mut example.warnings, false)?;
+            turn_into(
+                prompt,
+                "prompt",
+                &mut example.turns,
+                &mut example.warnings,
+                false,
+            )?;
         }
         (
             object.get("chosen"),
@@ -544,8 +579,20 @@ fn dpo_example(object: &Map<String, Value>) -> Result<Example, String> {
     let chosen = chosen.ok_or_else(|| missing(names.0))?;
     let rejected = rejected.ok_or_else(|| missing(names.1))?;
     let before = example.turns.len();
-    turn_into(chosen, names.0, &mut example.turns, &mut example.warnings, true)?;
-    turn_into(rejected, names.1, &mut example.rejected, &mut example.warnings, true)?;
+    turn_into(
+        chosen,
+        names.0,
+        &mut example.turns,
+        &mut example.warnings,
+        true,
+    )?;
+    turn_into(
+        rejected,
+        names.1,
+        &mut example.rejected,
+        &mut example.warnings,
+        true,
+    )?;
     if example.turns[before..] == example.rejected[..] {
         example.warnings.push(format!(
             "\"{}\" and \"{}\" are the same answer: the pair teaches nothing",
@@ -616,7 +663,9 @@ fn messages_into(
         };
         let role = match message.get("role") {
             Some(Value::String(role)) => role.as_str(),
-            Some(other) => return Err(format!("{at}.role must be a string, found {}", kind(other))),
+            Some(other) => {
+                return Err(format!("{at}.role must be a string, found {}", kind(other)));
+            }
             None => return Err(format!("{at} has no \"role\"")),
         };
         if !ROLES.contains(&role) {
@@ -656,7 +705,9 @@ fn messages_into(
                 }
                 text
             }
-            Some(Value::Null) | None if role == "assistant" && tool_calls.is_some() => String::new(),
+            Some(Value::Null) | None if role == "assistant" && tool_calls.is_some() => {
+                String::new()
+            }
             Some(other) => {
                 return Err(format!(
                     "{at}.content must be a string, found {}",

@@ -8,3 +8,4 @@
 pub mod dataset;
 pub mod job;
 pub mod store;
+pub mod train;

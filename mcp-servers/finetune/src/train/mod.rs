@@ -1,0 +1,641 @@
+//! The built-in trainer, run as `mcp-finetune train --config job/config.json` (by the local
+//! backend as a child process, by Slurm as a batch step).
+//!
+//! It reports on stdout, one JSON object per line ([`Report`]): the server turns those lines into
+//! job events and checkpoints. It stops gracefully (a checkpoint, then exit) when the job
+//! directory gets a `STOP` file or the process gets SIGTERM (`scancel`, `kill`), and resumes
+//! from the newest complete checkpoint when started again.
+
+pub mod model;
+pub mod tokenize;
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use candle_core::{D, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::{SeedableRng, seq::SliceRandom};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    dataset::{Example, parse_example},
+    job::{Method, Quantization, Resolved},
+};
+use model::{Model, Tuning};
+use tokenize::{ChatTokenizer, Encoded};
+
+/// What the server writes into the job directory for the trainer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    pub method: Method,
+    pub model: PathBuf,
+    pub training_file: Option<PathBuf>,
+    pub validation_file: Option<PathBuf>,
+    pub hyperparameters: Resolved,
+    /// The job's own directory: checkpoints, artifacts, the STOP file.
+    pub output_dir: PathBuf,
+    pub quantize: Option<Quantization>,
+    pub teacher: Option<PathBuf>,
+    /// Data order; the same seed gives the same order, which is what lets a resumed run skip
+    /// exactly the examples already seen.
+    pub seed: u64,
+}
+
+/// One line of the trainer's stdout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Report {
+    Started {
+        total_steps: u64,
+        examples: usize,
+        trainable_parameters: usize,
+        resumed_from: Option<u64>,
+    },
+    Metrics {
+        step: u64,
+        total_steps: u64,
+        epoch: u32,
+        train_loss: f64,
+        token_accuracy: f64,
+        learning_rate: f64,
+        elapsed_s: f64,
+        eta_s: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_loss: Option<f64>,
+    },
+    Checkpoint {
+        step: u64,
+        path: PathBuf,
+        metrics: serde_json::Value,
+    },
+    Artifact {
+        kind: String,
+        path: PathBuf,
+        bytes: u64,
+    },
+    Message {
+        level: String,
+        message: String,
+    },
+    Finished {
+        /// `succeeded` or `cancelled`.
+        status: String,
+    },
+}
+
+/// Where reports go (stdout in production; a vector in tests).
+pub trait Sink {
+    fn report(&mut self, report: &Report);
+}
+
+/// JSON lines on stdout, flushed per line so the server sees them as they happen.
+pub struct Stdout;
+
+impl Sink for Stdout {
+    fn report(&mut self, report: &Report) {
+        let mut out = std::io::stdout().lock();
+        if let Ok(line) = serde_json::to_string(report) {
+            // The reader is gone only if the server is; training goes on and the checkpoints
+            // tell the story.
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        }
+    }
+}
+
+impl Sink for Vec<Report> {
+    fn report(&mut self, report: &Report) {
+        self.push(report.clone());
+    }
+}
+
+/// Asks a run to stop at the next step.
+#[derive(Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also raised by SIGTERM and SIGINT.
+    pub fn on_signals(&self) -> std::io::Result<()> {
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, self.0.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGINT, self.0.clone())?;
+        Ok(())
+    }
+
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn raised(&self, dir: &Path) -> bool {
+        self.0.load(Ordering::SeqCst) || dir.join(STOP_FILE).exists()
+    }
+}
+
+/// Touching this file in the job directory asks the trainer to checkpoint and stop.
+pub const STOP_FILE: &str = "STOP";
+const CHECKPOINTS: &str = "checkpoints";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Model(#[from] model::ModelError),
+    #[error("{0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    Data(String),
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |error| TrainError::Io {
+        path: path.to_owned(),
+        error,
+    }
+}
+
+/// The state a checkpoint records beside the weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    step: u64,
+    metrics: serde_json::Value,
+}
+
+/// Runs a job to its end (or to a stop), reporting as it goes. `Ok(true)` when it finished,
+/// `Ok(false)` when it stopped at a checkpoint on request.
+pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result<bool, TrainError> {
+    let hp = config.hyperparameters;
+    std::fs::create_dir_all(&config.output_dir).map_err(io(&config.output_dir))?;
+    let weights = model::load(&config.model)?;
+    let tokenizer = ChatTokenizer::for_model(&config.model, weights.gguf_metadata.as_ref())
+        .map_err(TrainError::Data)?;
+    if config.method == Method::Quantize {
+        let model = Model::new(weights, Tuning::Frozen)?;
+        export(config, &model, &tokenizer, sink)?;
+        sink.report(&Report::Finished {
+            status: "succeeded".to_owned(),
+        });
+        return Ok(true);
+    }
+    let tuning = if hp.lora_rank == 0 {
+        Tuning::Full
+    } else {
+        Tuning::Lora {
+            rank: hp.lora_rank as usize,
+            alpha: hp.lora_alpha,
+        }
+    };
+    // DPO measures against the model it started from: the base without adapters under LoRA, a
+    // frozen copy under full fine-tuning.
+    let reference = match (config.method, tuning) {
+        (Method::Dpo, Tuning::Full) => {
+            Some(Model::new(model::load(&config.model)?, Tuning::Frozen)?)
+        }
+        _ => None,
+    };
+    let teacher = match (&config.method, &config.teacher) {
+        (Method::Distill, Some(path)) => {
+            let teacher = Model::new(model::load(path)?, Tuning::Frozen)?;
+            if teacher.config.vocab_size != weights.config.vocab_size {
+                return Err(TrainError::Data(format!(
+                    "the teacher's vocabulary ({}) differs from the student's ({}): logit distillation needs the same tokenizer; leave out `teacher` to learn from its answers in the training file",
+                    teacher.config.vocab_size, weights.config.vocab_size
+                )));
+            }
+            Some(teacher)
+        }
+        _ => None,
+    };
+    let model = Model::new(weights, tuning)?;
+    let max_len = (hp.max_seq_len as usize).min(model.config.max_position_embeddings);
+    let training = read_examples(
+        config.training_file.as_deref(),
+        config.method,
+        &tokenizer,
+        max_len,
+    )?;
+    if training.is_empty() {
+        return Err(TrainError::Data(
+            "no trainable examples in the training file".to_owned(),
+        ));
+    }
+    let validation = match &config.validation_file {
+        Some(path) => read_examples(Some(path), config.method, &tokenizer, max_len)?,
+        None => Vec::new(),
+    };
+
+    let batch = (hp.batch_size as usize).max(1);
+    let steps_per_epoch = training.len().div_ceil(batch) as u64;
+    let total_steps = steps_per_epoch * u64::from(hp.n_epochs.max(1));
+    let resumed = latest_checkpoint(&config.output_dir);
+    let mut step = 0;
+    if let Some((at, path)) = &resumed {
+        let tensors =
+            candle_core::safetensors::load(path.join("trainable.safetensors"), &Device::Cpu)?;
+        model.load_trainable(&tensors)?;
+        step = *at;
+    }
+    sink.report(&Report::Started {
+        total_steps,
+        examples: training.len(),
+        trainable_parameters: model.trainable_count(),
+        resumed_from: resumed.as_ref().map(|(at, _)| *at),
+    });
+    let vars = model.trainable().iter().map(|(_, v)| v.clone()).collect();
+    let mut optimizer = AdamW::new(
+        vars,
+        ParamsAdamW {
+            lr: hp.learning_rate,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+    let started = Instant::now();
+    let first_step = step;
+    let mut last_metrics = serde_json::Value::Null;
+    while step < total_steps {
+        let epoch = (step / steps_per_epoch) as u32;
+        let order = epoch_order(training.len(), config.seed, epoch);
+        let within = (step % steps_per_epoch) as usize;
+        let picked: Vec<&Sample> = order[within * batch..((within + 1) * batch).min(order.len())]
+            .iter()
+            .map(|&i| &training[i])
+            .collect();
+        // Linear decay to a tenth of the rate over the run.
+        let lr = hp.learning_rate * (1.0 - 0.9 * step as f64 / total_steps as f64);
+        optimizer.set_learning_rate(lr);
+        let (loss, accuracy) = batch_loss(
+            &model,
+            reference.as_ref(),
+            teacher.as_ref(),
+            &picked,
+            hp.beta,
+        )?;
+        optimizer.backward_step(&loss)?;
+        step += 1;
+        let train_loss = f64::from(loss.to_scalar::<f32>()?);
+        if !train_loss.is_finite() {
+            return Err(TrainError::Data(format!(
+                "the loss became {train_loss} at step {step}: lower the learning rate"
+            )));
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let done_here = (step - first_step) as f64;
+        let checkpoint_now =
+            step.is_multiple_of(u64::from(hp.checkpoint_every)) || step == total_steps;
+        let stopping = stop.raised(&config.output_dir);
+        let valid_loss = if (checkpoint_now || stopping) && !validation.is_empty() {
+            Some(evaluate(
+                &model,
+                reference.as_ref(),
+                teacher.as_ref(),
+                &validation,
+                hp.beta,
+            )?)
+        } else {
+            None
+        };
+        let metrics = Report::Metrics {
+            step,
+            total_steps,
+            epoch: epoch + 1,
+            train_loss,
+            token_accuracy: accuracy,
+            learning_rate: lr,
+            elapsed_s: elapsed,
+            eta_s: elapsed / done_here * (total_steps - step) as f64,
+            valid_loss,
+        };
+        last_metrics = serde_json::to_value(&metrics).unwrap_or_default();
+        sink.report(&metrics);
+        if checkpoint_now || stopping {
+            let path = save_checkpoint(&config.output_dir, &model, step, &last_metrics)?;
+            sink.report(&Report::Checkpoint {
+                step,
+                path,
+                metrics: last_metrics.clone(),
+            });
+        }
+        if stopping && step < total_steps {
+            sink.report(&Report::Finished {
+                status: "cancelled".to_owned(),
+            });
+            return Ok(false);
+        }
+    }
+    let _ = last_metrics;
+    export(config, &model, &tokenizer, sink)?;
+    sink.report(&Report::Finished {
+        status: "succeeded".to_owned(),
+    });
+    Ok(true)
+}
+
+/// A tokenized example: the sequence (for DPO the chosen one) and, for DPO, the rejected one.
+struct Sample {
+    main: Encoded,
+    rejected: Option<Encoded>,
+}
+
+fn read_examples(
+    path: Option<&Path>,
+    method: Method,
+    tokenizer: &ChatTokenizer,
+    max_len: usize,
+) -> Result<Vec<Sample>, TrainError> {
+    let Some(path) = path else {
+        return Err(TrainError::Data(format!("{method} needs a training file")));
+    };
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut samples = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let example: Example = parse_example(line, method).map_err(|error| {
+            TrainError::Data(format!("{}: line {}: {error}", path.display(), i + 1))
+        })?;
+        let mut main = tokenizer.encode(&example.turns).map_err(TrainError::Data)?;
+        main.truncate(max_len);
+        let rejected = if method == Method::Dpo {
+            let mut turns = example.prompt().to_vec();
+            turns.extend(example.rejected.iter().cloned());
+            let mut rejected = tokenizer.encode(&turns).map_err(TrainError::Data)?;
+            rejected.truncate(max_len);
+            Some(rejected)
+        } else {
+            None
+        };
+        // Nothing learned after the shift (or the cut): nothing to train on.
+        if main.trained.iter().skip(1).any(|&t| t) && main.ids.len() > 1 {
+            samples.push(Sample { main, rejected });
+        }
+    }
+    Ok(samples)
+}
+
+/// The same permutation for the same seed and epoch.
+fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(
+        seed.wrapping_mul(1_000_003).wrapping_add(u64::from(epoch)),
+    );
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Log-probabilities of each next token, `[len - 1]`, and the learned-token mask.
+fn next_token_logprobs(
+    model: &Model,
+    encoded: &Encoded,
+    use_lora: bool,
+) -> Result<(Tensor, Tensor, Tensor), TrainError> {
+    let n = encoded.ids.len();
+    let logits = model.forward(&encoded.ids[..n - 1], use_lora)?;
+    let targets = Tensor::new(&encoded.ids[1..], &Device::Cpu)?;
+    let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let picked = logprobs.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let mask: Vec<f32> = encoded.trained[1..]
+        .iter()
+        .map(|&t| f32::from(u8::from(t)))
+        .collect();
+    let mask = Tensor::from_vec(mask, n - 1, &Device::Cpu)?;
+    Ok((picked, mask, logits))
+}
+
+/// The batch's loss (a scalar with a graph behind it) and the token accuracy on learned tokens.
+fn batch_loss(
+    model: &Model,
+    reference: Option<&Model>,
+    teacher: Option<&Model>,
+    batch: &[&Sample],
+    beta: f64,
+) -> Result<(Tensor, f64), TrainError> {
+    let mut total: Option<Tensor> = None;
+    let mut counted = 0f64;
+    let (mut right, mut learned) = (0usize, 0usize);
+    for sample in batch {
+        let (logprobs, mask, logits) = next_token_logprobs(model, &sample.main, true)?;
+        let tokens = mask.sum_all()?.to_scalar::<f32>()? as f64;
+        let (r, l) = accuracy(&logits, &sample.main)?;
+        right += r;
+        learned += l;
+        let loss = match &sample.rejected {
+            None => {
+                counted += tokens;
+                let mut loss = (logprobs * &mask)?.sum_all()?.neg()?;
+                if let Some(teacher) = teacher {
+                    // Forward KL from the teacher's distribution on the learned tokens, added to
+                    // the answers' own loss.
+                    let n = sample.main.ids.len();
+                    let teacher_logits =
+                        teacher.forward(&sample.main.ids[..n - 1], false)?.detach();
+                    let p = candle_nn::ops::softmax(&teacher_logits, D::Minus1)?;
+                    let log_q = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+                    let log_p = candle_nn::ops::log_softmax(&teacher_logits, D::Minus1)?;
+                    let kl = (p * (log_p - log_q)?)?.sum(D::Minus1)?;
+                    loss = (loss + (kl * &mask)?.sum_all()?)?;
+                }
+                loss
+            }
+            Some(rejected) => {
+                counted += 1.0;
+                let sequence =
+                    |model: &Model, encoded: &Encoded, lora: bool| -> Result<Tensor, TrainError> {
+                        let (logprobs, mask, _) = next_token_logprobs(model, encoded, lora)?;
+                        Ok((logprobs * mask)?.sum_all()?)
+                    };
+                let chosen = (logprobs * &mask)?.sum_all()?;
+                let rejected_lp = sequence(model, rejected, true)?;
+                let (ref_chosen, ref_rejected) = match reference {
+                    Some(reference) => (
+                        sequence(reference, &sample.main, false)?,
+                        sequence(reference, rejected, false)?,
+                    ),
+                    None => (
+                        sequence(model, &sample.main, false)?,
+                        sequence(model, rejected, false)?,
+                    ),
+                };
+                let margin =
+                    ((chosen - ref_chosen.detach())? - (rejected_lp - ref_rejected.detach())?)?;
+                // −log σ(β·margin) = softplus(−β·margin), written stably.
+                let z = (margin * (-beta))?;
+                softplus(&z)?
+            }
+        };
+        total = Some(match total {
+            Some(sum) => (sum + loss)?,
+            None => loss,
+        });
+    }
+    let total = total.ok_or_else(|| TrainError::Data("empty batch".to_owned()))?;
+    let loss = (total / counted.max(1.0))?;
+    Ok((loss, right as f64 / learned.max(1) as f64))
+}
+
+/// `log(1 + eᶻ)` without overflow: `max(z, 0) + log(1 + e^{−|z|})`.
+fn softplus(z: &Tensor) -> candle_core::Result<Tensor> {
+    let positive = z.relu()?;
+    let tail = (z.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    positive + tail
+}
+
+/// Right predictions and learned tokens in one sequence.
+fn accuracy(logits: &Tensor, encoded: &Encoded) -> Result<(usize, usize), TrainError> {
+    let predicted: Vec<u32> = logits.detach().argmax(D::Minus1)?.to_vec1()?;
+    let mut right = 0;
+    let mut learned = 0;
+    for (i, &p) in predicted.iter().enumerate() {
+        if encoded.trained[i + 1] {
+            learned += 1;
+            right += usize::from(p == encoded.ids[i + 1]);
+        }
+    }
+    Ok((right, learned))
+}
+
+/// Mean loss over (at most 64 of) the validation examples.
+fn evaluate(
+    model: &Model,
+    reference: Option<&Model>,
+    teacher: Option<&Model>,
+    samples: &[Sample],
+    beta: f64,
+) -> Result<f64, TrainError> {
+    let picked: Vec<&Sample> = samples.iter().take(64).collect();
+    let (loss, _) = batch_loss(model, reference, teacher, &picked, beta)?;
+    Ok(f64::from(loss.detach().to_scalar::<f32>()?))
+}
+
+/// The newest complete checkpoint: `(step, directory)`.
+pub fn latest_checkpoint(output_dir: &Path) -> Option<(u64, PathBuf)> {
+    let entries = std::fs::read_dir(output_dir.join(CHECKPOINTS)).ok()?;
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let step: u64 = name.strip_prefix("step-")?.parse().ok()?;
+            // The state file is written last: without it the checkpoint is incomplete.
+            entry
+                .path()
+                .join("state.json")
+                .is_file()
+                .then(|| (step, entry.path()))
+        })
+        .max_by_key(|(step, _)| *step)
+}
+
+/// Writes the trainable weights and state into `checkpoints/step-N`, through a temporary
+/// directory renamed into place: a stop or a crash mid-write leaves the previous checkpoint whole.
+fn save_checkpoint(
+    output_dir: &Path,
+    model: &Model,
+    step: u64,
+    metrics: &serde_json::Value,
+) -> Result<PathBuf, TrainError> {
+    let root = output_dir.join(CHECKPOINTS);
+    let path = root.join(format!("step-{step:06}"));
+    let partial = root.join(format!(".step-{step:06}.partial"));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+    }
+    std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+    let tensors: HashMap<String, Tensor> = model
+        .trainable()
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect();
+    candle_core::safetensors::save(&tensors, partial.join("trainable.safetensors"))?;
+    let state = CheckpointState {
+        step,
+        metrics: metrics.clone(),
+    };
+    let state = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Data(e.to_string()))?;
+    std::fs::write(partial.join("state.json"), state).map_err(io(&partial))?;
+    if path.exists() {
+        std::fs::remove_dir_all(&path).map_err(io(&path))?;
+    }
+    std::fs::rename(&partial, &path).map_err(io(&path))?;
+    Ok(path)
+}
+
+/// Writes the results: the adapter (PEFT layout) under LoRA, the merged model (safetensors,
+/// config, tokenizer), and the GGUF file when quantization was asked for.
+fn export(
+    config: &TrainConfig,
+    model: &Model,
+    tokenizer: &ChatTokenizer,
+    sink: &mut dyn Sink,
+) -> Result<(), TrainError> {
+    let out = &config.output_dir;
+    let artifact = |kind: &str, path: PathBuf, sink: &mut dyn Sink| {
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        sink.report(&Report::Artifact {
+            kind: kind.to_owned(),
+            path,
+            bytes,
+        });
+    };
+    let lora = config.method != Method::Quantize && config.hyperparameters.lora_rank > 0;
+    if lora {
+        let dir = out.join("adapter");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let tensors: HashMap<String, Tensor> = model
+            .trainable()
+            .iter()
+            .map(|(name, var)| (format!("base_model.model.{name}"), var.as_tensor().clone()))
+            .collect();
+        let file = dir.join("adapter_model.safetensors");
+        candle_core::safetensors::save(&tensors, &file)?;
+        let adapter_config = serde_json::json!({
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "r": config.hyperparameters.lora_rank,
+            "lora_alpha": config.hyperparameters.lora_alpha,
+            "target_modules": model::LORA_TARGETS,
+            "lora_dropout": 0.0,
+            "bias": "none",
+            "base_model_name_or_path": config.model,
+        });
+        let config_file = dir.join("adapter_config.json");
+        std::fs::write(&config_file, adapter_config.to_string()).map_err(io(&config_file))?;
+        artifact("lora_adapter", file, sink);
+    }
+    if config.method != Method::Quantize {
+        let dir = out.join("model");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let tensors: HashMap<String, Tensor> = model.merged_weights()?.into_iter().collect();
+        let file = dir.join("model.safetensors");
+        candle_core::safetensors::save(&tensors, &file)?;
+        let model_config = serde_json::to_string_pretty(&model.config)
+            .map_err(|e| TrainError::Data(e.to_string()))?;
+        std::fs::write(dir.join("config.json"), model_config).map_err(io(&dir))?;
+        tokenizer
+            .tokenizer
+            .save(dir.join("tokenizer.json"), false)
+            .map_err(|e| TrainError::Data(format!("saving the tokenizer: {e}")))?;
+        artifact("model", file, sink);
+    }
+    if let Some(quantization) = config.quantize {
+        let file = out.join(format!("model-{}.gguf", quantization.as_str()));
+        export::gguf(model, tokenizer, quantization, &file)?;
+        artifact("gguf", file, sink);
+    }
+    Ok(())
+}
+
+pub mod export;

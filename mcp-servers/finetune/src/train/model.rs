@@ -1,0 +1,752 @@
+//! A llama-family decoder (Llama, SmolLM, Qwen2-style without biases, Mistral without sliding
+//! windows) written for training on the CPU: every operation is one candle differentiates (no
+//! fused kernels without a backward pass), f32 throughout, LoRA adapters on the attention
+//! projections.
+//!
+//! Weights come from a Hugging Face directory (`config.json` + `*.safetensors`) or a GGUF file,
+//! dequantized to f32 (candle's quantized matmul has given wrong output on such models, so
+//! training never runs on quantized weights). Internally the weights are in Hugging Face's
+//! layout and naming; GGUF's query/key rows, which llama.cpp permutes for its interleaved
+//! rotary embedding, are put back on load and permuted again on export.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use candle_core::{D, DType, Device, Tensor, Var, quantized::gguf_file};
+use serde::{Deserialize, Serialize};
+
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(message: impl Into<String>) -> ModelError {
+    ModelError::Invalid(message.into())
+}
+
+/// The shape of the model (Hugging Face `config.json` names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_theta() -> f64 {
+    10_000.0
+}
+fn default_positions() -> usize {
+    2048
+}
+
+impl Config {
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+            || !self.head_dim().is_multiple_of(2)
+            || self.kv_heads() == 0
+            || !self.num_attention_heads.is_multiple_of(self.kv_heads())
+            || self.num_hidden_layers == 0
+            || self.vocab_size == 0
+        {
+            return Err(invalid(format!(
+                "unsupported model shape: {self:?} (heads must divide the hidden size into an even head size, and key/value heads must divide the heads)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the base weights were read from (it decides the export format's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    HuggingFace,
+    Gguf,
+}
+
+/// Base weights (HF names) and what they came from.
+pub struct Weights {
+    pub config: Config,
+    pub tensors: HashMap<String, Tensor>,
+    pub source: Source,
+    /// The GGUF file's metadata, kept for export (tokenizer, chat template).
+    pub gguf_metadata: Option<HashMap<String, gguf_file::Value>>,
+}
+
+/// Loads a model from a directory (HF) or a `.gguf` file.
+pub fn load(path: &Path) -> Result<Weights> {
+    if path.is_dir() {
+        load_hf(path)
+    } else if path.extension().is_some_and(|e| e == "gguf") {
+        load_gguf(path)
+    } else if path.exists() {
+        Err(invalid(format!(
+            "{} is neither a model directory (config.json + *.safetensors) nor a .gguf file",
+            path.display()
+        )))
+    } else {
+        Err(invalid(format!("no model at {}", path.display())))
+    }
+}
+
+fn load_hf(dir: &Path) -> Result<Weights> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|error| ModelError::Io {
+        path: config_path.clone(),
+        error,
+    })?;
+    let config: Config = serde_json::from_str(&text)
+        .map_err(|error| invalid(format!("{}: {error}", config_path.display())))?;
+    config.check()?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|error| ModelError::Io {
+            path: dir.to_owned(),
+            error,
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(invalid(format!("no *.safetensors in {}", dir.display())));
+    }
+    let mut tensors = HashMap::new();
+    for file in files {
+        for (name, tensor) in candle_core::safetensors::load(&file, &Device::Cpu)? {
+            tensors.insert(name, tensor.to_dtype(DType::F32)?);
+        }
+    }
+    Ok(Weights {
+        config,
+        tensors,
+        source: Source::HuggingFace,
+        gguf_metadata: None,
+    })
+}
+
+fn load_gguf(path: &Path) -> Result<Weights> {
+    let mut file = std::fs::File::open(path).map_err(|error| ModelError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    let content = gguf_file::Content::read(&mut file)
+        .map_err(|error| invalid(format!("{}: not a GGUF file: {error}", path.display())))?;
+    let meta = &content.metadata;
+    let arch = meta
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .unwrap_or_default();
+    if arch != "llama" {
+        return Err(invalid(format!(
+            "{}: architecture {arch:?}; only llama-family GGUF models are supported",
+            path.display()
+        )));
+    }
+    let get = |key: &str| -> Result<&gguf_file::Value> {
+        meta.get(&format!("llama.{key}")).ok_or_else(|| {
+            invalid(format!(
+                "{}: no llama.{key} in the metadata",
+                path.display()
+            ))
+        })
+    };
+    let tokens = meta
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.to_vec().ok())
+        .map(Vec::len);
+    let heads = get("attention.head_count")?.to_u32()? as usize;
+    let config = Config {
+        vocab_size: tokens.unwrap_or(0),
+        hidden_size: get("embedding_length")?.to_u32()? as usize,
+        intermediate_size: get("feed_forward_length")?.to_u32()? as usize,
+        num_hidden_layers: get("block_count")?.to_u32()? as usize,
+        num_attention_heads: heads,
+        num_key_value_heads: Some(
+            get("attention.head_count_kv")
+                .and_then(|v| Ok(v.to_u32()?))
+                .map(|v| v as usize)
+                .unwrap_or(heads),
+        ),
+        rms_norm_eps: get("attention.layer_norm_rms_epsilon")
+            .and_then(|v| Ok(v.to_f32()?))
+            .map(f64::from)
+            .unwrap_or(1e-5),
+        rope_theta: get("rope.freq_base")
+            .and_then(|v| Ok(v.to_f32()?))
+            .map(f64::from)
+            .unwrap_or(10_000.0),
+        max_position_embeddings: get("context_length")
+            .and_then(|v| Ok(v.to_u32()?))
+            .map(|v| v as usize)
+            .unwrap_or(2048),
+        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        bos_token_id: meta
+            .get("tokenizer.ggml.bos_token_id")
+            .and_then(|v| v.to_u32().ok()),
+        eos_token_id: meta
+            .get("tokenizer.ggml.eos_token_id")
+            .and_then(|v| v.to_u32().ok()),
+    };
+    let mut tensors = HashMap::new();
+    let names: Vec<String> = content.tensor_infos.keys().cloned().collect();
+    for gguf_name in names {
+        let Some(name) = hf_name(&gguf_name) else {
+            continue;
+        };
+        let tensor = content
+            .tensor(&mut file, &gguf_name, &Device::Cpu)?
+            .dequantize(&Device::Cpu)?;
+        let tensor = if name.ends_with("q_proj.weight") {
+            unpermute(&tensor, config.num_attention_heads)?
+        } else if name.ends_with("k_proj.weight") {
+            unpermute(&tensor, config.kv_heads())?
+        } else {
+            tensor
+        };
+        tensors.insert(name, tensor);
+    }
+    let mut config = config;
+    if config.vocab_size == 0 {
+        config.vocab_size = tensors
+            .get("model.embed_tokens.weight")
+            .map(|t| t.dims()[0])
+            .unwrap_or(0);
+    }
+    config.check()?;
+    Ok(Weights {
+        config,
+        tensors,
+        source: Source::Gguf,
+        gguf_metadata: Some(content.metadata),
+    })
+}
+
+/// GGUF tensor name → Hugging Face name.
+fn hf_name(gguf: &str) -> Option<String> {
+    Some(match gguf {
+        "token_embd.weight" => "model.embed_tokens.weight".to_owned(),
+        "output_norm.weight" => "model.norm.weight".to_owned(),
+        "output.weight" => "lm_head.weight".to_owned(),
+        _ => {
+            let rest = gguf.strip_prefix("blk.")?;
+            let (layer, part) = rest.split_once('.')?;
+            let part = match part {
+                "attn_norm.weight" => "input_layernorm.weight",
+                "attn_q.weight" => "self_attn.q_proj.weight",
+                "attn_k.weight" => "self_attn.k_proj.weight",
+                "attn_v.weight" => "self_attn.v_proj.weight",
+                "attn_output.weight" => "self_attn.o_proj.weight",
+                "ffn_norm.weight" => "post_attention_layernorm.weight",
+                "ffn_gate.weight" => "mlp.gate_proj.weight",
+                "ffn_up.weight" => "mlp.up_proj.weight",
+                "ffn_down.weight" => "mlp.down_proj.weight",
+                _ => return None,
+            };
+            format!("model.layers.{layer}.{part}")
+        }
+    })
+}
+
+/// Hugging Face name → GGUF name (for export).
+pub fn gguf_name(hf: &str) -> Option<String> {
+    Some(match hf {
+        "model.embed_tokens.weight" => "token_embd.weight".to_owned(),
+        "model.norm.weight" => "output_norm.weight".to_owned(),
+        "lm_head.weight" => "output.weight".to_owned(),
+        _ => {
+            let rest = hf.strip_prefix("model.layers.")?;
+            let (layer, part) = rest.split_once('.')?;
+            let part = match part {
+                "input_layernorm.weight" => "attn_norm.weight",
+                "self_attn.q_proj.weight" => "attn_q.weight",
+                "self_attn.k_proj.weight" => "attn_k.weight",
+                "self_attn.v_proj.weight" => "attn_v.weight",
+                "self_attn.o_proj.weight" => "attn_output.weight",
+                "post_attention_layernorm.weight" => "ffn_norm.weight",
+                "mlp.gate_proj.weight" => "ffn_gate.weight",
+                "mlp.up_proj.weight" => "ffn_up.weight",
+                "mlp.down_proj.weight" => "ffn_down.weight",
+                _ => return None,
+            };
+            format!("blk.{layer}.{part}")
+        }
+    })
+}
+
+/// llama.cpp's permutation of query/key rows (HF's half-split rotary layout → interleaved).
+pub fn permute(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    Ok(w.reshape((heads, 2, rows / heads / 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
+}
+
+/// The inverse of [`permute`].
+pub fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    Ok(w.reshape((heads, rows / heads / 2, 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
+}
+
+/// A projection `y = x Wᵀ`, with a LoRA adapter `+ s·(x Aᵀ) Bᵀ` when one is attached.
+pub struct Linear {
+    pub weight: Tensor,
+    pub lora: Option<Lora>,
+}
+
+pub struct Lora {
+    /// `[rank, in]`, random at the start.
+    pub a: Var,
+    /// `[out, rank]`, zero at the start, so training starts from the base model exactly.
+    pub b: Var,
+    pub scale: f64,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor, use_lora: bool) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.t()?)?;
+        match &self.lora {
+            Some(lora) if use_lora => {
+                let delta = x
+                    .matmul(&lora.a.as_tensor().t()?)?
+                    .matmul(&lora.b.as_tensor().t()?)?;
+                Ok((y + (delta * lora.scale)?)?)
+            }
+            _ => Ok(y),
+        }
+    }
+
+    /// `W + s·B A`: the adapter folded into the weight.
+    pub fn merged(&self) -> Result<Tensor> {
+        match &self.lora {
+            Some(lora) => {
+                let delta = lora.b.as_tensor().matmul(lora.a.as_tensor())?;
+                Ok((&self.weight + (delta * lora.scale)?)?)
+            }
+            None => Ok(self.weight.clone()),
+        }
+    }
+}
+
+struct Layer {
+    input_norm: Tensor,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    post_norm: Tensor,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// The projections that get adapters: every linear layer of the blocks (QLoRA's finding: adapters
+/// on all of them match full fine-tuning far better than on the attention alone).
+pub const LORA_TARGETS: &[&str] = &[
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+pub struct Model {
+    pub config: Config,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    /// What the optimizer updates: LoRA matrices, or every weight in full fine-tuning.
+    trainable: Vec<(String, Var)>,
+    pub source: Source,
+    pub gguf_metadata: Option<HashMap<String, gguf_file::Value>>,
+}
+
+/// How the weights are trained.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tuning {
+    /// Only adapters of this rank and alpha on the attention projections.
+    Lora { rank: usize, alpha: f64 },
+    /// Every weight (`lora_rank` 0).
+    Full,
+    /// Nothing (a frozen teacher or reference).
+    Frozen,
+}
+
+impl Model {
+    pub fn new(weights: Weights, tuning: Tuning) -> Result<Self> {
+        let Weights {
+            config,
+            mut tensors,
+            source,
+            gguf_metadata,
+        } = weights;
+        let mut trainable = Vec::new();
+        let mut take = |name: &str| -> Result<Tensor> {
+            let tensor = tensors
+                .remove(name)
+                .ok_or_else(|| invalid(format!("the model has no tensor {name}")))?;
+            if tuning == Tuning::Full {
+                let var = Var::from_tensor(&tensor)?;
+                let tensor = var.as_tensor().clone();
+                trainable.push((name.to_owned(), var));
+                Ok(tensor)
+            } else {
+                Ok(tensor)
+            }
+        };
+        let embed = take("model.embed_tokens.weight")?;
+        let mut raw_layers = Vec::new();
+        for i in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            raw_layers.push([
+                take(&format!("{p}.input_layernorm.weight"))?,
+                take(&format!("{p}.self_attn.q_proj.weight"))?,
+                take(&format!("{p}.self_attn.k_proj.weight"))?,
+                take(&format!("{p}.self_attn.v_proj.weight"))?,
+                take(&format!("{p}.self_attn.o_proj.weight"))?,
+                take(&format!("{p}.post_attention_layernorm.weight"))?,
+                take(&format!("{p}.mlp.gate_proj.weight"))?,
+                take(&format!("{p}.mlp.up_proj.weight"))?,
+                take(&format!("{p}.mlp.down_proj.weight"))?,
+            ]);
+        }
+        let norm = take("model.norm.weight")?;
+        let lm_head = if config.tie_word_embeddings {
+            embed.clone()
+        } else {
+            match take("lm_head.weight") {
+                Ok(head) => head,
+                // Some checkpoints tie without saying so.
+                Err(_) => embed.clone(),
+            }
+        };
+        let mut layers = Vec::new();
+        for (i, [input_norm, q, k, v, o, post_norm, gate, up, down]) in
+            raw_layers.into_iter().enumerate()
+        {
+            let mut linear = |weight: Tensor, target: &str| -> Result<Linear> {
+                let lora = match tuning {
+                    Tuning::Lora { rank, alpha } if LORA_TARGETS.contains(&target) => {
+                        let (out, inp) = weight.dims2()?;
+                        let a = Var::randn(
+                            0f32,
+                            (1.0 / inp as f64).sqrt() as f32,
+                            (rank, inp),
+                            &Device::Cpu,
+                        )?;
+                        let b = Var::zeros((out, rank), DType::F32, &Device::Cpu)?;
+                        let block = if target.ends_with("_proj")
+                            && ["gate_proj", "up_proj", "down_proj"].contains(&target)
+                        {
+                            "mlp"
+                        } else {
+                            "self_attn"
+                        };
+                        let name = format!("model.layers.{i}.{block}.{target}");
+                        trainable.push((format!("{name}.lora_A.weight"), a.clone()));
+                        trainable.push((format!("{name}.lora_B.weight"), b.clone()));
+                        Some(Lora {
+                            a,
+                            b,
+                            scale: alpha / rank as f64,
+                        })
+                    }
+                    _ => None,
+                };
+                Ok(Linear { weight, lora })
+            };
+            layers.push(Layer {
+                input_norm,
+                q: linear(q, "q_proj")?,
+                k: linear(k, "k_proj")?,
+                v: linear(v, "v_proj")?,
+                o: linear(o, "o_proj")?,
+                post_norm,
+                gate: linear(gate, "gate_proj")?,
+                up: linear(up, "up_proj")?,
+                down: linear(down, "down_proj")?,
+            });
+        }
+        Ok(Self {
+            config,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            trainable,
+            source,
+            gguf_metadata,
+        })
+    }
+
+    /// The variables the optimizer updates, with their names (PEFT's names for adapters).
+    pub fn trainable(&self) -> &[(String, Var)] {
+        &self.trainable
+    }
+
+    /// Number of trainable parameters.
+    pub fn trainable_count(&self) -> usize {
+        self.trainable.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// Sets trainable variables from a checkpoint (by name); names it lacks are an error.
+    pub fn load_trainable(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, var) in &self.trainable {
+            let tensor = tensors
+                .get(name)
+                .ok_or_else(|| invalid(format!("the checkpoint has no {name}")))?;
+            var.set(tensor)?;
+        }
+        Ok(())
+    }
+
+    /// Logits `[len, vocab]` for a sequence of token ids; `use_lora` false gives the base model
+    /// (DPO's reference).
+    pub fn forward(&self, ids: &[u32], use_lora: bool) -> Result<Tensor> {
+        let len = ids.len();
+        if len == 0 {
+            return Err(invalid("empty sequence"));
+        }
+        let device = Device::Cpu;
+        let c = &self.config;
+        let (heads, kv_heads, head_dim) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
+        let ids = Tensor::new(ids, &device)?;
+        let mut x = self.embed.index_select(&ids, 0)?;
+        let (cos, sin) = rope_tables(len, head_dim, c.rope_theta)?;
+        let mask = causal_mask(len)?;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        for layer in &self.layers {
+            let h = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
+            let q = layer
+                .q
+                .forward(&h, use_lora)?
+                .reshape((len, heads, head_dim))?
+                .transpose(0, 1)?;
+            let k = layer
+                .k
+                .forward(&h, use_lora)?
+                .reshape((len, kv_heads, head_dim))?
+                .transpose(0, 1)?;
+            let v = layer
+                .v
+                .forward(&h, use_lora)?
+                .reshape((len, kv_heads, head_dim))?
+                .transpose(0, 1)?;
+            let q = rope(&q.contiguous()?, &cos, &sin)?;
+            let k = repeat_kv(&rope(&k.contiguous()?, &cos, &sin)?, heads / kv_heads)?;
+            let v = repeat_kv(&v.contiguous()?, heads / kv_heads)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
+            let attention = candle_nn::ops::softmax(&scores, D::Minus1)?;
+            let out = attention
+                .matmul(&v)?
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((len, heads * head_dim))?;
+            x = (x + layer.o.forward(&out, use_lora)?)?;
+            let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
+            let gate = layer.gate.forward(&h, use_lora)?.silu()?;
+            let mlp = layer
+                .down
+                .forward(&(gate * layer.up.forward(&h, use_lora)?)?, use_lora)?;
+            x = (x + mlp)?;
+        }
+        let x = rms_norm(&x, &self.norm, c.rms_norm_eps)?;
+        Ok(x.matmul(&self.lm_head.t()?)?)
+    }
+
+    /// Every weight with adapters folded in, in HF naming (for export).
+    pub fn merged_weights(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![("model.embed_tokens.weight".to_owned(), self.embed.clone())];
+        for (i, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push((
+                format!("{p}.input_layernorm.weight"),
+                layer.input_norm.clone(),
+            ));
+            out.push((format!("{p}.self_attn.q_proj.weight"), layer.q.merged()?));
+            out.push((format!("{p}.self_attn.k_proj.weight"), layer.k.merged()?));
+            out.push((format!("{p}.self_attn.v_proj.weight"), layer.v.merged()?));
+            out.push((format!("{p}.self_attn.o_proj.weight"), layer.o.merged()?));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                layer.post_norm.clone(),
+            ));
+            out.push((format!("{p}.mlp.gate_proj.weight"), layer.gate.merged()?));
+            out.push((format!("{p}.mlp.up_proj.weight"), layer.up.merged()?));
+            out.push((format!("{p}.mlp.down_proj.weight"), layer.down.merged()?));
+        }
+        out.push(("model.norm.weight".to_owned(), self.norm.clone()));
+        if !self.config.tie_word_embeddings {
+            out.push(("lm_head.weight".to_owned(), self.lm_head.clone()));
+        }
+        Ok(out)
+    }
+}
+
+/// `x / rms(x) · w`, from differentiable parts.
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = x.broadcast_div(&(mean_square + eps)?.sqrt()?)?;
+    Ok(normed.broadcast_mul(weight)?)
+}
+
+/// cos and sin tables `[len, head_dim / 2]`.
+fn rope_tables(len: usize, head_dim: usize, theta: f64) -> Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32)
+        .collect();
+    let inv = Tensor::from_vec(inv, (1, half), &Device::Cpu)?;
+    let positions = Tensor::arange(0u32, len as u32, &Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .reshape((len, 1))?;
+    let angles = positions.broadcast_mul(&inv)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+/// Rotary embedding in Hugging Face's half-split layout, on `[heads, len, head_dim]`.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let first = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let second = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    Ok(Tensor::cat(&[first, second], D::Minus1)?)
+}
+
+/// `[kv_heads, len, d]` → `[kv_heads · n, len, d]`, each key/value head serving `n` query heads.
+fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (kv, len, d) = x.dims3()?;
+    Ok(x.unsqueeze(1)?
+        .broadcast_as((kv, n, len, d))?
+        .contiguous()?
+        .reshape((kv * n, len, d))?)
+}
+
+/// 0 on and below the diagonal, −∞ above: no position sees the future.
+fn causal_mask(len: usize) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..len)
+        .flat_map(|i| (0..len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (len, len), &Device::Cpu)?)
+}
+
+/// Writes a small random llama (and a byte-level tokenizer with a ChatML template) to `dir`:
+/// what the tests and a first try of a backend train in seconds.
+pub fn create_tiny(dir: &Path) -> std::result::Result<(), String> {
+    let tokenizer = super::tokenize::byte_level_tokenizer()?;
+    let vocab_size = tokenizer.get_vocab_size(true);
+    let config = Config {
+        vocab_size,
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: Some(2),
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        max_position_embeddings: 512,
+        tie_word_embeddings: true,
+        bos_token_id: None,
+        eos_token_id: tokenizer.token_to_id(super::tokenize::IM_END),
+    };
+    let build = || -> Result<HashMap<String, Tensor>> {
+        let dev = Device::Cpu;
+        let (h, m, kv) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.kv_heads() * config.head_dim(),
+        );
+        let init = |rows: usize, cols: usize| Tensor::randn(0f32, 0.02, (rows, cols), &dev);
+        let mut t = HashMap::new();
+        // Embeddings (tied to the output) large enough that adapters on the blocks alone can move
+        // the logits: with GPT-2's 0.02 they are bounded to about ±1.3 at this width.
+        t.insert(
+            "model.embed_tokens.weight".to_owned(),
+            Tensor::randn(0f32, 0.3, (vocab_size, h), &dev)?,
+        );
+        t.insert(
+            "model.norm.weight".to_owned(),
+            Tensor::ones(h, DType::F32, &dev)?,
+        );
+        for i in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            t.insert(
+                format!("{p}.input_layernorm.weight"),
+                Tensor::ones(h, DType::F32, &dev)?,
+            );
+            t.insert(
+                format!("{p}.post_attention_layernorm.weight"),
+                Tensor::ones(h, DType::F32, &dev)?,
+            );
+            t.insert(format!("{p}.self_attn.q_proj.weight"), init(h, h)?);
+            t.insert(format!("{p}.self_attn.k_proj.weight"), init(kv, h)?);
+            t.insert(format!("{p}.self_attn.v_proj.weight"), init(kv, h)?);
+            t.insert(format!("{p}.self_attn.o_proj.weight"), init(h, h)?);
+            t.insert(format!("{p}.mlp.gate_proj.weight"), init(m, h)?);
+            t.insert(format!("{p}.mlp.up_proj.weight"), init(m, h)?);
+            t.insert(format!("{p}.mlp.down_proj.weight"), init(h, m)?);
+        }
+        Ok(t)
+    };
+    let tensors = build().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))
+        .map_err(|e| e.to_string())?;
+    let config = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("config.json"), config)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    tokenizer
+        .save(dir.join("tokenizer.json"), true)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Turning examples into token ids with the model's own tokenizer and chat template, and marking
+//! which tokens are learned.
+
+use std::path::Path;
+
+use candle_core::quantized::gguf_file;
+use tokenizers::{
+    AddedToken, Tokenizer,
+    decoders::byte_level::ByteLevel as ByteLevelDecoder,
+    models::bpe::{BPE, Vocab},
+    pre_tokenizers::byte_level::ByteLevel,
+};
+
+use crate::dataset::Turn;
+
+pub const IM_START: &str = "<|im_start|>";
+pub const IM_END: &str = "<|im_end|>";
+pub const END_OF_TEXT: &str = "<|endoftext|>";
+
+/// How turns are laid out around their text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    /// `<|im_start|>role\n…<|im_end|>\n` (SmolLM, Qwen, many others).
+    ChatMl,
+    /// `### Role:\n…` and the end-of-sequence token after answers, for models without ChatML
+    /// tokens.
+    Plain,
+}
+
+pub struct ChatTokenizer {
+    pub tokenizer: Tokenizer,
+    pub template: Template,
+    /// Ends an answer (`<|im_end|>` in ChatML).
+    pub end: Option<u32>,
+}
+
+/// A tokenized example: ids and, per id, whether it is learned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub trained: Vec<bool>,
+}
+
+impl Encoded {
+    fn push(&mut self, ids: &[u32], trained: bool) {
+        self.ids.extend_from_slice(ids);
+        self.trained.extend(std::iter::repeat_n(trained, ids.len()));
+    }
+
+    /// Cut to `max` tokens, keeping the start.
+    pub fn truncate(&mut self, max: usize) {
+        self.ids.truncate(max);
+        self.trained.truncate(max);
+    }
+}
+
+impl ChatTokenizer {
+    /// The tokenizer of a model: `tokenizer.json` in its directory, or the one inside a GGUF file.
+    pub fn for_model(
+        path: &Path,
+        gguf: Option<&std::collections::HashMap<String, gguf_file::Value>>,
+    ) -> Result<Self, String> {
+        let tokenizer = match gguf {
+            Some(metadata) => from_gguf(metadata)?,
+            None => {
+                let file = path.join("tokenizer.json");
+                Tokenizer::from_file(&file).map_err(|error| {
+                    format!(
+                        "cannot read the model's tokenizer {}: {error}",
+                        file.display()
+                    )
+                })?
+            }
+        };
+        Ok(Self::new(tokenizer))
+    }
+
+    pub fn new(tokenizer: Tokenizer) -> Self {
+        let chat_ml =
+            tokenizer.token_to_id(IM_START).is_some() && tokenizer.token_to_id(IM_END).is_some();
+        let end = if chat_ml {
+            tokenizer.token_to_id(IM_END)
+        } else {
+            ["</s>", END_OF_TEXT, "<|end_of_text|>", "<|eot_id|>"]
+                .iter()
+                .find_map(|t| tokenizer.token_to_id(t))
+        };
+        Self {
+            tokenizer,
+            template: if chat_ml {
+                Template::ChatMl
+            } else {
+                Template::Plain
+            },
+            end,
+        }
+    }
+
+    fn ids(&self, text: &str) -> Result<Vec<u32>, String> {
+        self.tokenizer
+            .encode_fast(text, false)
+            .map(|encoding| encoding.get_ids().to_vec())
+            .map_err(|error| format!("tokenizing failed: {error}"))
+    }
+
+    /// Renders turns with the template; learned tokens are the trained turns' text and the token
+    /// that ends them, so the model learns to stop.
+    pub fn encode(&self, turns: &[Turn]) -> Result<Encoded, String> {
+        let mut out = Encoded::default();
+        for turn in turns {
+            if turn.role.is_empty() {
+                out.push(&self.ids(&turn.text)?, turn.trained);
+                if let Some(end) = self.end {
+                    out.push(&[end], turn.trained);
+                }
+                continue;
+            }
+            match self.template {
+                Template::ChatMl => {
+                    out.push(&self.ids(&format!("{IM_START}{}\n", turn.role))?, false);
+                    out.push(&self.ids(&format!("{}{IM_END}", turn.text))?, turn.trained);
+                    out.push(&self.ids("\n")?, false);
+                }
+                Template::Plain => {
+                    let mut role = turn.role.clone();
+                    if let Some(first) = role.get_mut(0..1) {
+                        first.make_ascii_uppercase();
+                    }
+                    out.push(&self.ids(&format!("### {role}:\n"))?, false);
+                    out.push(&self.ids(&format!("{}\n", turn.text))?, turn.trained);
+                    if turn.role == "assistant"
+                        && let Some(end) = self.end
+                    {
+                        out.push(&[end], turn.trained);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A byte-level BPE without merges (one token per byte) plus ChatML's tokens: the tiny test
+/// model's tokenizer.
+pub fn byte_level_tokenizer() -> Result<Tokenizer, String> {
+    let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
+    alphabet.sort_unstable();
+    let vocab: Vocab = alphabet
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.to_string(), i as u32))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, Vec::new())
+        .build()
+        .map_err(|error| error.to_string())?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+    tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
+    tokenizer
+        .add_special_tokens([
+            AddedToken::from(END_OF_TEXT, true),
+            AddedToken::from(IM_START, true),
+            AddedToken::from(IM_END, true),
+        ])
+        .map_err(|error| error.to_string())?;
+    Ok(tokenizer)
+}
+
+/// The BPE tokenizer a GGUF file carries (`tokenizer.ggml.*`, model `gpt2`).
+pub fn from_gguf(
+    metadata: &std::collections::HashMap<String, gguf_file::Value>,
+) -> Result<Tokenizer, String> {
+    let model = metadata
+        .get("tokenizer.ggml.model")
+        .and_then(|v| v.to_string().ok())
+        .map(String::as_str)
+        .unwrap_or("");
+    if model != "gpt2" {
+        return Err(format!(
+            "the GGUF file's tokenizer is {model:?}; only byte-level BPE (\"gpt2\") is read from GGUF: put the model's tokenizer.json beside a safetensors checkpoint instead"
+        ));
+    }
+    let strings = |key: &str| -> Result<Vec<String>, String> {
+        metadata
+            .get(key)
+            .and_then(|v| v.to_vec().ok())
+            .ok_or_else(|| format!("the GGUF file has no {key}"))?
+            .iter()
+            .map(|v| v.to_string().cloned().map_err(|e| format!("{key}: {e}")))
+            .collect()
+    };
+    let tokens = strings("tokenizer.ggml.tokens")?;
+    let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")?
+        .into_iter()
+        .filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())))
+        .collect();
+    let types: Vec<i32> = metadata
+        .get("tokenizer.ggml.token_type")
+        .and_then(|v| v.to_vec().ok())
+        .map(|v| v.iter().map(|t| t.to_i32().unwrap_or(1)).collect())
+        .unwrap_or_default();
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|error| format!("the GGUF file's tokenizer: {error}"))?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+    tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
+    // Control tokens (type 3) are matched whole, never split into bytes.
+    let special: Vec<AddedToken> = tokens
+        .iter()
+        .zip(types.iter().chain(std::iter::repeat(&1)))
+        .filter(|(_, kind)| **kind == 3)
+        .map(|(token, _)| AddedToken::from(token.clone(), true))
+        .collect();
+    tokenizer
+        .add_special_tokens(special)
+        .map_err(|error| format!("the GGUF file's tokenizer: {error}"))?;
+    Ok(tokenizer)
+}
