@@ -5,7 +5,11 @@
 //! Jobs persist in SQLite under the data directory ([`store`]), so a restarted server knows
 //! every job, reattaches to those still running and reports those that died.
 
+pub mod backend;
 pub mod dataset;
 pub mod job;
+pub mod manager;
+pub mod recipes;
+pub mod server;
 pub mod store;
 pub mod train;

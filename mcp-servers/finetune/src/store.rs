@@ -119,7 +119,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     dir TEXT NOT NULL UNIQUE,
     step INTEGER NOT NULL DEFAULT 0,
     total_steps INTEGER,
-    artifacts TEXT NOT NULL DEFAULT '[]'
+    artifacts TEXT NOT NULL DEFAULT '[]',
+    -- How far the trainer's output has been read (bytes).
+    output_offset INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL REFERENCES jobs(id),
@@ -297,6 +299,33 @@ impl Store {
         self.conn.execute(
             "UPDATE jobs SET resolved = ?2, total_steps = ?3 WHERE id = ?1",
             params![id, serde_json::to_string(resolved)?, total_steps as i64],
+        )?;
+        Ok(())
+    }
+
+    /// How many bytes of the trainer's output were read and applied.
+    pub fn output_offset(&self, id: &str) -> Result<u64, StoreError> {
+        let offset: i64 = self.conn.query_row(
+            "SELECT output_offset FROM jobs WHERE id = ?1",
+            [id],
+            |row| row.get(0),
+        )?;
+        Ok(offset.max(0) as u64)
+    }
+
+    pub fn set_output_offset(&self, id: &str, offset: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE jobs SET output_offset = ?2 WHERE id = ?1",
+            params![id, offset as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the total steps (known once the trainer has read the data).
+    pub fn set_total_steps(&self, id: &str, total: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE jobs SET total_steps = ?2 WHERE id = ?1",
+            params![id, total as i64],
         )?;
         Ok(())
     }

@@ -1,1 +1,185 @@
-fn main() {}
+//! `mcp-finetune`: the fine-tuning launcher as an MCP server, plus the trainer it launches and a
+//! dataset check for the command line.
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::{Parser, Subcommand};
+use mcp_server_finetune::{
+    backend::{Backend, local::Local},
+    job::Method,
+    manager::{Manager, Options},
+    server::FinetuneServer,
+    train::{self, StopFlag, TrainConfig},
+};
+
+/// Validate datasets, launch fine-tuning jobs (LoRA or full SFT, DPO, distillation, GGUF
+/// quantization), and follow their events, metrics and checkpoints, as an MCP server.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct DataArgs {
+    /// Where jobs, their files and the job store live [default: $XDG_DATA_HOME/mcp-toolkit/finetune].
+    #[arg(long, value_name = "DIR", env = "MCP_FINETUNE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the tools to an MCP host (stdio by default; --transport http or sse).
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+
+        /// Jobs the local backend runs at once; the rest wait in the queue.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        max_concurrent: usize,
+
+        /// Compute threads per trainer [default: all cores]. Tiny models run faster on one.
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+
+        #[command(flatten)]
+        serve: mcp_core::ServeArgs,
+    },
+    /// Check a JSONL dataset (what the validate_dataset tool reports); exit 1 if it has errors.
+    Validate {
+        /// The JSONL file.
+        file: PathBuf,
+        /// sft, dpo or distill.
+        #[arg(long, default_value = "sft", value_parser = parse_method)]
+        method: Method,
+        /// The base model (directory or .gguf) whose tokenizer counts the tokens exactly.
+        #[arg(long, value_name = "PATH")]
+        model: Option<PathBuf>,
+        /// Examples longer than this many tokens are counted as cut.
+        #[arg(long, default_value_t = 2048)]
+        max_seq_len: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the built-in trainer on a job's config (what the backends launch); reports JSON lines
+    /// on stdout; stops at a checkpoint on SIGTERM or a STOP file in the job directory.
+    Train {
+        /// The job's config.json.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Write a tiny random llama model (and tokenizer) to DIR: trains in seconds, for trying a
+    /// backend or the tools.
+    CreateTinyModel { dir: PathBuf },
+}
+
+fn parse_method(text: &str) -> Result<Method, String> {
+    Method::parse(text).ok_or_else(|| format!("{text:?}: expected sft, dpo, distill or quantize"))
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|h| h.join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("mcp-toolkit/finetune")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            data,
+            max_concurrent,
+            threads,
+            serve,
+        } => {
+            let data_dir = data.data_dir.unwrap_or_else(default_data_dir);
+            let backends: Vec<Arc<dyn Backend>> = vec![Arc::new(Local::new(max_concurrent))];
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let manager = Manager::open(Options {
+                    data_dir: data_dir.clone(),
+                    trainer_program: std::env::current_exe()?,
+                    threads,
+                    backends,
+                })?;
+                tracing::info!(data_dir = %data_dir.display(), "job store opened");
+                tokio::spawn(manager.clone().run());
+                mcp_core::serve(FinetuneServer::new(manager), serve).await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate {
+            file,
+            method,
+            model,
+            max_seq_len,
+            json,
+        } => {
+            let counter = match &model {
+                Some(model) => mcp_server_finetune::manager::token_counter(model)?,
+                None => mcp_server_finetune::dataset::TokenCounter::Estimate,
+            };
+            let report =
+                mcp_server_finetune::dataset::validate(&file, method, &counter, max_seq_len)
+                    .map_err(anyhow::Error::msg)?;
+            let text = if json {
+                serde_json::to_string_pretty(&report)?
+            } else {
+                report.render()
+            };
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{text}");
+            }
+            Ok(if report.valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Train { config } => {
+            let text = std::fs::read_to_string(&config)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+            let config: TrainConfig = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+            let stop = StopFlag::new();
+            stop.on_signals()?;
+            let mut sink = train::Stdout;
+            match train::run(&config, &stop, &mut sink) {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(error) => {
+                    use train::Sink;
+                    sink.report(&train::Report::Message {
+                        level: "error".to_owned(),
+                        message: error.to_string(),
+                    });
+                    Err(error.into())
+                }
+            }
+        }
+        Command::CreateTinyModel { dir } => {
+            train::model::create_tiny(&dir).map_err(anyhow::Error::msg)?;
+            eprintln!("wrote a tiny llama to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match &cli.command {
+        Command::Serve { serve, .. } => serve.log_level,
+        _ => None,
+    };
+    mcp_core::init_logging(level);
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("mcp-finetune: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

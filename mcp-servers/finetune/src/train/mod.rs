@@ -33,7 +33,7 @@ use model::{Model, Tuning};
 use tokenize::{ChatTokenizer, Encoded};
 
 /// What the server writes into the job directory for the trainer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct TrainConfig {
     pub method: Method,
     pub model: PathBuf,

@@ -1,0 +1,134 @@
+//! Where trainers run, behind one trait: submit, state, cancel, output, log.
+//!
+//! The trainer's reports (its stdout, JSON lines) are read back through [`Backend::output`] from
+//! a byte offset the store keeps, so a restarted server carries on where it stopped reading. The
+//! shape fits backends that are APIs rather than processes: Ray Jobs (`POST /api/jobs/`,
+//! `GET /api/jobs/{id}` for the state, `/logs` for the output, `/stop`) and Kubernetes batch Jobs
+//! (create, status, pod logs, delete) implement the same five calls.
+
+pub mod local;
+
+use std::{ffi::OsString, path::Path};
+
+use futures::future::BoxFuture;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// What a backend is asked to run: the trainer's command line in the job's directory.
+#[derive(Debug, Clone)]
+pub struct Submission<'a> {
+    pub job_id: &'a str,
+    /// The job's own directory (the working directory; output and log files go there).
+    pub dir: &'a Path,
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+}
+
+/// A run as the backend sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// Accepted, not started (a Slurm job waiting for a node).
+    Pending,
+    Running,
+    /// Ended; whether it succeeded, when the backend knows (a process reattached after a
+    /// restart has no exit status), and what the backend says about it.
+    Exited {
+        success: Option<bool>,
+        detail: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// What `list_backends` shows.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct BackendInfo {
+    pub name: String,
+    pub available: bool,
+    /// What it is, or why it is not available.
+    pub detail: String,
+    /// Jobs it runs at once (the rest wait in the queue).
+    pub capacity: usize,
+}
+
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    fn info(&self) -> BackendInfo;
+
+    /// Starts the run; returns the backend's name for it (a process id, a Slurm job id).
+    fn submit<'a>(&'a self, run: Submission<'a>) -> BoxFuture<'a, Result<String, BackendError>>;
+
+    fn state<'a>(
+        &'a self,
+        backend_ref: &'a str,
+        dir: &'a Path,
+    ) -> BoxFuture<'a, Result<RunState, BackendError>>;
+
+    /// Asks the run to stop gracefully (the trainer checkpoints, then exits).
+    fn cancel<'a>(
+        &'a self,
+        backend_ref: &'a str,
+        dir: &'a Path,
+    ) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// The trainer's stdout from byte `from` on (at most `max` bytes).
+    fn output<'a>(
+        &'a self,
+        backend_ref: &'a str,
+        dir: &'a Path,
+        from: u64,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<u8>, BackendError>>;
+
+    /// The end of the trainer's log (stderr), at most `max` bytes.
+    fn log<'a>(
+        &'a self,
+        backend_ref: &'a str,
+        dir: &'a Path,
+        max: usize,
+    ) -> BoxFuture<'a, Result<String, BackendError>>;
+}
+
+/// The files a process-based backend (local, Slurm) writes in the job directory.
+pub const OUTPUT_FILE: &str = "output.jsonl";
+pub const LOG_FILE: &str = "trainer.log";
+
+/// Bytes of a file from `from` on, at most `max` (a missing file is empty: not started yet).
+pub fn read_from(path: &Path, from: u64, max: usize) -> Result<Vec<u8>, BackendError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(BackendError(format!("{}: {error}", path.display()))),
+    };
+    file.seek(SeekFrom::Start(from))
+        .map_err(|error| BackendError(format!("{}: {error}", path.display())))?;
+    let mut out = Vec::new();
+    file.take(max as u64)
+        .read_to_end(&mut out)
+        .map_err(|error| BackendError(format!("{}: {error}", path.display())))?;
+    Ok(out)
+}
+
+/// The last `max` bytes of a file, from a line start, as text.
+pub fn tail(path: &Path, max: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(max);
+    let slice = &bytes[start..];
+    let slice = if start > 0 {
+        slice
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| &slice[i + 1..])
+            .unwrap_or(slice)
+    } else {
+        slice
+    };
+    String::from_utf8_lossy(slice).into_owned()
+}

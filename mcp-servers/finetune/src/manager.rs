@@ -1,0 +1,675 @@
+//! The job queue: creates jobs (validating first), hands queued ones to their backend as it has
+//! room, reads the trainers' reports into events and checkpoints, and notices runs that ended.
+//!
+//! One loop ([`Manager::run`]) does the moving; tool calls only record intentions (a new job,
+//! a cancel) and wake it. On start the loop finds the jobs a previous server left running:
+//! those whose trainer is still alive are followed on from where their output was last read;
+//! those whose trainer died are read to the end and, without a final report, marked failed with
+//! the reason.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde::Serialize;
+
+use crate::{
+    backend::{Backend, BackendInfo, RunState, Submission},
+    dataset::{self, Report as DatasetReport, TokenCounter},
+    job::{JobSpec, Method, Status, Trainer},
+    recipes::{self, Recipe},
+    store::{Artifact, Checkpoint, Event, EventKind, Job, Level, Store, StoreError},
+    train::{self, Report, TrainConfig},
+};
+
+/// Most bytes of trainer output read per job per pass.
+const OUTPUT_CHUNK: usize = 1 << 20;
+/// How often running jobs are looked at when nothing wakes the loop.
+const POLL: Duration = Duration::from_millis(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the training data has errors: {}", .0.render())]
+    Dataset(Box<DatasetReport>),
+}
+
+pub struct Options {
+    pub data_dir: PathBuf,
+    /// The program that trains (`mcp-finetune` itself, whose `train` subcommand is the trainer).
+    pub trainer_program: PathBuf,
+    /// Compute threads per trainer (`None`: the trainer's default).
+    pub threads: Option<usize>,
+    pub backends: Vec<Arc<dyn Backend>>,
+}
+
+pub struct Manager {
+    store: Mutex<Store>,
+    options: Options,
+    wake: tokio::sync::Notify,
+}
+
+/// What `create_job` answers.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Created {
+    /// The job (absent for a dry run).
+    pub job: Option<Job>,
+    pub dry_run: bool,
+    /// The validation report of the training file.
+    pub validation: Option<DatasetReport>,
+    /// What will run: the command line and the files written beside it.
+    pub command: String,
+    pub files: Vec<(String, String)>,
+    pub config: TrainConfig,
+}
+
+/// A job with what a person wants to see first: how far, how long still, the latest metrics.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: Job,
+    /// 0 to 100.
+    pub progress_percent: Option<f64>,
+    pub eta_seconds: Option<f64>,
+    pub latest_metrics: Option<serde_json::Value>,
+}
+
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    // A panic while holding the store cannot leave SQLite half-written (transactions), so the
+    // data behind a poisoned lock is still good.
+    store
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Manager {
+    pub fn open(options: Options) -> Result<Arc<Self>, JobError> {
+        let jobs = options.data_dir.join("jobs");
+        std::fs::create_dir_all(&jobs).map_err(|error| {
+            JobError::Invalid(format!("cannot create {}: {error}", jobs.display()))
+        })?;
+        let store = Store::open(&options.data_dir)?;
+        Ok(Arc::new(Self {
+            store: Mutex::new(store),
+            options,
+            wake: tokio::sync::Notify::new(),
+        }))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.options.data_dir
+    }
+
+    fn backend(&self, name: &str) -> Option<&Arc<dyn Backend>> {
+        self.options.backends.iter().find(|b| b.name() == name)
+    }
+
+    pub fn backends(&self) -> Vec<BackendInfo> {
+        self.options.backends.iter().map(|b| b.info()).collect()
+    }
+
+    /// Runs the queue until the process ends.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            if let Err(error) = self.tick().await {
+                tracing::error!(%error, "job queue pass failed");
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// One pass: follow running jobs, then start queued ones where there is room.
+    pub async fn tick(&self) -> Result<(), JobError> {
+        let running = lock(&self.store).with_status(&[Status::Running])?;
+        for job in running {
+            if let Err(error) = self.follow(&job).await {
+                tracing::warn!(job = %job.id, %error, "following a job failed");
+            }
+        }
+        let queued = lock(&self.store).with_status(&[Status::Queued])?;
+        let mut busy: HashMap<String, usize> = HashMap::new();
+        for job in lock(&self.store).with_status(&[Status::Running])? {
+            *busy.entry(job.spec.backend.clone()).or_default() += 1;
+        }
+        for job in queued {
+            let Some(backend) = self.backend(&job.spec.backend).cloned() else {
+                lock(&self.store).transition(
+                    &job.id,
+                    Status::Failed,
+                    Some(&format!("no backend {:?}", job.spec.backend)),
+                )?;
+                continue;
+            };
+            let used = busy.entry(job.spec.backend.clone()).or_default();
+            if *used >= backend.info().capacity {
+                continue;
+            }
+            *used += 1;
+            self.launch(&job, backend.as_ref()).await?;
+        }
+        Ok(())
+    }
+
+    async fn launch(&self, job: &Job, backend: &dyn Backend) -> Result<(), JobError> {
+        let recipe: Recipe = match std::fs::read_to_string(job.dir.join("recipe.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+        {
+            Some(recipe) => recipe,
+            None => {
+                lock(&self.store).transition(
+                    &job.id,
+                    Status::Failed,
+                    Some("the job directory lost its recipe.json"),
+                )?;
+                return Ok(());
+            }
+        };
+        let submission = Submission {
+            job_id: &job.id,
+            dir: &job.dir,
+            program: recipe.program_os(),
+            args: recipe.args.iter().map(Into::into).collect(),
+            env: recipe.env.clone(),
+        };
+        match backend.submit(submission).await {
+            Ok(backend_ref) => {
+                let mut store = lock(&self.store);
+                store.set_backend_ref(&job.id, &backend_ref)?;
+                store.transition(
+                    &job.id,
+                    Status::Running,
+                    Some(&format!("on {} ({backend_ref})", backend.name())),
+                )?;
+            }
+            Err(error) => {
+                lock(&self.store).transition(&job.id, Status::Failed, Some(&error.0))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what a running job's trainer wrote since last time, and sees whether it ended.
+    async fn follow(&self, job: &Job) -> Result<(), JobError> {
+        let Some(backend) = self.backend(&job.spec.backend).cloned() else {
+            return Ok(());
+        };
+        let Some(backend_ref) = job.backend_ref.clone() else {
+            return Ok(());
+        };
+        // The state first, then the output: a run seen ended has all its output written.
+        let state = backend
+            .state(&backend_ref, &job.dir)
+            .await
+            .map_err(|e| JobError::Invalid(e.0))?;
+        loop {
+            let offset = lock(&self.store).output_offset(&job.id)?;
+            let bytes = backend
+                .output(&backend_ref, &job.dir, offset, OUTPUT_CHUNK)
+                .await
+                .map_err(|e| JobError::Invalid(e.0))?;
+            // Only whole lines; a line being written is read next time.
+            let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+                break;
+            };
+            for line in bytes[..end].split(|&b| b == b'\n') {
+                self.apply(&job.id, line)?;
+            }
+            lock(&self.store).set_output_offset(&job.id, offset + end as u64 + 1)?;
+            if bytes.len() < OUTPUT_CHUNK {
+                break;
+            }
+        }
+        if let RunState::Exited { success, detail } = state {
+            let current = lock(&self.store).get(&job.id)?;
+            if current.status == Status::Running {
+                let external = current.spec.trainer != Trainer::Builtin;
+                if external && success == Some(true) {
+                    lock(&self.store).transition(&job.id, Status::Succeeded, None)?;
+                } else {
+                    let log = backend
+                        .log(&backend_ref, &job.dir, 2_000)
+                        .await
+                        .unwrap_or_default();
+                    let reason = if success.is_none() {
+                        format!(
+                            "{detail}: the trainer stopped without a final report (while the server was not watching, or killed); resume_job continues from the last checkpoint"
+                        )
+                    } else {
+                        detail.clone()
+                    };
+                    let reason = match log.trim() {
+                        "" => reason,
+                        log => format!("{reason}; its log ends with:\n{log}"),
+                    };
+                    lock(&self.store).transition(&job.id, Status::Failed, Some(&reason))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns one line of trainer output into job history.
+    fn apply(&self, id: &str, line: &[u8]) -> Result<(), JobError> {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(());
+        }
+        let mut store = lock(&self.store);
+        let Ok(report) = serde_json::from_str::<Report>(text) else {
+            // An external trainer's own output.
+            store.event(id, Level::Info, EventKind::Message, text, None)?;
+            return Ok(());
+        };
+        match report {
+            Report::Started {
+                total_steps,
+                examples,
+                trainable_parameters,
+                resumed_from,
+            } => {
+                store.set_total_steps(id, total_steps)?;
+                let resumed = resumed_from
+                    .map(|step| format!(", resumed from step {step}"))
+                    .unwrap_or_default();
+                store.event(
+                    id,
+                    Level::Info,
+                    EventKind::Message,
+                    &format!(
+                        "training: {total_steps} steps over {examples} examples, {trainable_parameters} trainable parameters{resumed}"
+                    ),
+                    None,
+                )?;
+            }
+            Report::Metrics {
+                step,
+                total_steps,
+                train_loss,
+                ..
+            } => {
+                let data = serde_json::to_value(&report).ok();
+                store.event(
+                    id,
+                    Level::Info,
+                    EventKind::Metrics,
+                    &format!("step {step}/{total_steps}: train loss {train_loss:.4}"),
+                    data.as_ref(),
+                )?;
+            }
+            Report::Checkpoint {
+                step,
+                path,
+                metrics,
+            } => store.checkpoint(id, step, &path, &metrics)?,
+            Report::Artifact { kind, path, bytes } => {
+                store.add_artifact(
+                    id,
+                    &Artifact {
+                        kind: kind.clone(),
+                        path: path.clone(),
+                        bytes,
+                    },
+                )?;
+                store.event(
+                    id,
+                    Level::Info,
+                    EventKind::Message,
+                    &format!("artifact {kind}: {} ({bytes} bytes)", path.display()),
+                    None,
+                )?;
+            }
+            Report::Message { level, message } => {
+                let level = match level.as_str() {
+                    "warn" => Level::Warn,
+                    "error" => Level::Error,
+                    _ => Level::Info,
+                };
+                store.event(id, level, EventKind::Message, &message, None)?;
+            }
+            Report::Finished { status } => {
+                let to = if status == "cancelled" {
+                    Status::Cancelled
+                } else {
+                    Status::Succeeded
+                };
+                let reason = (to == Status::Cancelled)
+                    .then_some("stopped at a checkpoint; resume_job continues from it");
+                if let Err(error) = store.transition(id, to, reason) {
+                    tracing::debug!(%error, "a final report after the job ended");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `validate_dataset`: the report, with exact token counts when the model is given.
+    pub async fn validate(
+        path: PathBuf,
+        method: Method,
+        model: Option<PathBuf>,
+        max_seq_len: usize,
+    ) -> Result<DatasetReport, JobError> {
+        tokio::task::spawn_blocking(move || {
+            let counter = match &model {
+                Some(model) => token_counter(model)?,
+                None => TokenCounter::Estimate,
+            };
+            dataset::validate(&path, method, &counter, max_seq_len).map_err(JobError::Invalid)
+        })
+        .await
+        .map_err(|error| JobError::Invalid(format!("validation stopped: {error}")))?
+    }
+
+    /// Validates the job's files, then (unless `dry_run`) records it and queues it.
+    pub async fn create(&self, spec: JobSpec, dry_run: bool) -> Result<Created, JobError> {
+        self.check_spec(&spec, dry_run)?;
+        let validation = match (&spec.training_file, spec.method.trains()) {
+            (Some(file), true) => {
+                let report = Self::validate(
+                    file.clone(),
+                    spec.method,
+                    Some(spec.model.clone()),
+                    spec.hyperparameters.max_seq_len.or(2048) as usize,
+                )
+                .await?;
+                if !report.valid {
+                    return Err(JobError::Dataset(Box::new(report)));
+                }
+                if let Some(validation_file) = &spec.validation_file {
+                    let report = Self::validate(
+                        validation_file.clone(),
+                        spec.method,
+                        Some(spec.model.clone()),
+                        spec.hyperparameters.max_seq_len.or(2048) as usize,
+                    )
+                    .await?;
+                    // A validation file may be small: only its line errors count.
+                    if report.errors.iter().any(|p| p.line > 0) {
+                        return Err(JobError::Dataset(Box::new(report)));
+                    }
+                }
+                Some(report)
+            }
+            _ => None,
+        };
+        let (examples, p95) = validation
+            .as_ref()
+            .map(|r| (r.examples, r.tokens.p95))
+            .unwrap_or((0, 0));
+        let resolved = spec.hyperparameters.resolve(spec.method, examples, p95);
+        let id = format!("ftjob-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+        let dir = self.options.data_dir.join("jobs").join(&id);
+        let config = TrainConfig {
+            method: spec.method,
+            model: spec.model.clone(),
+            training_file: spec.training_file.clone(),
+            validation_file: spec.validation_file.clone(),
+            hyperparameters: resolved,
+            output_dir: dir.clone(),
+            quantize: spec.quantize,
+            teacher: spec.teacher.clone(),
+            seed: u64::from_str_radix(&id[6..14], 16).unwrap_or(0),
+        };
+        let recipe = recipes::recipe(
+            spec.trainer,
+            &config,
+            &dir,
+            &self.options.trainer_program,
+            self.options.threads,
+        )
+        .map_err(JobError::Invalid)?;
+        if dry_run {
+            return Ok(Created {
+                job: None,
+                dry_run,
+                validation,
+                command: recipe.command_line(),
+                files: recipe.files,
+                config,
+            });
+        }
+        // `create_dir` (not `_all`) fails if the directory exists: no two jobs share one.
+        std::fs::create_dir(&dir).map_err(|error| {
+            JobError::Invalid(format!("cannot create {}: {error}", dir.display()))
+        })?;
+        for (name, content) in &recipe.files {
+            write_atomic(&dir.join(name), content.as_bytes())?;
+        }
+        let recipe_json =
+            serde_json::to_vec_pretty(&recipe).map_err(|e| JobError::Invalid(e.to_string()))?;
+        write_atomic(&dir.join("recipe.json"), &recipe_json)?;
+        let job = {
+            let mut store = lock(&self.store);
+            store.insert(&id, &spec, &dir)?;
+            let total = u64::from(resolved.n_epochs)
+                * (examples as u64).div_ceil(u64::from(resolved.batch_size.max(1)));
+            store.set_resolved(&id, &resolved, total)?;
+            if let Some(report) = &validation {
+                store.event(
+                    &id,
+                    if report.warning_count > 0 {
+                        Level::Warn
+                    } else {
+                        Level::Info
+                    },
+                    EventKind::Message,
+                    &report.render(),
+                    None,
+                )?;
+            }
+            store.transition(&id, Status::Queued, None)?
+        };
+        self.wake.notify_one();
+        Ok(Created {
+            job: Some(job),
+            dry_run,
+            validation,
+            command: recipe.command_line(),
+            files: recipe.files,
+            config,
+        })
+    }
+
+    fn check_spec(&self, spec: &JobSpec, dry_run: bool) -> Result<(), JobError> {
+        let invalid = |message: String| Err(JobError::Invalid(message));
+        if !spec.model.exists() {
+            return invalid(format!(
+                "no model at {}: give a local model directory (config.json, *.safetensors, tokenizer.json) or a .gguf file",
+                spec.model.display()
+            ));
+        }
+        match (&spec.training_file, spec.method.trains()) {
+            (None, true) => {
+                return invalid(format!("{} needs a training_file (JSONL)", spec.method));
+            }
+            (Some(file), true) if !file.is_file() => {
+                return invalid(format!("no training file at {}", file.display()));
+            }
+            _ => {}
+        }
+        if spec.method == Method::Quantize && spec.quantize.is_none() {
+            return invalid("quantize needs `quantize`: \"q8_0\" or \"q4_0\"".to_owned());
+        }
+        if spec.teacher.is_some() && spec.method != Method::Distill {
+            return invalid("`teacher` is for the distill method only".to_owned());
+        }
+        if let Some(teacher) = &spec.teacher
+            && !teacher.exists()
+        {
+            return invalid(format!("no teacher model at {}", teacher.display()));
+        }
+        if let Some(suffix) = &spec.suffix
+            && (suffix.is_empty()
+                || suffix.len() > 40
+                || !suffix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return invalid("suffix: 1 to 40 letters, digits, - or _".to_owned());
+        }
+        let Some(backend) = self.backend(&spec.backend) else {
+            let names: Vec<&str> = self.options.backends.iter().map(|b| b.name()).collect();
+            return invalid(format!(
+                "no backend {:?}; this server has {}",
+                spec.backend,
+                names.join(", ")
+            ));
+        };
+        let info = backend.info();
+        if !info.available && !dry_run {
+            return invalid(format!(
+                "backend {} is not available: {}",
+                info.name, info.detail
+            ));
+        }
+        if spec.trainer != Trainer::Builtin && !dry_run {
+            let program = spec.trainer.as_str();
+            if which::which(program).is_err() {
+                return invalid(format!(
+                    "{program} is not on PATH: install its Python environment to run it, or pass dry_run to see the config and command"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<JobView, JobError> {
+        let store = lock(&self.store);
+        let job = store.get(id)?;
+        Ok(view(&store, job)?)
+    }
+
+    pub fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<Job>, JobError> {
+        Ok(lock(&self.store).list(after, limit)?)
+    }
+
+    pub fn events(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, JobError> {
+        Ok(lock(&self.store).events(id, after, limit)?)
+    }
+
+    pub fn checkpoints(&self, id: &str) -> Result<Vec<Checkpoint>, JobError> {
+        Ok(lock(&self.store).checkpoints(id)?)
+    }
+
+    /// Cancels a job: at once if it has not started, else by asking its trainer to checkpoint and
+    /// stop (the job becomes `cancelled` when it has).
+    pub async fn cancel(&self, id: &str) -> Result<Job, JobError> {
+        let job = lock(&self.store).get(id)?;
+        match job.status {
+            Status::ValidatingFiles | Status::Queued => Ok(lock(&self.store).transition(
+                id,
+                Status::Cancelled,
+                Some("cancelled before it started"),
+            )?),
+            Status::Running => {
+                let backend = self
+                    .backend(&job.spec.backend)
+                    .cloned()
+                    .ok_or_else(|| JobError::Invalid(format!("no backend {}", job.spec.backend)))?;
+                let backend_ref = job.backend_ref.clone().unwrap_or_default();
+                backend
+                    .cancel(&backend_ref, &job.dir)
+                    .await
+                    .map_err(|e| JobError::Invalid(e.0))?;
+                lock(&self.store).event(
+                    id,
+                    Level::Info,
+                    EventKind::Message,
+                    "cancel requested: the trainer checkpoints and stops after its current step",
+                    None,
+                )?;
+                self.wake.notify_one();
+                Ok(lock(&self.store).get(id)?)
+            }
+            status => Err(JobError::Invalid(format!("job {id} is {status} already"))),
+        }
+    }
+
+    /// Queues a cancelled or failed job again; its trainer resumes from the newest checkpoint.
+    pub fn resume(&self, id: &str) -> Result<Job, JobError> {
+        let job = lock(&self.store).get(id)?;
+        if !matches!(job.status, Status::Cancelled | Status::Failed) {
+            return Err(JobError::Invalid(format!(
+                "job {id} is {}; only cancelled or failed jobs resume",
+                job.status
+            )));
+        }
+        let _ = std::fs::remove_file(job.dir.join(train::STOP_FILE));
+        let from = train::latest_checkpoint(&job.dir)
+            .map(|(step, _)| format!("resumes from the checkpoint at step {step}"))
+            .unwrap_or_else(|| "no checkpoint yet: starts from the beginning".to_owned());
+        let job = lock(&self.store).transition(id, Status::Queued, Some(&from))?;
+        self.wake.notify_one();
+        Ok(job)
+    }
+}
+
+fn view(store: &Store, job: Job) -> Result<JobView, StoreError> {
+    let latest = store
+        .events(&job.id, None, usize::MAX >> 1)?
+        .into_iter()
+        .rev()
+        .find(|e| e.kind == EventKind::Metrics)
+        .and_then(|e| e.data);
+    let progress_percent = job
+        .total_steps
+        .filter(|t| *t > 0)
+        .map(|total| 100.0 * job.step as f64 / total as f64);
+    let eta_seconds = if job.status == Status::Running {
+        latest
+            .as_ref()
+            .and_then(|m| m.get("eta_s"))
+            .and_then(|v| v.as_f64())
+    } else {
+        None
+    };
+    Ok(JobView {
+        job,
+        progress_percent,
+        eta_seconds,
+        latest_metrics: latest,
+    })
+}
+
+/// Counts tokens with a model's tokenizer: `tokenizer.json` in its directory, or the one in its
+/// GGUF file (read without the weights).
+pub fn token_counter(model: &Path) -> Result<TokenCounter, JobError> {
+    if model.is_dir() {
+        return TokenCounter::for_model_dir(model).map_err(JobError::Invalid);
+    }
+    if model.extension().is_some_and(|e| e == "gguf") {
+        let mut file = std::fs::File::open(model)
+            .map_err(|error| JobError::Invalid(format!("{}: {error}", model.display())))?;
+        let content =
+            candle_core::quantized::gguf_file::Content::read(&mut file).map_err(|error| {
+                JobError::Invalid(format!("{}: not a GGUF file: {error}", model.display()))
+            })?;
+        return train::tokenize::from_gguf(&content.metadata)
+            .map(|t| TokenCounter::Tokenizer(Box::new(t)))
+            .map_err(JobError::Invalid);
+    }
+    Ok(TokenCounter::Estimate)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), JobError> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes)
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|error| JobError::Invalid(format!("{}: {error}", path.display())))
+}

@@ -1,0 +1,655 @@
+//! The MCP face of the job queue: validate a dataset, create, watch, cancel and resume jobs, and
+//! read their logs and metrics as resources.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use mcp_core::{ToolError, structured};
+use rmcp::{
+    ErrorData, Peer, RoleServer, ServerHandler,
+    handler::server::{common::schema_for_output, router::tool::ToolRouter, wrapper::Parameters},
+    model::*,
+    schemars,
+    service::RequestContext,
+    tool, tool_handler, tool_router,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    backend::BackendInfo,
+    dataset::Report as DatasetReport,
+    job::{Hyperparameters, JobSpec, Method, Quantization, Status, Trainer},
+    manager::{Created, JobError, JobView, Manager},
+    store::{Checkpoint, Event, EventKind, Job},
+};
+
+const URI_PREFIX: &str = "finetune://jobs/";
+/// Longest a call waits for a job (`wait_seconds`).
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+#[derive(Clone)]
+pub struct FinetuneServer {
+    manager: Arc<Manager>,
+    tool_router: ToolRouter<Self>,
+}
+
+impl FinetuneServer {
+    pub fn new(manager: Arc<Manager>) -> Self {
+        Self {
+            manager,
+            tool_router: Self::tool_router(),
+        }
+    }
+}
+
+fn tool_error(error: JobError) -> ToolError {
+    match &error {
+        JobError::Dataset(_) => ToolError::new(error.to_string())
+            .with_hint("fix the lines named, then create_job again"),
+        JobError::Store(crate::store::StoreError::NoJob(_)) => {
+            ToolError::new(error.to_string()).with_hint("list_jobs shows the ids")
+        }
+        _ => ToolError::new(error.to_string()),
+    }
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ValidateArgs {
+    /// The JSONL file (absolute path).
+    path: PathBuf,
+    /// sft (default), dpo or distill: which shape the lines must have.
+    #[serde(default = "default_method")]
+    method: Method,
+    /// The base model (directory or .gguf): its tokenizer gives exact token counts.
+    model: Option<PathBuf>,
+    /// Examples longer than this many tokens are counted as cut (default 2048).
+    max_seq_len: Option<usize>,
+}
+
+fn default_method() -> Method {
+    Method::Sft
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct CreateArgs {
+    /// sft (supervised, LoRA or full), dpo (preference pairs), distill (a teacher's answers and,
+    /// with `teacher`, its logits) or quantize (GGUF only, no training).
+    method: Method,
+    /// Base model: a local directory (config.json, *.safetensors, tokenizer.json) or a .gguf file.
+    model: PathBuf,
+    /// JSONL training data (validate_dataset checks it; create_job checks it again).
+    training_file: Option<PathBuf>,
+    validation_file: Option<PathBuf>,
+    /// Each may be "auto" (the default): n_epochs, batch_size, learning_rate, lora_rank (0 = full
+    /// fine-tuning), lora_alpha, max_seq_len, beta (DPO), checkpoint_every (steps).
+    #[serde(default)]
+    hyperparameters: Hyperparameters,
+    /// Where it runs (list_backends): "local" by default.
+    backend: Option<String>,
+    /// builtin (default), trl or axolotl.
+    #[serde(default)]
+    trainer: Trainer,
+    /// Also write a GGUF file: "q8_0" or "q4_0".
+    quantize: Option<Quantization>,
+    /// distill: the teacher model (same tokenizer).
+    teacher: Option<PathBuf>,
+    suffix: Option<String>,
+    /// Only validate and show the config and command; launch nothing.
+    #[serde(default)]
+    dry_run: bool,
+    /// Wait up to this many seconds for the job to end, with progress notifications.
+    wait_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct JobArgs {
+    /// The job id (ftjob-…).
+    job: String,
+    /// Wait up to this many seconds for the job to end (or, for cancel_job, to stop), with
+    /// progress notifications.
+    wait_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct JobOnly {
+    /// The job id (ftjob-…).
+    job: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ListJobsArgs {
+    /// Jobs after this id (the previous page's last), newest first.
+    after: Option<String>,
+    /// At most this many (default 20, at most 100).
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct EventsArgs {
+    job: String,
+    /// Only events after this seq (the last one seen).
+    after: Option<u64>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct JobList {
+    jobs: Vec<Job>,
+    /// Pass as `after` for the next page.
+    next_after: Option<String>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct EventList {
+    events: Vec<Event>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct CheckpointList {
+    checkpoints: Vec<Checkpoint>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct BackendList {
+    backends: Vec<BackendInfo>,
+}
+
+fn job_line(job: &Job) -> String {
+    let progress = match job.total_steps {
+        Some(total) if total > 0 => format!(" step {}/{}", job.step, total),
+        _ => String::new(),
+    };
+    let error = job
+        .error
+        .as_deref()
+        .map(|e| format!(" ({})", e.lines().next().unwrap_or("")))
+        .unwrap_or_default();
+    format!(
+        "{} {} {} on {} [{}]{progress}{error}",
+        job.id,
+        job.spec.method,
+        job.spec.model.display(),
+        job.spec.backend,
+        job.status
+    )
+}
+
+fn view_text(view: &JobView) -> String {
+    let job = &view.job;
+    let mut text = job_line(job);
+    if let Some(percent) = view.progress_percent {
+        text.push_str(&format!("\nprogress {percent:.0}%"));
+        if let Some(eta) = view.eta_seconds {
+            text.push_str(&format!(", about {eta:.0} s to go"));
+        }
+    }
+    if let Some(metrics) = &view.latest_metrics {
+        text.push_str(&format!("\nlatest metrics: {metrics}"));
+    }
+    if let Some(error) = &job.error {
+        text.push_str(&format!("\n{error}"));
+    }
+    for artifact in &job.artifacts {
+        text.push_str(&format!(
+            "\nartifact {}: {} ({} bytes)",
+            artifact.kind,
+            artifact.path.display(),
+            artifact.bytes
+        ));
+    }
+    text.push_str(&format!("\nfiles: {}", job.dir.display()));
+    text
+}
+
+#[tool_router]
+impl FinetuneServer {
+    #[tool(
+        description = "Check a JSONL training file before training: every problem with its line number (invalid JSON, missing messages, unknown role, missing content, no assistant turn, incomplete preference pairs for dpo), token statistics (exact with `model`), duplicates. Fewer than 10 examples is an error.",
+        output_schema = schema_for_output::<DatasetReport>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn validate_dataset(
+        &self,
+        Parameters(args): Parameters<ValidateArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let report = Manager::validate(
+            args.path,
+            args.method,
+            args.model,
+            args.max_seq_len.unwrap_or(2048),
+        )
+        .await
+        .map_err(tool_error)?;
+        Ok(structured(report.render(), &report))
+    }
+
+    #[tool(
+        description = "Create a fine-tuning job: validates the files first (nothing launches on bad data), resolves \"auto\" hyperparameters, writes the config and queues the job on its backend. dry_run returns the generated config and command without launching. wait_seconds waits for the end with progress notifications; otherwise follow it with get_job / list_events.",
+        output_schema = schema_for_output::<Created>(),
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn create_job(
+        &self,
+        Parameters(args): Parameters<CreateArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        let spec = JobSpec {
+            method: args.method,
+            model: args.model,
+            training_file: args.training_file,
+            validation_file: args.validation_file,
+            hyperparameters: args.hyperparameters,
+            backend: args.backend.unwrap_or_else(|| "local".to_owned()),
+            trainer: args.trainer,
+            quantize: args.quantize,
+            teacher: args.teacher,
+            suffix: args.suffix,
+        };
+        let mut created = self
+            .manager
+            .create(spec, args.dry_run)
+            .await
+            .map_err(tool_error)?;
+        let mut text = match &created.job {
+            Some(job) => format!("created {}", job_line(job)),
+            None => "dry run: nothing launched".to_owned(),
+        };
+        if let (Some(job), Some(wait)) = (&created.job, args.wait_seconds) {
+            let view = self
+                .wait(&job.id, wait, &meta, &peer, |s| s.is_terminal())
+                .await?;
+            text = view_text(&view);
+            created.job = Some(view.job);
+        }
+        text.push_str(&format!("\ncommand: {}", created.command));
+        if let Some(report) = &created.validation {
+            text.push_str(&format!("\n{}", report.render()));
+        }
+        if created.dry_run {
+            for (name, content) in &created.files {
+                text.push_str(&format!("\n--- {name}\n{content}"));
+            }
+        }
+        Ok(structured(text, &created))
+    }
+
+    #[tool(
+        description = "Jobs, newest first, a page at a time (pass next_after as after).",
+        output_schema = schema_for_output::<JobList>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn list_jobs(
+        &self,
+        Parameters(args): Parameters<ListJobsArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let limit = args.limit.unwrap_or(20).clamp(1, 100);
+        let jobs = self
+            .manager
+            .list(args.after.as_deref(), limit)
+            .map_err(tool_error)?;
+        let next_after = (jobs.len() == limit).then(|| jobs[jobs.len() - 1].id.clone());
+        let mut text: Vec<String> = jobs.iter().map(job_line).collect();
+        if text.is_empty() {
+            text.push("no jobs".to_owned());
+        }
+        if let Some(next) = &next_after {
+            text.push(format!("[more: after={next}]"));
+        }
+        Ok(structured(text.join("\n"), &JobList { jobs, next_after }))
+    }
+
+    #[tool(
+        description = "A job's status, progress, ETA, latest metrics, error and artifacts. wait_seconds waits for it to end, with progress notifications.",
+        output_schema = schema_for_output::<JobView>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_job(
+        &self,
+        Parameters(args): Parameters<JobArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        let view = match args.wait_seconds {
+            Some(wait) => {
+                self.wait(&args.job, wait, &meta, &peer, |s| s.is_terminal())
+                    .await?
+            }
+            None => self.manager.get(&args.job).map_err(tool_error)?,
+        };
+        Ok(structured(view_text(&view), &view))
+    }
+
+    #[tool(
+        description = "A job's events (status changes, messages, metrics per step), oldest first; pass the last seq seen as `after` to get only newer ones.",
+        output_schema = schema_for_output::<EventList>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn list_events(
+        &self,
+        Parameters(args): Parameters<EventsArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let limit = args.limit.unwrap_or(100).clamp(1, 1000);
+        let events = self
+            .manager
+            .events(&args.job, args.after, limit)
+            .map_err(tool_error)?;
+        let text: Vec<String> = events
+            .iter()
+            .map(|e| format!("{} [{:?}] {}", e.seq, e.level, e.message))
+            .collect();
+        let text = if text.is_empty() {
+            "no events".to_owned()
+        } else {
+            text.join("\n")
+        };
+        Ok(structured(text, &EventList { events }))
+    }
+
+    #[tool(
+        description = "A job's checkpoints: step, metrics, and where the weights are. resume_job continues from the newest.",
+        output_schema = schema_for_output::<CheckpointList>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn list_checkpoints(
+        &self,
+        Parameters(args): Parameters<JobOnly>,
+    ) -> Result<CallToolResult, ToolError> {
+        let checkpoints = self.manager.checkpoints(&args.job).map_err(tool_error)?;
+        let text: Vec<String> = checkpoints
+            .iter()
+            .map(|c| format!("step {}: {} {}", c.step, c.path.display(), c.metrics))
+            .collect();
+        let text = if text.is_empty() {
+            "no checkpoints yet".to_owned()
+        } else {
+            text.join("\n")
+        };
+        Ok(structured(text, &CheckpointList { checkpoints }))
+    }
+
+    #[tool(
+        description = "Cancel a job gracefully: a queued job at once; a running one checkpoints and stops after its current step (resume_job continues it). wait_seconds waits until it has stopped.",
+        output_schema = schema_for_output::<JobView>(),
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn cancel_job(
+        &self,
+        Parameters(args): Parameters<JobArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        self.manager.cancel(&args.job).await.map_err(tool_error)?;
+        let view = match args.wait_seconds {
+            Some(wait) => {
+                self.wait(&args.job, wait, &meta, &peer, |s| s != Status::Running)
+                    .await?
+            }
+            None => self.manager.get(&args.job).map_err(tool_error)?,
+        };
+        Ok(structured(view_text(&view), &view))
+    }
+
+    #[tool(
+        description = "Resume a cancelled or failed job from its newest checkpoint (from the start if it has none). wait_seconds waits for the end.",
+        output_schema = schema_for_output::<JobView>(),
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn resume_job(
+        &self,
+        Parameters(args): Parameters<JobArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        self.manager.resume(&args.job).map_err(tool_error)?;
+        let view = match args.wait_seconds {
+            Some(wait) => {
+                self.wait(&args.job, wait, &meta, &peer, |s| s.is_terminal())
+                    .await?
+            }
+            None => self.manager.get(&args.job).map_err(tool_error)?,
+        };
+        Ok(structured(view_text(&view), &view))
+    }
+
+    #[tool(
+        description = "Where jobs can run, whether each is available, and how many jobs each runs at once.",
+        output_schema = schema_for_output::<BackendList>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn list_backends(&self) -> Result<CallToolResult, ToolError> {
+        let backends = self.manager.backends();
+        let text: Vec<String> = backends
+            .iter()
+            .map(|b| {
+                format!(
+                    "{}: {} (capacity {}) {}",
+                    b.name,
+                    if b.available {
+                        "available"
+                    } else {
+                        "unavailable"
+                    },
+                    b.capacity,
+                    b.detail
+                )
+            })
+            .collect();
+        Ok(structured(text.join("\n"), &BackendList { backends }))
+    }
+}
+
+impl FinetuneServer {
+    /// Waits until `done(status)` or the time is up, sending a progress notification whenever the
+    /// step moves (when the client asked for progress).
+    async fn wait(
+        &self,
+        id: &str,
+        seconds: u64,
+        meta: &RequestMetaObject,
+        peer: &Peer<RoleServer>,
+        done: impl Fn(Status) -> bool,
+    ) -> Result<JobView, ToolError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds).min(MAX_WAIT);
+        let token = meta.get_progress_token();
+        let mut last_step = None;
+        loop {
+            let view = self.manager.get(id).map_err(tool_error)?;
+            if let Some(token) = &token
+                && last_step != Some(view.job.step)
+                && view.job.total_steps.is_some()
+            {
+                last_step = Some(view.job.step);
+                let total = view.job.total_steps.unwrap_or(0);
+                let loss = view
+                    .latest_metrics
+                    .as_ref()
+                    .and_then(|m| m.get("train_loss"))
+                    .and_then(|l| l.as_f64())
+                    .map(|l| format!(", train loss {l:.4}"))
+                    .unwrap_or_default();
+                let _ = peer
+                    .notify_progress(
+                        ProgressNotificationParam::new(token.clone(), view.job.step as f64)
+                            .with_total(total as f64)
+                            .with_message(format!(
+                                "{} step {}/{total}{loss}",
+                                view.job.status, view.job.step
+                            )),
+                    )
+                    .await;
+            }
+            if done(view.job.status) || tokio::time::Instant::now() >= deadline {
+                return Ok(view);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn metrics_csv(&self, id: &str) -> Result<String, JobError> {
+        let events = self.manager.events(id, None, usize::MAX >> 1)?;
+        let columns = [
+            "step",
+            "epoch",
+            "train_loss",
+            "valid_loss",
+            "token_accuracy",
+            "learning_rate",
+            "elapsed_s",
+        ];
+        let mut csv = columns.join(",") + "\n";
+        for event in events.iter().filter(|e| e.kind == EventKind::Metrics) {
+            let Some(data) = &event.data else { continue };
+            let row: Vec<String> = columns
+                .iter()
+                .map(|c| match data.get(*c) {
+                    Some(serde_json::Value::Null) | None => String::new(),
+                    Some(value) => value.to_string(),
+                })
+                .collect();
+            csv.push_str(&row.join(","));
+            csv.push('\n');
+        }
+        Ok(csv)
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for FinetuneServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "mcp-finetune",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Fine-tuning jobs. validate_dataset first; create_job (dry_run shows the config and \
+             command); follow with get_job (wait_seconds to wait with progress) and list_events; \
+             cancel_job stops at a checkpoint and resume_job continues. Logs and metrics are \
+             resources: finetune://jobs/{id}/log, /metrics.csv, /metrics.json.",
+        )
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let jobs = self
+            .manager
+            .list(None, 50)
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let mut resources = Vec::new();
+        for job in jobs {
+            for (leaf, what) in [
+                ("log", "the trainer's log"),
+                ("metrics.csv", "metrics per step, CSV"),
+                ("metrics.json", "metrics per step, JSON"),
+            ] {
+                resources.push(
+                    Resource::new(
+                        format!("{URI_PREFIX}{}/{leaf}", job.id),
+                        format!("{} {leaf}", job.id),
+                    )
+                    .with_description(format!("{what} ({} {})", job.spec.method, job.status)),
+                );
+            }
+        }
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new(format!("{URI_PREFIX}{{job}}/log"), "job log")
+                .with_description("The trainer's log (stderr), its last 200 KB"),
+            ResourceTemplate::new(
+                format!("{URI_PREFIX}{{job}}/metrics.csv"),
+                "job metrics (CSV)",
+            )
+            .with_description(
+                "step, epoch, train_loss, valid_loss, token_accuracy, learning_rate, elapsed_s",
+            ),
+            ResourceTemplate::new(
+                format!("{URI_PREFIX}{{job}}/metrics.json"),
+                "job metrics (JSON)",
+            )
+            .with_description("The metrics events' data, one object per step"),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri.clone();
+        let not_found = || {
+            ErrorData::resource_not_found(
+                format!(
+                    "no resource {uri}; jobs have {URI_PREFIX}<id>/log, /metrics.csv and /metrics.json"
+                ),
+                None,
+            )
+        };
+        let (id, leaf) = uri
+            .strip_prefix(URI_PREFIX)
+            .and_then(|rest| rest.split_once('/'))
+            .ok_or_else(not_found)?;
+        let job = self
+            .manager
+            .get(id)
+            .map_err(|e| ErrorData::resource_not_found(e.to_string(), None))?
+            .job;
+        let contents = match leaf {
+            "log" => {
+                let text = crate::backend::tail(&job.dir.join(crate::backend::LOG_FILE), 200_000);
+                ResourceContents::text(text, &uri).with_mime_type("text/plain")
+            }
+            "metrics.csv" => {
+                let csv = self
+                    .metrics_csv(id)
+                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                ResourceContents::text(csv, &uri).with_mime_type("text/csv")
+            }
+            "metrics.json" => {
+                let events = self
+                    .manager
+                    .events(id, None, usize::MAX >> 1)
+                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                let rows: Vec<serde_json::Value> = events
+                    .into_iter()
+                    .filter(|e| e.kind == EventKind::Metrics)
+                    .filter_map(|e| e.data)
+                    .collect();
+                let text = serde_json::to_string(&rows).unwrap_or_default();
+                ResourceContents::text(text, &uri).with_mime_type("application/json")
+            }
+            _ => return Err(not_found()),
+        };
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+}

