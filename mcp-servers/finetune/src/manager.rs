@@ -233,7 +233,15 @@ impl Manager {
             let current = lock(&self.store).get(&job.id)?;
             if current.status == Status::Running {
                 let external = current.spec.trainer != Trainer::Builtin;
-                if external && success == Some(true) {
+                if job.dir.join(train::STOP_FILE).exists() {
+                    // Asked to stop, and gone without a final report: it had not started training
+                    // (a Slurm job cancelled while waiting, a trainer stopped while loading).
+                    lock(&self.store).transition(
+                        &job.id,
+                        Status::Cancelled,
+                        Some("cancelled before its first step"),
+                    )?;
+                } else if external && success == Some(true) {
                     lock(&self.store).transition(&job.id, Status::Succeeded, None)?;
                 } else {
                     let log = backend

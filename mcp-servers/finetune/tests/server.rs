@@ -3,165 +3,14 @@
 //! and a server killed with SIGKILL mid-job that finds the job again on restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    sync::{Arc, Mutex},
-    time::Duration,
+mod support;
+
+use rmcp::model::{
+    CallToolRequestParams, NumberOrString, ProgressToken, ReadResourceRequestParams,
+    RequestParamsMeta as _,
 };
-
-use rmcp::{
-    ClientHandler, RoleClient, ServiceExt as _,
-    model::{
-        CallToolRequestParams, CallToolResult, ClientConfig, NumberOrString,
-        ProgressNotificationParam, ProgressToken, ReadResourceRequestParams,
-        RequestParamsMeta as _,
-    },
-    service::{NotificationContext, RunningService},
-    transport::TokioChildProcess,
-};
-use serde_json::{Value, json};
-
-const MCP_FINETUNE: &str = env!("CARGO_BIN_EXE_mcp-finetune");
-
-type Client = RunningService<RoleClient, Recorder>;
-
-#[derive(Clone, Default)]
-struct Recorder {
-    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
-}
-
-impl ClientHandler for Recorder {
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::default()
-    }
-
-    async fn on_progress(
-        &self,
-        progress: ProgressNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        self.progress.lock().unwrap().push(progress);
-    }
-}
-
-struct Server {
-    client: Client,
-    recorder: Recorder,
-    pid: u32,
-}
-
-async fn start(data: &Path) -> Server {
-    let mut command = tokio::process::Command::new(MCP_FINETUNE);
-    command
-        .args(["serve", "--threads", "1", "--data-dir"])
-        .arg(data);
-    let (transport, _) = TokioChildProcess::builder(command)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = transport.id().unwrap();
-    let recorder = Recorder::default();
-    let client = recorder.clone().serve(transport).await.unwrap();
-    Server {
-        client,
-        recorder,
-        pid,
-    }
-}
-
-async fn call(client: &Client, name: &str, arguments: Value) -> CallToolResult {
-    let mut request = CallToolRequestParams::new(name.to_owned());
-    if let Value::Object(map) = arguments {
-        request = request.with_arguments(map);
-    }
-    client.call_tool(request).await.unwrap()
-}
-
-fn data(result: &CallToolResult) -> Value {
-    assert_ne!(result.is_error, Some(true), "{result:?}");
-    result.structured_content.clone().unwrap()
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// A tiny model and a 12-example chat dataset in `dir`.
-fn fixtures(dir: &Path) -> (PathBuf, PathBuf) {
-    let model = dir.join("tiny");
-    let status = std::process::Command::new(MCP_FINETUNE)
-        .arg("create-tiny-model")
-        .arg(&model)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let train = dir.join("train.jsonl");
-    let lines: Vec<String> = (0..12)
-        .map(|i| {
-            json!({"messages": [
-                {"role": "user", "content": format!("Count from {i}.")},
-                {"role": "assistant", "content": format!("{} {} {}", i, i + 1, i + 2)},
-            ]})
-            .to_string()
-        })
-        .collect();
-    std::fs::write(&train, lines.join("\n") + "\n").unwrap();
-    (model, train)
-}
-
-/// Polls get_job until the job has done `step` steps.
-async fn until_step(client: &Client, job: &str, step: u64) {
-    for _ in 0..600 {
-        let view = data(&call(client, "get_job", json!({"job": job})).await);
-        if view["step"].as_u64().unwrap_or(0) >= step {
-            return;
-        }
-        assert!(
-            view["status"] == "running" || view["status"] == "queued",
-            "{view}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {job} never reached step {step}");
-}
-
-/// Every metrics event's step, through all pages of list_events.
-async fn all_metric_steps(client: &Client, job: &str) -> Vec<u64> {
-    let mut steps = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = data(
-            &call(
-                client,
-                "list_events",
-                json!({"job": job, "after": after, "limit": 1000}),
-            )
-            .await,
-        );
-        let events = page["events"].as_array().unwrap();
-        let Some(last) = events.last() else {
-            return steps;
-        };
-        after = last["seq"].as_u64().unwrap();
-        steps.extend(metric_steps(&page));
-    }
-}
-
-fn metric_steps(client_events: &Value) -> Vec<u64> {
-    client_events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "metrics")
-        .map(|e| e["data"]["step"].as_u64().unwrap())
-        .collect()
-}
+use serde_json::json;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_launch_watch_cancel_resume_and_quantize() {
@@ -464,24 +313,4 @@ async fn a_killed_server_finds_its_jobs_again() {
     );
     assert_eq!(resumed["status"], "succeeded", "{resumed}");
     server.client.cancel().await.unwrap();
-}
-
-fn kill9(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    // Until it is gone (a zombie of ours is reaped by tokio's child handling when dropped).
-    for _ in 0..100 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.is_empty()
-            || stat
-                .rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

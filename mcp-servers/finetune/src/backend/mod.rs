@@ -7,6 +7,7 @@
 //! (create, status, pod logs, delete) implement the same five calls.
 
 pub mod local;
+pub mod slurm;
 
 use std::{ffi::OsString, path::Path};
 

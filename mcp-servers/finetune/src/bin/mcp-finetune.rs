@@ -4,7 +4,11 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
 use mcp_server_finetune::{
-    backend::{Backend, local::Local},
+    backend::{
+        Backend,
+        local::Local,
+        slurm::{Slurm, SlurmOptions},
+    },
     job::Method,
     manager::{Manager, Options},
     server::FinetuneServer,
@@ -27,7 +31,31 @@ struct DataArgs {
     data_dir: Option<PathBuf>,
 }
 
+/// The Slurm backend (listed when `sinfo` answers; SLURM_CONF picks the cluster).
+#[derive(clap::Args)]
+struct SlurmArgs {
+    /// sbatch --partition.
+    #[arg(long, value_name = "NAME")]
+    slurm_partition: Option<String>,
+    /// sbatch --account.
+    #[arg(long, value_name = "NAME")]
+    slurm_account: Option<String>,
+    /// sbatch --time (e.g. 2:00:00).
+    #[arg(long, value_name = "TIME")]
+    slurm_time: Option<String>,
+    /// sbatch --cpus-per-task.
+    #[arg(long, value_name = "N")]
+    slurm_cpus: Option<usize>,
+    /// sbatch --mem (e.g. 16G).
+    #[arg(long, value_name = "SIZE")]
+    slurm_mem: Option<String>,
+    /// Jobs handed to Slurm at once (Slurm queues them itself).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    slurm_max_jobs: usize,
+}
+
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Serve the tools to an MCP host (stdio by default; --transport http or sse).
     Serve {
@@ -41,6 +69,9 @@ enum Command {
         /// Compute threads per trainer [default: all cores]. Tiny models run faster on one.
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+
+        #[command(flatten)]
+        slurm: SlurmArgs,
 
         #[command(flatten)]
         serve: mcp_core::ServeArgs,
@@ -92,12 +123,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             max_concurrent,
             threads,
+            slurm,
             serve,
         } => {
             let data_dir = data.data_dir.unwrap_or_else(default_data_dir);
-            let backends: Vec<Arc<dyn Backend>> = vec![Arc::new(Local::new(max_concurrent))];
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
+                let slurm = Slurm::detect(SlurmOptions {
+                    partition: slurm.slurm_partition,
+                    account: slurm.slurm_account,
+                    time: slurm.slurm_time,
+                    cpus_per_task: slurm.slurm_cpus.or(threads),
+                    mem: slurm.slurm_mem,
+                    capacity: slurm.slurm_max_jobs,
+                })
+                .await;
+                let backends: Vec<Arc<dyn Backend>> =
+                    vec![Arc::new(Local::new(max_concurrent)), Arc::new(slurm)];
                 let manager = Manager::open(Options {
                     data_dir: data_dir.clone(),
                     trainer_program: std::env::current_exe()?,
