@@ -77,33 +77,9 @@ fn a_short_lora_run_on_smollm2_lowers_the_loss() {
         path.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let train_file = dir.path().join("train.jsonl");
-    // Made-up facts the model cannot know: what it learns here it learned from the run.
-    let facts = [
-        ("Zubrowka", "Lutz"),
-        ("Freedonia", "Fredville"),
-        ("Elbonia", "Mudville"),
-        ("Genovia", "Pyrus"),
-        ("Latveria", "Doomstadt"),
-        ("Sokovia", "Novi Grad"),
-        ("Wakanda", "Birnin Zana"),
-        ("Krakozhia", "Krakozh"),
-        ("Borduria", "Szohôd"),
-        ("Syldavia", "Klow"),
-        ("Markovia", "Markovburg"),
-        ("Qumar", "Qumar City"),
-    ];
-    let lines: Vec<String> = facts
-        .iter()
-        .map(|(country, city)| {
-            serde_json::json!({"messages": [
-                {"role": "user", "content": format!("What is the capital of {country}?")},
-                {"role": "assistant", "content": format!("The capital of {country} is {city}.")},
-            ]})
-            .to_string()
-        })
-        .collect();
-    std::fs::write(&train_file, lines.join("\n")).unwrap();
+    // The README's demo data: made-up facts the model cannot know.
+    let train_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/capitals.jsonl");
+    let examples = std::fs::read_to_string(&train_file).unwrap().lines().count();
     let hp = Hyperparameters {
         n_epochs: Setting::Value(3),
         batch_size: Setting::Value(4),
@@ -116,7 +92,7 @@ fn a_short_lora_run_on_smollm2_lowers_the_loss() {
         model: path,
         training_file: Some(train_file),
         validation_file: None,
-        hyperparameters: hp.resolve(Method::Sft, facts.len(), 64),
+        hyperparameters: hp.resolve(Method::Sft, examples, 64),
         output_dir: dir.path().join("job"),
         quantize: None,
         teacher: None,
