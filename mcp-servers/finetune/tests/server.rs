@@ -113,6 +113,53 @@ async fn validate_launch_watch_cancel_resume_and_quantize() {
         0
     );
 
+    // External recipes from the same job: TRL's and Axolotl's configs and commands.
+    let trl = data(&call(client, "create_job", json!({"method": "sft", "model": model, "training_file": train, "trainer": "trl", "dry_run": true})).await);
+    assert!(
+        trl["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("trl sft --config "),
+        "{trl}"
+    );
+    let yaml = trl["files"][1][1].as_str().unwrap();
+    assert_eq!(trl["files"][1][0], "trl.yaml");
+    assert!(
+        yaml.contains("use_peft: true") && yaml.contains("lora_target_modules: all-linear"),
+        "{yaml}"
+    );
+    let prefs = dir.path().join("prefs.jsonl");
+    let pairs: Vec<String> = (0..12)
+        .map(|i| {
+            json!({"prompt": format!("Say {i}"), "chosen": format!("{i}"), "rejected": "no"})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&prefs, pairs.join("\n")).unwrap();
+    let axolotl = data(&call(client, "create_job", json!({"method": "dpo", "model": model, "training_file": prefs, "trainer": "axolotl", "dry_run": true})).await);
+    assert!(
+        axolotl["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("axolotl train "),
+        "{axolotl}"
+    );
+    assert!(
+        axolotl["files"][1][1].as_str().unwrap().contains("rl: dpo"),
+        "{axolotl}"
+    );
+    // Without dry_run, an external trainer that is not installed is an error that says so.
+    if which_not("axolotl") {
+        let refused = call(
+            client,
+            "create_job",
+            json!({"method": "dpo", "model": model, "training_file": prefs, "trainer": "axolotl"}),
+        )
+        .await;
+        assert_eq!(refused.is_error, Some(true));
+        assert!(text(&refused).contains("not on PATH"), "{}", text(&refused));
+    }
+
     // A LoRA run to the end, waited on with progress, with a GGUF artifact.
     let hyperparameters = json!({"n_epochs": 10, "batch_size": 4, "learning_rate": 0.01, "lora_rank": 8, "checkpoint_every": 10});
     let mut request = CallToolRequestParams::new("create_job").with_arguments(
@@ -195,6 +242,15 @@ async fn validate_launch_watch_cancel_resume_and_quantize() {
     let created = data(&call(client, "create_job", json!({"method": "sft", "model": model, "training_file": train, "hyperparameters": long})).await);
     let job = created["job"]["id"].as_str().unwrap().to_owned();
     until_step(client, &job, 5).await;
+    // One local job at a time (--max-concurrent 1): a second one waits in the queue.
+    let short = json!({"n_epochs": 2, "batch_size": 4, "learning_rate": 0.01});
+    let second = data(&call(client, "create_job", json!({"method": "sft", "model": model, "training_file": train, "hyperparameters": short})).await);
+    let second = second["job"]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(
+        data(&call(client, "get_job", json!({"job": second})).await)["status"],
+        "queued"
+    );
     let cancelled = data(
         &call(
             client,
@@ -203,6 +259,16 @@ async fn validate_launch_watch_cancel_resume_and_quantize() {
         )
         .await,
     );
+    // The first stopped: the second runs.
+    let finished = data(
+        &call(
+            client,
+            "get_job",
+            json!({"job": second, "wait_seconds": 120}),
+        )
+        .await,
+    );
+    assert_eq!(finished["status"], "succeeded", "{finished}");
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     let stopped_at = cancelled["step"].as_u64().unwrap();
     assert!((5..1200).contains(&stopped_at), "{cancelled}");
@@ -313,4 +379,10 @@ async fn a_killed_server_finds_its_jobs_again() {
     );
     assert_eq!(resumed["status"], "succeeded", "{resumed}");
     server.client.cancel().await.unwrap();
+}
+
+fn which_not(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| !std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(true)
 }

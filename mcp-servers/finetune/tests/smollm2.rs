@@ -79,7 +79,10 @@ fn a_short_lora_run_on_smollm2_lowers_the_loss() {
     let dir = tempfile::tempdir().unwrap();
     // The README's demo data: made-up facts the model cannot know.
     let train_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/capitals.jsonl");
-    let examples = std::fs::read_to_string(&train_file).unwrap().lines().count();
+    let examples = std::fs::read_to_string(&train_file)
+        .unwrap()
+        .lines()
+        .count();
     let hp = Hyperparameters {
         n_epochs: Setting::Value(3),
         batch_size: Setting::Value(4),

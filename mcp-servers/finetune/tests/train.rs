@@ -93,8 +93,9 @@ fn lora_sft_lowers_the_loss_and_writes_adapter_model_and_gguf() {
         checkpoint_every: Setting::Value(10),
         ..Default::default()
     };
-    let mut config = config(dir.path(), &base, Method::Sft, train, hp);
+    let mut config = config(dir.path(), &base, Method::Sft, train.clone(), hp);
     config.quantize = Some(Quantization::Q8_0);
+    config.validation_file = Some(train);
     let mut reports: Vec<Report> = Vec::new();
     let finished = train::run(&config, &StopFlag::new(), &mut reports).unwrap();
     assert!(finished);
@@ -120,6 +121,16 @@ fn lora_sft_lowers_the_loss_and_writes_adapter_model_and_gguf() {
         })
         .collect();
     assert_eq!(checkpoints, [10, 20, 30, 36]);
+    // The validation loss comes with each checkpoint's metrics, and falls too.
+    let valid: Vec<f64> = reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Checkpoint { metrics, .. } => metrics["valid_loss"].as_f64(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(valid.len(), 4, "{reports:?}");
+    assert!(valid[3] < valid[0], "{valid:?}");
     assert!(matches!(reports.last(), Some(Report::Finished { status }) if status == "succeeded"));
 
     // The merged model and the GGUF file load again and agree with each other (the GGUF's
@@ -261,4 +272,81 @@ fn dpo_raises_the_chosen_answer_over_the_rejected() {
         "{losses:?}"
     );
     assert!(drop_ratio(&losses) < 0.7, "losses {losses:?}");
+}
+
+#[test]
+fn distillation_learns_from_a_teachers_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    model::create_tiny(&base).unwrap();
+    let teacher = dir.path().join("teacher");
+    model::create_tiny(&teacher).unwrap();
+    let train = write_sft(dir.path());
+    let hp = Hyperparameters {
+        n_epochs: Setting::Value(8),
+        batch_size: Setting::Value(4),
+        learning_rate: Setting::Value(1e-2),
+        ..Default::default()
+    };
+    let mut config = config(dir.path(), &base, Method::Distill, train, hp);
+    config.teacher = Some(teacher);
+    let mut reports: Vec<Report> = Vec::new();
+    assert!(train::run(&config, &StopFlag::new(), &mut reports).unwrap());
+    let losses = losses(&reports);
+    assert!(drop_ratio(&losses) < 0.7, "losses {losses:?}");
+
+    // A teacher with another vocabulary is refused with the reason.
+    let other = dir.path().join("other");
+    model::create_tiny(&other).unwrap();
+    let mut config_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(other.join("config.json")).unwrap()).unwrap();
+    let vocab = config_json["vocab_size"].as_u64().unwrap();
+    config_json["vocab_size"] = (vocab + 1).into();
+    std::fs::write(other.join("config.json"), config_json.to_string()).unwrap();
+    config.teacher = Some(other);
+    config.output_dir = dir.path().join("job2");
+    let error = train::run(&config, &StopFlag::new(), &mut Vec::new()).unwrap_err();
+    assert!(error.to_string().contains("vocabulary"), "{error}");
+}
+
+#[test]
+fn models_the_trainer_would_get_wrong_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    model::create_tiny(&base).unwrap();
+    let config_file = base.join("config.json");
+    let original = std::fs::read_to_string(&config_file).unwrap();
+    // The merged model's config is what Hugging Face's loaders read.
+    let config: serde_json::Value = serde_json::from_str(&original).unwrap();
+    assert_eq!(config["model_type"], "llama");
+    assert_eq!(config["architectures"][0], "LlamaForCausalLM");
+
+    let mut scaled = config.clone();
+    scaled["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0});
+    std::fs::write(&config_file, scaled.to_string()).unwrap();
+    let error = model::load(&base).err().unwrap().to_string();
+    assert!(error.contains("rope_scaling"), "{error}");
+    std::fs::write(&config_file, &original).unwrap();
+
+    let weights = base.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&weights, &candle_core::Device::Cpu).unwrap();
+    tensors.insert(
+        "model.layers.0.self_attn.q_proj.bias".to_owned(),
+        candle_core::Tensor::zeros(64, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let error = model::load(&base).err().unwrap().to_string();
+    assert!(error.contains("bias"), "{error}");
+
+    let error = model::load(&dir.path().join("nothing"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("no model at"), "{error}");
+    std::fs::write(dir.path().join("x.gguf"), b"not gguf").unwrap();
+    let error = model::load(&dir.path().join("x.gguf"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("not a GGUF file"), "{error}");
 }

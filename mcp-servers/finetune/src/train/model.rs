@@ -58,6 +58,22 @@ pub struct Config {
     pub bos_token_id: Option<u32>,
     #[serde(default)]
     pub eos_token_id: Option<u32>,
+    /// What Hugging Face's loaders look for; written out so a merged model loads there too.
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    #[serde(default = "default_architectures")]
+    pub architectures: Vec<String>,
+    /// Llama 3.1-style rotary scaling is not implemented: such a model is refused, not
+    /// trained wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<serde_json::Value>,
+}
+
+fn default_model_type() -> String {
+    "llama".to_owned()
+}
+fn default_architectures() -> Vec<String> {
+    vec!["LlamaForCausalLM".to_owned()]
 }
 
 fn default_eps() -> f64 {
@@ -80,6 +96,15 @@ impl Config {
     }
 
     fn check(&self) -> Result<()> {
+        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(invalid(format!(
+                "the model uses rope_scaling ({}), which the built-in trainer does not implement; use the trl trainer for it",
+                self.rope_scaling
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            )));
+        }
         if self.num_attention_heads == 0
             || !self.hidden_size.is_multiple_of(self.num_attention_heads)
             || !self.head_dim().is_multiple_of(2)
@@ -152,6 +177,12 @@ fn load_hf(dir: &Path) -> Result<Weights> {
     let mut tensors = HashMap::new();
     for file in files {
         for (name, tensor) in candle_core::safetensors::load(&file, &Device::Cpu)? {
+            if name.ends_with(".bias") {
+                return Err(invalid(format!(
+                    "{}: the model has bias terms ({name}; Qwen2-style), which the built-in trainer does not implement; use the trl trainer for it",
+                    dir.display()
+                )));
+            }
             tensors.insert(name, tensor.to_dtype(DType::F32)?);
         }
     }
@@ -226,6 +257,9 @@ fn load_gguf(path: &Path) -> Result<Weights> {
         eos_token_id: meta
             .get("tokenizer.ggml.eos_token_id")
             .and_then(|v| v.to_u32().ok()),
+        model_type: default_model_type(),
+        architectures: default_architectures(),
+        rope_scaling: None,
     };
     let mut tensors = HashMap::new();
     let names: Vec<String> = content.tensor_infos.keys().cloned().collect();
@@ -698,6 +732,9 @@ pub fn create_tiny(dir: &Path) -> std::result::Result<(), String> {
         tie_word_embeddings: true,
         bos_token_id: None,
         eos_token_id: tokenizer.token_to_id(super::tokenize::IM_END),
+        model_type: default_model_type(),
+        architectures: default_architectures(),
+        rope_scaling: None,
     };
     let build = || -> Result<HashMap<String, Tensor>> {
         let dev = Device::Cpu;
