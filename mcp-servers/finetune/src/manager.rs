@@ -115,9 +115,29 @@ impl Manager {
     }
 
     /// Runs the queue until the process ends.
+    ///
+    /// Several servers may share a data directory (two hosts each starting one): only the one
+    /// holding `scheduler.lock` launches and follows jobs; the others record and answer, and one
+    /// of them takes over when the holder exits.
     pub async fn run(self: Arc<Self>) {
+        let lock_path = self.options.data_dir.join("scheduler.lock");
+        let mut held: Option<std::fs::File> = None;
         loop {
-            if let Err(error) = self.tick().await {
+            if held.is_none() {
+                held = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .ok()
+                    .filter(|file| file.try_lock().is_ok());
+                if held.is_some() {
+                    tracing::info!("this server runs the job queue");
+                }
+            }
+            if held.is_some()
+                && let Err(error) = self.tick().await
+            {
                 tracing::error!(%error, "job queue pass failed");
             }
             tokio::select! {
@@ -629,12 +649,7 @@ impl Manager {
 }
 
 fn view(store: &Store, job: Job) -> Result<JobView, StoreError> {
-    let latest = store
-        .events(&job.id, None, usize::MAX >> 1)?
-        .into_iter()
-        .rev()
-        .find(|e| e.kind == EventKind::Metrics)
-        .and_then(|e| e.data);
+    let latest = store.latest_metrics(&job.id)?;
     let progress_percent = job
         .total_steps
         .filter(|t| *t > 0)

@@ -408,6 +408,22 @@ impl Store {
         Ok(events)
     }
 
+    /// The data of the newest metrics event.
+    pub fn latest_metrics(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let data: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT data FROM events WHERE job_id = ?1 AND kind = 'metrics' ORDER BY seq DESC LIMIT 1",
+                [id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(data
+            .flatten()
+            .map(|d| serde_json::from_str(&d))
+            .transpose()?)
+    }
+
     /// Records a checkpoint (a later report for the same step replaces it).
     pub fn checkpoint(
         &mut self,

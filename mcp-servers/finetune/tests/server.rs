@@ -386,3 +386,39 @@ fn which_not(program: &str) -> bool {
         .map(|paths| !std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
         .unwrap_or(true)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, train) = fixtures(dir.path());
+    let data_dir = dir.path().join("data");
+    let first = start(&data_dir).await;
+    // Let the first take the queue before the second starts.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let second = start(&data_dir).await;
+    let long =
+        json!({"n_epochs": 100, "batch_size": 4, "learning_rate": 0.01, "checkpoint_every": 50});
+    // A job recorded through the second server is run once, by the first.
+    let created = data(&call(&second.client, "create_job", json!({"method": "sft", "model": model, "training_file": train, "hyperparameters": long})).await);
+    let job = created["job"]["id"].as_str().unwrap().to_owned();
+    until_step(&second.client, &job, 3).await;
+    let seen_by_first = data(&call(&first.client, "get_job", json!({"job": job})).await);
+    assert_eq!(seen_by_first["status"], "running");
+    // The first dies: the second takes the queue over and follows the job to its end.
+    kill9(first.pid);
+    drop(first);
+    let done = data(
+        &call(
+            &second.client,
+            "get_job",
+            json!({"job": job, "wait_seconds": 300}),
+        )
+        .await,
+    );
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        all_metric_steps(&second.client, &job).await,
+        (1..=300).collect::<Vec<_>>()
+    );
+    second.client.cancel().await.unwrap();
+}
