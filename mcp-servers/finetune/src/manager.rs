@@ -262,6 +262,20 @@ impl Manager {
                         Some("cancelled before its first step"),
                     )?;
                 } else if external && success == Some(true) {
+                    // What an external trainer wrote is its output directory, whole.
+                    let output = job.dir.join("output");
+                    let store = lock(&self.store);
+                    if output.is_dir() {
+                        store.add_artifact(
+                            &job.id,
+                            &Artifact {
+                                kind: format!("{}_output", current.spec.trainer.as_str()),
+                                path: output,
+                                bytes: 0,
+                            },
+                        )?;
+                    }
+                    drop(store);
                     lock(&self.store).transition(&job.id, Status::Succeeded, None)?;
                 } else {
                     let log = backend

@@ -112,8 +112,10 @@ fn trl(config: &TrainConfig, dir: &Path, config_json: String) -> Result<Recipe, 
             "model_name_or_path: {}",
             yaml_string(&model_for_python(config)?)
         ),
+        "datasets:".to_owned(),
+        "  - path: json".to_owned(),
         format!(
-            "dataset_name: {}",
+            "    data_files: {}",
             yaml_string(
                 &config
                     .training_file
@@ -133,6 +135,8 @@ fn trl(config: &TrainConfig, dir: &Path, config_json: String) -> Result<Recipe, 
         format!("save_steps: {}", hp.checkpoint_every),
         "logging_steps: 1".to_owned(),
         "report_to: none".to_owned(),
+        // Full precision works everywhere; set bf16: true on GPUs that have it.
+        "bf16: false".to_owned(),
     ];
     if hp.lora_rank > 0 {
         yaml.push("use_peft: true".to_owned());

@@ -11,12 +11,9 @@ use candle_core::{
 use super::{
     TrainError,
     model::{self, Model},
-    tokenize::{ChatTokenizer, Template},
+    tokenize::{CHATML_TEMPLATE, ChatTokenizer, Template},
 };
 use crate::job::Quantization;
-
-/// llama.cpp's ChatML template, for tokenizers that have its tokens.
-const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 /// Writes `model` (adapters merged) to `file` as GGUF, weight matrices quantized.
 pub fn gguf(

@@ -628,6 +628,25 @@ fn export(
             .tokenizer
             .save(dir.join("tokenizer.json"), false)
             .map_err(|e| TrainError::Data(format!("saving the tokenizer: {e}")))?;
+        // The base's own tokenizer_config.json when it has one, else one made from the tokenizer
+        // (with the GGUF file's chat template, if it came with one).
+        let base_config = config.model.join("tokenizer_config.json");
+        let tokenizer_config = match std::fs::read(&base_config) {
+            Ok(bytes) if config.model.is_dir() => bytes,
+            _ => {
+                let template = model
+                    .gguf_metadata
+                    .as_ref()
+                    .and_then(|m| m.get("tokenizer.chat_template"))
+                    .and_then(|v| v.to_string().ok())
+                    .map(String::as_str);
+                tokenizer
+                    .hf_config(template, model.config.max_position_embeddings)
+                    .to_string()
+                    .into_bytes()
+            }
+        };
+        std::fs::write(dir.join("tokenizer_config.json"), tokenizer_config).map_err(io(&dir))?;
         artifact("model", file, sink);
     }
     if let Some(quantization) = config.quantize {

@@ -785,5 +785,11 @@ pub fn create_tiny(dir: &Path) -> std::result::Result<(), String> {
     tokenizer
         .save(dir.join("tokenizer.json"), true)
         .map_err(|e| e.to_string())?;
+    let chat = super::tokenize::ChatTokenizer::new(tokenizer);
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        chat.hf_config(None, 512).to_string(),
+    )
+    .map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(())
 }

@@ -17,6 +17,10 @@ pub const IM_START: &str = "<|im_start|>";
 pub const IM_END: &str = "<|im_end|>";
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
+/// The ChatML template (Jinja, as Hugging Face and llama.cpp read it), for tokenizers that have
+/// its tokens.
+pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
 /// How turns are laid out around their text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Template {
@@ -94,6 +98,22 @@ impl ChatTokenizer {
             },
             end,
         }
+    }
+
+    /// `tokenizer_config.json` for Hugging Face's loaders: the fast tokenizer, its end token and
+    /// chat template (the given one, else ChatML when the tokens are there).
+    pub fn hf_config(&self, chat_template: Option<&str>, max_len: usize) -> serde_json::Value {
+        let token = |id: Option<u32>| id.and_then(|id| self.tokenizer.id_to_token(id));
+        let template = chat_template
+            .map(str::to_owned)
+            .or_else(|| (self.template == Template::ChatMl).then(|| CHATML_TEMPLATE.to_owned()));
+        serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "eos_token": token(self.end),
+            "pad_token": self.tokenizer.token_to_id(END_OF_TEXT).map(|_| END_OF_TEXT).or(token(self.end).as_deref()).map(str::to_owned),
+            "chat_template": template,
+            "model_max_length": max_len,
+        })
     }
 
     fn ids(&self, text: &str) -> Result<Vec<u32>, String> {

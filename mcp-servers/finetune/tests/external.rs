@@ -1,0 +1,66 @@
+//! Opt-in: a job run by Hugging Face TRL (`trl sft`) through the server, when its Python
+//! environment is present. Set MCP_FINETUNE_TEST_TRL=1 with `trl` on PATH (pip install trl peft,
+//! with torch); without it this test says so and checks nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lora_job_run_by_trl() {
+    if std::env::var_os("MCP_FINETUNE_TEST_TRL").is_none() {
+        eprintln!("skipped: set MCP_FINETUNE_TEST_TRL=1 with trl on PATH to run TRL for real");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (model, train) = fixtures(dir.path());
+    let server = start(&dir.path().join("data")).await;
+    let hp = json!({"n_epochs": 3, "batch_size": 4, "learning_rate": 0.01, "lora_rank": 8});
+    let created = data(
+        &call(
+            &server.client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train,
+            "hyperparameters": hp, "trainer": "trl", "wait_seconds": 900}),
+        )
+        .await,
+    );
+    let job = &created["job"];
+    assert_eq!(job["status"], "succeeded", "{created}");
+    assert!(
+        created["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("trl sft --config")
+    );
+    let output = job["artifacts"][0]["path"].as_str().unwrap();
+    assert_eq!(job["artifacts"][0]["kind"], "trl_output");
+    // TRL loaded our model with transformers and wrote a PEFT adapter for it.
+    assert!(
+        std::path::Path::new(output)
+            .join("adapter_model.safetensors")
+            .is_file()
+    );
+    let events = data(
+        &call(
+            &server.client,
+            "list_events",
+            json!({"job": job["id"], "limit": 1000}),
+        )
+        .await,
+    );
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"]
+                .as_str()
+                .unwrap()
+                .contains("Training completed")),
+        "{events}"
+    );
+    server.client.cancel().await.unwrap();
+}
