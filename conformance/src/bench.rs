@@ -51,3 +51,124 @@ mod tests {
         assert_eq!(ms(Duration::from_micros(12_340)), "12.3 ms");
     }
 }
+
+/// The leanest client a server can have: newline-delimited JSON-RPC over the child's pipes,
+/// blocking, one request at a time, each answer read whole and checked to be well-formed JSON
+/// (scanned, not built into a tree). Benchmarks use it beside rmcp's client so that the client's
+/// own cost, the same for both servers, dilutes the servers' difference as little as possible.
+pub struct RawClient {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    line: Vec<u8>,
+    next_id: u64,
+}
+
+impl RawClient {
+    /// Spawns `command` (stderr discarded) and completes the handshake.
+    pub fn spawn(command: &mut std::process::Command) -> std::io::Result<Self> {
+        use std::process::Stdio;
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let mut client = Self {
+            child,
+            stdin,
+            stdout: std::io::BufReader::with_capacity(1 << 20, stdout),
+            line: Vec::new(),
+            next_id: 0,
+        };
+        client.request(
+            "initialize",
+            serde_json::json!({
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "1"},
+            }),
+        )?;
+        client
+            .send(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
+        Ok(client)
+    }
+
+    fn send(&mut self, message: &serde_json::Value) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut bytes = serde_json::to_vec(message).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        self.stdin.write_all(&bytes)?;
+        self.stdin.flush()
+    }
+
+    /// Sends a request and reads its answer; returns the answer's size in bytes. An error
+    /// answer, or a tool result with `isError`, is an error.
+    pub fn request(&mut self, method: &str, params: serde_json::Value) -> std::io::Result<usize> {
+        use std::io::BufRead;
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(
+            &serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )?;
+        loop {
+            self.line.clear();
+            if self.stdout.read_until(b'\n', &mut self.line)? == 0 {
+                return Err(std::io::Error::other("the server closed its output"));
+            }
+            // Read whole, nothing kept but the envelope: id, error, and the result's isError.
+            let envelope: Envelope = serde_json::from_slice(&self.line)
+                .map_err(|error| std::io::Error::other(format!("malformed answer: {error}")))?;
+            // Notifications and requests from the server are read past.
+            if envelope.id.is_none() || (envelope.result.is_none() && envelope.error.is_none()) {
+                continue;
+            }
+            if envelope.error.is_some() || envelope.result.is_some_and(|r| r.is_error == Some(true))
+            {
+                let end = self.line.len().min(500);
+                return Err(std::io::Error::other(
+                    String::from_utf8_lossy(&self.line[..end]).into_owned(),
+                ));
+            }
+            return Ok(self.line.len());
+        }
+    }
+
+    pub fn call_tool(
+        &mut self,
+        name: &str,
+        arguments: serde_json::Value,
+    ) -> std::io::Result<usize> {
+        self.request(
+            "tools/call",
+            serde_json::json!({"name": name, "arguments": arguments}),
+        )
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope {
+    id: Option<serde::de::IgnoredAny>,
+    error: Option<serde::de::IgnoredAny>,
+    result: Option<ResultHead>,
+}
+
+#[derive(serde::Deserialize)]
+struct ResultHead {
+    #[serde(rename = "isError")]
+    is_error: Option<bool>,
+}
+
+impl Drop for RawClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

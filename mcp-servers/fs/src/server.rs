@@ -363,6 +363,18 @@ fn mime_of(path: &Path) -> &'static str {
     }
 }
 
+/// Runs a tool body that may take long (a big tree, a big file) off the runtime's one worker
+/// thread, so other requests and notifications (a cancel, a ping) are served meanwhile. The
+/// server runs one worker thread (see `mcp-fs.rs`): quick calls then never cross threads, which
+/// is most of their latency. Inline when the runtime has no spare thread to hand the worker's
+/// duties to (a current-thread runtime, as in tests).
+fn offload<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 #[tool_router]
 impl FsServer {
     #[tool(
@@ -427,20 +439,22 @@ impl FsServer {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn read_lines(&self, Parameters(args): Parameters<ReadLinesArgs>) -> Result<String, ToolError> {
-        if args.start_line == 0 || args.end_line.is_some_and(|end| end < args.start_line) {
-            return Err(ToolError::new(
-                "lines count from 1, and end_line may not be before start_line",
-            ));
-        }
-        let resolved = self.resolve(&args.path)?;
-        let lines = search::line_range(
-            &resolved,
-            args.start_line,
-            args.end_line,
-            self.limits.max_text_bytes,
-        )
-        .map_err(tool_error)?;
-        Ok(lines)
+        offload(|| {
+            if args.start_line == 0 || args.end_line.is_some_and(|end| end < args.start_line) {
+                return Err(ToolError::new(
+                    "lines count from 1, and end_line may not be before start_line",
+                ));
+            }
+            let resolved = self.resolve(&args.path)?;
+            let lines = search::line_range(
+                &resolved,
+                args.start_line,
+                args.end_line,
+                self.limits.max_text_bytes,
+            )
+            .map_err(tool_error)?;
+            Ok(lines)
+        })
     }
 
     #[tool(
@@ -451,21 +465,27 @@ impl FsServer {
         &self,
         Parameters(PathArgs { path }): Parameters<PathArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        let resolved = self.resolve(&path)?;
-        let bytes = ops::read_all(&resolved, self.limits.max_media_bytes).map_err(tool_error)?;
-        let data = base64::engine::general_purpose::STANDARD.encode(bytes);
-        let mime = mime_of(&resolved.rel);
-        let block = if mime.starts_with("image/") {
-            ContentBlock::image(data, mime)
-        } else if mime.starts_with("audio/") {
-            ContentBlock::audio(data, mime)
-        } else {
-            ContentBlock::resource(
-                ResourceContents::blob(data, format!("file://{}", resolved.display().display()))
+        offload(|| {
+            let resolved = self.resolve(&path)?;
+            let bytes =
+                ops::read_all(&resolved, self.limits.max_media_bytes).map_err(tool_error)?;
+            let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+            let mime = mime_of(&resolved.rel);
+            let block = if mime.starts_with("image/") {
+                ContentBlock::image(data, mime)
+            } else if mime.starts_with("audio/") {
+                ContentBlock::audio(data, mime)
+            } else {
+                ContentBlock::resource(
+                    ResourceContents::blob(
+                        data,
+                        format!("file://{}", resolved.display().display()),
+                    )
                     .with_mime_type(mime),
-            )
-        };
-        Ok(CallToolResult::success(vec![block]))
+                )
+            };
+            Ok(CallToolResult::success(vec![block]))
+        })
     }
 
     #[tool(
@@ -477,34 +497,36 @@ impl FsServer {
         &self,
         Parameters(args): Parameters<ReadMultipleArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        if args.paths.is_empty() {
-            return Err(ToolError::new("at least one file path must be provided"));
-        }
-        let per_file = (self.limits.max_text_bytes / args.paths.len()).max(1024);
-        let parts: Vec<String> = args
-            .paths
-            .iter()
-            .map(|path| {
-                let read = self.resolve(path).and_then(|resolved| {
-                    let (bytes, size) =
-                        ops::read_window(&resolved, 0, per_file).map_err(tool_error)?;
-                    let mut text = String::from_utf8_lossy(&bytes).into_owned();
-                    if bytes.len() as u64 > 0 && (bytes.len() as u64) < size {
-                        text.push_str(&format!(
-                            "\n[truncated at {} of {size} bytes; use read_text_file to page]",
-                            bytes.len()
-                        ));
+        offload(|| {
+            if args.paths.is_empty() {
+                return Err(ToolError::new("at least one file path must be provided"));
+            }
+            let per_file = (self.limits.max_text_bytes / args.paths.len()).max(1024);
+            let parts: Vec<String> = args
+                .paths
+                .iter()
+                .map(|path| {
+                    let read = self.resolve(path).and_then(|resolved| {
+                        let (bytes, size) =
+                            ops::read_window(&resolved, 0, per_file).map_err(tool_error)?;
+                        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+                        if bytes.len() as u64 > 0 && (bytes.len() as u64) < size {
+                            text.push_str(&format!(
+                                "\n[truncated at {} of {size} bytes; use read_text_file to page]",
+                                bytes.len()
+                            ));
+                        }
+                        Ok(text)
+                    });
+                    match read {
+                        Ok(text) => format!("{path}:\n{text}\n"),
+                        Err(error) => format!("{path}: Error - {error}"),
                     }
-                    Ok(text)
-                });
-                match read {
-                    Ok(text) => format!("{path}:\n{text}\n"),
-                    Err(error) => format!("{path}: Error - {error}"),
-                }
-            })
-            .collect();
-        let text = parts.join("\n---\n");
-        Ok(structured(text.clone(), &TextOutput { content: text }))
+                })
+                .collect();
+            let text = parts.join("\n---\n");
+            Ok(structured(text.clone(), &TextOutput { content: text }))
+        })
     }
 
     #[tool(
@@ -517,9 +539,11 @@ impl FsServer {
         )
     )]
     fn write_file(&self, Parameters(args): Parameters<WriteArgs>) -> Result<String, ToolError> {
-        let resolved = self.resolve_checked(&args.path)?;
-        ops::write_atomic(&resolved, args.content.as_bytes()).map_err(tool_error)?;
-        Ok(format!("Successfully wrote to {}", args.path))
+        offload(|| {
+            let resolved = self.resolve_checked(&args.path)?;
+            ops::write_atomic(&resolved, args.content.as_bytes()).map_err(tool_error)?;
+            Ok(format!("Successfully wrote to {}", args.path))
+        })
     }
 
     #[tool(
@@ -532,22 +556,24 @@ impl FsServer {
         )
     )]
     fn edit_file(&self, Parameters(args): Parameters<EditArgs>) -> Result<String, ToolError> {
-        let resolved = self.resolve_checked(&args.path)?;
-        let bytes = ops::read_all(&resolved, 64 * 1024 * 1024).map_err(tool_error)?;
-        let before = String::from_utf8(bytes)
-            .map_err(|_| ToolError::new(format!("{} is not UTF-8 text", args.path)))?;
-        let after = edit::apply(&before, &args.edits).map_err(|message| {
-            ToolError::new(message).with_hint("read the file again and copy oldText exactly")
-        })?;
-        let diff = edit::fenced_diff(
-            &before.replace("\r\n", "\n"),
-            &after,
-            &resolved.display().display().to_string(),
-        );
-        if !args.dry_run {
-            ops::write_atomic(&resolved, after.as_bytes()).map_err(tool_error)?;
-        }
-        Ok(diff)
+        offload(|| {
+            let resolved = self.resolve_checked(&args.path)?;
+            let bytes = ops::read_all(&resolved, 64 * 1024 * 1024).map_err(tool_error)?;
+            let before = String::from_utf8(bytes)
+                .map_err(|_| ToolError::new(format!("{} is not UTF-8 text", args.path)))?;
+            let after = edit::apply(&before, &args.edits).map_err(|message| {
+                ToolError::new(message).with_hint("read the file again and copy oldText exactly")
+            })?;
+            let diff = edit::fenced_diff(
+                &before.replace("\r\n", "\n"),
+                &after,
+                &resolved.display().display().to_string(),
+            );
+            if !args.dry_run {
+                ops::write_atomic(&resolved, after.as_bytes()).map_err(tool_error)?;
+            }
+            Ok(diff)
+        })
     }
 
     #[tool(
@@ -576,31 +602,33 @@ impl FsServer {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn list_directory(&self, Parameters(args): Parameters<ListArgs>) -> Result<String, ToolError> {
-        let resolved = self.resolve(&args.path)?;
-        let entries = ops::list(&resolved).map_err(tool_error)?;
-        let start = mcp_core::tool::parse_offset(args.cursor.as_deref())?.min(entries.len());
-        let end = (start + self.limits.max_entries).min(entries.len());
-        let mut text: Vec<String> = entries[start..end]
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} {}",
-                    if e.kind == "directory" {
-                        "[DIR]"
-                    } else {
-                        "[FILE]"
-                    },
-                    e.name
-                )
-            })
-            .collect();
-        if end < entries.len() {
-            text.push(format!(
-                "[listing truncated: entries {start}..{end} of {}; call again with cursor \"{end}\" to continue]",
-                entries.len()
-            ));
-        }
-        Ok(text.join("\n"))
+        offload(|| {
+            let resolved = self.resolve(&args.path)?;
+            let entries = ops::list(&resolved).map_err(tool_error)?;
+            let start = mcp_core::tool::parse_offset(args.cursor.as_deref())?.min(entries.len());
+            let end = (start + self.limits.max_entries).min(entries.len());
+            let mut text: Vec<String> = entries[start..end]
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        if e.kind == "directory" {
+                            "[DIR]"
+                        } else {
+                            "[FILE]"
+                        },
+                        e.name
+                    )
+                })
+                .collect();
+            if end < entries.len() {
+                text.push(format!(
+                    "[listing truncated: entries {start}..{end} of {}; call again with cursor \"{end}\" to continue]",
+                    entries.len()
+                ));
+            }
+            Ok(text.join("\n"))
+        })
     }
 
     #[tool(
@@ -612,50 +640,52 @@ impl FsServer {
         &self,
         Parameters(args): Parameters<ListSizesArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        let resolved = self.resolve(&args.path)?;
-        let mut entries = ops::list(&resolved).map_err(tool_error)?;
-        if args.sort_by == SortBy::Size {
-            entries.sort_by_key(|e| std::cmp::Reverse(e.size.unwrap_or(0)));
-        }
-        let total_files = entries.iter().filter(|e| e.kind != "directory").count();
-        let total_directories = entries.len() - total_files;
-        let total_size = entries.iter().filter_map(|e| e.size).sum();
-        let shown = entries.len().min(self.limits.max_entries);
-        let mut lines: Vec<String> = entries[..shown]
-            .iter()
-            .map(|e| {
-                let size = e.size.map(ops::format_size).unwrap_or_default();
-                format!(
-                    "{} {:<30} {:>10}",
-                    if e.kind == "directory" {
-                        "[DIR]"
-                    } else {
-                        "[FILE]"
-                    },
-                    e.name,
-                    size
-                )
-            })
-            .collect();
-        if shown < entries.len() {
+        offload(|| {
+            let resolved = self.resolve(&args.path)?;
+            let mut entries = ops::list(&resolved).map_err(tool_error)?;
+            if args.sort_by == SortBy::Size {
+                entries.sort_by_key(|e| std::cmp::Reverse(e.size.unwrap_or(0)));
+            }
+            let total_files = entries.iter().filter(|e| e.kind != "directory").count();
+            let total_directories = entries.len() - total_files;
+            let total_size = entries.iter().filter_map(|e| e.size).sum();
+            let shown = entries.len().min(self.limits.max_entries);
+            let mut lines: Vec<String> = entries[..shown]
+                .iter()
+                .map(|e| {
+                    let size = e.size.map(ops::format_size).unwrap_or_default();
+                    format!(
+                        "{} {:<30} {:>10}",
+                        if e.kind == "directory" {
+                            "[DIR]"
+                        } else {
+                            "[FILE]"
+                        },
+                        e.name,
+                        size
+                    )
+                })
+                .collect();
+            if shown < entries.len() {
+                lines.push(format!(
+                    "[listing truncated: {shown} of {} entries; use list_directory to page]",
+                    entries.len()
+                ));
+            }
+            lines.push(String::new());
             lines.push(format!(
-                "[listing truncated: {shown} of {} entries; use list_directory to page]",
-                entries.len()
+                "Total: {total_files} files, {total_directories} directories"
             ));
-        }
-        lines.push(String::new());
-        lines.push(format!(
-            "Total: {total_files} files, {total_directories} directories"
-        ));
-        lines.push(format!("Combined size: {}", ops::format_size(total_size)));
-        entries.truncate(shown);
-        let listing = Listing {
-            entries,
-            total_files,
-            total_directories,
-            total_size,
-        };
-        Ok(structured(lines.join("\n"), &listing))
+            lines.push(format!("Combined size: {}", ops::format_size(total_size)));
+            entries.truncate(shown);
+            let listing = Listing {
+                entries,
+                total_files,
+                total_directories,
+                total_size,
+            };
+            Ok(structured(lines.join("\n"), &listing))
+        })
     }
 
     #[tool(
@@ -666,18 +696,22 @@ impl FsServer {
         &self,
         Parameters(args): Parameters<TreeArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        let resolved = self.resolve(&args.path)?;
-        let (tree, truncated) = search::tree(
-            &resolved,
-            &args.exclude_patterns,
-            self.limits.max_entries * 10,
-        )?;
-        // Compact: the same tree in about half the bytes a model has to read.
-        let mut text = serde_json::to_string(&tree).unwrap_or_default();
-        if truncated {
-            text.push_str("\n[tree truncated at the entry limit; list subdirectories separately]");
-        }
-        Ok(structured(text, &TreeOutput { tree, truncated }))
+        offload(|| {
+            let resolved = self.resolve(&args.path)?;
+            let (tree, truncated) = search::tree(
+                &resolved,
+                &args.exclude_patterns,
+                self.limits.max_entries * 10,
+            )?;
+            // Compact: the same tree in about half the bytes a model has to read.
+            let mut text = serde_json::to_string(&tree).unwrap_or_default();
+            if truncated {
+                text.push_str(
+                    "\n[tree truncated at the entry limit; list subdirectories separately]",
+                );
+            }
+            Ok(structured(text, &TreeOutput { tree, truncated }))
+        })
     }
 
     #[tool(
@@ -690,21 +724,24 @@ impl FsServer {
         )
     )]
     fn move_file(&self, Parameters(args): Parameters<MoveArgs>) -> Result<String, ToolError> {
-        let from = self.resolve_checked(&args.source)?;
-        let to = self.resolve_checked(&args.destination)?;
-        if to.dir().symlink_metadata(&to.rel).is_ok() {
-            return Err(
-                ToolError::new(format!("destination {} already exists", args.destination))
-                    .with_hint("choose another name, or delete_file it first"),
-            );
-        }
-        from.dir()
-            .rename(&from.rel, to.dir(), &to.rel)
-            .map_err(|e| tool_error(from.error(e)))?;
-        Ok(format!(
-            "Successfully moved {} to {}",
-            args.source, args.destination
-        ))
+        offload(|| {
+            let from = self.resolve_checked(&args.source)?;
+            let to = self.resolve_checked(&args.destination)?;
+            if to.dir().symlink_metadata(&to.rel).is_ok() {
+                return Err(ToolError::new(format!(
+                    "destination {} already exists",
+                    args.destination
+                ))
+                .with_hint("choose another name, or delete_file it first"));
+            }
+            from.dir()
+                .rename(&from.rel, to.dir(), &to.rel)
+                .map_err(|e| tool_error(from.error(e)))?;
+            Ok(format!(
+                "Successfully moved {} to {}",
+                args.source, args.destination
+            ))
+        })
     }
 
     #[tool(
@@ -712,24 +749,26 @@ impl FsServer {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn search_files(&self, Parameters(args): Parameters<SearchArgs>) -> Result<String, ToolError> {
-        let resolved = self.resolve(&args.path)?;
-        let (found, truncated) = search::find(
-            &resolved,
-            &args.pattern,
-            &args.exclude_patterns,
-            self.limits.max_entries,
-        )?;
-        if found.is_empty() {
-            return Ok("No matches found".to_owned());
-        }
-        let mut text = found.join("\n");
-        if truncated {
-            text.push_str(&format!(
-                "\n[results truncated at {}; narrow the pattern]",
-                self.limits.max_entries
-            ));
-        }
-        Ok(text)
+        offload(|| {
+            let resolved = self.resolve(&args.path)?;
+            let (found, truncated) = search::find(
+                &resolved,
+                &args.pattern,
+                &args.exclude_patterns,
+                self.limits.max_entries,
+            )?;
+            if found.is_empty() {
+                return Ok("No matches found".to_owned());
+            }
+            let mut text = found.join("\n");
+            if truncated {
+                text.push_str(&format!(
+                    "\n[results truncated at {}; narrow the pattern]",
+                    self.limits.max_entries
+                ));
+            }
+            Ok(text)
+        })
     }
 
     #[tool(
@@ -737,44 +776,46 @@ impl FsServer {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn grep(&self, Parameters(args): Parameters<GrepArgs>) -> Result<CallToolResult, ToolError> {
-        let path = match &args.path {
-            Some(path) => path.clone(),
-            None => self
-                .sandbox()
-                .roots()
-                .first()
-                .map(|r| r.path.display().to_string())
-                .unwrap_or_default(),
-        };
-        let resolved = self.resolve_checked(&path)?;
-        let options = search::GrepOptions {
-            pattern: args.pattern,
-            glob: args.glob,
-            case_insensitive: args.case_insensitive,
-            context: args.context.min(20),
-            max_results: args.max_results.unwrap_or(200).clamp(1, 10_000),
-        };
-        let report = search::grep(&resolved, &options)?;
-        let mut text = report
-            .matches
-            .iter()
-            .map(|m| format!("{}:{}: {}", m.path, m.line, m.text))
-            .collect::<Vec<_>>()
-            .join("\n");
-        if report.matches.is_empty() {
-            text = "No matches found".to_owned();
-        }
-        if report.truncated {
-            text.push_str(&format!(
-                "\n[stopped at {} matches; narrow the pattern or raise max_results]",
-                options.max_results
-            ));
-        }
-        let (text, _) = self.cap().truncate(
-            &text,
-            "narrow the pattern, add a glob or a path, or lower max_results",
-        );
-        Ok(structured(text, &report))
+        offload(|| {
+            let path = match &args.path {
+                Some(path) => path.clone(),
+                None => self
+                    .sandbox()
+                    .roots()
+                    .first()
+                    .map(|r| r.path.display().to_string())
+                    .unwrap_or_default(),
+            };
+            let resolved = self.resolve_checked(&path)?;
+            let options = search::GrepOptions {
+                pattern: args.pattern,
+                glob: args.glob,
+                case_insensitive: args.case_insensitive,
+                context: args.context.min(20),
+                max_results: args.max_results.unwrap_or(200).clamp(1, 10_000),
+            };
+            let report = search::grep(&resolved, &options)?;
+            let mut text = report
+                .matches
+                .iter()
+                .map(|m| format!("{}:{}: {}", m.path, m.line, m.text))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if report.matches.is_empty() {
+                text = "No matches found".to_owned();
+            }
+            if report.truncated {
+                text.push_str(&format!(
+                    "\n[stopped at {} matches; narrow the pattern or raise max_results]",
+                    options.max_results
+                ));
+            }
+            let (text, _) = self.cap().truncate(
+                &text,
+                "narrow the pattern, add a glob or a path, or lower max_results",
+            );
+            Ok(structured(text, &report))
+        })
     }
 
     #[tool(
@@ -857,21 +898,23 @@ impl FsServer {
         &self,
         Parameters(PathArgs { path }): Parameters<PathArgs>,
     ) -> Result<String, ToolError> {
-        let resolved = self.resolve_checked(&path)?;
-        let metadata = resolved
-            .dir()
-            .symlink_metadata(&resolved.rel)
-            .map_err(|e| tool_error(resolved.error(e)))?;
-        if metadata.is_dir() {
-            return Err(ToolError::new(format!(
-                "{path} is a directory; delete_file removes files only"
-            )));
-        }
-        resolved
-            .dir()
-            .remove_file(&resolved.rel)
-            .map_err(|e| tool_error(resolved.error(e)))?;
-        Ok(format!("Successfully deleted {path}"))
+        offload(|| {
+            let resolved = self.resolve_checked(&path)?;
+            let metadata = resolved
+                .dir()
+                .symlink_metadata(&resolved.rel)
+                .map_err(|e| tool_error(resolved.error(e)))?;
+            if metadata.is_dir() {
+                return Err(ToolError::new(format!(
+                    "{path} is a directory; delete_file removes files only"
+                )));
+            }
+            resolved
+                .dir()
+                .remove_file(&resolved.rel)
+                .map_err(|e| tool_error(resolved.error(e)))?;
+            Ok(format!("Successfully deleted {path}"))
+        })
     }
 
     #[tool(
@@ -884,21 +927,23 @@ impl FsServer {
         )
     )]
     fn copy_file(&self, Parameters(args): Parameters<MoveArgs>) -> Result<String, ToolError> {
-        let from = self.resolve_checked(&args.source)?;
-        let to = self.resolve_checked(&args.destination)?;
-        ops::copy_new(&from, &to).map_err(|error| match &error {
-            SandboxError::Io { source, .. }
-                if source.kind() == std::io::ErrorKind::AlreadyExists =>
-            {
-                ToolError::new(format!("destination {} already exists", args.destination))
-                    .with_hint("choose another name")
-            }
-            _ => tool_error(error),
-        })?;
-        Ok(format!(
-            "Successfully copied {} to {}",
-            args.source, args.destination
-        ))
+        offload(|| {
+            let from = self.resolve_checked(&args.source)?;
+            let to = self.resolve_checked(&args.destination)?;
+            ops::copy_new(&from, &to).map_err(|error| match &error {
+                SandboxError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    ToolError::new(format!("destination {} already exists", args.destination))
+                        .with_hint("choose another name")
+                }
+                _ => tool_error(error),
+            })?;
+            Ok(format!(
+                "Successfully copied {} to {}",
+                args.source, args.destination
+            ))
+        })
     }
 }
 
