@@ -315,14 +315,7 @@ impl FinetuneServer {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
     ) -> Result<CallToolResult, ToolError> {
-        let view = match args.wait_seconds {
-            Some(wait) => {
-                self.wait(&args.job, wait, &meta, &peer, |s| s.is_terminal())
-                    .await?
-            }
-            None => self.manager.get(&args.job).map_err(tool_error)?,
-        };
-        Ok(structured(view_text(&view), &view))
+        self.answer(&args, &meta, &peer, |s| s.is_terminal()).await
     }
 
     #[tool(
@@ -390,14 +383,8 @@ impl FinetuneServer {
         peer: Peer<RoleServer>,
     ) -> Result<CallToolResult, ToolError> {
         self.manager.cancel(&args.job).await.map_err(tool_error)?;
-        let view = match args.wait_seconds {
-            Some(wait) => {
-                self.wait(&args.job, wait, &meta, &peer, |s| s != Status::Running)
-                    .await?
-            }
-            None => self.manager.get(&args.job).map_err(tool_error)?,
-        };
-        Ok(structured(view_text(&view), &view))
+        self.answer(&args, &meta, &peer, |s| s != Status::Running)
+            .await
     }
 
     #[tool(
@@ -417,14 +404,7 @@ impl FinetuneServer {
         peer: Peer<RoleServer>,
     ) -> Result<CallToolResult, ToolError> {
         self.manager.resume(&args.job).map_err(tool_error)?;
-        let view = match args.wait_seconds {
-            Some(wait) => {
-                self.wait(&args.job, wait, &meta, &peer, |s| s.is_terminal())
-                    .await?
-            }
-            None => self.manager.get(&args.job).map_err(tool_error)?,
-        };
-        Ok(structured(view_text(&view), &view))
+        self.answer(&args, &meta, &peer, |s| s.is_terminal()).await
     }
 
     #[tool(
@@ -455,6 +435,21 @@ impl FinetuneServer {
 }
 
 impl FinetuneServer {
+    /// The job as the answer to a call, after waiting for `done` when the call asked to wait.
+    async fn answer(
+        &self,
+        args: &JobArgs,
+        meta: &RequestMetaObject,
+        peer: &Peer<RoleServer>,
+        done: impl Fn(Status) -> bool,
+    ) -> Result<CallToolResult, ToolError> {
+        let view = match args.wait_seconds {
+            Some(wait) => self.wait(&args.job, wait, meta, peer, done).await?,
+            None => self.manager.get(&args.job).map_err(tool_error)?,
+        };
+        Ok(structured(view_text(&view), &view))
+    }
+
     /// Waits until `done(status)` or the time is up, sending a progress notification whenever the
     /// step moves (when the client asked for progress).
     async fn wait(

@@ -157,23 +157,4 @@ impl Backend for Local {
                 .map_err(|error| BackendError(format!("{}: {error}", dir.display())))
         })
     }
-
-    fn output<'a>(
-        &'a self,
-        _backend_ref: &'a str,
-        dir: &'a Path,
-        from: u64,
-        max: usize,
-    ) -> BoxFuture<'a, Result<Vec<u8>, BackendError>> {
-        Box::pin(async move { super::read_from(&dir.join(OUTPUT_FILE), from, max) })
-    }
-
-    fn log<'a>(
-        &'a self,
-        _backend_ref: &'a str,
-        dir: &'a Path,
-        max: usize,
-    ) -> BoxFuture<'a, Result<String, BackendError>> {
-        Box::pin(async move { Ok(super::tail(&dir.join(LOG_FILE), max)) })
-    }
 }

@@ -76,22 +76,29 @@ pub trait Backend: Send + Sync {
         dir: &'a Path,
     ) -> BoxFuture<'a, Result<(), BackendError>>;
 
-    /// The trainer's stdout from byte `from` on (at most `max` bytes).
+    /// The trainer's stdout from byte `from` on (at most `max` bytes). By default the file
+    /// the process-based backends (local, Slurm) have it write in the job directory; an API
+    /// backend fetches it instead (Ray's `/logs`, a pod's log).
     fn output<'a>(
         &'a self,
-        backend_ref: &'a str,
+        _backend_ref: &'a str,
         dir: &'a Path,
         from: u64,
         max: usize,
-    ) -> BoxFuture<'a, Result<Vec<u8>, BackendError>>;
+    ) -> BoxFuture<'a, Result<Vec<u8>, BackendError>> {
+        Box::pin(async move { read_from(&dir.join(OUTPUT_FILE), from, max) })
+    }
 
-    /// The end of the trainer's log (stderr), at most `max` bytes.
+    /// The end of the trainer's log (stderr), at most `max` bytes; by default from the job
+    /// directory, as [`Backend::output`].
     fn log<'a>(
         &'a self,
-        backend_ref: &'a str,
+        _backend_ref: &'a str,
         dir: &'a Path,
         max: usize,
-    ) -> BoxFuture<'a, Result<String, BackendError>>;
+    ) -> BoxFuture<'a, Result<String, BackendError>> {
+        Box::pin(async move { Ok(tail(&dir.join(LOG_FILE), max)) })
+    }
 }
 
 /// The files a process-based backend (local, Slurm) writes in the job directory.

@@ -233,25 +233,6 @@ impl Backend for Slurm {
             Ok(())
         })
     }
-
-    fn output<'a>(
-        &'a self,
-        _backend_ref: &'a str,
-        dir: &'a Path,
-        from: u64,
-        max: usize,
-    ) -> BoxFuture<'a, Result<Vec<u8>, BackendError>> {
-        Box::pin(async move { super::read_from(&dir.join(OUTPUT_FILE), from, max) })
-    }
-
-    fn log<'a>(
-        &'a self,
-        _backend_ref: &'a str,
-        dir: &'a Path,
-        max: usize,
-    ) -> BoxFuture<'a, Result<String, BackendError>> {
-        Box::pin(async move { Ok(super::tail(&dir.join(LOG_FILE), max)) })
-    }
 }
 
 async fn run_sbatch(path: &Path) -> Result<String, BackendError> {
