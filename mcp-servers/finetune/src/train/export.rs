@@ -22,11 +22,23 @@ pub fn gguf(
     quantization: Quantization,
     file: &Path,
 ) -> Result<(), TrainError> {
-    let c = &model.config;
     let (dtype, file_type) = match quantization {
         Quantization::Q8_0 => (GgmlDType::Q8_0, 7u32),
         Quantization::Q4_0 => (GgmlDType::Q4_0, 2u32),
     };
+    write(model, tokenizer, dtype, file_type, file)
+}
+
+/// [`gguf`] with any of GGML's types (`file_type` as llama.cpp numbers them: 0 for F32); the
+/// tests write F32 to check the layout exactly, without quantization noise.
+pub fn write(
+    model: &Model,
+    tokenizer: &ChatTokenizer,
+    dtype: GgmlDType,
+    file_type: u32,
+    file: &Path,
+) -> Result<(), TrainError> {
+    let c = &model.config;
     let mut metadata: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("llama".into())),
         ("general.name".into(), Value::String("mcp-finetune".into())),
