@@ -364,7 +364,7 @@ fn mime_of(path: &Path) -> &'static str {
 }
 
 /// Runs a tool body that may take long (a big tree, a big file) off the runtime's one worker
-/// thread, so other requests and notifications (a cancel, a ping) are served meanwhile. The
+/// thread, so other requests (a ping, a quick read) are served meanwhile. The
 /// server runs one worker thread (see `mcp-fs.rs`): quick calls then never cross threads, which
 /// is most of their latency. Inline when the runtime has no spare thread to hand the worker's
 /// duties to (a current-thread runtime, as in tests).

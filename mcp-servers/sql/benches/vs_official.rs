@@ -19,7 +19,7 @@ use std::{
 };
 
 use mcp_conformance::{
-    bench::{self, median, ms, node_version},
+    bench::{self, RawClient, median, ms, node_version},
     peers,
 };
 use mcp_core::testing::{NetworkClient, tool_call};
@@ -89,6 +89,41 @@ async fn big(contender: &Contender) -> (Duration, usize) {
     (elapsed, size)
 }
 
+impl Contender {
+    /// The lean client (blocking; the benchmark's runtime has nothing else to do meanwhile).
+    fn raw(&self) -> RawClient {
+        let mut command = std::process::Command::new(&self.command[0]);
+        command.args(&self.command[1..]);
+        RawClient::spawn(&mut command).unwrap()
+    }
+
+    fn raw_query(&self, client: &mut RawClient, sql: &str) -> usize {
+        client
+            .call_tool(self.tool, json!({ self.argument: sql }))
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
+    }
+}
+
+fn raw_lookups(contender: &Contender) -> Duration {
+    let mut client = contender.raw();
+    let started = Instant::now();
+    for i in 0..LOOKUPS {
+        let id = (i * 7919) % ROWS + 1;
+        contender.raw_query(&mut client, &format!("SELECT * FROM items WHERE id = {id}"));
+    }
+    started.elapsed()
+}
+
+/// The big query's second run on a server (a warm one, as hosts keep them).
+fn raw_big(contender: &Contender) -> Duration {
+    let mut client = contender.raw();
+    let sql = format!("SELECT * FROM items WHERE id <= {BIG} ORDER BY id");
+    contender.raw_query(&mut client, &sql);
+    let started = Instant::now();
+    contender.raw_query(&mut client, &sql);
+    started.elapsed()
+}
+
 async fn cold_start(contender: &Contender) -> Duration {
     let started = Instant::now();
     let client = contender.connect().await;
@@ -113,6 +148,14 @@ async fn measure(engine: &str, ours: &Contender, theirs: &Contender) -> Vec<Stri
             sizes[i] = size;
         }
     }
+    let mut raw_a = [Vec::new(), Vec::new()];
+    let mut raw_b = [Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        for (i, contender) in contenders.iter().enumerate() {
+            raw_a[i].push(raw_lookups(contender));
+            raw_b[i].push(raw_big(contender));
+        }
+    }
     let mut cold = [Vec::new(), Vec::new()];
     for _ in 0..COLD_STARTS {
         for (i, contender) in contenders.iter().enumerate() {
@@ -124,9 +167,25 @@ async fn measure(engine: &str, ours: &Contender, theirs: &Contender) -> Vec<Stri
     let (ob, tb) = (median(b[0].clone()), median(b[1].clone()));
     let (oc, tc) = (median(cold[0].clone()), median(cold[1].clone()));
     let ratio = |theirs: Duration, ours: Duration| theirs.as_secs_f64() / ours.as_secs_f64();
+    let (rao, rat) = (median(raw_a[0].clone()), median(raw_a[1].clone()));
+    let (rbo, rbt) = (median(raw_b[0].clone()), median(raw_b[1].clone()));
     vec![
         format!(
-            "| {engine} | (a) {LOOKUPS} point lookups | {:.0} q/s ({}) | {:.0} q/s ({}) | **{:.1}×** |",
+            "| {engine} | (a) {LOOKUPS} point lookups | lean | {:.0} q/s ({}) | {:.0} q/s ({}) | **{:.1}×** |",
+            throughput(rao),
+            ms(rao),
+            throughput(rat),
+            ms(rat),
+            ratio(rat, rao)
+        ),
+        format!(
+            "| {engine} | (b) one query, {BIG} rows | lean | {} | {} | **{:.1}×** |",
+            ms(rbo),
+            ms(rbt),
+            ratio(rbt, rbo)
+        ),
+        format!(
+            "| {engine} | (a) {LOOKUPS} point lookups | rmcp | {:.0} q/s ({}) | {:.0} q/s ({}) | **{:.1}×** |",
             throughput(oa),
             ms(oa),
             throughput(ta),
@@ -134,7 +193,7 @@ async fn measure(engine: &str, ours: &Contender, theirs: &Contender) -> Vec<Stri
             ratio(ta, oa)
         ),
         format!(
-            "| {engine} | (b) one query, {BIG} rows | {} ({} KB out) | {} ({} KB out) | **{:.1}×** |",
+            "| {engine} | (b) one query, {BIG} rows | rmcp | {} ({} KB out) | {} ({} KB out) | **{:.1}×** |",
             ms(ob),
             sizes[0] / 1024,
             ms(tb),
@@ -142,7 +201,7 @@ async fn measure(engine: &str, ours: &Contender, theirs: &Contender) -> Vec<Stri
             ratio(tb, ob)
         ),
         format!(
-            "| {engine} | (c) cold start to first tools/list | {} | {} | **{:.1}×** |",
+            "| {engine} | (c) cold start to first tools/list | rmcp | {} | {} | **{:.1}×** |",
             ms(oc),
             ms(tc),
             ratio(tc, oc)
@@ -150,7 +209,7 @@ async fn measure(engine: &str, ours: &Contender, theirs: &Contender) -> Vec<Stri
     ]
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let (node, python) = tokio::task::spawn_blocking(|| {
         peers::ensure_node_peers().unwrap();
@@ -249,16 +308,20 @@ async fn main() {
     let report = format!(
         "# mcp-sql benchmarks\n\n\
          `mcp-sql` against the reference servers, measured side by side in one run by \
-         `cargo bench -p mcp-server-sql --bench vs_official`: same client (rmcp over stdio), same \
+         `cargo bench -p mcp-server-sql --bench vs_official`: the same client for both (two clients: \
+         `lean`, `mcp_conformance::bench::RawClient`, JSON-RPC over the pipes with each answer scanned \
+         whole, which leaves the servers' difference least diluted by the client's own cost; and \
+         `rmcp`, the official Rust SDK's client on a single-threaded runtime, each answer \
+         deserialized whole), over stdio, same \
          data ({ROWS} rows of `items(id, name, price, qty)`), rounds interleaved. SQLite: \
          `mcp-server-sqlite` (PyPI, pinned in `conformance/peers/python/bench-requirements.txt`) \
          on the same file. PostgreSQL {}: `@modelcontextprotocol/server-postgres` (npm, pinned in \
          `conformance/peers/node/package-lock.json`, on Node {}) on the same database. `mcp-sql` \
          runs with its page limits lifted (`--max-rows 100000 --max-bytes 1000000000`) so that (b) \
-         returns all {BIG} rows as the references do. Medians of {ROUNDS} rounds ((a), (b)) and \
-         {COLD_STARTS} starts ((c)). Ratio = reference time ÷ ours (higher is better for \
+         returns all {BIG} rows as the references do. Medians of {ROUNDS} rounds ((a), (b); the lean \
+         client's (b) is the second run on a server) and {COLD_STARTS} starts ((c)). Ratio = reference time ÷ ours (higher is better for \
          mcp-sql). Machine: {} cores, shared and noisy; only the ratios mean much.\n\n\
-         | engine | workload | mcp-sql | reference | ratio |\n|---|---|---|---|---|\n{}\n",
+         | engine | workload | client | mcp-sql | reference | ratio |\n|---|---|---|---|---|---|\n{}\n",
         server_version().await,
         node_version(&node),
         bench::cores(),
