@@ -345,7 +345,7 @@ impl FinetuneServer {
     }
 
     #[tool(
-        description = "A job's checkpoints: step, metrics, and where the weights are. resume_job continues from the newest.",
+        description = "A job's checkpoints: step, metrics, where the weights are and whether they are still on disk (the newest 3 are kept). resume_job continues from the newest.",
         output_schema = schema_for_output::<CheckpointList>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
@@ -356,7 +356,14 @@ impl FinetuneServer {
         let checkpoints = self.manager.checkpoints(&args.job).map_err(tool_error)?;
         let text: Vec<String> = checkpoints
             .iter()
-            .map(|c| format!("step {}: {} {}", c.step, c.path.display(), c.metrics))
+            .map(|c| {
+                let gone = if c.on_disk {
+                    ""
+                } else {
+                    " (removed: only the newest are kept)"
+                };
+                format!("step {}: {}{gone} {}", c.step, c.path.display(), c.metrics)
+            })
             .collect();
         let text = if text.is_empty() {
             "no checkpoints yet".to_owned()

@@ -99,6 +99,8 @@ pub struct Checkpoint {
     pub path: PathBuf,
     /// `train_loss`, `valid_loss`, `token_accuracy`, … as the trainer reported them.
     pub metrics: serde_json::Value,
+    /// Whether its files are still there (the trainer keeps the newest few).
+    pub on_disk: bool,
 }
 
 pub struct Store {
@@ -465,10 +467,12 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (step, created_at, path, metrics) = row?;
+            let path = PathBuf::from(path);
             out.push(Checkpoint {
                 step: step as u64,
                 created_at,
-                path: PathBuf::from(path),
+                on_disk: path.is_dir(),
+                path,
                 metrics: serde_json::from_str(&metrics)?,
             });
         }

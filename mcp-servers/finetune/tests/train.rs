@@ -121,6 +121,14 @@ fn lora_sft_lowers_the_loss_and_writes_adapter_model_and_gguf() {
         })
         .collect();
     assert_eq!(checkpoints, [10, 20, 30, 36]);
+    // Only the newest three stay on disk.
+    let kept: Vec<String> = std::fs::read_dir(config.output_dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(kept, ["step-000020", "step-000030", "step-000036"]);
     // The validation loss comes with each checkpoint's metrics, and falls too.
     let valid: Vec<f64> = reports
         .iter()

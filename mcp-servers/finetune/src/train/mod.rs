@@ -570,7 +570,31 @@ fn save_checkpoint(
         std::fs::remove_dir_all(&path).map_err(io(&path))?;
     }
     std::fs::rename(&partial, &path).map_err(io(&path))?;
+    prune_checkpoints(&root, step);
     Ok(path)
+}
+
+/// Checkpoints kept on disk per job (the newest); a full fine-tune's checkpoint is the whole
+/// model, and a long run would otherwise fill the disk.
+pub const KEEP_CHECKPOINTS: usize = 3;
+
+/// Removes all but the newest [`KEEP_CHECKPOINTS`] complete checkpoints at or before `newest`.
+fn prune_checkpoints(root: &Path, newest: u64) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    let mut steps: Vec<(u64, PathBuf)> = entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let step: u64 = name.strip_prefix("step-")?.parse().ok()?;
+            (step <= newest).then(|| (step, entry.path()))
+        })
+        .collect();
+    steps.sort_by_key(|(step, _)| std::cmp::Reverse(*step));
+    for (_, path) in steps.into_iter().skip(KEEP_CHECKPOINTS) {
+        let _ = std::fs::remove_dir_all(path);
+    }
 }
 
 /// Writes the results: the adapter (PEFT layout) under LoRA, the merged model (safetensors,
