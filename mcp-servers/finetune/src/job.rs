@@ -318,7 +318,7 @@ pub struct JobSpec {
     /// it, the teacher's answers in the training file are learned as plain targets).
     #[serde(default)]
     pub teacher: Option<PathBuf>,
-    /// A short name added to the job's output (`my-model-<suffix>`).
+    /// A short name for the results: `model-<suffix>/`, `model-<suffix>-q8_0.gguf`.
     #[serde(default)]
     pub suffix: Option<String>,
 }

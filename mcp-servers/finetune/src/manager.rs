@@ -462,6 +462,7 @@ impl Manager {
             quantize: spec.quantize,
             teacher: spec.teacher.clone(),
             seed: u64::from_str_radix(&id[6..14], 16).unwrap_or(0),
+            suffix: spec.suffix.clone(),
         };
         let recipe = recipes::recipe(
             spec.trainer,

@@ -164,7 +164,7 @@ async fn validate_launch_watch_cancel_resume_and_quantize() {
     let hyperparameters = json!({"n_epochs": 10, "batch_size": 4, "learning_rate": 0.01, "lora_rank": 8, "checkpoint_every": 10});
     let mut request = CallToolRequestParams::new("create_job").with_arguments(
         json!({"method": "sft", "model": model, "training_file": train, "hyperparameters": hyperparameters,
-               "quantize": "q8_0", "wait_seconds": 300})
+               "quantize": "q8_0", "suffix": "counting", "wait_seconds": 300})
         .as_object()
         .unwrap()
         .clone(),
@@ -182,6 +182,7 @@ async fn validate_launch_watch_cancel_resume_and_quantize() {
     assert_eq!(kinds, ["lora_adapter", "model", "gguf"]);
     let gguf = created["job"]["artifacts"][2]["path"].as_str().unwrap();
     assert!(std::fs::read(gguf).unwrap().starts_with(b"GGUF"));
+    assert!(gguf.ends_with("model-counting-q8_0.gguf"), "{gguf}");
     let progress = server.recorder.progress.lock().unwrap().clone();
     assert!(progress.len() >= 2, "{progress:?}");
     assert!(

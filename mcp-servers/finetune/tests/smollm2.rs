@@ -100,6 +100,7 @@ fn a_short_lora_run_on_smollm2_lowers_the_loss() {
         quantize: None,
         teacher: None,
         seed: 1,
+        suffix: None,
     };
     let mut reports: Vec<Report> = Vec::new();
     assert!(train::run(&config, &StopFlag::new(), &mut reports).unwrap());

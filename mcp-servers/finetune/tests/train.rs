@@ -58,6 +58,7 @@ fn config(
         quantize: None,
         teacher: None,
         seed: 7,
+        suffix: None,
     }
 }
 

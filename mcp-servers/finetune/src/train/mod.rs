@@ -47,6 +47,9 @@ pub struct TrainConfig {
     /// Data order; the same seed gives the same order, which is what lets a resumed run skip
     /// exactly the examples already seen.
     pub seed: u64,
+    /// Names the results: `model-<suffix>/`, `model-<suffix>-q8_0.gguf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
 }
 
 /// One line of the trainer's stdout.
@@ -606,6 +609,10 @@ fn export(
     sink: &mut dyn Sink,
 ) -> Result<(), TrainError> {
     let out = &config.output_dir;
+    let stem = match &config.suffix {
+        Some(suffix) => format!("model-{suffix}"),
+        None => "model".to_owned(),
+    };
     let artifact = |kind: &str, path: PathBuf, sink: &mut dyn Sink| {
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         sink.report(&Report::Artifact {
@@ -640,7 +647,7 @@ fn export(
         artifact("lora_adapter", file, sink);
     }
     if config.method != Method::Quantize {
-        let dir = out.join("model");
+        let dir = out.join(&stem);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let tensors: HashMap<String, Tensor> = model.merged_weights()?.into_iter().collect();
         let file = dir.join("model.safetensors");
@@ -674,7 +681,7 @@ fn export(
         artifact("model", file, sink);
     }
     if let Some(quantization) = config.quantize {
-        let file = out.join(format!("model-{}.gguf", quantization.as_str()));
+        let file = out.join(format!("{stem}-{}.gguf", quantization.as_str()));
         export::gguf(model, tokenizer, quantization, &file)?;
         artifact("gguf", file, sink);
     }
