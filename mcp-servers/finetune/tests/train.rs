@@ -164,20 +164,11 @@ fn lora_sft_lowers_the_loss_and_writes_adapter_model_and_gguf() {
     .unwrap();
     let gguf = model::Model::new(model::load(&f32_file).unwrap(), model::Tuning::Frozen).unwrap();
     let ids = [60u32, 61, 62, 63, 64, 65, 66, 67];
-    let a: Vec<f32> = merged
-        .forward(&ids, false)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let b: Vec<f32> = gguf
-        .forward(&ids, false)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let logits = |model: &model::Model| -> Vec<f32> {
+        let logits = model.forward(&ids, false).unwrap();
+        logits.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let (a, b) = (logits(&merged), logits(&gguf));
     let worst = a
         .iter()
         .zip(&b)
