@@ -271,7 +271,8 @@ struct Checker<'a> {
     duplicates: Vec<(usize, usize)>,
     duplicate_count: usize,
     over_max_len: usize,
-    blank_lines: Vec<usize>,
+    /// Blank lines skipped: how many, and the first.
+    blank_lines: (usize, usize),
 }
 
 impl<'a> Checker<'a> {
@@ -290,7 +291,7 @@ impl<'a> Checker<'a> {
             duplicates: Vec::new(),
             duplicate_count: 0,
             over_max_len: 0,
-            blank_lines: Vec::new(),
+            blank_lines: (0, 0),
         }
     }
 
@@ -320,7 +321,10 @@ impl<'a> Checker<'a> {
             }
         };
         if text.is_empty() {
-            self.blank_lines.push(number);
+            if self.blank_lines.0 == 0 {
+                self.blank_lines.1 = number;
+            }
+            self.blank_lines.0 += 1;
             return;
         }
         let example = match parse_example(text, self.method) {
@@ -362,15 +366,11 @@ impl<'a> Checker<'a> {
     fn finish(mut self, path: &Path) -> Report {
         let examples = self.tokens.len();
         // A blank line at the very end is what editors leave; blank lines inside are worth a word.
-        if !self.blank_lines.is_empty() {
-            let lines = std::mem::take(&mut self.blank_lines);
+        let (blank, first_blank) = self.blank_lines;
+        if blank > 0 {
             self.warning(
-                lines[0],
-                format!(
-                    "{} blank lines skipped (first on line {})",
-                    lines.len(),
-                    lines[0]
-                ),
+                first_blank,
+                format!("{blank} blank lines skipped (first on line {first_blank})"),
             );
         }
         if examples < MIN_EXAMPLES {

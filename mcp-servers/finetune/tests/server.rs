@@ -280,15 +280,7 @@ async fn validate_launch_watch_cancel_resume_and_quantize() {
     );
     let again = call(client, "cancel_job", json!({"job": job})).await;
     assert_eq!(again.is_error, Some(true));
-    let resumed = data(
-        &call(
-            client,
-            "resume_job",
-            json!({"job": job, "wait_seconds": 600}),
-        )
-        .await,
-    );
-    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    resume_to_end(client, &job, stopped_at, 1200).await;
     let events = data(&call(client, "list_events", json!({"job": job, "limit": 1000})).await);
     let messages: Vec<&str> = events["events"]
         .as_array()
@@ -302,10 +294,6 @@ async fn validate_launch_watch_cancel_resume_and_quantize() {
             .any(|m| m.contains(&format!("resumed from step {stopped_at}"))),
         "{messages:?}"
     );
-    // The resumed run went on from the checkpoint: each step after it once.
-    let steps = all_metric_steps(client, &job).await;
-    let after_stop: Vec<u64> = steps.iter().copied().filter(|s| *s > stopped_at).collect();
-    assert_eq!(after_stop, (stopped_at + 1..=1200).collect::<Vec<_>>());
     server.client.cancel().await.unwrap();
 }
 

@@ -66,7 +66,7 @@ fn job_id(backend_ref: &str) -> Result<&str, BackendError> {
         .ok_or_else(|| BackendError(format!("not a Slurm job: {backend_ref:?}")))
 }
 
-async fn run(program: &str, args: &[&str]) -> Result<String, BackendError> {
+async fn cli(program: &str, args: &[&str]) -> Result<String, BackendError> {
     let out = Command::new(program)
         .args(args)
         .output()
@@ -167,7 +167,7 @@ impl Backend for Slurm {
             std::fs::write(&path, script.join("\n") + "\n")
                 .map_err(|error| BackendError(format!("{}: {error}", path.display())))?;
             let _ = std::fs::remove_file(run.dir.join(STOP_FILE));
-            let out = run_sbatch(&path).await?;
+            let out = cli("sbatch", &["--parsable", &path.display().to_string()]).await?;
             // `--parsable` prints `id` or `id;cluster`.
             let id = out.trim().split(';').next().unwrap_or("").to_owned();
             job_id(&format!("slurm:{id}"))?;
@@ -182,12 +182,12 @@ impl Backend for Slurm {
     ) -> BoxFuture<'a, Result<RunState, BackendError>> {
         Box::pin(async move {
             let id = job_id(backend_ref)?;
-            if let Ok(out) = run("squeue", &["-h", "-j", id, "-o", "%T"]).await
+            if let Ok(out) = cli("squeue", &["-h", "-j", id, "-o", "%T"]).await
                 && let Some(state) = parse_state(out.trim(), "")
             {
                 return Ok(state);
             }
-            if let Ok(out) = run("scontrol", &["show", "job", id, "-o"]).await {
+            if let Ok(out) = cli("scontrol", &["show", "job", id, "-o"]).await {
                 let field = |name: &str| {
                     out.split_whitespace()
                         .find_map(|kv| kv.strip_prefix(name))
@@ -198,7 +198,7 @@ impl Backend for Slurm {
                     return Ok(state);
                 }
             }
-            if let Ok(out) = run(
+            if let Ok(out) = cli(
                 "sacct",
                 &["-n", "-X", "-P", "-j", id, "-o", "State,ExitCode"],
             )
@@ -225,17 +225,12 @@ impl Backend for Slurm {
             std::fs::write(dir.join(STOP_FILE), b"")
                 .map_err(|error| BackendError(format!("{}: {error}", dir.display())))?;
             // Still waiting for a node: it never started, so there is nothing to checkpoint.
-            if let Ok(out) = run("squeue", &["-h", "-j", id, "-o", "%T"]).await
+            if let Ok(out) = cli("squeue", &["-h", "-j", id, "-o", "%T"]).await
                 && parse_state(out.trim(), "") == Some(RunState::Pending)
             {
-                run("scancel", &[id]).await?;
+                cli("scancel", &[id]).await?;
             }
             Ok(())
         })
     }
-}
-
-async fn run_sbatch(path: &Path) -> Result<String, BackendError> {
-    let path = path.display().to_string();
-    run("sbatch", &["--parsable", &path]).await
 }

@@ -268,10 +268,17 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
     )?;
     let started = Instant::now();
     let first_step = step;
-    let mut last_metrics = serde_json::Value::Null;
+    // The epoch's data order, drawn again only when the epoch changes.
+    let mut order: Option<(u32, Vec<usize>)> = None;
     while step < total_steps {
         let epoch = (step / steps_per_epoch) as u32;
-        let order = epoch_order(training.len(), config.seed, epoch);
+        if order.as_ref().is_none_or(|(drawn, _)| *drawn != epoch) {
+            order = Some((epoch, epoch_order(training.len(), config.seed, epoch)));
+        }
+        let order = order
+            .as_ref()
+            .map(|(_, order)| order.as_slice())
+            .unwrap_or_default();
         let within = (step % steps_per_epoch) as usize;
         let picked: Vec<&Sample> = order[within * batch..((within + 1) * batch).min(order.len())]
             .iter()
@@ -280,7 +287,7 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
         // Linear decay to a tenth of the rate over the run.
         let lr = hp.learning_rate * (1.0 - 0.9 * step as f64 / total_steps as f64);
         optimizer.set_learning_rate(lr);
-        let (loss, accuracy) = batch_loss(
+        let (loss, accuracy, _) = batch_loss(
             &model,
             reference.as_ref(),
             teacher.as_ref(),
@@ -322,14 +329,14 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
             eta_s: elapsed / done_here * (total_steps - step) as f64,
             valid_loss,
         };
-        last_metrics = serde_json::to_value(&metrics).unwrap_or_default();
         sink.report(&metrics);
         if checkpoint_now || stopping {
-            let path = save_checkpoint(&config.output_dir, &model, step, &last_metrics)?;
+            let metrics = serde_json::to_value(&metrics).unwrap_or_default();
+            let path = save_checkpoint(&config.output_dir, &model, step, &metrics)?;
             sink.report(&Report::Checkpoint {
                 step,
                 path,
-                metrics: last_metrics.clone(),
+                metrics,
             });
         }
         if stopping && step < total_steps {
@@ -339,7 +346,6 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
             return Ok(false);
         }
     }
-    let _ = last_metrics;
     export(config, &model, &tokenizer, sink)?;
     sink.report(&Report::Finished {
         status: "succeeded".to_owned(),
@@ -419,20 +425,21 @@ fn next_token_logprobs(
     Ok((picked, mask, logits))
 }
 
-/// The batch's loss (a scalar with a graph behind it) and the token accuracy on learned tokens.
+/// The batch's loss (a scalar with a graph behind it), the token accuracy on learned tokens, and
+/// what the loss is a mean over (learned tokens; pairs for DPO).
 fn batch_loss(
     model: &Model,
     reference: Option<&Model>,
     teacher: Option<&Model>,
     batch: &[&Sample],
     beta: f64,
-) -> Result<(Tensor, f64), TrainError> {
+) -> Result<(Tensor, f64, f64), TrainError> {
     let mut total: Option<Tensor> = None;
     let mut counted = 0f64;
     let (mut right, mut learned) = (0usize, 0usize);
     for sample in batch {
         let (logprobs, mask, logits) = next_token_logprobs(model, &sample.main, true)?;
-        let tokens = mask.sum_all()?.to_scalar::<f32>()? as f64;
+        let tokens = sample.main.trained[1..].iter().filter(|&&t| t).count() as f64;
         let (r, l) = accuracy(&logits, &sample.main)?;
         right += r;
         learned += l;
@@ -487,7 +494,7 @@ fn batch_loss(
     }
     let total = total.ok_or_else(|| TrainError::Data("empty batch".to_owned()))?;
     let loss = (total / counted.max(1.0))?;
-    Ok((loss, right as f64 / learned.max(1) as f64))
+    Ok((loss, right as f64 / learned.max(1) as f64, counted))
 }
 
 /// `log(1 + eᶻ)` without overflow: `max(z, 0) + log(1 + e^{−|z|})`.
@@ -511,7 +518,8 @@ fn accuracy(logits: &Tensor, encoded: &Encoded) -> Result<(usize, usize), TrainE
     Ok((right, learned))
 }
 
-/// Mean loss over (at most 64 of) the validation examples.
+/// Mean loss over (at most 64 of) the validation examples, one at a time: a single batch of 64
+/// would hold every example's activations at once.
 fn evaluate(
     model: &Model,
     reference: Option<&Model>,
@@ -519,9 +527,13 @@ fn evaluate(
     samples: &[Sample],
     beta: f64,
 ) -> Result<f64, TrainError> {
-    let picked: Vec<&Sample> = samples.iter().take(64).collect();
-    let (loss, _) = batch_loss(model, reference, teacher, &picked, beta)?;
-    Ok(f64::from(loss.detach().to_scalar::<f32>()?))
+    let (mut sum, mut counted) = (0f64, 0f64);
+    for sample in samples.iter().take(64) {
+        let (loss, _, n) = batch_loss(model, reference, teacher, &[sample], beta)?;
+        sum += f64::from(loss.detach().to_scalar::<f32>()?) * n;
+        counted += n;
+    }
+    Ok(sum / counted.max(1.0))
 }
 
 /// The newest complete checkpoint: `(step, directory)`.

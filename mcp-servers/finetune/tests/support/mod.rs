@@ -183,3 +183,22 @@ pub fn kill9(pid: u32) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Resumes a job cancelled at step `stopped_at`, waits for its end, and checks that it went on
+/// from that checkpoint: it succeeded, and every later step up to `total` came once. Returns the
+/// resumed job.
+pub async fn resume_to_end(client: &Client, job: &str, stopped_at: u64, total: u64) -> Value {
+    let resumed = data(
+        &call(
+            client,
+            "resume_job",
+            json!({"job": job, "wait_seconds": 600}),
+        )
+        .await,
+    );
+    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    let steps = all_metric_steps(client, job).await;
+    let after: Vec<u64> = steps.into_iter().filter(|s| *s > stopped_at).collect();
+    assert_eq!(after, (stopped_at + 1..=total).collect::<Vec<_>>());
+    resumed
+}
