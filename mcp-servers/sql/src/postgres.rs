@@ -10,7 +10,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use futures::StreamExt as _;
 use serde_json::Value;
 use tokio_postgres::{
-    Config, Statement, Transaction,
+    Client, Config, Statement,
     error::{ErrorPosition, SqlState},
     types::{ToSql, Type},
 };
@@ -159,34 +159,46 @@ impl Postgres {
     }
 
     /// Runs `work` in a read-only transaction with the statement timeout, then rolls back.
+    /// `prepare`, if given, is prepared in the same round trip as the transaction's start and
+    /// handed to `work`: a `query` costs two round trips (start + prepare, then execute), with
+    /// the rollback riding ahead of the connection's next use.
     async fn read<T>(
         &self,
-        work: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, DbError>,
+        prepare: Option<&str>,
+        work: impl AsyncFnOnce(&Client, Option<Prepared>) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let mut in_flight = self.in_flight().await?;
-        let client = in_flight.client()?;
+        let client: &Client = in_flight.client()?;
         let timeout = self.options.timeout;
+        let fail = |e| pg_error(e, timeout);
         let outer = timeout + Duration::from_secs(5);
+        let begin = format!(
+            "START TRANSACTION READ ONLY; SET LOCAL statement_timeout = {}",
+            self.timeout_ms()
+        );
         let run = async {
-            let transaction = client
-                .build_transaction()
-                .read_only(true)
-                .start()
-                .await
-                .map_err(|e| pg_error(e, timeout))?;
-            // The timeout and the work's first message go out back to back (tokio-postgres
-            // pipelines them; the server runs them in order), saving a round trip per call.
-            let set_timeout = format!("SET LOCAL statement_timeout = {}", self.timeout_ms());
-            let (set, result) =
-                tokio::join!(transaction.batch_execute(&set_timeout), work(&transaction));
-            set.map_err(|e| pg_error(e, timeout))?;
-            // Dropping the transaction queues its ROLLBACK without waiting for the answer; the
-            // next use of this connection is pipelined behind it.
-            drop(transaction);
-            result
+            // Parse and Describe run nothing, so they may travel with the start; nothing is
+            // executed before the start's answer says the transaction is open and read-only.
+            let (began, statement) = match prepare {
+                Some(sql) => {
+                    let (began, statement) =
+                        futures::join!(client.batch_execute(&begin), client.prepare(sql));
+                    (began, Some(statement))
+                }
+                None => (client.batch_execute(&begin).await, None),
+            };
+            began.map_err(fail)?;
+            work(client, statement).await
         };
         // The server's timeout should fire first; this one covers a server that stops answering.
         let result = tokio::time::timeout(outer, run).await;
+        if result.is_ok() {
+            // Queued, not awaited: the request is on its way once polled, and the connection's
+            // next use waits behind its answer. (A call cut short closes the connection instead,
+            // which ends the transaction too: see `InFlight`.)
+            let rollback = client.batch_execute("ROLLBACK");
+            let _ = futures::FutureExt::now_or_never(rollback);
+        }
         in_flight.done = result.is_ok();
         result.unwrap_or_else(|_| Err(DbError::timed_out(timeout)))
     }
@@ -208,7 +220,7 @@ impl Postgres {
              WHERE {USER_RELATIONS} AND ($1::text IS NULL OR n.nspname = $1) \
              ORDER BY 1, 2"
         );
-        self.read(async |t| {
+        self.read(None, async |t, _| {
             let rows = t
                 .query(&sql, &[&schema])
                 .await
@@ -239,7 +251,7 @@ impl Postgres {
              WHERE {USER_RELATIONS} AND c.relname = $1 \
                AND (($2::text IS NULL AND pg_table_is_visible(c.oid)) OR n.nspname = $2)"
         );
-        self.read(async |t| {
+        self.read(None, async |t, _| {
             let found = t.query_opt(&find, &[&table, &schema]).await.map_err(fail)?;
             let Some(found) = found else {
                 return Err(DbError::new(format!(
@@ -363,7 +375,7 @@ impl Postgres {
              ) found ORDER BY rank, schema, tbl, col LIMIT $2"
         );
         let limit = limit as i64;
-        self.read(async |t| {
+        self.read(None, async |t, _| {
             let rows = t
                 .query(&sql, &[&pattern, &limit])
                 .await
@@ -384,10 +396,9 @@ impl Postgres {
 
     pub async fn query(&self, request: QueryRequest) -> Result<Rows, DbError> {
         let timeout = self.options.timeout;
-        self.read(async |t| {
-            let sql = request.sql.as_str();
+        self.read(Some(&request.sql), async |t, prepared| {
             let fail = |e| pg_error(e, timeout);
-            let statement = t.prepare(sql).await.map_err(fail)?;
+            let statement = prepared.ok_or_else(unprepared)?.map_err(fail)?;
             if statement.columns().is_empty() {
                 return Err(DbError::refused_statement("PostgreSQL"));
             }
@@ -425,11 +436,11 @@ impl Postgres {
     }
 
     pub async fn explain(&self, sql: String, params: Vec<Value>) -> Result<String, DbError> {
+        const PREFIX: &str = "EXPLAIN ";
         let timeout = self.options.timeout;
-        self.read(async |t| {
-            const PREFIX: &str = "EXPLAIN ";
+        self.read(Some(&format!("{PREFIX}{sql}")), async |t, prepared| {
             let fail = |e| pg_error(e, timeout).after_prefix(PREFIX);
-            let statement = t.prepare(&format!("{PREFIX}{sql}")).await.map_err(fail)?;
+            let statement = prepared.ok_or_else(unprepared)?.map_err(fail)?;
             let count = statement.params().len();
             // Without values, placeholders are planned as NULL: say so.
             let (values, note) = if params.is_empty() && count > 0 {
@@ -486,6 +497,13 @@ impl Postgres {
         in_flight.done = result.is_ok();
         result.unwrap_or_else(|_| Err(DbError::timed_out(timeout)))
     }
+}
+
+/// What [`Postgres::read`] prepared alongside the transaction's start.
+type Prepared = Result<Statement, tokio_postgres::Error>;
+
+fn unprepared() -> DbError {
+    DbError::new("internal error: the statement was not prepared")
 }
 
 /// An error and its causes ("error performing TLS handshake: invalid peer certificate: …").
