@@ -27,8 +27,18 @@ pub struct LineTransport<R, W> {
     // The line being read; it survives a cancelled `receive`, so no input is ever lost.
     line: Vec<u8>,
     oversized: bool,
-    writer: Arc<Mutex<W>>,
+    writer: Arc<Mutex<Output<W>>>,
 }
+
+/// The writer and a buffer kept between messages: a large answer is serialized into memory
+/// already grown and paged in, rather than into a fresh vector doubling its way up.
+struct Output<W> {
+    writer: W,
+    buffer: Vec<u8>,
+}
+
+/// A buffer grown past this by one very large answer is not kept.
+const KEPT_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
 impl<R, W> LineTransport<R, W>
 where
@@ -40,7 +50,10 @@ where
             reader: BufReader::with_capacity(64 * 1024, read),
             line: Vec::new(),
             oversized: false,
-            writer: Arc::new(Mutex::new(write)),
+            writer: Arc::new(Mutex::new(Output {
+                writer: write,
+                buffer: Vec::new(),
+            })),
         }
     }
 
@@ -86,15 +99,20 @@ where
     }
 }
 
-async fn write_line<W, T>(writer: &Mutex<W>, message: &T) -> std::io::Result<()>
+async fn write_line<W, T>(output: &Mutex<Output<W>>, message: &T) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
     T: serde::Serialize,
 {
-    let mut bytes = serde_json::to_vec(message).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
-    let mut writer = writer.lock().await;
-    writer.write_all(&bytes).await?;
+    let mut output = output.lock().await;
+    let Output { writer, buffer } = &mut *output;
+    buffer.clear();
+    if buffer.capacity() > KEPT_BUFFER_BYTES {
+        *buffer = Vec::new();
+    }
+    serde_json::to_writer(&mut *buffer, message).map_err(std::io::Error::other)?;
+    buffer.push(b'\n');
+    writer.write_all(buffer).await?;
     writer.flush().await
 }
 
@@ -147,7 +165,7 @@ where
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
-        self.writer.lock().await.flush().await
+        self.writer.lock().await.writer.flush().await
     }
 }
 
