@@ -235,78 +235,194 @@ pub struct Node {
     children: Option<Vec<Node>>,
 }
 
+impl Node {
+    /// Nodes in a forest, counting every level.
+    pub fn count(nodes: &[Node]) -> usize {
+        nodes
+            .iter()
+            .map(|node| 1 + node.children.as_deref().map_or(0, Node::count))
+            .sum()
+    }
+
+    fn new(name: String, is_dir: bool, children: Option<Vec<Node>>) -> Self {
+        Self {
+            name,
+            kind: if is_dir { "directory" } else { "file" },
+            children,
+        }
+    }
+}
+
 /// The tree under a directory, at most `budget` nodes; says whether it was cut.
+///
+/// The top level's subdirectories are walked on a few threads at once (listing directories is
+/// most of the work, much of it in the kernel). If the tree turns out larger than the budget, it
+/// is walked again on one thread, so which entries a cut keeps never depends on thread timing.
 pub fn tree(
     resolved: &Resolved,
     excludes: &[String],
     budget: usize,
 ) -> Result<(Vec<Node>, bool), ToolError> {
     let excludes = Patterns::new(excludes)?;
-    let mut remaining = budget;
-    let mut truncated = false;
-    // Each level works on its own open handle: no path is resolved from the root again, and a
-    // directory swapped for a link mid-walk cannot lead the handle out.
-    fn build(
-        dir: &Dir,
-        relative: &Path,
-        excludes: &Patterns,
-        remaining: &mut usize,
-        truncated: &mut bool,
-    ) -> std::io::Result<Vec<Node>> {
-        let mut entries: Vec<(String, bool)> = Vec::new();
-        for entry in dir.entries()? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            entries.push((
-                entry.file_name().to_string_lossy().into_owned(),
-                kind.is_dir() && !kind.is_symlink(),
-            ));
-        }
-        entries.sort();
-        let mut nodes = Vec::new();
-        for (name, is_dir) in entries {
-            // The relative path is only needed to match excludes and to go down a level.
-            let path = (!excludes.is_empty() || is_dir).then(|| relative.join(&name));
-            if let Some(path) = &path
-                && excludes.matches(path)
-            {
-                continue;
-            }
-            if *remaining == 0 {
-                *truncated = true;
-                break;
-            }
-            *remaining -= 1;
-            let children = if let Some(path) = path.filter(|_| is_dir) {
-                let below = dir
-                    .open_dir(&name)
-                    .and_then(|child| build(&child, &path, excludes, remaining, truncated));
-                Some(below.unwrap_or_default())
-            } else {
-                None
-            };
-            nodes.push(Node {
-                name,
-                kind: if is_dir { "directory" } else { "file" },
-                children,
-            });
-        }
-        Ok(nodes)
+    let fail = |error| crate::server::tool_error(resolved.error(error));
+    let start = resolved.dir().open_dir(&resolved.rel).map_err(fail)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if threads > 1
+        && let Some(nodes) = parallel_tree(&start, &excludes, budget, threads).map_err(fail)?
+    {
+        return Ok((nodes, false));
     }
-    let nodes = resolved
-        .dir()
-        .open_dir(&resolved.rel)
-        .and_then(|start| {
-            build(
-                &start,
-                Path::new(""),
-                &excludes,
-                &mut remaining,
-                &mut truncated,
-            )
+    let mut budget = Budget::new(budget, None);
+    let nodes = build(&start, Path::new(""), &excludes, &mut budget).map_err(fail)?;
+    Ok((nodes, budget.truncated))
+}
+
+/// How many nodes a walk may still add.
+struct Budget<'a> {
+    remaining: usize,
+    truncated: bool,
+    /// In a parallel walk: entries listed so far by every thread, and the whole walk's budget;
+    /// past it, each thread gives up (and the walk is done again on one thread).
+    listed: Option<(&'a std::sync::atomic::AtomicUsize, usize)>,
+}
+
+impl<'a> Budget<'a> {
+    fn new(remaining: usize, listed: Option<(&'a std::sync::atomic::AtomicUsize, usize)>) -> Self {
+        Self {
+            remaining,
+            truncated: false,
+            listed,
+        }
+    }
+}
+
+/// A directory's entries, sorted by name: (name, is a directory and not a link).
+fn list(dir: &Dir) -> std::io::Result<Vec<(String, bool)>> {
+    let mut entries = Vec::new();
+    for entry in dir.entries()? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        entries.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            kind.is_dir() && !kind.is_symlink(),
+        ));
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+/// The nodes under `dir`. Each level works on its own open handle: no path is resolved from the
+/// root again, and a directory swapped for a link mid-walk cannot lead the handle out.
+fn build(
+    dir: &Dir,
+    relative: &Path,
+    excludes: &Patterns,
+    budget: &mut Budget,
+) -> std::io::Result<Vec<Node>> {
+    let entries = list(dir)?;
+    if let Some((listed, limit)) = budget.listed {
+        let seen = listed.fetch_add(entries.len(), std::sync::atomic::Ordering::Relaxed);
+        if seen + entries.len() > limit {
+            budget.truncated = true;
+            return Ok(Vec::new());
+        }
+    }
+    let mut nodes = Vec::with_capacity(entries.len());
+    for (name, is_dir) in entries {
+        if budget.truncated {
+            break;
+        }
+        // The relative path is only needed to match excludes and to go down a level.
+        let path = (!excludes.is_empty() || is_dir).then(|| relative.join(&name));
+        if let Some(path) = &path
+            && excludes.matches(path)
+        {
+            continue;
+        }
+        if budget.remaining == 0 {
+            budget.truncated = true;
+            break;
+        }
+        budget.remaining -= 1;
+        let children = if let Some(path) = path.filter(|_| is_dir) {
+            // An unreadable subdirectory is shown empty rather than failing the whole walk.
+            let below = dir
+                .open_dir(&name)
+                .and_then(|child| build(&child, &path, excludes, budget));
+            Some(below.unwrap_or_default())
+        } else {
+            None
+        };
+        nodes.push(Node::new(name, is_dir, children));
+    }
+    Ok(nodes)
+}
+
+/// [`build`] for the top level, its subdirectories shared out between `threads` threads (this
+/// one among them). `None` if the tree is larger than the budget.
+fn parallel_tree(
+    start: &Dir,
+    excludes: &Patterns,
+    budget: usize,
+    threads: usize,
+) -> std::io::Result<Option<Vec<Node>>> {
+    use std::sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let top: Vec<(String, bool)> = list(start)?
+        .into_iter()
+        .filter(|(name, _)| !excludes.matches(Path::new(name)))
+        .collect();
+    if top.len() > budget {
+        return Ok(None);
+    }
+    let directories: Vec<usize> = (0..top.len()).filter(|&i| top[i].1).collect();
+    if directories.len() < 2 {
+        return Ok(None);
+    }
+    let listed = AtomicUsize::new(top.len());
+    let next = AtomicUsize::new(0);
+    let below: Mutex<Vec<Option<Vec<Node>>>> = Mutex::new((0..top.len()).map(|_| None).collect());
+    let cut = std::sync::atomic::AtomicBool::new(false);
+    let work = || {
+        while let Some(&index) = directories.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if cut.load(Ordering::Relaxed) {
+                return;
+            }
+            let name = &top[index].0;
+            let mut share = Budget::new(budget, Some((&listed, budget)));
+            let nodes = start
+                .open_dir(name)
+                .and_then(|child| build(&child, Path::new(name), excludes, &mut share))
+                .unwrap_or_default();
+            if share.truncated {
+                cut.store(true, Ordering::Relaxed);
+                return;
+            }
+            if let Ok(mut below) = below.lock() {
+                below[index] = Some(nodes);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads.min(directories.len()) {
+            scope.spawn(work);
+        }
+        work();
+    });
+    if cut.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    let below = below.into_inner().unwrap_or_default();
+    let nodes = top
+        .into_iter()
+        .zip(below)
+        .map(|((name, is_dir), children)| {
+            Node::new(name, is_dir, is_dir.then(|| children.unwrap_or_default()))
         })
-        .map_err(|error| crate::server::tool_error(resolved.error(error)))?;
-    Ok((nodes, truncated))
+        .collect();
+    Ok(Some(nodes))
 }
 
 /// Paths under a directory matching `pattern`, at most `limit`; says whether it was cut.
@@ -489,4 +605,67 @@ pub fn grep(resolved: &Resolved, options: &GrepOptions) -> Result<GrepReport, To
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Three top-level directories (one nested two deep, one empty), files beside them.
+    fn fixture() -> (tempfile::TempDir, Dir) {
+        let root = tempfile::tempdir().unwrap();
+        for dir in ["a/x/y", "b", "c/z", "d"] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        for file in [
+            "top.txt",
+            "a/1.rs",
+            "a/x/2.rs",
+            "a/x/y/3.rs",
+            "b/4.txt",
+            "c/z/5.rs",
+        ] {
+            std::fs::write(root.path().join(file), "x").unwrap();
+        }
+        let dir = Dir::open_ambient_dir(root.path(), cap_std::ambient_authority()).unwrap();
+        (root, dir)
+    }
+
+    fn one_thread(dir: &Dir, excludes: &Patterns, budget: usize) -> (String, bool) {
+        let mut budget = Budget::new(budget, None);
+        let nodes = build(dir, Path::new(""), excludes, &mut budget).unwrap();
+        (serde_json::to_string(&nodes).unwrap(), budget.truncated)
+    }
+
+    #[test]
+    fn the_parallel_walk_gives_what_one_thread_gives() {
+        let (_root, dir) = fixture();
+        for excludes in [vec![], vec!["b".to_owned(), "**/y".to_owned()]] {
+            let excludes = Patterns::new(&excludes).unwrap();
+            let (expected, truncated) = one_thread(&dir, &excludes, 1_000);
+            assert!(!truncated);
+            for threads in [2, 3, 8] {
+                let nodes = parallel_tree(&dir, &excludes, 1_000, threads)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(serde_json::to_string(&nodes).unwrap(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn a_tree_over_the_budget_is_left_to_one_thread() {
+        let (_root, dir) = fixture();
+        let excludes = Patterns::new(&[]).unwrap();
+        let all = Node::count(&parallel_tree(&dir, &excludes, 1_000, 2).unwrap().unwrap());
+        assert_eq!(all, 13);
+        for budget in [3, 8, all - 1] {
+            assert!(parallel_tree(&dir, &excludes, budget, 2).unwrap().is_none());
+            let (_, truncated) = one_thread(&dir, &excludes, budget);
+            assert!(truncated, "{budget}");
+        }
+        assert!(parallel_tree(&dir, &excludes, all, 2).unwrap().is_some());
+    }
 }

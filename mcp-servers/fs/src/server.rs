@@ -7,7 +7,7 @@ use std::{
 };
 
 use base64::Engine;
-use mcp_core::{OutputCap, ToolError, structured};
+use mcp_core::{OutputCap, ToolError, structured, structured_value};
 use rmcp::{
     RoleServer, ServerHandler,
     handler::server::{common::schema_for_output, router::tool::ToolRouter, wrapper::Parameters},
@@ -703,14 +703,26 @@ impl FsServer {
                 &args.exclude_patterns,
                 self.limits.max_entries * 10,
             )?;
-            // Compact: the same tree in about half the bytes a model has to read.
-            let mut text = serde_json::to_string(&tree).unwrap_or_default();
+            let output = TreeOutput { tree, truncated };
+            // Compact: the same tree in about half the bytes a model has to read. A large tree's
+            // text and structured copy are built on two threads at once.
+            let text = || serde_json::to_string(&output.tree).unwrap_or_default();
+            let value = || serde_json::to_value(&output).unwrap_or_default();
+            let (mut text, value) = if search::Node::count(&output.tree) > 5_000 {
+                std::thread::scope(|scope| {
+                    let value = scope.spawn(value);
+                    let text = text();
+                    (text, value.join().unwrap_or_default())
+                })
+            } else {
+                (text(), value())
+            };
             if truncated {
                 text.push_str(
                     "\n[tree truncated at the entry limit; list subdirectories separately]",
                 );
             }
-            Ok(structured(text, &TreeOutput { tree, truncated }))
+            Ok(structured_value(text, value))
         })
     }
 
