@@ -137,14 +137,24 @@ fn text_table(rows: &Rows) -> String {
         }
         out.push_str(&column.name);
     }
-    for row in &rows.rows {
-        out.push('\n');
-        for (i, value) in row.iter().enumerate() {
-            if i > 0 {
-                out.push_str(" | ");
-            }
-            push_cell(&mut out, value);
+    // A long result's second half is written on another thread meanwhile.
+    if rows.rows.len() >= PARALLEL_TABLE_ROWS {
+        let (first, second) = rows.rows.split_at(rows.rows.len() / 2);
+        let rest = std::thread::scope(|scope| {
+            let rest = scope.spawn(|| {
+                let mut rest = String::with_capacity(64 * second.len());
+                push_lines(&mut rest, second);
+                rest
+            });
+            push_lines(&mut out, first);
+            rest.join()
+        });
+        match rest {
+            Ok(rest) => out.push_str(&rest),
+            Err(_) => push_lines(&mut out, second),
         }
+    } else {
+        push_lines(&mut out, &rows.rows);
     }
     let count = rows.rows.len();
     let _ = write!(out, "\n({count} row{})", if count == 1 { "" } else { "s" });
@@ -155,6 +165,22 @@ fn text_table(rows: &Rows) -> String {
         );
     }
     out
+}
+
+/// Results this long have their text table written on two threads.
+const PARALLEL_TABLE_ROWS: usize = 2_000;
+
+/// Rows as lines of the text table, each after a newline.
+fn push_lines(out: &mut String, rows: &[Vec<Value>]) {
+    for row in rows {
+        out.push('\n');
+        for (i, value) in row.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" | ");
+            }
+            push_cell(out, value);
+        }
+    }
 }
 
 /// One cell as text: NULL, a string with its newlines escaped, or the JSON of anything else;
@@ -537,6 +563,33 @@ mod tests {
         assert_eq!(lines[3], format!("3 | {}…", "é".repeat(MAX_CELL_CHARS)));
         assert_eq!(lines[4], "(3 rows)");
         assert!(lines[5].contains("cursor \"3\""));
+    }
+
+    #[test]
+    fn a_long_table_written_on_two_threads_keeps_its_order() {
+        let rows = |count: usize| Rows {
+            columns: vec![crate::db::Column {
+                name: "n".into(),
+                type_name: "integer".into(),
+            }],
+            rows: (0..count).map(|n| vec![n.into()]).collect(),
+            truncated: false,
+            next_cursor: None,
+        };
+        for count in [
+            PARALLEL_TABLE_ROWS - 1,
+            PARALLEL_TABLE_ROWS,
+            2 * PARALLEL_TABLE_ROWS + 1,
+        ] {
+            let text = text_table(&rows(count));
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), count + 2);
+            assert_eq!(lines[0], "n");
+            for (n, line) in lines[1..=count].iter().enumerate() {
+                assert_eq!(*line, n.to_string());
+            }
+            assert_eq!(lines[count + 1], format!("({count} rows)"));
+        }
     }
 
     #[test]
