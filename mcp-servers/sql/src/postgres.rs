@@ -2,7 +2,8 @@
 //! runs in `START TRANSACTION READ ONLY` with `SET LOCAL statement_timeout`, through the extended
 //! protocol, where one prepared statement cannot carry a second (`COMMIT; DROP …` is refused by
 //! the server's parser), and must be a statement that returns rows (so `COPY`, `DO`, `SET` and
-//! friends never run). Names in introspection are bound parameters, never SQL text.
+//! friends never run). Names in introspection are bound parameters, never SQL text. A query
+//! without parameters runs as a cursor, in one round trip, and only its page is computed.
 
 use std::{str::FromStr, time::Duration};
 
@@ -158,40 +159,54 @@ impl Postgres {
         self.options.timeout.as_millis().max(1)
     }
 
+    /// Opens every read: a read-only transaction with the statement timeout.
+    fn begin_read_only(&self) -> String {
+        format!(
+            "START TRANSACTION READ ONLY; SET LOCAL statement_timeout = {}",
+            self.timeout_ms()
+        )
+    }
+
     /// Runs `work` in a read-only transaction with the statement timeout, then rolls back.
     /// `prepare`, if given, is prepared in the same round trip as the transaction's start and
-    /// handed to `work`: a `query` costs two round trips (start + prepare, then execute), with
-    /// the rollback riding ahead of the connection's next use.
+    /// handed to `work`: a prepared query costs two round trips (start + prepare, then
+    /// execute), with the rollback riding ahead of the connection's next use.
     async fn read<T>(
         &self,
         prepare: Option<&str>,
         work: impl AsyncFnOnce(&Client, Option<Prepared>) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let mut in_flight = self.in_flight().await?;
-        let client: &Client = in_flight.client()?;
         let timeout = self.options.timeout;
-        let fail = |e| pg_error(e, timeout);
-        let outer = timeout + Duration::from_secs(5);
-        let begin = format!(
-            "START TRANSACTION READ ONLY; SET LOCAL statement_timeout = {}",
-            self.timeout_ms()
-        );
-        let run = async {
+        self.in_transaction(async |client, begin| {
             // Parse and Describe run nothing, so they may travel with the start; nothing is
             // executed before the start's answer says the transaction is open and read-only.
             let (began, statement) = match prepare {
                 Some(sql) => {
                     let (began, statement) =
-                        futures::join!(client.batch_execute(&begin), client.prepare(sql));
+                        futures::join!(client.batch_execute(begin), client.prepare(sql));
                     (began, Some(statement))
                 }
-                None => (client.batch_execute(&begin).await, None),
+                None => (client.batch_execute(begin).await, None),
             };
-            began.map_err(fail)?;
+            began.map_err(|e| pg_error(e, timeout))?;
             work(client, statement).await
-        };
+        })
+        .await
+    }
+
+    /// Runs `work` on a pooled connection, which must start its transaction with `begin` (the
+    /// second argument) before anything else, and rolls back afterwards.
+    async fn in_transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&Client, &str) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut in_flight = self.in_flight().await?;
+        let client: &Client = in_flight.client()?;
+        let timeout = self.options.timeout;
+        let begin = self.begin_read_only();
         // The server's timeout should fire first; this one covers a server that stops answering.
-        let result = tokio::time::timeout(outer, run).await;
+        let result =
+            tokio::time::timeout(timeout + Duration::from_secs(5), work(client, &begin)).await;
         if result.is_ok() {
             // Queued, not awaited: the request is on its way once polled, and the connection's
             // next use waits behind its answer. (A call cut short closes the connection instead,
@@ -395,6 +410,61 @@ impl Postgres {
     }
 
     pub async fn query(&self, request: QueryRequest) -> Result<Rows, DbError> {
+        if request.params.is_empty()
+            && let Some(rows) = self.query_by_cursor(&request).await?
+        {
+            return Ok(rows);
+        }
+        self.query_prepared(request).await
+    }
+
+    /// A query in one round trip: the transaction's start, `DECLARE … CURSOR FOR` the query and
+    /// `FETCH` of one page (and one row more, to know whether there is more) go out together;
+    /// the rollback follows without being waited for. Safe to send at once because a cursor is declared only for a query
+    /// (SELECT, VALUES, TABLE, WITH without data-modifying parts: never COPY, DO or SET) and only
+    /// inside a transaction block, so nothing runs unless the read-only transaction began.
+    /// `None` when PostgreSQL would not declare it: [`Self::query_prepared`] then runs it or
+    /// says why not, with positions in the caller's own text.
+    async fn query_by_cursor(&self, request: &QueryRequest) -> Result<Option<Rows>, DbError> {
+        const DECLARE: &str = "DECLARE mcp_query NO SCROLL CURSOR FOR ";
+        let timeout = self.options.timeout;
+        let fail = |e| pg_error(e, timeout).after_prefix(DECLARE);
+        let declare = format!("{DECLARE}{}", request.sql);
+        // FETCH counts are 32-bit; a cursor further out than that reads to the end.
+        let wanted = request
+            .offset
+            .saturating_add(request.max_rows)
+            .saturating_add(1);
+        let fetch = match i32::try_from(wanted) {
+            Ok(count) => format!("FETCH FORWARD {count} FROM mcp_query"),
+            Err(_) => "FETCH FORWARD ALL FROM mcp_query".to_owned(),
+        };
+        let no_params = std::iter::empty::<(&dyn ToSql, Type)>;
+        self.in_transaction(async |client, begin| {
+            let (began, declared, fetched) = futures::join!(
+                client.batch_execute(begin),
+                client.query_typed_raw(&declare, no_params()),
+                client.query_typed_raw(&fetch, no_params()),
+            );
+            began.map_err(fail)?;
+            if declared.is_err() {
+                return Ok(None);
+            }
+            let mut sink = RowSink::new(request);
+            let columns = collect(fetched.map_err(fail)?, &mut sink, fail).await?;
+            // An empty answer carries no columns; the statement's description does.
+            let columns = match columns {
+                Some(columns) => columns,
+                None => columns_of(client.prepare(&request.sql).await.map_err(fail)?.columns()),
+            };
+            Ok(Some(sink.finish(columns)))
+        })
+        .await
+    }
+
+    /// A query prepared first (two round trips): with parameters, whose types PostgreSQL infers
+    /// from the statement, and for statements a cursor cannot hold.
+    async fn query_prepared(&self, request: QueryRequest) -> Result<Rows, DbError> {
         let timeout = self.options.timeout;
         self.read(Some(&request.sql), async |t, prepared| {
             let fail = |e| pg_error(e, timeout);
@@ -403,34 +473,13 @@ impl Postgres {
                 return Err(DbError::refused_statement("PostgreSQL"));
             }
             let params = bind(&statement, &request.params)?;
-            let columns = statement
-                .columns()
-                .iter()
-                .map(|c| Column {
-                    name: c.name().to_owned(),
-                    type_name: c.type_().name().to_owned(),
-                })
-                .collect();
             let stream = t
                 .query_raw(&statement, params.iter().map(|p| p as &dyn ToSql))
                 .await
                 .map_err(fail)?;
             let mut sink = RowSink::new(&request);
-            let mut stream = std::pin::pin!(stream);
-            while let Some(row) = stream.next().await {
-                let row = row.map_err(fail)?;
-                if !sink.wants() {
-                    continue;
-                }
-                let values = (0..row.len())
-                    .map(|i| row.try_get::<_, Cell>(i).map(|cell| cell.0))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(fail)?;
-                if !sink.push(values) {
-                    break;
-                }
-            }
-            Ok(sink.finish(columns))
+            collect(stream, &mut sink, fail).await?;
+            Ok(sink.finish(columns_of(statement.columns())))
         })
         .await
     }
@@ -497,6 +546,43 @@ impl Postgres {
         in_flight.done = result.is_ok();
         result.unwrap_or_else(|_| Err(DbError::timed_out(timeout)))
     }
+}
+
+/// Rows into the sink until it is full; the columns, if any row came.
+async fn collect(
+    stream: tokio_postgres::RowStream,
+    sink: &mut RowSink,
+    fail: impl Fn(tokio_postgres::Error) -> DbError,
+) -> Result<Option<Vec<Column>>, DbError> {
+    let mut columns = None;
+    let mut stream = std::pin::pin!(stream);
+    while let Some(row) = stream.next().await {
+        let row = row.map_err(&fail)?;
+        if columns.is_none() {
+            columns = Some(columns_of(row.columns()));
+        }
+        if !sink.wants() {
+            continue;
+        }
+        let values = (0..row.len())
+            .map(|i| row.try_get::<_, Cell>(i).map(|cell| cell.0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&fail)?;
+        if !sink.push(values) {
+            break;
+        }
+    }
+    Ok(columns)
+}
+
+fn columns_of(columns: &[tokio_postgres::Column]) -> Vec<Column> {
+    columns
+        .iter()
+        .map(|c| Column {
+            name: c.name().to_owned(),
+            type_name: c.type_().name().to_owned(),
+        })
+        .collect()
 }
 
 /// What [`Postgres::read`] prepared alongside the transaction's start.

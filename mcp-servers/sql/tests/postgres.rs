@@ -244,6 +244,42 @@ async fn the_tools_answer_on_postgres() {
         "{}",
         text(&rows)
     );
+    // Without parameters a query goes through a cursor (one round trip): the same answer.
+    let literal = client
+        .call(
+            "query",
+            json!({
+                "sql": "SELECT o.id, t.name, o.total, o.tags, o.meta, o.state, o.ref, o.took, o.photo, t.created
+                        FROM orders o JOIN t ON t.id = o.customer_id
+                        WHERE o.customer_id = 1 AND o.total > '1.00' ORDER BY o.id"
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok(&literal), data);
+    // An empty answer still names its columns; a statement no cursor can hold still runs.
+    let empty = client
+        .call(
+            "query",
+            json!({ "sql": "SELECT id, name, created FROM t WHERE false" }),
+        )
+        .await
+        .unwrap();
+    let prepared_empty = client
+        .call(
+            "query",
+            json!({ "sql": "SELECT id, name, created FROM t WHERE id = $1", "params": [-1] }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok(&empty)["rows"], json!([]));
+    assert_eq!(ok(&empty)["columns"].as_array().unwrap().len(), 3);
+    assert_eq!(ok(&empty)["columns"], ok(&prepared_empty)["columns"]);
+    let shown = client
+        .call("query", json!({ "sql": "SHOW statement_timeout" }))
+        .await
+        .unwrap();
+    assert_eq!(ok(&shown)["rows"].as_array().unwrap().len(), 1);
 
     // Paging: 2,500 rows in pages of 1,000.
     let first = client
@@ -261,6 +297,27 @@ async fn the_tools_answer_on_postgres() {
         .unwrap();
     assert_eq!(ok(&last)["rows"][0][0], 2001);
     assert_eq!(ok(&last)["truncated"], false);
+    // Only the page (and one row more) is computed, not the whole result: each computed row
+    // takes a session advisory lock (allowed in a read-only transaction, and it outlives it).
+    let page = client
+        .call(
+            "query",
+            json!({ "sql": "SELECT id, pg_try_advisory_lock(424242, id) FROM t", "max_rows": 10 }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok(&page)["rows"].as_array().unwrap().len(), 10);
+    assert_eq!(ok(&page)["truncated"], true);
+    let locks: i64 = support::pg::admin(&name)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 424242",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 11);
 
     let plan = client
         .call(
