@@ -113,27 +113,41 @@ where
     Ok(())
 }
 
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let interrupt = tokio::signal::ctrl_c();
+/// Installs the SIGINT and SIGTERM handlers now, before anything is served (a signal that came
+/// before a spawned task first ran would otherwise kill the process outright), and returns what
+/// cancels `shutdown` when one of them arrives.
+fn cancel_on_signal(shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    {
+    let signals = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
+        [
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ]
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let [interrupt, terminate] = signals.map(|watched| async move {
+                match watched {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot watch a signal");
+                        std::future::pending::<()>().await;
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM");
-                let _ = interrupt.await;
+            });
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate => {}
             }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        shutdown.cancel();
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    shutdown.cancel();
 }
 
 /// A running HTTP listener serving Streamable HTTP and/or legacy SSE.
