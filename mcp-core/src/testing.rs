@@ -24,7 +24,10 @@ use std::ops::Deref;
 
 use rmcp::{
     ClientHandler, RoleClient, ServerHandler, ServiceExt,
-    model::{CallToolRequestParams, CallToolResult, ClientConfig, ContentBlock, ProtocolVersion},
+    model::{
+        CallToolRequestParams, CallToolResult, ClientConfig, ContentBlock,
+        ProgressNotificationParam, ProtocolVersion,
+    },
     service::{ClientLifecycleMode, RunningService, ServiceError, serve_client_with_lifecycle},
     transport::{
         StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
@@ -172,6 +175,40 @@ pub async fn connect_client<H: ServerHandler, C: ClientHandler>(
     });
     let client = serve_client_with_lifecycle(client, client_io, lifecycle(era)).await?;
     Ok(TestClient { client, server })
+}
+
+/// A client that keeps every progress notification it receives (for tests of long tools that
+/// report progress); clones share what was received.
+#[derive(Clone, Default)]
+pub struct ProgressRecorder {
+    received: std::sync::Arc<std::sync::Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+impl ProgressRecorder {
+    /// The notifications received so far, in order.
+    pub fn received(&self) -> Vec<ProgressNotificationParam> {
+        self.received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ClientHandler for ProgressRecorder {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::default()
+    }
+
+    async fn on_progress(
+        &self,
+        progress: ProgressNotificationParam,
+        _: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        self.received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(progress);
+    }
 }
 
 /// The text blocks of a tool result, joined by newlines.

@@ -5,20 +5,15 @@
 
 mod support;
 
-use std::{
-    path::Path,
-    process::Stdio,
-    sync::{Arc, Mutex},
-};
+use std::{path::Path, process::Stdio};
 
+use mcp_core::testing::ProgressRecorder;
 use rmcp::{
-    ClientHandler, RoleClient, ServiceExt as _,
+    RoleClient, ServiceExt as _,
     model::{
-        CallToolRequestParams, CallToolResult, ClientConfig, NumberOrString,
-        ProgressNotificationParam, ProgressToken, ReadResourceRequestParams,
-        RequestParamsMeta as _,
+        CallToolRequestParams, CallToolResult, NumberOrString, ProgressToken,
+        ReadResourceRequestParams, RequestParamsMeta as _,
     },
-    service::NotificationContext,
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
@@ -34,32 +29,13 @@ fn cli(args: &[&str], data: &Path) -> std::process::Output {
         .unwrap()
 }
 
-#[derive(Clone, Default)]
-struct Recorder {
-    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
-}
-
-impl ClientHandler for Recorder {
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::default()
-    }
-
-    async fn on_progress(
-        &self,
-        progress: ProgressNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        self.progress.lock().unwrap().push(progress);
-    }
-}
-
 fn structured(result: &CallToolResult) -> Value {
     assert_ne!(result.is_error, Some(true), "{result:?}");
     result.structured_content.clone().unwrap()
 }
 
 async fn call(
-    client: &rmcp::service::RunningService<RoleClient, Recorder>,
+    client: &rmcp::service::RunningService<RoleClient, ProgressRecorder>,
     name: &str,
     arguments: Value,
 ) -> CallToolResult {
@@ -189,7 +165,7 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let recorder = Recorder::default();
+    let recorder = ProgressRecorder::default();
     let client = recorder.clone().serve(transport).await.unwrap();
 
     let tools: Vec<String> = client
@@ -263,7 +239,7 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
     // Every notification is sent before the response; rmcp's client may hand the last ones to
     // its handler a moment after returning the response.
     for _ in 0..100 {
-        let seen = recorder.progress.lock().unwrap().clone();
+        let seen = recorder.received();
         if seen.iter().any(|p| {
             p.total == Some(p.progress)
                 && p.message
@@ -274,7 +250,7 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let progress = recorder.progress.lock().unwrap().clone();
+    let progress = recorder.received();
     assert!(!progress.is_empty(), "no progress notifications");
     // One token (rmcp's client puts its own on every request), distinct values (rmcp's client
     // may hand them to the handler out of order), and the end reported.
@@ -349,7 +325,7 @@ async fn serve_watch_follows_the_folder() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let client = Recorder::default().serve(transport).await.unwrap();
+    let client = ProgressRecorder::default().serve(transport).await.unwrap();
     let find = async |query: &str| -> Vec<String> {
         let found =
             structured(&call(&client, "search", json!({"query": query, "mode": "bm25"})).await);

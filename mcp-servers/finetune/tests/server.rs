@@ -183,7 +183,7 @@ async fn validate_launch_watch_cancel_resume_and_quantize() {
     let gguf = created["job"]["artifacts"][2]["path"].as_str().unwrap();
     assert!(std::fs::read(gguf).unwrap().starts_with(b"GGUF"));
     assert!(gguf.ends_with("model-counting-q8_0.gguf"), "{gguf}");
-    let progress = server.recorder.progress.lock().unwrap().clone();
+    let progress = server.recorder.received();
     assert!(progress.len() >= 2, "{progress:?}");
     assert!(
         progress.windows(2).all(|w| w[0].progress < w[1].progress),

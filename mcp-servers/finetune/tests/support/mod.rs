@@ -5,44 +5,25 @@
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
+use mcp_core::testing::ProgressRecorder;
 use rmcp::{
-    ClientHandler, RoleClient, ServiceExt as _,
-    model::{CallToolRequestParams, CallToolResult, ClientConfig, ProgressNotificationParam},
-    service::{NotificationContext, RunningService},
+    RoleClient, ServiceExt as _,
+    model::{CallToolRequestParams, CallToolResult},
+    service::RunningService,
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
 
 pub const MCP_FINETUNE: &str = env!("CARGO_BIN_EXE_mcp-finetune");
 
-pub type Client = RunningService<RoleClient, Recorder>;
-
-#[derive(Clone, Default)]
-pub struct Recorder {
-    pub progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
-}
-
-impl ClientHandler for Recorder {
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::default()
-    }
-
-    async fn on_progress(
-        &self,
-        progress: ProgressNotificationParam,
-        _: NotificationContext<RoleClient>,
-    ) {
-        self.progress.lock().unwrap().push(progress);
-    }
-}
+pub type Client = RunningService<RoleClient, ProgressRecorder>;
 
 pub struct Server {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: ProgressRecorder,
     pub pid: u32,
 }
 
@@ -62,7 +43,7 @@ pub async fn start_with(data: &Path, env: &[(&str, &Path)]) -> Server {
         .spawn()
         .unwrap();
     let pid = transport.id().unwrap();
-    let recorder = Recorder::default();
+    let recorder = ProgressRecorder::default();
     let client = recorder.clone().serve(transport).await.unwrap();
     Server {
         client,
