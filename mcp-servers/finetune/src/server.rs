@@ -473,11 +473,10 @@ impl FinetuneServer {
         loop {
             let view = self.manager.get(id).map_err(tool_error)?;
             if let Some(token) = &token
+                && let Some(total) = view.job.total_steps
                 && last_step != Some(view.job.step)
-                && view.job.total_steps.is_some()
             {
                 last_step = Some(view.job.step);
-                let total = view.job.total_steps.unwrap_or(0);
                 let loss = view
                     .latest_metrics
                     .as_ref()

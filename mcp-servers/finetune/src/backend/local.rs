@@ -13,7 +13,6 @@ use std::{
 use futures::future::BoxFuture;
 
 use super::{Backend, BackendError, BackendInfo, LOG_FILE, OUTPUT_FILE, RunState, Submission};
-use crate::train::STOP_FILE;
 
 pub struct Local {
     capacity: usize,
@@ -85,7 +84,7 @@ impl Backend for Local {
                         BackendError(format!("{}: {error}", run.dir.join(name).display()))
                     })
             };
-            let _ = std::fs::remove_file(run.dir.join(STOP_FILE));
+            super::clear_stop(run.dir);
             let child = std::process::Command::new(&run.program)
                 .args(&run.args)
                 .envs(run.env.iter().map(|(k, v)| (k, v)))
@@ -152,9 +151,6 @@ impl Backend for Local {
         _backend_ref: &'a str,
         dir: &'a Path,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async move {
-            std::fs::write(dir.join(STOP_FILE), b"")
-                .map_err(|error| BackendError(format!("{}: {error}", dir.display())))
-        })
+        Box::pin(async move { super::request_stop(dir) })
     }
 }

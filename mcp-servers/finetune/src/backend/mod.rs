@@ -105,6 +105,17 @@ pub trait Backend: Send + Sync {
 pub const OUTPUT_FILE: &str = "output.jsonl";
 pub const LOG_FILE: &str = "trainer.log";
 
+/// Asks the trainer running in `dir` to stop at its next step (it checkpoints first).
+pub fn request_stop(dir: &Path) -> Result<(), BackendError> {
+    std::fs::write(dir.join(crate::train::STOP_FILE), b"")
+        .map_err(|error| BackendError(format!("{}: {error}", dir.display())))
+}
+
+/// Takes back a stop request left by an earlier run, before the trainer starts (again).
+pub fn clear_stop(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(crate::train::STOP_FILE));
+}
+
 /// Bytes of a file from `from` on, at most `max` (a missing file is empty: not started yet).
 pub fn read_from(path: &Path, from: u64, max: usize) -> Result<Vec<u8>, BackendError> {
     use std::io::{Read, Seek, SeekFrom};

@@ -9,7 +9,6 @@ use futures::future::BoxFuture;
 use tokio::process::Command;
 
 use super::{Backend, BackendError, BackendInfo, LOG_FILE, OUTPUT_FILE, RunState, Submission};
-use crate::train::STOP_FILE;
 
 /// `#SBATCH` options from the server's command line.
 #[derive(Debug, Clone, Default)]
@@ -166,7 +165,7 @@ impl Backend for Slurm {
             let path = run.dir.join("job.sbatch");
             std::fs::write(&path, script.join("\n") + "\n")
                 .map_err(|error| BackendError(format!("{}: {error}", path.display())))?;
-            let _ = std::fs::remove_file(run.dir.join(STOP_FILE));
+            super::clear_stop(run.dir);
             let out = cli("sbatch", &["--parsable", &path.display().to_string()]).await?;
             // `--parsable` prints `id` or `id;cluster`.
             let id = out.trim().split(';').next().unwrap_or("").to_owned();
@@ -222,8 +221,7 @@ impl Backend for Slurm {
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let id = job_id(backend_ref)?;
-            std::fs::write(dir.join(STOP_FILE), b"")
-                .map_err(|error| BackendError(format!("{}: {error}", dir.display())))?;
+            super::request_stop(dir)?;
             // Still waiting for a node: it never started, so there is nothing to checkpoint.
             if let Ok(out) = cli("squeue", &["-h", "-j", id, "-o", "%T"]).await
                 && parse_state(out.trim(), "") == Some(RunState::Pending)
