@@ -168,26 +168,35 @@ impl Postgres {
     }
 
     /// Runs `work` in a read-only transaction with the statement timeout, then rolls back.
-    /// `prepare`, if given, is prepared in the same round trip as the transaction's start and
-    /// handed to `work`: a prepared query costs two round trips (start + prepare, then
-    /// execute), with the rollback riding ahead of the connection's next use.
     async fn read<T>(
         &self,
-        prepare: Option<&str>,
-        work: impl AsyncFnOnce(&Client, Option<Prepared>) -> Result<T, DbError>,
+        work: impl AsyncFnOnce(&Client) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let timeout = self.options.timeout;
+        self.in_transaction(async |client, begin| {
+            client
+                .batch_execute(begin)
+                .await
+                .map_err(|e| pg_error(e, timeout))?;
+            work(client).await
+        })
+        .await
+    }
+
+    /// [`Self::read`] with `sql` prepared in the same round trip as the transaction's start and
+    /// handed to `work` (whose error it is to report): a prepared query costs two round trips
+    /// (start + prepare, then execute), the rollback riding ahead of the connection's next use.
+    async fn read_prepared<T>(
+        &self,
+        sql: &str,
+        work: impl AsyncFnOnce(&Client, Result<Statement, tokio_postgres::Error>) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let timeout = self.options.timeout;
         self.in_transaction(async |client, begin| {
             // Parse and Describe run nothing, so they may travel with the start; nothing is
             // executed before the start's answer says the transaction is open and read-only.
-            let (began, statement) = match prepare {
-                Some(sql) => {
-                    let (began, statement) =
-                        futures::join!(client.batch_execute(begin), client.prepare(sql));
-                    (began, Some(statement))
-                }
-                None => (client.batch_execute(begin).await, None),
-            };
+            let (began, statement) =
+                futures::join!(client.batch_execute(begin), client.prepare(sql));
             began.map_err(|e| pg_error(e, timeout))?;
             work(client, statement).await
         })
@@ -235,7 +244,7 @@ impl Postgres {
              WHERE {USER_RELATIONS} AND ($1::text IS NULL OR n.nspname = $1) \
              ORDER BY 1, 2"
         );
-        self.read(None, async |t, _| {
+        self.read(async |t| {
             let rows = t
                 .query(&sql, &[&schema])
                 .await
@@ -266,7 +275,7 @@ impl Postgres {
              WHERE {USER_RELATIONS} AND c.relname = $1 \
                AND (($2::text IS NULL AND pg_table_is_visible(c.oid)) OR n.nspname = $2)"
         );
-        self.read(None, async |t, _| {
+        self.read(async |t| {
             let found = t.query_opt(&find, &[&table, &schema]).await.map_err(fail)?;
             let Some(found) = found else {
                 return Err(DbError::new(format!(
@@ -390,7 +399,7 @@ impl Postgres {
              ) found ORDER BY rank, schema, tbl, col LIMIT $2"
         );
         let limit = limit as i64;
-        self.read(None, async |t, _| {
+        self.read(async |t| {
             let rows = t
                 .query(&sql, &[&pattern, &limit])
                 .await
@@ -466,9 +475,9 @@ impl Postgres {
     /// from the statement, and for statements a cursor cannot hold.
     async fn query_prepared(&self, request: QueryRequest) -> Result<Rows, DbError> {
         let timeout = self.options.timeout;
-        self.read(Some(&request.sql), async |t, prepared| {
+        self.read_prepared(&request.sql, async |t, prepared| {
             let fail = |e| pg_error(e, timeout);
-            let statement = prepared.ok_or_else(unprepared)?.map_err(fail)?;
+            let statement = prepared.map_err(fail)?;
             if statement.columns().is_empty() {
                 return Err(DbError::refused_statement("PostgreSQL"));
             }
@@ -487,9 +496,9 @@ impl Postgres {
     pub async fn explain(&self, sql: String, params: Vec<Value>) -> Result<String, DbError> {
         const PREFIX: &str = "EXPLAIN ";
         let timeout = self.options.timeout;
-        self.read(Some(&format!("{PREFIX}{sql}")), async |t, prepared| {
+        self.read_prepared(&format!("{PREFIX}{sql}"), async |t, prepared| {
             let fail = |e| pg_error(e, timeout).after_prefix(PREFIX);
-            let statement = prepared.ok_or_else(unprepared)?.map_err(fail)?;
+            let statement = prepared.map_err(fail)?;
             let count = statement.params().len();
             // Without values, placeholders are planned as NULL: say so.
             let (values, note) = if params.is_empty() && count > 0 {
@@ -583,13 +592,6 @@ fn columns_of(columns: &[tokio_postgres::Column]) -> Vec<Column> {
             type_name: c.type_().name().to_owned(),
         })
         .collect()
-}
-
-/// What [`Postgres::read`] prepared alongside the transaction's start.
-type Prepared = Result<Statement, tokio_postgres::Error>;
-
-fn unprepared() -> DbError {
-    DbError::new("internal error: the statement was not prepared")
 }
 
 /// An error and its causes ("error performing TLS handshake: invalid peer certificate: …").
