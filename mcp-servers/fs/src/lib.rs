@@ -5,6 +5,8 @@
 //! Every path is matched to an allowed directory by whole components, then used only through
 //! that directory's [`cap_std::fs::Dir`], which resolves it beneath the directory in the kernel:
 //! prefix siblings, `..`, symlinks pointing out (even ones swapped in mid-request) all fail.
+//! Walks go down from such a directory one listed name at a time, never through a link
+//! ([`walk`]).
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -21,6 +23,7 @@ pub mod ops;
 pub mod sandbox;
 pub mod search;
 pub mod server;
+pub mod walk;
 
 pub use sandbox::{Sandbox, SandboxError};
 pub use server::{FsServer, Limits, WRITE_TOOLS};

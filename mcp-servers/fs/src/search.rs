@@ -1,20 +1,22 @@
-//! Walking, matching and searching: trees and globs through the sandboxed `Dir`, content search
-//! with ripgrep's crates (`ignore` for .gitignore-aware walking, `grep-searcher` for matching),
-//! every file opened through the sandbox.
+//! Walking, matching and searching: trees and globs from a sandboxed directory (through
+//! [`crate::walk`]), content search with ripgrep's crates (`ignore` for .gitignore-aware
+//! walking, `grep-searcher` for matching), every file opened through the sandbox.
 
 use std::{
     io::{BufRead, BufReader, Read, Seek, SeekFrom},
     path::Path,
 };
 
-use cap_std::fs::Dir;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use grep_regex::RegexMatcherBuilder;
 use grep_searcher::{Searcher, SearcherBuilder, Sink, SinkContext, SinkMatch};
 use mcp_core::ToolError;
 use serde::Serialize;
 
-use crate::sandbox::{Resolved, SandboxError};
+use crate::{
+    sandbox::{Resolved, SandboxError},
+    walk::{Entry, WalkDir},
+};
 
 /// The first `n` lines, reading at most `max_bytes` (a file without newlines cannot make it read
 /// more).
@@ -188,18 +190,11 @@ impl Patterns {
 /// Depth-first over `rel` beneath `dir`, by name, calling `visit` with each entry's path
 /// relative to the start and whether it is a directory. `visit` returns whether to go on.
 fn walk(
-    dir: &Dir,
+    dir: &mut WalkDir,
     relative: &Path,
     visit: &mut dyn FnMut(&Path, bool) -> Visit,
 ) -> std::io::Result<bool> {
-    let mut entries: Vec<(std::ffi::OsString, bool)> = Vec::new();
-    for entry in dir.entries()? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        entries.push((entry.file_name(), kind.is_dir() && !kind.is_symlink()));
-    }
-    entries.sort();
-    for (name, is_dir) in entries {
+    for Entry { name, is_dir } in dir.entries()? {
         let path = relative.join(&name);
         match visit(&path, is_dir) {
             Visit::Stop => return Ok(false),
@@ -207,8 +202,8 @@ fn walk(
             Visit::Descend if is_dir => {
                 // An unreadable subdirectory is left out rather than failing the whole walk.
                 let below = dir
-                    .open_dir(&name)
-                    .and_then(|child| walk(&child, &path, visit));
+                    .open(&name)
+                    .and_then(|mut child| walk(&mut child, &path, visit));
                 if let Ok(false) = below {
                     return Ok(false);
                 }
@@ -265,15 +260,19 @@ pub fn tree(
 ) -> Result<(Vec<Node>, bool), ToolError> {
     let excludes = Patterns::new(excludes)?;
     let fail = |error| crate::server::tool_error(resolved.error(error));
-    let start = resolved.dir().open_dir(&resolved.rel).map_err(fail)?;
+    let mut start = resolved
+        .dir()
+        .open_dir(&resolved.rel)
+        .and_then(WalkDir::new)
+        .map_err(fail)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     if threads > 1
-        && let Some(nodes) = parallel_tree(&start, &excludes, budget, threads).map_err(fail)?
+        && let Some(nodes) = parallel_tree(&mut start, &excludes, budget, threads).map_err(fail)?
     {
         return Ok((nodes, false));
     }
     let mut budget = Budget::new(budget, None);
-    let nodes = build(&start, Path::new(""), &excludes, &mut budget).map_err(fail)?;
+    let nodes = build(&mut start, Path::new(""), &excludes, &mut budget).map_err(fail)?;
     Ok((nodes, budget.truncated))
 }
 
@@ -296,30 +295,15 @@ impl<'a> Budget<'a> {
     }
 }
 
-/// A directory's entries, sorted by name: (name, is a directory and not a link).
-fn list(dir: &Dir) -> std::io::Result<Vec<(String, bool)>> {
-    let mut entries = Vec::new();
-    for entry in dir.entries()? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        entries.push((
-            entry.file_name().to_string_lossy().into_owned(),
-            kind.is_dir() && !kind.is_symlink(),
-        ));
-    }
-    entries.sort();
-    Ok(entries)
-}
-
 /// The nodes under `dir`. Each level works on its own open handle: no path is resolved from the
 /// root again, and a directory swapped for a link mid-walk cannot lead the handle out.
 fn build(
-    dir: &Dir,
+    dir: &mut WalkDir,
     relative: &Path,
     excludes: &Patterns,
     budget: &mut Budget,
 ) -> std::io::Result<Vec<Node>> {
-    let entries = list(dir)?;
+    let entries = dir.entries()?;
     if let Some((listed, limit)) = budget.listed {
         let seen = listed.fetch_add(entries.len(), std::sync::atomic::Ordering::Relaxed);
         if seen + entries.len() > limit {
@@ -328,12 +312,13 @@ fn build(
         }
     }
     let mut nodes = Vec::with_capacity(entries.len());
-    for (name, is_dir) in entries {
+    for entry in entries {
+        let is_dir = entry.is_dir;
         if budget.truncated {
             break;
         }
         // The relative path is only needed to match excludes and to go down a level.
-        let path = (!excludes.is_empty() || is_dir).then(|| relative.join(&name));
+        let path = (!excludes.is_empty() || is_dir).then(|| relative.join(&entry.name));
         if let Some(path) = &path
             && excludes.matches(path)
         {
@@ -347,13 +332,13 @@ fn build(
         let children = if let Some(path) = path.filter(|_| is_dir) {
             // An unreadable subdirectory is shown empty rather than failing the whole walk.
             let below = dir
-                .open_dir(&name)
-                .and_then(|child| build(&child, &path, excludes, budget));
+                .open(&entry.name)
+                .and_then(|mut child| build(&mut child, &path, excludes, budget));
             Some(below.unwrap_or_default())
         } else {
             None
         };
-        nodes.push(Node::new(name, is_dir, children));
+        nodes.push(Node::new(entry.into_name(), is_dir, children));
     }
     Ok(nodes)
 }
@@ -361,7 +346,7 @@ fn build(
 /// [`build`] for the top level, its subdirectories shared out between `threads` threads (this
 /// one among them). `None` if the tree is larger than the budget.
 fn parallel_tree(
-    start: &Dir,
+    start: &mut WalkDir,
     excludes: &Patterns,
     budget: usize,
     threads: usize,
@@ -370,14 +355,17 @@ fn parallel_tree(
         Mutex,
         atomic::{AtomicUsize, Ordering},
     };
-    let top: Vec<(String, bool)> = list(start)?
+    let top: Vec<Entry> = start
+        .entries()?
         .into_iter()
-        .filter(|(name, _)| !excludes.matches(Path::new(name)))
+        .filter(|entry| !excludes.matches(Path::new(&entry.name)))
         .collect();
     if top.len() > budget {
         return Ok(None);
     }
-    let directories: Vec<usize> = (0..top.len()).filter(|&i| top[i].1).collect();
+    // The threads only open subdirectories of the start, which they may do at once.
+    let start = &*start;
+    let directories: Vec<usize> = (0..top.len()).filter(|&i| top[i].is_dir).collect();
     if directories.len() < 2 {
         return Ok(None);
     }
@@ -390,11 +378,11 @@ fn parallel_tree(
             if cut.load(Ordering::Relaxed) {
                 return;
             }
-            let name = &top[index].0;
+            let name = &top[index].name;
             let mut share = Budget::new(budget, Some((&listed, budget)));
             let nodes = start
-                .open_dir(name)
-                .and_then(|child| build(&child, Path::new(name), excludes, &mut share))
+                .open(name)
+                .and_then(|mut child| build(&mut child, Path::new(name), excludes, &mut share))
                 .unwrap_or_default();
             if share.truncated {
                 cut.store(true, Ordering::Relaxed);
@@ -418,8 +406,13 @@ fn parallel_tree(
     let nodes = top
         .into_iter()
         .zip(below)
-        .map(|((name, is_dir), children)| {
-            Node::new(name, is_dir, is_dir.then(|| children.unwrap_or_default()))
+        .map(|(entry, children)| {
+            let is_dir = entry.is_dir;
+            Node::new(
+                entry.into_name(),
+                is_dir,
+                is_dir.then(|| children.unwrap_or_default()),
+            )
         })
         .collect();
     Ok(Some(nodes))
@@ -437,11 +430,12 @@ pub fn find(
     let base = resolved.display();
     let mut found = Vec::new();
     let mut truncated = false;
-    let start = resolved
+    let mut start = resolved
         .dir()
         .open_dir(&resolved.rel)
+        .and_then(WalkDir::new)
         .map_err(|error| crate::server::tool_error(resolved.error(error)))?;
-    walk(&start, Path::new(""), &mut |path, _| {
+    walk(&mut start, Path::new(""), &mut |path, _| {
         if excludes.matches(path) {
             return Visit::Skip;
         }
@@ -614,7 +608,7 @@ mod tests {
     use super::*;
 
     /// Three top-level directories (one nested two deep, one empty), files beside them.
-    fn fixture() -> (tempfile::TempDir, Dir) {
+    fn fixture() -> (tempfile::TempDir, WalkDir) {
         let root = tempfile::tempdir().unwrap();
         for dir in ["a/x/y", "b", "c/z", "d"] {
             std::fs::create_dir_all(root.path().join(dir)).unwrap();
@@ -629,11 +623,12 @@ mod tests {
         ] {
             std::fs::write(root.path().join(file), "x").unwrap();
         }
-        let dir = Dir::open_ambient_dir(root.path(), cap_std::ambient_authority()).unwrap();
-        (root, dir)
+        let dir =
+            cap_std::fs::Dir::open_ambient_dir(root.path(), cap_std::ambient_authority()).unwrap();
+        (root, WalkDir::new(dir).unwrap())
     }
 
-    fn one_thread(dir: &Dir, excludes: &Patterns, budget: usize) -> (String, bool) {
+    fn one_thread(dir: &mut WalkDir, excludes: &Patterns, budget: usize) -> (String, bool) {
         let mut budget = Budget::new(budget, None);
         let nodes = build(dir, Path::new(""), excludes, &mut budget).unwrap();
         (serde_json::to_string(&nodes).unwrap(), budget.truncated)
@@ -641,13 +636,13 @@ mod tests {
 
     #[test]
     fn the_parallel_walk_gives_what_one_thread_gives() {
-        let (_root, dir) = fixture();
+        let (_root, mut dir) = fixture();
         for excludes in [vec![], vec!["b".to_owned(), "**/y".to_owned()]] {
             let excludes = Patterns::new(&excludes).unwrap();
-            let (expected, truncated) = one_thread(&dir, &excludes, 1_000);
+            let (expected, truncated) = one_thread(&mut dir, &excludes, 1_000);
             assert!(!truncated);
             for threads in [2, 3, 8] {
-                let nodes = parallel_tree(&dir, &excludes, 1_000, threads)
+                let nodes = parallel_tree(&mut dir, &excludes, 1_000, threads)
                     .unwrap()
                     .unwrap();
                 assert_eq!(serde_json::to_string(&nodes).unwrap(), expected);
@@ -657,15 +652,27 @@ mod tests {
 
     #[test]
     fn a_tree_over_the_budget_is_left_to_one_thread() {
-        let (_root, dir) = fixture();
+        let (_root, mut dir) = fixture();
         let excludes = Patterns::new(&[]).unwrap();
-        let all = Node::count(&parallel_tree(&dir, &excludes, 1_000, 2).unwrap().unwrap());
+        let all = Node::count(
+            &parallel_tree(&mut dir, &excludes, 1_000, 2)
+                .unwrap()
+                .unwrap(),
+        );
         assert_eq!(all, 13);
         for budget in [3, 8, all - 1] {
-            assert!(parallel_tree(&dir, &excludes, budget, 2).unwrap().is_none());
-            let (_, truncated) = one_thread(&dir, &excludes, budget);
+            assert!(
+                parallel_tree(&mut dir, &excludes, budget, 2)
+                    .unwrap()
+                    .is_none()
+            );
+            let (_, truncated) = one_thread(&mut dir, &excludes, budget);
             assert!(truncated, "{budget}");
         }
-        assert!(parallel_tree(&dir, &excludes, all, 2).unwrap().is_some());
+        assert!(
+            parallel_tree(&mut dir, &excludes, all, 2)
+                .unwrap()
+                .is_some()
+        );
     }
 }

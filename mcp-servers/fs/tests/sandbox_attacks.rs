@@ -386,6 +386,63 @@ async fn a_link_swapped_in_between_check_and_use_cannot_leak() {
     assert!(served > 0);
 }
 
+/// A walk lists a directory, then opens it: a directory swapped for a link to the outside in
+/// between is refused, not followed (in a subdirectory and at the top of a parallel walk).
+#[tokio::test]
+async fn a_directory_swapped_for_a_link_mid_walk_leads_nowhere() {
+    let f = Fixture::new();
+    for dir in ["a", "b", "c", "nested"] {
+        fs::create_dir(f.proj.join(dir)).unwrap();
+    }
+    let client = f.client().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flips = [f.proj.join("flip"), f.proj.join("nested/flip")];
+    let handle = {
+        let (flips, outside, stop) = (flips.clone(), f.outside.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for flip in &flips {
+                    let _ = fs::create_dir(flip);
+                    let _ = fs::write(flip.join("decoy.txt"), "harmless");
+                }
+                for flip in &flips {
+                    let _ = fs::remove_file(flip.join("decoy.txt"));
+                    let _ = fs::remove_dir(flip);
+                    let _ = symlink(&outside, flip);
+                }
+                for flip in &flips {
+                    let _ = fs::remove_file(flip);
+                }
+            }
+        })
+    };
+    let mut walked_the_directory = 0;
+    for round in 0..400 {
+        let (tool, args) = if round % 2 == 0 {
+            ("directory_tree", json!({ "path": f.p("") }))
+        } else {
+            (
+                "search_files",
+                json!({ "path": f.p(""), "pattern": "**/*.txt" }),
+            )
+        };
+        let result = client.call(tool, args).await.unwrap();
+        let shown = text(&result);
+        assert!(
+            !shown.contains("secret.txt"),
+            "{tool} followed a swapped-in link out: {shown}"
+        );
+        if shown.contains("decoy") {
+            walked_the_directory += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+    // The race was real: some walks went into the directory.
+    assert!(walked_the_directory > 0);
+    untouched(&f.outside);
+}
+
 #[tokio::test]
 async fn non_utf8_names_are_listed_without_breaking_anything() {
     use std::os::unix::ffi::OsStrExt;

@@ -459,6 +459,67 @@ async fn listing_trees_searching_and_info() {
     assert!(allowed.contains(&d.path.display().to_string()));
 }
 
+/// Over the entry limit (ten times `max_entries` for a tree), the tree keeps its first entries
+/// in name order, depth first, and says it was cut.
+#[tokio::test]
+async fn a_tree_over_the_entry_limit_is_cut_with_a_note() {
+    let d = Dir::new();
+    for top in ["a", "b", "c"] {
+        for sub in ["x", "y"] {
+            fs::create_dir_all(d.path.join(top).join(sub)).unwrap();
+            for file in ["1", "2"] {
+                fs::write(d.path.join(top).join(sub).join(file), "").unwrap();
+            }
+        }
+    }
+    /// Every name, depth first.
+    fn names(nodes: &serde_json::Value) -> Vec<String> {
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|node| {
+                let mut out = vec![node["name"].as_str().unwrap().to_owned()];
+                if let Some(children) = node.get("children") {
+                    out.extend(names(children));
+                }
+                out
+            })
+            .collect()
+    }
+
+    // 3 + 6 + 12 = 21 entries in all; a limit of 1 lets 10 through.
+    let small = Limits {
+        max_entries: 1,
+        ..Limits::default()
+    };
+    let client = connect(d.server(small, false)).await.unwrap();
+    let result = ok(&client, "directory_tree", json!({"path": d.p("")})).await;
+    let data = result.structured_content.clone().unwrap();
+    assert_eq!(data["truncated"], true);
+    assert_eq!(
+        names(&data["tree"]),
+        ["a", "x", "1", "2", "y", "1", "2", "b", "x", "1"]
+    );
+    assert!(
+        text(&result)
+            .ends_with("[tree truncated at the entry limit; list subdirectories separately]"),
+        "{}",
+        text(&result)
+    );
+
+    // Within the limit, the whole tree and no note.
+    let whole = ok(
+        &d.client().await,
+        "directory_tree",
+        json!({"path": d.p("")}),
+    )
+    .await;
+    let data = whole.structured_content.unwrap();
+    assert_eq!(data["truncated"], false);
+    assert_eq!(names(&data["tree"]).len(), 21);
+}
+
 #[tokio::test]
 async fn media_and_multiple_files() {
     let d = Dir::new();
