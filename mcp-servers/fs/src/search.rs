@@ -232,7 +232,8 @@ pub struct Node {
 
 impl Node {
     /// Nodes in a forest, counting every level.
-    pub fn count(nodes: &[Node]) -> usize {
+    #[cfg(test)]
+    fn count(nodes: &[Node]) -> usize {
         nodes
             .iter()
             .map(|node| 1 + node.children.as_deref().map_or(0, Node::count))
@@ -248,16 +249,19 @@ impl Node {
     }
 }
 
-/// The tree under a directory, at most `budget` nodes; says whether it was cut.
+/// The tree under a directory, at most `budget` nodes, each top-level node passed through
+/// `finish` (which renders it); says whether the tree was cut.
 ///
 /// The top level's subdirectories are walked on a few threads at once (listing directories is
-/// most of the work, much of it in the kernel). If the tree turns out larger than the budget, it
+/// most of the work, much of it in the kernel), and each thread finishes the subtrees it walked,
+/// so rendering a large tree is shared out too. If the tree turns out larger than the budget, it
 /// is walked again on one thread, so which entries a cut keeps never depends on thread timing.
-pub fn tree(
+pub fn tree<T: Send>(
     resolved: &Resolved,
     excludes: &[String],
     budget: usize,
-) -> Result<(Vec<Node>, bool), ToolError> {
+    finish: &(dyn Fn(Node) -> T + Sync),
+) -> Result<(Vec<T>, bool), ToolError> {
     let excludes = Patterns::new(excludes)?;
     let fail = |error| crate::server::tool_error(resolved.error(error));
     let mut start = resolved
@@ -265,15 +269,16 @@ pub fn tree(
         .open_dir(&resolved.rel)
         .and_then(WalkDir::new)
         .map_err(fail)?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let threads = rayon::current_num_threads().min(4);
     if threads > 1
-        && let Some(nodes) = parallel_tree(&mut start, &excludes, budget, threads).map_err(fail)?
+        && let Some(nodes) =
+            parallel_tree(&mut start, &excludes, budget, threads, finish).map_err(fail)?
     {
         return Ok((nodes, false));
     }
     let mut budget = Budget::new(budget, None);
     let nodes = build(&mut start, Path::new(""), &excludes, &mut budget).map_err(fail)?;
-    Ok((nodes, budget.truncated))
+    Ok((nodes.into_iter().map(finish).collect(), budget.truncated))
 }
 
 /// How many nodes a walk may still add.
@@ -343,14 +348,17 @@ fn build(
     Ok(nodes)
 }
 
-/// [`build`] for the top level, its subdirectories shared out between `threads` threads (this
-/// one among them). `None` if the tree is larger than the budget.
-fn parallel_tree(
+/// [`build`] for the top level, its subdirectories shared out between `threads` workers of
+/// rayon's pool, each finished where it was built. The pool's threads outlive the call, so the
+/// memory a tree was built in is reused by the next one rather than abandoned with a thread.
+/// `None` if the tree is larger than the budget.
+fn parallel_tree<T: Send>(
     start: &mut WalkDir,
     excludes: &Patterns,
     budget: usize,
     threads: usize,
-) -> std::io::Result<Option<Vec<Node>>> {
+    finish: &(dyn Fn(Node) -> T + Sync),
+) -> std::io::Result<Option<Vec<T>>> {
     use std::sync::{
         Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -371,7 +379,7 @@ fn parallel_tree(
     }
     let listed = AtomicUsize::new(top.len());
     let next = AtomicUsize::new(0);
-    let below: Mutex<Vec<Option<Vec<Node>>>> = Mutex::new((0..top.len()).map(|_| None).collect());
+    let below: Mutex<Vec<Option<T>>> = Mutex::new((0..top.len()).map(|_| None).collect());
     let cut = std::sync::atomic::AtomicBool::new(false);
     let work = || {
         while let Some(&index) = directories.get(next.fetch_add(1, Ordering::Relaxed)) {
@@ -388,14 +396,19 @@ fn parallel_tree(
                 cut.store(true, Ordering::Relaxed);
                 return;
             }
+            let finished = finish(Node::new(
+                name.to_string_lossy().into_owned(),
+                true,
+                Some(nodes),
+            ));
             if let Ok(mut below) = below.lock() {
-                below[index] = Some(nodes);
+                below[index] = Some(finished);
             }
         }
     };
-    std::thread::scope(|scope| {
+    rayon::scope(|scope| {
         for _ in 1..threads.min(directories.len()) {
-            scope.spawn(work);
+            scope.spawn(|_| work());
         }
         work();
     });
@@ -406,13 +419,12 @@ fn parallel_tree(
     let nodes = top
         .into_iter()
         .zip(below)
-        .map(|(entry, children)| {
-            let is_dir = entry.is_dir;
-            Node::new(
-                entry.into_name(),
-                is_dir,
-                is_dir.then(|| children.unwrap_or_default()),
-            )
+        .map(|(entry, finished)| {
+            // Every directory was finished by a thread; the files are finished here.
+            finished.unwrap_or_else(|| {
+                let is_dir = entry.is_dir;
+                finish(Node::new(entry.into_name(), is_dir, is_dir.then(Vec::new)))
+            })
         })
         .collect();
     Ok(Some(nodes))
@@ -642,7 +654,7 @@ mod tests {
             let (expected, truncated) = one_thread(&mut dir, &excludes, 1_000);
             assert!(!truncated);
             for threads in [2, 3, 8] {
-                let nodes = parallel_tree(&mut dir, &excludes, 1_000, threads)
+                let nodes = parallel_tree(&mut dir, &excludes, 1_000, threads, &|node| node)
                     .unwrap()
                     .unwrap();
                 assert_eq!(serde_json::to_string(&nodes).unwrap(), expected);
@@ -655,14 +667,14 @@ mod tests {
         let (_root, mut dir) = fixture();
         let excludes = Patterns::new(&[]).unwrap();
         let all = Node::count(
-            &parallel_tree(&mut dir, &excludes, 1_000, 2)
+            &parallel_tree(&mut dir, &excludes, 1_000, 2, &|node| node)
                 .unwrap()
                 .unwrap(),
         );
         assert_eq!(all, 13);
         for budget in [3, 8, all - 1] {
             assert!(
-                parallel_tree(&mut dir, &excludes, budget, 2)
+                parallel_tree(&mut dir, &excludes, budget, 2, &|node| node)
                     .unwrap()
                     .is_none()
             );
@@ -670,7 +682,7 @@ mod tests {
             assert!(truncated, "{budget}");
         }
         assert!(
-            parallel_tree(&mut dir, &excludes, all, 2)
+            parallel_tree(&mut dir, &excludes, all, 2, &|node| node)
                 .unwrap()
                 .is_some()
         );

@@ -188,12 +188,6 @@ pub(crate) fn tool_error(error: SandboxError) -> ToolError {
     }
 }
 
-#[derive(Serialize)]
-struct TreeOutput {
-    tree: Vec<search::Node>,
-    truncated: bool,
-}
-
 #[derive(Serialize, schemars::JsonSchema)]
 struct TextOutput {
     content: String,
@@ -698,30 +692,42 @@ impl FsServer {
     ) -> Result<CallToolResult, ToolError> {
         offload(|| {
             let resolved = self.resolve(&args.path)?;
-            let (tree, truncated) = search::tree(
+            // Each top-level node is rendered, text (compact: the same tree in about half the
+            // bytes a model has to read) and structured copy, by the thread that walked it.
+            let render = |node: search::Node| {
+                let text = serde_json::to_string(&node).unwrap_or_default();
+                (text, serde_json::to_value(node).unwrap_or_default())
+            };
+            let (rendered, truncated) = search::tree(
                 &resolved,
                 &args.exclude_patterns,
                 self.limits.max_entries * 10,
+                &render,
             )?;
-            let output = TreeOutput { tree, truncated };
-            // Compact: the same tree in about half the bytes a model has to read. A large tree's
-            // text and structured copy are built on two threads at once.
-            let text = || serde_json::to_string(&output.tree).unwrap_or_default();
-            let value = || serde_json::to_value(&output).unwrap_or_default();
-            let (mut text, value) = if search::Node::count(&output.tree) > 5_000 {
-                std::thread::scope(|scope| {
-                    let value = scope.spawn(value);
-                    let text = text();
-                    (text, value.join().unwrap_or_default())
-                })
-            } else {
-                (text(), value())
-            };
+            let length = rendered
+                .iter()
+                .map(|(text, _)| text.len() + 1)
+                .sum::<usize>();
+            let mut text = String::with_capacity(length + 100);
+            let mut tree = Vec::with_capacity(rendered.len());
+            text.push('[');
+            for (i, (piece, value)) in rendered.into_iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(&piece);
+                tree.push(value);
+            }
+            text.push(']');
             if truncated {
                 text.push_str(
                     "\n[tree truncated at the entry limit; list subdirectories separately]",
                 );
             }
+            let mut value = serde_json::Map::with_capacity(2);
+            value.insert("tree".to_owned(), serde_json::Value::Array(tree));
+            value.insert("truncated".to_owned(), truncated.into());
+            let value = serde_json::Value::Object(value);
             Ok(structured_value(text, value))
         })
     }
