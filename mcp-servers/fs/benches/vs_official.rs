@@ -174,6 +174,40 @@ fn raw_one_call(
     median(times)
 }
 
+/// The official TypeScript SDK's client (`conformance/peers/node/bench-client.mjs`), the client
+/// JavaScript hosts build on: `warm` untimed calls, then the time of each of `times` calls.
+fn ts_calls(
+    node: &Path,
+    contender: &Contender,
+    dir: &Path,
+    tool: &str,
+    arguments: serde_json::Value,
+    (warm, times): (usize, usize),
+) -> Vec<Duration> {
+    let spec =
+        serde_json::json!({ "name": tool, "arguments": arguments, "warm": warm, "times": times });
+    let output = std::process::Command::new(node)
+        .arg(peers::node_peers_dir().join("bench-client.mjs"))
+        .arg(spec.to_string())
+        .args(&contender.command)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{} {tool}: {}",
+        contender.name,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    report["ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ms| Duration::from_secs_f64(ms.as_f64().unwrap() / 1000.0))
+        .collect()
+}
+
 async fn cold_start(contender: &Contender, dir: &Path) -> Duration {
     let started = Instant::now();
     let client = contender.connect(dir).await;
@@ -264,6 +298,51 @@ async fn main() {
             ));
         }
     }
+    // The official TypeScript SDK's client: the same workloads again.
+    let mut ts_a = [Vec::new(), Vec::new()];
+    let mut ts_floor = [Vec::new(), Vec::new()];
+    let mut ts_tree = [Vec::new(), Vec::new()];
+    let mut ts_search = [Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        for (i, contender) in contenders.iter().enumerate() {
+            let file = dir.join("small.txt").display().to_string();
+            let reads = ts_calls(
+                &node,
+                contender,
+                &dir,
+                "read_text_file",
+                serde_json::json!({ "path": file }),
+                (0, READS),
+            );
+            ts_a[i].push(reads.iter().sum());
+            let pings = ts_calls(
+                &node,
+                contender,
+                &dir,
+                "ping",
+                serde_json::json!({}),
+                (0, READS),
+            );
+            ts_floor[i].push(pings.iter().sum());
+            let path = tree.display().to_string();
+            ts_tree[i].push(median(ts_calls(
+                &node,
+                contender,
+                &dir,
+                "directory_tree",
+                serde_json::json!({ "path": path }),
+                (1, WARM_CALLS),
+            )));
+            ts_search[i].push(median(ts_calls(
+                &node,
+                contender,
+                &dir,
+                "search_files",
+                serde_json::json!({ "path": path, "pattern": "**/*.rs" }),
+                (1, WARM_CALLS),
+            )));
+        }
+    }
     let mut cold = [Vec::new(), Vec::new()];
     for _ in 0..COLD_STARTS {
         for (i, contender) in contenders.iter().enumerate() {
@@ -317,6 +396,16 @@ async fn main() {
             None,
         ),
     ];
+    let ts_rows = [
+        calls_row(&format!("(a) {READS} × read_text_file, 4 KB"), &ts_a, true),
+        calls_row(
+            &format!("(a, floor) {READS} × ping: client and transport alone"),
+            &ts_floor,
+            false,
+        ),
+        time_row("(b) directory_tree, 50,000 files", &ts_tree, None),
+        time_row("(b) search_files `**/*.rs`, 50,000 files", &ts_search, None),
+    ];
     let rmcp_rows = [
         calls_row(&format!("(a) {READS} × read_text_file, 4 KB"), &a, true),
         calls_row(
@@ -349,25 +438,34 @@ async fn main() {
          only the ratios mean much. Both servers may use more than one core: mcp-fs walks a tree's \
          top-level subdirectories on up to four threads, and Node runs the official server's file \
          system calls on libuv's thread pool, off its JavaScript thread.\n\n\
-         Two clients, each the same for both servers. A round trip costs the client's own work and \
-         the thread wake-ups on both sides as well as the server's work; the first is the same for \
-         both servers and dilutes their difference, so the lean client shows the servers best.\n\n\
+         Three clients, each the same for both servers. A round trip costs the client's own work \
+         and the thread wake-ups on both sides as well as the server's work; the first is the same \
+         for both servers and dilutes their difference (each table's ping row is that floor), so \
+         the lean client shows the servers best, and the SDKs' clients show what their hosts see.\n\n\
          ## The lean client\n\n\
          `mcp_conformance::bench::RawClient`: newline-delimited JSON-RPC over the pipes, blocking, one \
          request at a time, each answer read whole and checked to be well-formed JSON (scanned, not built \
          into a tree).\n\n\
          | workload | mcp-fs | official | ratio |\n|---|---|---|---|\n{}\n\n\
+         ## The official TypeScript SDK's client\n\n\
+         `conformance/peers/node/bench-client.mjs`: the client JavaScript hosts build on, on Node; \
+         it lists the tools as a host does, then calls; each answer is parsed whole (`JSON.parse`) \
+         and checked against the SDK's result schema. Same rounds as above.\n\n\
+         | workload | mcp-fs | official | ratio |\n|---|---|---|---|\n{}\n\n\
          ## rmcp's client\n\n\
          rmcp (the official Rust SDK) on a single-threaded Tokio runtime, each answer deserialized \
-         whole (`structuredContent` into a JSON tree: for `directory_tree` that is 50,000 objects from \
-         mcp-fs against one string from the official server, whose structured content is its text \
-         again).\n\n\
+         whole. rmcp reads a message through untagged enums, which buffer it into serde's generic \
+         tree before building the result, and `structuredContent` becomes a JSON tree: for \
+         `directory_tree` that is 50,000 objects from mcp-fs (its structured output is the tree) \
+         against one string from the official server (whose structured content is its text again), \
+         and most of the time of mcp-fs's row is the client's.\n\n\
          | workload | mcp-fs | official | ratio |\n|---|---|---|---|\n{}\n",
         ours.name,
         official.name,
         node_version(&node),
         bench::cores(),
         lean.join("\n"),
+        ts_rows.join("\n"),
         rmcp_rows.join("\n"),
     );
     bench::write_report(Path::new(env!("CARGO_MANIFEST_DIR")), &report).unwrap();
