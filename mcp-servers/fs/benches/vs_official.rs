@@ -218,6 +218,79 @@ async fn cold_start(contender: &Contender, dir: &Path) -> Duration {
     elapsed
 }
 
+/// One client's measurements of both servers (ours first): (a), its ping floor, and (b).
+#[derive(Default)]
+struct Measured {
+    reads: [Vec<Duration>; 2],
+    pings: [Vec<Duration>; 2],
+    tree: [Vec<Duration>; 2],
+    search: [Vec<Duration>; 2],
+}
+
+impl Measured {
+    /// The table's rows; with the answers' sizes (directory_tree, search_files) if known.
+    fn rows(&self, sizes: Option<[(usize, usize); 2]>) -> Vec<String> {
+        vec![
+            calls_row(
+                &format!("(a) {READS} × read_text_file, 4 KB"),
+                &self.reads,
+                true,
+            ),
+            calls_row(
+                &format!("(a, floor) {READS} × ping: client and transport alone"),
+                &self.pings,
+                false,
+            ),
+            time_row(
+                "(b) directory_tree, 50,000 files",
+                &self.tree,
+                sizes.map(|s| s.map(|s| s.0)),
+            ),
+            time_row(
+                "(b) search_files `**/*.rs`, 50,000 files",
+                &self.search,
+                sizes.map(|s| s.map(|s| s.1)),
+            ),
+        ]
+    }
+}
+
+/// A row of `READS` calls: throughput and time for each server, and the ratio.
+fn calls_row(label: &str, times: &[Vec<Duration>; 2], bold: bool) -> String {
+    let (o, t) = (median(times[0].clone()), median(times[1].clone()));
+    let throughput = |d: Duration| READS as f64 / d.as_secs_f64();
+    let ratio = t.as_secs_f64() / o.as_secs_f64();
+    format!(
+        "| {label} | {:.0} calls/s ({}) | {:.0} calls/s ({}) | {} |",
+        throughput(o),
+        ms(o),
+        throughput(t),
+        ms(t),
+        if bold {
+            format!("**{ratio:.1}×**")
+        } else {
+            format!("{ratio:.1}×")
+        }
+    )
+}
+
+/// A row of one call's time for each server (and its answer's size), and the ratio.
+fn time_row(label: &str, times: &[Vec<Duration>; 2], size: Option<[usize; 2]>) -> String {
+    let (o, t) = (median(times[0].clone()), median(times[1].clone()));
+    let out = |i: usize| {
+        size.map(|s| format!(" ({} KB out)", s[i] / 1024))
+            .unwrap_or_default()
+    };
+    format!(
+        "| {label} | {}{} | {}{} | **{:.1}×** |",
+        ms(o),
+        out(0),
+        ms(t),
+        out(1),
+        t.as_secs_f64() / o.as_secs_f64()
+    )
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let node = tokio::task::spawn_blocking(|| {
@@ -247,100 +320,48 @@ async fn main() {
     generate_tree(&tree);
 
     // Interleaved rounds, so both meet the same machine weather.
-    let mut a = [Vec::new(), Vec::new()];
-    let mut floor = [Vec::new(), Vec::new()];
-    let mut tree_times = [Vec::new(), Vec::new()];
-    let mut search_times = [Vec::new(), Vec::new()];
+    let tree_args = serde_json::json!({ "path": tree.display().to_string() });
+    let search_args =
+        serde_json::json!({ "path": tree.display().to_string(), "pattern": "**/*.rs" });
+    let file = serde_json::json!({ "path": dir.join("small.txt").display().to_string() });
+    let mut rmcp = Measured::default();
     let mut sizes = [(0, 0), (0, 0)];
     for _ in 0..ROUNDS {
         for (i, contender) in contenders.iter().enumerate() {
-            a[i].push(reads(contender, &dir).await);
-            floor[i].push(pings(contender, &dir).await);
-            let (t, tree_size) = one_call(
-                contender,
-                &dir,
-                "directory_tree",
-                serde_json::json!({ "path": tree.display().to_string() }),
-            )
-            .await;
-            tree_times[i].push(t);
-            let (s, search_size) = one_call(
-                contender,
-                &dir,
-                "search_files",
-                serde_json::json!({ "path": tree.display().to_string(), "pattern": "**/*.rs" }),
-            )
-            .await;
-            search_times[i].push(s);
+            rmcp.reads[i].push(reads(contender, &dir).await);
+            rmcp.pings[i].push(pings(contender, &dir).await);
+            let (t, tree_size) =
+                one_call(contender, &dir, "directory_tree", tree_args.clone()).await;
+            rmcp.tree[i].push(t);
+            let (s, search_size) =
+                one_call(contender, &dir, "search_files", search_args.clone()).await;
+            rmcp.search[i].push(s);
             sizes[i] = (tree_size, search_size);
         }
     }
     // The lean client: the same workloads, the client's own cost as small as it gets.
-    let mut raw_a = [Vec::new(), Vec::new()];
-    let mut raw_floor = [Vec::new(), Vec::new()];
-    let mut raw_tree = [Vec::new(), Vec::new()];
-    let mut raw_search = [Vec::new(), Vec::new()];
+    let mut lean = Measured::default();
     for _ in 0..ROUNDS {
         for (i, contender) in contenders.iter().enumerate() {
-            raw_a[i].push(raw_reads(contender, &dir));
-            raw_floor[i].push(raw_pings(contender, &dir));
-            raw_tree[i].push(raw_one_call(
-                contender,
-                &dir,
-                "directory_tree",
-                serde_json::json!({ "path": tree.display().to_string() }),
-            ));
-            raw_search[i].push(raw_one_call(
-                contender,
-                &dir,
-                "search_files",
-                serde_json::json!({ "path": tree.display().to_string(), "pattern": "**/*.rs" }),
-            ));
+            lean.reads[i].push(raw_reads(contender, &dir));
+            lean.pings[i].push(raw_pings(contender, &dir));
+            let call = |tool, arguments| raw_one_call(contender, &dir, tool, arguments);
+            lean.tree[i].push(call("directory_tree", tree_args.clone()));
+            lean.search[i].push(call("search_files", search_args.clone()));
         }
     }
     // The official TypeScript SDK's client: the same workloads again.
-    let mut ts_a = [Vec::new(), Vec::new()];
-    let mut ts_floor = [Vec::new(), Vec::new()];
-    let mut ts_tree = [Vec::new(), Vec::new()];
-    let mut ts_search = [Vec::new(), Vec::new()];
+    let mut typescript = Measured::default();
     for _ in 0..ROUNDS {
         for (i, contender) in contenders.iter().enumerate() {
-            let file = dir.join("small.txt").display().to_string();
-            let reads = ts_calls(
-                &node,
-                contender,
-                &dir,
-                "read_text_file",
-                serde_json::json!({ "path": file }),
-                (0, READS),
-            );
-            ts_a[i].push(reads.iter().sum());
-            let pings = ts_calls(
-                &node,
-                contender,
-                &dir,
-                "ping",
-                serde_json::json!({}),
-                (0, READS),
-            );
-            ts_floor[i].push(pings.iter().sum());
-            let path = tree.display().to_string();
-            ts_tree[i].push(median(ts_calls(
-                &node,
-                contender,
-                &dir,
-                "directory_tree",
-                serde_json::json!({ "path": path }),
-                (1, WARM_CALLS),
-            )));
-            ts_search[i].push(median(ts_calls(
-                &node,
-                contender,
-                &dir,
-                "search_files",
-                serde_json::json!({ "path": path, "pattern": "**/*.rs" }),
-                (1, WARM_CALLS),
-            )));
+            let calls =
+                |tool, arguments, counts| ts_calls(&node, contender, &dir, tool, arguments, counts);
+            let all = (0, READS);
+            let warmed = (1, WARM_CALLS);
+            typescript.reads[i].push(calls("read_text_file", file.clone(), all).iter().sum());
+            typescript.pings[i].push(calls("ping", serde_json::json!({}), all).iter().sum());
+            typescript.tree[i].push(median(calls("directory_tree", tree_args.clone(), warmed)));
+            typescript.search[i].push(median(calls("search_files", search_args.clone(), warmed)));
         }
     }
     let mut cold = [Vec::new(), Vec::new()];
@@ -350,81 +371,8 @@ async fn main() {
         }
     }
 
-    let throughput = |d: Duration| READS as f64 / d.as_secs_f64();
-    let calls_row = |label: &str, times: &[Vec<Duration>; 2], bold: bool| {
-        let (o, t) = (median(times[0].clone()), median(times[1].clone()));
-        let ratio = t.as_secs_f64() / o.as_secs_f64();
-        format!(
-            "| {label} | {:.0} calls/s ({}) | {:.0} calls/s ({}) | {} |",
-            throughput(o),
-            ms(o),
-            throughput(t),
-            ms(t),
-            if bold {
-                format!("**{ratio:.1}×**")
-            } else {
-                format!("{ratio:.1}×")
-            }
-        )
-    };
-    let time_row = |label: &str, times: &[Vec<Duration>; 2], size: Option<[usize; 2]>| {
-        let (o, t) = (median(times[0].clone()), median(times[1].clone()));
-        let out = |i: usize| {
-            size.map(|s| format!(" ({} KB out)", s[i] / 1024))
-                .unwrap_or_default()
-        };
-        format!(
-            "| {label} | {}{} | {}{} | **{:.1}×** |",
-            ms(o),
-            out(0),
-            ms(t),
-            out(1),
-            t.as_secs_f64() / o.as_secs_f64()
-        )
-    };
-    let lean = [
-        calls_row(&format!("(a) {READS} × read_text_file, 4 KB"), &raw_a, true),
-        calls_row(
-            &format!("(a, floor) {READS} × ping: client and transport alone"),
-            &raw_floor,
-            false,
-        ),
-        time_row("(b) directory_tree, 50,000 files", &raw_tree, None),
-        time_row(
-            "(b) search_files `**/*.rs`, 50,000 files",
-            &raw_search,
-            None,
-        ),
-    ];
-    let ts_rows = [
-        calls_row(&format!("(a) {READS} × read_text_file, 4 KB"), &ts_a, true),
-        calls_row(
-            &format!("(a, floor) {READS} × ping: client and transport alone"),
-            &ts_floor,
-            false,
-        ),
-        time_row("(b) directory_tree, 50,000 files", &ts_tree, None),
-        time_row("(b) search_files `**/*.rs`, 50,000 files", &ts_search, None),
-    ];
-    let rmcp_rows = [
-        calls_row(&format!("(a) {READS} × read_text_file, 4 KB"), &a, true),
-        calls_row(
-            &format!("(a, floor) {READS} × ping: client and transport alone"),
-            &floor,
-            false,
-        ),
-        time_row(
-            "(b) directory_tree, 50,000 files",
-            &tree_times,
-            Some(sizes.map(|s| s.0)),
-        ),
-        time_row(
-            "(b) search_files `**/*.rs`, 50,000 files",
-            &search_times,
-            Some(sizes.map(|s| s.1)),
-        ),
-        time_row("(c) cold start to first tools/list", &cold, None),
-    ];
+    let mut rmcp_rows = rmcp.rows(Some(sizes));
+    rmcp_rows.push(time_row("(c) cold start to first tools/list", &cold, None));
 
     let report = format!(
         "# mcp-fs benchmarks\n\n\
@@ -464,8 +412,8 @@ async fn main() {
         official.name,
         node_version(&node),
         bench::cores(),
-        lean.join("\n"),
-        ts_rows.join("\n"),
+        lean.rows(None).join("\n"),
+        typescript.rows(None).join("\n"),
         rmcp_rows.join("\n"),
     );
     bench::write_report(Path::new(env!("CARGO_MANIFEST_DIR")), &report).unwrap();
