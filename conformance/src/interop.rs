@@ -160,7 +160,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Runs a peer and returns its stdout; an error carries its stderr.
-async fn run_peer(mut command: Command, what: &str) -> anyhow::Result<String> {
+/// Runs a peer to its end; its standard output and standard error.
+async fn run_peer(mut command: Command, what: &str) -> anyhow::Result<(String, String)> {
     let output = tokio::time::timeout(
         Duration::from_secs(90),
         command.stdin(Stdio::null()).kill_on_drop(true).output(),
@@ -169,13 +170,13 @@ async fn run_peer(mut command: Command, what: &str) -> anyhow::Result<String> {
     .map_err(|_| anyhow!("{what} hung for 90 s"))?
     .with_context(|| format!("{what} did not start"))?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     ensure!(
         output.status.success(),
-        "{what} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        "{what} failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
         output.status,
-        String::from_utf8_lossy(&output.stderr)
     );
-    Ok(stdout)
+    Ok((stdout, stderr))
 }
 
 fn peer_env(command: &mut Command, probe: &Probe) {
@@ -268,7 +269,14 @@ async fn typescript_cell(
         .args(server.rest(transport));
     peer_env(&mut command, &probe);
     let what = format!("TypeScript SDK over {transport}");
-    let report: Value = serde_json::from_str(run_peer(command, &what).await?.trim())?;
+    let (stdout, stderr) = run_peer(command, &what).await?;
+    // The SDK compiles the tools' output schemas when it lists them, and warns (in every host
+    // built on it) about what its validator does not know.
+    ensure!(
+        !stderr.contains("unknown format"),
+        "the TypeScript SDK could not read a tool's schema:\n{stderr}"
+    );
+    let report: Value = serde_json::from_str(stdout.trim())?;
     check_report(&report, &server, &probe, "2025-11-25")
 }
 
@@ -288,7 +296,7 @@ async fn python_cell(
         .env("MCP_PEER_MODE", mode);
     peer_env(&mut command, &probe);
     let what = format!("Python SDK ({mode}) over {transport}");
-    let report: Value = serde_json::from_str(run_peer(command, &what).await?.trim())?;
+    let report: Value = serde_json::from_str(run_peer(command, &what).await?.0.trim())?;
     check_report(&report, &server, &probe, era)
 }
 
@@ -305,7 +313,7 @@ async fn inspector(node: &Path, target: &[String], method: &[String]) -> anyhow:
             std::env::temp_dir().join(format!("mcp-inspector-{}.json", std::process::id())),
         );
     let what = format!("Inspector CLI {target:?} {method:?}");
-    let stdout = run_peer(command, &what).await?;
+    let (stdout, _) = run_peer(command, &what).await?;
     serde_json::from_str(stdout.trim()).with_context(|| format!("{what} printed {stdout}"))
 }
 

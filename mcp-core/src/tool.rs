@@ -1,6 +1,11 @@
 //! Helpers for tool bodies: errors a model can act on, and output that cannot flood its context.
 
-use rmcp::model::{CallToolResult, ContentBlock, IntoContents};
+use std::sync::Arc;
+
+use rmcp::{
+    handler::server::router::tool::ToolRouter,
+    model::{CallToolResult, ContentBlock, IntoContents},
+};
 
 /// A tool failure, reported to the model as an `isError: true` result rather than a JSON-RPC
 /// error, so that it can read the message and try again differently.
@@ -209,6 +214,53 @@ pub fn structured_value(text: impl Into<String>, data: serde_json::Value) -> Cal
     result
 }
 
+/// The router with schemas every client can compile: schemars marks Rust's number types with
+/// formats of its own (`uint64`, `int32`, `double`…) that JSON Schema does not define, and the
+/// TypeScript SDK's validator (ajv, in the hosts built on it) logs a warning for each one when it
+/// lists the tools. Those formats are dropped; the bounds schemars writes beside them (`minimum`,
+/// `maximum`) stay, so the schemas say the same. Wrap a server's `Self::tool_router()` in it.
+pub fn portable<S>(mut router: ToolRouter<S>) -> ToolRouter<S> {
+    for route in router.map.values_mut() {
+        drop_rust_formats(Arc::make_mut(&mut route.attr.input_schema));
+        if let Some(output) = &mut route.attr.output_schema {
+            drop_rust_formats(Arc::make_mut(output));
+        }
+    }
+    router
+}
+
+/// The formats schemars gives Rust's number types (none of them JSON Schema's).
+const RUST_FORMATS: [&str; 16] = [
+    "int", "int8", "int16", "int32", "int64", "int128", "uint", "uint8", "uint16", "uint32",
+    "uint64", "uint128", "float", "double", "float32", "float64",
+];
+
+/// Removes [`RUST_FORMATS`] from a schema and its subschemas, leaving values (`default`,
+/// `examples`, `const`, `enum`) as they are.
+fn drop_rust_formats(schema: &mut serde_json::Map<String, serde_json::Value>) {
+    if schema
+        .get("format")
+        .and_then(|format| format.as_str())
+        .is_some_and(|format| RUST_FORMATS.contains(&format))
+    {
+        schema.remove("format");
+    }
+    for (key, value) in schema.iter_mut() {
+        if matches!(key.as_str(), "default" | "examples" | "const" | "enum") {
+            continue;
+        }
+        drop_rust_formats_below(value);
+    }
+}
+
+fn drop_rust_formats_below(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => drop_rust_formats(object),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_rust_formats_below),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +332,43 @@ mod tests {
             let err = cap.page("éabc", Some(cursor)).unwrap_err();
             assert!(err.to_string().contains("invalid cursor"), "{err}");
         }
+    }
+
+    #[test]
+    fn rust_number_formats_leave_the_schemas_and_nothing_else_does() {
+        let mut schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "size": { "type": "integer", "format": "uint64", "minimum": 0 },
+                "when": { "type": "string", "format": "date-time" },
+                "ratio": { "type": ["number", "null"], "format": "double" },
+                "format": { "type": "string", "default": "uint8" },
+                "items": { "type": "array", "items": { "type": "integer", "format": "int32" } },
+                "either": { "anyOf": [{ "type": "integer", "format": "uint" }, { "type": "null" }] },
+                "settings": { "type": "object", "default": { "format": "uint64" } }
+            },
+            "$defs": { "Entry": { "properties": { "n": { "format": "uint16", "maximum": 65535 } } } }
+        });
+        let serde_json::Value::Object(object) = &mut schema else {
+            unreachable!()
+        };
+        drop_rust_formats(object);
+        assert_eq!(
+            schema,
+            serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "size": { "type": "integer", "minimum": 0 },
+                    "when": { "type": "string", "format": "date-time" },
+                    "ratio": { "type": ["number", "null"] },
+                    "format": { "type": "string", "default": "uint8" },
+                    "items": { "type": "array", "items": { "type": "integer" } },
+                    "either": { "anyOf": [{ "type": "integer" }, { "type": "null" }] },
+                    "settings": { "type": "object", "default": { "format": "uint64" } }
+                },
+                "$defs": { "Entry": { "properties": { "n": { "maximum": 65535 } } } }
+            })
+        );
     }
 
     #[test]
