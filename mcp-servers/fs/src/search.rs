@@ -269,15 +269,15 @@ pub fn tree<T: Send>(
         .open_dir(&resolved.rel)
         .and_then(WalkDir::new)
         .map_err(fail)?;
+    let top = start.entries().map_err(fail)?;
     let threads = rayon::current_num_threads().min(4);
     if threads > 1
-        && let Some(nodes) =
-            parallel_tree(&mut start, &excludes, budget, threads, finish).map_err(fail)?
+        && let Some(nodes) = parallel_tree(&start, &top, &excludes, budget, threads, finish)
     {
         return Ok((nodes, false));
     }
     let mut budget = Budget::new(budget, None);
-    let nodes = build(&mut start, Path::new(""), &excludes, &mut budget).map_err(fail)?;
+    let nodes = build_from(&start, top, Path::new(""), &excludes, &mut budget);
     Ok((nodes.into_iter().map(finish).collect(), budget.truncated))
 }
 
@@ -309,11 +309,22 @@ fn build(
     budget: &mut Budget,
 ) -> std::io::Result<Vec<Node>> {
     let entries = dir.entries()?;
+    Ok(build_from(dir, entries, relative, excludes, budget))
+}
+
+/// [`build`] with `dir` already listed.
+fn build_from(
+    dir: &WalkDir,
+    entries: Vec<Entry>,
+    relative: &Path,
+    excludes: &Patterns,
+    budget: &mut Budget,
+) -> Vec<Node> {
     if let Some((listed, limit)) = budget.listed {
         let seen = listed.fetch_add(entries.len(), std::sync::atomic::Ordering::Relaxed);
         if seen + entries.len() > limit {
             budget.truncated = true;
-            return Ok(Vec::new());
+            return Vec::new();
         }
     }
     let mut nodes = Vec::with_capacity(entries.len());
@@ -345,37 +356,36 @@ fn build(
         };
         nodes.push(Node::new(entry.into_name(), is_dir, children));
     }
-    Ok(nodes)
+    nodes
 }
 
-/// [`build`] for the top level, its subdirectories shared out between `threads` workers of
-/// rayon's pool, each finished where it was built. The pool's threads outlive the call, so the
-/// memory a tree was built in is reused by the next one rather than abandoned with a thread.
-/// `None` if the tree is larger than the budget.
+/// [`build`] for the top level (`start`'s `entries`), its subdirectories shared out between
+/// `threads` workers of rayon's pool, each finished where it was built. The pool's threads
+/// outlive the call, so the memory a tree was built in is reused by the next one rather than
+/// abandoned with a thread. `None` if the tree is larger than the budget, or has fewer than two
+/// subdirectories to share out.
 fn parallel_tree<T: Send>(
-    start: &mut WalkDir,
+    start: &WalkDir,
+    entries: &[Entry],
     excludes: &Patterns,
     budget: usize,
     threads: usize,
     finish: &(dyn Fn(Node) -> T + Sync),
-) -> std::io::Result<Option<Vec<T>>> {
+) -> Option<Vec<T>> {
     use std::sync::{
         Mutex,
         atomic::{AtomicUsize, Ordering},
     };
-    let top: Vec<Entry> = start
-        .entries()?
-        .into_iter()
+    let top: Vec<&Entry> = entries
+        .iter()
         .filter(|entry| !excludes.matches(Path::new(&entry.name)))
         .collect();
     if top.len() > budget {
-        return Ok(None);
+        return None;
     }
-    // The threads only open subdirectories of the start, which they may do at once.
-    let start = &*start;
     let directories: Vec<usize> = (0..top.len()).filter(|&i| top[i].is_dir).collect();
     if directories.len() < 2 {
-        return Ok(None);
+        return None;
     }
     let listed = AtomicUsize::new(top.len());
     let next = AtomicUsize::new(0);
@@ -413,7 +423,7 @@ fn parallel_tree<T: Send>(
         work();
     });
     if cut.load(Ordering::Relaxed) {
-        return Ok(None);
+        return None;
     }
     let below = below.into_inner().unwrap_or_default();
     let nodes = top
@@ -422,12 +432,12 @@ fn parallel_tree<T: Send>(
         .map(|(entry, finished)| {
             // Every directory was finished by a thread; the files are finished here.
             finished.unwrap_or_else(|| {
-                let is_dir = entry.is_dir;
-                finish(Node::new(entry.into_name(), is_dir, is_dir.then(Vec::new)))
+                let name = entry.name.to_string_lossy().into_owned();
+                finish(Node::new(name, entry.is_dir, entry.is_dir.then(Vec::new)))
             })
         })
         .collect();
-    Ok(Some(nodes))
+    Some(nodes)
 }
 
 /// Paths under a directory matching `pattern`, at most `limit`; says whether it was cut.
@@ -646,6 +656,17 @@ mod tests {
         (serde_json::to_string(&nodes).unwrap(), budget.truncated)
     }
 
+    /// The parallel walk of `dir`, its nodes kept as they are.
+    fn parallel(
+        dir: &mut WalkDir,
+        excludes: &Patterns,
+        budget: usize,
+        threads: usize,
+    ) -> Option<Vec<Node>> {
+        let top = dir.entries().unwrap();
+        parallel_tree(dir, &top, excludes, budget, threads, &|node| node)
+    }
+
     #[test]
     fn the_parallel_walk_gives_what_one_thread_gives() {
         let (_root, mut dir) = fixture();
@@ -654,9 +675,7 @@ mod tests {
             let (expected, truncated) = one_thread(&mut dir, &excludes, 1_000);
             assert!(!truncated);
             for threads in [2, 3, 8] {
-                let nodes = parallel_tree(&mut dir, &excludes, 1_000, threads, &|node| node)
-                    .unwrap()
-                    .unwrap();
+                let nodes = parallel(&mut dir, &excludes, 1_000, threads).unwrap();
                 assert_eq!(serde_json::to_string(&nodes).unwrap(), expected);
             }
         }
@@ -666,25 +685,13 @@ mod tests {
     fn a_tree_over_the_budget_is_left_to_one_thread() {
         let (_root, mut dir) = fixture();
         let excludes = Patterns::new(&[]).unwrap();
-        let all = Node::count(
-            &parallel_tree(&mut dir, &excludes, 1_000, 2, &|node| node)
-                .unwrap()
-                .unwrap(),
-        );
+        let all = Node::count(&parallel(&mut dir, &excludes, 1_000, 2).unwrap());
         assert_eq!(all, 13);
         for budget in [3, 8, all - 1] {
-            assert!(
-                parallel_tree(&mut dir, &excludes, budget, 2, &|node| node)
-                    .unwrap()
-                    .is_none()
-            );
+            assert!(parallel(&mut dir, &excludes, budget, 2).is_none());
             let (_, truncated) = one_thread(&mut dir, &excludes, budget);
             assert!(truncated, "{budget}");
         }
-        assert!(
-            parallel_tree(&mut dir, &excludes, all, 2, &|node| node)
-                .unwrap()
-                .is_some()
-        );
+        assert!(parallel(&mut dir, &excludes, all, 2).is_some());
     }
 }

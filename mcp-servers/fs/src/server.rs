@@ -704,21 +704,9 @@ impl FsServer {
                 self.limits.max_entries * 10,
                 &render,
             )?;
-            let length = rendered
-                .iter()
-                .map(|(text, _)| text.len() + 1)
-                .sum::<usize>();
-            let mut text = String::with_capacity(length + 100);
-            let mut tree = Vec::with_capacity(rendered.len());
-            text.push('[');
-            for (i, (piece, value)) in rendered.into_iter().enumerate() {
-                if i > 0 {
-                    text.push(',');
-                }
-                text.push_str(&piece);
-                tree.push(value);
-            }
-            text.push(']');
+            let (pieces, tree): (Vec<String>, Vec<serde_json::Value>) =
+                rendered.into_iter().unzip();
+            let mut text = format!("[{}]", pieces.join(","));
             if truncated {
                 text.push_str(
                     "\n[tree truncated at the entry limit; list subdirectories separately]",

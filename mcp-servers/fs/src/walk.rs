@@ -58,20 +58,21 @@ mod imp {
 
         pub fn new(dir: cap_std::fs::Dir) -> io::Result<Self> {
             // cap-std holds directories as `O_PATH` descriptors, which cannot be listed.
-            Self::from_fd(rustix::fs::openat(&dir, ".", Self::FLAGS, Mode::empty())?)
+            Ok(Self::from_fd(rustix::fs::openat(
+                &dir,
+                ".",
+                Self::FLAGS,
+                Mode::empty(),
+            )?))
         }
 
-        fn from_fd(fd: OwnedFd) -> io::Result<Self> {
-            Ok(Self { fd, listed: false })
+        fn from_fd(fd: OwnedFd) -> Self {
+            Self { fd, listed: false }
         }
 
         pub fn open(&self, name: &OsStr) -> io::Result<Self> {
-            Self::from_fd(rustix::fs::openat(
-                &self.fd,
-                name,
-                Self::FLAGS,
-                Mode::empty(),
-            )?)
+            let fd = rustix::fs::openat(&self.fd, name, Self::FLAGS, Mode::empty())?;
+            Ok(Self::from_fd(fd))
         }
 
         pub fn entries(&mut self) -> io::Result<Vec<Entry>> {
@@ -89,10 +90,12 @@ mod imp {
                 }
                 let is_dir = match entry.file_type() {
                     FileType::Directory => true,
-                    // Some file systems leave the type out of listings.
+                    // Some file systems leave the type out of listings. An entry gone since (or
+                    // otherwise unreadable) is listed, not gone into.
                     FileType::Unknown => {
-                        let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
-                        FileType::from_raw_mode(stat.st_mode) == FileType::Directory
+                        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(
+                            |stat| FileType::from_raw_mode(stat.st_mode) == FileType::Directory,
+                        )
                     }
                     _ => false,
                 };
