@@ -107,12 +107,13 @@ where
     let mut output = output.lock().await;
     let Output { writer, buffer } = &mut *output;
     buffer.clear();
+    serde_json::to_writer(&mut *buffer, message).map_err(std::io::Error::other)?;
+    buffer.push(b'\n');
+    let written = writer.write_all(buffer).await;
     if buffer.capacity() > KEPT_BUFFER_BYTES {
         *buffer = Vec::new();
     }
-    serde_json::to_writer(&mut *buffer, message).map_err(std::io::Error::other)?;
-    buffer.push(b'\n');
-    writer.write_all(buffer).await?;
+    written?;
     writer.flush().await
 }
 
