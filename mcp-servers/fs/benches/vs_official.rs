@@ -1,5 +1,6 @@
 //! `mcp-fs` against the official Node server (`@modelcontextprotocol/server-filesystem`, pinned in
-//! `conformance/peers/node`), side by side in one run, same client (rmcp over stdio), same data:
+//! `conformance/peers/node`), side by side in one run, same client for both (three clients: a lean
+//! one, the TypeScript SDK's, rmcp's), over stdio, same data:
 //!
 //! (a) 2,000 sequential `read_text_file` calls of a 4 KB file;
 //! (b) `directory_tree` and `search_files` on a generated tree of 50,000 files;
@@ -16,7 +17,7 @@ use std::{
 };
 
 use mcp_conformance::{
-    bench::{self, RawClient, median, ms, node_version},
+    bench::{self, RawClient, median, ms, node_version, warmed_median},
     peers,
 };
 use mcp_core::testing::{NetworkClient, tool_call};
@@ -163,15 +164,9 @@ fn raw_one_call(
     arguments: serde_json::Value,
 ) -> Duration {
     let mut client = raw_client(contender, dir);
-    client.call_tool(tool, arguments.clone()).unwrap();
-    let times = (0..WARM_CALLS)
-        .map(|_| {
-            let started = Instant::now();
-            client.call_tool(tool, arguments.clone()).unwrap();
-            started.elapsed()
-        })
-        .collect();
-    median(times)
+    warmed_median(WARM_CALLS, || {
+        client.call_tool(tool, arguments.clone()).unwrap();
+    })
 }
 
 /// The official TypeScript SDK's client (`conformance/peers/node/bench-client.mjs`), the client

@@ -19,7 +19,7 @@ use std::{
 };
 
 use mcp_conformance::{
-    bench::{self, RawClient, median, ms, node_version},
+    bench::{self, RawClient, median, ms, node_version, warmed_median},
     peers,
 };
 use mcp_core::testing::{NetworkClient, tool_call};
@@ -123,15 +123,9 @@ fn raw_lookups(contender: &Contender) -> Duration {
 fn raw_big(contender: &Contender) -> Duration {
     let mut client = contender.raw();
     let sql = format!("SELECT * FROM items WHERE id <= {BIG} ORDER BY id");
-    contender.raw_query(&mut client, &sql);
-    let times = (0..WARM_CALLS)
-        .map(|_| {
-            let started = Instant::now();
-            contender.raw_query(&mut client, &sql);
-            started.elapsed()
-        })
-        .collect();
-    median(times)
+    warmed_median(WARM_CALLS, || {
+        contender.raw_query(&mut client, &sql);
+    })
 }
 
 /// PostgreSQL alone, no MCP server: the bench process sends each statement itself, in one
