@@ -459,6 +459,95 @@ async fn listing_trees_searching_and_info() {
     assert!(allowed.contains(&d.path.display().to_string()));
 }
 
+/// A directory longer than the entry limit is listed in pages that add up to it; the other
+/// listings and searches stop at their limits and say so.
+#[tokio::test]
+async fn long_listings_and_searches_stop_at_their_limits_and_say_so() {
+    let d = Dir::new();
+    let names: Vec<String> = (0..25).map(|i| format!("f{i:02}.txt")).collect();
+    for name in &names {
+        fs::write(d.path.join(name), "needle\n").unwrap();
+    }
+    let small = Limits {
+        max_entries: 10,
+        ..Limits::default()
+    };
+    let client = connect(d.server(small, false)).await.unwrap();
+
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut args = json!({"path": d.p("")});
+        if let Some(cursor) = &cursor {
+            args["cursor"] = json!(cursor);
+        }
+        let page = text(&ok(&client, "list_directory", args).await);
+        pages += 1;
+        assert!(pages <= 3, "the pages do not end: {page}");
+        let (body, notice) = match page.split_once("\n[listing truncated") {
+            Some((body, notice)) => (body.to_owned(), Some(notice.to_owned())),
+            None => (page.clone(), None),
+        };
+        listed.extend(
+            body.lines()
+                .map(|line| line.trim_start_matches("[FILE] ").to_owned()),
+        );
+        match notice {
+            Some(notice) => {
+                assert_eq!(body.lines().count(), 10, "{page}");
+                cursor = Some(notice.split('"').nth(1).unwrap().to_owned());
+            }
+            None => break,
+        }
+    }
+    assert_eq!(listed, names);
+
+    let sized = ok(
+        &client,
+        "list_directory_with_sizes",
+        json!({"path": d.p("")}),
+    )
+    .await;
+    assert!(
+        text(&sized).contains("[listing truncated: 10 of 25 entries; use list_directory to page]"),
+        "{}",
+        text(&sized)
+    );
+    let data = sized.structured_content.unwrap();
+    assert_eq!(data["entries"].as_array().unwrap().len(), 10);
+    assert_eq!(data["totalFiles"], 25);
+
+    let found = text(
+        &ok(
+            &client,
+            "search_files",
+            json!({"path": d.p(""), "pattern": "*.txt"}),
+        )
+        .await,
+    );
+    assert_eq!(found.lines().count(), 11, "{found}");
+    assert!(
+        found.ends_with("[results truncated at 10; narrow the pattern]"),
+        "{found}"
+    );
+
+    let grepped = ok(
+        &client,
+        "grep",
+        json!({"pattern": "needle", "path": d.p(""), "max_results": 3}),
+    )
+    .await;
+    let report = grepped.structured_content.clone().unwrap();
+    assert_eq!(report["matches"].as_array().unwrap().len(), 3);
+    assert_eq!(report["truncated"], true);
+    assert!(
+        text(&grepped).contains("[stopped at 3 matches"),
+        "{}",
+        text(&grepped)
+    );
+}
+
 /// Over the entry limit (ten times `max_entries` for a tree), the tree keeps its first entries
 /// in name order, depth first, and says it was cut.
 #[tokio::test]
