@@ -13,6 +13,8 @@
 //! - [`connect_sse`]: the legacy SSE client transport that rmcp dropped.
 //! - [`ToolError`] (an `isError: true` result a model can act on) and [`OutputCap`] (truncation
 //!   with a notice and a cursor).
+//! - [`Sandbox`]: paths a peer names, confined beneath the directories the command line allows
+//!   (symlinks and `..` that lead out fail in the kernel), and regular files read with a cap.
 //! - [`testing`]: an in-process client/server pair over the real protocol.
 //!
 //! A whole server:
@@ -54,6 +56,7 @@ pub mod guard;
 pub mod guarded;
 pub mod logging;
 mod message;
+pub mod sandbox;
 pub mod serve;
 pub mod sse;
 pub mod stdio;
@@ -63,6 +66,7 @@ pub mod tool;
 pub use args::{LogLevel, ServeArgs, Transport};
 pub use guarded::Guarded;
 pub use logging::{init_logging, init_logging_with};
+pub use sandbox::{Sandbox, SandboxError};
 pub use serve::{HEALTH_PATH, HttpServer, MCP_PATH, ServeError, serve};
 pub use sse::{SseClientError, SseClientOptions, connect_sse};
 pub use tool::{OutputCap, Page, ToolError, structured, structured_value};

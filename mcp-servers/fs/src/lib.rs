@@ -20,7 +20,7 @@
 
 pub mod edit;
 pub mod ops;
-pub mod sandbox;
+pub use mcp_core::sandbox;
 pub mod search;
 pub mod server;
 pub mod walk;

@@ -125,48 +125,51 @@ impl FsServer {
     /// session loop that delivered the notification, so waiting for it inline would deadlock.
     fn follow_client_roots(&self, peer: Peer<RoleServer>) {
         let sandbox = self.sandbox.clone();
-        tokio::spawn(async move { adopt_client_roots(&sandbox, &peer).await });
+        let configured = self.configured.clone();
+        tokio::spawn(async move { adopt_client_roots(&configured, &sandbox, &peer).await });
     }
 }
 
-/// Replaces the roots with the client's, as the official server does. Keeps the current ones
-/// when the client offers none that can be opened.
+/// Narrows the allowed directories to the client's roots, as far as they lie within the
+/// configured ones ([`Sandbox::narrow`]): a client offering `file:///` gets the configured
+/// directories, never more. Keeps the configured ones when nothing the client offers is within
+/// them; with none configured, the client's roots are taken as the official server takes them.
 // Roots are deprecated for 2026-07-28 (SEP-2577), but handshake-era hosts still offer them.
 #[allow(deprecated)]
-async fn adopt_client_roots(sandbox: &RwLock<Arc<Sandbox>>, peer: &Peer<RoleServer>) {
+async fn adopt_client_roots(
+    configured: &Sandbox,
+    sandbox: &RwLock<Arc<Sandbox>>,
+    peer: &Peer<RoleServer>,
+) {
+    if peer
+        .peer_info()
+        .is_none_or(|info| info.capabilities.roots.is_none())
     {
-        if peer
-            .peer_info()
-            .is_none_or(|info| info.capabilities.roots.is_none())
-        {
-            return;
-        }
-        let roots = match peer.list_roots().await {
-            Ok(result) => result.roots,
-            Err(error) => {
-                tracing::warn!(%error, "could not list the client's roots; keeping the configured directories");
-                return;
-            }
-        };
-        let dirs: Vec<PathBuf> = roots
-            .iter()
-            .filter_map(|root| url::Url::parse(&root.uri).ok()?.to_file_path().ok())
-            .collect();
-        let usable: Vec<&PathBuf> = dirs.iter().filter(|dir| dir.is_dir()).collect();
-        if usable.is_empty() {
-            tracing::info!(
-                "the client offered no usable roots; keeping the configured directories"
-            );
-            return;
-        }
-        match Sandbox::new(&usable) {
-            Ok(opened) => {
-                tracing::info!(roots = %opened.describe(), "allowed directories now follow the client's roots");
-                *sandbox.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(opened);
-            }
-            Err(error) => tracing::warn!(%error, "could not open the client's roots"),
-        }
+        return;
     }
+    let roots = match peer.list_roots().await {
+        Ok(result) => result.roots,
+        Err(error) => {
+            tracing::warn!(%error, "could not list the client's roots; keeping the configured directories");
+            return;
+        }
+    };
+    let dirs: Vec<PathBuf> = roots
+        .iter()
+        .filter_map(|root| url::Url::parse(&root.uri).ok()?.to_file_path().ok())
+        .collect();
+    let narrowed = configured.narrow(&dirs);
+    if narrowed.is_empty() {
+        tracing::info!(
+            offered = dirs.len(),
+            "none of the client's roots is a directory within the configured ones; keeping the configured directories"
+        );
+        *sandbox.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(configured.clone());
+        return;
+    }
+    let narrowed = Sandbox::from_roots(narrowed);
+    tracing::info!(roots = %narrowed.describe(), "allowed directories now follow the client's roots");
+    *sandbox.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(narrowed);
 }
 
 /// A sandbox refusal or I/O failure, worded for a model, with what to do next.

@@ -676,46 +676,53 @@ impl ClientHandler for RootsClient {
     }
 }
 
-#[tokio::test]
-async fn client_roots_replace_the_command_line_directories() {
-    let configured = Dir::new();
-    let offered = Dir::new();
-    fs::write(configured.path.join("old.txt"), "old").unwrap();
-    fs::write(offered.path.join("new.txt"), "new").unwrap();
-    let client = RootsClient {
-        roots: vec![format!("file://{}", offered.path.display())],
-    };
-    let client = connect_client(
-        configured.server(Limits::default(), false),
-        client,
-        Era::Handshake,
-    )
-    .await
-    .unwrap();
-    // The server asks for the roots once the client is initialized.
+/// `list_allowed_directories` once it names `wanted`: the server asks for the roots once the
+/// client is initialized, in a task of its own.
+async fn allowed_once_it_names(client: &TestClient<RootsClient>, wanted: &str) -> String {
     let mut allowed = String::new();
-    for _ in 0..50 {
+    for _ in 0..100 {
         allowed = text(
             &client
                 .call("list_allowed_directories", json!({}))
                 .await
                 .unwrap(),
         );
-        if allowed.contains(&offered.path.display().to_string()) {
+        if allowed.contains(wanted) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(
-        allowed.contains(&offered.path.display().to_string()),
-        "{allowed}"
-    );
-    assert!(
-        !allowed.contains(&configured.path.display().to_string()),
-        "{allowed}"
-    );
+    assert!(allowed.contains(wanted), "{allowed}");
+    allowed
+}
+
+async fn roots_client(server: FsServer, roots: &[String]) -> TestClient<RootsClient> {
+    let client = RootsClient {
+        roots: roots.to_vec(),
+    };
+    connect_client(server, client, Era::Handshake)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn client_roots_narrow_the_command_line_directories() {
+    let configured = Dir::new();
+    fs::create_dir(configured.path.join("sub")).unwrap();
+    fs::write(configured.path.join("old.txt"), "old").unwrap();
+    fs::write(configured.path.join("sub/new.txt"), "new").unwrap();
+    let client = roots_client(
+        configured.server(Limits::default(), false),
+        &[format!("file://{}", configured.p("sub"))],
+    )
+    .await;
+    let allowed = allowed_once_it_names(&client, &configured.p("sub")).await;
+    assert_eq!(allowed.lines().count(), 2, "{allowed}");
     let new = client
-        .call("read_text_file", json!({"path": offered.p("new.txt")}))
+        .call(
+            "read_text_file",
+            json!({"path": configured.p("sub/new.txt")}),
+        )
         .await
         .unwrap();
     assert_eq!(text(&new), "new");
@@ -724,4 +731,44 @@ async fn client_roots_replace_the_command_line_directories() {
         .await
         .unwrap();
     assert_eq!(old.is_error, Some(true));
+}
+
+/// The attack: a client offering `file:///` (and a folder of its choosing) to a server started
+/// on one directory, read-only. The command line is the ceiling.
+#[tokio::test]
+async fn client_roots_never_widen_the_command_line_directories() {
+    let configured = Dir::new();
+    let outside = Dir::new();
+    fs::create_dir(configured.path.join("sub")).unwrap();
+    fs::write(configured.path.join("mine.txt"), "mine").unwrap();
+    fs::write(outside.path.join("secret.txt"), "secret").unwrap();
+    let client = roots_client(
+        configured.server(Limits::default(), true),
+        &[
+            "file:///".to_owned(),
+            format!("file://{}", outside.path.display()),
+            // Lets the test see that the roots were taken.
+            format!("file://{}", configured.p("sub")),
+        ],
+    )
+    .await;
+    let allowed = allowed_once_it_names(&client, &configured.p("sub")).await;
+    assert!(!allowed.contains(&outside.p("")), "{allowed}");
+    for path in [outside.p("secret.txt"), "/etc/passwd".to_owned()] {
+        let refused = client
+            .call("read_text_file", json!({"path": path}))
+            .await
+            .unwrap();
+        assert_eq!(refused.is_error, Some(true), "{path}: {}", text(&refused));
+        assert!(
+            text(&refused).contains("access denied"),
+            "{}",
+            text(&refused)
+        );
+    }
+    let mine = client
+        .call("read_text_file", json!({"path": configured.p("mine.txt")}))
+        .await
+        .unwrap();
+    assert_eq!(text(&mine), "mine");
 }

@@ -1,5 +1,8 @@
 //! The sandbox: which paths a request may touch, and handles that cannot leave them.
 //!
+//! Every server that opens a file a peer names goes through it: mcp-fs for all of its tools,
+//! mcp-docs for the documents it serves, mcp-finetune for datasets and models.
+//!
 //! A requested path is matched to an allowed root by whole components (so `/data/proj` never
 //! admits `/data/proj_evil`), after `~` expansion and lexical clean-up. Everything after that goes
 //! through the root's [`cap_std::fs::Dir`], which resolves the rest beneath the root in the
@@ -35,6 +38,12 @@ pub enum SandboxError {
     Io { path: String, source: io::Error },
     #[error("cannot use {path} as an allowed directory: {source}")]
     BadRoot { path: String, source: io::Error },
+    #[error("{path} is a symbolic link; only regular files are read")]
+    Link { path: String },
+    #[error("{path} is {kind}, not a regular file")]
+    NotRegular { path: String, kind: &'static str },
+    #[error("{path} is {size} bytes, more than the {limit} this reads")]
+    TooLarge { path: String, size: u64, limit: u64 },
 }
 
 impl SandboxError {
@@ -100,6 +109,103 @@ impl Resolved {
             _ => PathBuf::from("."),
         };
         Some((parent, name))
+    }
+}
+
+/// Whether [`read_regular`] follows a symbolic link that is the path's last component (one
+/// that stays beneath the root: a link out fails either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalLink {
+    Follow,
+    Refuse,
+}
+
+/// Opens a regular file beneath its root for reading.
+///
+/// Opened without blocking (a FIFO with no writer would hold the call forever) and checked on
+/// the open handle, so whatever is swapped in after a check is what gets refused: directories,
+/// FIFOs, sockets and devices (`/dev/zero` never ends) are refused by kind. Returns the file and
+/// its size.
+pub fn open_regular(
+    resolved: &Resolved,
+    link: FinalLink,
+) -> Result<(cap_std::fs::File, u64), SandboxError> {
+    use cap_std::fs::{OpenOptions, OpenOptionsExt};
+    use rustix::fs::OFlags;
+
+    let mut flags = OFlags::NONBLOCK;
+    if link == FinalLink::Refuse {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let mut options = OpenOptions::new();
+    options.read(true).custom_flags(flags.bits() as i32);
+    let file = resolved
+        .dir()
+        .open_with(&resolved.rel, &options)
+        .map_err(|error| {
+            if link == FinalLink::Refuse
+                && error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+            {
+                SandboxError::Link {
+                    path: resolved.display().display().to_string(),
+                }
+            } else {
+                resolved.error(error)
+            }
+        })?;
+    let metadata = file.metadata().map_err(|e| resolved.error(e))?;
+    if !metadata.is_file() {
+        return Err(SandboxError::NotRegular {
+            path: resolved.display().display().to_string(),
+            kind: kind_of(&metadata.file_type()),
+        });
+    }
+    Ok((file, metadata.len()))
+}
+
+/// Reads a regular file beneath its root ([`open_regular`]), whole, refusing more than `limit`
+/// bytes: by its size, or by what was read if it grows while being read.
+pub fn read_regular(
+    resolved: &Resolved,
+    limit: u64,
+    link: FinalLink,
+) -> Result<Vec<u8>, SandboxError> {
+    use std::io::Read;
+
+    let (file, size) = open_regular(resolved, link)?;
+    let too_large = |size| SandboxError::TooLarge {
+        path: resolved.display().display().to_string(),
+        size,
+        limit,
+    };
+    if size > limit {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| resolved.error(e))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// What a file that is not regular is, for an error message.
+pub fn kind_of(file_type: &cap_std::fs::FileType) -> &'static str {
+    use cap_std::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
     }
 }
 
@@ -185,6 +291,53 @@ impl Sandbox {
         })
     }
 
+    /// The directories a client offers (its roots), kept within these: each offered directory
+    /// inside an allowed one is opened through the allowed one's handle (so it cannot lead out
+    /// either), an allowed directory inside an offered one stays as it is, and anything else is
+    /// dropped. The command line is the ceiling: roots narrow the sandbox, never widen it. With
+    /// no allowed directories at all, the offered ones are taken as they are.
+    pub fn narrow<P: AsRef<Path>>(&self, offered: &[P]) -> Vec<Arc<Root>> {
+        let mut roots: Vec<Arc<Root>> = Vec::new();
+        let mut keep = |root: Arc<Root>| {
+            if !roots.iter().any(|r| r.canonical == root.canonical) {
+                roots.push(root);
+            }
+        };
+        for dir in offered {
+            let Ok(wanted) = Self::open_root(dir.as_ref()) else {
+                continue;
+            };
+            if self.roots.is_empty() {
+                keep(Arc::new(wanted));
+                continue;
+            }
+            for allowed in &self.roots {
+                if let Ok(rel) = wanted.canonical.strip_prefix(&allowed.canonical) {
+                    let opened = if rel.as_os_str().is_empty() {
+                        allowed.dir.try_clone()
+                    } else {
+                        allowed.dir.open_dir(rel)
+                    };
+                    if let Ok(dir) = opened {
+                        keep(Arc::new(Root {
+                            path: wanted.path.clone(),
+                            canonical: wanted.canonical.clone(),
+                            dir,
+                        }));
+                    }
+                } else if allowed.canonical.starts_with(&wanted.canonical) {
+                    keep(allowed.clone());
+                }
+            }
+        }
+        roots
+    }
+
+    /// A sandbox of roots already opened (by [`Self::narrow`]).
+    pub fn from_roots(roots: Vec<Arc<Root>>) -> Self {
+        Self { roots }
+    }
+
     pub fn roots(&self) -> &[Arc<Root>] {
         &self.roots
     }
@@ -251,13 +404,32 @@ impl Sandbox {
     /// root's `Dir` to canonicalize it (through its nearest existing ancestor when it does not
     /// exist yet), which fails for anything that leads out.
     pub fn check_beneath(&self, resolved: &Resolved) -> Result<(), SandboxError> {
+        self.real_path(resolved).map(|_| ())
+    }
+
+    /// The resolved path's real location (symlinks beneath the root followed), as an absolute
+    /// path, for handing to code that opens by path (another process, a library): through its
+    /// nearest existing ancestor when it does not exist yet. Fails for anything that leads out.
+    /// What is at that location can still change afterwards; open through [`Resolved::dir`]
+    /// where the open is ours.
+    pub fn real_path(&self, resolved: &Resolved) -> Result<PathBuf, SandboxError> {
         let mut probe = resolved.rel.clone();
+        let mut missing: Vec<std::ffi::OsString> = Vec::new();
         loop {
             match resolved.dir().canonicalize(&probe) {
-                Ok(_) => return Ok(()),
+                Ok(real) => {
+                    let mut path = resolved.root.canonical.clone();
+                    path.extend(real.components().filter(|c| *c != Component::CurDir));
+                    path.extend(missing.iter().rev());
+                    return Ok(path);
+                }
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    match probe.file_name() {
+                        Some(name) => missing.push(name.to_owned()),
+                        None => return Ok(resolved.root.canonical.join(&resolved.rel)),
+                    }
                     if !probe.pop() || probe.as_os_str().is_empty() {
-                        return Ok(());
+                        probe = PathBuf::from(".");
                     }
                 }
                 Err(error) => return Err(resolved.error(error)),
