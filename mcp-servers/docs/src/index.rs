@@ -13,6 +13,7 @@ use std::{
 };
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use mcp_core::sandbox::{FinalLink, Resolved, Sandbox, SandboxError, read_regular};
 use rusqlite::{Connection, OptionalExtension as _, params};
 use sha2::{Digest as _, Sha256};
 use tantivy::{
@@ -302,6 +303,10 @@ pub struct Library {
     catalog: RwLock<Arc<Catalog>>,
     /// The folder the documents are in (relative paths are relative to it).
     root: PathBuf,
+    /// The same folder opened as a sandbox: every document is read through it, never by path,
+    /// so a link swapped in for an indexed file (or a directory on its way) cannot lead out.
+    /// `None` when the folder cannot be opened (a search of an index whose folder is gone).
+    folder: Option<Sandbox>,
     /// The model the vectors came from, as recorded.
     model: RwLock<Option<ModelId>>,
 }
@@ -420,6 +425,7 @@ impl Library {
             db: Mutex::new(db),
             catalog: RwLock::new(Arc::new(Catalog::default())),
             root: root.to_owned(),
+            folder: Sandbox::new(&[root]).ok(),
             model: RwLock::new(built),
         };
         library.load_catalog()?;
@@ -559,7 +565,7 @@ impl Library {
         let mut failed: Vec<(String, String)> = Vec::new();
         for (done, (relative, path, kind)) in files.iter().enumerate() {
             progress.advance(done + 1);
-            let bytes = match read_limited(path) {
+            let bytes = match self.read(relative) {
                 Ok(bytes) => bytes,
                 Err(reason) => {
                     failed.push((relative.clone(), reason));
@@ -1020,6 +1026,43 @@ impl Library {
         })
     }
 
+    /// The bytes of the file at `relative` (a path the walk gave: clean, beneath the folder),
+    /// read through the folder's sandbox: a regular file of at most [`MAX_FILE_BYTES`], never
+    /// through a symbolic link (the walk lists none, so one found now was swapped in).
+    fn read(&self, relative: &str) -> Result<Vec<u8>, String> {
+        let folder = self.folder.as_ref().ok_or_else(|| {
+            format!(
+                "the indexed folder {} cannot be opened",
+                self.root.display()
+            )
+        })?;
+        let rel = Path::new(relative);
+        if rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(format!(
+                "{relative} is not a path inside the indexed folder"
+            ));
+        }
+        let root = folder
+            .roots()
+            .first()
+            .ok_or_else(|| format!("the indexed folder {} is not open", self.root.display()))?;
+        let resolved = Resolved {
+            root: root.clone(),
+            rel: rel.to_owned(),
+        };
+        read_regular(&resolved, MAX_FILE_BYTES, FinalLink::Refuse).map_err(|error| match error {
+            SandboxError::TooLarge { size, .. } => format!(
+                "too large ({} MB; the limit is {} MB)",
+                size / (1024 * 1024),
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
+            other => other.to_string(),
+        })
+    }
+
     /// A document's text (as `extract` sees it), whole or lines `start..=end`, with its title.
     /// Only indexed documents can be read, and only from the indexed folder.
     pub fn document(
@@ -1042,7 +1085,9 @@ impl Library {
         }
         let full = self.root.join(&relative);
         let kind = Kind::of(&full).ok_or_else(|| DocsError::UnknownDocument(path.to_owned()))?;
-        let bytes = read_limited(&full).map_err(|e| DocsError::Io(std::io::Error::other(e)))?;
+        let bytes = self
+            .read(&relative)
+            .map_err(|e| DocsError::Io(std::io::Error::other(e)))?;
         let document = extract::extract(&full, kind, &bytes)
             .map_err(|e| DocsError::Io(std::io::Error::other(e.to_string())))?;
         let total = document.text.lines().count();
@@ -1159,18 +1204,6 @@ fn mark(text: &str, ranges: &[std::ops::Range<usize>]) -> String {
     }
     out.push_str(&text[at..]);
     out
-}
-
-fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if metadata.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "too large ({} MB; the limit is {} MB)",
-            metadata.len() / (1024 * 1024),
-            MAX_FILE_BYTES / (1024 * 1024)
-        ));
-    }
-    std::fs::read(path).map_err(|e| e.to_string())
 }
 
 /// The files to index under `root` (as git sees them: `.gitignore` and hidden files are

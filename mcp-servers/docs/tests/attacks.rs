@@ -1,0 +1,134 @@
+//! Attacks on the server, through the protocol, as a hostile client or a hostile file would try
+//! them. BM25 only: no model needed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use mcp_core::testing::{TestClient, connect, text};
+use mcp_server_docs::{
+    index::{Library, Selection},
+    server::{DocsServer, Shared},
+};
+use rmcp::model::ReadResourceRequestParams;
+use serde_json::json;
+
+/// A folder with two notes, indexed (BM25 only) and served in-process.
+async fn served(root: &Path, data: &Path) -> TestClient {
+    std::fs::write(root.join("a.md"), "# Alpha\n\nalpha words here\n").unwrap();
+    std::fs::write(root.join("b.md"), "# Beta\n\nbeta words here\n").unwrap();
+    let (library, writer) = Library::open(data, root, None, true, true).unwrap();
+    let mut writer = writer.unwrap();
+    let report = library
+        .update(&mut writer, &Selection::default(), None, &mut ())
+        .unwrap();
+    assert!(report.added >= 2, "{report:#?}");
+    let shared = Arc::new(Shared {
+        library,
+        writer: Mutex::new(Some(writer)),
+        embedder: None,
+        selection: Selection::default(),
+        model_note: None,
+    });
+    connect(DocsServer::new(shared)).await.unwrap()
+}
+
+async fn read_resource(client: &TestClient, uri: &str) -> Result<String, String> {
+    client
+        .read_resource(ReadResourceRequestParams::new(uri))
+        .await
+        .map(|result| format!("{result:?}"))
+        .map_err(|error| error.to_string())
+}
+
+/// Finding 1: index a folder with `a.md`, then `ln -sf SECRET a.md`; neither `get_document` nor
+/// `resources/read` may serve the secret.
+#[tokio::test]
+async fn an_indexed_file_swapped_for_a_link_is_not_followed() {
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("shadow");
+    std::fs::write(&secret, "root:TOPSECRET:19000:0:99999:7:::\n").unwrap();
+    let client = served(root.path(), data.path()).await;
+
+    let before = client
+        .call("get_document", json!({"path": "a.md"}))
+        .await
+        .unwrap();
+    assert!(text(&before).contains("alpha words"), "{}", text(&before));
+
+    std::fs::remove_file(root.path().join("a.md")).unwrap();
+    std::os::unix::fs::symlink(&secret, root.path().join("a.md")).unwrap();
+    // A link that stays inside the folder is refused as well: the walk never indexes links.
+    std::fs::remove_file(root.path().join("b.md")).unwrap();
+    std::os::unix::fs::symlink(root.path().join("a.md"), root.path().join("b.md")).unwrap();
+
+    for path in ["a.md", "b.md"] {
+        let answer = client
+            .call("get_document", json!({"path": path}))
+            .await
+            .unwrap();
+        assert_eq!(answer.is_error, Some(true), "{}", text(&answer));
+        assert!(!text(&answer).contains("TOPSECRET"), "{}", text(&answer));
+        assert!(text(&answer).contains("symbolic link"), "{}", text(&answer));
+        let resource = read_resource(&client, &format!("docs://{path}")).await;
+        assert!(resource.is_err(), "{resource:?}");
+        assert!(!format!("{resource:?}").contains("TOPSECRET"));
+    }
+
+    // Reindexing drops them rather than reading the secret into the index.
+    let reindex = client.call("reindex", json!({})).await.unwrap();
+    assert!(!text(&reindex).contains("TOPSECRET"), "{}", text(&reindex));
+    let search = client
+        .call("search", json!({"query": "TOPSECRET root", "mode": "bm25"}))
+        .await
+        .unwrap();
+    let hits = &search.structured_content.as_ref().unwrap()["hits"];
+    assert_eq!(hits.as_array().map(Vec::len), Some(0), "{hits}");
+}
+
+/// A directory on the way swapped for a link out: the sandbox resolves beneath the folder.
+#[tokio::test]
+async fn a_directory_swapped_for_a_link_out_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("sub")).unwrap();
+    std::fs::write(root.path().join("sub/c.md"), "# C\n\ngamma words\n").unwrap();
+    std::fs::write(outside.path().join("c.md"), "# C\n\nTOPSECRET\n").unwrap();
+    let client = served(root.path(), data.path()).await;
+    std::fs::remove_dir_all(root.path().join("sub")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("sub")).unwrap();
+    let answer = client
+        .call("get_document", json!({"path": "sub/c.md"}))
+        .await
+        .unwrap();
+    assert_eq!(answer.is_error, Some(true), "{}", text(&answer));
+    assert!(!text(&answer).contains("TOPSECRET"), "{}", text(&answer));
+}
+
+/// An indexed file swapped for a FIFO with no writer: refused at once, not waited on forever.
+#[tokio::test]
+async fn an_indexed_file_swapped_for_a_fifo_is_refused_without_waiting() {
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let client = served(root.path(), data.path()).await;
+    std::fs::remove_file(root.path().join("a.md")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(root.path().join("a.md"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        client.call("get_document", json!({"path": "a.md"})),
+    )
+    .await
+    .expect("get_document on a FIFO never answered")
+    .unwrap();
+    assert_eq!(answer.is_error, Some(true), "{}", text(&answer));
+    assert!(text(&answer).contains("FIFO"), "{}", text(&answer));
+}
