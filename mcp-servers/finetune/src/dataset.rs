@@ -18,6 +18,7 @@ use std::{
     hash::{Hash, Hasher},
     io::{BufRead, BufReader, Read},
     path::Path,
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use serde::Serialize;
@@ -200,6 +201,34 @@ impl Report {
     }
 }
 
+/// Opens a dataset named on the command line: a regular file only (a FIFO, a device such as
+/// `/dev/zero` or a directory is refused at once, not read forever). The server opens datasets
+/// through its sandbox instead ([`mcp_core::sandbox::open_regular`]).
+pub fn open(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    if metadata.is_dir() {
+        return Err(format!(
+            "{} is a directory, not a JSONL file",
+            path.display()
+        ));
+    }
+    if !metadata.is_file() {
+        return Err(format!(
+            "{} is not a regular file (a device, FIFO or socket); give a JSONL file",
+            path.display()
+        ));
+    }
+    Ok(file)
+}
+
 /// Checks a dataset file for a method. `Err` only when the file cannot be read at all.
 pub fn validate(
     path: &Path,
@@ -207,19 +236,35 @@ pub fn validate(
     counter: &TokenCounter,
     max_seq_len: usize,
 ) -> Result<Report, String> {
-    let file = std::fs::File::open(path)
-        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(format!(
-            "{} is a directory, not a JSONL file",
-            path.display()
-        ));
-    }
+    let file = open(path)?;
+    validate_reader(
+        file,
+        path,
+        method,
+        counter,
+        max_seq_len,
+        &AtomicBool::new(false),
+    )
+}
+
+/// [`validate`] on an opened file (`path` names it in the report), stopping with an error as
+/// soon as `stop` is set: the caller went away, or the server is shutting down.
+pub fn validate_reader(
+    file: impl Read,
+    path: &Path,
+    method: Method,
+    counter: &TokenCounter,
+    max_seq_len: usize,
+    stop: &AtomicBool,
+) -> Result<Report, String> {
     let mut checker = Checker::new(method, counter, max_seq_len);
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut line = Vec::new();
     let mut number = 0;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(format!("checking {} was cancelled", path.display()));
+        }
         line.clear();
         let read = (&mut reader)
             .take(MAX_LINE_BYTES as u64 + 1)

@@ -10,10 +10,14 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
+use mcp_core::sandbox::{FinalLink, Resolved, Sandbox, SandboxError, open_regular};
 use serde::Serialize;
 
 use crate::{
@@ -47,6 +51,9 @@ pub struct Options {
     /// Compute threads per trainer (`None`: the trainer's default).
     pub threads: Option<usize>,
     pub backends: Vec<Arc<dyn Backend>>,
+    /// The directories datasets and models may be read from (`--allow-dir`): a path a client
+    /// names outside all of them, or leading out of them through a link, is refused.
+    pub allowed: Sandbox,
 }
 
 pub struct Manager {
@@ -395,47 +402,92 @@ impl Manager {
         Ok(())
     }
 
-    /// `validate_dataset`: the report, with exact token counts when the model is given.
+    /// A dataset or model path a client named, resolved within the allowed directories, with
+    /// its real location (what the trainer, another process, is given).
+    fn confine(&self, path: &Path, what: &str) -> Result<(Resolved, PathBuf), JobError> {
+        let allowed = &self.options.allowed;
+        let refuse = |error: SandboxError| {
+            JobError::Invalid(format!(
+                "{what}: {error}. Datasets and models are read only from the directories \
+                 mcp-finetune was started with (--allow-dir DIR)"
+            ))
+        };
+        let resolved = allowed.resolve(&path.to_string_lossy()).map_err(refuse)?;
+        let real = allowed.real_path(&resolved).map_err(refuse)?;
+        Ok((resolved, real))
+    }
+
+    /// `validate_dataset`: the report, with exact token counts when the model is given. The
+    /// file is read through the sandbox (a regular file within the allowed directories), and
+    /// the check stops when the caller goes away.
     pub async fn validate(
+        &self,
         path: PathBuf,
         method: Method,
         model: Option<PathBuf>,
         max_seq_len: usize,
     ) -> Result<DatasetReport, JobError> {
+        let (file_at, _) = self.confine(&path, "training data")?;
+        let model = model
+            .map(|model| self.confine(&model, "model").map(|(_, real)| real))
+            .transpose()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let _stop_when_dropped = StopOnDrop(stop.clone());
         tokio::task::spawn_blocking(move || {
             let counter = match &model {
                 Some(model) => token_counter(model)?,
                 None => TokenCounter::Estimate,
             };
-            dataset::validate(&path, method, &counter, max_seq_len).map_err(JobError::Invalid)
+            let (file, _) = open_regular(&file_at, FinalLink::Follow)
+                .map_err(|error| JobError::Invalid(error.to_string()))?;
+            dataset::validate_reader(file.into_std(), &path, method, &counter, max_seq_len, &stop)
+                .map_err(JobError::Invalid)
         })
         .await
         .map_err(|error| JobError::Invalid(format!("validation stopped: {error}")))?
     }
 
+    /// The paths of a job's spec, each within the allowed directories, as real locations.
+    fn confine_spec(&self, mut spec: JobSpec) -> Result<JobSpec, JobError> {
+        spec.model = self.confine(&spec.model, "model")?.1;
+        if let Some(teacher) = &spec.teacher {
+            spec.teacher = Some(self.confine(teacher, "teacher")?.1);
+        }
+        if let Some(file) = &spec.training_file {
+            spec.training_file = Some(self.confine(file, "training_file")?.1);
+        }
+        if let Some(file) = &spec.validation_file {
+            spec.validation_file = Some(self.confine(file, "validation_file")?.1);
+        }
+        Ok(spec)
+    }
+
     /// Validates the job's files, then (unless `dry_run`) records it and queues it.
     pub async fn create(&self, spec: JobSpec, dry_run: bool) -> Result<Created, JobError> {
+        let spec = self.confine_spec(spec)?;
         self.check_spec(&spec, dry_run)?;
         let validation = match (&spec.training_file, spec.method.trains()) {
             (Some(file), true) => {
-                let report = Self::validate(
-                    file.clone(),
-                    spec.method,
-                    Some(spec.model.clone()),
-                    spec.hyperparameters.max_seq_len.or(2048) as usize,
-                )
-                .await?;
-                if !report.valid {
-                    return Err(JobError::Dataset(Box::new(report)));
-                }
-                if let Some(validation_file) = &spec.validation_file {
-                    let report = Self::validate(
-                        validation_file.clone(),
+                let report = self
+                    .validate(
+                        file.clone(),
                         spec.method,
                         Some(spec.model.clone()),
                         spec.hyperparameters.max_seq_len.or(2048) as usize,
                     )
                     .await?;
+                if !report.valid {
+                    return Err(JobError::Dataset(Box::new(report)));
+                }
+                if let Some(validation_file) = &spec.validation_file {
+                    let report = self
+                        .validate(
+                            validation_file.clone(),
+                            spec.method,
+                            Some(spec.model.clone()),
+                            spec.hyperparameters.max_seq_len.or(2048) as usize,
+                        )
+                        .await?;
                     // A validation file may be small: only its line errors count.
                     if report.errors.iter().any(|p| p.line > 0) {
                         return Err(JobError::Dataset(Box::new(report)));
@@ -703,6 +755,15 @@ pub fn token_counter(model: &Path) -> Result<TokenCounter, JobError> {
             .map_err(JobError::Invalid);
     }
     Ok(TokenCounter::Estimate)
+}
+
+/// Sets its flag when dropped: a blocking check learns that its caller went away.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), JobError> {

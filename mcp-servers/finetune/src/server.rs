@@ -212,14 +212,16 @@ impl FinetuneServer {
         &self,
         Parameters(args): Parameters<ValidateArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        let report = Manager::validate(
-            args.path,
-            args.method,
-            args.model,
-            args.max_seq_len.unwrap_or(2048),
-        )
-        .await
-        .map_err(tool_error)?;
+        let report = self
+            .manager
+            .validate(
+                args.path,
+                args.method,
+                args.model,
+                args.max_seq_len.unwrap_or(2048),
+            )
+            .await
+            .map_err(tool_error)?;
         Ok(structured(report.render(), &report))
     }
 

@@ -9,6 +9,8 @@ use rmcp::model::{
     CallToolRequestParams, NumberOrString, ProgressToken, ReadResourceRequestParams,
     RequestParamsMeta as _,
 };
+use std::time::Duration;
+
 use serde_json::json;
 use support::*;
 
@@ -410,4 +412,86 @@ async fn two_servers_share_a_data_directory() {
         (1..=300).collect::<Vec<_>>()
     );
     second.client.cancel().await.unwrap();
+}
+
+/// Finding 4 of the attack run: `validate_dataset` (and `create_job`) on files outside the
+/// allowed directories, through a link out, on a FIFO; then SIGTERM is honoured at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datasets_and_models_are_confined_and_a_fifo_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, train) = fixtures(dir.path());
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("keys.jsonl");
+    std::fs::write(
+        &secret,
+        "{\"messages\": [{\"role\": \"sk-live-TOPSECRET\", \"content\": \"x\"}]}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&secret, dir.path().join("link.jsonl")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("linkdir")).unwrap();
+    let fifo = dir.path().join("fifo.jsonl");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let server = start(&dir.path().join("data")).await;
+    let client = &server.client;
+
+    let outside_paths = [
+        secret.display().to_string(),
+        "/etc/shadow".to_owned(),
+        "/proc/self/environ".to_owned(),
+        "/dev/zero".to_owned(),
+        dir.path().join("link.jsonl").display().to_string(),
+        dir.path().join("linkdir/keys.jsonl").display().to_string(),
+        dir.path().join("../../etc/passwd").display().to_string(),
+    ];
+    for path in &outside_paths {
+        let refused = call(client, "validate_dataset", json!({"path": path})).await;
+        assert_eq!(refused.is_error, Some(true), "{path}: {}", text(&refused));
+        let message = text(&refused);
+        assert!(!message.contains("TOPSECRET"), "{path}: {message}");
+        assert!(message.contains("access denied"), "{path}: {message}");
+        assert!(message.contains("--allow-dir"), "{path}: {message}");
+    }
+    // A model or a training file outside: no job, not even a dry run.
+    for arguments in [
+        json!({"method": "sft", "model": "/etc", "training_file": train, "dry_run": true}),
+        json!({"method": "sft", "model": model, "training_file": secret, "dry_run": true}),
+        json!({"method": "sft", "model": model, "training_file": train,
+               "validation_file": "/etc/shadow", "dry_run": true}),
+    ] {
+        let refused = call(client, "create_job", arguments.clone()).await;
+        assert_eq!(
+            refused.is_error,
+            Some(true),
+            "{arguments}: {}",
+            text(&refused)
+        );
+        assert!(
+            text(&refused).contains("access denied"),
+            "{}",
+            text(&refused)
+        );
+    }
+    // A FIFO inside: refused by kind, at once.
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        call(client, "validate_dataset", json!({"path": fifo})),
+    )
+    .await
+    .expect("validate_dataset on a FIFO never answered");
+    assert_eq!(refused.is_error, Some(true), "{}", text(&refused));
+    assert!(text(&refused).contains("FIFO"), "{}", text(&refused));
+    // What is inside still works.
+    let report = data(&call(client, "validate_dataset", json!({"path": train})).await);
+    assert_eq!(report["valid"], true, "{report}");
+
+    assert!(
+        signal_and_wait(server.pid, "TERM"),
+        "the server did not stop on SIGTERM"
+    );
 }

@@ -3,6 +3,7 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
+use mcp_core::Sandbox;
 use mcp_server_finetune::{
     backend::{
         Backend,
@@ -70,6 +71,12 @@ enum Command {
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
 
+        /// A directory datasets and models may be read from (repeatable). Paths a client names
+        /// outside these, or leading out through a link, are refused; with none, every dataset
+        /// and model is refused.
+        #[arg(long = "allow-dir", value_name = "DIR")]
+        allow_dirs: Vec<PathBuf>,
+
         #[command(flatten)]
         slurm: SlurmArgs,
 
@@ -123,10 +130,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             max_concurrent,
             threads,
+            allow_dirs,
             slurm,
             serve,
         } => {
             let data_dir = data.data_dir.unwrap_or_else(default_data_dir);
+            let allowed = Sandbox::new(&allow_dirs)?;
+            if allowed.is_empty() {
+                tracing::warn!(
+                    "no --allow-dir given: every dataset and model a client names will be refused"
+                );
+            }
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
                 let slurm = Slurm::detect(SlurmOptions {
@@ -145,12 +159,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     trainer_program: std::env::current_exe()?,
                     threads,
                     backends,
+                    allowed,
                 })?;
                 tracing::info!(data_dir = %data_dir.display(), "job store opened");
                 tokio::spawn(manager.clone().run());
                 mcp_core::serve(FinetuneServer::new(manager), serve).await?;
                 anyhow::Ok(())
             })?;
+            // A check still reading on the blocking pool stops at its next line once its
+            // caller is gone; the process does not wait for it to get there.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate {

@@ -37,6 +37,9 @@ pub async fn start_with(data: &Path, env: &[(&str, &Path)]) -> Server {
     command
         .args(["serve", "--threads", "1", "--data-dir"])
         .arg(data)
+        // The fixtures are beside the data directory.
+        .arg("--allow-dir")
+        .arg(data.parent().unwrap())
         .envs(env.iter().map(|(k, v)| (*k, *v)));
     let (transport, _) = TokioChildProcess::builder(command)
         .stderr(Stdio::null())
@@ -146,8 +149,13 @@ pub fn metric_steps(client_events: &Value) -> Vec<u64> {
 }
 
 pub fn kill9(pid: u32) {
+    assert!(signal_and_wait(pid, "KILL"), "{pid} outlived SIGKILL");
+}
+
+/// Sends `signal` (`KILL`, `TERM`) to `pid` and waits up to two seconds for it to be gone.
+pub fn signal_and_wait(pid: u32, signal: &str) -> bool {
     let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -159,10 +167,11 @@ pub fn kill9(pid: u32) {
                 .rsplit_once(')')
                 .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
         {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    false
 }
 
 /// Resumes a job cancelled at step `stopped_at`, waits for its end, and checks that it went on
