@@ -324,6 +324,8 @@ async fn main() {
     let url = support::pg::url_for("mcp_bench", None);
     let mut command = vec![ours_binary];
     command.extend(ours_flags);
+    // The same superuser the reference connects as.
+    command.push("--allow-privileged-role".to_owned());
     command.push(url.clone());
     let ours_pg = Contender {
         name: "mcp-sql".into(),

@@ -14,6 +14,11 @@ use crate::{postgres::Postgres, sqlite::Sqlite};
 pub struct Options {
     /// Whether `execute` exists (and SQLite is opened writable).
     pub allow_write: bool,
+    /// Serve read-only on PostgreSQL even as a role that could write (a superuser, a table's
+    /// owner, a role with INSERT/UPDATE/DELETE/TRUNCATE grants). Refused without it: such a role
+    /// can write through a second connection (`dblink_exec`, `postgres_fdw`) that the read-only
+    /// transaction does not cover.
+    pub allow_privileged_role: bool,
     /// Longest a statement may run.
     pub timeout: Duration,
     /// Most rows one `query` returns (a call may ask for fewer).
@@ -26,6 +31,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             allow_write: false,
+            allow_privileged_role: false,
             timeout: Duration::from_secs(30),
             max_rows: 1_000,
             max_bytes: 256 * 1024,
@@ -261,6 +267,27 @@ impl RowSink {
     pub fn wants(&mut self) -> bool {
         self.seen += 1;
         self.seen > self.offset
+    }
+
+    /// Whether a row of about `size` bytes can be taken, before it is converted: a row bigger
+    /// than a whole answer ends this page (and so starts the next, where it is refused), and
+    /// as a page's first row it is refused with an error that says what to select instead.
+    pub fn may_hold(&mut self, size: usize) -> Result<bool, DbError> {
+        if size <= self.max_bytes {
+            return Ok(true);
+        }
+        if !self.rows.is_empty() {
+            self.truncated = true;
+            return Ok(false);
+        }
+        Err(DbError::new(format!(
+            "row {} is about {size} bytes as JSON, more than the {} bytes one answer carries",
+            self.seen, self.max_bytes
+        ))
+        .with_hint(
+            "select a part of its large values (substr(col, 1, 1000), length(col)), or start the \
+             server with a larger --max-bytes",
+        ))
     }
 
     /// Takes a wanted row; returns false when the sink is full (the row is then dropped and

@@ -121,21 +121,71 @@ impl Postgres {
             options,
         };
         let client = this.client().await?;
-        let superuser: bool = client
+        this.check_role(&client).await?;
+        Ok(this)
+    }
+
+    /// Read-only is the read-only transaction's, and a role that can write gets around it
+    /// through a second connection (`dblink_exec`, a `postgres_fdw` foreign table), whose
+    /// transaction is its own. So a read-only server refuses such a role unless told
+    /// `allow_privileged_role`, and says at start whether those extensions are reachable.
+    async fn check_role(&self, client: &Client) -> Result<(), DbError> {
+        let timeout = self.options.timeout;
+        let row = client
             .query_one(
-                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                &format!(
+                    "SELECT current_user::text, r.rolsuper, \
+                       (SELECT format('%I.%I', n.nspname, c.relname) \
+                        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                        WHERE {USER_RELATIONS} AND c.relkind IN ('r', 'p', 'f') \
+                          AND (pg_has_role(c.relowner, 'USAGE') \
+                               OR has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')) \
+                        ORDER BY 1 LIMIT 1), \
+                       ARRAY(SELECT e.extname::text FROM pg_extension e \
+                             WHERE e.extname IN ('dblink', 'postgres_fdw') ORDER BY 1) \
+                     FROM pg_roles r WHERE r.rolname = current_user"
+                ),
                 &[],
             )
             .await
-            .map(|row| row.get(0))
-            .unwrap_or(false);
-        if superuser {
+            .map_err(|e| pg_error(e, timeout))?;
+        let role: String = row.get(0);
+        let superuser: bool = row.get(1);
+        let writable: Option<String> = row.get(2);
+        let bridges: Vec<String> = row.get(3);
+        if !bridges.is_empty() {
             tracing::warn!(
-                "connected as a superuser: read-only transactions still stop writes, but a \
-                 role with only SELECT grants is the safer choice (see the README)"
+                extensions = %bridges.join(", "),
+                "installed in this database: they open connections of their own, which the \
+                 read-only transaction does not cover"
             );
         }
-        Ok(this)
+        let can_write = if superuser {
+            Some(format!("{role} is a superuser"))
+        } else {
+            writable.map(|table| format!("{role} can write to {table}"))
+        };
+        match can_write {
+            Some(reason) if !self.options.allow_write && !self.options.allow_privileged_role => {
+                Err(DbError::new(format!(
+                    "refusing to serve read-only as a role that can write: {reason}, and such a \
+                     role can write through dblink or postgres_fdw, whose connections the \
+                     read-only transaction does not cover"
+                ))
+                .with_hint(
+                    "connect as a role with only SELECT grants (the README shows how), or start \
+                     with --allow-privileged-role to accept the risk",
+                ))
+            }
+            Some(reason) if !self.options.allow_write => {
+                tracing::warn!(
+                    "{reason}: serving read-only anyway (--allow-privileged-role); writes through \
+                     dblink or postgres_fdw are not stopped"
+                );
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn client(&self) -> Result<Object, DbError> {
@@ -217,11 +267,12 @@ impl Postgres {
         let result =
             tokio::time::timeout(timeout + Duration::from_secs(5), work(client, &begin)).await;
         if result.is_ok() {
-            // Queued, not awaited: the request is on its way once polled, and the connection's
-            // next use waits behind its answer. (A call cut short closes the connection instead,
-            // which ends the transaction too: see `InFlight`.)
+            // Queued, not awaited: the requests are on their way once polled, and the
+            // connection's next use waits behind their answers. (A call cut short closes the
+            // connection instead, which ends the transaction too: see `InFlight`.)
             let rollback = client.batch_execute("ROLLBACK");
             let _ = futures::FutureExt::now_or_never(rollback);
+            reset_session(client);
         }
         in_flight.done = result.is_ok();
         result.unwrap_or_else(|_| Err(DbError::timed_out(timeout)))
@@ -456,6 +507,13 @@ impl Postgres {
                 client.query_typed_raw(&fetch, no_params()),
             );
             began.map_err(fail)?;
+            // The DECLARE's answer is a stream that carries an error of its execution (`FOR
+            // UPDATE` in a read-only transaction) only when read; unread, the FETCH would
+            // report "current transaction is aborted" instead of it.
+            let declared = match declared {
+                Ok(answer) => std::pin::pin!(answer).next().await.transpose().map(|_| ()),
+                Err(error) => Err(error),
+            };
             if declared.is_err() {
                 return Ok(None);
             }
@@ -549,12 +607,27 @@ impl Postgres {
                 .await
                 .map_err(fail)?;
             transaction.commit().await.map_err(fail)?;
+            reset_session(client);
             Ok(changed)
         };
         let result = tokio::time::timeout(timeout + Duration::from_secs(5), run).await;
         in_flight.done = result.is_ok();
         result.unwrap_or_else(|_| Err(DbError::timed_out(timeout)))
     }
+}
+
+/// Queues a session reset (not awaited: the connection's next use waits behind it), so nothing
+/// a call did to its session outlives it on the pooled connection: advisory locks (which any
+/// role may take with a `SELECT` and would otherwise hold forever), settings and roles from
+/// `set_config(…, false)`, cursors, temporary tables, `LISTEN`s, cached plans. This is `DISCARD
+/// ALL` but for `DEALLOCATE ALL`: the client library keeps prepared statements of its own (its
+/// type lookups), and a query cannot prepare one (`PREPARE` returns no rows).
+fn reset_session(client: &Client) {
+    let discard = client.batch_execute(
+        "CLOSE ALL; RESET SESSION AUTHORIZATION; RESET ALL; UNLISTEN *; \
+         SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES",
+    );
+    let _ = futures::FutureExt::now_or_never(discard);
 }
 
 /// Rows into the sink until it is full; the columns, if any row came.

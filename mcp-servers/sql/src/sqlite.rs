@@ -152,6 +152,9 @@ impl Handle {
     }
 }
 
+/// The longest string or blob the read-only connection handles (SQLite's own default is 1 GB).
+const MAX_VALUE_BYTES: i32 = 64 * 1024 * 1024;
+
 fn harden(connection: &mut Connection, read_only: bool, timeout: Duration) -> rusqlite::Result<()> {
     connection.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
     connection.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
@@ -159,6 +162,10 @@ fn harden(connection: &mut Connection, read_only: bool, timeout: Duration) -> ru
     connection.busy_timeout(timeout)?;
     if read_only {
         connection.execute_batch("PRAGMA query_only = ON")?;
+        // No value a query makes or reads may pass this: `zeroblob(999000000)` or
+        // `randomblob(5e8)` fail in the engine ("string or blob too big") instead of
+        // allocating gigabytes that the row-size check below would only refuse afterwards.
+        connection.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)?;
     }
     connection.authorizer(Some(|context: AuthContext<'_>| match context.action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
@@ -486,11 +493,17 @@ impl Sqlite {
                 if !sink.wants() {
                     continue;
                 }
-                let values = (0..width)
-                    .map(|i| row.get_ref(i).map(to_json))
+                let cells = (0..width)
+                    .map(|i| row.get_ref(i))
                     .collect::<rusqlite::Result<Vec<_>>>()
                     .map_err(fail)?;
-                if !sink.push(values) {
+                // Measured before anything is converted: a row too big for any answer is never
+                // turned into JSON (a blob doubles as hex), whatever page it would start.
+                let size = cells.iter().map(|cell| json_size(*cell)).sum();
+                if !sink.may_hold(size)? {
+                    break;
+                }
+                if !sink.push(cells.into_iter().map(to_json).collect()) {
                     break;
                 }
             }
@@ -596,6 +609,15 @@ fn from_json(value: &Value) -> SqlValue {
         },
         Value::String(s) => SqlValue::Text(s.clone()),
         other => SqlValue::Text(other.to_string()),
+    }
+}
+
+/// About how many bytes `value` takes as JSON, without converting it.
+fn json_size(value: ValueRef<'_>) -> usize {
+    match value {
+        ValueRef::Null | ValueRef::Integer(_) | ValueRef::Real(_) => 24,
+        ValueRef::Text(bytes) => bytes.len() + 2,
+        ValueRef::Blob(bytes) => 2 * bytes.len() + 4,
     }
 }
 

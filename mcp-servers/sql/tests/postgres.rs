@@ -12,7 +12,7 @@ mod support;
 use std::{process::Command, time::Duration};
 
 use mcp_core::testing::text;
-use mcp_server_sql::Options;
+use mcp_server_sql::{Database, Options, Target};
 use rmcp::{
     ServiceExt,
     model::{ClientConfig, ReadResourceRequestParams, ResourceContents},
@@ -36,6 +36,9 @@ async fn fresh_database(name: &str) -> String {
     for statement in [
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
         format!("CREATE DATABASE {name}"),
+        // Counts calls of `counted` (below) in pg_stat_user_functions, for tests that check
+        // how many rows were computed.
+        format!("ALTER DATABASE {name} SET track_functions = 'all'"),
         format!("DROP ROLE IF EXISTS {name}_reader"),
         format!("CREATE ROLE {name}_reader LOGIN PASSWORD 'reader'"),
     ] {
@@ -68,6 +71,7 @@ async fn fresh_database(name: &str) -> String {
            (1, 3.00, NULL, NULL, 'open', NULL, NULL, NULL),
            (2, 0.50, ARRAY[]::text[], '[]', 'open', NULL, NULL, NULL);
          INSERT INTO sales.regions VALUES ('EU', 'Europe');
+         CREATE FUNCTION counted(x int) RETURNS int LANGUAGE plpgsql AS $f$ BEGIN RETURN x; END $f$;
          ANALYZE;
          GRANT USAGE ON SCHEMA public, sales TO {name}_reader;
          GRANT SELECT ON ALL TABLES IN SCHEMA public, sales TO {name}_reader;",
@@ -298,26 +302,35 @@ async fn the_tools_answer_on_postgres() {
     assert_eq!(ok(&last)["rows"][0][0], 2001);
     assert_eq!(ok(&last)["truncated"], false);
     // Only the page (and one row more) is computed, not the whole result: each computed row
-    // takes a session advisory lock (allowed in a read-only transaction, and it outlives it).
+    // calls `counted`, whose calls PostgreSQL's statistics count (they are not rolled back).
     let page = client
         .call(
             "query",
-            json!({ "sql": "SELECT id, pg_try_advisory_lock(424242, id) FROM t", "max_rows": 10 }),
+            json!({ "sql": "SELECT id, counted(id) FROM t", "max_rows": 10 }),
         )
         .await
         .unwrap();
     assert_eq!(ok(&page)["rows"].as_array().unwrap().len(), 10);
     assert_eq!(ok(&page)["truncated"], true);
-    let locks: i64 = support::pg::admin(&name)
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 424242",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(locks, 11);
+    let observer = support::pg::admin(&name).await;
+    let mut calls: i64 = 0;
+    // A backend reports its statistics when idle, at most once a second.
+    for _ in 0..100 {
+        calls = observer
+            .query_one(
+                "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_user_functions \
+                 WHERE funcname = 'counted'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if calls > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(calls, 11);
 
     let plan = client
         .call(
@@ -354,6 +367,7 @@ async fn every_attack_fails_and_the_database_is_unchanged() {
     let before = dump(&name);
     let options = Options {
         timeout: Duration::from_secs(1),
+        allow_privileged_role: true,
         ..Options::default()
     };
     let client = server(&url_for(&name, None), options).await;
@@ -571,8 +585,8 @@ async fn the_binary_takes_the_password_from_the_environment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_query_is_cancelled_on_the_server() {
     let name = fresh_database("mcp_cancel").await;
-    let mut wire =
-        cancel_a_slow_query(&url_for(&name, None), "SELECT pg_sleep(300) AS slept").await;
+    let reader = url_for(&name, Some((&format!("{name}_reader"), Some("reader"))));
+    let mut wire = cancel_a_slow_query(&reader, "SELECT pg_sleep(300) AS slept").await;
 
     // The sleep is gone from the server (bounded wait: it would otherwise run for 300 s).
     let observer = admin(&name).await;
@@ -596,4 +610,178 @@ async fn a_cancelled_query_is_cancelled_on_the_server() {
 
     assert_eq!(count_t(&mut wire, Duration::from_secs(30)).await, 2500);
     wire.close().await;
+}
+
+/// Finding 3 of the attack run: a read-only server as a role that can write is refused (such a
+/// role writes through `dblink_exec`, whose connection the read-only transaction does not
+/// cover) unless `allow_privileged_role` is given; a role with only SELECT grants is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_can_write_is_refused_unless_allowed() {
+    let name = fresh_database("mcp_privileged").await;
+    let db = admin(&name).await;
+    db.batch_execute(&format!(
+        "CREATE EXTENSION IF NOT EXISTS dblink;
+         DROP ROLE IF EXISTS {name}_owner; DROP ROLE IF EXISTS {name}_inserter;
+         CREATE ROLE {name}_owner LOGIN PASSWORD 'owner';
+         CREATE ROLE {name}_inserter LOGIN PASSWORD 'inserter';
+         GRANT USAGE, CREATE ON SCHEMA public TO {name}_owner;
+         GRANT USAGE ON SCHEMA public, sales TO {name}_inserter;
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}_inserter;
+         GRANT INSERT ON sales.regions TO {name}_inserter;"
+    ))
+    .await
+    .unwrap();
+    let owner_db = tokio_postgres::connect(
+        &url_for(&name, Some((&format!("{name}_owner"), Some("owner")))),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(owner_db.1);
+    owner_db
+        .0
+        .batch_execute("CREATE TABLE mine (x int)")
+        .await
+        .unwrap();
+
+    for (user, password, why) in [
+        (None, "", "is a superuser"),
+        (
+            Some(format!("{name}_owner")),
+            "owner",
+            "can write to public.mine",
+        ),
+        (
+            Some(format!("{name}_inserter")),
+            "inserter",
+            "can write to sales.regions",
+        ),
+    ] {
+        let url = match &user {
+            None => url_for(&name, None),
+            Some(user) => url_for(&name, Some((user, Some(password)))),
+        };
+        let target = Target::parse(&url).unwrap();
+        let refused = Database::open(&target, Options::default()).await;
+        let error = refused.err().expect("a role that can write was served");
+        assert!(
+            error.message.contains("refusing to serve read-only"),
+            "{}",
+            error.message
+        );
+        assert!(error.message.contains(why), "{}", error.message);
+        assert!(
+            error
+                .hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("--allow-privileged-role"),
+            "{error:?}"
+        );
+        // With the flag it serves, and --allow-write needs no flag.
+        for options in [
+            Options {
+                allow_privileged_role: true,
+                ..Options::default()
+            },
+            Options {
+                allow_write: true,
+                ..Options::default()
+            },
+        ] {
+            assert!(Database::open(&target, options).await.is_ok());
+        }
+    }
+    // The binary says so and exits, as the attack run's superuser would have met it.
+    let output = Command::new(MCP_SQL)
+        .arg(url_for(&name, None))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing to serve read-only"), "{stderr}");
+    assert!(stderr.contains("dblink"), "{stderr}");
+
+    // A role with only SELECT grants is served.
+    let reader = url_for(&name, Some((&format!("{name}_reader"), Some("reader"))));
+    let client = server(&reader, Options::default()).await;
+    let count = client
+        .call("query", json!({ "sql": "SELECT count(*) FROM t" }))
+        .await
+        .unwrap();
+    assert_eq!(ok(&count)["rows"][0][0], 2500);
+}
+
+/// Finding 3, continued: nothing a call does to its session outlives it on the pooled
+/// connection (an advisory lock, a setting), and a statement that fails inside the transaction
+/// is reported with its own error, not "current transaction is aborted".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_does_not_leak_and_the_first_error_is_reported() {
+    let name = fresh_database("mcp_session").await;
+    let reader = url_for(&name, Some((&format!("{name}_reader"), Some("reader"))));
+    let client = server(&reader, Options::default()).await;
+
+    let locked = client
+        .call("query", json!({ "sql": "SELECT pg_advisory_lock(4242)" }))
+        .await
+        .unwrap();
+    ok(&locked);
+    let observer = admin(&name).await;
+    let mut free = false;
+    for _ in 0..100 {
+        free = observer
+            .query_one("SELECT pg_try_advisory_lock(4242)", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if free {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(free, "the advisory lock outlived the call that took it");
+
+    let set = client
+        .call(
+            "query",
+            json!({ "sql": "SELECT set_config('search_path', 'sales', false)" }),
+        )
+        .await
+        .unwrap();
+    ok(&set);
+    // Every pooled connection, however the pool hands them out.
+    for _ in 0..8 {
+        let shown = client
+            .call("query", json!({ "sql": "SHOW search_path" }))
+            .await
+            .unwrap();
+        assert_eq!(ok(&shown)["rows"][0][0], "\"$user\", public");
+    }
+
+    all_refused(
+        &client,
+        &[
+            ("SELECT * FROM t FOR UPDATE", "read-only transaction"),
+            (
+                "SELECT id FROM t LIMIT 1 FOR SHARE",
+                "read-only transaction",
+            ),
+            (
+                "SELECT pg_read_file('/etc/passwd')",
+                "permission denied for function pg_read_file",
+            ),
+        ],
+    )
+    .await;
+    for sql in [
+        "SELECT * FROM t FOR UPDATE",
+        "SELECT pg_read_file('/etc/passwd')",
+    ] {
+        let message = refused(&client, "query", json!({ "sql": sql })).await;
+        assert!(
+            !message.contains("transaction is aborted"),
+            "{sql}: {message}"
+        );
+    }
 }

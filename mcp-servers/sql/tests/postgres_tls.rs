@@ -87,12 +87,15 @@ impl Drop for TlsOff {
 
 async fn encrypted(url: &str) -> Result<bool, String> {
     let target = Target::parse(url).unwrap();
-    let db = Database::open(&target, Options::default())
+    // As the cluster's superuser: TLS is what is tested here.
+    let options = Options {
+        allow_privileged_role: true,
+        ..Options::default()
+    };
+    let db = Database::open(&target, options)
         .await
         .map_err(|e| e.describe(None))?;
-    let client = connect(SqlServer::new(db, target, Options::default()))
-        .await
-        .unwrap();
+    let client = connect(SqlServer::new(db, target, options)).await.unwrap();
     let result = client
         .call(
             "query",

@@ -463,3 +463,50 @@ async fn a_cancelled_query_stops_and_frees_the_connection() {
     assert_eq!(count_t(&mut wire, Duration::from_secs(60)).await, 2500);
     wire.close().await;
 }
+
+/// Finding 5 of the attack run: `SELECT zeroblob(999000000)` answered 2 GB after 79 s (the first
+/// row was taken whatever its size, and its hex conversion ran past the timeout). Now the
+/// engine refuses values past 64 MB, and a row too big for an answer is refused before it is
+/// converted, first row included; the server goes on serving.
+#[tokio::test]
+async fn a_huge_value_is_refused_before_it_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixture(dir.path());
+    let options = Options {
+        timeout: Duration::from_secs(5),
+        ..Options::default()
+    };
+    let client = server(&path, options).await;
+    all_refused(
+        &client,
+        &[
+            ("SELECT zeroblob(999000000)", "too big"),
+            ("SELECT randomblob(500000000)", "too big"),
+            ("SELECT length(zeroblob(999000000))", "too big"),
+            (
+                "SELECT randomblob(1000000)",
+                "more than the 262144 bytes one answer carries",
+            ),
+            (
+                "SELECT 1, zeroblob(200000), 'x'",
+                "more than the 262144 bytes one answer carries",
+            ),
+        ],
+    )
+    .await;
+    // A big row after small ones ends the page; asked for on its own, it is refused.
+    let sql = "SELECT v FROM (SELECT 1 AS k, 'small' AS v UNION ALL SELECT 2, hex(zeroblob(300000))) ORDER BY k";
+    let first = client.call("query", json!({ "sql": sql })).await.unwrap();
+    let page = ok(&first);
+    assert_eq!(page["rows"], json!([["small"]]));
+    assert_eq!(page["next_cursor"], "1");
+    let next = refused(&client, "query", json!({ "sql": sql, "cursor": "1" })).await;
+    assert!(next.contains("row 2 is about"), "{next}");
+    assert!(next.contains("substr"), "{next}");
+    // Still serving.
+    let count = client
+        .call("query", json!({ "sql": "SELECT count(*) FROM t" }))
+        .await
+        .unwrap();
+    assert!(ok(&count)["rows"][0][0].as_i64().unwrap() > 0);
+}

@@ -26,6 +26,13 @@ struct Cli {
     #[arg(long)]
     allow_write: bool,
 
+    /// PostgreSQL: serve read-only even when the role could write (a superuser, a table owner,
+    /// INSERT/UPDATE/DELETE/TRUNCATE grants). Refused without it, since such a role writes
+    /// through dblink or postgres_fdw, which open connections the read-only transaction does
+    /// not cover. Prefer a role with only SELECT grants.
+    #[arg(long)]
+    allow_privileged_role: bool,
+
     /// Seconds a statement may run before the engine cancels it.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     timeout: f64,
@@ -59,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let options = Options {
         allow_write: cli.allow_write,
+        allow_privileged_role: cli.allow_privileged_role,
         timeout: Duration::from_secs_f64(cli.timeout),
         max_rows: cli.max_rows.max(1),
         max_bytes: cli.max_bytes.max(1024),
