@@ -61,6 +61,7 @@ pub mod serve;
 pub mod sse;
 pub mod stdio;
 pub mod testing;
+pub mod text;
 pub mod tool;
 
 pub use args::{LogLevel, ServeArgs, Transport};

@@ -5,9 +5,16 @@ use std::{
     io::{Read, Seek, SeekFrom, Write},
 };
 
-use cap_std::fs::{Dir, OpenOptions};
+use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
+use rustix::fs::{Gid, Mode, Uid};
 
-use crate::sandbox::{Resolved, SandboxError};
+use crate::sandbox::{FinalLink, Resolved, SandboxError, open_regular};
+
+/// Opens a file for reading: a regular file only (a FIFO or device in the sandbox would block a
+/// read forever or never end), following a link that stays beneath the root.
+pub fn open_file(resolved: &Resolved) -> Result<cap_std::fs::File, SandboxError> {
+    open_regular(resolved, FinalLink::Follow).map(|(file, _)| file)
+}
 
 /// Reads at most `limit` bytes starting at byte `offset`; returns them and the file's size.
 pub fn read_window(
@@ -16,15 +23,7 @@ pub fn read_window(
     limit: usize,
 ) -> Result<(Vec<u8>, u64), SandboxError> {
     let io = |e| resolved.error(e);
-    let mut file = resolved.dir().open(&resolved.rel).map_err(io)?;
-    let metadata = file.metadata().map_err(io)?;
-    let size = metadata.len();
-    if metadata.is_dir() {
-        return Err(SandboxError::Io {
-            path: resolved.display().display().to_string(),
-            source: std::io::Error::other("is a directory; use list_directory"),
-        });
-    }
+    let (mut file, size) = open_regular(resolved, FinalLink::Follow)?;
     file.seek(SeekFrom::Start(offset)).map_err(io)?;
     let mut bytes = Vec::with_capacity(limit.min(1 << 20));
     file.take(limit as u64)
@@ -36,8 +35,7 @@ pub fn read_window(
 /// Reads the whole file, refusing files over `limit` bytes.
 pub fn read_all(resolved: &Resolved, limit: u64) -> Result<Vec<u8>, SandboxError> {
     let io = |e| resolved.error(e);
-    let file = resolved.dir().open(&resolved.rel).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
+    let (file, size) = open_regular(resolved, FinalLink::Follow)?;
     if size > limit {
         return Err(SandboxError::Io {
             path: resolved.display().display().to_string(),
@@ -55,20 +53,71 @@ pub fn read_all(resolved: &Resolved, limit: u64) -> Result<Vec<u8>, SandboxError
 
 /// Writes `contents` to the path atomically: a temporary file beside it, synced, then renamed
 /// over it. Readers see the old file or the new one, never half of it.
+///
+/// What the file was stays what it is: an existing file keeps its permission bits (a 0600 key
+/// stays private, a script stays executable) and, where the process may set them, its owner
+/// and group; a symbolic link (beneath the root) stays a link, and the file it names is the one
+/// written. The temporary file is named [`is_temp_name`]-style: never listed, and swept at the
+/// next start if a kill leaves it behind.
 pub fn write_atomic(resolved: &Resolved, contents: &[u8]) -> Result<(), SandboxError> {
     let io = |e| resolved.error(e);
-    let (parent, name) = resolved.split().ok_or_else(|| SandboxError::Io {
+    let invalid = |message: &str| SandboxError::Io {
         path: resolved.display().display().to_string(),
-        source: std::io::Error::other("is an allowed directory itself, not a file"),
-    })?;
-    let dir: Dir = resolved.dir().open_dir(&parent).map_err(io)?;
+        source: std::io::Error::other(message.to_owned()),
+    };
+    let root = resolved.dir();
+    let rel = match root.symlink_metadata(&resolved.rel) {
+        Ok(link) if link.file_type().is_symlink() => {
+            // Beneath the root, or refused: cap-std resolves the link in the kernel.
+            root.canonicalize(&resolved.rel).map_err(|error| {
+                if error.kind() == std::io::ErrorKind::NotFound {
+                    invalid("is a symbolic link to a file that does not exist; write to the file it should name")
+                } else {
+                    io(error)
+                }
+            })?
+        }
+        _ => resolved.rel.clone(),
+    };
+    let existing = match root.metadata(&rel) {
+        Ok(metadata) if metadata.is_dir() => return Err(invalid("is a directory")),
+        Ok(metadata) => Some(metadata),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(io(error)),
+    };
+    let name = rel
+        .file_name()
+        .ok_or_else(|| invalid("is an allowed directory itself, not a file"))?
+        .to_owned();
+    let parent = match rel.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let dir: Dir = root.open_dir(&parent).map_err(io)?;
     let mut temp_name = OsString::from(".");
     temp_name.push(&name);
     temp_name.push(format!(".mcp-fs-{}-{}.tmp", std::process::id(), unique()));
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
+    if let Some(existing) = &existing {
+        options.mode(existing.mode() & 0o7777);
+    }
     let result = (|| {
         let mut file = dir.open_with(&temp_name, &options)?;
+        if let Some(existing) = &existing {
+            // The process umask may have taken bits away at creation.
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(existing.mode() & 0o7777))?;
+            let created = file.metadata()?;
+            if existing.uid() != created.uid() || existing.gid() != created.gid() {
+                // Only root (or the owner, for a group it is in) may; otherwise the file
+                // becomes the writer's, as any editor's atomic save makes it.
+                let _ = rustix::fs::fchown(
+                    &file,
+                    Some(Uid::from_raw(existing.uid())),
+                    Some(Gid::from_raw(existing.gid())),
+                );
+            }
+        }
         file.write_all(contents)?;
         file.sync_all()?;
         dir.rename(&temp_name, &dir, &name)
@@ -79,10 +128,55 @@ pub fn write_atomic(resolved: &Resolved, contents: &[u8]) -> Result<(), SandboxE
     result.map_err(io)
 }
 
+/// Whether `name` is one of [`write_atomic`]'s temporary files: a write in progress, or one a
+/// killed process left behind. No listing, tree or search shows them.
+pub fn is_temp_name(name: &std::ffi::OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    bytes.starts_with(b".")
+        && bytes.ends_with(b".tmp")
+        && bytes.windows(8).any(|w| w == b".mcp-fs-")
+}
+
+/// The process id in a temporary file's name, if it is one of ours.
+fn temp_owner(name: &std::ffi::OsStr) -> Option<u32> {
+    let text = name.to_str()?;
+    let rest = &text[text.rfind(".mcp-fs-")? + ".mcp-fs-".len()..];
+    rest.split('-').next()?.parse().ok()
+}
+
+/// Removes, beneath `dir`, the temporary files of writes whose process is gone (killed
+/// mid-write). Goes down by listed names, never through a link; returns how many it removed.
+pub fn sweep_stale_temps(dir: &Dir) -> usize {
+    let mut removed = 0;
+    let Ok(entries) = dir.entries() else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let name = entry.file_name();
+        if kind.is_dir() {
+            if let Ok(sub) = entry.open_dir() {
+                removed += sweep_stale_temps(&sub);
+            }
+        } else if kind.is_file()
+            && is_temp_name(&name)
+            && temp_owner(&name).is_some_and(|pid| {
+                pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            })
+            && dir.remove_file(&name).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Copies `from` to a new file `to`, streaming (a file of any size costs one buffer), and fails
 /// if anything exists at `to`, however recently it appeared. A failed copy leaves no partial file.
 pub fn copy_new(from: &Resolved, to: &Resolved) -> Result<(), SandboxError> {
-    let mut source = from.dir().open(&from.rel).map_err(|e| from.error(e))?;
+    let (mut source, _) = open_regular(from, FinalLink::Follow)?;
     let io = |e| to.error(e);
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
@@ -119,6 +213,9 @@ pub fn list(resolved: &Resolved) -> Result<Vec<Entry>, SandboxError> {
     let mut entries = Vec::new();
     for entry in resolved.dir().read_dir(&resolved.rel).map_err(io)? {
         let entry = entry.map_err(io)?;
+        if is_temp_name(&entry.file_name()) {
+            continue;
+        }
         let kind = entry.file_type().map_err(io)?;
         let size = if kind.is_file() {
             entry.metadata().ok().map(|m| m.len())
@@ -133,6 +230,15 @@ pub fn list(resolved: &Resolved) -> Result<Vec<Entry>, SandboxError> {
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(entries)
+}
+
+/// A listing's prefix for an entry of `kind` (as [`kind_name`] names it).
+pub fn marker(kind: &str) -> &'static str {
+    match kind {
+        "directory" => "[DIR]",
+        "symlink" => "[LINK]",
+        _ => "[FILE]",
+    }
 }
 
 pub fn kind_name(is_dir: bool, is_symlink: bool) -> String {

@@ -21,10 +21,7 @@ use crate::{
 /// The first `n` lines, reading at most `max_bytes` (a file without newlines cannot make it read
 /// more).
 pub fn head_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<String, SandboxError> {
-    let file = resolved
-        .dir()
-        .open(&resolved.rel)
-        .map_err(|e| resolved.error(e))?;
+    let file = crate::ops::open_file(resolved)?;
     let mut bytes = Vec::new();
     file.take(max_bytes as u64 + 1)
         .read_to_end(&mut bytes)
@@ -45,10 +42,7 @@ pub fn head_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<Str
 /// The last `n` lines, reading backwards from the end and at most `max_bytes`, so a huge file
 /// (or one without newlines) costs only that much.
 pub fn tail_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<String, SandboxError> {
-    let mut file = resolved
-        .dir()
-        .open(&resolved.rel)
-        .map_err(|e| resolved.error(e))?;
+    let mut file = crate::ops::open_file(resolved)?;
     let size = file.metadata().map_err(|e| resolved.error(e))?.len();
     let mut tail: Vec<u8> = Vec::new();
     let mut position = size;
@@ -92,10 +86,7 @@ pub fn line_range(
     end: Option<usize>,
     max_bytes: usize,
 ) -> Result<String, SandboxError> {
-    let file = resolved
-        .dir()
-        .open(&resolved.rel)
-        .map_err(|e| resolved.error(e))?;
+    let file = crate::ops::open_file(resolved)?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut out = String::new();
     let mut number = 1;
@@ -122,7 +113,18 @@ pub fn line_range(
                 let text = String::from_utf8_lossy(&line);
                 let rendered = format!("{number:>6}| {}\n", text.trim_end_matches('\r'));
                 if out.len() + rendered.len() > max_bytes {
-                    out.push_str(&format!("[stopped before line {number}: answer limit reached; ask for a range from line {number}]\n"));
+                    if out.is_empty() {
+                        // One line longer than a whole answer: its start, and what to do.
+                        let room = max_bytes.saturating_sub(160);
+                        let mut cut = room.min(rendered.len());
+                        while !rendered.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        out.push_str(rendered[..cut].trim_end_matches('\n'));
+                        out.push_str(&format!("\n[line {number} is longer than one answer carries: only its start is shown; read_text_file pages through it with cursors]\n"));
+                    } else {
+                        out.push_str(&format!("[stopped before line {number}: answer limit reached; ask for a range from line {number}]\n"));
+                    }
                     break;
                 }
                 out.push_str(&rendered);
@@ -581,7 +583,9 @@ pub fn grep(resolved: &Resolved, options: &GrepOptions) -> Result<GrepReport, To
         .build()
     {
         let Ok(entry) = entry else { continue };
-        if !entry.file_type().is_some_and(|t| t.is_file()) {
+        if !entry.file_type().is_some_and(|t| t.is_file())
+            || crate::ops::is_temp_name(entry.file_name())
+        {
             continue;
         }
         let Ok(below) = entry.path().strip_prefix(&real_start) else {
@@ -598,7 +602,11 @@ pub fn grep(resolved: &Resolved, options: &GrepOptions) -> Result<GrepReport, To
         } else {
             resolved.rel.join(below)
         };
-        let Ok(file) = resolved.dir().open(&rel) else {
+        let file_at = Resolved {
+            root: resolved.root.clone(),
+            rel,
+        };
+        let Ok(file) = crate::ops::open_file(&file_at) else {
             continue;
         };
         let shown = if below.as_os_str().is_empty() {

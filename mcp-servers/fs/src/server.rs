@@ -74,7 +74,26 @@ impl Clone for FsServer {
 }
 
 impl FsServer {
+    /// The server for `sandbox`. Unless read-only, it first sweeps, in a thread of its own, the
+    /// temporary files that writes killed mid-way left in the allowed directories.
     pub fn new(sandbox: Sandbox, limits: Limits, read_only: bool) -> Self {
+        if !read_only {
+            let roots: Vec<_> = sandbox.roots().to_vec();
+            let sweep = move || {
+                for root in roots {
+                    let removed = ops::sweep_stale_temps(&root.dir);
+                    if removed > 0 {
+                        tracing::info!(root = %root.path.display(), removed, "removed temporary files left by interrupted writes");
+                    }
+                }
+            };
+            if let Err(error) = std::thread::Builder::new()
+                .name("mcp-fs-sweep".into())
+                .spawn(sweep)
+            {
+                tracing::warn!(%error, "could not start the sweep of interrupted writes");
+            }
+        }
         Self::with_sandbox(Arc::new(sandbox), limits, read_only)
     }
 
@@ -182,6 +201,10 @@ pub(crate) fn tool_error(error: SandboxError) -> ToolError {
             Some("check the name with list_directory or search_files")
         }
         SandboxError::NoRoots => Some("ask the user which directories to allow"),
+        SandboxError::NotRegular {
+            kind: "a directory",
+            ..
+        } => Some("use list_directory or directory_tree for a directory"),
         _ => None,
     };
     let error = ToolError::new(error.to_string());
@@ -595,7 +618,7 @@ impl FsServer {
     }
 
     #[tool(
-        description = "List a directory: each entry prefixed with [DIR] or [FILE]. Long listings come in pages: pass the returned cursor to continue.",
+        description = "List a directory: each entry prefixed with [DIR], [FILE] or [LINK] (a symbolic link). Control characters in names are shown escaped (\\n). Long listings come in pages: pass the returned cursor to continue.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn list_directory(&self, Parameters(args): Parameters<ListArgs>) -> Result<String, ToolError> {
@@ -609,12 +632,8 @@ impl FsServer {
                 .map(|e| {
                     format!(
                         "{} {}",
-                        if e.kind == "directory" {
-                            "[DIR]"
-                        } else {
-                            "[FILE]"
-                        },
-                        e.name
+                        ops::marker(&e.kind),
+                        mcp_core::text::visible_line(&e.name)
                     )
                 })
                 .collect();
@@ -629,7 +648,7 @@ impl FsServer {
     }
 
     #[tool(
-        description = "List a directory with sizes: [DIR]/[FILE] entries, sorted by name or size, and totals.",
+        description = "List a directory with sizes: [DIR]/[FILE]/[LINK] entries, sorted by name or size, and totals.",
         output_schema = schema_for_output::<Listing>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
@@ -653,12 +672,8 @@ impl FsServer {
                     let size = e.size.map(ops::format_size).unwrap_or_default();
                     format!(
                         "{} {:<30} {:>10}",
-                        if e.kind == "directory" {
-                            "[DIR]"
-                        } else {
-                            "[FILE]"
-                        },
-                        e.name,
+                        ops::marker(&e.kind),
+                        mcp_core::text::visible_line(&e.name),
                         size
                     )
                 })
@@ -769,7 +784,14 @@ impl FsServer {
             if found.is_empty() {
                 return Ok("No matches found".to_owned());
             }
-            let mut text = found.join("\n");
+            // One path a line: a newline inside a name is shown escaped, not as a second path.
+            let mut text = String::with_capacity(found.iter().map(|p| p.len() + 1).sum());
+            for (i, path) in found.iter().enumerate() {
+                if i > 0 {
+                    text.push('\n');
+                }
+                text.push_str(&mcp_core::text::visible_line(path));
+            }
             if truncated {
                 text.push_str(&format!(
                     "\n[results truncated at {}; narrow the pattern]",

@@ -167,9 +167,11 @@ impl WalkDir {
         Ok(Self(self.0.open(name)?))
     }
 
-    /// The entries, sorted by name, without `.` and `..`.
+    /// The entries, sorted by name, without `.`, `..` and writes in progress
+    /// ([`crate::ops::is_temp_name`]).
     pub fn entries(&mut self) -> io::Result<Vec<Entry>> {
         let mut entries = self.0.entries()?;
+        entries.retain(|entry| !crate::ops::is_temp_name(&entry.name));
         entries.sort_unstable();
         Ok(entries)
     }

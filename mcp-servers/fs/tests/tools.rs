@@ -772,3 +772,218 @@ async fn client_roots_never_widen_the_command_line_directories() {
         .unwrap();
     assert_eq!(text(&mine), "mine");
 }
+
+/// Finding 8 of the attack run: `write_file` and `edit_file` turned a 0600 key into 0644 and a
+/// 0755 script into 0644, and replaced a symbolic link with a plain file.
+#[tokio::test]
+async fn writes_keep_the_mode_and_the_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Dir::new();
+    let mode = |name: &str| {
+        fs::metadata(d.path.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    fs::write(d.path.join("key.pem"), "secret").unwrap();
+    fs::set_permissions(d.path.join("key.pem"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(d.path.join("run.sh"), "echo one\n").unwrap();
+    fs::set_permissions(d.path.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(d.path.join("real.txt"), "real").unwrap();
+    std::os::unix::fs::symlink("real.txt", d.path.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink("gone.txt", d.path.join("dangling.txt")).unwrap();
+    let client = d.client().await;
+
+    ok(
+        &client,
+        "write_file",
+        json!({"path": d.p("key.pem"), "content": "new secret"}),
+    )
+    .await;
+    assert_eq!(mode("key.pem"), 0o600);
+    assert_eq!(
+        fs::read_to_string(d.path.join("key.pem")).unwrap(),
+        "new secret"
+    );
+    ok(
+        &client,
+        "edit_file",
+        json!({"path": d.p("run.sh"), "edits": [{"oldText": "one", "newText": "two"}]}),
+    )
+    .await;
+    assert_eq!(mode("run.sh"), 0o755);
+    assert_eq!(
+        fs::read_to_string(d.path.join("run.sh")).unwrap(),
+        "echo two\n"
+    );
+
+    ok(
+        &client,
+        "write_file",
+        json!({"path": d.p("link.txt"), "content": "through"}),
+    )
+    .await;
+    assert!(
+        fs::symlink_metadata(d.path.join("link.txt"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        fs::read_to_string(d.path.join("real.txt")).unwrap(),
+        "through"
+    );
+    ok(
+        &client,
+        "edit_file",
+        json!({"path": d.p("link.txt"), "edits": [{"oldText": "through", "newText": "edited"}]}),
+    )
+    .await;
+    assert!(
+        fs::symlink_metadata(d.path.join("link.txt"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        fs::read_to_string(d.path.join("real.txt")).unwrap(),
+        "edited"
+    );
+
+    let dangling = client
+        .call(
+            "write_file",
+            json!({"path": d.p("dangling.txt"), "content": "x"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dangling.is_error, Some(true));
+    assert!(
+        text(&dangling).contains("does not exist"),
+        "{}",
+        text(&dangling)
+    );
+    assert!(
+        fs::symlink_metadata(d.path.join("dangling.txt"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+/// Finding 8, continued: temporary files a killed write leaves (`.NAME.mcp-fs-PID-N.tmp`) showed
+/// in listings. They are never listed, and a writable server removes those of dead processes
+/// when it starts (a read-only one leaves them).
+#[tokio::test]
+async fn temporary_files_of_killed_writes_are_never_listed_and_swept_at_start() {
+    let d = Dir::new();
+    fs::create_dir(d.path.join("sub")).unwrap();
+    fs::write(d.path.join("a.txt"), "alpha").unwrap();
+    // PIDs above the kernel's maximum (2^22): no process has them.
+    let stale = [
+        d.path.join(".a.txt.mcp-fs-99999999-0.tmp"),
+        d.path.join("sub/.b.txt.mcp-fs-99999998-3.tmp"),
+    ];
+    for path in &stale {
+        fs::write(path, "alpha half-written").unwrap();
+    }
+    let read_only = connect(d.server(Limits::default(), true)).await.unwrap();
+    for (tool, arguments) in [
+        ("list_directory", json!({"path": d.p("")})),
+        ("list_directory", json!({"path": d.p("sub")})),
+        ("list_directory_with_sizes", json!({"path": d.p("")})),
+        ("directory_tree", json!({"path": d.p("")})),
+        ("search_files", json!({"path": d.p(""), "pattern": "**/*"})),
+        ("grep", json!({"path": d.p(""), "pattern": "alpha"})),
+    ] {
+        let answer = text(&ok(&read_only, tool, arguments).await);
+        assert!(!answer.contains("mcp-fs"), "{tool}: {answer}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        stale.iter().all(|p| p.exists()),
+        "a read-only server removed files"
+    );
+
+    let _writable = d.client().await;
+    for _ in 0..100 {
+        if stale.iter().all(|p| !p.exists()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        stale.iter().all(|p| !p.exists()),
+        "stale temporary files are still there"
+    );
+    assert_eq!(fs::read_to_string(d.path.join("a.txt")).unwrap(), "alpha");
+}
+
+/// Finding 11 (mcp-fs): a name with a newline was listed as two entries, a link to a directory
+/// as [FILE], one line longer than an answer as "stopped before line 1 … from line 1", and a
+/// FIFO in the sandbox would hold a read forever.
+#[tokio::test]
+async fn odd_names_links_long_lines_and_fifos() {
+    let d = Dir::new();
+    fs::create_dir(d.path.join("folder")).unwrap();
+    fs::write(d.path.join("evil\n[FILE] fake.txt"), "x").unwrap();
+    std::os::unix::fs::symlink("folder", d.path.join("to-folder")).unwrap();
+    fs::write(d.path.join("one-line.txt"), "y".repeat(1_000_000)).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(d.path.join("pipe"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let client = d.client().await;
+    let listing = text(&ok(&client, "list_directory", json!({"path": d.p("")})).await);
+    assert_eq!(listing.lines().count(), 5, "{listing}");
+    assert!(
+        listing.contains("[FILE] evil\\n[FILE] fake.txt"),
+        "{listing}"
+    );
+    assert!(listing.contains("[LINK] to-folder"), "{listing}");
+    let found = text(
+        &ok(
+            &client,
+            "search_files",
+            json!({"path": d.p(""), "pattern": "*fake*"}),
+        )
+        .await,
+    );
+    assert_eq!(found.lines().count(), 1, "{found}");
+
+    let lines = text(
+        &ok(
+            &client,
+            "read_lines",
+            json!({"path": d.p("one-line.txt"), "start_line": 1}),
+        )
+        .await,
+    );
+    assert!(lines.contains("yyyy"), "{}", &lines[..100.min(lines.len())]);
+    assert!(
+        lines.contains("line 1 is longer than one answer carries"),
+        "{}",
+        &lines[lines.len().saturating_sub(200)..]
+    );
+    assert!(!lines.contains("from line 1]"));
+
+    for tool in ["read_text_file", "read_lines", "read_media_file"] {
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            client.call(tool, json!({"path": d.p("pipe"), "start_line": 1})),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{tool} on a FIFO never answered"))
+        .unwrap();
+        assert_eq!(refused.is_error, Some(true), "{tool}: {}", text(&refused));
+        assert!(
+            text(&refused).contains("FIFO"),
+            "{tool}: {}",
+            text(&refused)
+        );
+    }
+}
