@@ -15,14 +15,20 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::{
     model::ProtocolVersion,
     service::{ClientLifecycleMode, RoleClient, RunningService, serve_client_with_lifecycle},
+    service::{RxJsonRpcMessage, TxJsonRpcMessage},
     transport::{
-        StreamableHttpClientTransport, TokioChildProcess,
+        StreamableHttpClientTransport, Transport, async_rw::AsyncRwTransport,
         streamable_http_client::StreamableHttpClientTransportConfig,
     },
 };
+use tokio::{
+    io::{DuplexStream, ReadHalf},
+    process::{Child, ChildStdin},
+};
 
 use crate::{
-    config::{Server, Transport, UrlKind},
+    config::{Server, Transport as ServerTransport, UrlKind},
+    frames,
     handler::{Elicitation, Handler},
 };
 
@@ -159,13 +165,13 @@ fn install_hint(command: &str) -> String {
 /// Connects to one server.
 pub async fn connect(server: &Server, options: &ConnectOptions) -> Result<Connected, ConnectError> {
     match &server.transport {
-        Transport::Stdio {
+        ServerTransport::Stdio {
             command,
             args,
             env,
             cwd,
         } => connect_stdio(server, command, args, env, cwd.as_deref(), options).await,
-        Transport::Url { url, headers, kind } => {
+        ServerTransport::Url { url, headers, kind } => {
             let headers = header_map(server, headers)?;
             match kind {
                 UrlKind::Http => connect_http(server, url, headers, options).await,
@@ -294,20 +300,98 @@ async fn connect_stdio(
     );
 
     let mut child = tokio::process::Command::new(&program);
-    child.args(args).envs(env).kill_on_drop(true);
+    child
+        .args(args)
+        .envs(env)
+        .kill_on_drop(true)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
     if let Some(cwd) = cwd {
         child.current_dir(cwd);
     }
-    let (transport, _) = TokioChildProcess::builder(child)
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(|e| ConnectError::Spawn {
-            server: name.clone(),
-            command: program.display().to_string(),
-            reason: e.to_string(),
-        })?;
+    let transport = StdioChild::spawn(child, &name).map_err(|e| ConnectError::Spawn {
+        server: name.clone(),
+        command: program.display().to_string(),
+        reason: e.to_string(),
+    })?;
     let client = handshake(&name, transport, options, Some(log_path)).await?;
     Ok(Connected { name, client })
+}
+
+/// A stdio server as a transport: its output reaches rmcp through [`frames::relay`] (an answer
+/// rmcp would drop becomes an error for its call), and closing follows the spec's stdio
+/// shutdown: input closed, a wait, SIGTERM, a wait, SIGKILL.
+struct StdioChild {
+    transport: AsyncRwTransport<RoleClient, ReadHalf<DuplexStream>, ChildStdin>,
+    child: Option<Child>,
+}
+
+impl StdioChild {
+    /// How long a server gets to exit after each step of the shutdown.
+    const GRACE: Duration = Duration::from_secs(2);
+
+    fn spawn(mut command: tokio::process::Command, name: &str) -> std::io::Result<Self> {
+        let mut child = command.spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(std::io::Error::other(
+                "the server's stdin or stdout is not a pipe",
+            ));
+        };
+        let (ours, relayed) = tokio::io::duplex(64 * 1024);
+        let server = name.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = frames::relay(stdout, relayed, &server).await {
+                tracing::debug!(%server, %error, "relay from the server ended");
+            }
+        });
+        let (read, _) = tokio::io::split(ours);
+        Ok(Self {
+            transport: AsyncRwTransport::new(read, stdin),
+            child: Some(child),
+        })
+    }
+}
+
+impl Transport<RoleClient> for StdioChild {
+    type Error = std::io::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.transport.send(item)
+    }
+
+    fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<RoleClient>>> + Send {
+        self.transport.receive()
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.transport.close().await?;
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if tokio::time::timeout(Self::GRACE, child.wait())
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Some(pid) = child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            if tokio::time::timeout(Self::GRACE, child.wait())
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        child.kill().await
+    }
 }
 
 /// Seconds since the epoch: enough to tell one start from the next in a log.

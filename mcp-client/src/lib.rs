@@ -3,6 +3,8 @@
 //! - [`config`]: the hosts' config files (Claude Desktop, Cursor, Claude Code, VS Code), with
 //!   variable expansion.
 //! - [`connect`]: stdio, Streamable HTTP and legacy SSE connections, all servers at once.
+//! - [`frames`]: a stdio server's output checked line by line, so an answer rmcp would drop
+//!   (too big, nested too deep) fails its call at once with a message saying so.
 //! - [`handler`]: answers to servers' requests (elicitation, sampling, roots) and notifications.
 //! - [`provider`]: the model, over an OpenAI-compatible or the Anthropic API, streamed.
 //! - [`agent`]: the tool-calling loop: approvals, limits, timeouts, reconnects.
@@ -11,9 +13,21 @@
 //! - [`names`]: every server's tools in one model-facing namespace (`server__tool`, ≤ 64
 //!   characters, a map back).
 
+/// `eprintln!` for text that may hold what a server (or a model) sent: every character a
+/// terminal would act on is shown as an escape instead ([`mcp_core::text::visible`]), so a
+/// tool's name, description, result or log line cannot clear the screen, set the title, write
+/// the clipboard or rewrite what was shown.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::terminal::say_line(&format!($($arg)*))
+    };
+}
+
 pub mod agent;
 pub mod config;
 pub mod connect;
+pub mod frames;
 pub mod handler;
 pub mod limits;
 pub mod names;

@@ -49,7 +49,7 @@ impl TerminalUi {
     /// Asks on stderr, reads one line from stdin; `None` at end of input.
     async fn ask(&self, prompt: String) -> Option<String> {
         let _one = self.asking.lock().await;
-        eprint!("{prompt}");
+        eprint!("{}", mcp_core::text::visible(&prompt));
         let _ = std::io::stderr().flush();
         tokio::task::spawn_blocking(|| {
             let mut line = String::new();
@@ -64,7 +64,7 @@ impl TerminalUi {
     }
 
     async fn fill_form(&self, server: &str, message: &str, schema: &Value) -> ElicitResult {
-        eprintln!("{server} asks: {message}");
+        say!("{server} asks: {message}");
         let choice = self
             .ask("  [a]nswer, [d]ecline or [c]ancel? ".to_owned())
             .await;
@@ -104,10 +104,10 @@ impl TerminalUi {
                     Err(why) => {
                         tries += 1;
                         if tries == 3 {
-                            eprintln!("  {why}; declining the form");
+                            say!("  {why}; declining the form");
                             return ElicitResult::new(ElicitationAction::Decline);
                         }
-                        eprintln!("  {why}");
+                        say!("  {why}");
                     }
                 }
             }
@@ -214,13 +214,13 @@ impl Ui for TerminalUi {
     fn text(&self, delta: &str) {
         if self.stream_text {
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(delta.as_bytes());
+            let _ = out.write_all(mcp_core::text::visible(delta).as_bytes());
             let _ = out.flush();
         }
     }
 
     fn tool_call(&self, server: &str, tool: &str, arguments: &Value) {
-        eprintln!("→ {server}.{tool} {}", shorten(&arguments.to_string()));
+        say!("→ {server}.{tool} {}", shorten(&arguments.to_string()));
     }
 
     fn tool_result(&self, server: &str, tool: &str, is_error: bool, text: &str) {
@@ -236,11 +236,11 @@ impl Ui for TerminalUi {
             });
         }
         let marker = if is_error { "error: " } else { "" };
-        eprintln!("← {server}.{tool}: {marker}{}", shorten(text));
+        say!("← {server}.{tool}: {marker}{}", shorten(text));
     }
 
     fn notice(&self, message: &str) {
-        eprintln!("note: {message}");
+        say!("note: {message}");
     }
 
     fn approve<'a>(
@@ -279,14 +279,14 @@ impl Ui for TerminalUi {
                     self.fill_form(server, &message, &schema).await
                 }
                 ElicitRequestParams::UrlElicitationParams { message, url, .. } => {
-                    eprintln!("{server} asks you to open {url}\n  {message}");
+                    say!("{server} asks you to open {url}\n  {message}");
                     match self.ask("  done there? [y/N] ".to_owned()).await.as_deref() {
                         Some("y" | "Y" | "yes") => ElicitResult::new(ElicitationAction::Accept),
                         _ => ElicitResult::new(ElicitationAction::Decline),
                     }
                 }
                 _ => {
-                    eprintln!("{server} asked for input of a kind this client does not know");
+                    say!("{server} asked for input of a kind this client does not know");
                     ElicitResult::new(ElicitationAction::Decline)
                 }
             }
@@ -295,9 +295,9 @@ impl Ui for TerminalUi {
 
     fn consent_to_sampling<'a>(&'a self, server: &'a str, preview: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            eprintln!("{server} asks to use the model with:");
+            say!("{server} asks to use the model with:");
             for line in preview.lines() {
-                eprintln!("  | {line}");
+                say!("  | {line}");
             }
             matches!(
                 self.ask("  send it? [y/N] ".to_owned()).await.as_deref(),
@@ -311,9 +311,9 @@ impl Ui for TerminalUi {
         if !self.fancy {
             match progress.total {
                 Some(total) => {
-                    eprintln!("{server}: progress {}/{total} {message}", progress.progress)
+                    say!("{server}: progress {}/{total} {message}", progress.progress)
                 }
-                None => eprintln!("{server}: progress {} {message}", progress.progress),
+                None => say!("{server}: progress {} {message}", progress.progress),
             }
             return;
         }
@@ -327,14 +327,14 @@ impl Ui for TerminalUi {
             {
                 bar.set_style(style);
             }
-            bar.set_prefix(server.to_owned());
+            bar.set_prefix(mcp_core::text::visible_line(server).into_owned());
             bar
         });
         if let Some(total) = progress.total {
             bar.set_length(total as u64);
         }
         bar.set_position(progress.progress as u64);
-        bar.set_message(message.to_owned());
+        bar.set_message(mcp_core::text::visible_line(message).into_owned());
         if progress
             .total
             .is_some_and(|total| progress.progress >= total)
@@ -350,8 +350,15 @@ impl Ui for TerminalUi {
             Value::String(text) => text.clone(),
             other => other.to_string(),
         };
-        eprintln!("{server} [{}] {text}", level.as_str().unwrap_or("log"));
+        say!("{server} [{}] {text}", level.as_str().unwrap_or("log"));
     }
+}
+
+/// Writes `text` and a newline to stderr, with what a terminal would act on shown as escapes
+/// (the [`crate::say!`] macro's body).
+pub fn say_line(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{}", mcp_core::text::visible(text));
 }
 
 #[cfg(test)]

@@ -58,3 +58,120 @@ fn an_unset_variable_is_an_error_that_names_it() {
     );
     assert!(stderr.contains("\"gh\""), "{stderr}");
 }
+
+/// The hostile server example (`examples/hostile_server.rs`), which `cargo test` builds beside
+/// this test.
+fn hostile(dir: &std::path::Path, args: &[&str]) -> std::path::PathBuf {
+    let server = std::path::Path::new(MCP)
+        .parent()
+        .unwrap()
+        .join("examples/hostile_server");
+    assert!(
+        server.is_file(),
+        "{} is missing: `cargo test -p mcp-client` builds it (or `cargo build -p mcp-client --example hostile_server`)",
+        server.display()
+    );
+    let config = dir.join(format!("hostile-{}.json", args[0]));
+    std::fs::write(
+        &config,
+        serde_json::json!({"mcpServers": {"h": {"command": server, "args": args}}}).to_string(),
+    )
+    .unwrap();
+    config
+}
+
+fn run(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(MCP)
+        .arg("--config")
+        .arg(config)
+        .args(["--timeout", "30"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Finding 9 of the attack run: `mcp` wrote a server's escape sequences straight to the
+/// terminal (clear the screen, set the title, write the clipboard, hide text, overwrite the line
+/// before). Every command shows them escaped, on stdout and stderr, and `--json` stays JSON.
+#[test]
+fn a_servers_escape_sequences_never_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hostile(dir.path(), &["escapes"]);
+    let evil = "evil\x1b[H\x1b[2J\x1b]0;pwned\x07\x1b]52;c;cm0gLXJmIH4=\x07\x1b[8mhidden\x1b[0m\x1b[1A\r\u{9b}2K";
+    for args in [
+        vec!["tools"],
+        vec!["call", "h", evil, "{}"],
+        vec!["call", "h", "no-such-tool", "{}"],
+        vec!["servers"],
+    ] {
+        let output = run(&config, &args);
+        for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(
+                !text.contains('\x1b')
+                    && !text.contains('\x07')
+                    && !text.contains('\r')
+                    && !text.contains('\u{9b}'),
+                "{args:?} {stream}: {text:?}"
+            );
+        }
+        if args[0] != "servers" {
+            let shown = String::from_utf8_lossy(&output.stdout);
+            let shown_err = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                shown.contains("\\u{1b}]0;pwned") || shown_err.contains("\\u{1b}"),
+                "{args:?}: {shown} / {shown_err}"
+            );
+        }
+    }
+    let listed = run(&config, &["tools", "--json"]);
+    let text = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        !text.contains('\x1b') && !text.contains('\u{9b}'),
+        "{text:?}"
+    );
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value[0]["name"], evil);
+}
+
+/// Finding 10: a result over rmcp's 16 MiB line cap was dropped and reported as "did not answer
+/// within 60 s"; a schema nested 3,000 deep hung the listing. Each now fails at once with an
+/// error that says what was wrong.
+#[test]
+fn oversized_and_too_deep_answers_get_errors_that_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = hostile(dir.path(), &["big", "20000000"]);
+    let output = run(&big, &["call", "h", "echo", "{}"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("answer is 200000"), "{stderr}");
+    assert!(stderr.contains("over the 16777216"), "{stderr}");
+    assert!(!stderr.contains("did not answer"), "{stderr}");
+    // Under the cap, the whole answer.
+    let fine = hostile(dir.path(), &["big", "12000000"]);
+    let output = run(&fine, &["call", "h", "echo", "{}"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.stdout.len(), 12_000_001);
+
+    let deep = hostile(dir.path(), &["deep", "3000"]);
+    let output = run(&deep, &["tools"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nests 6005 levels deep"), "{stderr}");
+    // A $ref cycle is only data: listed as it is.
+    let cycle = hostile(dir.path(), &["cycle", "0"]);
+    let output = run(&cycle, &["tools", "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        value[0]["inputSchema"]["$defs"]["node"]["properties"]["next"]["$ref"],
+        "#/$defs/node"
+    );
+}

@@ -72,3 +72,145 @@ mod tests {
         assert_eq!(visible_line("two\nlines\tand tab"), "two\\nlines\\tand tab");
     }
 }
+
+/// What a [`SafeWriter`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Text for people: [`visible`].
+    Text,
+    /// JSON (serde_json's, which escapes C0 controls already): a character a terminal would act
+    /// on becomes a `\uXXXX` escape, which keeps the JSON what it was.
+    Json,
+}
+
+/// A writer that makes whatever passes through it safe for a terminal, for a program's stdout
+/// when it prints what a peer sent. UTF-8 split across writes is put back together first;
+/// bytes that are not UTF-8 are shown as `\xNN`.
+pub struct SafeWriter<W: std::io::Write> {
+    inner: W,
+    output: Output,
+    /// The start of a UTF-8 sequence whose rest has not been written yet.
+    pending: Vec<u8>,
+}
+
+impl<W: std::io::Write> SafeWriter<W> {
+    pub fn new(inner: W, output: Output) -> Self {
+        Self {
+            inner,
+            output,
+            pending: Vec::new(),
+        }
+    }
+
+    fn emit(&mut self, text: &str) -> std::io::Result<()> {
+        match self.output {
+            Output::Text => self.inner.write_all(visible(text).as_bytes()),
+            Output::Json => {
+                if !text.chars().any(|c| acts_on_terminal(c) && c != '\n') {
+                    return self.inner.write_all(text.as_bytes());
+                }
+                let mut out = String::with_capacity(text.len() + 16);
+                for c in text.chars() {
+                    if acts_on_terminal(c) && c != '\n' {
+                        let mut units = [0u16; 2];
+                        for unit in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{unit:04x}"));
+                        }
+                    } else {
+                        out.push(c);
+                    }
+                }
+                self.inner.write_all(out.as_bytes())
+            }
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for SafeWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        let mut bytes = std::mem::take(&mut self.pending);
+        let mut start = 0;
+        loop {
+            match std::str::from_utf8(&bytes[start..]) {
+                Ok(text) => {
+                    self.emit(text)?;
+                    break;
+                }
+                Err(error) => {
+                    let valid = start + error.valid_up_to();
+                    let text = std::str::from_utf8(&bytes[start..valid]).unwrap_or_default();
+                    self.emit(text)?;
+                    match error.error_len() {
+                        Some(bad) => {
+                            for byte in &bytes[valid..valid + bad] {
+                                self.inner.write_all(format!("\\x{byte:02x}").as_bytes())?;
+                            }
+                            start = valid + bad;
+                        }
+                        None => {
+                            // An incomplete sequence at the end: wait for its rest.
+                            bytes.drain(..valid);
+                            self.pending = bytes;
+                            return Ok(buf.len());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        for byte in std::mem::take(&mut self.pending) {
+            self.inner.write_all(format!("\\x{byte:02x}").as_bytes())?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: std::io::Write> Drop for SafeWriter<W> {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::io::Write;
+
+    use super::*;
+
+    fn through(output: Output, pieces: &[&[u8]]) -> String {
+        let mut buffer = Vec::new();
+        {
+            let mut writer = SafeWriter::new(&mut buffer, output);
+            for piece in pieces {
+                writer.write_all(piece).unwrap();
+            }
+        }
+        String::from_utf8(buffer).unwrap()
+    }
+
+    #[test]
+    fn escapes_split_utf8_and_keeps_json_json() {
+        let csi = "\u{9b}".as_bytes();
+        assert_eq!(
+            through(Output::Text, &[b"a\x1b[2J", &csi[..1], &csi[1..], b"b\n"]),
+            "a\\u{1b}[2J\\u{9b}b\n"
+        );
+        assert_eq!(through(Output::Text, &[b"bad \xff byte"]), "bad \\xff byte");
+        let json =
+            serde_json::to_string(&serde_json::json!({"name": "x\u{1b}]0;t\u{7}\u{9b}\u{202e}"}))
+                .unwrap();
+        let safe = through(Output::Json, &[json.as_bytes()]);
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["name"], "x\u{1b}]0;t\u{7}\u{9b}\u{202e}");
+        assert!(
+            !safe.contains('\u{9b}') && !safe.contains('\u{202e}'),
+            "{safe}"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 use std::{io::Write as _, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::{Parser, Subcommand};
+use mcp_client::say;
 use mcp_client::{
     agent::{Agent, AgentError, AgentOptions, Approval, Limits},
     config::{self, ProcessVariables, Server, Transport, UrlKind},
@@ -9,6 +10,7 @@ use mcp_client::{
     provider::{Api, Provider, ProviderConfig},
     terminal::TerminalUi,
 };
+use mcp_core::text::{Output, SafeWriter};
 use serde_json::{Map, Value, json};
 
 /// Connect to the MCP servers your hosts already know (Claude Desktop, Cursor, Claude Code,
@@ -165,10 +167,17 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(Failure(code, message)) => {
-            eprintln!("mcp: {message}");
+            say!("mcp: {message}");
             ExitCode::from(code)
         }
     }
+}
+
+/// Standard output for what servers and models sent: nothing in it reaches the terminal as an
+/// escape sequence ([`SafeWriter`]); with `json`, the JSON stays valid.
+fn safe_stdout(json: bool) -> SafeWriter<std::io::StdoutLock<'static>> {
+    let output = if json { Output::Json } else { Output::Text };
+    SafeWriter::new(std::io::stdout().lock(), output)
 }
 
 fn servers(cli: &Cli) -> Result<Vec<Server>, Failure> {
@@ -188,7 +197,7 @@ fn servers(cli: &Cli) -> Result<Vec<Server>, Failure> {
     }
     let loaded = config::load_all(&files, &ProcessVariables)?;
     for (name, source) in &loaded.shadowed {
-        eprintln!(
+        say!(
             "note: {name} in {} is shadowed by an earlier file",
             source.display()
         );
@@ -213,7 +222,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         era: cli.era,
         ..ConnectOptions::default()
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = safe_stdout(cli.json);
     match &cli.command {
         Command::Servers => {
             if cli.json {
@@ -290,7 +299,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 let connected = match result {
                     Ok(connected) => connected,
                     Err(error) => {
-                        eprintln!("mcp: {error}");
+                        say!("mcp: {error}");
                         continue;
                     }
                 };
@@ -437,7 +446,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let _ = client.cancel().await;
             let Some(result) = outcome else {
-                eprintln!("mcp: {}: {tool} cancelled", server.name);
+                say!("mcp: {}: {tool} cancelled", server.name);
                 return Ok(INTERRUPTED);
             };
             let result = result
@@ -509,7 +518,7 @@ async fn agent(
     };
     let (agent, failed) = Agent::connect(servers, provider, ui, agent_options).await;
     for error in failed {
-        eprintln!("mcp: {error}");
+        say!("mcp: {error}");
     }
     Ok(agent)
 }
@@ -540,10 +549,10 @@ async fn run_task(
     }
     let transcript = agent.transcript().to_vec();
     agent.close().await;
-    let mut out = std::io::stdout().lock();
+    let mut out = safe_stdout(json);
     let answer = match outcome {
         None => {
-            eprintln!("mcp: interrupted; the running calls were cancelled");
+            say!("mcp: interrupted; the running calls were cancelled");
             if json {
                 writeln!(
                     out,
@@ -606,7 +615,7 @@ async fn chat(
         .iter()
         .map(|(name, tools)| format!("{name} ({tools} tools)"))
         .collect();
-    eprintln!(
+    say!(
         "mcp chat with {}; servers: {}. /help for commands.",
         args.model,
         if summary.is_empty() {
@@ -633,7 +642,7 @@ async fn chat(
             continue;
         }
         let _ = editor.add_history_entry(line);
-        let mut out = std::io::stdout().lock();
+        let mut out = safe_stdout(false);
         match line
             .split_once(' ')
             .map_or((line, ""), |(c, rest)| (c, rest.trim()))
@@ -662,7 +671,7 @@ async fn chat(
                 };
                 match mcp_client::agent::save_transcript(&path, agent.transcript()) {
                     Ok(()) => writeln!(out, "(saved to {})", path.display())?,
-                    Err(error) => eprintln!("mcp: saving {}: {error}", path.display()),
+                    Err(error) => say!("mcp: saving {}: {error}", path.display()),
                 }
             }
             (command, _) if command.starts_with('/') => {
@@ -674,14 +683,14 @@ async fn chat(
                     result = agent.turn(line) => Some(result),
                     _ = tokio::signal::ctrl_c() => None,
                 };
-                let mut out = std::io::stdout().lock();
+                let mut out = safe_stdout(false);
                 writeln!(out)?;
                 match outcome {
                     None => {
                         agent.discard_incomplete();
-                        eprintln!("(interrupted; the running calls were cancelled)");
+                        say!("(interrupted; the running calls were cancelled)");
                     }
-                    Some(Err(error)) => eprintln!("mcp: {error}"),
+                    Some(Err(error)) => say!("mcp: {error}"),
                     Some(Ok(_)) => {}
                 }
             }
@@ -726,7 +735,7 @@ async fn list_each<T>(
         let connected = match result {
             Ok(connected) => connected,
             Err(error) => {
-                eprintln!("mcp: {error}");
+                say!("mcp: {error}");
                 failed = true;
                 continue;
             }
@@ -737,7 +746,7 @@ async fn list_each<T>(
             Err(rmcp::ServiceError::McpError(error))
                 if error.code == rmcp::model::ErrorCode::METHOD_NOT_FOUND => {}
             Err(error) => {
-                eprintln!("mcp: {name}: listing {what} failed: {error}");
+                say!("mcp: {name}: listing {what} failed: {error}");
                 failed = true;
             }
         }
