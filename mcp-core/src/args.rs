@@ -6,6 +6,9 @@ use clap::{Args, ValueEnum};
 
 /// The port `--listen` uses when none is given.
 pub const DEFAULT_PORT: u16 = 8000;
+/// Sessions at once unless `--max-sessions` says otherwise: a host opens one or a few; each
+/// costs tens of kilobytes, so a thousand stay under a hundred megabytes.
+pub const DEFAULT_MAX_SESSIONS: usize = 1000;
 
 /// How a server talks to its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
@@ -93,9 +96,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Seconds a client has to send its request, and the server to start answering it (408 after).
+    /// Seconds a client has to send its request, and the server to start answering it (408 after;
+    /// a connection whose request headers are not in by then is closed).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub request_timeout: u64,
+
+    /// Most MCP sessions open at once (Streamable HTTP and legacy SSE each); a new one beyond
+    /// that gets 503 with Retry-After. Connections are capped at twice this, plus a margin.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SESSIONS)]
+    pub max_sessions: usize,
 
     /// Log level (logs go to stderr). Overrides `RUST_LOG`, which otherwise applies; default `info`.
     #[arg(long, value_enum, value_name = "LEVEL")]
@@ -113,6 +122,7 @@ impl Default for ServeArgs {
             auth_token: None,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: 30,
+            max_sessions: DEFAULT_MAX_SESSIONS,
             log_level: None,
         }
     }
@@ -126,6 +136,14 @@ impl ServeArgs {
             listen,
             ..Self::default()
         }
+    }
+
+    /// Most connections at once: two per session (a stream and a request) and a margin.
+    pub fn max_connections(&self) -> usize {
+        self.max_sessions
+            .max(1)
+            .saturating_mul(2)
+            .saturating_add(64)
     }
 
     /// The selected transports, deduplicated, in the order given.

@@ -6,7 +6,7 @@ use rmcp::{
     transport::Transport,
 };
 use tokio::sync::mpsc;
-use tokio_util::sync::DropGuard;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// The peer is gone: its side of the channel was dropped.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,8 @@ pub struct ChannelTransport<R: ServiceRole> {
     incoming: mpsc::Receiver<RxJsonRpcMessage<R>>,
     // Stops the task that drives the connection when this transport is dropped.
     _worker: Option<DropGuard>,
+    // Cancelled, instead of waiting, when the outgoing queue is full.
+    close_when_full: Option<CancellationToken>,
 }
 
 impl<R: ServiceRole> ChannelTransport<R> {
@@ -30,7 +32,16 @@ impl<R: ServiceRole> ChannelTransport<R> {
             outgoing,
             incoming,
             _worker: None,
+            close_when_full: None,
         }
+    }
+
+    /// A message that finds the outgoing queue full cancels `session` and is dropped, instead of
+    /// waiting for room: for a peer that may stop reading, whose messages would otherwise pile
+    /// up (each waiting send holds its message) for as long as it stays connected.
+    pub fn closing_when_full(mut self, session: CancellationToken) -> Self {
+        self.close_when_full = Some(session);
+        self
     }
 
     /// Cancels `worker` when the transport is dropped.
@@ -48,7 +59,21 @@ impl<R: ServiceRole> Transport<R> for ChannelTransport<R> {
         item: TxJsonRpcMessage<R>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let outgoing = self.outgoing.clone();
-        async move { outgoing.send(item).await.map_err(|_| ConnectionClosed) }
+        let close_when_full = self.close_when_full.clone();
+        async move {
+            let Some(session) = close_when_full else {
+                return outgoing.send(item).await.map_err(|_| ConnectionClosed);
+            };
+            outgoing.try_send(item).map_err(|error| {
+                if matches!(error, mpsc::error::TrySendError::Full(_)) {
+                    tracing::warn!(
+                        "dropped a client that does not read its stream (its queue is full)"
+                    );
+                    session.cancel();
+                }
+                ConnectionClosed
+            })
+        }
     }
 
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<R>> {

@@ -15,6 +15,10 @@ use subtle::ConstantTimeEq;
 
 use crate::message::{INVALID_PARAMS, Inbound, read_client_message};
 
+/// Why a request with two `Host` headers is refused (400, not 403: it is malformed).
+const DUPLICATE_HOST: &str =
+    "the request has more than one Host header (a request smuggling or rebinding attempt)";
+
 /// Names that always mean "this machine".
 const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
@@ -104,6 +108,9 @@ impl HostPolicy {
         let Some(host) = headers.get(header::HOST) else {
             return Some("the request has no Host header".to_owned());
         };
+        if headers.get_all(header::HOST).iter().nth(1).is_some() {
+            return Some(DUPLICATE_HOST.to_owned());
+        }
         let host_text = host.to_str().unwrap_or("<not text>");
         let allowed_host = parse_authority(host_text, Some(80)).is_some_and(|presented| {
             self.hosts.iter().any(|allowed| {
@@ -199,6 +206,21 @@ pub(crate) fn rejection(status: StatusCode, message: impl Into<String>) -> Respo
     response
 }
 
+/// 503 with `Retry-After`: the server holds as many sessions as it may (`--max-sessions`).
+pub(crate) fn too_busy(max: usize) -> Response {
+    let mut response = rejection(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "Service Unavailable: {max} sessions are open, the most this server holds \
+             (--max-sessions); try again later"
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+    response
+}
+
 pub(crate) async fn enforce_host_policy(
     State(policy): State<Arc<HostPolicy>>,
     request: Request<Body>,
@@ -206,6 +228,9 @@ pub(crate) async fn enforce_host_policy(
 ) -> Response {
     match policy.check(request.headers()) {
         None => next.run(request).await,
+        Some(reason) if reason == DUPLICATE_HOST => {
+            rejection(StatusCode::BAD_REQUEST, format!("Bad Request: {reason}"))
+        }
         Some(reason) => rejection(StatusCode::FORBIDDEN, format!("Forbidden: {reason}")),
     }
 }

@@ -195,12 +195,11 @@ impl HttpServer {
         let addr = listener.local_addr().map_err(ServeError::Http)?;
         let shutdown = CancellationToken::new();
         let app = app(Guarded(handler), args, addr, &transports, shutdown.clone())?;
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        });
+        let limits = ConnectionLimits {
+            max_connections: args.max_connections(),
+            header_read_timeout: args.request_timeout(),
+        };
+        let task = tokio::spawn(serve_connections(listener, app, limits, shutdown.clone()));
         Ok(Self {
             addr,
             shutdown,
@@ -257,6 +256,89 @@ impl HttpServer {
     }
 }
 
+/// What one listener allows its clients.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    /// Connections at once; one more is closed as soon as it is accepted.
+    max_connections: usize,
+    /// Time for a request's headers to arrive; a connection that sends them more slowly (or
+    /// never finishes them) is closed.
+    header_read_timeout: Duration,
+}
+
+/// Accepts connections and serves `app` on each (HTTP/1.1, upgrades allowed) until `shutdown`,
+/// then lets each finish its current exchange. Where `axum::serve` would hold any number of
+/// connections, each as long as its client likes, this closes the ones past the cap at once and
+/// the ones whose request headers do not arrive in time.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        service::TowerToHyperService,
+    };
+    use tower::ServiceExt as _;
+
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors, or a connection reset before it was accepted: wait a
+                    // little rather than spin.
+                    tracing::debug!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = limits.max_connections,
+                "refused a connection: too many open (--max-sessions sets the cap)"
+            );
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone().map_request(
+            |request: http::Request<hyper::body::Incoming>| request.map(axum::body::Body::new),
+        ));
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                }
+                _ = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
 fn flatten(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {
     match joined {
         Ok(result) => result.map_err(ServeError::Http),
@@ -288,15 +370,25 @@ where
             .disable_allowed_hosts()
             .disable_allowed_origins();
         let session_handler = handler.clone();
+        let sessions = Arc::new(LocalSessionManager::default());
         let service = StreamableHttpService::new(
             move || Ok(session_handler.clone()),
-            Arc::new(LocalSessionManager::default()),
+            sessions.clone(),
             config,
         );
-        mcp = mcp.route_service(MCP_PATH, service);
+        let cap = SessionCap {
+            sessions,
+            max: args.max_sessions,
+        };
+        mcp = mcp.route_service(
+            MCP_PATH,
+            tower::ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(cap, cap_sessions))
+                .service(service),
+        );
     }
     if transports.contains(&Transport::Sse) {
-        mcp = mcp.merge(sse::router(handler, shutdown));
+        mcp = mcp.merge(sse::router(handler, shutdown, args.max_sessions));
     }
     mcp = mcp.layer(middleware::from_fn_with_state(
         args.max_body_bytes,
@@ -317,6 +409,43 @@ where
         ))
         .layer(middleware::from_fn_with_state(policy, enforce_host_policy));
     Ok(app)
+}
+
+/// The Streamable HTTP sessions and how many may be open.
+#[derive(Clone)]
+struct SessionCap {
+    sessions: Arc<LocalSessionManager>,
+    max: usize,
+}
+
+/// Refuses a new session (an `initialize` without a session id) while `max` are open: 503 with
+/// `Retry-After`, before rmcp builds anything for it. Sessions end when their client deletes
+/// them or after rmcp's idle timeout.
+async fn cap_sessions(
+    axum::extract::State(cap): axum::extract::State<SessionCap>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    if request.method() == http::Method::POST
+        && !request.headers().contains_key("mcp-session-id")
+        && cap.sessions.sessions.read().await.len() >= cap.max
+    {
+        let (parts, body) = request.into_parts();
+        // The body is already read whole (read_json_body), so this costs no waiting.
+        let bytes = http_body_util::BodyExt::collect(body)
+            .await
+            .map(|collected| collected.to_bytes())
+            .unwrap_or_default();
+        let initialize = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .is_ok_and(|message| message["method"] == "initialize");
+        if initialize {
+            return crate::guard::too_busy(cap.max);
+        }
+        return next
+            .run(axum::extract::Request::from_parts(parts, bytes.into()))
+            .await;
+    }
+    next.run(request).await
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

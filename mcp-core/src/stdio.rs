@@ -5,6 +5,10 @@
 //! echo). JSON-RPC 2.0 asks for an answer with `"id": null`, and a client that sent garbage
 //! deserves to hear why: every line is read by [`crate::message`], which says which error each
 //! malformed message gets. The server keeps serving in every case.
+//!
+//! Input waits for output: while [`MAX_QUEUED_WRITES`] messages are waiting to be written (a
+//! client that does not read its stdout), no more input is read, so a client cannot make the
+//! server hold answers without end.
 
 use std::sync::Arc;
 
@@ -21,6 +25,9 @@ use crate::message::{Inbound, read_client_message};
 /// Longest accepted line; a longer one is answered with a parse error and skipped.
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
+/// Messages waiting to be written before input stops being read.
+pub const MAX_QUEUED_WRITES: usize = 64;
+
 /// A server-side line transport (stdin/stdout in production, an in-memory pipe in tests).
 pub struct LineTransport<R, W> {
     reader: BufReader<R>,
@@ -28,6 +35,46 @@ pub struct LineTransport<R, W> {
     line: Vec<u8>,
     oversized: bool,
     writer: Arc<Mutex<Output<W>>>,
+    backlog: Arc<Backlog>,
+}
+
+/// Messages handed to the writer and not yet written.
+#[derive(Default)]
+struct Backlog {
+    queued: std::sync::atomic::AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+impl Backlog {
+    /// Counts a message from now until the returned guard is dropped (written or failed).
+    fn enter(self: &Arc<Self>) -> Queued {
+        self.queued
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Queued(self.clone())
+    }
+
+    /// Returns once fewer than [`MAX_QUEUED_WRITES`] messages wait.
+    async fn room(&self) {
+        loop {
+            // Created before the check, so a write finishing in between still wakes it.
+            let drained = self.drained.notified();
+            if self.queued.load(std::sync::atomic::Ordering::Acquire) < MAX_QUEUED_WRITES {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+struct Queued(Arc<Backlog>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0
+            .queued
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.drained.notify_waiters();
+    }
 }
 
 /// The writer and a buffer kept between messages: a large answer is serialized into memory
@@ -54,6 +101,7 @@ where
                 writer: write,
                 buffer: Vec::new(),
             })),
+            backlog: Arc::default(),
         }
     }
 
@@ -90,8 +138,10 @@ where
 
     fn answer(&self, answer: serde_json::Value) {
         let writer = self.writer.clone();
+        let queued = self.backlog.enter();
         // Written from a task of its own, so a cancelled `receive` cannot cut a line in half.
         tokio::spawn(async move {
+            let _queued = queued;
             if let Err(error) = write_line(&writer, &answer).await {
                 tracing::debug!(%error, "could not answer a malformed message");
             }
@@ -133,11 +183,16 @@ where
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let writer = self.writer.clone();
-        async move { write_line(&writer, &item).await }
+        let queued = self.backlog.enter();
+        async move {
+            let _queued = queued;
+            write_line(&writer, &item).await
+        }
     }
 
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleServer>> {
         loop {
+            self.backlog.room().await;
             match self.next_line().await? {
                 Ok(()) => {}
                 Err(error) => {
@@ -200,5 +255,73 @@ mod tests {
         let answer = feeder.await.unwrap();
         assert!(answer.contains("-32700"), "{answer}");
         assert!(answer.contains("longer than"), "{answer}");
+    }
+}
+
+#[cfg(test)]
+mod backpressure {
+    #![allow(clippy::unwrap_used)]
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// Finding 6 of the attack run: with stdout unread, a client's input was read on and on
+    /// (100k pings: 677 MB of answers waiting). Input stops once MAX_QUEUED_WRITES answers wait,
+    /// and goes on when the client reads.
+    #[tokio::test]
+    async fn input_waits_while_output_cannot_be_written() {
+        let (client, server) = tokio::io::duplex(1024);
+        let (read, write) = tokio::io::split(server);
+        let (mut client_output, mut client_input) = tokio::io::split(client);
+        let mut transport = LineTransport::new(read, write);
+        let pings = 500;
+        let writer = tokio::spawn(async move {
+            for id in 0..pings {
+                let line = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"}}\n");
+                if client_input.write_all(line.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let answer = |id: usize| -> TxJsonRpcMessage<RoleServer> {
+            serde_json::from_value(serde_json::json!({
+                "jsonrpc": "2.0", "id": id, "result": {"padding": "z".repeat(4096)}
+            }))
+            .unwrap()
+        };
+        let mut sends = tokio::task::JoinSet::new();
+        let mut received = 0;
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_millis(500), transport.receive())
+                .await
+            {
+                Ok(Some(_)) => {
+                    sends.spawn(transport.send(answer(received)));
+                    received += 1;
+                }
+                Ok(None) => panic!("input ended"),
+                Err(_) => break,
+            }
+        }
+        // Nothing is read from the client's side, so input stopped at the cap (the first
+        // answers fit in the pipe's small buffer).
+        assert!(
+            (MAX_QUEUED_WRITES..MAX_QUEUED_WRITES + 4).contains(&received),
+            "{received} requests read while their answers could not be written"
+        );
+        // The client reads its answers: input goes on to the end.
+        let reader = tokio::spawn(async move {
+            let mut sink = vec![0; 64 * 1024];
+            while client_output.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        });
+        while received < pings {
+            transport.receive().await.unwrap();
+            sends.spawn(transport.send(answer(received)));
+            received += 1;
+        }
+        while sends.join_next().await.is_some() {}
+        writer.await.unwrap();
+        reader.abort();
     }
 }

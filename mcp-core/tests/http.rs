@@ -514,3 +514,246 @@ async fn a_panicking_tool_is_answered_over_http_and_sse() {
     legacy.cancel().await.unwrap();
     server.shutdown().await.unwrap();
 }
+
+/// Reads a legacy SSE stream's `endpoint` event: the URL to post to.
+async fn sse_endpoint(stream: &mut reqwest::Response) -> String {
+    let mut seen = String::new();
+    while !seen.contains("sessionId=") || !seen.contains("\n\n") {
+        let chunk = stream.chunk().await.unwrap().unwrap();
+        seen.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    seen.lines()
+        .find_map(|line| line.strip_prefix("data: "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Finding 6 of the attack run: 40,000 sessions from one client held 2.49 GB. Sessions are
+/// capped (`--max-sessions`), a new one beyond the cap gets 503 with Retry-After, on Streamable
+/// HTTP and on legacy SSE alike, and the open ones keep working.
+#[tokio::test]
+async fn sessions_beyond_the_cap_get_503_with_retry_after() {
+    let mut serve_args = args(&[Transport::Http, Transport::Sse]);
+    serve_args.max_sessions = 3;
+    let server = start(serve_args).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(
+            connect_http(&server.url("/mcp"), Era::Handshake, None)
+                .await
+                .unwrap(),
+        );
+    }
+    let response = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .header("Accept", "application/json, text/event-stream")
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "30");
+    assert!(response.text().await.unwrap().contains("--max-sessions"));
+    for client in &clients {
+        echo_round_trip(client, "still served").await;
+    }
+    // The stateless era opens no session, so it is not refused.
+    let stateless = connect_http(&server.url("/mcp"), Era::Stateless, None)
+        .await
+        .unwrap();
+    echo_round_trip(&stateless, "stateless").await;
+
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut stream = reqwest::get(server.url("/sse")).await.unwrap();
+        assert_eq!(stream.status(), 200);
+        sse_endpoint(&mut stream).await;
+        streams.push(stream);
+    }
+    let refused = reqwest::get(server.url("/sse")).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "30");
+    // A session that ends frees its place.
+    drop(streams.pop());
+    let mut admitted = false;
+    for _ in 0..100 {
+        let response = reqwest::get(server.url("/sse")).await.unwrap();
+        if response.status() == 200 {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "a closed SSE session did not free its place");
+    server.shutdown().await.unwrap();
+}
+
+/// Finding 11: a request with two Host headers was judged by the first; it is refused (400).
+#[tokio::test]
+async fn two_host_headers_get_400() {
+    let server = start(args(&[Transport::Http, Transport::Sse])).await;
+    for path in ["/mcp", "/sse", "/health"] {
+        let mut socket = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .unwrap();
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nHost: evil.example\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n",
+            server.local_addr()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer))
+            .await
+            .expect("no answer")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains("more than one Host"), "{path}: {answer}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// Finding 11: legacy SSE's `/messages` cut bodies at axum's 2 MB although --max-body-bytes is 4
+/// MiB. One limit on every endpoint.
+#[tokio::test]
+async fn one_body_limit_on_every_endpoint() {
+    let server = start(args(&[Transport::Sse])).await;
+    let mut stream = reqwest::get(server.url("/sse")).await.unwrap();
+    let endpoint = sse_endpoint(&mut stream).await;
+    let text = "x".repeat(3 * 1024 * 1024);
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": text}}});
+    let accepted = reqwest::Client::new()
+        .post(server.url(&endpoint))
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202, "a 3 MB body under the 4 MiB limit");
+    let over = serde_json::json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "x".repeat(5 * 1024 * 1024)}}});
+    let refused = reqwest::Client::new()
+        .post(server.url(&endpoint))
+        .json(&over)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413);
+    drop(stream);
+    server.shutdown().await.unwrap();
+}
+
+/// Finding 6: half-sent requests were held forever (20,000 of them: 406 MB). Headers that do not
+/// arrive within the request timeout close the connection, and connections past the cap are
+/// closed as soon as they are accepted.
+#[tokio::test]
+async fn slow_headers_and_too_many_connections_are_cut_off() {
+    let mut serve_args = args(&[Transport::Http]);
+    serve_args.request_timeout = 1;
+    serve_args.max_sessions = 1;
+    let cap = serve_args.max_connections();
+    let server = start(serve_args).await;
+
+    // Headers begun and never finished: the connection is closed.
+    let mut slow = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buffer = vec![0; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(20), slow.read(&mut buffer))
+        .await
+        .expect("a connection with unfinished headers was held")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buffer[..read]);
+    assert!(read == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // The cap: `cap` connections are held (each until its own header timeout), the next ones
+    // are closed at once, without an answer.
+    let mut held = Vec::new();
+    for _ in 0..cap {
+        held.push(
+            tokio::net::TcpStream::connect(server.local_addr())
+                .await
+                .unwrap(),
+        );
+    }
+    let mut extra = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(20), extra.read(&mut buffer))
+        .await
+        .expect("a connection past the cap was held");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    drop(held);
+    // And the server still answers.
+    let mut healthy = false;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(server.url("/health")).await
+            && response.status() == 200
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy);
+    server.shutdown().await.unwrap();
+}
+
+/// Finding 6: a legacy SSE client that never reads its stream made the server keep every answer
+/// (600 posts of 1.5 MB: 984 MB). Once its queue is full the session is dropped.
+#[tokio::test]
+async fn an_sse_client_that_does_not_read_is_dropped() {
+    let server = start(args(&[Transport::Sse])).await;
+    let mut stream = reqwest::get(server.url("/sse")).await.unwrap();
+    let endpoint = sse_endpoint(&mut stream).await;
+    let client = reqwest::Client::new();
+    // The handshake, reading its answer; after it, nothing more is read.
+    let initialize = client
+        .post(server.url(&endpoint))
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(initialize.status(), 202);
+    let mut seen = String::new();
+    while !seen.contains("\"id\":1") {
+        let chunk = stream.chunk().await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let initialized = client
+        .post(server.url(&endpoint))
+        .json(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(initialized.status(), 202);
+    // Large answers, never read: the socket's buffers fill, then the session's queue.
+    let text = "y".repeat(1024 * 1024);
+    let mut ended = false;
+    for id in 0..600 {
+        let call = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": text}}});
+        let status = client
+            .post(server.url(&endpoint))
+            .json(&call)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 404 {
+            ended = true;
+            break;
+        }
+        assert_eq!(status, 202);
+    }
+    assert!(
+        ended,
+        "600 answers of 1 MB were queued for a client that reads nothing"
+    );
+    drop(stream);
+    server.shutdown().await.unwrap();
+}

@@ -15,7 +15,7 @@ use axum::{
     },
     routing::{get, post},
 };
-use futures::{Stream, StreamExt, stream};
+use futures::{StreamExt, stream};
 use http::StatusCode;
 use rmcp::{
     RoleServer, ServerHandler, ServiceExt,
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::{MESSAGES_PATH, SSE_PATH};
 use crate::{
     channel::ChannelTransport,
-    guard::rejection,
+    guard::{rejection, too_busy},
     message::{Inbound, read_client_message},
 };
 
@@ -47,6 +47,7 @@ struct SseState<H> {
     handler: H,
     sessions: Sessions,
     shutdown: CancellationToken,
+    max_sessions: usize,
 }
 
 impl<H: Clone> Clone for SseState<H> {
@@ -55,12 +56,14 @@ impl<H: Clone> Clone for SseState<H> {
             handler: self.handler.clone(),
             sessions: self.sessions.clone(),
             shutdown: self.shutdown.clone(),
+            max_sessions: self.max_sessions,
         }
     }
 }
 
-/// `GET /sse` and `POST /messages`, each session served by its own clone of `handler`.
-pub(crate) fn router<H>(handler: H, shutdown: CancellationToken) -> Router
+/// `GET /sse` and `POST /messages`, each session served by its own clone of `handler`, at most
+/// `max_sessions` at once.
+pub(crate) fn router<H>(handler: H, shutdown: CancellationToken, max_sessions: usize) -> Router
 where
     H: ServerHandler + Clone,
 {
@@ -68,19 +71,24 @@ where
         handler,
         sessions: Arc::default(),
         shutdown,
+        max_sessions,
     };
     Router::new()
         .route(SSE_PATH, get(open_stream::<H>))
         .route(MESSAGES_PATH, post(post_message::<H>))
+        // The one body limit is --max-body-bytes, enforced before this (read_json_body); axum's
+        // own 2 MB default would cut it short here.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-async fn open_stream<H>(
-    State(state): State<SseState<H>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
+async fn open_stream<H>(State(state): State<SseState<H>>) -> Response
 where
     H: ServerHandler + Clone,
 {
+    if lock(&state.sessions).len() >= state.max_sessions {
+        return too_busy(state.max_sessions);
+    }
     let session_id = uuid::Uuid::new_v4().simple().to_string();
     let (to_server, from_client) = mpsc::channel::<ClientJsonRpcMessage>(CHANNEL_CAPACITY);
     let (to_client, from_server) = mpsc::channel::<ServerJsonRpcMessage>(CHANNEL_CAPACITY);
@@ -94,7 +102,10 @@ where
     tracing::info!(%session_id, "legacy SSE session opened");
 
     let session = state.shutdown.child_token();
-    let transport = ChannelTransport::<RoleServer>::new(to_client, from_client);
+    // A client that does not read its stream is dropped when its queue is full, rather than
+    // have every answer kept for it.
+    let transport = ChannelTransport::<RoleServer>::new(to_client, from_client)
+        .closing_when_full(session.clone());
     {
         let (handler, sessions, session, session_id) = (
             state.handler.clone(),
@@ -132,8 +143,9 @@ where
         };
         std::future::ready(event)
     });
-    Sse::new(stream::once(std::future::ready(Ok(endpoint))).chain(messages))
+    Sse::new(stream::once(std::future::ready(Ok::<_, Infallible>(endpoint))).chain(messages))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]
