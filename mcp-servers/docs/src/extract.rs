@@ -93,6 +93,52 @@ pub enum ExtractError {
     Pdf(String),
     #[error("no text in it")]
     Empty,
+    #[error(
+        "the PDF's compressed streams inflate to more than {} MB (a decompression bomb?); not read",
+        MAX_PDF_INFLATED_BYTES / (1024 * 1024)
+    )]
+    Bomb,
+}
+
+/// Most bytes a PDF's compressed streams may inflate to, all together. A PDF of 2 MB can hold
+/// gigabytes of zeros; pdf-extract would inflate them whole (the attack run saw 4.18 GB).
+pub const MAX_PDF_INFLATED_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Inflates every zlib stream of `bytes` (each `stream … endstream`, object streams included)
+/// into nothing, counting, and stops as soon as the count passes the limit: what pdf-extract will
+/// ask of memory, learned at the cost of one bounded pass and no parser.
+fn check_inflation(bytes: &[u8]) -> Result<(), ExtractError> {
+    use std::io::Read;
+    let mut total: u64 = 0;
+    let mut at = 0;
+    while let Some(found) = find(&bytes[at..], b"stream") {
+        let mut start = at + found + b"stream".len();
+        at = start;
+        // `endstream` also contains `stream`; only a keyword followed by an end of line opens one.
+        match bytes.get(start..start + 2) {
+            Some([b'\r', b'\n']) => start += 2,
+            Some([b'\n', _]) | Some([b'\n']) => start += 1,
+            _ => continue,
+        }
+        let end = find(&bytes[start..], b"endstream").map_or(bytes.len(), |e| start + e);
+        let body = &bytes[start..end];
+        // Past the `endstream`, whose own `stream` must not open a next one.
+        at = (end + b"endstream".len()).min(bytes.len());
+        if body.first() == Some(&0x78) {
+            let budget = MAX_PDF_INFLATED_BYTES - total;
+            let mut decoder = flate2::read::ZlibDecoder::new(body).take(budget + 1);
+            let inflated = std::io::copy(&mut decoder, &mut std::io::sink()).unwrap_or(0);
+            total += inflated;
+            if total > MAX_PDF_INFLATED_BYTES {
+                return Err(ExtractError::Bomb);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Reads `bytes` as a file of `kind` named `path`.
@@ -123,6 +169,7 @@ fn text_of(bytes: &[u8]) -> Result<String, ExtractError> {
 }
 
 fn pdf_text(bytes: &[u8]) -> Result<String, ExtractError> {
+    check_inflation(bytes)?;
     // pdf-extract panics on some malformed files; a bad PDF is a failure to report, not a crash.
     let bytes = bytes.to_vec();
     match std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem(&bytes)) {

@@ -132,3 +132,89 @@ async fn an_indexed_file_swapped_for_a_fifo_is_refused_without_waiting() {
     assert_eq!(answer.is_error, Some(true), "{}", text(&answer));
     assert!(text(&answer).contains("FIFO"), "{}", text(&answer));
 }
+
+/// A one-page PDF whose page content is `text`, deflated (FlateDecode), followed by `padding`
+/// more deflated streams of 1 MB of zeros each (objects nothing refers to).
+fn deflated_pdf(text: &str, padding: usize) -> Vec<u8> {
+    use std::io::Write;
+    let deflate = |bytes: &[u8]| {
+        let mut encoder =
+            flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    };
+    let content = deflate(format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET").as_bytes());
+    let zeros = deflate(&vec![0u8; 1024 * 1024]);
+    let stream = |data: &[u8]| {
+        let mut object = format!(
+            "<< /Length {} /Filter /FlateDecode >>\nstream\n",
+            data.len()
+        )
+        .into_bytes();
+        object.extend_from_slice(data);
+        object.extend_from_slice(b"\nendstream");
+        object
+    };
+    let mut objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_vec(),
+        stream(&content),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec(),
+    ];
+    for _ in 0..padding {
+        objects.push(stream(&zeros));
+    }
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(object);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for offset in offsets {
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// Finding 7 of the attack run: a 2 MB PDF inflating to 2 GB took the indexer to 4.18 GB. A
+/// PDF whose streams inflate past the limit is reported as a bomb and not read; a deflated PDF
+/// of ordinary size is indexed as before.
+#[tokio::test]
+async fn a_pdf_decompression_bomb_is_reported_not_inflated() {
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let bomb = deflated_pdf("kaboom", 300);
+    assert!(bomb.len() < 2 * 1024 * 1024, "{}", bomb.len());
+    std::fs::write(root.path().join("bomb.pdf"), &bomb).unwrap();
+    std::fs::write(
+        root.path().join("fine.pdf"),
+        deflated_pdf("zebras graze", 3),
+    )
+    .unwrap();
+    let client = served(root.path(), data.path()).await;
+    let status = client.call("index_status", json!({})).await.unwrap();
+    let failures = &status.structured_content.as_ref().unwrap()["failures"];
+    let failed = failures.to_string();
+    assert!(failed.contains("bomb.pdf"), "{failed} {}", text(&status));
+    assert!(failed.contains("decompression bomb"), "{failed}");
+    assert!(!failed.contains("fine.pdf"), "{failed}");
+    let found = client
+        .call("search", json!({"query": "zebras", "mode": "bm25"}))
+        .await
+        .unwrap();
+    assert!(text(&found).contains("fine.pdf"), "{}", text(&found));
+}
