@@ -170,8 +170,9 @@ impl<T: JsonSchema> JsonSchema for Setting<T> {
     }
 }
 
-/// Hyperparameters; each may be `"auto"`, resolved from the data when the job starts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// Hyperparameters; each may be `"auto"`, resolved from the data when the job starts. Each is
+/// checked against its range when read, and an error names the field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hyperparameters {
     /// Passes over the training file.
@@ -196,6 +197,79 @@ pub struct Hyperparameters {
     /// Optimizer steps between checkpoints.
     #[serde(default)]
     pub checkpoint_every: Setting<u32>,
+}
+
+/// The ranges hyperparameters are checked against: wide enough for any real run, narrow enough
+/// that a typo (`lora_rank: 100000`, `learning_rate: -1`) is an error rather than a job that
+/// cannot fit in memory or learns nothing.
+const RANGES: [(&str, f64, f64); 8] = [
+    ("n_epochs", 1.0, 1000.0),
+    ("batch_size", 1.0, 4096.0),
+    ("learning_rate", 1e-12, 1.0),
+    ("lora_rank", 0.0, 1024.0),
+    ("lora_alpha", 1e-6, 10_000.0),
+    ("max_seq_len", 8.0, 131_072.0),
+    ("beta", 1e-6, 100.0),
+    ("checkpoint_every", 1.0, 1_000_000.0),
+];
+
+/// One hyperparameter: `"auto"`, or a number in its range (a whole one when `whole`).
+fn setting<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    name: &str,
+    value: serde_json::Value,
+    whole: bool,
+) -> Result<Setting<T>, E> {
+    let (min, max) = RANGES
+        .iter()
+        .find(|(field, _, _)| *field == name)
+        .map(|(_, min, max)| (*min, *max))
+        .unwrap_or((f64::MIN, f64::MAX));
+    let kind = if whole { "a whole number" } else { "a number" };
+    let range = if whole {
+        format!("{min}..={max}")
+    } else {
+        format!("between {min:e} and {max}")
+    };
+    if value.as_str() == Some("auto") {
+        return Ok(Setting::Auto);
+    }
+    let number = value
+        .as_f64()
+        .filter(|n| n.is_finite() && (!whole || n.fract() == 0.0));
+    match number {
+        Some(n) if (min..=max).contains(&n) => serde_json::from_value(value)
+            .map(Setting::Value)
+            .map_err(|error| E::custom(format!("hyperparameter {name}: {error}"))),
+        _ => Err(E::custom(format!(
+            "hyperparameter {name} must be \"auto\" or {kind} {range}, not {value}"
+        ))),
+    }
+}
+
+impl<'de> Deserialize<'de> for Hyperparameters {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let mut out = Self::default();
+        for (name, value) in fields {
+            match name.as_str() {
+                "n_epochs" => out.n_epochs = setting(&name, value, true)?,
+                "batch_size" => out.batch_size = setting(&name, value, true)?,
+                "learning_rate" => out.learning_rate = setting(&name, value, false)?,
+                "lora_rank" => out.lora_rank = setting(&name, value, true)?,
+                "lora_alpha" => out.lora_alpha = setting(&name, value, false)?,
+                "max_seq_len" => out.max_seq_len = setting(&name, value, true)?,
+                "beta" => out.beta = setting(&name, value, false)?,
+                "checkpoint_every" => out.checkpoint_every = setting(&name, value, true)?,
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "unknown field {other:?} in hyperparameters; known: {}",
+                        RANGES.map(|(field, _, _)| field).join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Hyperparameters with every `"auto"` replaced by a value.

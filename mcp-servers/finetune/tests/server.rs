@@ -495,3 +495,67 @@ async fn datasets_and_models_are_confined_and_a_fifo_does_not_hang() {
         "the server did not stop on SIGTERM"
     );
 }
+
+/// Finding 11 (mcp-finetune): absurd hyperparameters were accepted (`lora_rank` 100000,
+/// `learning_rate` -1 or 1e308, `lora_alpha` -5, `checkpoint_every` 0), and `n_epochs: -1` gave
+/// "did not match any variant of untagged enum Either". Each is refused, naming the field and
+/// its range, before anything is launched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_hyperparameters_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, train) = fixtures(dir.path());
+    let server = start(&dir.path().join("data")).await;
+    let client = &server.client;
+    for (field, value) in [
+        ("lora_rank", json!(100_000)),
+        ("learning_rate", json!(-1)),
+        ("learning_rate", json!(1e308)),
+        ("lora_alpha", json!(-5)),
+        ("checkpoint_every", json!(0)),
+        ("n_epochs", json!(-1)),
+        ("n_epochs", json!(2.5)),
+        ("batch_size", json!("many")),
+    ] {
+        let refused = call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train, "dry_run": true,
+                   "hyperparameters": {field: value}}),
+        )
+        .await;
+        let message = text(&refused);
+        assert_eq!(refused.is_error, Some(true), "{field}={value}: {message}");
+        assert!(
+            message.contains(&format!("hyperparameter {field}")),
+            "{field}={value}: {message}"
+        );
+        assert!(
+            message.contains("\"auto\" or"),
+            "{field}={value}: {message}"
+        );
+        assert!(!message.contains("untagged"), "{field}={value}: {message}");
+    }
+    let unknown = call(
+        client,
+        "create_job",
+        json!({"method": "sft", "model": model, "training_file": train, "dry_run": true,
+               "hyperparameters": {"epochs": 3}}),
+    )
+    .await;
+    assert!(
+        text(&unknown).contains("unknown field \"epochs\" in hyperparameters"),
+        "{}",
+        text(&unknown)
+    );
+    // In range, and "auto", still go through.
+    let dry = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train, "dry_run": true,
+                   "hyperparameters": {"n_epochs": 2, "learning_rate": 0.001, "lora_rank": "auto"}}),
+        )
+        .await,
+    );
+    assert_eq!(dry["dry_run"], true);
+}
