@@ -235,3 +235,56 @@ mod tests {
         assert!(lines[2].get("error").is_none());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(6, 48, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z\"{}\\[\\]]{0,6}", inner, 0..4)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn depth(value: &Value) -> usize {
+        match value {
+            Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    proptest! {
+        /// For any answer (strings full of brackets, quotes and escapes included) the scan finds
+        /// the top-level id and the true depth, and the relay passes the line on unchanged.
+        #[test]
+        fn the_scan_agrees_with_a_parser(result in json(), id in 0u32..1_000_000, cut in 1usize..64) {
+            let line = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+            let mut scan = Scan::default();
+            for piece in line.as_bytes().chunks(cut) {
+                scan.feed(piece);
+            }
+            prop_assert_eq!(scan.id, Some(id.to_string()));
+            prop_assert_eq!(scan.max_depth, 1 + depth(&result));
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let mut output = Vec::new();
+            runtime.block_on(relay(format!("{line}\n").as_bytes(), &mut output, "s")).unwrap();
+            prop_assert_eq!(output, format!("{line}\n").into_bytes());
+        }
+    }
+}

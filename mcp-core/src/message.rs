@@ -223,3 +223,43 @@ mod tests {
         assert!(matches!(read_client_message(call), Inbound::Message(_)));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever a peer sends, reading it never panics, and what is not served is answered
+        /// with a JSON-RPC error.
+        #[test]
+        fn any_bytes_are_served_skipped_or_answered(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Inbound::Reject(rejection) = read_client_message(&bytes) {
+                let answer = rejection.to_json();
+                prop_assert_eq!(&answer["jsonrpc"], "2.0");
+                prop_assert!(answer["error"]["code"].is_i64());
+            }
+        }
+
+        /// A request with any method name and params of any shape is served or answered.
+        #[test]
+        fn any_method_and_params_are_served_or_answered(
+            method in ".{0,40}",
+            id in 0u32..1_000_000,
+            params in prop_oneof![Just(json!(null)), Just(json!([])), Just(json!({"x": 1})), Just(json!("s"))],
+        ) {
+            let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+            if let Inbound::Reject(rejection) = read_client_message(line.as_bytes()) {
+                prop_assert_eq!(rejection.id, json!(id));
+            }
+        }
+
+        /// Every well-formed ping is served, whatever its id and the whitespace around it.
+        #[test]
+        fn a_ping_is_served(id in 0u32..u32::MAX, pad in "[ \t]{0,3}") {
+            let line = format!("{pad}{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"}}{pad}");
+            prop_assert!(matches!(read_client_message(line.as_bytes()), Inbound::Message(_)));
+        }
+    }
+}

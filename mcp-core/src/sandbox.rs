@@ -459,3 +459,41 @@ mod tests {
         assert_eq!(expand_home("~user/x"), PathBuf::from("~user/x"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Any path built from names, `.`, `..`, `~` and empty components resolves to a clean path
+        /// beneath the root, or is refused: never one that climbs out.
+        #[test]
+        fn every_resolved_path_stays_beneath_its_root(
+            parts in proptest::collection::vec(prop::sample::select(vec!["a", "b", "..", ".", "", "~", "c d", "..."]), 0..12),
+            absolute in any::<bool>(),
+        ) {
+            let root = tempfile::tempdir().unwrap();
+            let sandbox = Sandbox::new(&[root.path()]).unwrap();
+            let joined = parts.join("/");
+            let requested = if absolute {
+                format!("{}/{joined}", sandbox.roots()[0].path.display())
+            } else {
+                joined
+            };
+            if let Ok(resolved) = sandbox.resolve(&requested) {
+                prop_assert!(
+                    resolved.rel == Path::new(".")
+                        || resolved.rel.components().all(|c| matches!(c, Component::Normal(_))),
+                    "{} -> {}", requested, resolved.rel.display()
+                );
+                prop_assert!(resolved.display().starts_with(&sandbox.roots()[0].path));
+            }
+        }
+    }
+}

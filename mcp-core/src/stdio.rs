@@ -325,3 +325,75 @@ mod backpressure {
         reader.abort();
     }
 }
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Line {
+        Ping(u32),
+        /// Bytes that cannot be a JSON object (no `{`, no newline).
+        Junk(Vec<u8>),
+    }
+
+    fn line() -> impl Strategy<Value = Line> {
+        prop_oneof![
+            (0u32..100_000).prop_map(Line::Ping),
+            proptest::collection::vec(
+                any::<u8>().prop_filter("no newline or brace", |b| *b != b'\n' && *b != b'{'),
+                0..64
+            )
+            .prop_map(Line::Junk),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any mix of requests and junk, cut into writes anywhere: every request comes through,
+        /// once, in order, and the junk is answered rather than ending the session.
+        #[test]
+        fn requests_survive_any_junk_and_any_cut(lines in proptest::collection::vec(line(), 1..40), cut in 1usize..97) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let mut input = Vec::new();
+                let mut expected = Vec::new();
+                for line in &lines {
+                    match line {
+                        Line::Ping(id) => {
+                            expected.push(*id);
+                            input.extend_from_slice(format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"}}").as_bytes());
+                        }
+                        Line::Junk(bytes) => input.extend_from_slice(bytes),
+                    }
+                    input.push(b'\n');
+                }
+                let (mut client, server) = tokio::io::duplex(1 << 20);
+                let (read, write) = tokio::io::split(server);
+                let mut transport = LineTransport::new(read, write);
+                let writer = tokio::spawn(async move {
+                    for piece in input.chunks(cut) {
+                        client.write_all(piece).await.unwrap();
+                    }
+                    client
+                });
+                let mut seen = Vec::new();
+                while seen.len() < expected.len() {
+                    match transport.receive().await.unwrap() {
+                        RxJsonRpcMessage::<RoleServer>::Request(request) => {
+                            seen.push(serde_json::to_value(&request.id).unwrap().as_u64().unwrap() as u32);
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                drop(writer.await.unwrap());
+                assert_eq!(seen, expected);
+            });
+        }
+    }
+}

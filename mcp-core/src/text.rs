@@ -214,3 +214,33 @@ mod writer_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used)]
+
+    use std::io::Write;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Nothing a terminal acts on survives, but for the layout `visible` keeps; and the writer,
+        /// fed the bytes cut anywhere, writes what `visible` gives for the whole.
+        #[test]
+        fn nothing_active_survives_any_cut(text in "(\\PC|[\\x00-\\x1f\\x7f\\u{80}-\\u{9f}\\u{202a}-\\u{202e}]){0,64}", cut in 1usize..9) {
+            let shown = visible(&text);
+            prop_assert!(!shown.chars().any(|c| acts_on_terminal(c) && c != '\n' && c != '\t'));
+            prop_assert!(!visible_line(&text).chars().any(acts_on_terminal));
+            let mut out = Vec::new();
+            {
+                let mut writer = SafeWriter::new(&mut out, Output::Text);
+                for piece in text.as_bytes().chunks(cut) {
+                    writer.write_all(piece).unwrap();
+                }
+            }
+            prop_assert_eq!(String::from_utf8(out).unwrap(), shown.into_owned());
+        }
+    }
+}

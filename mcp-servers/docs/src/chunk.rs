@@ -247,3 +247,39 @@ mod tests {
         assert_eq!(prose_chunks.last().unwrap().lines.1, lines);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::extract::{Kind, extract};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Any Markdown (headings, fences, lists, long lines, odd Unicode) extracts and chunks
+        /// without a panic, into chunks whose line ranges lie within the document.
+        #[test]
+        fn any_markdown_chunks_within_its_lines(
+            lines in proptest::collection::vec(
+                prop_oneof!["#{1,6} \\PC{0,30}", "```\\PC{0,10}", "- \\PC{0,40}", "\\PC{0,300}", Just(String::new())],
+                0..60,
+            )
+        ) {
+            let text = lines.join("\n");
+            let Ok(document) = extract(Path::new("a.md"), Kind::Markdown, text.as_bytes()) else {
+                return Ok(());
+            };
+            let total = document.text.lines().count().max(1);
+            for chunk in chunks(&document.blocks, Sizes::default()) {
+                prop_assert!(1 <= chunk.lines.0 && chunk.lines.0 <= chunk.lines.1, "{:?}", chunk.lines);
+                prop_assert!(chunk.lines.1 <= total, "{:?} of {}", chunk.lines, total);
+            }
+        }
+    }
+}

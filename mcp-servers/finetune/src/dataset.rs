@@ -785,3 +785,34 @@ fn keys(object: &Map<String, Value>) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod properties {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any line, for any method, is an example or an error that says why: never a panic.
+        #[test]
+        fn any_line_is_read_or_refused(line in ".{0,200}", pick in 0usize..3) {
+            let method = [Method::Sft, Method::Dpo, Method::Distill][pick];
+            if let Err(why) = parse_example(&line, method) {
+                prop_assert!(!why.is_empty());
+            }
+        }
+
+        /// A chat of any text in its turns is read.
+        #[test]
+        fn any_chat_text_is_an_example(user in "\\PC{0,80}", assistant in "\\PC{1,80}") {
+            let line = serde_json::json!({"messages": [
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": assistant},
+            ]})
+            .to_string();
+            prop_assert!(parse_example(&line, Method::Sft).is_ok(), "{}", line);
+        }
+    }
+}
