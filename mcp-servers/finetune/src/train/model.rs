@@ -15,6 +15,7 @@ use std::{
 };
 
 use candle_core::{D, DType, Device, Tensor, Var, quantized::gguf_file};
+use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
 
 pub type Result<T> = std::result::Result<T, ModelError>;
@@ -743,13 +744,28 @@ pub fn create_tiny(dir: &Path) -> std::result::Result<(), String> {
             config.intermediate_size,
             config.kv_heads() * config.head_dim(),
         );
-        let init = |rows: usize, cols: usize| Tensor::randn(0f32, 0.02, (rows, cols), &dev);
+        // Seeded, so every tiny model is the same one: a test that trains it sees the same
+        // start each run (candle's own randn draws from an unseeded generator).
+        let rng = std::cell::RefCell::new(rand::rngs::StdRng::seed_from_u64(0x7179));
+        let normal = |std: f32, rows: usize, cols: usize| -> Result<Tensor> {
+            let mut rng = rng.borrow_mut();
+            let values: Vec<f32> = (0..rows * cols)
+                .map(|_| {
+                    // Box–Muller: two uniforms to one normal.
+                    let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
+                    let u2: f32 = rng.random();
+                    std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+                })
+                .collect();
+            Ok(Tensor::from_vec(values, (rows, cols), &dev)?)
+        };
+        let init = |rows: usize, cols: usize| normal(0.02, rows, cols);
         let mut t = HashMap::new();
         // Embeddings (tied to the output) large enough that adapters on the blocks alone can move
         // the logits: with GPT-2's 0.02 they are bounded to about ±1.3 at this width.
         t.insert(
             "model.embed_tokens.weight".to_owned(),
-            Tensor::randn(0f32, 0.3, (vocab_size, h), &dev)?,
+            normal(0.3, vocab_size, h)?,
         );
         t.insert(
             "model.norm.weight".to_owned(),
