@@ -48,11 +48,25 @@ pub enum TokenCounter {
 impl TokenCounter {
     /// The tokenizer in a model directory (`tokenizer.json`), or the estimate if it has none.
     pub fn for_model_dir(dir: &Path) -> Result<Self, String> {
+        /// Larger than any real tokenizer (the biggest are tens of megabytes).
+        const MAX_TOKENIZER_BYTES: u64 = 256 * 1024 * 1024;
         let file = dir.join("tokenizer.json");
         if !file.is_file() {
             return Ok(Self::Estimate);
         }
-        tokenizers::Tokenizer::from_file(&file)
+        let mut bytes = Vec::new();
+        open(&file)?
+            .take(MAX_TOKENIZER_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|error| format!("cannot read {}: {error}", file.display()))?;
+        if bytes.len() as u64 > MAX_TOKENIZER_BYTES {
+            return Err(format!(
+                "{} is over {} MB, larger than any tokenizer",
+                file.display(),
+                MAX_TOKENIZER_BYTES / (1024 * 1024)
+            ));
+        }
+        tokenizers::Tokenizer::from_bytes(&bytes)
             .map(|tokenizer| Self::Tokenizer(Box::new(tokenizer)))
             .map_err(|error| format!("cannot read {}: {error}", file.display()))
     }
@@ -222,7 +236,7 @@ pub fn open(path: &Path) -> Result<std::fs::File, String> {
     }
     if !metadata.is_file() {
         return Err(format!(
-            "{} is not a regular file (a device, FIFO or socket); give a JSONL file",
+            "{} is not a regular file (a device, FIFO or socket)",
             path.display()
         ));
     }

@@ -744,8 +744,8 @@ pub fn token_counter(model: &Path) -> Result<TokenCounter, JobError> {
         return TokenCounter::for_model_dir(model).map_err(JobError::Invalid);
     }
     if model.extension().is_some_and(|e| e == "gguf") {
-        let mut file = std::fs::File::open(model)
-            .map_err(|error| JobError::Invalid(format!("{}: {error}", model.display())))?;
+        // A regular file only, opened without blocking: a FIFO named like a model is refused.
+        let mut file = dataset::open(model).map_err(JobError::Invalid)?;
         let content =
             candle_core::quantized::gguf_file::Content::read(&mut file).map_err(|error| {
                 JobError::Invalid(format!("{}: not a GGUF file: {error}", model.display()))

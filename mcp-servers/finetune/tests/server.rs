@@ -495,6 +495,31 @@ async fn datasets_and_models_are_confined_and_a_fifo_does_not_hang() {
     .expect("validate_dataset on a FIFO never answered");
     assert_eq!(refused.is_error, Some(true), "{}", text(&refused));
     assert!(text(&refused).contains("FIFO"), "{}", text(&refused));
+    // A FIFO named like a model: refused too, not read forever.
+    let fifo_model = dir.path().join("fifo.gguf");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo_model)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        call(
+            client,
+            "validate_dataset",
+            json!({"path": train, "model": fifo_model}),
+        ),
+    )
+    .await
+    .expect("validate_dataset with a FIFO model never answered");
+    assert_eq!(refused.is_error, Some(true), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("not a regular file"),
+        "{}",
+        text(&refused)
+    );
     // What is inside still works.
     let report = data(&call(client, "validate_dataset", json!({"path": train})).await);
     assert_eq!(report["valid"], true, "{report}");
