@@ -22,9 +22,48 @@ use rmcp::{
     service::{NotificationContext, RequestContext, SubscriptionContext},
 };
 
-/// `H`, with panics in its request handlers answered as internal errors.
+/// `H`, with panics in its request handlers answered as internal errors, and at most
+/// [`MAX_IN_FLIGHT`] tool calls, resource reads and prompts running at once in a session.
+///
+/// Each clone is a new session (rmcp serves each with a clone): its requests are counted apart.
 #[derive(Debug, Clone)]
-pub struct Guarded<H>(pub H);
+pub struct Guarded<H> {
+    handler: H,
+    slots: Slots,
+}
+
+impl<H> Guarded<H> {
+    pub fn new(handler: H) -> Self {
+        Self {
+            handler,
+            slots: Slots::default(),
+        }
+    }
+}
+
+/// Tool calls, resource reads and prompts one session may have running at once. One more is
+/// answered at once with an error: a client cannot make the server hold work without end (on
+/// stdio, where output waits are bounded separately, slow tools would otherwise pile up).
+pub const MAX_IN_FLIGHT: usize = 128;
+
+/// A session's places for running requests.
+#[derive(Debug)]
+struct Slots(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Default for Slots {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(
+            MAX_IN_FLIGHT,
+        )))
+    }
+}
+
+impl Clone for Slots {
+    /// A new session's own places, not a share of these.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -53,12 +92,26 @@ async fn guard<T>(
     }
 }
 
-/// [`guard`], but dropped as soon as the request is cancelled.
+/// [`guard`], but dropped as soon as the request is cancelled, and refused when the session has
+/// [`MAX_IN_FLIGHT`] requests running.
 async fn cancellable<T>(
     method: &str,
+    slots: &Slots,
     context: &RequestContext<RoleServer>,
     work: impl Future<Output = Result<T, ErrorData>>,
 ) -> Result<T, ErrorData> {
+    let Ok(_slot) = slots.0.clone().try_acquire_owned() else {
+        tracing::warn!(
+            method,
+            "refused a request: {MAX_IN_FLIGHT} already running in this session"
+        );
+        return Err(ErrorData::invalid_request(
+            format!(
+                "{method}: this session already has {MAX_IN_FLIGHT} requests running; wait for some to finish"
+            ),
+            None,
+        ));
+    };
     let cancelled = context.ct.clone();
     tokio::select! {
         result = guard(method, work) => result,
@@ -77,7 +130,7 @@ async fn guard_notification(method: &str, work: impl Future<Output = ()>) {
 
 impl<H: ServerHandler> ServerHandler for Guarded<H> {
     async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-        guard("ping", self.0.ping(context)).await
+        guard("ping", self.handler.ping(context)).await
     }
 
     async fn initialize(
@@ -85,25 +138,25 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: InitializeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<InitializeResult, ErrorData> {
-        guard("initialize", self.0.initialize(request, context)).await
+        guard("initialize", self.handler.initialize(request, context)).await
     }
 
     fn negotiate_initialize(
         &self,
         request: &InitializeRequestParams,
     ) -> Result<InitializeResult, ErrorData> {
-        self.0.negotiate_initialize(request)
+        self.handler.negotiate_initialize(request)
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        self.0.supported_protocol_versions()
+        self.handler.supported_protocol_versions()
     }
 
     async fn discover(
         &self,
         context: RequestContext<RoleServer>,
     ) -> Result<DiscoverResult, ErrorData> {
-        guard("server/discover", self.0.discover(context)).await
+        guard("server/discover", self.handler.discover(context)).await
     }
 
     async fn complete(
@@ -111,7 +164,11 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        guard("completion/complete", self.0.complete(request, context)).await
+        guard(
+            "completion/complete",
+            self.handler.complete(request, context),
+        )
+        .await
     }
 
     async fn set_level(
@@ -119,7 +176,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        guard("logging/setLevel", self.0.set_level(request, context)).await
+        guard("logging/setLevel", self.handler.set_level(request, context)).await
     }
 
     async fn get_prompt(
@@ -128,7 +185,13 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let scope = context.clone();
-        cancellable("prompts/get", &scope, self.0.get_prompt(request, context)).await
+        cancellable(
+            "prompts/get",
+            &self.slots,
+            &scope,
+            self.handler.get_prompt(request, context),
+        )
+        .await
     }
 
     async fn list_prompts(
@@ -136,7 +199,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        guard("prompts/list", self.0.list_prompts(request, context)).await
+        guard("prompts/list", self.handler.list_prompts(request, context)).await
     }
 
     async fn list_resources(
@@ -144,7 +207,11 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        guard("resources/list", self.0.list_resources(request, context)).await
+        guard(
+            "resources/list",
+            self.handler.list_resources(request, context),
+        )
+        .await
     }
 
     async fn list_resource_templates(
@@ -154,7 +221,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         guard(
             "resources/templates/list",
-            self.0.list_resource_templates(request, context),
+            self.handler.list_resource_templates(request, context),
         )
         .await
     }
@@ -167,8 +234,9 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         let scope = context.clone();
         cancellable(
             "resources/read",
+            &self.slots,
             &scope,
-            self.0.read_resource(request, context),
+            self.handler.read_resource(request, context),
         )
         .await
     }
@@ -177,11 +245,11 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        self.0.accepted_subscription_filter(requested)
+        self.handler.accepted_subscription_filter(requested)
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        guard("subscriptions/listen", self.0.listen(context)).await
+        guard("subscriptions/listen", self.handler.listen(context)).await
     }
 
     async fn subscribe(
@@ -189,7 +257,11 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        guard("resources/subscribe", self.0.subscribe(request, context)).await
+        guard(
+            "resources/subscribe",
+            self.handler.subscribe(request, context),
+        )
+        .await
     }
 
     async fn unsubscribe(
@@ -199,7 +271,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
     ) -> Result<(), ErrorData> {
         guard(
             "resources/unsubscribe",
-            self.0.unsubscribe(request, context),
+            self.handler.unsubscribe(request, context),
         )
         .await
     }
@@ -211,7 +283,13 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
     ) -> Result<CallToolResponse, ErrorData> {
         let method = format!("tools/call {}", request.name);
         let scope = context.clone();
-        cancellable(&method, &scope, self.0.call_tool(request, context)).await
+        cancellable(
+            &method,
+            &self.slots,
+            &scope,
+            self.handler.call_tool(request, context),
+        )
+        .await
     }
 
     async fn list_tools(
@@ -219,11 +297,11 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        guard("tools/list", self.0.list_tools(request, context)).await
+        guard("tools/list", self.handler.list_tools(request, context)).await
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.0.get_tool(name)
+        self.handler.get_tool(name)
     }
 
     async fn on_custom_request(
@@ -232,7 +310,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, ErrorData> {
         let method = request.method.clone();
-        guard(&method, self.0.on_custom_request(request, context)).await
+        guard(&method, self.handler.on_custom_request(request, context)).await
     }
 
     async fn on_cancelled(
@@ -242,7 +320,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
     ) {
         guard_notification(
             "notifications/cancelled",
-            self.0.on_cancelled(notification, context),
+            self.handler.on_cancelled(notification, context),
         )
         .await
     }
@@ -254,19 +332,23 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
     ) {
         guard_notification(
             "notifications/progress",
-            self.0.on_progress(notification, context),
+            self.handler.on_progress(notification, context),
         )
         .await
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        guard_notification("notifications/initialized", self.0.on_initialized(context)).await
+        guard_notification(
+            "notifications/initialized",
+            self.handler.on_initialized(context),
+        )
+        .await
     }
 
     async fn on_roots_list_changed(&self, context: NotificationContext<RoleServer>) {
         guard_notification(
             "notifications/roots/list_changed",
-            self.0.on_roots_list_changed(context),
+            self.handler.on_roots_list_changed(context),
         )
         .await
     }
@@ -278,13 +360,13 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
     ) {
         guard_notification(
             "custom notification",
-            self.0.on_custom_notification(notification, context),
+            self.handler.on_custom_notification(notification, context),
         )
         .await
     }
 
     fn get_info(&self) -> ServerConfig {
-        self.0.get_info()
+        self.handler.get_info()
     }
 
     async fn get_task(
@@ -292,7 +374,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: GetTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, ErrorData> {
-        guard("tasks/get", self.0.get_task(request, context)).await
+        guard("tasks/get", self.handler.get_task(request, context)).await
     }
 
     async fn update_task(
@@ -300,7 +382,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: UpdateTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        guard("tasks/update", self.0.update_task(request, context)).await
+        guard("tasks/update", self.handler.update_task(request, context)).await
     }
 
     async fn cancel_task(
@@ -308,7 +390,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: CancelTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        guard("tasks/cancel", self.0.cancel_task(request, context)).await
+        guard("tasks/cancel", self.handler.cancel_task(request, context)).await
     }
 
     async fn list_skills(
@@ -316,7 +398,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListSkillsResult, ErrorData> {
-        guard("skills/list", self.0.list_skills(request, context)).await
+        guard("skills/list", self.handler.list_skills(request, context)).await
     }
 
     async fn get_skill(
@@ -324,7 +406,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: GetSkillRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetSkillResult, ErrorData> {
-        guard("skills/get", self.0.get_skill(request, context)).await
+        guard("skills/get", self.handler.get_skill(request, context)).await
     }
 
     async fn read_resource_directory(
@@ -334,7 +416,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
     ) -> Result<ReadResourceDirectoryResult, ErrorData> {
         guard(
             "resources/directory/read",
-            self.0.read_resource_directory(request, context),
+            self.handler.read_resource_directory(request, context),
         )
         .await
     }

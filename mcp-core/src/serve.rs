@@ -99,7 +99,10 @@ where
 {
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
     let transport = LineTransport::new(stdin, stdout);
-    let running = match Guarded(handler).serve_with_ct(transport, shutdown).await {
+    let running = match Guarded::new(handler)
+        .serve_with_ct(transport, shutdown)
+        .await
+    {
         Ok(running) => running,
         // A client that leaves before saying hello, or a signal, is an ordinary end.
         Err(ServerInitializeError::ConnectionClosed(_) | ServerInitializeError::Cancelled) => {
@@ -194,7 +197,13 @@ impl HttpServer {
             })?;
         let addr = listener.local_addr().map_err(ServeError::Http)?;
         let shutdown = CancellationToken::new();
-        let app = app(Guarded(handler), args, addr, &transports, shutdown.clone())?;
+        let app = app(
+            Guarded::new(handler),
+            args,
+            addr,
+            &transports,
+            shutdown.clone(),
+        )?;
         let limits = ConnectionLimits {
             max_connections: args.max_connections(),
             header_read_timeout: args.request_timeout(),

@@ -169,7 +169,7 @@ pub async fn connect_client<H: ServerHandler, C: ClientHandler>(
     let (server_read, server_write) = tokio::io::split(server_io);
     let server = tokio::spawn(async move {
         let transport = LineTransport::new(server_read, server_write);
-        if let Ok(running) = crate::Guarded(handler).serve(transport).await {
+        if let Ok(running) = crate::Guarded::new(handler).serve(transport).await {
             let _ = running.waiting().await;
         }
     });

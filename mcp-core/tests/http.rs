@@ -757,3 +757,33 @@ async fn an_sse_client_that_does_not_read_is_dropped() {
     drop(stream);
     server.shutdown().await.unwrap();
 }
+
+/// Per-session bound: a session has at most MAX_IN_FLIGHT tool calls running; one more is
+/// answered at once with an error that says so, and the others finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_runs_at_most_max_in_flight_requests() {
+    let client = std::sync::Arc::new(mcp_core::testing::connect(Probe).await.unwrap());
+    let extra = 5;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..mcp_core::guarded::MAX_IN_FLIGHT + extra {
+        let client = client.clone();
+        calls.spawn(async move {
+            client
+                .call_tool(tool_call("sleep", serde_json::json!({ "millis": 6000 })))
+                .await
+        });
+    }
+    let (mut slept, mut refused) = (0, 0);
+    while let Some(joined) = calls.join_next().await {
+        match joined.unwrap() {
+            Ok(result) if text(&result) == "slept 6000 ms" => slept += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(error) => {
+                assert!(error.to_string().contains("requests running"), "{error}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, extra);
+    assert_eq!(slept, mcp_core::guarded::MAX_IN_FLIGHT);
+}
