@@ -94,6 +94,15 @@ pub enum ExtractError {
     #[error("no text in it")]
     Empty,
     #[error(
+        "reading the PDF took more than {} s (a hostile or broken file?); not read",
+        MAX_PDF_TIME.as_secs()
+    )]
+    TooSlow,
+    #[error(
+        "{MAX_PDF_READERS} slow PDFs are still being read; this one was left out (index again later)"
+    )]
+    Busy,
+    #[error(
         "the PDF's compressed streams inflate to more than {} MB (a decompression bomb?); not read",
         MAX_PDF_INFLATED_BYTES / (1024 * 1024)
     )]
@@ -169,13 +178,72 @@ fn text_of(bytes: &[u8]) -> Result<String, ExtractError> {
 }
 
 fn pdf_text(bytes: &[u8]) -> Result<String, ExtractError> {
+    pdf_text_within(bytes, MAX_PDF_TIME)
+}
+
+/// Longest a PDF may take to read. pdf-extract cannot be stopped from outside, so a slower one
+/// is reported and its reading thread left to finish on its own (at most [`MAX_PDF_READERS`]
+/// at once; its memory is bounded by [`MAX_PDF_INFLATED_BYTES`]).
+pub const MAX_PDF_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+/// PDFs being read at once, counting slow ones left running; past it a PDF waits (up to
+/// [`MAX_PDF_TIME`]) for a place, then is reported.
+pub const MAX_PDF_READERS: usize = 4;
+
+static PDF_READERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a reader from its start to the end of its thread.
+struct Reader;
+
+impl Reader {
+    /// A place among the readers, waiting up to `limit` for one to free.
+    fn start(limit: std::time::Duration) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let running = PDF_READERS.load(Ordering::Acquire);
+            if running < MAX_PDF_READERS
+                && PDF_READERS
+                    .compare_exchange(running, running + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return Some(Self);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        PDF_READERS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+fn pdf_text_within(bytes: &[u8], limit: std::time::Duration) -> Result<String, ExtractError> {
     check_inflation(bytes)?;
-    // pdf-extract panics on some malformed files; a bad PDF is a failure to report, not a crash.
+    let reader = Reader::start(limit).ok_or(ExtractError::Busy)?;
     let bytes = bytes.to_vec();
-    match std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem(&bytes)) {
-        Ok(Ok(text)) => Ok(text.replace('\u{c}', "\n")),
-        Ok(Err(error)) => Err(ExtractError::Pdf(error.to_string())),
-        Err(_) => Err(ExtractError::Pdf("the parser gave up on it".into())),
+    let (sender, answer) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("pdf-reader".into())
+        .spawn(move || {
+            let _reader = reader;
+            // pdf-extract panics on some malformed files; a bad PDF is a failure to report,
+            // not a crash.
+            let read = std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem(&bytes));
+            let _ = sender.send(read);
+        })
+        .map_err(|error| ExtractError::Pdf(format!("cannot start its reader: {error}")))?;
+    match answer.recv_timeout(limit) {
+        Ok(Ok(Ok(text))) => Ok(text.replace('\u{c}', "\n")),
+        Ok(Ok(Err(error))) => Err(ExtractError::Pdf(error.to_string())),
+        Ok(Err(_)) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(ExtractError::Pdf("the parser gave up on it".into()))
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ExtractError::TooSlow),
     }
 }
 
@@ -571,6 +639,21 @@ fn code(kind: Kind, stem: String, text: String) -> Extracted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PDF that takes longer than its limit is reported, not waited on: with no time at all,
+    /// the plainest PDF is too slow.
+    #[test]
+    fn a_pdf_slower_than_its_limit_is_reported() {
+        let pdf =
+            b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
+        let slow = pdf_text_within(pdf, std::time::Duration::ZERO);
+        assert!(matches!(slow, Err(ExtractError::TooSlow)), "{slow:?}");
+        assert!(
+            ExtractError::TooSlow.to_string().contains("more than 60 s"),
+            "{}",
+            ExtractError::TooSlow
+        );
+    }
 
     fn md(text: &str) -> Extracted {
         extract(Path::new("guide.md"), Kind::Markdown, text.as_bytes()).unwrap()
