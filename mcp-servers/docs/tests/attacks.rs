@@ -2,6 +2,8 @@
 //! them. BM25 only: no model needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::{
     path::Path,
     sync::{Arc, Mutex},
@@ -143,8 +145,6 @@ fn deflated_pdf(text: &str, padding: usize) -> Vec<u8> {
         encoder.write_all(bytes).unwrap();
         encoder.finish().unwrap()
     };
-    let content = deflate(format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET").as_bytes());
-    let zeros = deflate(&vec![0u8; 1024 * 1024]);
     let stream = |data: &[u8]| {
         let mut object = format!(
             "<< /Length {} /Filter /FlateDecode >>\nstream\n",
@@ -155,39 +155,13 @@ fn deflated_pdf(text: &str, padding: usize) -> Vec<u8> {
         object.extend_from_slice(b"\nendstream");
         object
     };
-    let mut objects: Vec<Vec<u8>> = vec![
-        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_vec(),
-        stream(&content),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec(),
-    ];
-    for _ in 0..padding {
-        objects.push(stream(&zeros));
-    }
-    let mut out = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, object) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
-        out.extend_from_slice(object);
-        out.extend_from_slice(b"\nendobj\n");
-    }
-    let xref = out.len();
-    out.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
-    for offset in offsets {
-        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    out
+    let content = stream(&deflate(
+        format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET").as_bytes(),
+    ));
+    let zeros = stream(&deflate(&vec![0u8; 1024 * 1024]));
+    let mut streams = vec![content];
+    streams.extend(std::iter::repeat_n(zeros, padding));
+    support::pdf_of(&streams)
 }
 
 /// Finding 7 of the attack run: a 2 MB PDF inflating to 2 GB took the indexer to 4.18 GB. A

@@ -779,6 +779,13 @@ async fn client_roots_never_widen_the_command_line_directories() {
 async fn writes_keep_the_mode_and_the_link() {
     use std::os::unix::fs::PermissionsExt;
     let d = Dir::new();
+    let read = |name: &str| fs::read_to_string(d.path.join(name)).unwrap();
+    let is_link = |name: &str| {
+        fs::symlink_metadata(d.path.join(name))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    };
     let mode = |name: &str| {
         fs::metadata(d.path.join(name))
             .unwrap()
@@ -802,10 +809,7 @@ async fn writes_keep_the_mode_and_the_link() {
     )
     .await;
     assert_eq!(mode("key.pem"), 0o600);
-    assert_eq!(
-        fs::read_to_string(d.path.join("key.pem")).unwrap(),
-        "new secret"
-    );
+    assert_eq!(read("key.pem"), "new secret");
     ok(
         &client,
         "edit_file",
@@ -813,10 +817,7 @@ async fn writes_keep_the_mode_and_the_link() {
     )
     .await;
     assert_eq!(mode("run.sh"), 0o755);
-    assert_eq!(
-        fs::read_to_string(d.path.join("run.sh")).unwrap(),
-        "echo two\n"
-    );
+    assert_eq!(read("run.sh"), "echo two\n");
 
     ok(
         &client,
@@ -824,32 +825,16 @@ async fn writes_keep_the_mode_and_the_link() {
         json!({"path": d.p("link.txt"), "content": "through"}),
     )
     .await;
-    assert!(
-        fs::symlink_metadata(d.path.join("link.txt"))
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
-    assert_eq!(
-        fs::read_to_string(d.path.join("real.txt")).unwrap(),
-        "through"
-    );
+    assert!(is_link("link.txt"));
+    assert_eq!(read("real.txt"), "through");
     ok(
         &client,
         "edit_file",
         json!({"path": d.p("link.txt"), "edits": [{"oldText": "through", "newText": "edited"}]}),
     )
     .await;
-    assert!(
-        fs::symlink_metadata(d.path.join("link.txt"))
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
-    assert_eq!(
-        fs::read_to_string(d.path.join("real.txt")).unwrap(),
-        "edited"
-    );
+    assert!(is_link("link.txt"));
+    assert_eq!(read("real.txt"), "edited");
 
     let dangling = client
         .call(
@@ -864,12 +849,7 @@ async fn writes_keep_the_mode_and_the_link() {
         "{}",
         text(&dangling)
     );
-    assert!(
-        fs::symlink_metadata(d.path.join("dangling.txt"))
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
+    assert!(is_link("dangling.txt"));
 }
 
 /// Finding 8, continued: temporary files a killed write leaves (`.NAME.mcp-fs-PID-N.tmp`) showed
