@@ -85,14 +85,13 @@ pub fn write_atomic(resolved: &Resolved, contents: &[u8]) -> Result<(), SandboxE
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => return Err(io(error)),
     };
-    let name = rel
-        .file_name()
-        .ok_or_else(|| invalid("is an allowed directory itself, not a file"))?
-        .to_owned();
-    let parent = match rel.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
+    let target = Resolved {
+        root: resolved.root.clone(),
+        rel,
     };
+    let (parent, name) = target
+        .split()
+        .ok_or_else(|| invalid("is an allowed directory itself, not a file"))?;
     let dir: Dir = root.open_dir(&parent).map_err(io)?;
     let mut temp_name = OsString::from(".");
     temp_name.push(&name);

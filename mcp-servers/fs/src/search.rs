@@ -14,7 +14,7 @@ use mcp_core::ToolError;
 use serde::Serialize;
 
 use crate::{
-    sandbox::{Resolved, SandboxError},
+    sandbox::{FinalLink, Resolved, SandboxError, open_regular},
     walk::{Entry, WalkDir},
 };
 
@@ -42,8 +42,7 @@ pub fn head_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<Str
 /// The last `n` lines, reading backwards from the end and at most `max_bytes`, so a huge file
 /// (or one without newlines) costs only that much.
 pub fn tail_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<String, SandboxError> {
-    let mut file = crate::ops::open_file(resolved)?;
-    let size = file.metadata().map_err(|e| resolved.error(e))?.len();
+    let (mut file, size) = open_regular(resolved, FinalLink::Follow)?;
     let mut tail: Vec<u8> = Vec::new();
     let mut position = size;
     const CHUNK: u64 = 64 * 1024;

@@ -156,7 +156,7 @@ impl FsServer {
 // Roots are deprecated for 2026-07-28 (SEP-2577), but handshake-era hosts still offer them.
 #[allow(deprecated)]
 async fn adopt_client_roots(
-    configured: &Sandbox,
+    configured: &Arc<Sandbox>,
     sandbox: &RwLock<Arc<Sandbox>>,
     peer: &Peer<RoleServer>,
 ) {
@@ -178,17 +178,17 @@ async fn adopt_client_roots(
         .filter_map(|root| url::Url::parse(&root.uri).ok()?.to_file_path().ok())
         .collect();
     let narrowed = configured.narrow(&dirs);
-    if narrowed.is_empty() {
+    let now = if narrowed.is_empty() {
         tracing::info!(
             offered = dirs.len(),
             "none of the client's roots is a directory within the configured ones; keeping the configured directories"
         );
-        *sandbox.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(configured.clone());
-        return;
-    }
-    let narrowed = Sandbox::from_roots(narrowed);
-    tracing::info!(roots = %narrowed.describe(), "allowed directories now follow the client's roots");
-    *sandbox.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(narrowed);
+        configured.clone()
+    } else {
+        tracing::info!(roots = %narrowed.describe(), "allowed directories now follow the client's roots");
+        Arc::new(narrowed)
+    };
+    *sandbox.write().unwrap_or_else(|p| p.into_inner()) = now;
 }
 
 /// A sandbox refusal or I/O failure, worded for a model, with what to do next.

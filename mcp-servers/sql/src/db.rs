@@ -293,7 +293,13 @@ impl RowSink {
     /// Takes a wanted row; returns false when the sink is full (the row is then dropped and
     /// the result marked truncated), so the caller stops reading.
     pub fn push(&mut self, row: Vec<Value>) -> bool {
-        let size: usize = row.iter().map(approximate_size).sum::<usize>() + row.len() + 2;
+        let size = row_size(row.iter().map(approximate_size));
+        self.push_measured(row, size)
+    }
+
+    /// [`Self::push`] for a row whose size (by [`row_size`]) was measured before it was
+    /// converted, so it is not measured twice.
+    pub fn push_measured(&mut self, row: Vec<Value>, size: usize) -> bool {
         let full = self.rows.len() >= self.max_rows
             || (!self.rows.is_empty() && self.bytes + size > self.max_bytes);
         if full {
@@ -316,6 +322,13 @@ impl RowSink {
     }
 }
 
+/// About how many bytes a row takes as JSON: its values' sizes, commas and brackets.
+pub fn row_size(values: impl ExactSizeIterator<Item = usize>) -> usize {
+    let count = values.len();
+    values.sum::<usize>() + count + 2
+}
+
+/// About how many bytes `value` takes as JSON.
 fn approximate_size(value: &Value) -> usize {
     match value {
         Value::Null => 4,

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::db::{
     Column, ColumnInfo, DbError, ForeignKey, IndexInfo, ObjectMatch, Options, QueryRequest,
-    RowSink, Rows, TableDescription, TableSummary,
+    RowSink, Rows, TableDescription, TableSummary, row_size,
 };
 
 /// Pragmas whose "value" is an argument naming what to report on, not a setting.
@@ -499,11 +499,11 @@ impl Sqlite {
                     .map_err(fail)?;
                 // Measured before anything is converted: a row too big for any answer is never
                 // turned into JSON (a blob doubles as hex), whatever page it would start.
-                let size = cells.iter().map(|cell| json_size(*cell)).sum();
+                let size = row_size(cells.iter().map(|cell| json_size(*cell)));
                 if !sink.may_hold(size)? {
                     break;
                 }
-                if !sink.push(cells.into_iter().map(to_json).collect()) {
+                if !sink.push_measured(cells.into_iter().map(to_json).collect(), size) {
                     break;
                 }
             }
@@ -612,12 +612,14 @@ fn from_json(value: &Value) -> SqlValue {
     }
 }
 
-/// About how many bytes `value` takes as JSON, without converting it.
+/// About how many bytes `value` takes as JSON, without converting it: what
+/// `approximate_size` says of [`to_json`]'s value (a blob becomes a hex string).
 fn json_size(value: ValueRef<'_>) -> usize {
     match value {
-        ValueRef::Null | ValueRef::Integer(_) | ValueRef::Real(_) => 24,
+        ValueRef::Null => 4,
+        ValueRef::Integer(_) | ValueRef::Real(_) => 12,
         ValueRef::Text(bytes) => bytes.len() + 2,
-        ValueRef::Blob(bytes) => 2 * bytes.len() + 4,
+        ValueRef::Blob(bytes) => 2 * bytes.len() + 2,
     }
 }
 
