@@ -153,14 +153,36 @@ pub fn open_regular(
                 resolved.error(error)
             }
         })?;
-    let metadata = file.metadata().map_err(|e| resolved.error(e))?;
+    let size = regular_size(&file, &resolved.display())?;
+    Ok((file, size))
+}
+
+/// [`open_regular`] for a path that is not a peer's to choose (one on the command line): the
+/// same refusals, by the same checks, without a sandbox.
+pub fn open_regular_path(path: &Path) -> Result<(std::fs::File, u64), SandboxError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|error| SandboxError::io(path, error))?;
+    let file = cap_std::fs::File::from_std(file);
+    let size = regular_size(&file, path)?;
+    Ok((file.into_std(), size))
+}
+
+/// The size of an open file that must be a regular one.
+fn regular_size(file: &cap_std::fs::File, path: &Path) -> Result<u64, SandboxError> {
+    let metadata = file
+        .metadata()
+        .map_err(|error| SandboxError::io(path, error))?;
     if !metadata.is_file() {
         return Err(SandboxError::NotRegular {
-            path: resolved.display().display().to_string(),
+            path: path.display().to_string(),
             kind: kind_of(&metadata.file_type()),
         });
     }
-    Ok((file, metadata.len()))
+    Ok(metadata.len())
 }
 
 /// Reads a regular file beneath its root ([`open_regular`]), whole, refusing more than `limit`

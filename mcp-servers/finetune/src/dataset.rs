@@ -21,6 +21,7 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
+use mcp_core::sandbox::SandboxError;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -215,32 +216,16 @@ impl Report {
     }
 }
 
-/// Opens a dataset named on the command line: a regular file only (a FIFO, a device such as
-/// `/dev/zero` or a directory is refused at once, not read forever). The server opens datasets
-/// through its sandbox instead ([`mcp_core::sandbox::open_regular`]).
+/// Opens a dataset or model file named on the command line: a regular file only (a FIFO, a
+/// device such as `/dev/zero` or a directory is refused at once, not read forever), as the
+/// server's sandbox opens what clients name ([`mcp_core::sandbox::open_regular_path`]).
 pub fn open(path: &Path) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
-    let metadata = file
-        .metadata()
-        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
-    if metadata.is_dir() {
-        return Err(format!(
-            "{} is a directory, not a JSONL file",
-            path.display()
-        ));
-    }
-    if !metadata.is_file() {
-        return Err(format!(
-            "{} is not a regular file (a device, FIFO or socket)",
-            path.display()
-        ));
-    }
-    Ok(file)
+    mcp_core::sandbox::open_regular_path(path)
+        .map(|(file, _)| file)
+        .map_err(|error| match error {
+            SandboxError::Io { .. } => format!("cannot open {error}"),
+            other => other.to_string(),
+        })
 }
 
 /// Checks a dataset file for a method. `Err` only when the file cannot be read at all.
