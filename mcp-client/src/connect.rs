@@ -22,7 +22,7 @@ use rmcp::{
     },
 };
 use tokio::{
-    io::{DuplexStream, ReadHalf},
+    io::DuplexStream,
     process::{Child, ChildStdin},
 };
 
@@ -323,7 +323,7 @@ async fn connect_stdio(
 /// rmcp would drop becomes an error for its call), and closing follows the spec's stdio
 /// shutdown: input closed, a wait, SIGTERM, a wait, SIGKILL.
 struct StdioChild {
-    transport: AsyncRwTransport<RoleClient, ReadHalf<DuplexStream>, ChildStdin>,
+    transport: AsyncRwTransport<RoleClient, DuplexStream, ChildStdin>,
     child: Option<Child>,
 }
 
@@ -345,9 +345,8 @@ impl StdioChild {
                 tracing::debug!(%server, %error, "relay from the server ended");
             }
         });
-        let (read, _) = tokio::io::split(ours);
         Ok(Self {
-            transport: AsyncRwTransport::new(read, stdin),
+            transport: AsyncRwTransport::new(ours, stdin),
             child: Some(child),
         })
     }
