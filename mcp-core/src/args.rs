@@ -97,7 +97,8 @@ pub struct ServeArgs {
     pub max_body_bytes: usize,
 
     /// Seconds a client has to send its request, and the server to start answering it (408 after;
-    /// a connection whose request headers are not in by then is closed).
+    /// a connection whose request headers are not in by then is closed), and the longest a client
+    /// may leave an answer unread before its connection is closed.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub request_timeout: u64,
 

@@ -207,6 +207,7 @@ impl HttpServer {
         let limits = ConnectionLimits {
             max_connections: args.max_connections(),
             header_read_timeout: args.request_timeout(),
+            write_stall_timeout: args.request_timeout(),
         };
         let task = tokio::spawn(serve_connections(listener, app, limits, shutdown.clone()));
         Ok(Self {
@@ -273,12 +274,18 @@ struct ConnectionLimits {
     /// Time for a request's headers to arrive; a connection that sends them more slowly (or
     /// never finishes them) is closed.
     header_read_timeout: Duration,
+    /// Time a client may leave what the server sends unread (no byte taken while there is
+    /// something to send); then the connection is closed and what was queued for it dropped.
+    /// A stream with nothing to send waits as long as it likes.
+    write_stall_timeout: Duration,
 }
 
 /// Accepts connections and serves `app` on each (HTTP/1.1, upgrades allowed) until `shutdown`,
 /// then lets each finish its current exchange. Where `axum::serve` would hold any number of
-/// connections, each as long as its client likes, this closes the ones past the cap at once and
-/// the ones whose request headers do not arrive in time.
+/// connections, each as long as its client likes, this closes the ones past the cap at once,
+/// the ones whose request headers do not arrive in time, and the ones whose client stops reading
+/// while an answer waits for it (rmcp's queues are bounded, so what waits is bounded too; this
+/// frees it).
 async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -317,6 +324,8 @@ async fn serve_connections(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_stall_timeout));
         let service = TowerToHyperService::new(app.clone().map_request(
             |request: http::Request<hyper::body::Incoming>| request.map(axum::body::Body::new),
         ));
@@ -328,7 +337,7 @@ async fn serve_connections(
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout);
             let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(Box::pin(stream)), service)
                 .with_upgrades();
             let mut connection = std::pin::pin!(connection);
             tokio::select! {

@@ -24,6 +24,11 @@ struct SleepArgs {
     millis: u64,
 }
 
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct RepeatArgs {
+    bytes: usize,
+}
+
 #[derive(Clone)]
 struct Probe;
 
@@ -32,6 +37,11 @@ impl Probe {
     #[tool(description = "Returns its input.")]
     fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
         text
+    }
+
+    #[tool(description = "Answers with that many bytes.")]
+    fn repeat(&self, Parameters(RepeatArgs { bytes }): Parameters<RepeatArgs>) -> String {
+        "z".repeat(bytes)
     }
 
     #[tool(description = "Panics, like a buggy tool.")]
@@ -62,7 +72,7 @@ async fn echo_round_trip(client: &NetworkClient, word: &str) {
     let tools = client.list_all_tools().await.unwrap();
     let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, ["echo", "explode", "sleep"]);
+    assert_eq!(names, ["echo", "explode", "repeat", "sleep"]);
     let result = client
         .call_tool(tool_call("echo", serde_json::json!({ "text": word })))
         .await
@@ -755,6 +765,91 @@ async fn an_sse_client_that_does_not_read_is_dropped() {
         "600 answers of 1 MB were queued for a client that reads nothing"
     );
     drop(stream);
+    server.shutdown().await.unwrap();
+}
+
+/// Finding 6, on Streamable HTTP: a client that does not read its answers made the server hold
+/// them as long as the connection stayed open (any number of connections, each with an answer of
+/// any size). A connection whose client takes nothing for the request timeout while an answer
+/// waits is closed, and the answer dropped.
+#[tokio::test]
+async fn a_streamable_http_client_that_does_not_read_is_dropped() {
+    const ANSWER: usize = 32 * 1024 * 1024;
+    let mut serve_args = args(&[Transport::Http]);
+    serve_args.request_timeout = 1;
+    let server = start(serve_args).await;
+    let client = reqwest::Client::new();
+    let initialize = client
+        .post(server.url("/mcp"))
+        .header("Accept", "application/json, text/event-stream")
+        .json(&initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(initialize.status(), 200);
+    let session = initialize.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(initialize.text().await.unwrap().contains("\"id\":1"));
+    let initialized = client
+        .post(server.url("/mcp"))
+        .header("Accept", "application/json, text/event-stream")
+        .header("Mcp-Session-Id", &session)
+        .json(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(initialized.status(), 202);
+
+    // A call whose answer is far larger than the sockets' buffers, on a connection whose reader
+    // takes nothing for well past the timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(server.local_addr()).await.unwrap();
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "repeat", "arguments": {"bytes": ANSWER}}})
+    .to_string();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\n\
+         Content-Length: {}\r\n\r\n{call}",
+        server.local_addr(),
+        call.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Now read what comes: the connection ends before the answer does.
+    let mut buffer = vec![0; 64 * 1024];
+    let mut received = 0;
+    while received < ANSWER {
+        match tokio::time::timeout(Duration::from_secs(60), stream.read(&mut buffer))
+            .await
+            .expect("the connection was held without the answer being sent")
+        {
+            Ok(0) | Err(_) => break,
+            Ok(read) => received += read,
+        }
+    }
+    assert!(
+        received < ANSWER,
+        "the whole answer was kept for a client that read nothing for 5 s"
+    );
+
+    // The session lives on: a reading client gets its answers.
+    let echoed = client
+        .post(server.url("/mcp"))
+        .header("Accept", "application/json, text/event-stream")
+        .header("Mcp-Session-Id", &session)
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "still here"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.status(), 200);
+    assert!(echoed.text().await.unwrap().contains("still here"));
     server.shutdown().await.unwrap();
 }
 
