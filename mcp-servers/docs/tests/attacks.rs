@@ -11,7 +11,7 @@ use std::{
 
 use mcp_core::testing::{TestClient, connect, text};
 use mcp_server_docs::{
-    index::{Library, Selection},
+    index::{Filter, Library, Mode, Progress, Selection},
     server::{DocsServer, Shared},
 };
 use rmcp::model::ReadResourceRequestParams;
@@ -191,4 +191,70 @@ async fn a_pdf_decompression_bomb_is_reported_not_inflated() {
         .await
         .unwrap();
     assert!(text(&found).contains("fine.pdf"), "{}", text(&found));
+}
+
+/// Finding 7, the indexer's memory across one update: it held every changed file's chunks, the
+/// texts for the model and their vectors until the end, so a large folder took as much memory
+/// as its text several times over (and an update stopped late lost everything). An update now
+/// writes a batch at a time: stopped part-way (here by a panic from its progress callback), it
+/// keeps the batches it wrote, and the next update finishes the rest without duplicates.
+#[test]
+fn an_update_writes_in_batches_and_one_stopped_part_way_keeps_them() {
+    const FILES: usize = 40;
+    const STOP_AT: usize = 25;
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let paragraph = "Words to fill a chunk, said again. ".repeat(27);
+    for i in 0..FILES {
+        let sections: String = (0..3)
+            .map(|s| format!("## Part {s}\n\nk{i}x {paragraph}\n\n"))
+            .collect();
+        std::fs::write(root.path().join(format!("f{i:02}.md")), sections).unwrap();
+    }
+
+    struct StopAt(usize);
+    impl Progress for StopAt {
+        fn stage(&mut self, _: &str, _: usize) {}
+        fn advance(&mut self, done: usize) {
+            assert!(done < self.0, "stopped at file {done}");
+        }
+    }
+    let open = || {
+        let (mut library, writer) =
+            Library::open(data.path(), root.path(), None, true, true).unwrap();
+        library.set_batch_chunks(10);
+        (library, writer.unwrap())
+    };
+    let (library, mut writer) = open();
+    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        library.update(
+            &mut writer,
+            &Selection::default(),
+            None,
+            &mut StopAt(STOP_AT),
+        )
+    }));
+    assert!(stopped.is_err(), "the update was not stopped");
+    drop((library, writer));
+
+    let (library, mut writer) = open();
+    let report = library
+        .update(&mut writer, &Selection::default(), None, &mut ())
+        .unwrap();
+    assert!(
+        report.unchanged >= STOP_AT - 4 && report.unchanged < FILES,
+        "the stopped update kept {} files of the {STOP_AT} it had read: {report:#?}",
+        report.unchanged
+    );
+    assert_eq!(report.unchanged + report.added, FILES, "{report:#?}");
+    let status = library.status().unwrap();
+    assert_eq!(status.files, FILES);
+    assert_eq!(status.chunks, 3 * FILES);
+    for i in [0, STOP_AT - 1, FILES - 1] {
+        let hits = library
+            .search(&format!("k{i}x"), 20, Mode::Bm25, &Filter::default(), None)
+            .unwrap();
+        assert_eq!(hits.len(), 3, "file {i}: {hits:#?}");
+        assert!(hits.iter().all(|hit| hit.path == format!("f{i:02}.md")));
+    }
 }
