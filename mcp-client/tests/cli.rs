@@ -35,6 +35,48 @@ fn servers_lists_a_claude_desktop_config_as_json() {
     assert_eq!(listed[1]["transport"], "http|sse");
 }
 
+/// `mcp servers | head -1`: a reader that goes away is no failure (it was exit 2, "usage",
+/// with "Broken pipe" on stderr); an output that cannot be written is exit 74 and says so.
+#[test]
+fn a_closed_stdout_is_success_and_a_full_one_is_an_output_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(".mcp.json");
+    std::fs::write(&file, r#"{"mcpServers": {"a": {"command": "a-mcp"}}}"#).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(MCP)
+        .args(["servers", "--config"])
+        .arg(&file)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let output = Command::new(MCP)
+        .args(["servers", "--config"])
+        .arg(&file)
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(74));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("writing the output"), "{stderr}");
+}
+
 #[test]
 fn an_unset_variable_is_an_error_that_names_it() {
     let dir = tempfile::tempdir().unwrap();

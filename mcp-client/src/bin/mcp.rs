@@ -18,7 +18,8 @@ use serde_json::{Map, Value, json};
 ///
 /// Exit codes: 0 success; 1 the tool answered with an error; 2 bad usage or config; 3 a server
 /// or the model API could not be reached, or the call failed or timed out on the way; 4 the
-/// agent stopped without an answer (step limit, a model that cannot call tools); 130
+/// agent stopped without an answer (step limit, a model that cannot call tools); 74 standard
+/// output could not be written (a reader that closed it, as `| head` does, is success); 130
 /// interrupted (Ctrl-C cancels the call on the server too).
 #[derive(Parser)]
 #[command(version)]
@@ -141,19 +142,47 @@ struct AgentArgs {
     system: Option<String>,
 }
 
+/// The tool answered with an error.
 const TOOL_ERROR: u8 = 1;
 const USAGE: u8 = 2;
+/// A server or the model API could not be reached (for a listing: some servers could not,
+/// and what the others said was printed).
 const CONNECTION: u8 = 3;
-const AGENT_STOPPED: u8 = 4;
+const STOPPED: u8 = 4;
+/// sysexits' EX_IOERR.
+const OUTPUT: u8 = 74;
 /// Ctrl-C, as shells report SIGINT.
 const INTERRUPTED: u8 = 130;
 
-/// A failure and the exit code it means.
-struct Failure(u8, String);
+/// Why `mcp` stopped without doing what it was asked, each with its exit code.
+#[derive(Debug)]
+enum Failure {
+    /// Bad usage or configuration: exit 2.
+    Usage(String),
+    /// A server or the model API could not be reached, or a call failed or timed out on the
+    /// way: exit 3.
+    Connection(String),
+    /// The agent stopped without an answer (step limit, a model that cannot call tools): exit 4.
+    Stopped(String),
+    /// Standard output could not be written: exit 74 (sysexits' EX_IOERR). A reader that went
+    /// away (`mcp tools | head -1`) is not a failure: it has what it wanted.
+    Output(std::io::Error),
+}
 
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(error: E) -> Self {
-        Failure(USAGE, error.to_string())
+impl Failure {
+    /// Says why on stderr, and the exit code.
+    fn exit(self) -> ExitCode {
+        let (code, message) = match self {
+            Failure::Usage(message) => (USAGE, message),
+            Failure::Connection(message) => (CONNECTION, message),
+            Failure::Stopped(message) => (STOPPED, message),
+            Failure::Output(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                return ExitCode::SUCCESS;
+            }
+            Failure::Output(error) => (OUTPUT, format!("writing the output: {error}")),
+        };
+        say!("mcp: {message}");
+        ExitCode::from(code)
     }
 }
 
@@ -166,23 +195,78 @@ async fn main() -> ExitCode {
     mcp_core::init_logging_with("warn,rmcp=off,genai=off");
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
-        Err(Failure(code, message)) => {
-            say!("mcp: {message}");
-            ExitCode::from(code)
-        }
+        Err(failure) => failure.exit(),
     }
 }
 
 /// Standard output for what servers and models sent: nothing in it reaches the terminal as an
-/// escape sequence ([`SafeWriter`]); with `json`, the JSON stays valid.
-fn safe_stdout(json: bool) -> SafeWriter<std::io::StdoutLock<'static>> {
-    let output = if json { Output::Json } else { Output::Text };
-    SafeWriter::new(std::io::stdout().lock(), output)
+/// escape sequence ([`SafeWriter`]); with `json`, the JSON stays valid. Every write that fails
+/// is a [`Failure::Output`].
+struct Stdout(SafeWriter<std::io::StdoutLock<'static>>);
+
+impl Stdout {
+    fn new(json: bool) -> Self {
+        let output = if json { Output::Json } else { Output::Text };
+        Self(SafeWriter::new(std::io::stdout().lock(), output))
+    }
+
+    /// `text` and a newline.
+    fn line(&mut self, text: impl std::fmt::Display) -> Result<(), Failure> {
+        writeln!(self.0, "{text}").map_err(Failure::Output)
+    }
+
+    /// `value` as pretty JSON, and a newline.
+    fn json(&mut self, value: &impl serde::Serialize) -> Result<(), Failure> {
+        let text = serde_json::to_string_pretty(value).map_err(|e| Failure::Output(e.into()))?;
+        self.line(text)
+    }
 }
 
+/// What every command is given: the configured servers and how to reach them.
+struct Context {
+    servers: Vec<Server>,
+    options: ConnectOptions,
+    json: bool,
+}
+
+impl Context {
+    fn stdout(&self) -> Stdout {
+        Stdout::new(self.json)
+    }
+
+    /// The server called `name`.
+    fn pick(&self, name: &str) -> Result<&Server, Failure> {
+        self.servers.iter().find(|s| s.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.servers.iter().map(|s| s.name.as_str()).collect();
+            Failure::Usage(format!(
+                "no server named {name:?}; configured: {}",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// That server, or every one.
+    fn chosen(&self, only: Option<&str>) -> Result<Vec<Server>, Failure> {
+        Ok(match only {
+            Some(name) => vec![self.pick(name)?.clone()],
+            None => self.servers.clone(),
+        })
+    }
+
+    async fn connect(&self, server: &Server) -> Result<connect::Client, Failure> {
+        connect::connect(server, &self.options)
+            .await
+            .map(|Connected { client, .. }| client)
+            .map_err(|e| Failure::Connection(e.to_string()))
+    }
+}
+
+/// The servers of the config files given, or else of the hosts' files on the search path.
 fn servers(cli: &Cli) -> Result<Vec<Server>, Failure> {
     let files: Vec<PathBuf> = if cli.config.is_empty() {
-        config::search_path(&std::env::current_dir()?)
+        let here = std::env::current_dir()
+            .map_err(|e| Failure::Usage(format!("the current directory: {e}")))?;
+        config::search_path(&here)
             .into_iter()
             .filter(|p| p.is_file())
             .collect()
@@ -190,12 +274,12 @@ fn servers(cli: &Cli) -> Result<Vec<Server>, Failure> {
         cli.config.clone()
     };
     if files.is_empty() {
-        return Err(Failure(
-            USAGE,
+        return Err(Failure::Usage(
             "no config file found; pass --config FILE (a Claude Desktop, Cursor, Claude Code or VS Code MCP config)".into(),
         ));
     }
-    let loaded = config::load_all(&files, &ProcessVariables)?;
+    let loaded =
+        config::load_all(&files, &ProcessVariables).map_err(|e| Failure::Usage(e.to_string()))?;
     for (name, source) in &loaded.shadowed {
         say!(
             "note: {name} in {} is shadowed by an earlier file",
@@ -205,298 +289,314 @@ fn servers(cli: &Cli) -> Result<Vec<Server>, Failure> {
     Ok(loaded.servers)
 }
 
-fn pick<'a>(servers: &'a [Server], name: &str) -> Result<&'a Server, Failure> {
-    servers.iter().find(|s| s.name == name).ok_or_else(|| {
-        let known: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
-        Failure(
-            USAGE,
-            format!("no server named {name:?}; configured: {}", known.join(", ")),
-        )
-    })
-}
-
 async fn run(cli: Cli) -> Result<u8, Failure> {
-    let servers = servers(&cli)?;
-    let options = ConnectOptions {
-        timeout: Duration::from_secs(cli.timeout.max(1)),
-        era: cli.era,
-        ..ConnectOptions::default()
+    let context = Context {
+        servers: servers(&cli)?,
+        options: ConnectOptions {
+            timeout: Duration::from_secs(cli.timeout.max(1)),
+            era: cli.era,
+            ..ConnectOptions::default()
+        },
+        json: cli.json,
     };
-    let mut out = safe_stdout(cli.json);
     match &cli.command {
-        Command::Servers => {
-            if cli.json {
-                let list: Vec<Value> = servers
-                    .iter()
-                    .map(|s| {
-                        let (transport, target) = describe(&s.transport);
-                        json!({
-                            "name": s.name, "transport": transport, "target": target,
-                            "source": s.source.display().to_string(),
-                        })
-                    })
-                    .collect();
-                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
-            } else {
-                for s in &servers {
-                    let (transport, target) = describe(&s.transport);
-                    writeln!(
-                        out,
-                        "{}\t{transport}\t{target}\t({})",
-                        s.name,
-                        s.source.display()
-                    )?;
-                }
-            }
-            Ok(0)
-        }
-        Command::Tools { server } => {
-            let chosen = chosen(&servers, server.as_deref())?;
-            let (listed, failed) = list_each(&chosen, &options, "tools", async |c| {
-                c.list_all_tools().await
-            })
-            .await;
-            if cli.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&tagged(&listed))?)?;
-            } else {
-                for (server, tool) in &listed {
-                    let summary = first_line(tool.description.as_deref());
-                    writeln!(out, "{server}\t{}\t{summary}", tool.name)?;
-                }
-            }
-            Ok(if failed { CONNECTION } else { 0 })
-        }
-        Command::Resources { server } => {
-            let chosen = chosen(&servers, server.as_deref())?;
-            let (listed, failed) = list_each(&chosen, &options, "resources", async |c| {
-                c.list_all_resources().await
-            })
-            .await;
-            if cli.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&tagged(&listed))?)?;
-            } else {
-                for (server, resource) in &listed {
-                    writeln!(
-                        out,
-                        "{server}\t{}\t{}\t{}",
-                        resource.uri,
-                        resource.name,
-                        resource.mime_type.as_deref().unwrap_or("")
-                    )?;
-                }
-            }
-            Ok(if failed { CONNECTION } else { 0 })
-        }
-        Command::Read { target } => {
-            let (only, uri) = match target.as_slice() {
-                [uri] => (None, uri.clone()),
-                [server, uri] => (Some(server.as_str()), uri.clone()),
-                _ => return Err(Failure(USAGE, "read takes [SERVER] URI".into())),
-            };
-            let candidates = chosen(&servers, only)?;
-            // Without a server, each is asked in turn; the first that can read it answers.
-            for (name, result) in connect::connect_all(&candidates, &options).await {
-                let connected = match result {
-                    Ok(connected) => connected,
-                    Err(error) => {
-                        say!("mcp: {error}");
-                        continue;
-                    }
-                };
-                let read = connected
-                    .client
-                    .read_resource(rmcp::model::ReadResourceRequestParams::new(uri.clone()))
-                    .await;
-                let _ = connected.client.cancel().await;
-                match read {
-                    Ok(contents) => {
-                        if cli.json {
-                            writeln!(out, "{}", serde_json::to_string_pretty(&contents)?)?;
-                        } else {
-                            for content in &contents.contents {
-                                match content {
-                                    rmcp::model::ResourceContents::TextResourceContents {
-                                        text,
-                                        ..
-                                    } => writeln!(out, "{text}")?,
-                                    rmcp::model::ResourceContents::BlobResourceContents {
-                                        blob,
-                                        mime_type,
-                                        ..
-                                    } => writeln!(
-                                        out,
-                                        "<{} blob, {} base64 characters; use --json>",
-                                        mime_type.as_deref().unwrap_or("binary"),
-                                        blob.len()
-                                    )?,
-                                    other => writeln!(out, "{}", serde_json::to_string(other)?)?,
-                                }
-                            }
-                        }
-                        return Ok(0);
-                    }
-                    Err(error) if only.is_some() => {
-                        return Err(Failure(
-                            CONNECTION,
-                            format!("{name}: reading {uri}: {error}"),
-                        ));
-                    }
-                    Err(_) => continue,
-                }
-            }
-            Err(Failure(
-                CONNECTION,
-                format!("no server could read {uri}; `mcp resources` lists what they have"),
-            ))
-        }
-        Command::Prompts { server } => {
-            let chosen = chosen(&servers, server.as_deref())?;
-            let (listed, failed) = list_each(&chosen, &options, "prompts", async |c| {
-                c.list_all_prompts().await
-            })
-            .await;
-            if cli.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&tagged(&listed))?)?;
-            } else {
-                for (server, prompt) in &listed {
-                    let arguments: Vec<String> = prompt
-                        .arguments
-                        .iter()
-                        .flatten()
-                        .map(|a| {
-                            if a.required == Some(true) {
-                                a.name.clone()
-                            } else {
-                                format!("[{}]", a.name)
-                            }
-                        })
-                        .collect();
-                    writeln!(
-                        out,
-                        "{server}\t{}\t{}\t{}",
-                        prompt.name,
-                        arguments.join(" "),
-                        first_line(prompt.description.as_deref())
-                    )?;
-                }
-            }
-            Ok(if failed { CONNECTION } else { 0 })
-        }
+        Command::Servers => list_servers(&context),
+        Command::Tools { server } => list_tools(&context, server.as_deref()).await,
+        Command::Resources { server } => list_resources(&context, server.as_deref()).await,
+        Command::Read { target } => read(&context, target).await,
+        Command::Prompts { server } => list_prompts(&context, server.as_deref()).await,
         Command::Prompt {
             server,
             name,
             arguments,
-        } => {
-            let server = pick(&servers, server)?;
-            let mut values = serde_json::Map::new();
-            for pair in arguments {
-                let Some((key, value)) = pair.split_once('=') else {
-                    return Err(Failure(
-                        USAGE,
-                        format!("prompt arguments are key=value, not {pair:?}"),
-                    ));
-                };
-                values.insert(key.to_owned(), Value::String(value.to_owned()));
-            }
-            let Connected { client, .. } = connect::connect(server, &options)
-                .await
-                .map_err(|e| Failure(CONNECTION, e.to_string()))?;
-            let mut request = rmcp::model::GetPromptRequestParams::new(name.clone());
-            if !values.is_empty() {
-                request = request.with_arguments(values);
-            }
-            let result = client.get_prompt(request).await;
-            let _ = client.cancel().await;
-            let prompt = result
-                .map_err(|e| Failure(CONNECTION, format!("{}: prompt {name}: {e}", server.name)))?;
-            if cli.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&prompt)?)?;
-            } else {
-                for message in &prompt.messages {
-                    let role = serde_json::to_value(&message.role)?;
-                    let content = serde_json::to_value(&message.content)?;
-                    let text = content["text"]
-                        .as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| content.to_string());
-                    writeln!(out, "{}: {text}", role.as_str().unwrap_or("?"))?;
-                }
-            }
-            Ok(0)
-        }
-        Command::Chat { agent } => chat(&servers, agent, &options).await,
-        Command::Run { task, agent } => run_task(&servers, task, agent, &options, cli.json).await,
+        } => prompt(&context, server, name, arguments).await,
         Command::Call {
             server,
             tool,
             arguments,
-        } => {
-            let server = pick(&servers, server)?;
-            let arguments = parse_arguments(arguments)?;
-            let Connected { client, .. } = connect::connect(server, &options)
-                .await
-                .map_err(|e| Failure(CONNECTION, e.to_string()))?;
-            let mut request = rmcp::model::CallToolRequestParams::new(tool.clone());
-            request = request.with_arguments(arguments);
-            // rmcp sends `notifications/cancelled` when a call's future is dropped: on the
-            // timeout and on Ctrl-C alike, the server is told to stop.
-            let outcome = tokio::select! {
-                result = tokio::time::timeout(options.timeout, client.call_tool(request)) => Some(result),
-                _ = tokio::signal::ctrl_c() => None,
-            };
-            let _ = client.cancel().await;
-            let Some(result) = outcome else {
-                say!("mcp: {}: {tool} cancelled", server.name);
-                return Ok(INTERRUPTED);
-            };
-            let result = result
-                .map_err(|_| {
-                    Failure(
-                        CONNECTION,
-                        format!(
-                            "{}: {tool} did not answer within {} s (--timeout); it was cancelled",
-                            server.name, cli.timeout
-                        ),
-                    )
-                })?
-                .map_err(|e| Failure(CONNECTION, format!("{}: {tool}: {e}", server.name)))?;
-            if cli.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?;
-            } else {
-                for block in &result.content {
-                    match block.as_text() {
-                        Some(text) => writeln!(out, "{}", text.text)?,
-                        None => writeln!(out, "{}", serde_json::to_string(block)?)?,
-                    }
-                }
-            }
-            Ok(if result.is_error == Some(true) {
-                TOOL_ERROR
-            } else {
-                0
+        } => call(&context, server, tool, arguments).await,
+        Command::Chat { agent } => chat(&context, agent).await,
+        Command::Run { task, agent } => run_task(&context, task, agent).await,
+    }
+}
+
+/// `mcp servers`: no connection.
+fn list_servers(context: &Context) -> Result<u8, Failure> {
+    let mut out = context.stdout();
+    if context.json {
+        let list: Vec<Value> = context
+            .servers
+            .iter()
+            .map(|s| {
+                let (transport, target) = describe(&s.transport);
+                json!({
+                    "name": s.name, "transport": transport, "target": target,
+                    "source": s.source.display().to_string(),
+                })
             })
+            .collect();
+        out.json(&list)?;
+    } else {
+        for s in &context.servers {
+            let (transport, target) = describe(&s.transport);
+            out.line(format_args!(
+                "{}\t{transport}\t{target}\t({})",
+                s.name,
+                s.source.display()
+            ))?;
         }
     }
+    Ok(0)
+}
+
+/// `mcp tools [SERVER]`.
+async fn list_tools(context: &Context, only: Option<&str>) -> Result<u8, Failure> {
+    let (listed, failed) =
+        list_each(context, only, "tools", async |c| c.list_all_tools().await).await?;
+    let mut out = context.stdout();
+    if context.json {
+        out.json(&tagged(&listed))?;
+    } else {
+        for (server, tool) in &listed {
+            let summary = first_line(tool.description.as_deref());
+            out.line(format_args!("{server}\t{}\t{summary}", tool.name))?;
+        }
+    }
+    Ok(failed)
+}
+
+/// `mcp resources [SERVER]`.
+async fn list_resources(context: &Context, only: Option<&str>) -> Result<u8, Failure> {
+    let (listed, failed) = list_each(context, only, "resources", async |c| {
+        c.list_all_resources().await
+    })
+    .await?;
+    let mut out = context.stdout();
+    if context.json {
+        out.json(&tagged(&listed))?;
+    } else {
+        for (server, resource) in &listed {
+            out.line(format_args!(
+                "{server}\t{}\t{}\t{}",
+                resource.uri,
+                resource.name,
+                resource.mime_type.as_deref().unwrap_or("")
+            ))?;
+        }
+    }
+    Ok(failed)
+}
+
+/// `mcp read [SERVER] URI`: without a server, each is asked in turn; the first that can read
+/// it answers.
+async fn read(context: &Context, target: &[String]) -> Result<u8, Failure> {
+    let (only, uri) = match target {
+        [uri] => (None, uri),
+        [server, uri] => (Some(server.as_str()), uri),
+        _ => return Err(Failure::Usage("read takes [SERVER] URI".into())),
+    };
+    let candidates = context.chosen(only)?;
+    for (name, result) in connect::connect_all(&candidates, &context.options).await {
+        let connected = match result {
+            Ok(connected) => connected,
+            Err(error) => {
+                say!("mcp: {error}");
+                continue;
+            }
+        };
+        let read = connected
+            .client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(uri.clone()))
+            .await;
+        let _ = connected.client.cancel().await;
+        match read {
+            Ok(contents) => {
+                print_contents(context, &contents)?;
+                return Ok(0);
+            }
+            Err(error) if only.is_some() => {
+                return Err(Failure::Connection(format!(
+                    "{name}: reading {uri}: {error}"
+                )));
+            }
+            Err(_) => continue,
+        }
+    }
+    Err(Failure::Connection(format!(
+        "no server could read {uri}; `mcp resources` lists what they have"
+    )))
+}
+
+fn print_contents(
+    context: &Context,
+    contents: &rmcp::model::ReadResourceResult,
+) -> Result<(), Failure> {
+    use rmcp::model::ResourceContents;
+    let mut out = context.stdout();
+    if context.json {
+        return out.json(contents);
+    }
+    for content in &contents.contents {
+        match content {
+            ResourceContents::TextResourceContents { text, .. } => out.line(text)?,
+            ResourceContents::BlobResourceContents {
+                blob, mime_type, ..
+            } => out.line(format_args!(
+                "<{} blob, {} base64 characters; use --json>",
+                mime_type.as_deref().unwrap_or("binary"),
+                blob.len()
+            ))?,
+            other => out.line(json!(other))?,
+        }
+    }
+    Ok(())
+}
+
+/// `mcp prompts [SERVER]`.
+async fn list_prompts(context: &Context, only: Option<&str>) -> Result<u8, Failure> {
+    let (listed, failed) = list_each(context, only, "prompts", async |c| {
+        c.list_all_prompts().await
+    })
+    .await?;
+    let mut out = context.stdout();
+    if context.json {
+        out.json(&tagged(&listed))?;
+    } else {
+        for (server, prompt) in &listed {
+            let arguments: Vec<String> = prompt
+                .arguments
+                .iter()
+                .flatten()
+                .map(|a| {
+                    if a.required == Some(true) {
+                        a.name.clone()
+                    } else {
+                        format!("[{}]", a.name)
+                    }
+                })
+                .collect();
+            out.line(format_args!(
+                "{server}\t{}\t{}\t{}",
+                prompt.name,
+                arguments.join(" "),
+                first_line(prompt.description.as_deref())
+            ))?;
+        }
+    }
+    Ok(failed)
+}
+
+/// `mcp prompt SERVER NAME key=value…`.
+async fn prompt(
+    context: &Context,
+    server: &str,
+    name: &str,
+    arguments: &[String],
+) -> Result<u8, Failure> {
+    let server = context.pick(server)?;
+    let mut values = serde_json::Map::new();
+    for pair in arguments {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(Failure::Usage(format!(
+                "prompt arguments are key=value, not {pair:?}"
+            )));
+        };
+        values.insert(key.to_owned(), Value::String(value.to_owned()));
+    }
+    let client = context.connect(server).await?;
+    let mut request = rmcp::model::GetPromptRequestParams::new(name.to_owned());
+    if !values.is_empty() {
+        request = request.with_arguments(values);
+    }
+    let result = client.get_prompt(request).await;
+    let _ = client.cancel().await;
+    let prompt =
+        result.map_err(|e| Failure::Connection(format!("{}: prompt {name}: {e}", server.name)))?;
+    let mut out = context.stdout();
+    if context.json {
+        out.json(&prompt)?;
+    } else {
+        for message in &prompt.messages {
+            let role = json!(message.role);
+            let content = json!(message.content);
+            let text = content["text"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| content.to_string());
+            out.line(format_args!("{}: {text}", role.as_str().unwrap_or("?")))?;
+        }
+    }
+    Ok(0)
+}
+
+/// `mcp call SERVER TOOL ARGUMENTS`: exit 1 when the tool answers with an error.
+async fn call(
+    context: &Context,
+    server: &str,
+    tool: &str,
+    arguments: &[String],
+) -> Result<u8, Failure> {
+    let server = context.pick(server)?;
+    let arguments = parse_arguments(arguments)?;
+    let client = context.connect(server).await?;
+    let request =
+        rmcp::model::CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
+    // rmcp sends `notifications/cancelled` when a call's future is dropped: on the timeout and
+    // on Ctrl-C alike, the server is told to stop.
+    let timeout = context.options.timeout;
+    let outcome = tokio::select! {
+        result = tokio::time::timeout(timeout, client.call_tool(request)) => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let _ = client.cancel().await;
+    let Some(result) = outcome else {
+        say!("mcp: {}: {tool} cancelled", server.name);
+        return Ok(INTERRUPTED);
+    };
+    let result = result
+        .map_err(|_| {
+            Failure::Connection(format!(
+                "{}: {tool} did not answer within {} s (--timeout); it was cancelled",
+                server.name,
+                timeout.as_secs()
+            ))
+        })?
+        .map_err(|e| Failure::Connection(format!("{}: {tool}: {e}", server.name)))?;
+    let mut out = context.stdout();
+    if context.json {
+        out.json(&result)?;
+    } else {
+        for block in &result.content {
+            match block.as_text() {
+                Some(text) => out.line(&text.text)?,
+                None => out.line(json!(block))?,
+            }
+        }
+    }
+    Ok(if result.is_error == Some(true) {
+        TOOL_ERROR
+    } else {
+        0
+    })
 }
 
 /// Connects the agent to every server (reporting the ones that fail).
 async fn agent(
-    servers: &[Server],
+    context: &Context,
     args: &AgentArgs,
-    options: &ConnectOptions,
     default_approval: Approval,
     stream_text: bool,
 ) -> Result<Agent, Failure> {
+    let options = &context.options;
     let key_variable = args
         .api_key_env
         .clone()
         .unwrap_or_else(|| args.api.key_variable().to_owned());
     let api_key = std::env::var(&key_variable).ok().filter(|k| !k.is_empty());
     if args.api_key_env.is_some() && api_key.is_none() {
-        return Err(Failure(
-            USAGE,
-            format!("--api-key-env: {key_variable} is not set"),
-        ));
+        return Err(Failure::Usage(format!(
+            "--api-key-env: {key_variable} is not set"
+        )));
     }
     let provider = Provider::new(ProviderConfig {
         api: args.api,
@@ -504,7 +604,8 @@ async fn agent(
         base_url: args.base_url.clone(),
         api_key,
         max_tokens: args.max_tokens,
-    })?;
+    })
+    .map_err(|e| Failure::Usage(e.to_string()))?;
     let ui = Arc::new(TerminalUi::new(stream_text));
     let agent_options = AgentOptions {
         approval: args.approve.unwrap_or(default_approval),
@@ -516,30 +617,24 @@ async fn agent(
         system: args.system.clone(),
         connect: options.clone(),
     };
-    let (agent, failed) = Agent::connect(servers, provider, ui, agent_options).await;
+    let (agent, failed) = Agent::connect(&context.servers, provider, ui, agent_options).await;
     for error in failed {
         say!("mcp: {error}");
     }
     Ok(agent)
 }
 
-/// The exit code and message for a task that ended without an answer.
+/// Why a task ended without an answer.
 fn stopped(error: &AgentError) -> Failure {
-    let code = match error {
-        AgentError::Model(_) => CONNECTION,
-        _ => AGENT_STOPPED,
-    };
-    Failure(code, error.to_string())
+    match error {
+        AgentError::Model(_) => Failure::Connection(error.to_string()),
+        _ => Failure::Stopped(error.to_string()),
+    }
 }
 
-async fn run_task(
-    servers: &[Server],
-    task: &str,
-    args: &AgentArgs,
-    options: &ConnectOptions,
-    json: bool,
-) -> Result<u8, Failure> {
-    let mut agent = agent(servers, args, options, Approval::ReadOnly, false).await?;
+/// `mcp run TASK`: the final answer on stdout (with `--json`, with the transcript).
+async fn run_task(context: &Context, task: &str, args: &AgentArgs) -> Result<u8, Failure> {
+    let mut agent = agent(context, args, Approval::ReadOnly, false).await?;
     let outcome = tokio::select! {
         result = agent.turn(task) => Some(result),
         _ = tokio::signal::ctrl_c() => None,
@@ -549,41 +644,27 @@ async fn run_task(
     }
     let transcript = agent.transcript().to_vec();
     agent.close().await;
-    let mut out = safe_stdout(json);
+    let mut out = context.stdout();
     let answer = match outcome {
         None => {
             say!("mcp: interrupted; the running calls were cancelled");
-            if json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&json!({"transcript": transcript}))?
-                )?;
+            if context.json {
+                out.json(&json!({"transcript": transcript}))?;
             }
             return Ok(INTERRUPTED);
         }
         Some(Err(error)) => {
-            if json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&json!({
-                        "error": error.to_string(), "transcript": transcript
-                    }))?
-                )?;
+            if context.json {
+                out.json(&json!({"error": error.to_string(), "transcript": transcript}))?;
             }
             return Err(stopped(&error));
         }
         Some(Ok(answer)) => answer,
     };
-    if json {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&json!({"answer": answer, "transcript": transcript}))?
-        )?;
+    if context.json {
+        out.json(&json!({"answer": answer, "transcript": transcript}))?;
     } else {
-        writeln!(out, "{}", answer.trim_end())?;
+        out.line(answer.trim_end())?;
     }
     Ok(0)
 }
@@ -604,12 +685,9 @@ fn history_file() -> Option<PathBuf> {
     Some(dir.join("chat_history"))
 }
 
-async fn chat(
-    servers: &[Server],
-    args: &AgentArgs,
-    options: &ConnectOptions,
-) -> Result<u8, Failure> {
-    let mut agent = agent(servers, args, options, Approval::Ask, true).await?;
+/// `mcp chat`: a conversation at the terminal.
+async fn chat(context: &Context, args: &AgentArgs) -> Result<u8, Failure> {
+    let mut agent = agent(context, args, Approval::Ask, true).await?;
     let summary: Vec<String> = agent
         .servers()
         .iter()
@@ -624,7 +702,8 @@ async fn chat(
             summary.join(", ")
         }
     );
-    let mut editor = rustyline::DefaultEditor::new()?;
+    let mut editor = rustyline::DefaultEditor::new()
+        .map_err(|e| Failure::Usage(format!("reading input: {e}")))?;
     let history = history_file();
     if let Some(history) = &history {
         let _ = editor.load_history(history);
@@ -635,33 +714,33 @@ async fn chat(
             Ok(line) => line,
             Err(rustyline::error::ReadlineError::Interrupted) => continue,
             Err(rustyline::error::ReadlineError::Eof) => break,
-            Err(error) => return Err(Failure(USAGE, format!("reading input: {error}"))),
+            Err(error) => return Err(Failure::Usage(format!("reading input: {error}"))),
         };
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
         let _ = editor.add_history_entry(line);
-        let mut out = safe_stdout(false);
+        let mut out = Stdout::new(false);
         match line
             .split_once(' ')
             .map_or((line, ""), |(c, rest)| (c, rest.trim()))
         {
             ("/exit" | "/quit", _) => break,
-            ("/help", _) => writeln!(out, "{CHAT_HELP}")?,
+            ("/help", _) => out.line(CHAT_HELP)?,
             ("/servers", _) => {
                 for (name, tools) in agent.servers() {
-                    writeln!(out, "{name}\t{tools} tools")?;
+                    out.line(format_args!("{name}\t{tools} tools"))?;
                 }
             }
             ("/tools", _) => {
                 for (name, _, description) in agent.tools() {
-                    writeln!(out, "{name}\t{}", first_line(Some(&description)))?;
+                    out.line(format_args!("{name}\t{}", first_line(Some(&description))))?;
                 }
             }
             ("/clear", _) => {
                 agent.clear();
-                writeln!(out, "(conversation cleared)")?;
+                out.line("(conversation cleared)")?;
             }
             ("/save", file) => {
                 let path = if file.is_empty() {
@@ -670,12 +749,12 @@ async fn chat(
                     PathBuf::from(file)
                 };
                 match mcp_client::agent::save_transcript(&path, agent.transcript()) {
-                    Ok(()) => writeln!(out, "(saved to {})", path.display())?,
+                    Ok(()) => out.line(format_args!("(saved to {})", path.display()))?,
                     Err(error) => say!("mcp: saving {}: {error}", path.display()),
                 }
             }
             (command, _) if command.starts_with('/') => {
-                writeln!(out, "unknown command {command}; /help lists them")?
+                out.line(format_args!("unknown command {command}; /help lists them"))?
             }
             _ => {
                 drop(out);
@@ -683,8 +762,7 @@ async fn chat(
                     result = agent.turn(line) => Some(result),
                     _ = tokio::signal::ctrl_c() => None,
                 };
-                let mut out = safe_stdout(false);
-                writeln!(out)?;
+                Stdout::new(false).line("")?;
                 match outcome {
                     None => {
                         agent.discard_incomplete();
@@ -710,28 +788,23 @@ fn unix_seconds() -> u64 {
         .unwrap_or_default()
 }
 
-fn chosen(servers: &[Server], only: Option<&str>) -> Result<Vec<Server>, Failure> {
-    Ok(match only {
-        Some(name) => vec![pick(servers, name)?.clone()],
-        None => servers.to_vec(),
-    })
-}
-
 fn first_line(text: Option<&str>) -> &str {
     text.and_then(|d| d.lines().next()).unwrap_or("")
 }
 
-/// Connects to every server and collects what `list` returns from each, tagged with the
-/// server's name; failures are reported on stderr and make the second value true.
+/// Connects to every server (or the one named) and collects what `list` returns from each,
+/// tagged with the server's name, and the exit code: failures are reported on stderr and make
+/// it [`CONNECTION`].
 async fn list_each<T>(
-    servers: &[Server],
-    options: &ConnectOptions,
+    context: &Context,
+    only: Option<&str>,
     what: &str,
     list: impl AsyncFn(&connect::Client) -> Result<Vec<T>, rmcp::ServiceError>,
-) -> (Vec<(String, T)>, bool) {
+) -> Result<(Vec<(String, T)>, u8), Failure> {
+    let servers = context.chosen(only)?;
     let mut listed = Vec::new();
     let mut failed = false;
-    for (name, result) in connect::connect_all(servers, options).await {
+    for (name, result) in connect::connect_all(&servers, &context.options).await {
         let connected = match result {
             Ok(connected) => connected,
             Err(error) => {
@@ -752,7 +825,7 @@ async fn list_each<T>(
         }
         let _ = connected.client.cancel().await;
     }
-    (listed, failed)
+    Ok((listed, if failed { CONNECTION } else { 0 }))
 }
 
 /// Items as JSON objects with a `server` field.
@@ -776,16 +849,15 @@ fn parse_arguments(arguments: &[String]) -> Result<Map<String, Value>, Failure> 
     {
         return match serde_json::from_str(only) {
             Ok(Value::Object(map)) => Ok(map),
-            _ => Err(Failure(USAGE, format!("not a JSON object: {only}"))),
+            _ => Err(Failure::Usage(format!("not a JSON object: {only}"))),
         };
     }
     let mut map = Map::new();
     for pair in arguments {
         let Some((key, value)) = pair.split_once('=') else {
-            return Err(Failure(
-                USAGE,
-                format!("argument {pair:?} is neither key=value nor a JSON object"),
-            ));
+            return Err(Failure::Usage(format!(
+                "argument {pair:?} is neither key=value nor a JSON object"
+            )));
         };
         let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
         map.insert(key.to_owned(), value);
