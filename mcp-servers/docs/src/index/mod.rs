@@ -1,0 +1,523 @@
+//! The index on disk, in a data directory: `tantivy/` (BM25 over text, title, headings and path,
+//! and the stored chunks) and `docs.sqlite` (the files with their content hashes, the failures,
+//! the chunks' vectors, and the model and dimension the vectors came from).
+//!
+//! One writer at a time: tantivy's lock file stops a second indexer, and it is reported as such.
+//! Readers (searches) keep working while an update runs; they see it when it commits.
+//!
+//! [`Library`] is opened here; `update` writes it, `search` reads it, `catalog` keeps every
+//! chunk's file and vector in memory, `schema` says what tantivy stores.
+
+mod catalog;
+mod schema;
+mod search;
+mod update;
+
+pub use search::{DENSE_WEIGHT, fuse};
+pub use update::{BATCH_CHUNKS, embedding_text, walk};
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use mcp_core::sandbox::{FinalLink, Resolved, Sandbox, SandboxError, read_regular};
+use rusqlite::{Connection, OptionalExtension as _};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, directory::MmapDirectory, doc};
+
+use crate::{
+    embed::{ModelError, ModelId},
+    extract::{self, Kind},
+};
+
+use self::{
+    catalog::Catalog,
+    schema::{Fields, schema},
+};
+
+/// Files bigger than this are reported, not read.
+pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocsError {
+    #[error(
+        "the index in {0} is in use by another mcp-docs process (indexing or serving); stop it, or \
+         give this one its own --data-dir"
+    )]
+    Busy(PathBuf),
+    #[error(
+        "the index in {dir} was built with the embedding model {built} ({built_dim} dimensions), \
+         but the model now loaded is {now} ({now_dim} dimensions); its vectors cannot be mixed. \
+         Rebuild it with `mcp-docs index --rebuild …`, or load the model it was built with"
+    )]
+    ModelMismatch {
+        dir: PathBuf,
+        built: String,
+        built_dim: usize,
+        now: String,
+        now_dim: usize,
+    },
+    #[error(
+        "the index in {dir} holds vectors of {built}, and no embedding model is loaded, so new \
+         chunks would get none: {reason}"
+    )]
+    ModelMissing {
+        dir: PathBuf,
+        built: String,
+        reason: String,
+    },
+    #[error(
+        "the index in {0} was written by another version of mcp-docs; rebuild it with \
+         `mcp-docs index --rebuild …`"
+    )]
+    OtherFormat(PathBuf),
+    #[error("no index in {0}: run `mcp-docs index DIR` first")]
+    NoIndex(PathBuf),
+    #[error("{0} is not an indexed document (list_sources lists them)")]
+    UnknownDocument(String),
+    #[error("bad glob {0:?}: {1}")]
+    Glob(String, String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("index database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How search ranks.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// BM25 and embeddings, fused.
+    #[default]
+    Hybrid,
+    /// Words (tantivy BM25).
+    Bm25,
+    /// Meaning (embeddings).
+    Semantic,
+}
+
+/// One result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Hit {
+    pub path: String,
+    pub title: String,
+    pub headings: Vec<String>,
+    /// First and last line of the document (1-based, inclusive).
+    pub lines: [u64; 2],
+    /// The best passage, matched terms in `**bold**`.
+    pub snippet: String,
+    pub score: f32,
+    #[serde(skip)]
+    pub id: u64,
+}
+
+/// Restricting a search.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Glob on the document's path relative to the indexed folder (`docs/**/*.md`).
+    pub path_glob: Option<String>,
+    /// Kinds (`markdown`, `html`, `pdf`, `rust`, …) or extensions (`md`, `rs`).
+    pub file_types: Vec<String>,
+}
+
+/// What an update did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+    pub chunks: usize,
+    /// Chunks whose vectors were computed.
+    pub embedded: usize,
+    /// Files that could not be indexed, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Which files to index.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Only this file or folder (relative to the root): the rest of the index is left as it is.
+    pub scope: Option<String>,
+}
+
+impl Selection {
+    fn in_scope(&self, relative: &str) -> bool {
+        match self.scope.as_deref().map(|s| s.trim_matches('/')) {
+            None | Some("") | Some(".") => true,
+            Some(scope) => {
+                relative == scope
+                    || relative
+                        .strip_prefix(scope)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+        }
+    }
+}
+
+/// Progress of an update: a stage and how far it is.
+pub trait Progress {
+    fn stage(&mut self, name: &str, total: usize);
+    fn advance(&mut self, done: usize);
+}
+
+impl Progress for () {
+    fn stage(&mut self, _: &str, _: usize) {}
+    fn advance(&mut self, _: usize) {}
+}
+
+/// An index, open.
+pub struct Library {
+    dir: PathBuf,
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    db: Mutex<Connection>,
+    catalog: RwLock<Arc<Catalog>>,
+    /// The folder the documents are in (relative paths are relative to it).
+    root: PathBuf,
+    /// The same folder opened as a sandbox: every document is read through it, never by path,
+    /// so a link swapped in for an indexed file (or a directory on its way) cannot lead out.
+    /// `None` when the folder cannot be opened (a search of an index whose folder is gone).
+    folder: Option<Sandbox>,
+    /// The model the vectors came from, as recorded.
+    model: RwLock<Option<ModelId>>,
+    /// Chunks an update holds before writing them.
+    batch_chunks: usize,
+}
+
+/// The right to change an index (tantivy's writer, holding its lock).
+pub struct Writer {
+    writer: IndexWriter,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+impl Library {
+    /// Opens (creating when `create`) the index in `dir` for the folder `root`. With `write`,
+    /// takes the writer (and its lock). The model the index was built with must be the one
+    /// given, if any is given.
+    pub fn open(
+        dir: &Path,
+        root: &Path,
+        model: Option<&ModelId>,
+        create: bool,
+        write: bool,
+    ) -> Result<(Self, Option<Writer>), DocsError> {
+        let tantivy_dir = dir.join("tantivy");
+        if !create && !tantivy_dir.join("meta.json").is_file() {
+            return Err(DocsError::NoIndex(dir.to_owned()));
+        }
+        std::fs::create_dir_all(&tantivy_dir)?;
+        let (schema, fields) = schema();
+        let directory = MmapDirectory::open(&tantivy_dir)
+            .map_err(|e| DocsError::Io(std::io::Error::other(e.to_string())))?;
+        let index = match Index::open_or_create(directory, schema) {
+            Ok(index) => index,
+            Err(tantivy::TantivyError::SchemaError(_)) => {
+                return Err(DocsError::OtherFormat(dir.to_owned()));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let writer = if write {
+            match index.writer(64 * 1024 * 1024) {
+                Ok(writer) => Some(Writer { writer }),
+                Err(tantivy::TantivyError::LockFailure(..)) => {
+                    return Err(DocsError::Busy(dir.to_owned()));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        } else {
+            None
+        };
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let db = Connection::open(dir.join("docs.sqlite"))?;
+        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, hash TEXT NOT NULL,
+                 kind TEXT NOT NULL, title TEXT NOT NULL, chunks INTEGER NOT NULL,
+                 indexed_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS failures (path TEXT PRIMARY KEY, reason TEXT NOT NULL,
+                 at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, path TEXT NOT NULL,
+                 vector BLOB);
+             CREATE INDEX IF NOT EXISTS chunks_path ON chunks (path);",
+        )?;
+        let meta = |key: &str| -> Result<Option<String>, rusqlite::Error> {
+            db.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        };
+        let built = match (meta("model")?, meta("dim")?) {
+            (Some(name), Some(dim)) => Some(ModelId {
+                name,
+                dim: dim.parse().unwrap_or(0),
+            }),
+            _ => None,
+        };
+        if let (Some(built), Some(now)) = (&built, model)
+            && built != now
+        {
+            return Err(DocsError::ModelMismatch {
+                dir: dir.to_owned(),
+                built: built.name.clone(),
+                built_dim: built.dim,
+                now: now.name.clone(),
+                now_dim: now.dim,
+            });
+        }
+        if write {
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('root', ?1)",
+                [root.display().to_string()],
+            )?;
+        }
+        let library = Self {
+            dir: dir.to_owned(),
+            index,
+            reader,
+            fields,
+            db: Mutex::new(db),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            root: root.to_owned(),
+            folder: Sandbox::new(&[root]).ok(),
+            model: RwLock::new(built),
+            batch_chunks: BATCH_CHUNKS,
+        };
+        library.load_catalog()?;
+        Ok((library, writer))
+    }
+
+    /// Deletes the index in `dir`, whatever version wrote it, once no other process uses it.
+    pub fn remove(dir: &Path) -> Result<(), DocsError> {
+        let tantivy_dir = dir.join("tantivy");
+        // Take the lock first, so a running server is not pulled from under.
+        let _writer: Option<IndexWriter> = if tantivy_dir.join("meta.json").is_file() {
+            let directory = MmapDirectory::open(&tantivy_dir)
+                .map_err(|e| DocsError::Io(std::io::Error::other(e.to_string())))?;
+            match Index::open(directory)?.writer_with_num_threads(1, 15_000_000) {
+                Ok(writer) => Some(writer),
+                Err(tantivy::TantivyError::LockFailure(..)) => {
+                    return Err(DocsError::Busy(dir.to_owned()));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        } else {
+            None
+        };
+        match std::fs::remove_dir_all(dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The model the index's vectors came from.
+    pub fn model(&self) -> Option<ModelId> {
+        self.model.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sees what another process committed.
+    pub fn refresh(&self) -> Result<(), DocsError> {
+        self.reader.reload()?;
+        self.load_catalog()
+    }
+
+    /// Every indexed file: path, kind, title, chunks.
+    pub fn sources(&self) -> Result<Vec<Source>, DocsError> {
+        let db = self.db();
+        let mut statement =
+            db.prepare("SELECT path, kind, title, chunks, indexed_at FROM files ORDER BY path")?;
+        let sources = statement
+            .query_map([], |r| {
+                Ok(Source {
+                    path: r.get(0)?,
+                    kind: r.get(1)?,
+                    title: r.get(2)?,
+                    chunks: r.get::<_, i64>(3)? as usize,
+                    indexed_at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(sources)
+    }
+
+    /// Counts, failures, the model, the last update.
+    pub fn status(&self) -> Result<Status, DocsError> {
+        let db = self.db();
+        let count = |sql: &str| {
+            db.query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n as usize)
+        };
+        let failures = {
+            let mut statement = db.prepare("SELECT path, reason FROM failures ORDER BY path")?;
+            statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<(String, String)>, _>>()?
+        };
+        let updated_at: Option<String> = db
+            .query_row("SELECT value FROM meta WHERE key = 'updated_at'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(Status {
+            root: self.root.display().to_string(),
+            data_dir: self.dir.display().to_string(),
+            files: count("SELECT count(*) FROM files")?,
+            chunks: count("SELECT count(*) FROM chunks")?,
+            vectors: count("SELECT count(*) FROM chunks WHERE vector IS NOT NULL")?,
+            model: self.model().map(|m| m.name),
+            dimensions: self.model().map(|m| m.dim),
+            updated_at: updated_at.and_then(|s| s.parse().ok()),
+            failures,
+        })
+    }
+
+    /// The bytes of the file at `relative` (a path the walk gave: clean, beneath the folder),
+    /// read through the folder's sandbox: a regular file of at most [`MAX_FILE_BYTES`], never
+    /// through a symbolic link (the walk lists none, so one found now was swapped in).
+    fn read(&self, relative: &str) -> Result<Vec<u8>, String> {
+        let folder = self.folder.as_ref().ok_or_else(|| {
+            format!(
+                "the indexed folder {} cannot be opened",
+                self.root.display()
+            )
+        })?;
+        let rel = Path::new(relative);
+        if rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(format!(
+                "{relative} is not a path inside the indexed folder"
+            ));
+        }
+        let root = folder
+            .roots()
+            .first()
+            .ok_or_else(|| format!("the indexed folder {} is not open", self.root.display()))?;
+        let resolved = Resolved {
+            root: root.clone(),
+            rel: rel.to_owned(),
+        };
+        read_regular(&resolved, MAX_FILE_BYTES, FinalLink::Refuse).map_err(|error| match error {
+            SandboxError::TooLarge { size, .. } => format!(
+                "too large ({} MB; the limit is {} MB)",
+                size / (1024 * 1024),
+                MAX_FILE_BYTES / (1024 * 1024)
+            ),
+            other => other.to_string(),
+        })
+    }
+
+    /// A document's text (as `extract` sees it), whole or lines `start..=end`, with its title.
+    /// Only indexed documents can be read, and only from the indexed folder.
+    pub fn document(
+        &self,
+        path: &str,
+        lines: Option<(usize, usize)>,
+    ) -> Result<(String, String, usize), DocsError> {
+        let relative = path
+            .strip_prefix(&format!("{}/", self.root.display()))
+            .unwrap_or(path)
+            .to_owned();
+        let kind: Option<String> = self
+            .db()
+            .query_row("SELECT kind FROM files WHERE path = ?1", [&relative], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if kind.is_none() {
+            return Err(DocsError::UnknownDocument(path.to_owned()));
+        }
+        let full = self.root.join(&relative);
+        let kind = Kind::of(&full).ok_or_else(|| DocsError::UnknownDocument(path.to_owned()))?;
+        let bytes = self
+            .read(&relative)
+            .map_err(|e| DocsError::Io(std::io::Error::other(e)))?;
+        let document = extract::extract(&full, kind, &bytes)
+            .map_err(|e| DocsError::Io(std::io::Error::other(e.to_string())))?;
+        let total = document.text.lines().count();
+        let text = match lines {
+            None => document.text,
+            Some((start, end)) => document
+                .text
+                .lines()
+                .skip(start.saturating_sub(1))
+                .take(end.saturating_sub(start.max(1)) + 1)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        };
+        Ok((document.title, text, total))
+    }
+}
+
+/// An indexed file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Source {
+    pub path: String,
+    pub kind: String,
+    pub title: String,
+    pub chunks: usize,
+    pub indexed_at: i64,
+}
+
+/// The index at a glance.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub root: String,
+    pub data_dir: String,
+    pub files: usize,
+    pub chunks: usize,
+    pub vectors: usize,
+    pub model: Option<String>,
+    pub dimensions: Option<usize>,
+    pub updated_at: Option<i64>,
+    pub failures: Vec<(String, String)>,
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
