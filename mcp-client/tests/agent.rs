@@ -254,6 +254,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3 (the Python SDK peer); .ci/run runs it"]
 async fn a_multi_step_task_over_two_servers_with_parallel_calls_and_a_name_collision() {
     let fx = fixture().await;
     let (_lab, lab_server) = lab().await;
@@ -329,6 +330,7 @@ async fn a_multi_step_task_over_two_servers_with_parallel_calls_and_a_name_colli
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3 (the Python SDK peer); .ci/run runs it"]
 async fn anthropic_wire_format_and_a_tool_error_the_model_recovers_from() {
     let (fx, dir) = fixture_and_python().await;
     let llm = FakeLlm::start(vec![
@@ -414,6 +416,7 @@ async fn a_hung_tool_times_out_and_ctrl_c_cancels_the_running_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3 (the Python SDK peer); .ci/run runs it"]
 async fn approvals_limits_and_a_tool_call_written_as_text() {
     let (fx, dir) = fixture_and_python().await;
 
@@ -692,7 +695,14 @@ async fn chat_streams_answers_runs_slash_commands_and_reconnects_a_dropped_serve
         "{stderr}"
     );
     assert!(stdout.contains("fx__test_simple_text\t"), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("fx\t")), "{stdout}");
+    // rustyline writes its prompt to stdout when the terminal is one it cannot drive
+    // (TERM=dumb), so a line may start with it.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim_start_matches("you> ").starts_with("fx\t")),
+        "{stdout}"
+    );
     assert!(stdout.contains("(conversation cleared)"), "{stdout}");
     let saved: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("saved.json")).unwrap())
@@ -707,46 +717,35 @@ async fn chat_streams_answers_runs_slash_commands_and_reconnects_a_dropped_serve
 
 /// A binary of another package in this workspace, built next to `mcp` by
 /// `cargo test --workspace` (a package cannot name another's binaries).
-fn workspace_binary(name: &str) -> Option<std::path::PathBuf> {
-    let path = Path::new(MCP).parent()?.join(name);
-    if path.is_file() {
-        return Some(path);
-    }
+fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let path = Path::new(MCP).with_file_name(name);
     assert!(
-        std::env::var_os("CI").is_none(),
-        "{name} was not built next to mcp; CI runs `cargo test --workspace`, which builds it"
+        path.is_file(),
+        "{name} was not built next to mcp: run `cargo test --workspace` (or `cargo build -p` its \
+         package first)"
     );
-    eprintln!("skipping: {name} is not built (run cargo test --workspace)");
-    None
+    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_task_over_our_own_servers_the_example_mcp_fs_and_mcp_sql() {
-    let (Some(hello), Some(fs), Some(sql)) = (
+    let (hello, fs, sql) = (
         workspace_binary("hello"),
         workspace_binary("mcp-fs"),
         workspace_binary("mcp-sql"),
-    ) else {
-        return;
-    };
+    );
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     std::fs::create_dir(root.join("notes")).unwrap();
     std::fs::write(root.join("notes/code.txt"), "The launch code is 7421.\n").unwrap();
     let db = root.join("shop.db");
-    let python = tokio::task::spawn_blocking(|| peers::python_peer().unwrap())
-        .await
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL);
+             INSERT INTO orders (total) VALUES (10.5), (20.0), (30.25);",
+        )
         .unwrap();
-    let made = Command::new(&python)
-        .args(["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
-                c.execute('CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)'); \
-                c.executemany('INSERT INTO orders (total) VALUES (?)', [(10.5,), (20.0,), (30.25,)]); \
-                c.commit()"])
-        .arg(&db)
-        .status()
-        .await
-        .unwrap();
-    assert!(made.success());
     write_config(
         dir.path(),
         json!({

@@ -28,6 +28,7 @@ fn search(library: &Library, query: &str, mode: Mode) -> Vec<Hit> {
 }
 
 #[test]
+#[ignore = "needs the embedding model (setup-model.sh); .ci/run runs it"]
 fn every_format_is_found_failures_are_reported_and_ignored_files_left_out() {
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -134,6 +135,7 @@ fn every_format_is_found_failures_are_reported_and_ignored_files_left_out() {
 }
 
 #[test]
+#[ignore = "needs the embedding model (setup-model.sh); .ci/run runs it"]
 fn updates_embed_only_what_changed_and_drop_what_is_gone() {
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -232,6 +234,7 @@ fn updates_embed_only_what_changed_and_drop_what_is_gone() {
 }
 
 #[test]
+#[ignore = "needs the embedding model (setup-model.sh); .ci/run runs it"]
 fn another_model_is_refused_with_the_way_out_and_a_second_writer_is_busy() {
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -285,6 +288,7 @@ fn another_model_is_refused_with_the_way_out_and_a_second_writer_is_busy() {
 }
 
 #[test]
+#[ignore = "needs the embedding model (setup-model.sh); .ci/run runs it"]
 fn meaning_is_found_without_shared_words_and_the_quantised_model_agrees_with_float() {
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -329,6 +333,7 @@ fn meaning_is_found_without_shared_words_and_the_quantised_model_agrees_with_flo
 }
 
 #[test]
+#[ignore = "needs the embedding model (setup-model.sh); .ci/run runs it"]
 fn a_filter_finds_its_documents_however_far_down_the_ranking_they_are() {
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();

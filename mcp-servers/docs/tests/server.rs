@@ -47,6 +47,7 @@ async fn call(
 }
 
 #[test]
+#[ignore = "needs the embedding model (setup-model.sh); .ci/run runs it"]
 fn the_cli_indexes_searches_and_says_what_failed() {
     support::ensure_model();
     let root = tempfile::tempdir().unwrap();
@@ -100,6 +101,7 @@ fn the_cli_indexes_searches_and_says_what_failed() {
 }
 
 #[test]
+#[ignore = "needs the embedding model (setup-model.sh); .ci/run runs it"]
 fn an_index_from_another_version_says_rebuild_and_rebuild_works() {
     support::ensure_model();
     let root = tempfile::tempdir().unwrap();
@@ -150,6 +152,7 @@ fn an_index_from_another_version_says_rebuild_and_rebuild_works() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the embedding model (setup-model.sh); .ci/run runs it"]
 async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
     tokio::task::spawn_blocking(support::ensure_model)
         .await
@@ -305,6 +308,7 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the embedding model (setup-model.sh); .ci/run runs it"]
 async fn serve_watch_follows_the_folder() {
     tokio::task::spawn_blocking(support::ensure_model)
         .await

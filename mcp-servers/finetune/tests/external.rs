@@ -1,6 +1,6 @@
-//! Opt-in: a job run by Hugging Face TRL (`trl sft`) through the server, when its Python
-//! environment is present. Set MCP_FINETUNE_TEST_TRL=1 with `trl` on PATH (pip install trl peft,
-//! with torch); without it this test says so and checks nothing.
+//! Opt-in: a job run by Hugging Face TRL (`trl sft`) through the server. Needs `trl` on PATH
+//! (pip install trl peft, with torch), which `.ci/run` does not install:
+//! `cargo test -p mcp-server-finetune --test external -- --ignored`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -9,11 +9,8 @@ use serde_json::json;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Hugging Face TRL on PATH (pip install trl peft torch); not run by .ci/run"]
 async fn a_lora_job_run_by_trl() {
-    if std::env::var_os("MCP_FINETUNE_TEST_TRL").is_none() {
-        eprintln!("skipped: set MCP_FINETUNE_TEST_TRL=1 with trl on PATH to run TRL for real");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let (model, train) = fixtures(dir.path());
     let server = start(&dir.path().join("data")).await;

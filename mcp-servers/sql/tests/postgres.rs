@@ -123,6 +123,7 @@ fn first_difference(before: &str, after: &str) -> Option<(usize, String, String)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
 async fn the_tools_answer_on_postgres() {
     let name = fresh_database("mcp_tools").await;
     let client = server(
@@ -362,6 +363,7 @@ async fn the_tools_answer_on_postgres() {
 /// Every attack from the issue, as a superuser (the strongest case: only the read-only
 /// transaction, the extended protocol and the rows-only rule stand in the way).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
 async fn every_attack_fails_and_the_database_is_unchanged() {
     let name = fresh_database("mcp_attacks").await;
     let before = dump(&name);
@@ -463,6 +465,7 @@ async fn every_attack_fails_and_the_database_is_unchanged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
 async fn writes_go_through_execute_in_a_transaction_when_allowed() {
     let name = fresh_database("mcp_writes").await;
     let options = Options {
@@ -527,6 +530,7 @@ async fn writes_go_through_execute_in_a_transaction_when_allowed() {
 
 /// The binary as a host runs it: URL without the password, which comes from `PGPASSWORD`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
 async fn the_binary_takes_the_password_from_the_environment() {
     let name = fresh_database("mcp_binary").await;
     let url = url_for(&name, Some((&format!("{name}_reader"), None)));
@@ -583,6 +587,7 @@ async fn the_binary_takes_the_password_from_the_environment() {
 /// A cancelled call stops its statement on the server (PostgreSQL's cancel request), and the
 /// server keeps answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
 async fn a_cancelled_query_is_cancelled_on_the_server() {
     let name = fresh_database("mcp_cancel").await;
     let reader = url_for(&name, Some((&format!("{name}_reader"), Some("reader"))));
@@ -616,6 +621,7 @@ async fn a_cancelled_query_is_cancelled_on_the_server() {
 /// role writes through `dblink_exec`, whose connection the read-only transaction does not
 /// cover) unless `allow_privileged_role` is given; a role with only SELECT grants is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
 async fn a_role_that_can_write_is_refused_unless_allowed() {
     let name = fresh_database("mcp_privileged").await;
     let db = admin(&name).await;
@@ -717,6 +723,7 @@ async fn a_role_that_can_write_is_refused_unless_allowed() {
 /// connection (an advisory lock, a setting), and a statement that fails inside the transaction
 /// is reported with its own error, not "current transaction is aborted".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
 async fn session_state_does_not_leak_and_the_first_error_is_reported() {
     let name = fresh_database("mcp_session").await;
     let reader = url_for(&name, Some((&format!("{name}_reader"), Some("reader"))));

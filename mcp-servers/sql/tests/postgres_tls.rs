@@ -108,6 +108,7 @@ async fn encrypted(url: &str) -> Result<bool, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL; .ci/run runs it"]
 async fn tls_follows_libpq_sslmode() {
     let dir = std::env::temp_dir().join(format!("mcp-sql-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
