@@ -224,8 +224,21 @@ impl Drop for Reader {
 
 fn pdf_text_within(bytes: &[u8], limit: std::time::Duration) -> Result<String, ExtractError> {
     check_inflation(bytes)?;
-    let reader = Reader::start(limit).ok_or(ExtractError::Busy)?;
     let bytes = bytes.to_vec();
+    let text = within(limit, move || {
+        pdf_extract::extract_text_from_mem(&bytes).map_err(|error| error.to_string())
+    })?;
+    Ok(text.replace('\u{c}', "\n"))
+}
+
+/// Runs `read` on a thread of its own (one of at most [`MAX_PDF_READERS`]) and waits for it at
+/// most `limit`: one that takes longer is reported as too slow and left to finish, since a
+/// thread cannot be killed.
+fn within(
+    limit: std::time::Duration,
+    read: impl FnOnce() -> Result<String, String> + Send + 'static,
+) -> Result<String, ExtractError> {
+    let reader = Reader::start(limit).ok_or(ExtractError::Busy)?;
     let (sender, answer) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("pdf-reader".into())
@@ -233,13 +246,13 @@ fn pdf_text_within(bytes: &[u8], limit: std::time::Duration) -> Result<String, E
             let _reader = reader;
             // pdf-extract panics on some malformed files; a bad PDF is a failure to report,
             // not a crash.
-            let read = std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem(&bytes));
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
             let _ = sender.send(read);
         })
         .map_err(|error| ExtractError::Pdf(format!("cannot start its reader: {error}")))?;
     match answer.recv_timeout(limit) {
-        Ok(Ok(Ok(text))) => Ok(text.replace('\u{c}', "\n")),
-        Ok(Ok(Err(error))) => Err(ExtractError::Pdf(error.to_string())),
+        Ok(Ok(Ok(text))) => Ok(text),
+        Ok(Ok(Err(error))) => Err(ExtractError::Pdf(error)),
         Ok(Err(_)) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
             Err(ExtractError::Pdf("the parser gave up on it".into()))
         }
@@ -640,19 +653,26 @@ fn code(kind: Kind, stem: String, text: String) -> Extracted {
 mod tests {
     use super::*;
 
-    /// A PDF that takes longer than its limit is reported, not waited on: with no time at all,
-    /// the plainest PDF is too slow.
+    /// A PDF that takes longer than its limit is reported, not waited on. The read here cannot
+    /// finish before the test lets it (it waits on a channel), so the outcome does not depend
+    /// on how fast the machine is.
     #[test]
     fn a_pdf_slower_than_its_limit_is_reported() {
-        let pdf =
-            b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
-        let slow = pdf_text_within(pdf, std::time::Duration::ZERO);
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let slow = within(std::time::Duration::from_millis(20), move || {
+            let _ = wait.recv();
+            Ok("late".into())
+        });
+        drop(release);
         assert!(matches!(slow, Err(ExtractError::TooSlow)), "{slow:?}");
         assert!(
             ExtractError::TooSlow.to_string().contains("more than 60 s"),
             "{}",
             ExtractError::TooSlow
         );
+        // And one that answers in time is read.
+        let quick = within(std::time::Duration::from_secs(60), || Ok("text".into()));
+        assert_eq!(quick.unwrap(), "text");
     }
 
     fn md(text: &str) -> Extracted {
