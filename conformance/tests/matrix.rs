@@ -5,7 +5,6 @@
 //! Peers, pinned in `conformance/peers/`: the official TypeScript SDK, the official Python SDK
 //! (both protocol eras), the MCP Inspector CLI, the reference server `server-everything`, and a
 //! server built with the Python SDK.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Stdio;
 
@@ -271,7 +270,7 @@ async fn interop_matrix_is_all_green_and_recorded_in_results_md() {
         "mcp-everything",
         &format!(
             "## The fixture (`mcp-everything`, on mcp-core) × peer clients\n\n\
-             Written by `cargo test -p mcp-conformance --test matrix`.\n\n{}",
+             Written by `cargo test -p mcp-conformance -- --include-ignored matrix::`.\n\n{}",
             interop::grid(&ours, &interop::TRANSPORTS)
         ),
     )
@@ -280,7 +279,7 @@ async fn interop_matrix_is_all_green_and_recorded_in_results_md() {
         "our-client",
         &format!(
             "## Peer servers × our client side (rmcp with mcp-core's transports)\n\n\
-             Written by `cargo test -p mcp-conformance --test matrix`.\n\n{}",
+             Written by `cargo test -p mcp-conformance -- --include-ignored matrix::`.\n\n{}",
             interop::grid(&theirs, &columns)
         ),
     )
@@ -289,7 +288,7 @@ async fn interop_matrix_is_all_green_and_recorded_in_results_md() {
         "suite",
         &format!(
             "## The official suite (`--suite all`) on `mcp-everything`\n\n\
-             Written by `cargo test -p mcp-conformance --test matrix`. \
+             Written by `cargo test -p mcp-conformance -- --include-ignored matrix::`. \
              {} of {} listed scenarios ran: {} checks SUCCESS, {} FAILURE, {} WARNING, {} INFO.\n\n{}",
             report.scenarios.len(),
             listed.len(),

@@ -1,6 +1,5 @@
 //! `mcp-check` finds nothing wrong with a correct server, and finds every defect of a
 //! deliberately broken one.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Stdio;
 

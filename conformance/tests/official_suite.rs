@@ -1,7 +1,6 @@
 //! The official conformance suite, run for real: it catches a server without DNS-rebinding
 //! protection, and the generic scenarios hold over every listener configuration. (The whole suite
 //! on the fixture runs in `matrix.rs`, which records it in RESULTS.md.)
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mcp_conformance::{
     everything::Everything,

@@ -1,10 +1,9 @@
 //! `mcp run` and `mcp chat` end to end: the real `mcp` binary, real MCP servers (the conformance
 //! fixture, the official Python SDK's server, and a test server whose tools change, hang and ask
 //! for roots), and a fake model API speaking the real OpenAI and Anthropic wire formats.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod fake_llm;
-mod support;
+use crate::fake_llm;
+use crate::support;
 
 use std::{
     path::Path,
@@ -16,7 +15,8 @@ use std::{
     time::Duration,
 };
 
-use fake_llm::{FakeLlm, call, calls, text};
+use crate::fake_llm::{FakeLlm, call, calls, text};
+use crate::support::{Flag, eventually};
 use mcp_conformance::{everything::Everything, peers};
 use mcp_core::{HttpServer, ServeArgs, Transport};
 use rmcp::{
@@ -28,7 +28,6 @@ use rmcp::{
     service::RequestContext,
 };
 use serde_json::{Value, json};
-use support::{Flag, eventually};
 use tokio::{io::AsyncWriteExt as _, process::Command};
 
 const MCP: &str = env!("CARGO_BIN_EXE_mcp");

@@ -1,5 +1,4 @@
 //! The `mcp` binary on real config files.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 

@@ -1,6 +1,5 @@
 //! The official suite's client scenarios, run against `mcp-conformance-client` (built on this
 //! crate's library); the verdicts go to a section of `conformance/RESULTS.md`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mcp_conformance::{interop, suite};
 
@@ -15,7 +14,7 @@ async fn the_official_client_scenarios_pass_and_are_recorded() {
         "mcp-client",
         &format!(
             "## Our client (`mcp-client`) × the official suite's client scenarios\n\n\
-             Written by `cargo test -p mcp-client --test conformance`: the suite serves each \
+             Written by `cargo test -p mcp-client -- --include-ignored conformance::`: the suite serves each \
              scenario and runs `mcp-conformance-client <url>`. {} checks SUCCESS, {} FAILURE, {} \
              WARNING.\n\n{}",
             report.count("SUCCESS"),

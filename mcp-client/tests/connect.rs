@@ -1,7 +1,6 @@
 //! `mcp tools` and `mcp call` against real servers: the conformance fixture over Streamable HTTP,
 //! legacy SSE and a bare `url` (tried both ways), the official Python SDK's server over stdio, and
 //! servers that cannot start.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     path::Path,
@@ -12,8 +11,9 @@ use std::{
     time::Duration,
 };
 
-mod support;
+use crate::support;
 
+use crate::support::{Flag, eventually};
 use mcp_conformance::{everything::Everything, peers};
 use mcp_core::{HttpServer, ServeArgs, Transport};
 use rmcp::{
@@ -23,7 +23,6 @@ use rmcp::{
     tool, tool_handler, tool_router,
 };
 use serde_json::{Value, json};
-use support::{Flag, eventually};
 use tokio::process::Command;
 
 const MCP: &str = env!("CARGO_BIN_EXE_mcp");

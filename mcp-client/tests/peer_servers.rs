@@ -2,7 +2,6 @@
 //! (TypeScript SDK) over stdio, and the official Python SDK's server over stdio, Streamable HTTP
 //! and legacy SSE. Each cell lists the tools, calls one and reads a resource; the grid is a
 //! section of `conformance/RESULTS.md`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
@@ -164,7 +163,7 @@ async fn mcp_drives_the_reference_and_python_servers_over_every_transport() {
         "mcp-client-peers",
         &format!(
             "## Peer servers × our `mcp` client\n\n\
-             Written by `cargo test -p mcp-client --test peer_servers`: the `mcp` binary lists \
+             Written by `cargo test -p mcp-client -- --include-ignored peer_servers::`: the `mcp` binary lists \
              the tools (`mcp tools`), calls one (`mcp call`) and reads a resource (`mcp read`), \
              speaking whichever protocol era the server offers (`--era auto`).\n\n{}",
             interop::grid(&cells, &interop::TRANSPORTS)

@@ -1,5 +1,4 @@
 //! The in-process harness, used the way a server author would use it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mcp_core::{
     OutputCap, ToolError,

@@ -1,6 +1,5 @@
 //! The HTTP listener end to end: Streamable HTTP in both protocol eras, legacy SSE through our
 //! own client, and every hardening rule tested by attacking it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

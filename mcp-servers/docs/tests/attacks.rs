@@ -1,8 +1,7 @@
 //! Attacks on the server, through the protocol, as a hostile client or a hostile file would try
 //! them. BM25 only: no model needed.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::{
     path::Path,

@@ -1,9 +1,8 @@
 //! The index with the real model: every format found, failures reported, ignored files left
 //! out, incremental updates that embed only what changed, the model mismatch, the writer lock,
 //! meaning found without shared words.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -1,9 +1,8 @@
 //! The `mcp-docs` binary: the CLI (index, search, their JSON, exit codes) and the MCP server over
 //! stdio with rmcp as the client (every tool, progress while reindexing, resources), and a second
 //! process refused while the first holds the index.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::{path::Path, process::Stdio};
 

@@ -1,5 +1,4 @@
 //! `validate_dataset`'s checks, line by line, on files written here.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 

@@ -1,12 +1,9 @@
 //! Opt-in: a job run by Hugging Face TRL (`trl sft`) through the server. Needs `trl` on PATH
 //! (pip install trl peft, with torch), which `.ci/run` does not install:
-//! `cargo test -p mcp-server-finetune --test external -- --ignored`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `cargo test -p mcp-server-finetune -- --ignored external::`.
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Hugging Face TRL on PATH (pip install trl peft torch); not run by .ci/run"]

@@ -1,9 +1,6 @@
 //! `mcp-finetune` through the protocol, from rmcp as a real client over stdio: validate, create
 //! (dry run and real, waiting with progress), watch, cancel and resume, artifacts and resources;
 //! and a server killed with SIGKILL mid-job that finds the job again on restart.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use rmcp::model::{
     CallToolRequestParams, NumberOrString, ProgressToken, ReadResourceRequestParams,
@@ -11,8 +8,8 @@ use rmcp::model::{
 };
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_launch_watch_cancel_resume_and_quantize() {

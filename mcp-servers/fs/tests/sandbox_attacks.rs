@@ -1,6 +1,5 @@
 //! Every known way out of a filesystem sandbox, tried through the protocol. Each must fail, and
 //! nothing outside the allowed directory may be read, written, listed or revealed.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     fs,

@@ -1,5 +1,4 @@
 //! Every tool through the protocol, under the official server's names and argument shapes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 // Roots are deprecated for 2026-07-28, but handshake-era hosts offer them and the server follows.
 #![allow(deprecated)]
 

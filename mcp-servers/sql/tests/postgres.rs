@@ -5,12 +5,16 @@
 //! The server comes from `MCP_SQL_TEST_PG` (a superuser URL; `.ci/run` starts one), or else the
 //! test starts a throwaway cluster itself with `tests/pg-cluster.sh` (needs Debian's `postgresql`
 //! package). Nothing is skipped.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::{process::Command, time::Duration};
 
+use crate::support::{
+    all_refused, cancel_a_slow_query, count_t, ok,
+    pg::{admin, url_for},
+    refused, server,
+};
 use mcp_core::testing::text;
 use mcp_server_sql::{Database, Options, Target};
 use rmcp::{
@@ -19,11 +23,6 @@ use rmcp::{
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
-use support::{
-    all_refused, cancel_a_slow_query, count_t, ok,
-    pg::{admin, url_for},
-    refused, server,
-};
 
 const MCP_SQL: &str = env!("CARGO_BIN_EXE_mcp-sql");
 const ODD_TABLE: &str = "x\"; DROP TABLE t; --";

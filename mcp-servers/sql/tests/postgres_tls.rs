@@ -2,16 +2,13 @@
 //! certificate from a CA made here, then `mcp-sql` connects with each mode. A test binary of its
 //! own, so no other test meets the server while it speaks TLS; it is switched back at the end.
 //! The certificate files must be readable by the server, so the server must be local.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::{path::Path, process::Command, time::Duration};
 
+use crate::support::pg::{admin, url_for};
 use mcp_core::testing::{connect, text};
 use mcp_server_sql::{Database, Options, SqlServer, Target};
 use serde_json::json;
-use support::pg::{admin, url_for};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")

@@ -1,7 +1,6 @@
 //! `mcp-sql` as hosts run it: the peer clients' interop row (written to
 //! `conformance/RESULTS.md`), the official suite's scenarios that apply to any server over HTTP,
 //! and our own `mcp-check` over stdio, on a SQLite database.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use mcp_conformance::{
     check::{self, Status, Target},
@@ -64,7 +63,7 @@ async fn peer_clients_and_the_official_generic_scenarios_are_green_and_recorded(
     let checked = interop::check_server(
         &server,
         &probe,
-        "cargo test -p mcp-server-sql --test protocol",
+        "cargo test -p mcp-server-sql -- --include-ignored protocol::",
         "On SQLite. Each cell lists the tools, runs a parameterized `query`, is refused a `DELETE` (`isError`), and reads the `sql://tables` resource.",
     )
     .await;

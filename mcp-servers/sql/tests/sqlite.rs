@@ -1,16 +1,15 @@
 //! `mcp-sql` on SQLite through the protocol: every tool, paging, and the attacks, each of which
 //! must fail and leave the database file byte-for-byte unchanged.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::{path::Path, time::Duration};
 
+use crate::support::{all_refused, cancel_a_slow_query, count_t, ok, refused};
 use mcp_core::testing::{TestClient, text};
 use mcp_server_sql::{Database, Options, Target};
 use rmcp::model::{ReadResourceRequestParams, ResourceContents};
 use serde_json::{Value, json};
-use support::{all_refused, cancel_a_slow_query, count_t, ok, refused};
 
 const ODD_TABLE: &str = "x\"; DROP TABLE t; --";
 

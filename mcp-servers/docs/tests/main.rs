@@ -1,0 +1,14 @@
+//! The integration tests of `mcp-server-docs`, in one binary so that the crate and its
+//! dependencies are linked once. A new test goes in the module of its subject; one that needs a
+//! service or model files is marked `#[ignore = "needs …"]` (`.ci/run` runs those too).
+//!
+//! - `attacks`: attacks on the server, through the protocol, as a hostile client or a hostile
+//!   file would try them.
+//! - `index`: the index with the real model.
+//! - `server`: the `mcp-docs` binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod attacks;
+mod index;
+mod server;
+mod support;

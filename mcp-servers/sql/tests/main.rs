@@ -1,0 +1,15 @@
+//! The integration tests of `mcp-server-sql`, in one binary so that the crate and its
+//! dependencies are linked once. A new test goes in the module of its subject; one that needs a
+//! service or model files is marked `#[ignore = "needs …"]` (`.ci/run` runs those too).
+//!
+//! - `postgres`: `mcp-sql` on a real PostgreSQL.
+//! - `postgres_tls`: tLS to a real PostgreSQL with libpq's `sslmode`.
+//! - `protocol`: `mcp-sql` as hosts run it.
+//! - `sqlite`: `mcp-sql` on SQLite through the protocol.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod postgres;
+mod postgres_tls;
+mod protocol;
+mod sqlite;
+mod support;
