@@ -1,5 +1,8 @@
 //! A handler wrapper that turns a panic into an error answer, and stops cancelled work.
 //!
+//! It also makes the schemas of every tool it lists portable
+//! ([`make_portable`](crate::tool::make_portable)), so that no server has to remember to.
+//!
 //! rmcp runs each request in a task of its own and sends nothing when that task panics, so a
 //! panicking tool would leave its client waiting forever. [`serve`](crate::serve) wraps every
 //! handler in [`Guarded`]: a panic in any request handler becomes a JSON-RPC internal error that
@@ -297,11 +300,15 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        guard("tools/list", self.handler.list_tools(request, context)).await
+        let mut listed = guard("tools/list", self.handler.list_tools(request, context)).await?;
+        listed.tools.iter_mut().for_each(crate::tool::make_portable);
+        Ok(listed)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.handler.get_tool(name)
+        let mut tool = self.handler.get_tool(name)?;
+        crate::tool::make_portable(&mut tool);
+        Some(tool)
     }
 
     async fn on_custom_request(

@@ -2,10 +2,7 @@
 
 use std::sync::Arc;
 
-use rmcp::{
-    handler::server::router::tool::ToolRouter,
-    model::{CallToolResult, ContentBlock, IntoContents},
-};
+use rmcp::model::{CallToolResult, ContentBlock, IntoContents, Tool};
 
 /// A tool failure, reported to the model as an `isError: true` result rather than a JSON-RPC
 /// error, so that it can read the message and try again differently.
@@ -214,19 +211,19 @@ pub fn structured_value(text: impl Into<String>, data: serde_json::Value) -> Cal
     result
 }
 
-/// The router with schemas every client can compile: schemars marks Rust's number types with
-/// formats of its own (`uint64`, `int32`, `double`…) that JSON Schema does not define, and the
-/// TypeScript SDK's validator (ajv, in the hosts built on it) logs a warning for each one when it
-/// lists the tools. Those formats are dropped; the bounds schemars writes beside them (`minimum`,
-/// `maximum`) stay, so the schemas say the same. Wrap a server's `Self::tool_router()` in it.
-pub fn portable<S>(mut router: ToolRouter<S>) -> ToolRouter<S> {
-    for route in router.map.values_mut() {
-        drop_rust_formats(Arc::make_mut(&mut route.attr.input_schema));
-        if let Some(output) = &mut route.attr.output_schema {
-            drop_rust_formats(Arc::make_mut(output));
-        }
+/// Makes `tool`'s schemas ones every client can compile: schemars marks Rust's number types
+/// with formats of its own (`uint64`, `int32`, `double`…) that JSON Schema does not define, and
+/// the TypeScript SDK's validator (ajv, in the hosts built on it) logs a warning for each one when
+/// it lists the tools. Those formats are dropped; the bounds schemars writes beside them
+/// (`minimum`, `maximum`) stay, so the schemas say the same.
+///
+/// [`serve`](crate::serve) applies it to every tool a handler lists ([`Guarded`](crate::Guarded)
+/// does), so a server author never calls it.
+pub fn make_portable(tool: &mut Tool) {
+    drop_rust_formats(Arc::make_mut(&mut tool.input_schema));
+    if let Some(output) = &mut tool.output_schema {
+        drop_rust_formats(Arc::make_mut(output));
     }
-    router
 }
 
 /// The formats schemars gives Rust's number types (none of them JSON Schema's).

@@ -70,6 +70,12 @@ async fn both_eras_list_and_call_through_the_protocol() {
                 .get("cursor")
                 .is_some()
         );
+        // Listed schemas are portable whoever wrote the server: schemars' `"format": "double"`
+        // for an f64 (which the TypeScript SDK's validator warns about) is gone.
+        let divide = tools.iter().find(|t| t.name == "divide").unwrap();
+        let a = &divide.input_schema["properties"]["a"];
+        assert_eq!(a["type"], "number", "{a}");
+        assert!(a.get("format").is_none(), "{a}");
         let result = client
             .call("divide", serde_json::json!({"a": 1, "b": 4}))
             .await

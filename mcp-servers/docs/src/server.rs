@@ -46,7 +46,7 @@ impl DocsServer {
     pub fn new(shared: Arc<Shared>) -> Self {
         Self {
             shared,
-            tool_router: mcp_core::tool::portable(Self::tool_router()),
+            tool_router: Self::tool_router(),
         }
     }
 }

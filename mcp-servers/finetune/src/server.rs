@@ -36,7 +36,7 @@ impl FinetuneServer {
     pub fn new(manager: Arc<Manager>) -> Self {
         Self {
             manager,
-            tool_router: mcp_core::tool::portable(Self::tool_router()),
+            tool_router: Self::tool_router(),
         }
     }
 }

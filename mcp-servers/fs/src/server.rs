@@ -98,7 +98,7 @@ impl FsServer {
     }
 
     fn with_sandbox(configured: Arc<Sandbox>, limits: Limits, read_only: bool) -> Self {
-        let mut tool_router = mcp_core::tool::portable(Self::tool_router());
+        let mut tool_router = Self::tool_router();
         if read_only {
             for name in WRITE_TOOLS {
                 tool_router.remove_route(name);

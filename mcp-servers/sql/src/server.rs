@@ -32,7 +32,7 @@ pub struct SqlServer {
 
 impl SqlServer {
     pub fn new(db: Database, target: Target, options: Options) -> Self {
-        let mut tool_router = mcp_core::tool::portable(Self::tool_router());
+        let mut tool_router = Self::tool_router();
         if !options.allow_write {
             tool_router.remove_route("execute");
         }
