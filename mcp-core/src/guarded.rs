@@ -4,7 +4,7 @@
 //! ([`make_portable`](crate::tool::make_portable)), so that no server has to remember to.
 //!
 //! rmcp runs each request in a task of its own and sends nothing when that task panics, so a
-//! panicking tool would leave its client waiting forever. [`serve`](crate::serve) wraps every
+//! panicking tool would leave its client waiting forever. [`serve`](crate::serve()) wraps every
 //! handler in [`Guarded`]: a panic in any request handler becomes a JSON-RPC internal error that
 //! names the method, the session goes on, and the panic is logged.
 //!

@@ -4,7 +4,7 @@
 //! negotiation across both eras, the `#[tool]` macros. This crate adds what every server and
 //! client of ours shares, so that an author writes tool bodies and one call:
 //!
-//! - [`ServeArgs`] + [`serve`]: one clap argument group and one function that serves a handler on
+//! - [`ServeArgs`] + [`serve()`]: one clap argument group and one function that serves a handler on
 //!   stdio, Streamable HTTP (`/mcp`) or legacy HTTP+SSE (`/sse` + `/messages`), with shutdown on
 //!   end of input, SIGINT or SIGTERM, and logs on stderr only.
 //! - HTTP hardening for every listener: loopback unless told otherwise, `Host`/`Origin`

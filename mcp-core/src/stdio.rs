@@ -3,7 +3,7 @@
 //!
 //! rmcp's own line transport ignores unparsable lines (to avoid error storms with peers that
 //! echo). JSON-RPC 2.0 asks for an answer with `"id": null`, and a client that sent garbage
-//! deserves to hear why: every line is read by [`crate::message`], which says which error each
+//! deserves to hear why: every line is read by the `message` module, which says which error each
 //! malformed message gets. The server keeps serving in every case.
 //!
 //! Input waits for output: while [`MAX_QUEUED_WRITES`] messages are waiting to be written (a

@@ -217,7 +217,7 @@ pub fn structured_value(text: impl Into<String>, data: serde_json::Value) -> Cal
 /// it lists the tools. Those formats are dropped; the bounds schemars writes beside them
 /// (`minimum`, `maximum`) stay, so the schemas say the same.
 ///
-/// [`serve`](crate::serve) applies it to every tool a handler lists ([`Guarded`](crate::Guarded)
+/// [`serve`](crate::serve()) applies it to every tool a handler lists ([`Guarded`](crate::Guarded)
 /// does), so a server author never calls it.
 pub fn make_portable(tool: &mut Tool) {
     drop_rust_formats(Arc::make_mut(&mut tool.input_schema));
