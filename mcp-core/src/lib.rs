@@ -52,8 +52,8 @@
 
 pub mod args;
 pub mod channel;
-pub mod guard;
 pub mod guarded;
+pub mod http_policy;
 pub mod logging;
 mod message;
 pub mod sandbox;

@@ -20,7 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::{
     Guarded,
     args::{ServeArgs, Transport},
-    guard::{
+    http_policy::{
         BearerToken, HostPolicy, PolicyError, enforce_host_policy, read_json_body, require_bearer,
     },
     logging::init_logging,
@@ -457,7 +457,7 @@ async fn cap_sessions(
         let initialize = serde_json::from_slice::<serde_json::Value>(&bytes)
             .is_ok_and(|message| message["method"] == "initialize");
         if initialize {
-            return crate::guard::too_busy(cap.max);
+            return crate::http_policy::too_busy(cap.max);
         }
         return next
             .run(axum::extract::Request::from_parts(parts, bytes.into()))

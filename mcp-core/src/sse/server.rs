@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::{MESSAGES_PATH, SSE_PATH};
 use crate::{
     channel::ChannelTransport,
-    guard::{rejection, too_busy},
+    http_policy::{rejection, too_busy},
     message::{Inbound, read_client_message},
 };
 
