@@ -198,9 +198,8 @@ fn unique() -> u64 {
 #[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Entry {
     pub name: String,
-    /// `file`, `directory` or `symlink`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EntryKind,
     /// Size in bytes (files only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
@@ -223,7 +222,7 @@ pub fn list(resolved: &Resolved) -> Result<Vec<Entry>, SandboxError> {
         };
         entries.push(Entry {
             name: entry.file_name().to_string_lossy().into_owned(),
-            kind: kind_name(kind.is_dir(), kind.is_symlink()),
+            kind: EntryKind::of(kind),
             size,
         });
     }
@@ -231,24 +230,45 @@ pub fn list(resolved: &Resolved) -> Result<Vec<Entry>, SandboxError> {
     Ok(entries)
 }
 
-/// A listing's prefix for an entry of `kind` (as [`kind_name`] names it).
-pub fn marker(kind: &str) -> &'static str {
-    match kind {
-        "directory" => "[DIR]",
-        "symlink" => "[LINK]",
-        _ => "[FILE]",
+/// What a directory entry is, as listings name it (`file`, `directory`, `symlink`; anything
+/// else, a FIFO or a socket, is listed as a file, as the official server does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Directory,
+    Symlink,
+}
+
+impl EntryKind {
+    pub fn of(file_type: cap_std::fs::FileType) -> Self {
+        if file_type.is_symlink() {
+            Self::Symlink
+        } else if file_type.is_dir() {
+            Self::Directory
+        } else {
+            Self::File
+        }
+    }
+
+    /// The listing's prefix: `[FILE]`, `[DIR]` or `[LINK]`.
+    pub fn marker(self) -> &'static str {
+        match self {
+            Self::File => "[FILE]",
+            Self::Directory => "[DIR]",
+            Self::Symlink => "[LINK]",
+        }
     }
 }
 
-pub fn kind_name(is_dir: bool, is_symlink: bool) -> String {
-    if is_symlink {
-        "symlink"
-    } else if is_dir {
-        "directory"
-    } else {
-        "file"
+impl std::fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::File => "file",
+            Self::Directory => "directory",
+            Self::Symlink => "symlink",
+        })
     }
-    .to_owned()
 }
 
 /// Human-readable size, as the official server prints it.

@@ -348,7 +348,7 @@ struct FileInfo {
     path: String,
     size: u64,
     #[serde(rename = "type")]
-    kind: String,
+    kind: ops::EntryKind,
     created: Option<String>,
     modified: Option<String>,
     accessed: Option<String>,
@@ -632,7 +632,7 @@ impl FsServer {
                 .map(|e| {
                     format!(
                         "{} {}",
-                        ops::marker(&e.kind),
+                        e.kind.marker(),
                         mcp_core::text::visible_line(&e.name)
                     )
                 })
@@ -662,7 +662,10 @@ impl FsServer {
             if args.sort_by == SortBy::Size {
                 entries.sort_by_key(|e| std::cmp::Reverse(e.size.unwrap_or(0)));
             }
-            let total_files = entries.iter().filter(|e| e.kind != "directory").count();
+            let total_files = entries
+                .iter()
+                .filter(|e| e.kind != ops::EntryKind::Directory)
+                .count();
             let total_directories = entries.len() - total_files;
             let total_size = entries.iter().filter_map(|e| e.size).sum();
             let shown = entries.len().min(self.limits.max_entries);
@@ -672,7 +675,7 @@ impl FsServer {
                     let size = e.size.map(ops::format_size).unwrap_or_default();
                     format!(
                         "{} {:<30} {:>10}",
-                        ops::marker(&e.kind),
+                        e.kind.marker(),
                         mcp_core::text::visible_line(&e.name),
                         size
                     )
@@ -882,7 +885,11 @@ impl FsServer {
         let info = FileInfo {
             path: resolved.display().display().to_string(),
             size: metadata.len(),
-            kind: ops::kind_name(metadata.is_dir(), false),
+            kind: if metadata.is_dir() {
+                ops::EntryKind::Directory
+            } else {
+                ops::EntryKind::File
+            },
             created: time_string(metadata.created()),
             modified: time_string(metadata.modified()),
             accessed: time_string(metadata.accessed()),
