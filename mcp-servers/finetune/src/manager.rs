@@ -26,7 +26,7 @@ use crate::{
     job::{JobSpec, Method, Status, Trainer},
     recipes::{self, Recipe},
     store::{Artifact, Checkpoint, Event, EventKind, Job, Level, Store, StoreError},
-    train::{self, Report, TrainConfig},
+    train::{self, Outcome, Report, TrainConfig},
 };
 
 /// Most bytes of trainer output read per job per pass.
@@ -379,18 +379,12 @@ impl Manager {
                 )?;
             }
             Report::Message { level, message } => {
-                let level = match level.as_str() {
-                    "warn" => Level::Warn,
-                    "error" => Level::Error,
-                    _ => Level::Info,
-                };
                 store.event(id, level, EventKind::Message, &message, None)?;
             }
             Report::Finished { status } => {
-                let to = if status == "cancelled" {
-                    Status::Cancelled
-                } else {
-                    Status::Succeeded
+                let to = match status {
+                    Outcome::Cancelled => Status::Cancelled,
+                    Outcome::Succeeded => Status::Succeeded,
                 };
                 let reason = (to == Status::Cancelled)
                     .then_some("stopped at a checkpoint; resume_job continues from it");

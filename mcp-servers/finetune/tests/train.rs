@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use mcp_server_finetune::{
     job::{Hyperparameters, Method, Quantization, Setting},
-    train::{self, Report, StopFlag, TrainConfig, model},
+    train::{self, Outcome, Report, StopFlag, TrainConfig, model},
 };
 
 const CAPITALS: &[(&str, &str)] = &[
@@ -139,7 +139,12 @@ fn lora_sft_lowers_the_loss_and_writes_adapter_model_and_gguf() {
         .collect();
     assert_eq!(valid.len(), 4, "{reports:?}");
     assert!(valid[3] < valid[0], "{valid:?}");
-    assert!(matches!(reports.last(), Some(Report::Finished { status }) if status == "succeeded"));
+    assert!(matches!(
+        reports.last(),
+        Some(Report::Finished {
+            status: Outcome::Succeeded
+        })
+    ));
 
     // The merged model and the GGUF file load again. Written as F32 GGUF, the export must give
     // the merged model's logits exactly: the layout (llama.cpp's names, its permuted query/key
@@ -229,7 +234,12 @@ fn a_stop_checkpoints_and_a_rerun_resumes_from_it() {
     stop.raise();
     let mut first: Vec<Report> = Vec::new();
     assert!(!train::run(&config, &stop, &mut first).unwrap());
-    assert!(matches!(first.last(), Some(Report::Finished { status }) if status == "cancelled"));
+    assert!(matches!(
+        first.last(),
+        Some(Report::Finished {
+            status: Outcome::Cancelled
+        })
+    ));
     let (step, path) = train::latest_checkpoint(&config.output_dir).unwrap();
     assert_eq!(step, 1);
     assert!(path.join("trainable.safetensors").is_file());

@@ -213,7 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(error) => {
                     use train::Sink;
                     sink.report(&train::Report::Message {
-                        level: "error".to_owned(),
+                        level: mcp_server_finetune::store::Level::Error,
                         message: error.to_string(),
                     });
                     Err(error.into())

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     dataset::{Example, parse_example},
     job::{Method, Quantization, Resolved},
+    store::Level,
 };
 use model::{Model, Tuning};
 use tokenize::{ChatTokenizer, Encoded};
@@ -85,13 +86,20 @@ pub enum Report {
         bytes: u64,
     },
     Message {
-        level: String,
+        level: Level,
         message: String,
     },
     Finished {
-        /// `succeeded` or `cancelled`.
-        status: String,
+        status: Outcome,
     },
+}
+
+/// How a run ended: done, or stopped at a checkpoint (to be resumed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Succeeded,
+    Cancelled,
 }
 
 /// Where reports go (stdout in production; a vector in tests).
@@ -189,7 +197,7 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
         let model = Model::new(weights, Tuning::Frozen)?;
         export(config, &model, &tokenizer, sink)?;
         sink.report(&Report::Finished {
-            status: "succeeded".to_owned(),
+            status: Outcome::Succeeded,
         });
         return Ok(true);
     }
@@ -341,14 +349,14 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
         }
         if stopping && step < total_steps {
             sink.report(&Report::Finished {
-                status: "cancelled".to_owned(),
+                status: Outcome::Cancelled,
             });
             return Ok(false);
         }
     }
     export(config, &model, &tokenizer, sink)?;
     sink.report(&Report::Finished {
-        status: "succeeded".to_owned(),
+        status: Outcome::Succeeded,
     });
     Ok(true)
 }
