@@ -292,6 +292,16 @@ pub struct AgentOptions {
     pub connect: ConnectOptions,
 }
 
+/// A tool as the model is offered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferedTool<'a> {
+    /// The name the model calls it by (`server__tool`; see [`crate::names`]).
+    pub name: &'a str,
+    /// The server it belongs to.
+    pub server: &'a str,
+    pub description: &'a str,
+}
+
 /// The agent: connections, the model, the conversation.
 pub struct Agent {
     provider: Provider,
@@ -387,20 +397,18 @@ impl Agent {
             .collect()
     }
 
-    /// Every tool as the model sees it: (model-facing name, server, description).
-    pub fn tools(&self) -> Vec<(String, String, String)> {
+    /// Every tool as the model sees it.
+    pub fn tools(&self) -> Vec<OfferedTool<'_>> {
         self.servers
             .iter()
             .flat_map(|live| {
-                live.tools.iter().map(|tool| {
-                    (
-                        self.names
-                            .name(&live.server.name, &tool.name)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        live.server.name.clone(),
-                        tool.description.as_deref().unwrap_or("").to_owned(),
-                    )
+                live.tools.iter().map(|tool| OfferedTool {
+                    name: self
+                        .names
+                        .name(&live.server.name, &tool.name)
+                        .unwrap_or_default(),
+                    server: &live.server.name,
+                    description: tool.description.as_deref().unwrap_or(""),
                 })
             })
             .collect()

@@ -734,8 +734,12 @@ async fn chat(context: &Context, args: &AgentArgs) -> Result<u8, Failure> {
                 }
             }
             ("/tools", _) => {
-                for (name, _, description) in agent.tools() {
-                    out.line(format_args!("{name}\t{}", first_line(Some(&description))))?;
+                for tool in agent.tools() {
+                    out.line(format_args!(
+                        "{}\t{}",
+                        tool.name,
+                        first_line(Some(tool.description))
+                    ))?;
                 }
             }
             ("/clear", _) => {
