@@ -1,0 +1,287 @@
+//! The MCP face of the filesystem: the official server's tools under their names and argument
+//! shapes, plus `grep`, `read_lines`, `delete_file` and `copy_file`. The tools live in three
+//! routers joined here: `read` (files and their metadata), `browse` (listings and searches) and
+//! `write` (left out with `--read-only`).
+
+mod browse;
+mod read;
+mod write;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, RwLock},
+};
+
+use mcp_core::{OutputCap, ToolError};
+use rmcp::{
+    RoleServer, ServerHandler,
+    handler::server::router::tool::ToolRouter,
+    model::*,
+    schemars,
+    service::{NotificationContext, Peer},
+    tool_handler,
+};
+use serde::Deserialize;
+
+use crate::{
+    ops,
+    sandbox::{Resolved, Sandbox, SandboxError},
+};
+
+/// How much one answer may carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes of text per answer; longer text is paged with a cursor.
+    pub max_text_bytes: usize,
+    /// Entries per listing; longer listings are paged.
+    pub max_entries: usize,
+    /// Largest file `read_media_file` encodes.
+    pub max_media_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_text_bytes: 256 * 1024,
+            max_entries: 2_000,
+            max_media_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The tools that change files, hidden by `--read-only` (the `write` router's).
+pub const WRITE_TOOLS: [&str; 6] = [
+    "write_file",
+    "edit_file",
+    "create_directory",
+    "move_file",
+    "delete_file",
+    "copy_file",
+];
+
+/// The filesystem server. Cloning it starts a new session: its roots begin as the configured
+/// directories and follow what that session's client offers.
+pub struct FsServer {
+    configured: Arc<Sandbox>,
+    // Swapped whole when the client's roots change; requests take a cheap `Arc` of it.
+    sandbox: Arc<RwLock<Arc<Sandbox>>>,
+    limits: Limits,
+    read_only: bool,
+    tool_router: ToolRouter<Self>,
+}
+
+impl Clone for FsServer {
+    fn clone(&self) -> Self {
+        Self::with_sandbox(self.configured.clone(), self.limits, self.read_only)
+    }
+}
+
+impl FsServer {
+    /// The server for `sandbox`. Unless read-only, it first sweeps, in a thread of its own, the
+    /// temporary files that writes killed mid-way left in the allowed directories.
+    pub fn new(sandbox: Sandbox, limits: Limits, read_only: bool) -> Self {
+        if !read_only {
+            let roots: Vec<_> = sandbox.roots().to_vec();
+            let sweep = move || {
+                for root in roots {
+                    let removed = ops::sweep_stale_temps(&root.dir);
+                    if removed > 0 {
+                        tracing::info!(root = %root.path.display(), removed, "removed temporary files left by interrupted writes");
+                    }
+                }
+            };
+            if let Err(error) = std::thread::Builder::new()
+                .name("mcp-fs-sweep".into())
+                .spawn(sweep)
+            {
+                tracing::warn!(%error, "could not start the sweep of interrupted writes");
+            }
+        }
+        Self::with_sandbox(Arc::new(sandbox), limits, read_only)
+    }
+
+    fn with_sandbox(configured: Arc<Sandbox>, limits: Limits, read_only: bool) -> Self {
+        let mut tool_router = Self::read_tools() + Self::browse_tools();
+        if !read_only {
+            tool_router += Self::write_tools();
+        }
+        Self {
+            sandbox: Arc::new(RwLock::new(configured.clone())),
+            configured,
+            limits,
+            read_only,
+            tool_router,
+        }
+    }
+
+    fn sandbox(&self) -> Arc<Sandbox> {
+        self.sandbox
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Resolves a path to a root and a clean path beneath it. Whatever is then done with it goes
+    /// through the root's `Dir`, which refuses, at the moment of use, anything that leads out.
+    fn resolve(&self, path: &str) -> Result<Resolved, ToolError> {
+        self.sandbox().resolve(path).map_err(tool_error)
+    }
+
+    /// [`Self::resolve`], then also checks up front that the real location (through its nearest
+    /// existing ancestor) stays inside: for writes, which should fail before any work, and for
+    /// walks over real paths (`grep`), which must not even start outside.
+    fn resolve_checked(&self, path: &str) -> Result<Resolved, ToolError> {
+        let sandbox = self.sandbox();
+        let resolved = sandbox.resolve(path).map_err(tool_error)?;
+        sandbox.check_beneath(&resolved).map_err(tool_error)?;
+        Ok(resolved)
+    }
+
+    fn cap(&self) -> OutputCap {
+        OutputCap::new(self.limits.max_text_bytes)
+    }
+
+    /// Fetches the client's roots in a task of its own: the answer arrives through the same
+    /// session loop that delivered the notification, so waiting for it inline would deadlock.
+    fn follow_client_roots(&self, peer: Peer<RoleServer>) {
+        let sandbox = self.sandbox.clone();
+        let configured = self.configured.clone();
+        tokio::spawn(async move { adopt_client_roots(&configured, &sandbox, &peer).await });
+    }
+}
+
+/// Narrows the allowed directories to the client's roots, as far as they lie within the
+/// configured ones ([`Sandbox::narrow`]): a client offering `file:///` gets the configured
+/// directories, never more. Keeps the configured ones when nothing the client offers is within
+/// them; with none configured, the client's roots are taken as the official server takes them.
+// Roots are deprecated for 2026-07-28 (SEP-2577), but handshake-era hosts still offer them.
+#[allow(deprecated)]
+async fn adopt_client_roots(
+    configured: &Arc<Sandbox>,
+    sandbox: &RwLock<Arc<Sandbox>>,
+    peer: &Peer<RoleServer>,
+) {
+    if peer
+        .peer_info()
+        .is_none_or(|info| info.capabilities.roots.is_none())
+    {
+        return;
+    }
+    let roots = match peer.list_roots().await {
+        Ok(result) => result.roots,
+        Err(error) => {
+            tracing::warn!(%error, "could not list the client's roots; keeping the configured directories");
+            return;
+        }
+    };
+    let dirs: Vec<PathBuf> = roots
+        .iter()
+        .filter_map(|root| url::Url::parse(&root.uri).ok()?.to_file_path().ok())
+        .collect();
+    let narrowed = configured.narrow(&dirs);
+    let now = if narrowed.is_empty() {
+        tracing::info!(
+            offered = dirs.len(),
+            "none of the client's roots is a directory within the configured ones; keeping the configured directories"
+        );
+        configured.clone()
+    } else {
+        tracing::info!(roots = %narrowed.describe(), "allowed directories now follow the client's roots");
+        Arc::new(narrowed)
+    };
+    *sandbox.write().unwrap_or_else(|p| p.into_inner()) = now;
+}
+
+/// A sandbox refusal or I/O failure, worded for a model, with what to do next.
+pub(crate) fn tool_error(error: SandboxError) -> ToolError {
+    let hint = match &error {
+        SandboxError::Outside { .. } | SandboxError::Escape { .. } => Some(
+            "only paths inside the allowed directories can be used; call list_allowed_directories",
+        ),
+        SandboxError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Some("check the name with list_directory or search_files")
+        }
+        SandboxError::NoRoots => Some("ask the user which directories to allow"),
+        SandboxError::NotRegular {
+            kind: "a directory",
+            ..
+        } => Some("use list_directory or directory_tree for a directory"),
+        _ => None,
+    };
+    let error = ToolError::new(error.to_string());
+    match hint {
+        Some(hint) => error.with_hint(hint),
+        None => error,
+    }
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct PathArgs {
+    path: String,
+}
+
+/// Runs a tool body that may take long (a big tree, a big file) off the runtime's one worker
+/// thread, so other requests (a ping, a quick read) are served meanwhile. The
+/// server runs one worker thread (see `mcp-fs.rs`): quick calls then never cross threads, which
+/// is most of their latency. Inline when the runtime has no spare thread to hand the worker's
+/// duties to (a current-thread runtime, as in tests).
+fn offload<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for FsServer {
+    fn get_info(&self) -> ServerConfig {
+        let mode = if self.read_only {
+            " Read-only: no tool changes files."
+        } else {
+            ""
+        };
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("mcp-fs", env!("CARGO_PKG_VERSION")))
+            .with_instructions(format!(
+                "Filesystem access inside these directories only: {}.{mode} Call list_allowed_directories first.",
+                self.configured.describe()
+            ))
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.follow_client_roots(context.peer);
+    }
+
+    async fn on_roots_list_changed(&self, context: NotificationContext<RoleServer>) {
+        self.follow_client_roots(context.peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--read-only` leaves out the `write` router; WRITE_TOOLS (public, for hosts and tests)
+    /// must name exactly its tools, and no other router may hold one of them.
+    #[test]
+    fn write_tools_are_the_write_router() {
+        let names = |router: ToolRouter<FsServer>| {
+            let mut names: Vec<String> = router
+                .list_all()
+                .into_iter()
+                .map(|tool| tool.name.to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        let mut expected = WRITE_TOOLS.map(str::to_owned).to_vec();
+        expected.sort();
+        assert_eq!(names(FsServer::write_tools()), expected);
+        let others = names(FsServer::read_tools() + FsServer::browse_tools());
+        assert!(
+            others.iter().all(|name| !expected.contains(name)),
+            "{others:?}"
+        );
+        assert_eq!(others.len() + expected.len(), 18);
+    }
+}
