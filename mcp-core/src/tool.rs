@@ -80,7 +80,7 @@ pub struct Page {
 /// let cap = OutputCap::new(20);
 /// let first = cap.page(listing, None).unwrap();
 /// assert!(first.truncated);
-/// assert!(first.text.starts_with("line one\nline two\n[output truncated"));
+/// assert!(first.text.starts_with("line one\nline two\n[truncated: showing bytes 0.."));
 /// let next = cap.page(listing, first.next_cursor.as_deref()).unwrap();
 /// assert_eq!(next.text, "line three\n");
 /// ```
@@ -112,9 +112,10 @@ impl OutputCap {
         if !head.ends_with('\n') {
             head.push('\n');
         }
-        head.push_str(&format!(
-            "[output truncated at {end} of {} bytes; {advice}]",
-            text.len()
+        head.push_str(&truncation_notice(
+            format_args!("{end} of {} bytes", text.len()),
+            None,
+            Some(advice),
         ));
         (head, true)
     }
@@ -155,15 +156,48 @@ impl OutputCap {
         if !page.ends_with('\n') {
             page.push('\n');
         }
-        page.push_str(&format!(
-            "[output truncated: showing bytes {start}..{next} of {total}; call again with cursor \"{next}\" to continue]",
-            total = text.len()
+        page.push_str(&truncation_notice(
+            format_args!("bytes {start}..{next} of {}", text.len()),
+            Some(&next.to_string()),
+            None,
         ));
         Ok(Page {
             text: page,
             truncated: true,
             next_cursor: Some(next.to_string()),
         })
+    }
+}
+
+/// The one notice that ends an output cut short, whatever the tool: what it shows, then how to
+/// get the rest: the cursor to call again with, other advice, or both.
+///
+/// ```
+/// use mcp_core::tool::truncation_notice;
+///
+/// assert_eq!(
+///     truncation_notice("entries 0..2 of 5", Some("2"), None),
+///     "[truncated: showing entries 0..2 of 5; call again with cursor \"2\" to continue]"
+/// );
+/// assert_eq!(
+///     truncation_notice("10 of 25 entries", None, Some("use list_directory to page")),
+///     "[truncated: showing 10 of 25 entries; use list_directory to page]"
+/// );
+/// ```
+pub fn truncation_notice(
+    shown: impl std::fmt::Display,
+    cursor: Option<&str>,
+    advice: Option<&str>,
+) -> String {
+    match (cursor, advice) {
+        (Some(cursor), Some(advice)) => format!(
+            "[truncated: showing {shown}; call again with cursor \"{cursor}\" to continue, or {advice}]"
+        ),
+        (Some(cursor), None) => {
+            format!("[truncated: showing {shown}; call again with cursor \"{cursor}\" to continue]")
+        }
+        (None, Some(advice)) => format!("[truncated: showing {shown}; {advice}]"),
+        (None, None) => format!("[truncated: showing {shown}]"),
     }
 }
 
@@ -282,7 +316,7 @@ mod tests {
             pages += 1;
             match page.next_cursor {
                 Some(next) => {
-                    let body = page.text.rsplit_once("[output truncated").unwrap().0;
+                    let body = page.text.rsplit_once("[truncated").unwrap().0;
                     let start: usize = cursor.as_deref().map_or(0, |c: &str| c.parse().unwrap());
                     let next_offset: usize = next.parse().unwrap();
                     rebuilt.push_str(&text[start..next_offset]);
@@ -318,7 +352,7 @@ mod tests {
         assert!(cut);
         assert_eq!(
             long,
-            "line one\n[output truncated at 9 of 18 bytes; narrow it]"
+            "line one\n[truncated: showing 9 of 18 bytes; narrow it]"
         );
     }
 

@@ -120,7 +120,7 @@ async fn capped_output_pages_through_the_protocol() {
             None => serde_json::json!({}),
         };
         let page = text(&client.call("catalogue", arguments).await.unwrap());
-        let (body, notice) = match page.split_once("[output truncated") {
+        let (body, notice) = match page.split_once("[truncated") {
             Some((body, notice)) => (body.to_owned(), Some(notice.to_owned())),
             None => (page.clone(), None),
         };

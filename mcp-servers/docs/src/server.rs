@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use mcp_core::{ToolError, structured};
+use mcp_core::{ToolError, structured, tool::truncation_notice};
 use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
@@ -326,9 +326,11 @@ impl DocsServer {
             .min(end)
             .min(total);
         if truncated {
-            shown.push_str(&format!(
-                "\n[… cut at {MAX_DOCUMENT_BYTES} bytes; ask for start_line={} to read on]",
-                last + 1
+            shown.push('\n');
+            shown.push_str(&truncation_notice(
+                format_args!("lines {start}..={last}, {MAX_DOCUMENT_BYTES} bytes"),
+                None,
+                Some(&format!("ask for start_line={} to read on", last + 1)),
             ));
         }
         Ok(structured(

@@ -2,6 +2,7 @@
 //! [`crate::walk`]), content search with ripgrep's crates (`ignore` for .gitignore-aware
 //! walking, `grep-searcher` for matching), every file opened through the sandbox.
 
+use mcp_core::tool::truncation_notice;
 use std::{
     io::{BufRead, BufReader, Read, Seek, SeekFrom},
     path::Path,
@@ -32,8 +33,14 @@ pub fn head_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<Str
     let lines: Vec<&str> = text.split_inclusive('\n').take(n).collect();
     let mut out = lines.concat().trim_end_matches('\n').to_owned();
     if cut && lines.len() < n {
-        out.push_str(&format!(
-            "\n[stopped after {max_bytes} bytes: the lines are too long to show {n} of them]"
+        out.push('\n');
+        out.push_str(&truncation_notice(
+            format_args!(
+                "{} of the {n} lines asked for, in the first {max_bytes} bytes",
+                lines.len()
+            ),
+            None,
+            Some("use read_lines for a line range"),
         ));
     }
     Ok(out)
@@ -72,7 +79,13 @@ pub fn tail_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<Str
     let lines: Vec<&str> = text.trim_end_matches('\n').split('\n').collect();
     let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
     if cut && lines.len() < n {
-        out.insert_str(0, &format!("[started {max_bytes} bytes before the end: the lines are too long to show {n} of them]\n"));
+        let shown = lines.len().min(n);
+        let notice = truncation_notice(
+            format_args!("{shown} of the {n} lines asked for, in the last {max_bytes} bytes"),
+            None,
+            Some("use read_lines for a line range"),
+        );
+        out.insert_str(0, &format!("{notice}\n"));
     }
     Ok(out)
 }
@@ -120,9 +133,22 @@ pub fn line_range(
                             cut -= 1;
                         }
                         out.push_str(rendered[..cut].trim_end_matches('\n'));
-                        out.push_str(&format!("\n[line {number} is longer than one answer carries: only its start is shown; read_text_file pages through it with cursors]\n"));
+                        out.push('\n');
+                        out.push_str(&truncation_notice(
+                            format_args!(
+                                "the start of line {number}, which is longer than one answer carries"
+                            ),
+                            None,
+                            Some("read_text_file pages through it with cursors"),
+                        ));
+                        out.push('\n');
                     } else {
-                        out.push_str(&format!("[stopped before line {number}: answer limit reached; ask for a range from line {number}]\n"));
+                        out.push_str(&truncation_notice(
+                            format_args!("lines {start}..{}", number - 1),
+                            None,
+                            Some(&format!("ask for a range from line {number}")),
+                        ));
+                        out.push('\n');
                     }
                     break;
                 }

@@ -197,7 +197,7 @@ async fn reading_text_head_tail_lines_and_pages() {
             args["cursor"] = json!(cursor);
         }
         let page = text(&ok(&paged, "read_text_file", args).await);
-        match page.split_once("\n[output truncated") {
+        match page.split_once("\n[truncated") {
             Some((body, notice)) => {
                 rebuilt.push_str(body);
                 cursor = Some(notice.split('"').nth(1).unwrap().to_owned());
@@ -484,7 +484,7 @@ async fn long_listings_and_searches_stop_at_their_limits_and_say_so() {
         let page = text(&ok(&client, "list_directory", args).await);
         pages += 1;
         assert!(pages <= 3, "the pages do not end: {page}");
-        let (body, notice) = match page.split_once("\n[listing truncated") {
+        let (body, notice) = match page.split_once("\n[truncated") {
             Some((body, notice)) => (body.to_owned(), Some(notice.to_owned())),
             None => (page.clone(), None),
         };
@@ -509,7 +509,7 @@ async fn long_listings_and_searches_stop_at_their_limits_and_say_so() {
     )
     .await;
     assert!(
-        text(&sized).contains("[listing truncated: 10 of 25 entries; use list_directory to page]"),
+        text(&sized).contains("[truncated: showing 10 of 25 entries; use list_directory to page]"),
         "{}",
         text(&sized)
     );
@@ -527,7 +527,7 @@ async fn long_listings_and_searches_stop_at_their_limits_and_say_so() {
     );
     assert_eq!(found.lines().count(), 11, "{found}");
     assert!(
-        found.ends_with("[results truncated at 10; narrow the pattern]"),
+        found.ends_with("[truncated: showing the first 10 results; narrow the pattern]"),
         "{found}"
     );
 
@@ -541,7 +541,7 @@ async fn long_listings_and_searches_stop_at_their_limits_and_say_so() {
     assert_eq!(report["matches"].as_array().unwrap().len(), 3);
     assert_eq!(report["truncated"], true);
     assert!(
-        text(&grepped).contains("[stopped at 3 matches"),
+        text(&grepped).contains("[truncated: showing the first 3 matches"),
         "{}",
         text(&grepped)
     );
@@ -591,7 +591,7 @@ async fn a_tree_over_the_entry_limit_is_cut_with_a_note() {
     );
     assert!(
         text(&result)
-            .ends_with("[tree truncated at the entry limit; list subdirectories separately]"),
+            .ends_with("[truncated: showing the first 10 entries; list subdirectories separately]"),
         "{}",
         text(&result)
     );
@@ -944,7 +944,7 @@ async fn odd_names_links_long_lines_and_fifos() {
     );
     assert!(lines.contains("yyyy"), "{}", &lines[..100.min(lines.len())]);
     assert!(
-        lines.contains("line 1 is longer than one answer carries"),
+        lines.contains("line 1, which is longer than one answer carries"),
         "{}",
         &lines[lines.len().saturating_sub(200)..]
     );

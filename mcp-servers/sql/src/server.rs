@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use mcp_core::{ToolError, structured, structured_value};
+use mcp_core::{ToolError, structured, structured_value, tool::truncation_notice};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
@@ -159,10 +159,12 @@ fn text_table(rows: &Rows) -> String {
     let count = rows.rows.len();
     let _ = write!(out, "\n({count} row{})", if count == 1 { "" } else { "s" });
     if let Some(cursor) = &rows.next_cursor {
-        let _ = write!(
-            out,
-            "\n[more rows: call query again with cursor \"{cursor}\", or narrow the query]"
-        );
+        out.push('\n');
+        out.push_str(&truncation_notice(
+            format_args!("{count} row{}", if count == 1 { "" } else { "s" }),
+            Some(cursor),
+            Some("narrow the query"),
+        ));
     }
     out
 }
@@ -336,7 +338,11 @@ impl SqlServer {
             lines.push("(no matches)".to_owned());
         }
         if truncated {
-            lines.push(format!("[more than {limit} matches: narrow the pattern]"));
+            lines.push(truncation_notice(
+                format_args!("the first {limit} matches"),
+                None,
+                Some("narrow the pattern"),
+            ));
         }
         Ok(structured(
             lines.join("\n"),

@@ -1,6 +1,6 @@
 //! Finding one's way: listings, the tree, name and content search, the allowed directories.
 
-use mcp_core::{ToolError, structured, structured_value};
+use mcp_core::{ToolError, structured, structured_value, tool::truncation_notice};
 use rmcp::{
     handler::server::{common::schema_for_output, wrapper::Parameters},
     model::*,
@@ -105,9 +105,10 @@ impl FsServer {
                 })
                 .collect();
             if end < entries.len() {
-                text.push(format!(
-                    "[listing truncated: entries {start}..{end} of {}; call again with cursor \"{end}\" to continue]",
-                    entries.len()
+                text.push(truncation_notice(
+                    format_args!("entries {start}..{end} of {}", entries.len()),
+                    Some(&end.to_string()),
+                    None,
                 ));
             }
             Ok(text.join("\n"))
@@ -149,9 +150,10 @@ impl FsServer {
                 })
                 .collect();
             if shown < entries.len() {
-                lines.push(format!(
-                    "[listing truncated: {shown} of {} entries; use list_directory to page]",
-                    entries.len()
+                lines.push(truncation_notice(
+                    format_args!("{shown} of {} entries", entries.len()),
+                    None,
+                    Some("use list_directory to page"),
                 ));
             }
             lines.push(String::new());
@@ -186,19 +188,19 @@ impl FsServer {
                 let text = serde_json::to_string(&node).unwrap_or_default();
                 (text, serde_json::to_value(node).unwrap_or_default())
             };
-            let (rendered, truncated) = search::tree(
-                &resolved,
-                &args.exclude_patterns,
-                self.limits.max_entries * 10,
-                &render,
-            )?;
+            let limit = self.limits.max_entries * 10;
+            let (rendered, truncated) =
+                search::tree(&resolved, &args.exclude_patterns, limit, &render)?;
             let (pieces, tree): (Vec<String>, Vec<serde_json::Value>) =
                 rendered.into_iter().unzip();
             let mut text = format!("[{}]", pieces.join(","));
             if truncated {
-                text.push_str(
-                    "\n[tree truncated at the entry limit; list subdirectories separately]",
-                );
+                text.push('\n');
+                text.push_str(&truncation_notice(
+                    format_args!("the first {limit} entries"),
+                    None,
+                    Some("list subdirectories separately"),
+                ));
             }
             let mut value = serde_json::Map::with_capacity(2);
             value.insert("tree".to_owned(), serde_json::Value::Array(tree));
@@ -233,9 +235,11 @@ impl FsServer {
                 text.push_str(&mcp_core::text::visible_line(path));
             }
             if truncated {
-                text.push_str(&format!(
-                    "\n[results truncated at {}; narrow the pattern]",
-                    self.limits.max_entries
+                text.push('\n');
+                text.push_str(&truncation_notice(
+                    format_args!("the first {} results", self.limits.max_entries),
+                    None,
+                    Some("narrow the pattern"),
                 ));
             }
             Ok(text)
@@ -276,9 +280,11 @@ impl FsServer {
                 text = "No matches found".to_owned();
             }
             if report.truncated {
-                text.push_str(&format!(
-                    "\n[stopped at {} matches; narrow the pattern or raise max_results]",
-                    options.max_results
+                text.push('\n');
+                text.push_str(&truncation_notice(
+                    format_args!("the first {} matches", options.max_results),
+                    None,
+                    Some("narrow the pattern or raise max_results"),
                 ));
             }
             let (text, _) = self.cap().truncate(

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use base64::Engine;
-use mcp_core::{ToolError, structured};
+use mcp_core::{ToolError, structured, tool::truncation_notice};
 use rmcp::{
     handler::server::{common::schema_for_output, wrapper::Parameters},
     model::*,
@@ -136,8 +136,11 @@ impl FsServer {
             let mut text = String::from_utf8_lossy(&bytes[..valid]).into_owned();
             let next = offset + valid;
             if (next as u64) < size {
-                text.push_str(&format!(
-                    "\n[output truncated: showing bytes {offset}..{next} of {size}; call again with cursor \"{next}\" to continue, or use read_lines for a line range]"
+                text.push('\n');
+                text.push_str(&truncation_notice(
+                    format_args!("bytes {offset}..{next} of {size}"),
+                    Some(&next.to_string()),
+                    Some("use read_lines for a line range"),
                 ));
             }
             text
@@ -222,9 +225,11 @@ impl FsServer {
                             ops::read_window(&resolved, 0, per_file).map_err(tool_error)?;
                         let mut text = String::from_utf8_lossy(&bytes).into_owned();
                         if bytes.len() as u64 > 0 && (bytes.len() as u64) < size {
-                            text.push_str(&format!(
-                                "\n[truncated at {} of {size} bytes; use read_text_file to page]",
-                                bytes.len()
+                            text.push('\n');
+                            text.push_str(&truncation_notice(
+                                format_args!("{} of {size} bytes", bytes.len()),
+                                None,
+                                Some("use read_text_file to page"),
                             ));
                         }
                         Ok(text)
