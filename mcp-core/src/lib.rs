@@ -66,7 +66,7 @@ pub mod tool;
 
 pub use args::{LogLevel, ServeArgs, Transport};
 pub use guarded::Guarded;
-pub use logging::{init_logging, init_logging_with};
+pub use logging::{init_logging, init_logging_with, main};
 pub use sandbox::{Sandbox, SandboxError};
 pub use serve::{HEALTH_PATH, HttpServer, MCP_PATH, ServeError, serve};
 pub use sse::{SseClientError, SseClientOptions, connect_sse};

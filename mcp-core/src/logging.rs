@@ -23,6 +23,28 @@ pub fn init_logging_with(default: &str) {
     install(filter);
 }
 
+/// The `main` of a binary with subcommands: logs on stderr at `level` ([`init_logging`]), then
+/// `run`, whose exit code is the process's; an error is printed on stderr as
+/// `NAME: what failed: why` (an `anyhow` error with its causes) and the process exits 2.
+///
+/// ```no_run
+/// # fn run() -> anyhow::Result<std::process::ExitCode> { Ok(std::process::ExitCode::SUCCESS) }
+/// fn main() -> std::process::ExitCode {
+///     mcp_core::main("my-server", None, run)
+/// }
+/// ```
+pub fn main<E: std::fmt::Display>(
+    name: &str,
+    level: Option<LogLevel>,
+    run: impl FnOnce() -> Result<std::process::ExitCode, E>,
+) -> std::process::ExitCode {
+    init_logging(level);
+    run().unwrap_or_else(|error| {
+        eprintln!("{name}: {error:#}");
+        std::process::ExitCode::from(2)
+    })
+}
+
 fn install(filter: EnvFilter) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -376,12 +376,5 @@ fn main() -> ExitCode {
         Command::Serve { serve, .. } => serve.log_level,
         _ => None,
     };
-    mcp_core::init_logging(level);
-    match run(cli) {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("mcp-docs: {error:#}");
-            ExitCode::from(2)
-        }
-    }
+    mcp_core::main("mcp-docs", level, || run(cli))
 }

@@ -234,12 +234,5 @@ fn main() -> ExitCode {
         Command::Serve { serve, .. } => serve.log_level,
         _ => None,
     };
-    mcp_core::init_logging(level);
-    match run(cli) {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("mcp-finetune: {error:#}");
-            ExitCode::from(2)
-        }
-    }
+    mcp_core::main("mcp-finetune", level, || run(cli))
 }
