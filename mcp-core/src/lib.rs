@@ -51,6 +51,7 @@
 //! ```
 
 pub mod args;
+pub mod blocking;
 pub mod channel;
 pub mod guarded;
 pub mod http_policy;

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use mcp_core::{ToolError, structured, tool::truncation_notice};
+use mcp_core::{ToolError, blocking::on_pool, structured, tool::truncation_notice};
 use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
@@ -190,7 +190,7 @@ pub async fn update(
     scope: Option<String>,
     mut progress: Box<dyn Progress + Send>,
 ) -> Result<Report, ToolError> {
-    tokio::task::spawn_blocking(move || {
+    on_pool("the update", move || {
         let mut guard = shared
             .writer
             .lock()
@@ -210,8 +210,7 @@ pub async fn update(
             .update(writer, &selection, shared.embedder.as_ref(), &mut *progress)
             .map_err(tool_error)
     })
-    .await
-    .map_err(|e| ToolError::new(format!("the update stopped: {e}")))?
+    .await?
 }
 
 pub fn report_text(report: &Report) -> String {
@@ -254,13 +253,12 @@ impl DocsServer {
         };
         let k = args.k.unwrap_or(10);
         let query = args.query.clone();
-        let hits = tokio::task::spawn_blocking(move || {
+        let hits = on_pool("the search", move || {
             shared
                 .library
                 .search(&query, k, requested, &filter, shared.embedder.as_ref())
         })
-        .await
-        .map_err(|e| ToolError::new(format!("the search stopped: {e}")))?
+        .await?
         .map_err(tool_error)?;
         let semantic_off = self.shared.embedder.is_none() || self.shared.library.model().is_none();
         let (mode, note) = if requested != Mode::Bm25 && semantic_off {
@@ -307,9 +305,8 @@ impl DocsServer {
             (start, end) => Some((start.unwrap_or(1).max(1), end.unwrap_or(usize::MAX))),
         };
         let (title, text, total) =
-            tokio::task::spawn_blocking(move || shared.library.document(&path, range))
-                .await
-                .map_err(|e| ToolError::new(format!("reading stopped: {e}")))?
+            on_pool("reading", move || shared.library.document(&path, range))
+                .await?
                 .map_err(tool_error)?;
         let (start, end) = range.unwrap_or((1, total));
         let mut shown = text;
@@ -499,11 +496,10 @@ impl ServerHandler for DocsServer {
         };
         let shared = self.shared.clone();
         let lookup = path.clone();
-        let (_, text, _) =
-            tokio::task::spawn_blocking(move || shared.library.document(&lookup, None))
-                .await
-                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
-                .map_err(|e| ErrorData::resource_not_found(e.to_string(), None))?;
+        let (_, text, _) = on_pool("reading", move || shared.library.document(&lookup, None))
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+            .map_err(|e| ErrorData::resource_not_found(e.to_string(), None))?;
         Ok(ReadResourceResult::new(vec![resource_text(&uri, text, &path)]).into())
     }
 }

@@ -45,7 +45,7 @@ struct Cli {
 /// One worker thread: a quick call (a 4 KB read) is then read, answered and written on one
 /// thread, without the cross-thread wake-ups that were most of its latency with two (141 µs a
 /// round trip against 101 here). Calls that may take long run through `block_in_place`
-/// (`server::offload`), which hands the worker's duties to another thread meanwhile.
+/// (`mcp_core::blocking::in_place`), which hands the worker's duties to another thread meanwhile.
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

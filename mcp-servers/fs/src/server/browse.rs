@@ -1,6 +1,8 @@
 //! Finding one's way: listings, the tree, name and content search, the allowed directories.
 
-use mcp_core::{ToolError, structured, structured_value, tool::truncation_notice};
+use mcp_core::{
+    ToolError, blocking::in_place, structured, structured_value, tool::truncation_notice,
+};
 use rmcp::{
     handler::server::{common::schema_for_output, wrapper::Parameters},
     model::*,
@@ -8,7 +10,7 @@ use rmcp::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{FsServer, offload, tool_error};
+use super::{FsServer, tool_error};
 use crate::{ops, search};
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -89,7 +91,7 @@ impl FsServer {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn list_directory(&self, Parameters(args): Parameters<ListArgs>) -> Result<String, ToolError> {
-        offload(|| {
+        in_place(|| {
             let resolved = self.resolve(&args.path)?;
             let entries = ops::list(&resolved).map_err(tool_error)?;
             let start = mcp_core::tool::parse_offset(args.cursor.as_deref())?.min(entries.len());
@@ -124,7 +126,7 @@ impl FsServer {
         &self,
         Parameters(args): Parameters<ListSizesArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        offload(|| {
+        in_place(|| {
             let resolved = self.resolve(&args.path)?;
             let mut entries = ops::list(&resolved).map_err(tool_error)?;
             if args.sort_by == SortBy::Size {
@@ -180,7 +182,7 @@ impl FsServer {
         &self,
         Parameters(args): Parameters<TreeArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        offload(|| {
+        in_place(|| {
             let resolved = self.resolve(&args.path)?;
             // Each top-level node is rendered, text (compact: the same tree in about half the
             // bytes a model has to read) and structured copy, by the thread that walked it.
@@ -215,7 +217,7 @@ impl FsServer {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn search_files(&self, Parameters(args): Parameters<SearchArgs>) -> Result<String, ToolError> {
-        offload(|| {
+        in_place(|| {
             let resolved = self.resolve(&args.path)?;
             let (found, truncated) = search::find(
                 &resolved,
@@ -251,7 +253,7 @@ impl FsServer {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn grep(&self, Parameters(args): Parameters<GrepArgs>) -> Result<CallToolResult, ToolError> {
-        offload(|| {
+        in_place(|| {
             let path = match &args.path {
                 Some(path) => path.clone(),
                 None => self

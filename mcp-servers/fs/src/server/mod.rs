@@ -220,18 +220,6 @@ struct PathArgs {
     path: String,
 }
 
-/// Runs a tool body that may take long (a big tree, a big file) off the runtime's one worker
-/// thread, so other requests (a ping, a quick read) are served meanwhile. The
-/// server runs one worker thread (see `mcp-fs.rs`): quick calls then never cross threads, which
-/// is most of their latency. Inline when the runtime has no spare thread to hand the worker's
-/// duties to (a current-thread runtime, as in tests).
-fn offload<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}
-
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for FsServer {
     fn get_info(&self) -> ServerConfig {

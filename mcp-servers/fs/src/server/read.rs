@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use base64::Engine;
-use mcp_core::{ToolError, structured, tool::truncation_notice};
+use mcp_core::{ToolError, blocking::in_place, structured, tool::truncation_notice};
 use rmcp::{
     handler::server::{common::schema_for_output, wrapper::Parameters},
     model::*,
@@ -11,7 +11,7 @@ use rmcp::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{FsServer, PathArgs, offload, tool_error};
+use super::{FsServer, PathArgs, tool_error};
 use crate::{ops, search};
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -153,7 +153,7 @@ impl FsServer {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn read_lines(&self, Parameters(args): Parameters<ReadLinesArgs>) -> Result<String, ToolError> {
-        offload(|| {
+        in_place(|| {
             if args.start_line == 0 || args.end_line.is_some_and(|end| end < args.start_line) {
                 return Err(ToolError::new(
                     "lines count from 1, and end_line may not be before start_line",
@@ -179,7 +179,7 @@ impl FsServer {
         &self,
         Parameters(PathArgs { path }): Parameters<PathArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        offload(|| {
+        in_place(|| {
             let resolved = self.resolve(&path)?;
             let bytes =
                 ops::read_all(&resolved, self.limits.max_media_bytes).map_err(tool_error)?;
@@ -211,7 +211,7 @@ impl FsServer {
         &self,
         Parameters(args): Parameters<ReadMultipleArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        offload(|| {
+        in_place(|| {
             if args.paths.is_empty() {
                 return Err(ToolError::new("at least one file path must be provided"));
             }

@@ -1,10 +1,10 @@
 //! The tools that change files (left out with `--read-only`).
 
-use mcp_core::ToolError;
+use mcp_core::{ToolError, blocking::in_place};
 use rmcp::{handler::server::wrapper::Parameters, schemars, tool, tool_router};
 use serde::Deserialize;
 
-use super::{FsServer, PathArgs, offload, tool_error};
+use super::{FsServer, PathArgs, tool_error};
 use crate::{
     edit::{self, Edit},
     ops,
@@ -44,7 +44,7 @@ impl FsServer {
         )
     )]
     fn write_file(&self, Parameters(args): Parameters<WriteArgs>) -> Result<String, ToolError> {
-        offload(|| {
+        in_place(|| {
             let resolved = self.resolve_checked(&args.path)?;
             ops::write_atomic(&resolved, args.content.as_bytes()).map_err(tool_error)?;
             Ok(format!("Successfully wrote to {}", args.path))
@@ -61,7 +61,7 @@ impl FsServer {
         )
     )]
     fn edit_file(&self, Parameters(args): Parameters<EditArgs>) -> Result<String, ToolError> {
-        offload(|| {
+        in_place(|| {
             let resolved = self.resolve_checked(&args.path)?;
             let bytes = ops::read_all(&resolved, 64 * 1024 * 1024).map_err(tool_error)?;
             let before = String::from_utf8(bytes)
@@ -112,7 +112,7 @@ impl FsServer {
         )
     )]
     fn move_file(&self, Parameters(args): Parameters<MoveArgs>) -> Result<String, ToolError> {
-        offload(|| {
+        in_place(|| {
             let from = self.resolve_checked(&args.source)?;
             let to = self.resolve_checked(&args.destination)?;
             if to.dir().symlink_metadata(&to.rel).is_ok() {
@@ -145,7 +145,7 @@ impl FsServer {
         &self,
         Parameters(PathArgs { path }): Parameters<PathArgs>,
     ) -> Result<String, ToolError> {
-        offload(|| {
+        in_place(|| {
             let resolved = self.resolve_checked(&path)?;
             let metadata = resolved
                 .dir()
@@ -174,7 +174,7 @@ impl FsServer {
         )
     )]
     fn copy_file(&self, Parameters(args): Parameters<MoveArgs>) -> Result<String, ToolError> {
-        offload(|| {
+        in_place(|| {
             let from = self.resolve_checked(&args.source)?;
             let to = self.resolve_checked(&args.destination)?;
             ops::copy_new(&from, &to).map_err(|error| match &error {
