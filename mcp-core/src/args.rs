@@ -24,14 +24,20 @@ pub enum Transport {
 /// Log verbosity, from quiet to chatty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
+    /// Failures only.
     Error,
+    /// Failures and what looks wrong.
     Warn,
+    /// What the server does: starts, sessions, refusals.
     Info,
+    /// Each request.
     Debug,
+    /// Everything, the SDK's messages included.
     Trace,
 }
 
 impl LogLevel {
+    /// The level as a `tracing` filter directive (`info`).
     pub fn as_str(self) -> &'static str {
         match self {
             LogLevel::Error => "error",
@@ -158,6 +164,7 @@ impl ServeArgs {
         seen
     }
 
+    /// `--request-timeout` as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout)
     }

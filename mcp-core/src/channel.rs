@@ -24,6 +24,7 @@ pub struct ChannelTransport<R: ServiceRole> {
 }
 
 impl<R: ServiceRole> ChannelTransport<R> {
+    /// A transport that sends on `outgoing` and receives from `incoming`.
     pub fn new(
         outgoing: mpsc::Sender<TxJsonRpcMessage<R>>,
         incoming: mpsc::Receiver<RxJsonRpcMessage<R>>,

@@ -36,6 +36,7 @@ pub struct Guarded<H> {
 }
 
 impl<H> Guarded<H> {
+    /// `handler`, guarded; each clone counts its own session's requests.
     pub fn new(handler: H) -> Self {
         Self {
             handler,

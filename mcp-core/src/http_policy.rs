@@ -240,10 +240,12 @@ pub(crate) async fn enforce_host_policy(
 pub struct BearerToken(Arc<[u8; 32]>);
 
 impl BearerToken {
+    /// The token the server expects.
     pub fn new(token: &str) -> Self {
         Self(Arc::new(Sha256::digest(token.as_bytes()).into()))
     }
 
+    /// Whether `presented` is the token, compared in constant time.
     pub fn matches(&self, presented: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         digest.ct_eq(&*self.0).into()

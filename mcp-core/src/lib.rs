@@ -50,6 +50,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod args;
 pub mod blocking;
 pub mod channel;

@@ -20,30 +20,73 @@ use cap_std::{ambient_authority, fs::Dir};
 /// Why a path cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// An empty path.
     #[error("the path is empty")]
     Empty,
+    /// A path with a NUL byte, which no system call takes.
     #[error("the path contains a NUL byte")]
     Nul,
+    /// A path beneath none of the allowed directories.
     #[error("access denied: {path} is outside the allowed directories ({allowed})")]
-    Outside { path: String, allowed: String },
+    Outside {
+        /// The path as given.
+        path: String,
+        /// The allowed directories, for the message.
+        allowed: String,
+    },
+    /// No allowed directory at all (none given, no client roots yet).
     #[error(
         "no allowed directories yet: start the server with directories, or connect from a client that offers roots"
     )]
     NoRoots,
+    /// A path that leads out through a link or `..`, refused by the kernel.
     #[error(
         "access denied: {path} leads outside the allowed directories (through a symbolic link or `..`)"
     )]
-    Escape { path: String },
+    Escape {
+        /// The path as given.
+        path: String,
+    },
+    /// Any other failure of the file system.
     #[error("{path}: {source}")]
-    Io { path: String, source: io::Error },
+    Io {
+        /// The path as the user knows it.
+        path: String,
+        /// What the system call said.
+        source: io::Error,
+    },
+    /// A directory given as allowed that cannot be opened.
     #[error("cannot use {path} as an allowed directory: {source}")]
-    BadRoot { path: String, source: io::Error },
+    BadRoot {
+        /// The directory as given.
+        path: String,
+        /// Why it cannot be opened.
+        source: io::Error,
+    },
+    /// A symbolic link where only a regular file is read.
     #[error("{path} is a symbolic link; only regular files are read")]
-    Link { path: String },
+    Link {
+        /// The path as given.
+        path: String,
+    },
+    /// A directory, FIFO, device or socket where only a regular file is read.
     #[error("{path} is {kind}, not a regular file")]
-    NotRegular { path: String, kind: &'static str },
+    NotRegular {
+        /// The path as given.
+        path: String,
+        /// What it is instead (`a directory`, `a FIFO`, …).
+        kind: &'static str,
+    },
+    /// A regular file over the size the caller reads.
     #[error("{path} is {size} bytes, more than the {limit} this reads")]
-    TooLarge { path: String, size: u64, limit: u64 },
+    TooLarge {
+        /// The path as given.
+        path: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The caller's cap in bytes.
+        limit: u64,
+    },
 }
 
 impl SandboxError {
@@ -71,12 +114,14 @@ pub struct Root {
     pub path: PathBuf,
     /// With symlinks resolved: how the kernel names it.
     pub canonical: PathBuf,
+    /// The directory, opened: every access beneath it goes through this handle.
     pub dir: Dir,
 }
 
 /// A path inside a root, ready to use with the root's [`Dir`].
 #[derive(Debug, Clone)]
 pub struct Resolved {
+    /// The allowed directory it is beneath.
     pub root: Arc<Root>,
     /// Relative to the root, clean (no `.`, no `..`); `.` for the root itself.
     pub rel: PathBuf,
@@ -93,10 +138,12 @@ impl Resolved {
     }
 
     /// An I/O failure on this path, as a sandbox error (an escape is told apart).
+    /// `source` as the error of this path (named as the user knows it).
     pub fn error(&self, source: io::Error) -> SandboxError {
         SandboxError::io(&self.display(), source)
     }
 
+    /// The root's directory handle, which `rel` is relative to.
     pub fn dir(&self) -> &Dir {
         &self.root.dir
     }
@@ -116,7 +163,9 @@ impl Resolved {
 /// that stays beneath the root: a link out fails either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinalLink {
+    /// Follow it (when it stays beneath the root).
     Follow,
+    /// Refuse it with [`SandboxError::Link`].
     Refuse,
 }
 
@@ -363,10 +412,13 @@ impl Sandbox {
         Self { roots }
     }
 
+    /// The allowed directories, in the order given.
     pub fn roots(&self) -> &[Arc<Root>] {
         &self.roots
     }
 
+    /// Whether no directory is allowed (every path is then refused with
+    /// [`SandboxError::NoRoots`]).
     pub fn is_empty(&self) -> bool {
         self.roots.is_empty()
     }

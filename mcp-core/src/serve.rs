@@ -39,23 +39,34 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Why a server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// `--transport stdio` with another transport.
     #[error("stdio cannot be combined with other transports; run one server per stdio client")]
     StdioCombined,
+    /// `--listen` beyond loopback without `--allow-remote`.
     #[error(
         "refusing to listen on {addr}, which is not a loopback address: anyone who can reach it could call the tools. Pass --allow-remote (and set --auth-token) if that is what you want"
     )]
-    NotLoopback { addr: SocketAddr },
+    NotLoopback {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// The address could not be bound.
     #[error(
         "cannot listen on {addr}: {source}. Is another server using the port? Pick another with --listen"
     )]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why it could not be bound.
         source: std::io::Error,
     },
+    /// An `--allowed-hosts` or `--allowed-origins` value that is not one.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The listener failed while serving.
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+    /// The stdio session's handshake failed.
     #[error("the MCP session failed to start: {0}")]
     Initialize(Box<ServerInitializeError>),
 }

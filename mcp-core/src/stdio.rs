@@ -92,6 +92,7 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
+    /// Reads messages from `read` and writes them to `write`, a line each.
     pub fn new(read: R, write: W) -> Self {
         Self {
             reader: BufReader::with_capacity(64 * 1024, read),

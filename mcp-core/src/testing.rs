@@ -89,8 +89,10 @@ impl<C: ClientHandler> TestClient<C> {
 /// Why the test client could not connect.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
+    /// The handshake failed.
     #[error("the test client could not connect: {0}")]
     Initialize(Box<rmcp::service::ClientInitializeError>),
+    /// The legacy SSE stream could not be opened.
     #[error(transparent)]
     Sse(#[from] crate::SseClientError),
 }

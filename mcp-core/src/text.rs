@@ -94,6 +94,7 @@ pub struct SafeWriter<W: std::io::Write> {
 }
 
 impl<W: std::io::Write> SafeWriter<W> {
+    /// Writes to `inner`, made safe for `output`.
     pub fn new(inner: W, output: Output) -> Self {
         Self {
             inner,

@@ -42,10 +42,12 @@ impl ToolError {
         self
     }
 
+    /// What went wrong.
     pub fn message(&self) -> &str {
         &self.message
     }
 
+    /// What to do instead, if the error says.
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
     }
@@ -97,6 +99,7 @@ impl OutputCap {
         }
     }
 
+    /// The byte budget of one page.
     pub fn max_bytes(&self) -> usize {
         self.max_bytes
     }

@@ -39,30 +39,74 @@ impl Default for SseClientOptions {
 /// Why a legacy SSE connection could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SseClientError {
+    /// The URL does not parse or is not HTTP(S).
     #[error("invalid SSE URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No connection could be made.
     #[error("could not connect to {url}: {source}")]
-    Connect { url: String, source: reqwest::Error },
+    Connect {
+        /// The stream's URL.
+        url: String,
+        /// The HTTP client's error.
+        source: reqwest::Error,
+    },
+    /// The server answered the stream's request with an error status.
     #[error("{url} answered HTTP {status}{}; check the URL (legacy SSE servers usually serve /sse) and any auth headers", if body.is_empty() { String::new() } else { format!(": {body}") })]
     Status {
+        /// The stream's URL.
         url: String,
+        /// The HTTP status.
         status: u16,
+        /// The start of the answer's body.
         body: String,
     },
+    /// The answer is not `text/event-stream`.
     #[error(
         "{url} did not answer with an event stream (Content-Type {content_type:?}); it may speak Streamable HTTP instead"
     )]
-    NotEventStream { url: String, content_type: String },
+    NotEventStream {
+        /// The stream's URL.
+        url: String,
+        /// The `Content-Type` it sent.
+        content_type: String,
+    },
+    /// The stream ended before its `endpoint` event.
     #[error("{url} closed the stream before announcing its message endpoint")]
-    NoEndpoint { url: String },
+    NoEndpoint {
+        /// The stream's URL.
+        url: String,
+    },
+    /// No `endpoint` event in time.
     #[error("{url} sent no `endpoint` event within {seconds} s")]
-    EndpointTimeout { url: String, seconds: u64 },
+    EndpointTimeout {
+        /// The stream's URL.
+        url: String,
+        /// How long it was given.
+        seconds: u64,
+    },
+    /// An `endpoint` on another origin, which could leak the session to a third party.
     #[error(
         "{url} announced the message endpoint {endpoint:?}, which is not on the same origin; refusing to send messages there"
     )]
-    ForeignEndpoint { url: String, endpoint: String },
+    ForeignEndpoint {
+        /// The stream's URL.
+        url: String,
+        /// The endpoint it announced.
+        endpoint: String,
+    },
+    /// Reading the stream failed.
     #[error("reading the event stream of {url} failed: {reason}")]
-    Stream { url: String, reason: String },
+    Stream {
+        /// The stream's URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Opens a legacy SSE connection and returns it as a transport for an rmcp client:
