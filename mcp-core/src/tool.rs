@@ -53,6 +53,46 @@ impl ToolError {
     }
 }
 
+/// An error a tool body passes on with `?`: its message is what the model reads, and it may say
+/// what to do instead. A server implements it beside its own error type, once, instead of
+/// mapping errors in every tool.
+///
+/// ```
+/// use mcp_core::{ToolError, tool::Hinted};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("no job {0}")]
+/// struct NoJob(String);
+///
+/// impl Hinted for NoJob {
+///     fn hint(&self) -> Option<String> {
+///         Some("list_jobs shows the ids".into())
+///     }
+/// }
+///
+/// fn get(id: &str) -> Result<String, ToolError> {
+///     Err(NoJob(id.to_owned()))?
+/// }
+/// assert_eq!(get("j1").unwrap_err().to_string(), "no job j1. Hint: list_jobs shows the ids");
+/// ```
+pub trait Hinted: std::fmt::Display {
+    /// What the model should do instead, when this error knows.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
+impl<E: Hinted> From<E> for ToolError {
+    fn from(error: E) -> Self {
+        let hint = error.hint();
+        let error = ToolError::new(error.to_string());
+        match hint {
+            Some(hint) => error.with_hint(hint),
+            None => error,
+        }
+    }
+}
+
 impl IntoContents for ToolError {
     fn into_contents(self) -> Vec<ContentBlock> {
         vec![ContentBlock::text(self.to_string())]

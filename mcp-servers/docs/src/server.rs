@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     embed::Embedder,
-    index::{DocsError, Filter, Hit, Library, Mode, Progress, Report, Selection, Writer},
+    index::{Filter, Hit, Library, Mode, Progress, Report, Selection, Writer},
 };
 
 /// Most bytes of a document `get_document` returns at once.
@@ -48,15 +48,6 @@ impl DocsServer {
             shared,
             tool_router: Self::tool_router(),
         }
-    }
-}
-
-fn tool_error(error: DocsError) -> ToolError {
-    match &error {
-        DocsError::UnknownDocument(_) => {
-            ToolError::new(error.to_string()).with_hint("search or list_sources name the documents")
-        }
-        _ => ToolError::new(error.to_string()),
     }
 }
 
@@ -208,7 +199,7 @@ pub async fn update(
         shared
             .library
             .update(writer, &selection, shared.embedder.as_ref(), &mut *progress)
-            .map_err(tool_error)
+            .map_err(ToolError::from)
     })
     .await?
 }
@@ -258,8 +249,7 @@ impl DocsServer {
                 .library
                 .search(&query, k, requested, &filter, shared.embedder.as_ref())
         })
-        .await?
-        .map_err(tool_error)?;
+        .await??;
         let semantic_off = self.shared.embedder.is_none() || self.shared.library.model().is_none();
         let (mode, note) = if requested != Mode::Bm25 && semantic_off {
             (
@@ -305,9 +295,7 @@ impl DocsServer {
             (start, end) => Some((start.unwrap_or(1).max(1), end.unwrap_or(usize::MAX))),
         };
         let (title, text, total) =
-            on_pool("reading", move || shared.library.document(&path, range))
-                .await?
-                .map_err(tool_error)?;
+            on_pool("reading", move || shared.library.document(&path, range)).await??;
         let (start, end) = range.unwrap_or((1, total));
         let mut shown = text;
         let truncated = shown.len() > MAX_DOCUMENT_BYTES;
@@ -348,7 +336,7 @@ impl DocsServer {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_sources(&self) -> Result<CallToolResult, ToolError> {
-        let mut sources = self.shared.library.sources().map_err(tool_error)?;
+        let mut sources = self.shared.library.sources()?;
         let total = sources.len();
         sources.truncate(MAX_SOURCES);
         let mut text = sources
@@ -373,7 +361,7 @@ impl DocsServer {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn index_status(&self) -> Result<CallToolResult, ToolError> {
-        let status = self.shared.library.status().map_err(tool_error)?;
+        let status = self.shared.library.status()?;
         let mut text = format!(
             "{} files, {} chunks ({} with vectors) from {}; model: {}.",
             status.files,

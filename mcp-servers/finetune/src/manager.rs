@@ -44,6 +44,16 @@ pub enum JobError {
     Dataset(Box<DatasetReport>),
 }
 
+impl mcp_core::tool::Hinted for JobError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            JobError::Dataset(_) => Some("fix the lines named, then create_job again".into()),
+            JobError::Store(StoreError::NoJob(_)) => Some("list_jobs shows the ids".into()),
+            _ => None,
+        }
+    }
+}
+
 pub struct Options {
     pub data_dir: PathBuf,
     /// The program that trains (`mcp-finetune` itself, whose `train` subcommand is the trainer).

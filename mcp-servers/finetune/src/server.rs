@@ -41,17 +41,6 @@ impl FinetuneServer {
     }
 }
 
-fn tool_error(error: JobError) -> ToolError {
-    match &error {
-        JobError::Dataset(_) => ToolError::new(error.to_string())
-            .with_hint("fix the lines named, then create_job again"),
-        JobError::Store(crate::store::StoreError::NoJob(_)) => {
-            ToolError::new(error.to_string()).with_hint("list_jobs shows the ids")
-        }
-        _ => ToolError::new(error.to_string()),
-    }
-}
-
 #[derive(Deserialize, schemars::JsonSchema)]
 struct ValidateArgs {
     /// The JSONL file (absolute path).
@@ -220,8 +209,7 @@ impl FinetuneServer {
                 args.model,
                 args.max_seq_len.unwrap_or(2048),
             )
-            .await
-            .map_err(tool_error)?;
+            .await?;
         Ok(structured(report.render(), &report))
     }
 
@@ -253,11 +241,7 @@ impl FinetuneServer {
             teacher: args.teacher,
             suffix: args.suffix,
         };
-        let mut created = self
-            .manager
-            .create(spec, args.dry_run)
-            .await
-            .map_err(tool_error)?;
+        let mut created = self.manager.create(spec, args.dry_run).await?;
         let mut text = match &created.job {
             Some(job) => format!("created {}", job_line(job)),
             None => "dry run: nothing launched".to_owned(),
@@ -291,10 +275,7 @@ impl FinetuneServer {
         Parameters(args): Parameters<ListJobsArgs>,
     ) -> Result<CallToolResult, ToolError> {
         let limit = args.limit.unwrap_or(20).clamp(1, 100);
-        let jobs = self
-            .manager
-            .list(args.after.as_deref(), limit)
-            .map_err(tool_error)?;
+        let jobs = self.manager.list(args.after.as_deref(), limit)?;
         let next_after = (jobs.len() == limit).then(|| jobs[jobs.len() - 1].id.clone());
         let mut text: Vec<String> = jobs.iter().map(job_line).collect();
         if text.is_empty() {
@@ -330,10 +311,7 @@ impl FinetuneServer {
         Parameters(args): Parameters<EventsArgs>,
     ) -> Result<CallToolResult, ToolError> {
         let limit = args.limit.unwrap_or(100).clamp(1, 1000);
-        let events = self
-            .manager
-            .events(&args.job, args.after, limit)
-            .map_err(tool_error)?;
+        let events = self.manager.events(&args.job, args.after, limit)?;
         let text: Vec<String> = events
             .iter()
             .map(|e| format!("{} [{:?}] {}", e.seq, e.level, e.message))
@@ -355,7 +333,7 @@ impl FinetuneServer {
         &self,
         Parameters(args): Parameters<JobOnly>,
     ) -> Result<CallToolResult, ToolError> {
-        let checkpoints = self.manager.checkpoints(&args.job).map_err(tool_error)?;
+        let checkpoints = self.manager.checkpoints(&args.job)?;
         let text: Vec<String> = checkpoints
             .iter()
             .map(|c| {
@@ -391,7 +369,7 @@ impl FinetuneServer {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
     ) -> Result<CallToolResult, ToolError> {
-        self.manager.cancel(&args.job).await.map_err(tool_error)?;
+        self.manager.cancel(&args.job).await?;
         self.answer(&args, &meta, &peer, |s| s != Status::Running)
             .await
     }
@@ -412,7 +390,7 @@ impl FinetuneServer {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
     ) -> Result<CallToolResult, ToolError> {
-        self.manager.resume(&args.job).map_err(tool_error)?;
+        self.manager.resume(&args.job)?;
         self.answer(&args, &meta, &peer, |s| s.is_terminal()).await
     }
 
@@ -454,7 +432,7 @@ impl FinetuneServer {
     ) -> Result<CallToolResult, ToolError> {
         let view = match args.wait_seconds {
             Some(wait) => self.wait(&args.job, wait, meta, peer, done).await?,
-            None => self.manager.get(&args.job).map_err(tool_error)?,
+            None => self.manager.get(&args.job)?,
         };
         Ok(structured(view_text(&view), &view))
     }
@@ -473,7 +451,7 @@ impl FinetuneServer {
         let token = meta.get_progress_token();
         let mut last_step = None;
         loop {
-            let view = self.manager.get(id).map_err(tool_error)?;
+            let view = self.manager.get(id)?;
             if let Some(token) = &token
                 && let Some(total) = view.job.total_steps
                 && last_step != Some(view.job.step)

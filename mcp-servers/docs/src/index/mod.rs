@@ -88,6 +88,17 @@ pub enum DocsError {
     Io(#[from] std::io::Error),
 }
 
+impl mcp_core::tool::Hinted for DocsError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            DocsError::UnknownDocument(_) => {
+                Some("search or list_sources name the documents".into())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// How search ranks.
 #[derive(
     Debug,
