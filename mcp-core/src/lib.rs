@@ -11,11 +11,17 @@
 //!   allow-lists (DNS-rebinding protection, 403), optional bearer token (401), body limit (413),
 //!   request timeout (408), `/health`.
 //! - [`connect_sse`]: the legacy SSE client transport that rmcp dropped.
-//! - [`ToolError`] (an `isError: true` result a model can act on) and [`OutputCap`] (truncation
-//!   with a notice and a cursor).
+//! - [`ToolError`] (an `isError: true` result a model can act on; [`tool::Hinted`] errors
+//!   become one with `?`), [`OutputCap`] (paging with a cursor) and
+//!   [`tool::truncation_notice`] (the one wording for a cut output).
 //! - [`Sandbox`]: paths a peer names, confined beneath the directories the command line allows
 //!   (symlinks and `..` that lead out fail in the kernel), and regular files read with a cap.
+//! - [`blocking`]: the rule for blocking work in a tool body; [`text`]: text from a peer made
+//!   safe for a terminal; [`main()`]: the `main` of a binary with subcommands.
 //! - [`testing`]: an in-process client/server pair over the real protocol.
+//!
+//! Those five modules (`blocking`, `sandbox`, `testing`, `text`, `tool`) are namespaces of their
+//! own; the rest of the crate's offer is re-exported here.
 //!
 //! A whole server:
 //!
@@ -52,23 +58,24 @@
 
 #![warn(missing_docs)]
 
-pub mod args;
+mod args;
 pub mod blocking;
-pub mod channel;
-pub mod guarded;
-pub mod http_policy;
-pub mod logging;
+mod channel;
+mod guarded;
+mod http_policy;
+mod logging;
 mod message;
 pub mod sandbox;
-pub mod serve;
-pub mod sse;
-pub mod stdio;
+mod serve;
+mod sse;
+mod stdio;
 pub mod testing;
 pub mod text;
 pub mod tool;
 
 pub use args::{LogLevel, ServeArgs, Transport};
-pub use guarded::Guarded;
+pub use guarded::{Guarded, MAX_IN_FLIGHT};
+pub use http_policy::PolicyError;
 pub use logging::{init_logging, init_logging_with, main};
 pub use sandbox::{Sandbox, SandboxError};
 pub use serve::{HEALTH_PATH, HttpServer, MCP_PATH, ServeError, serve};

@@ -859,7 +859,7 @@ async fn a_session_runs_at_most_max_in_flight_requests() {
     let client = std::sync::Arc::new(mcp_core::testing::connect(Probe).await.unwrap());
     let extra = 5;
     let mut calls = tokio::task::JoinSet::new();
-    for _ in 0..mcp_core::guarded::MAX_IN_FLIGHT + extra {
+    for _ in 0..mcp_core::MAX_IN_FLIGHT + extra {
         let client = client.clone();
         calls.spawn(async move {
             client
@@ -879,5 +879,5 @@ async fn a_session_runs_at_most_max_in_flight_requests() {
         }
     }
     assert_eq!(refused, extra);
-    assert_eq!(slept, mcp_core::guarded::MAX_IN_FLIGHT);
+    assert_eq!(slept, mcp_core::MAX_IN_FLIGHT);
 }
