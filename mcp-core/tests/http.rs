@@ -153,6 +153,19 @@ fn initialize_body() -> serde_json::Value {
     })
 }
 
+/// POSTs `body` to the Streamable HTTP endpoint at `url` as a client would (in `session` when
+/// given), and hands back the response unread.
+async fn post_mcp(url: &str, session: Option<&str>, body: &serde_json::Value) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("Accept", "application/json, text/event-stream")
+        .json(body);
+    if let Some(session) = session {
+        request = request.header("Mcp-Session-Id", session);
+    }
+    request.send().await.unwrap()
+}
+
 async fn post_initialize(url: &str, headers: &[(&str, String)]) -> (reqwest::StatusCode, String) {
     let mut request = reqwest::Client::new()
         .post(url)
@@ -554,13 +567,7 @@ async fn sessions_beyond_the_cap_get_503_with_retry_after() {
                 .unwrap(),
         );
     }
-    let response = reqwest::Client::new()
-        .post(server.url("/mcp"))
-        .header("Accept", "application/json, text/event-stream")
-        .json(&initialize_body())
-        .send()
-        .await
-        .unwrap();
+    let response = post_mcp(&server.url("/mcp"), None, &initialize_body()).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "30");
     assert!(response.text().await.unwrap().contains("--max-sessions"));
@@ -777,28 +784,20 @@ async fn a_streamable_http_client_that_does_not_read_is_dropped() {
     let mut serve_args = args(&[Transport::Http]);
     serve_args.request_timeout = 1;
     let server = start(serve_args).await;
-    let client = reqwest::Client::new();
-    let initialize = client
-        .post(server.url("/mcp"))
-        .header("Accept", "application/json, text/event-stream")
-        .json(&initialize_body())
-        .send()
-        .await
-        .unwrap();
+    let url = server.url("/mcp");
+    let initialize = post_mcp(&url, None, &initialize_body()).await;
     assert_eq!(initialize.status(), 200);
     let session = initialize.headers()["mcp-session-id"]
         .to_str()
         .unwrap()
         .to_owned();
     assert!(initialize.text().await.unwrap().contains("\"id\":1"));
-    let initialized = client
-        .post(server.url("/mcp"))
-        .header("Accept", "application/json, text/event-stream")
-        .header("Mcp-Session-Id", &session)
-        .json(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-        .send()
-        .await
-        .unwrap();
+    let initialized = post_mcp(
+        &url,
+        Some(&session),
+        &serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
     assert_eq!(initialized.status(), 202);
 
     // A call whose answer is far larger than the sockets' buffers, on a connection whose reader
@@ -836,17 +835,13 @@ async fn a_streamable_http_client_that_does_not_read_is_dropped() {
     );
 
     // The session lives on: a reading client gets its answers.
-    let echoed = client
-        .post(server.url("/mcp"))
-        .header("Accept", "application/json, text/event-stream")
-        .header("Mcp-Session-Id", &session)
-        .json(
-            &serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+    let echoed = post_mcp(
+        &url,
+        Some(&session),
+        &serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
             "params": {"name": "echo", "arguments": {"text": "still here"}}}),
-        )
-        .send()
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(echoed.status(), 200);
     assert!(echoed.text().await.unwrap().contains("still here"));
     server.shutdown().await.unwrap();
