@@ -121,10 +121,12 @@ fn hostile(dir: &std::path::Path, args: &[&str]) -> std::path::PathBuf {
     config
 }
 
+/// `mcp` on `config`, keeping the servers' logs beside it rather than in the user's cache.
 fn run(config: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(MCP)
         .arg("--config")
         .arg(config)
+        .env("XDG_CACHE_HOME", config.parent().unwrap())
         .args(["--timeout", "30"])
         .args(args)
         .output()
