@@ -469,10 +469,8 @@ impl Agent {
 
     /// Re-lists the tools of servers that said theirs changed.
     async fn follow_tool_changes(&mut self) {
-        // rmcp hands each notification to the handler in a task of its own, so a
-        // `tools/list_changed` the server sent before a tool's answer may not be recorded yet
-        // when the answer wakes this task: let the tasks already woken run first.
-        tokio::task::yield_now().await;
+        // A `tools/list_changed` sent before a tool's answer is recorded by the connection's
+        // transport as it is read (`handler::Watched`), so it is here before the answer is.
         let changed: Vec<String> = match self.hooks.changed.lock() {
             Ok(mut changed) => changed.drain().collect(),
             Err(_) => Vec::new(),

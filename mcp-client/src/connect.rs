@@ -29,7 +29,7 @@ use tokio::{
 use crate::{
     config::{Server, Transport as ServerTransport, UrlKind},
     frames,
-    handler::{Elicitation, Handler},
+    handler::{Elicitation, Handler, Watched},
 };
 
 /// A connected server.
@@ -416,6 +416,8 @@ where
         server: name.to_owned(),
         ..options.handler.clone()
     };
+    // `tools/list_changed` recorded as it is read, in order with the answers (see `Watched`).
+    let transport = Watched::new(transport.into_transport(), name, handler.hooks.clone());
     let started = serve_client_with_lifecycle(handler, transport, options.era.lifecycle());
     match tokio::time::timeout(options.timeout, started).await {
         Ok(Ok(client)) => Ok(client),

@@ -203,6 +203,62 @@ impl ClientHandler for Handler {
     }
 }
 
+/// A transport that tells [`Hooks::tools_changed`] of a `tools/list_changed` the moment it is
+/// received, in order with the messages around it.
+///
+/// rmcp hands each notification to the handler in a task of its own, so a `tools/list_changed`
+/// a server sends just before a tool's answer could reach
+/// [`ClientHandler::on_tool_list_changed`] after the answer has woken the agent, whose next model
+/// request would then lack the new tools. The service loop reads its transport in order; seen
+/// here, the change is recorded before the answer behind it is even read.
+pub struct Watched<T> {
+    inner: T,
+    server: String,
+    hooks: Option<Arc<dyn Hooks>>,
+}
+
+impl<T> Watched<T> {
+    /// `inner`, watched for `server` on behalf of `hooks` (none: passed through as it is).
+    pub fn new(inner: T, server: &str, hooks: Option<Arc<dyn Hooks>>) -> Self {
+        Self {
+            inner,
+            server: server.to_owned(),
+            hooks,
+        }
+    }
+}
+
+impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleClient>
+    for Watched<T>
+{
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: rmcp::service::TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
+        let message = self.inner.receive().await?;
+        if let (Some(hooks), rmcp::model::JsonRpcMessage::Notification(notification)) =
+            (&self.hooks, &message)
+            && matches!(
+                notification.notification,
+                rmcp::model::ServerNotification::ToolListChangedNotification(_)
+            )
+        {
+            hooks.tools_changed(&self.server);
+        }
+        Some(message)
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
