@@ -175,11 +175,8 @@ impl ClientHandler for Handler {
         ))
     }
 
-    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
-        if let Some(hooks) = &self.hooks {
-            hooks.tools_changed(&self.server);
-        }
-    }
+    // `tools/list_changed` is not handled here but by the connection's transport, in order with
+    // the answers around it: see `Watched`.
 
     async fn on_progress(
         &self,

@@ -351,40 +351,26 @@ fn list_servers(context: &Context) -> Result<u8, Failure> {
 
 /// `mcp tools [SERVER]`.
 async fn list_tools(context: &Context, only: Option<&str>) -> Result<u8, Failure> {
-    let (listed, failed) =
-        list_each(context, only, "tools", async |c| c.list_all_tools().await).await?;
-    let mut out = context.stdout();
-    if context.json {
-        out.json(&tagged(&listed))?;
-    } else {
-        for (server, tool) in &listed {
-            let summary = first_line(tool.description.as_deref());
-            out.line(format_args!("{server}\t{}\t{summary}", tool.name))?;
-        }
-    }
-    Ok(failed)
+    let list = async |c: &connect::Client| c.list_all_tools().await;
+    print_listing(context, only, "tools", list, |server, tool| {
+        let summary = first_line(tool.description.as_deref());
+        format!("{server}\t{}\t{summary}", tool.name)
+    })
+    .await
 }
 
 /// `mcp resources [SERVER]`.
 async fn list_resources(context: &Context, only: Option<&str>) -> Result<u8, Failure> {
-    let (listed, failed) = list_each(context, only, "resources", async |c| {
-        c.list_all_resources().await
+    let list = async |c: &connect::Client| c.list_all_resources().await;
+    print_listing(context, only, "resources", list, |server, resource| {
+        format!(
+            "{server}\t{}\t{}\t{}",
+            resource.uri,
+            resource.name,
+            resource.mime_type.as_deref().unwrap_or("")
+        )
     })
-    .await?;
-    let mut out = context.stdout();
-    if context.json {
-        out.json(&tagged(&listed))?;
-    } else {
-        for (server, resource) in &listed {
-            out.line(format_args!(
-                "{server}\t{}\t{}\t{}",
-                resource.uri,
-                resource.name,
-                resource.mime_type.as_deref().unwrap_or("")
-            ))?;
-        }
-    }
-    Ok(failed)
+    .await
 }
 
 /// `mcp read [SERVER] URI`: without a server, each is asked in turn; the first that can read
@@ -454,36 +440,28 @@ fn print_contents(
 
 /// `mcp prompts [SERVER]`.
 async fn list_prompts(context: &Context, only: Option<&str>) -> Result<u8, Failure> {
-    let (listed, failed) = list_each(context, only, "prompts", async |c| {
-        c.list_all_prompts().await
+    let list = async |c: &connect::Client| c.list_all_prompts().await;
+    print_listing(context, only, "prompts", list, |server, prompt| {
+        let arguments: Vec<String> = prompt
+            .arguments
+            .iter()
+            .flatten()
+            .map(|a| {
+                if a.required == Some(true) {
+                    a.name.clone()
+                } else {
+                    format!("[{}]", a.name)
+                }
+            })
+            .collect();
+        format!(
+            "{server}\t{}\t{}\t{}",
+            prompt.name,
+            arguments.join(" "),
+            first_line(prompt.description.as_deref())
+        )
     })
-    .await?;
-    let mut out = context.stdout();
-    if context.json {
-        out.json(&tagged(&listed))?;
-    } else {
-        for (server, prompt) in &listed {
-            let arguments: Vec<String> = prompt
-                .arguments
-                .iter()
-                .flatten()
-                .map(|a| {
-                    if a.required == Some(true) {
-                        a.name.clone()
-                    } else {
-                        format!("[{}]", a.name)
-                    }
-                })
-                .collect();
-            out.line(format_args!(
-                "{server}\t{}\t{}\t{}",
-                prompt.name,
-                arguments.join(" "),
-                first_line(prompt.description.as_deref())
-            ))?;
-        }
-    }
-    Ok(failed)
+    .await
 }
 
 /// `mcp prompt SERVER NAME key=value…`.
@@ -796,15 +774,16 @@ fn first_line(text: Option<&str>) -> &str {
     text.and_then(|d| d.lines().next()).unwrap_or("")
 }
 
-/// Connects to every server (or the one named) and collects what `list` returns from each,
-/// tagged with the server's name, and the exit code: failures are reported on stderr and make
-/// it [`CONNECTION`].
-async fn list_each<T>(
+/// Connects to every server (or the one named), collects what `list` returns from each and
+/// prints it: as JSON objects with a `server` field, or a line each made by `line`. Failures are
+/// reported on stderr and make the exit code [`CONNECTION`]; what the others said is printed.
+async fn print_listing<T: serde::Serialize>(
     context: &Context,
     only: Option<&str>,
     what: &str,
     list: impl AsyncFn(&connect::Client) -> Result<Vec<T>, rmcp::ServiceError>,
-) -> Result<(Vec<(String, T)>, u8), Failure> {
+    line: impl Fn(&str, &T) -> String,
+) -> Result<u8, Failure> {
     let servers = context.chosen(only)?;
     let mut listed = Vec::new();
     let mut failed = false;
@@ -829,7 +808,15 @@ async fn list_each<T>(
         }
         let _ = connected.client.cancel().await;
     }
-    Ok((listed, if failed { CONNECTION } else { 0 }))
+    let mut out = context.stdout();
+    if context.json {
+        out.json(&tagged(&listed))?;
+    } else {
+        for (server, item) in &listed {
+            out.line(line(server, item))?;
+        }
+    }
+    Ok(if failed { CONNECTION } else { 0 })
 }
 
 /// Items as JSON objects with a `server` field.
