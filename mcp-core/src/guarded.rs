@@ -1,6 +1,6 @@
 //! A handler wrapper that turns a panic into an error answer, and stops cancelled work.
 //!
-//! It also makes the schemas of every tool it lists portable
+//! It also makes the schemas of every tool it lists (`tools/list`) portable
 //! ([`make_portable`](crate::tool::make_portable)), so that no server has to remember to.
 //!
 //! rmcp runs each request in a task of its own and sends nothing when that task panics, so a
@@ -306,10 +306,11 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         Ok(listed)
     }
 
+    // Passed through as it is: rmcp asks for it on every Streamable HTTP call (to check
+    // `Mcp-Param-*` headers against the input schema), where the formats make no difference
+    // and copying the schema would cost every call.
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        let mut tool = self.handler.get_tool(name)?;
-        crate::tool::make_portable(&mut tool);
-        Some(tool)
+        self.handler.get_tool(name)
     }
 
     async fn on_custom_request(
