@@ -151,7 +151,7 @@ def write_section(path, name, body):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mcp-docs", required=True, help="the release mcp-docs binary")
-    parser.add_argument("--model-home", required=True, help="what setup-model.sh installed")
+    parser.add_argument("--model-home", required=True, help="what `mcp-docs setup` installed")
     parser.add_argument("--html", required=True, help="rustup's share/doc/rust/html")
     parser.add_argument("--out", required=True, help="BENCHMARKS.md")
     parser.add_argument("--worker", choices=sorted(WORKERS))

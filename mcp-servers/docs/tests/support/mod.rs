@@ -1,5 +1,5 @@
-//! What the docs tests share: the real model (installed through pip by `setup-model.sh` when it
-//! is missing), a folder of documents in every format, and a small valid PDF written by hand.
+//! What the docs tests share: the real model (fetched by the server's own first-use set-up,
+//! `mcp_server_docs::setup`, when it is missing), a folder of documents in every format, and a small valid PDF written by hand.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -9,21 +9,26 @@ use std::{
 
 use mcp_server_docs::embed::{Embedder, ModelOptions, docs_home};
 
-/// Installs the model and runtime once (the script leaves a complete install alone).
+/// Installs the model and runtime once (a complete install is left alone), on a thread of its
+/// own: callers may be inside a tokio runtime.
 pub fn ensure_model() -> PathBuf {
     static DONE: Mutex<bool> = Mutex::new(false);
     let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
     let home = docs_home();
     if !*done {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("setup-model.sh");
-        let status = std::process::Command::new("bash")
-            .arg(&script)
-            .status()
-            .expect("running setup-model.sh");
-        assert!(
-            status.success(),
-            "setup-model.sh failed; it needs python3 with venv and PyPI"
-        );
+        let target = home.clone();
+        let installed = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(mcp_server_docs::setup::install(&target, false))
+        })
+        .join()
+        .expect("the set-up thread");
+        if let Err(error) = installed {
+            panic!("the model could not be set up (it needs PyPI, python3 and venv): {error}");
+        }
         *done = true;
     }
     home
