@@ -65,6 +65,7 @@ mod guarded;
 mod http_policy;
 mod logging;
 mod message;
+pub mod resource;
 pub mod sandbox;
 mod serve;
 mod sse;

@@ -3,7 +3,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use mcp_core::{ToolError, blocking::on_pool, structured, tool::truncation_notice};
+use mcp_core::{
+    ToolError,
+    blocking::on_pool,
+    resource::{Read, ResourceError, ResourceRouter},
+    structured,
+    tool::truncation_notice,
+};
 use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
@@ -40,6 +46,7 @@ pub struct Shared {
 pub struct DocsServer {
     shared: Arc<Shared>,
     tool_router: ToolRouter<Self>,
+    resources: ResourceRouter<Arc<Shared>>,
 }
 
 impl DocsServer {
@@ -47,6 +54,11 @@ impl DocsServer {
         Self {
             shared,
             tool_router: Self::tool_router(),
+            resources: ResourceRouter::new().route(
+                ResourceTemplate::new(format!("{URI_PREFIX}{{path}}"), "document")
+                    .with_description("An indexed document's text, by its path"),
+                read_document,
+            ),
         }
     }
 }
@@ -419,6 +431,17 @@ fn resource_text(uri: &str, text: String, path: &str) -> ResourceContents {
     ResourceContents::text(text, uri).with_mime_type(mime)
 }
 
+/// `docs://{path}`: the document's whole text.
+async fn read_document(shared: Arc<Shared>, read: Read) -> Result<ResourceContents, ResourceError> {
+    let path = read.var("path").to_owned();
+    let lookup = path.clone();
+    let (_, text, _) = on_pool("reading", move || shared.library.document(&lookup, None))
+        .await
+        .map_err(ResourceError::failed)?
+        .map_err(ResourceError::not_found)?;
+    Ok(resource_text(read.uri(), text, &path))
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for DocsServer {
     fn get_info(&self) -> ServerConfig {
@@ -464,10 +487,7 @@ impl ServerHandler for DocsServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(vec![
-            ResourceTemplate::new(format!("{URI_PREFIX}{{path}}"), "document")
-                .with_description("An indexed document's text, by its path"),
-        ]))
+        Ok(self.resources.templates())
     }
 
     async fn read_resource(
@@ -475,19 +495,6 @@ impl ServerHandler for DocsServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let uri = request.uri.clone();
-        let Some(path) = uri.strip_prefix(URI_PREFIX).map(str::to_owned) else {
-            return Err(ErrorData::resource_not_found(
-                format!("no resource {uri}; documents are {URI_PREFIX}<path>"),
-                None,
-            ));
-        };
-        let shared = self.shared.clone();
-        let lookup = path.clone();
-        let (_, text, _) = on_pool("reading", move || shared.library.document(&lookup, None))
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
-            .map_err(|e| ErrorData::resource_not_found(e.to_string(), None))?;
-        Ok(ReadResourceResult::new(vec![resource_text(&uri, text, &path)]).into())
+        self.resources.read(self.shared.clone(), &request.uri).await
     }
 }

@@ -3,7 +3,11 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use mcp_core::{ToolError, structured};
+use mcp_core::{
+    ToolError,
+    resource::{Read, ResourceError, ResourceRouter},
+    structured,
+};
 use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler,
     handler::server::{common::schema_for_output, router::tool::ToolRouter, wrapper::Parameters},
@@ -30,6 +34,7 @@ const MAX_WAIT: Duration = Duration::from_secs(3600);
 pub struct FinetuneServer {
     manager: Arc<Manager>,
     tool_router: ToolRouter<Self>,
+    resources: ResourceRouter<Arc<Manager>>,
 }
 
 impl FinetuneServer {
@@ -37,8 +42,64 @@ impl FinetuneServer {
         Self {
             manager,
             tool_router: Self::tool_router(),
+            resources: resources(),
         }
     }
+}
+
+/// A job's log and metrics, each by its own template.
+fn resources() -> ResourceRouter<Arc<Manager>> {
+    ResourceRouter::new()
+        .route(
+            ResourceTemplate::new(format!("{URI_PREFIX}{{job}}/log"), "job log")
+                .with_description("The trainer's log (stderr), its last 200 KB"),
+            |manager: Arc<Manager>, read: Read| async move {
+                let job = found(manager.get(read.var("job")))?.job;
+                let text = crate::backend::tail(&job.dir.join(crate::backend::LOG_FILE), 200_000);
+                Ok(ResourceContents::text(text, read.uri()).with_mime_type("text/plain"))
+            },
+        )
+        .route(
+            ResourceTemplate::new(
+                format!("{URI_PREFIX}{{job}}/metrics.csv"),
+                "job metrics (CSV)",
+            )
+            .with_description(
+                "step, epoch, train_loss, valid_loss, token_accuracy, learning_rate, elapsed_s",
+            ),
+            |manager: Arc<Manager>, read: Read| async move {
+                let id = read.var("job");
+                found(manager.get(id))?;
+                let csv = metrics_csv(&manager, id).map_err(ResourceError::failed)?;
+                Ok(ResourceContents::text(csv, read.uri()).with_mime_type("text/csv"))
+            },
+        )
+        .route(
+            ResourceTemplate::new(
+                format!("{URI_PREFIX}{{job}}/metrics.json"),
+                "job metrics (JSON)",
+            )
+            .with_description("The metrics events' data, one object per step"),
+            |manager: Arc<Manager>, read: Read| async move {
+                let id = read.var("job");
+                found(manager.get(id))?;
+                let events = manager
+                    .events(id, None, usize::MAX >> 1)
+                    .map_err(ResourceError::failed)?;
+                let rows: Vec<serde_json::Value> = events
+                    .into_iter()
+                    .filter(|e| e.kind == EventKind::Metrics)
+                    .filter_map(|e| e.data)
+                    .collect();
+                let text = serde_json::to_string(&rows).unwrap_or_default();
+                Ok(ResourceContents::text(text, read.uri()).with_mime_type("application/json"))
+            },
+        )
+}
+
+/// A job lookup's failure is the resource's absence.
+fn found<T>(result: Result<T, JobError>) -> Result<T, ResourceError> {
+    result.map_err(ResourceError::not_found)
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -481,33 +542,33 @@ impl FinetuneServer {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
 
-    fn metrics_csv(&self, id: &str) -> Result<String, JobError> {
-        let events = self.manager.events(id, None, usize::MAX >> 1)?;
-        let columns = [
-            "step",
-            "epoch",
-            "train_loss",
-            "valid_loss",
-            "token_accuracy",
-            "learning_rate",
-            "elapsed_s",
-        ];
-        let mut csv = columns.join(",") + "\n";
-        for event in events.iter().filter(|e| e.kind == EventKind::Metrics) {
-            let Some(data) = &event.data else { continue };
-            let row: Vec<String> = columns
-                .iter()
-                .map(|c| match data.get(*c) {
-                    Some(serde_json::Value::Null) | None => String::new(),
-                    Some(value) => value.to_string(),
-                })
-                .collect();
-            csv.push_str(&row.join(","));
-            csv.push('\n');
-        }
-        Ok(csv)
+fn metrics_csv(manager: &Manager, id: &str) -> Result<String, JobError> {
+    let events = manager.events(id, None, usize::MAX >> 1)?;
+    let columns = [
+        "step",
+        "epoch",
+        "train_loss",
+        "valid_loss",
+        "token_accuracy",
+        "learning_rate",
+        "elapsed_s",
+    ];
+    let mut csv = columns.join(",") + "\n";
+    for event in events.iter().filter(|e| e.kind == EventKind::Metrics) {
+        let Some(data) = &event.data else { continue };
+        let row: Vec<String> = columns
+            .iter()
+            .map(|c| match data.get(*c) {
+                Some(serde_json::Value::Null) | None => String::new(),
+                Some(value) => value.to_string(),
+            })
+            .collect();
+        csv.push_str(&row.join(","));
+        csv.push('\n');
     }
+    Ok(csv)
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -564,22 +625,7 @@ impl ServerHandler for FinetuneServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(vec![
-            ResourceTemplate::new(format!("{URI_PREFIX}{{job}}/log"), "job log")
-                .with_description("The trainer's log (stderr), its last 200 KB"),
-            ResourceTemplate::new(
-                format!("{URI_PREFIX}{{job}}/metrics.csv"),
-                "job metrics (CSV)",
-            )
-            .with_description(
-                "step, epoch, train_loss, valid_loss, token_accuracy, learning_rate, elapsed_s",
-            ),
-            ResourceTemplate::new(
-                format!("{URI_PREFIX}{{job}}/metrics.json"),
-                "job metrics (JSON)",
-            )
-            .with_description("The metrics events' data, one object per step"),
-        ]))
+        Ok(self.resources.templates())
     }
 
     async fn read_resource(
@@ -587,50 +633,8 @@ impl ServerHandler for FinetuneServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let uri = request.uri.clone();
-        let not_found = || {
-            ErrorData::resource_not_found(
-                format!(
-                    "no resource {uri}; jobs have {URI_PREFIX}<id>/log, /metrics.csv and /metrics.json"
-                ),
-                None,
-            )
-        };
-        let (id, leaf) = uri
-            .strip_prefix(URI_PREFIX)
-            .and_then(|rest| rest.split_once('/'))
-            .ok_or_else(not_found)?;
-        let job = self
-            .manager
-            .get(id)
-            .map_err(|e| ErrorData::resource_not_found(e.to_string(), None))?
-            .job;
-        let contents = match leaf {
-            "log" => {
-                let text = crate::backend::tail(&job.dir.join(crate::backend::LOG_FILE), 200_000);
-                ResourceContents::text(text, &uri).with_mime_type("text/plain")
-            }
-            "metrics.csv" => {
-                let csv = self
-                    .metrics_csv(id)
-                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-                ResourceContents::text(csv, &uri).with_mime_type("text/csv")
-            }
-            "metrics.json" => {
-                let events = self
-                    .manager
-                    .events(id, None, usize::MAX >> 1)
-                    .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-                let rows: Vec<serde_json::Value> = events
-                    .into_iter()
-                    .filter(|e| e.kind == EventKind::Metrics)
-                    .filter_map(|e| e.data)
-                    .collect();
-                let text = serde_json::to_string(&rows).unwrap_or_default();
-                ResourceContents::text(text, &uri).with_mime_type("application/json")
-            }
-            _ => return Err(not_found()),
-        };
-        Ok(ReadResourceResult::new(vec![contents]).into())
+        self.resources
+            .read(self.manager.clone(), &request.uri)
+            .await
     }
 }

@@ -2,7 +2,12 @@
 
 use std::sync::Arc;
 
-use mcp_core::{ToolError, structured, structured_value, tool::truncation_notice};
+use mcp_core::{
+    ToolError,
+    resource::{Read, ResourceError, ResourceRouter},
+    structured, structured_value,
+    tool::truncation_notice,
+};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
@@ -28,6 +33,7 @@ pub struct SqlServer {
     target: Arc<Target>,
     options: Options,
     tool_router: ToolRouter<Self>,
+    resources: ResourceRouter<Arc<Database>>,
 }
 
 impl SqlServer {
@@ -41,8 +47,42 @@ impl SqlServer {
             target: Arc::new(target),
             options,
             tool_router,
+            resources: resources(),
         }
     }
+}
+
+/// Every table at once, and each table by its schema and name.
+fn resources() -> ResourceRouter<Arc<Database>> {
+    ResourceRouter::new()
+        .route(
+            ResourceTemplate::new(TABLES_URI, "tables")
+                .with_description("Every table and view, as JSON")
+                .with_mime_type("application/json"),
+            |db: Arc<Database>, read: Read| async move {
+                let tables = db
+                    .list_tables(None)
+                    .await
+                    .map_err(|e| ResourceError::failed(e.describe(None)))?;
+                json_resource(read.uri(), &TableList { tables })
+            },
+        )
+        .route(
+            ResourceTemplate::new(TABLE_TEMPLATE, "table")
+                .with_description("A table's description (SQLite's schema is main)")
+                .with_mime_type("application/json"),
+            |db: Arc<Database>, read: Read| async move {
+                let (schema, name) = parse_table_uri(read.var("schema"), read.var("name"))
+                    .ok_or_else(|| {
+                        ResourceError::not_found(format!("{} is not a table URI", read.uri()))
+                    })?;
+                let table = db
+                    .describe_table(name, schema)
+                    .await
+                    .map_err(|e| ResourceError::not_found(e.describe(None)))?;
+                json_resource(read.uri(), &table)
+            },
+        )
 }
 
 fn tool_error(error: DbError, sql: Option<&str>) -> ToolError {
@@ -431,9 +471,8 @@ fn table_uri(table: &TableSummary) -> String {
     )
 }
 
-fn parse_table_uri(uri: &str) -> Option<(Option<String>, String)> {
-    let rest = uri.strip_prefix("sql://table/")?;
-    let (schema, name) = rest.split_once('/')?;
+/// The schema (`None` for SQLite's `main`) and name of a table URI's segments, decoded.
+fn parse_table_uri(schema: &str, name: &str) -> Option<(Option<String>, String)> {
     let decode = |s: &str| {
         url::form_urlencoded::parse(format!("x={s}").as_bytes())
             .next()
@@ -443,12 +482,9 @@ fn parse_table_uri(uri: &str) -> Option<(Option<String>, String)> {
     Some(((schema != "main").then_some(schema), decode(name)?))
 }
 
-fn json_resource(uri: &str, value: &impl Serialize) -> Result<ReadResourceResult, ErrorData> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-    Ok(ReadResourceResult::new(vec![
-        ResourceContents::text(text, uri).with_mime_type("application/json"),
-    ]))
+fn json_resource(uri: &str, value: &impl Serialize) -> Result<ResourceContents, ResourceError> {
+    let text = serde_json::to_string_pretty(value).map_err(ResourceError::failed)?;
+    Ok(ResourceContents::text(text, uri).with_mime_type("application/json"))
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -484,11 +520,7 @@ impl ServerHandler for SqlServer {
             .list_tables(None)
             .await
             .map_err(|e| ErrorData::internal_error(e.describe(None), None))?;
-        let mut resources = vec![
-            Resource::new(TABLES_URI, "tables")
-                .with_description("Every table and view, as JSON")
-                .with_mime_type("application/json"),
-        ];
+        let mut resources = self.resources.fixed();
         resources.extend(tables.iter().map(|table| {
             Resource::new(table_uri(table), table_line(table)).with_mime_type("application/json")
         }));
@@ -500,11 +532,7 @@ impl ServerHandler for SqlServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(vec![
-            ResourceTemplate::new(TABLE_TEMPLATE, "table")
-                .with_description("A table's description (SQLite's schema is main)")
-                .with_mime_type("application/json"),
-        ]))
+        Ok(self.resources.templates())
     }
 
     async fn read_resource(
@@ -512,27 +540,7 @@ impl ServerHandler for SqlServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let uri = request.uri.as_str();
-        if uri == TABLES_URI {
-            let tables = self
-                .db
-                .list_tables(None)
-                .await
-                .map_err(|e| ErrorData::internal_error(e.describe(None), None))?;
-            return json_resource(uri, &TableList { tables }).map(Into::into);
-        }
-        let Some((schema, name)) = parse_table_uri(uri) else {
-            return Err(ErrorData::resource_not_found(
-                format!("no resource {uri}; try {TABLES_URI} or {TABLE_TEMPLATE}"),
-                None,
-            ));
-        };
-        let table = self
-            .db
-            .describe_table(name, schema)
-            .await
-            .map_err(|e| ErrorData::resource_not_found(e.describe(None), None))?;
-        json_resource(uri, &table).map(Into::into)
+        self.resources.read(self.db.clone(), &request.uri).await
     }
 }
 
@@ -607,14 +615,17 @@ mod tests {
             estimated_rows: None,
         };
         let uri = table_uri(&table);
+        // TABLE_TEMPLATE's {schema} takes up to the next `/`, {name} the rest: neither segment
+        // may hold a `/` of its own.
+        let (schema, name) = uri
+            .strip_prefix("sql://table/")
+            .and_then(|rest| rest.split_once('/'))
+            .unwrap();
+        assert!(!name.contains('/'), "{uri}");
         assert_eq!(
-            parse_table_uri(&uri),
+            parse_table_uri(schema, name),
             Some((Some("my schema".into()), "x\"/; DROP".into()))
         );
-        assert_eq!(
-            parse_table_uri("sql://table/main/t"),
-            Some((None, "t".into()))
-        );
-        assert_eq!(parse_table_uri("sql://other"), None);
+        assert_eq!(parse_table_uri("main", "t"), Some((None, "t".into())));
     }
 }
