@@ -35,7 +35,8 @@ pub const WAV_BASE64: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZG
 const STATIC_TEXT: &str = "This is the content of the static text resource.";
 const WATCHED: &str = "test://watched-resource";
 
-/// The fixture server. [`Everything::default`] is ready to serve.
+/// The fixture server: one session's (its log level and subscriptions are the session's own).
+/// `mcp_core::per_session(Everything::default)` is ready to serve.
 #[derive(Default)]
 pub struct Everything {
     session: Arc<Session>,
@@ -47,13 +48,6 @@ struct Session {
     // `None` until the client sets a level: then everything is sent.
     min_log_level: Mutex<Option<LoggingLevel>>,
     subscriptions: Mutex<HashSet<String>>,
-}
-
-impl Clone for Everything {
-    /// A new session: fresh log level and subscriptions.
-    fn clone(&self) -> Self {
-        Self::default()
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

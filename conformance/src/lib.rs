@@ -12,7 +12,8 @@
 //! ```no_run
 //! # async fn run() -> Result<(), mcp_core::ServeError> {
 //! let args = mcp_core::ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[mcp_core::Transport::Http]);
-//! let server = mcp_core::HttpServer::start(mcp_conformance::everything::Everything::default(), &args).await?;
+//! let sessions = mcp_core::per_session(mcp_conformance::everything::Everything::default);
+//! let server = mcp_core::HttpServer::start(sessions, &args).await?;
 //! // npx @modelcontextprotocol/conformance server --url {server.url("/mcp")} --suite all
 //! # server.shutdown().await }
 //! ```

@@ -257,7 +257,7 @@ async fn interop_matrix_is_all_green_and_recorded_in_results_md() {
     ];
 
     let fixture = HttpServer::start(
-        Everything::default(),
+        mcp_core::per_session(Everything::default),
         &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
     )
     .await

@@ -43,7 +43,7 @@ async fn generic_scenarios_pass_over_every_listener_configuration() {
         "127.0.0.1:0".parse().unwrap(),
         &[Transport::Http, Transport::Sse],
     );
-    let server = HttpServer::start(Everything::default(), &args)
+    let server = HttpServer::start(mcp_core::per_session(Everything::default), &args)
         .await
         .unwrap();
     let report = suite::run_scenarios(&server.url("/mcp"), &GENERIC_SERVER_SCENARIOS)

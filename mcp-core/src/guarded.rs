@@ -14,6 +14,9 @@
 //! drop guards then stop the statement, the child process, …); rmcp sends no answer for it.
 
 // The wrapper must forward every method, the deprecated ones (logging, roots, subscribe) too.
+// rmcp's Streamable HTTP server takes a `ServerHandler` (not any `Service`), so the wrapper has
+// to be one; the test at the end reads rmcp's own trait and fails, naming the method, when a
+// release adds one that is not forwarded here.
 #![allow(deprecated)]
 
 use std::{borrow::Cow, panic::AssertUnwindSafe};
@@ -28,15 +31,16 @@ use rmcp::{
 /// `H`, with panics in its request handlers answered as internal errors, and at most
 /// [`MAX_IN_FLIGHT`] tool calls, resource reads and prompts running at once in a session.
 ///
-/// Each clone is a new session (rmcp serves each with a clone): its requests are counted apart.
-#[derive(Debug, Clone)]
+/// Each session is served by a `Guarded` of its own ([`Sessions`](crate::Sessions) makes one
+/// per session), so each session's requests are counted apart.
+#[derive(Debug)]
 pub struct Guarded<H> {
     handler: H,
     slots: Slots,
 }
 
 impl<H> Guarded<H> {
-    /// `handler`, guarded; each clone counts its own session's requests.
+    /// `handler`, guarded, with its own count of running requests.
     pub fn new(handler: H) -> Self {
         Self {
             handler,
@@ -59,13 +63,6 @@ impl Default for Slots {
         Self(std::sync::Arc::new(tokio::sync::Semaphore::new(
             MAX_IN_FLIGHT,
         )))
-    }
-}
-
-impl Clone for Slots {
-    /// A new session's own places, not a share of these.
-    fn clone(&self) -> Self {
-        Self::default()
     }
 }
 
@@ -428,5 +425,78 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
             self.handler.read_resource_directory(request, context),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The `fn` names declared at `indent` spaces in `text`.
+    fn functions(text: &str, indent: usize) -> std::collections::BTreeSet<String> {
+        let prefix = " ".repeat(indent);
+        text.lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .filter_map(|line| {
+                line.strip_prefix("async fn ")
+                    .or_else(|| line.strip_prefix("fn "))
+            })
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// From the line starting with `head` to the next line that is only `}`.
+    fn block<'a>(text: &'a str, head: &str) -> Option<&'a str> {
+        let start = text.find(head)?;
+        let end = text[start..].find("\n}\n")?;
+        Some(&text[start..start + end])
+    }
+
+    #[test]
+    fn every_server_handler_method_of_this_rmcp_is_forwarded() {
+        let metadata = std::process::Command::new(env!("CARGO"))
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--offline",
+                "--manifest-path",
+            ])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .output()
+            .expect("cargo metadata");
+        assert!(metadata.status.success(), "{metadata:?}");
+        let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
+        let manifest = metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "rmcp")
+            .and_then(|p| p["manifest_path"].as_str())
+            .expect("rmcp among the packages");
+        let source = std::path::Path::new(manifest).with_file_name("src/handler/server.rs");
+        let source = std::fs::read_to_string(&source).unwrap();
+        // The trait's methods are written once, in a macro both of its cfg variants expand.
+        let theirs = match block(&source, "macro_rules! server_handler_methods") {
+            Some(methods) => functions(methods, 8),
+            None => functions(block(&source, "pub trait ServerHandler").unwrap(), 4),
+        };
+        assert!(theirs.len() > 20, "read too few methods: {theirs:?}");
+        let ours = functions(
+            block(
+                include_str!("guarded.rs"),
+                "impl<H: ServerHandler> ServerHandler for Guarded<H>",
+            )
+            .unwrap(),
+            4,
+        );
+        let missing: Vec<_> = theirs.difference(&ours).collect();
+        assert!(
+            missing.is_empty(),
+            "Guarded does not forward these ServerHandler methods, so it would answer them with \
+             rmcp's defaults: {missing:?}"
+        );
     }
 }

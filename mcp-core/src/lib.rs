@@ -68,6 +68,7 @@ mod message;
 pub mod resource;
 pub mod sandbox;
 mod serve;
+mod sessions;
 mod sse;
 mod stdio;
 pub mod testing;
@@ -80,6 +81,7 @@ pub use http_policy::PolicyError;
 pub use logging::{init_logging, init_logging_with, main};
 pub use sandbox::{Sandbox, SandboxError};
 pub use serve::{HEALTH_PATH, HttpServer, MCP_PATH, ServeError, serve};
+pub use sessions::{PerSession, Sessions, per_session};
 pub use sse::{SseClientError, SseClientOptions, connect_sse};
 pub use tool::{OutputCap, Page, ToolError, structured, structured_value};
 

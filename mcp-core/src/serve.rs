@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::{
-    Guarded,
+    Guarded, Sessions,
     args::{ServeArgs, Transport},
     http_policy::{
         BearerToken, HostPolicy, PolicyError, enforce_host_policy, read_json_body, require_bearer,
@@ -71,27 +71,25 @@ pub enum ServeError {
     Initialize(Box<ServerInitializeError>),
 }
 
-/// Serves `handler` as `args` say, until end of input (stdio), SIGINT or SIGTERM.
+/// Serves `sessions` as `args` say, until end of input (stdio), SIGINT or SIGTERM.
 ///
-/// Each HTTP session (and the stdio one) gets its own clone of `handler`, so state meant to be
-/// shared between sessions belongs behind an `Arc`. A panic in a request handler becomes an
+/// Each session (the stdio one, each HTTP one) gets its own handler from `sessions`: a handler
+/// that is `Clone` is cloned, so state meant to be shared between sessions belongs behind an
+/// `Arc`; [`per_session`](crate::per_session) builds each one with a function. A panic in a request handler becomes an
 /// internal-error answer rather than a request that never ends (see [`Guarded`]). Logging goes
 /// to stderr (see [`init_logging`]); on stdio nothing but protocol messages reaches stdout.
-pub async fn serve<H>(handler: H, args: ServeArgs) -> Result<(), ServeError>
-where
-    H: ServerHandler + Clone,
-{
+pub async fn serve<S: Sessions>(sessions: S, args: ServeArgs) -> Result<(), ServeError> {
     init_logging(args.log_level);
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let transports = args.transports();
     if transports == [Transport::Stdio] {
-        return serve_stdio(handler, shutdown).await;
+        return serve_stdio(sessions.session(), shutdown).await;
     }
     if transports.contains(&Transport::Stdio) {
         return Err(ServeError::StdioCombined);
     }
-    let server = HttpServer::start(handler, &args).await?;
+    let server = HttpServer::start(sessions, &args).await?;
     let names: Vec<String> = transports
         .iter()
         .map(|transport| match transport {
@@ -169,7 +167,7 @@ fn cancel_on_signal(shutdown: CancellationToken) -> impl Future<Output = ()> + S
 /// [`serve`] uses it; tests use it directly to get a server on a free port:
 ///
 /// ```no_run
-/// # async fn run(handler: impl rmcp::ServerHandler + Clone) -> Result<(), mcp_core::ServeError> {
+/// # async fn run(handler: impl mcp_core::Sessions) -> Result<(), mcp_core::ServeError> {
 /// use mcp_core::{HttpServer, ServeArgs, Transport};
 ///
 /// let args = ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http, Transport::Sse]);
@@ -185,11 +183,9 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `args.listen` and starts serving in the background.
-    pub async fn start<H>(handler: H, args: &ServeArgs) -> Result<Self, ServeError>
-    where
-        H: ServerHandler + Clone,
-    {
+    /// Binds `args.listen` and starts serving in the background, each session with a handler
+    /// from `sessions`.
+    pub async fn start<S: Sessions>(sessions: S, args: &ServeArgs) -> Result<Self, ServeError> {
         let transports = args.transports();
         if transports.contains(&Transport::Stdio) {
             return Err(ServeError::StdioCombined);
@@ -209,7 +205,7 @@ impl HttpServer {
         let addr = listener.local_addr().map_err(ServeError::Http)?;
         let shutdown = CancellationToken::new();
         let app = app(
-            Guarded::new(handler),
+            Arc::new(sessions),
             args,
             addr,
             &transports,
@@ -375,16 +371,13 @@ fn flatten(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Resul
     }
 }
 
-fn app<H>(
-    handler: H,
+fn app<S: Sessions>(
+    sessions: Arc<S>,
     args: &ServeArgs,
     bound: SocketAddr,
     transports: &[Transport],
     shutdown: CancellationToken,
-) -> Result<Router, ServeError>
-where
-    H: ServerHandler + Clone,
-{
+) -> Result<Router, ServeError> {
     let policy = Arc::new(HostPolicy::new(
         bound,
         &args.allowed_hosts,
@@ -398,15 +391,15 @@ where
             .with_max_request_body_bytes(args.max_body_bytes)
             .disable_allowed_hosts()
             .disable_allowed_origins();
-        let session_handler = handler.clone();
-        let sessions = Arc::new(LocalSessionManager::default());
+        let factory = sessions.clone();
+        let open = Arc::new(LocalSessionManager::default());
         let service = StreamableHttpService::new(
-            move || Ok(session_handler.clone()),
-            sessions.clone(),
+            move || Ok(Guarded::new(factory.session())),
+            open.clone(),
             config,
         );
         let cap = SessionCap {
-            sessions,
+            sessions: open,
             max: args.max_sessions,
         };
         mcp = mcp.route_service(
@@ -417,7 +410,7 @@ where
         );
     }
     if transports.contains(&Transport::Sse) {
-        mcp = mcp.merge(sse::router(handler, shutdown, args.max_sessions));
+        mcp = mcp.merge(sse::router(sessions, shutdown, args.max_sessions));
     }
     mcp = mcp.layer(middleware::from_fn_with_state(
         args.max_body_bytes,

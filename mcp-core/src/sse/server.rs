@@ -18,7 +18,7 @@ use axum::{
 use futures::{StreamExt, stream};
 use http::StatusCode;
 use rmcp::{
-    RoleServer, ServerHandler, ServiceExt,
+    RoleServer, ServiceExt,
     model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
 };
 use tokio::sync::mpsc;
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{MESSAGES_PATH, SSE_PATH};
 use crate::{
+    Guarded, Sessions,
     channel::ChannelTransport,
     http_policy::{rejection, too_busy},
     message::{Inbound, read_client_message},
@@ -41,19 +42,19 @@ struct SessionChannels {
     to_client: mpsc::Sender<ServerJsonRpcMessage>,
 }
 
-type Sessions = Arc<Mutex<HashMap<String, SessionChannels>>>;
+type Open = Arc<Mutex<HashMap<String, SessionChannels>>>;
 
-struct SseState<H> {
-    handler: H,
-    sessions: Sessions,
+struct SseState<S> {
+    factory: Arc<S>,
+    sessions: Open,
     shutdown: CancellationToken,
     max_sessions: usize,
 }
 
-impl<H: Clone> Clone for SseState<H> {
+impl<S> Clone for SseState<S> {
     fn clone(&self) -> Self {
         Self {
-            handler: self.handler.clone(),
+            factory: self.factory.clone(),
             sessions: self.sessions.clone(),
             shutdown: self.shutdown.clone(),
             max_sessions: self.max_sessions,
@@ -61,31 +62,29 @@ impl<H: Clone> Clone for SseState<H> {
     }
 }
 
-/// `GET /sse` and `POST /messages`, each session served by its own clone of `handler`, at most
-/// `max_sessions` at once.
-pub(crate) fn router<H>(handler: H, shutdown: CancellationToken, max_sessions: usize) -> Router
-where
-    H: ServerHandler + Clone,
-{
+/// `GET /sse` and `POST /messages`, each session served by its own (guarded) handler from
+/// `factory`, at most `max_sessions` at once.
+pub(crate) fn router<S: Sessions>(
+    factory: Arc<S>,
+    shutdown: CancellationToken,
+    max_sessions: usize,
+) -> Router {
     let state = SseState {
-        handler,
+        factory,
         sessions: Arc::default(),
         shutdown,
         max_sessions,
     };
     Router::new()
-        .route(SSE_PATH, get(open_stream::<H>))
-        .route(MESSAGES_PATH, post(post_message::<H>))
+        .route(SSE_PATH, get(open_stream::<S>))
+        .route(MESSAGES_PATH, post(post_message::<S>))
         // The one body limit is --max-body-bytes, enforced before this (read_json_body); axum's
         // own 2 MB default would cut it short here.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-async fn open_stream<H>(State(state): State<SseState<H>>) -> Response
-where
-    H: ServerHandler + Clone,
-{
+async fn open_stream<S: Sessions>(State(state): State<SseState<S>>) -> Response {
     if lock(&state.sessions).len() >= state.max_sessions {
         return too_busy(state.max_sessions);
     }
@@ -108,7 +107,7 @@ where
         .closing_when_full(session.clone());
     {
         let (handler, sessions, session, session_id) = (
-            state.handler.clone(),
+            Guarded::new(state.factory.session()),
             state.sessions.clone(),
             session.clone(),
             session_id.clone(),

@@ -13,8 +13,9 @@
 //! use mcp_server_fs::{FsServer, Limits, Sandbox};
 //!
 //! let sandbox = Sandbox::new(&["/home/me/project"])?;
-//! let server = FsServer::new(sandbox, Limits::default(), false);
-//! mcp_core::serve(server, mcp_core::ServeArgs::default()).await?;
+//! // One server per session, each following its own client's roots.
+//! let sessions = FsServer::sessions(sandbox, Limits::default(), false);
+//! mcp_core::serve(sessions, mcp_core::ServeArgs::default()).await?;
 //! # Ok(()) }
 //! ```
 

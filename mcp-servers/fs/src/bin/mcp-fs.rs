@@ -59,6 +59,10 @@ async fn main() -> anyhow::Result<()> {
         max_entries: cli.max_entries.max(1),
         max_media_bytes: cli.max_media_bytes,
     };
-    mcp_core::serve(FsServer::new(sandbox, limits, cli.read_only), cli.serve).await?;
+    mcp_core::serve(
+        FsServer::sessions(sandbox, limits, cli.read_only),
+        cli.serve,
+    )
+    .await?;
     Ok(())
 }

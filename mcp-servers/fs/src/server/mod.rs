@@ -12,7 +12,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use mcp_core::{OutputCap, ToolError};
+use mcp_core::{OutputCap, Sessions, ToolError, per_session};
 use rmcp::{
     RoleServer, ServerHandler,
     handler::server::router::tool::ToolRouter,
@@ -59,8 +59,8 @@ pub const WRITE_TOOLS: [&str; 6] = [
     "copy_file",
 ];
 
-/// The filesystem server. Cloning it starts a new session: its roots begin as the configured
-/// directories and follow what that session's client offers.
+/// The filesystem server: one session's. Its roots begin as the configured directories and
+/// follow what that session's client offers; [`FsServer::sessions`] makes one per session.
 pub struct FsServer {
     configured: Arc<Sandbox>,
     // Swapped whole when the client's roots change; requests take a cheap `Arc` of it.
@@ -70,34 +70,48 @@ pub struct FsServer {
     tool_router: ToolRouter<Self>,
 }
 
-impl Clone for FsServer {
-    fn clone(&self) -> Self {
-        Self::with_sandbox(self.configured.clone(), self.limits, self.read_only)
+/// Unless read-only, removes in a thread of its own the temporary files that writes killed
+/// mid-way left in the allowed directories.
+fn sweep(sandbox: &Sandbox, read_only: bool) {
+    if read_only {
+        return;
+    }
+    let roots: Vec<_> = sandbox.roots().to_vec();
+    let sweep = move || {
+        for root in roots {
+            let removed = ops::sweep_stale_temps(&root.dir);
+            if removed > 0 {
+                tracing::info!(root = %root.path.display(), removed, "removed temporary files left by interrupted writes");
+            }
+        }
+    };
+    if let Err(error) = std::thread::Builder::new()
+        .name("mcp-fs-sweep".into())
+        .spawn(sweep)
+    {
+        tracing::warn!(%error, "could not start the sweep of interrupted writes");
     }
 }
 
 impl FsServer {
-    /// The server for `sandbox`. Unless read-only, it first sweeps, in a thread of its own, the
-    /// temporary files that writes killed mid-way left in the allowed directories.
+    /// One session's server for `sandbox`. Unless read-only, it first sweeps, in a thread of its
+    /// own, the temporary files that writes killed mid-way left in the allowed directories.
     pub fn new(sandbox: Sandbox, limits: Limits, read_only: bool) -> Self {
-        if !read_only {
-            let roots: Vec<_> = sandbox.roots().to_vec();
-            let sweep = move || {
-                for root in roots {
-                    let removed = ops::sweep_stale_temps(&root.dir);
-                    if removed > 0 {
-                        tracing::info!(root = %root.path.display(), removed, "removed temporary files left by interrupted writes");
-                    }
-                }
-            };
-            if let Err(error) = std::thread::Builder::new()
-                .name("mcp-fs-sweep".into())
-                .spawn(sweep)
-            {
-                tracing::warn!(%error, "could not start the sweep of interrupted writes");
-            }
-        }
+        sweep(&sandbox, read_only);
         Self::with_sandbox(Arc::new(sandbox), limits, read_only)
+    }
+
+    /// What [`mcp_core::serve`] takes: a server per session, each starting from `sandbox` and
+    /// following its own client's roots (one session's roots never narrow another's). The sweep
+    /// of [`FsServer::new`] runs once, now.
+    pub fn sessions(
+        sandbox: Sandbox,
+        limits: Limits,
+        read_only: bool,
+    ) -> impl Sessions<Handler = Self> {
+        sweep(&sandbox, read_only);
+        let configured = Arc::new(sandbox);
+        per_session(move || Self::with_sandbox(configured.clone(), limits, read_only))
     }
 
     fn with_sandbox(configured: Arc<Sandbox>, limits: Limits, read_only: bool) -> Self {
