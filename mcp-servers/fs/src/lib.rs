@@ -5,8 +5,13 @@
 //! Every path is matched to an allowed directory by whole components, then used only through
 //! that directory's [`cap_std::fs::Dir`], which resolves it beneath the directory in the kernel:
 //! prefix siblings, `..`, symlinks pointing out (even ones swapped in mid-request) all fail.
-//! Walks go down from such a directory one listed name at a time, never through a link
-//! ([`walk`]).
+//! Walks go down from such a directory one listed name at a time, never through a link.
+//!
+//! What it offers: [`FsServer`] with its [`Limits`], over a [`Sandbox`]; [`FsError`] is how a
+//! tool fails. Inside (private modules): `server` (the tools, by concern: read, browse, write),
+//! `ops` (file operations through the sandbox: atomic writes, windows, listings), `edit`
+//! (line-based edits), `search` (names, contents with ripgrep's searcher, heads and tails),
+//! `walk` (directory walks that never follow a link out).
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -19,12 +24,15 @@
 //! # Ok(()) }
 //! ```
 
-pub mod edit;
-pub mod ops;
-pub use mcp_core::sandbox;
-pub mod search;
-pub mod server;
-pub mod walk;
+#![warn(missing_docs)]
 
-pub use sandbox::{Sandbox, SandboxError};
+mod edit;
+mod error;
+mod ops;
+mod search;
+mod server;
+mod walk;
+
+pub use error::FsError;
+pub use mcp_core::sandbox::{self, Sandbox, SandboxError};
 pub use server::{FsServer, Limits, WRITE_TOOLS};

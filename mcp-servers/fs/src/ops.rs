@@ -8,12 +8,15 @@ use std::{
 use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
 use rustix::fs::{Gid, Mode, Uid};
 
-use crate::sandbox::{FinalLink, Resolved, SandboxError, open_regular};
+use crate::{
+    error::FsError,
+    sandbox::{FinalLink, Resolved, SandboxError, open_regular},
+};
 
 /// Opens a file for reading: a regular file only (a FIFO or device in the sandbox would block a
 /// read forever or never end), following a link that stays beneath the root.
-pub fn open_file(resolved: &Resolved) -> Result<cap_std::fs::File, SandboxError> {
-    open_regular(resolved, FinalLink::Follow).map(|(file, _)| file)
+pub fn open_file(resolved: &Resolved) -> Result<cap_std::fs::File, FsError> {
+    Ok(open_regular(resolved, FinalLink::Follow)?.0)
 }
 
 /// Reads at most `limit` bytes starting at byte `offset`; returns them and the file's size.
@@ -21,8 +24,8 @@ pub fn read_window(
     resolved: &Resolved,
     offset: u64,
     limit: usize,
-) -> Result<(Vec<u8>, u64), SandboxError> {
-    let io = |e| resolved.error(e);
+) -> Result<(Vec<u8>, u64), FsError> {
+    let io = |e| FsError(resolved.error(e));
     let (mut file, size) = open_regular(resolved, FinalLink::Follow)?;
     file.seek(SeekFrom::Start(offset)).map_err(io)?;
     let mut bytes = Vec::with_capacity(limit.min(1 << 20));
@@ -33,8 +36,8 @@ pub fn read_window(
 }
 
 /// Reads the whole file, refusing files over `limit` bytes.
-pub fn read_all(resolved: &Resolved, limit: u64) -> Result<Vec<u8>, SandboxError> {
-    let io = |e| resolved.error(e);
+pub fn read_all(resolved: &Resolved, limit: u64) -> Result<Vec<u8>, FsError> {
+    let io = |e| FsError(resolved.error(e));
     let (file, size) = open_regular(resolved, FinalLink::Follow)?;
     if size > limit {
         return Err(SandboxError::Io {
@@ -42,7 +45,8 @@ pub fn read_all(resolved: &Resolved, limit: u64) -> Result<Vec<u8>, SandboxError
             source: std::io::Error::other(format!(
                 "{size} bytes is more than the {limit} this tool reads"
             )),
-        });
+        }
+        .into());
     }
     let mut bytes = Vec::with_capacity(size as usize);
     file.take(limit.saturating_add(1))
@@ -59,11 +63,13 @@ pub fn read_all(resolved: &Resolved, limit: u64) -> Result<Vec<u8>, SandboxError
 /// and group; a symbolic link (beneath the root) stays a link, and the file it names is the one
 /// written. The temporary file is named [`is_temp_name`]-style: never listed, and swept at the
 /// next start if a kill leaves it behind.
-pub fn write_atomic(resolved: &Resolved, contents: &[u8]) -> Result<(), SandboxError> {
-    let io = |e| resolved.error(e);
-    let invalid = |message: &str| SandboxError::Io {
-        path: resolved.display().display().to_string(),
-        source: std::io::Error::other(message.to_owned()),
+pub fn write_atomic(resolved: &Resolved, contents: &[u8]) -> Result<(), FsError> {
+    let io = |e| FsError(resolved.error(e));
+    let invalid = |message: &str| {
+        FsError(SandboxError::Io {
+            path: resolved.display().display().to_string(),
+            source: std::io::Error::other(message.to_owned()),
+        })
     };
     let root = resolved.dir();
     let rel = match root.symlink_metadata(&resolved.rel) {
@@ -174,9 +180,9 @@ pub fn sweep_stale_temps(dir: &Dir) -> usize {
 
 /// Copies `from` to a new file `to`, streaming (a file of any size costs one buffer), and fails
 /// if anything exists at `to`, however recently it appeared. A failed copy leaves no partial file.
-pub fn copy_new(from: &Resolved, to: &Resolved) -> Result<(), SandboxError> {
+pub fn copy_new(from: &Resolved, to: &Resolved) -> Result<(), FsError> {
     let (mut source, _) = open_regular(from, FinalLink::Follow)?;
-    let io = |e| to.error(e);
+    let io = |e| FsError(to.error(e));
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     let mut target = to.dir().open_with(&to.rel, &options).map_err(io)?;
@@ -206,8 +212,8 @@ pub struct Entry {
 }
 
 /// The entries of a directory, sorted by name.
-pub fn list(resolved: &Resolved) -> Result<Vec<Entry>, SandboxError> {
-    let io = |e| resolved.error(e);
+pub fn list(resolved: &Resolved) -> Result<Vec<Entry>, FsError> {
+    let io = |e| FsError(resolved.error(e));
     let mut entries = Vec::new();
     for entry in resolved.dir().read_dir(&resolved.rel).map_err(io)? {
         let entry = entry.map_err(io)?;

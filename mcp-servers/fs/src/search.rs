@@ -15,13 +15,14 @@ use mcp_core::ToolError;
 use serde::Serialize;
 
 use crate::{
-    sandbox::{FinalLink, Resolved, SandboxError, open_regular},
+    error::{At as _, FsError},
+    sandbox::{FinalLink, Resolved, open_regular},
     walk::{Entry, WalkDir},
 };
 
 /// The first `n` lines, reading at most `max_bytes` (a file without newlines cannot make it read
 /// more).
-pub fn head_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<String, SandboxError> {
+pub fn head_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<String, FsError> {
     let file = crate::ops::open_file(resolved)?;
     let mut bytes = Vec::new();
     file.take(max_bytes as u64 + 1)
@@ -48,7 +49,7 @@ pub fn head_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<Str
 
 /// The last `n` lines, reading backwards from the end and at most `max_bytes`, so a huge file
 /// (or one without newlines) costs only that much.
-pub fn tail_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<String, SandboxError> {
+pub fn tail_lines(resolved: &Resolved, n: usize, max_bytes: usize) -> Result<String, FsError> {
     let (mut file, size) = open_regular(resolved, FinalLink::Follow)?;
     let mut tail: Vec<u8> = Vec::new();
     let mut position = size;
@@ -97,7 +98,7 @@ pub fn line_range(
     start: usize,
     end: Option<usize>,
     max_bytes: usize,
-) -> Result<String, SandboxError> {
+) -> Result<String, FsError> {
     let file = crate::ops::open_file(resolved)?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut out = String::new();
@@ -290,13 +291,12 @@ pub fn tree<T: Send>(
     finish: &(dyn Fn(Node) -> T + Sync),
 ) -> Result<(Vec<T>, bool), ToolError> {
     let excludes = Patterns::new(excludes)?;
-    let fail = |error| crate::server::tool_error(resolved.error(error));
     let mut start = resolved
         .dir()
         .open_dir(&resolved.rel)
         .and_then(WalkDir::new)
-        .map_err(fail)?;
-    let top = start.entries().map_err(fail)?;
+        .at(resolved)?;
+    let top = start.entries().at(resolved)?;
     let threads = rayon::current_num_threads().min(4);
     if threads > 1
         && let Some(nodes) = parallel_tree(&start, &top, &excludes, budget, threads, finish)
@@ -483,7 +483,7 @@ pub fn find(
         .dir()
         .open_dir(&resolved.rel)
         .and_then(WalkDir::new)
-        .map_err(|error| crate::server::tool_error(resolved.error(error)))?;
+        .at(resolved)?;
     walk(&mut start, Path::new(""), &mut |path, _| {
         if excludes.matches(path) {
             return Visit::Skip;
@@ -497,7 +497,7 @@ pub fn find(
         }
         Visit::Descend
     })
-    .map_err(|error| crate::server::tool_error(resolved.error(error)))?;
+    .at(resolved)?;
     Ok((found, truncated))
 }
 

@@ -10,7 +10,7 @@ use rmcp::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{FsServer, tool_error};
+use super::FsServer;
 use crate::{ops, search};
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -93,7 +93,7 @@ impl FsServer {
     fn list_directory(&self, Parameters(args): Parameters<ListArgs>) -> Result<String, ToolError> {
         in_place(|| {
             let resolved = self.resolve(&args.path)?;
-            let entries = ops::list(&resolved).map_err(tool_error)?;
+            let entries = ops::list(&resolved)?;
             let start = mcp_core::tool::parse_offset(args.cursor.as_deref())?.min(entries.len());
             let end = (start + self.limits.max_entries).min(entries.len());
             let mut text: Vec<String> = entries[start..end]
@@ -128,7 +128,7 @@ impl FsServer {
     ) -> Result<CallToolResult, ToolError> {
         in_place(|| {
             let resolved = self.resolve(&args.path)?;
-            let mut entries = ops::list(&resolved).map_err(tool_error)?;
+            let mut entries = ops::list(&resolved)?;
             if args.sort_by == SortBy::Size {
                 entries.sort_by_key(|e| std::cmp::Reverse(e.size.unwrap_or(0)));
             }

@@ -24,8 +24,9 @@ use rmcp::{
 use serde::Deserialize;
 
 use crate::{
+    error::FsError,
     ops,
-    sandbox::{Resolved, Sandbox, SandboxError},
+    sandbox::{Resolved, Sandbox},
 };
 
 /// How much one answer may carry.
@@ -138,7 +139,7 @@ impl FsServer {
     /// Resolves a path to a root and a clean path beneath it. Whatever is then done with it goes
     /// through the root's `Dir`, which refuses, at the moment of use, anything that leads out.
     fn resolve(&self, path: &str) -> Result<Resolved, ToolError> {
-        self.sandbox().resolve(path).map_err(tool_error)
+        Ok(self.sandbox().resolve(path).map_err(FsError)?)
     }
 
     /// [`Self::resolve`], then also checks up front that the real location (through its nearest
@@ -146,8 +147,8 @@ impl FsServer {
     /// walks over real paths (`grep`), which must not even start outside.
     fn resolve_checked(&self, path: &str) -> Result<Resolved, ToolError> {
         let sandbox = self.sandbox();
-        let resolved = sandbox.resolve(path).map_err(tool_error)?;
-        sandbox.check_beneath(&resolved).map_err(tool_error)?;
+        let resolved = sandbox.resolve(path).map_err(FsError)?;
+        sandbox.check_beneath(&resolved).map_err(FsError)?;
         Ok(resolved)
     }
 
@@ -204,29 +205,6 @@ async fn adopt_client_roots(
         Arc::new(narrowed)
     };
     *sandbox.write().unwrap_or_else(|p| p.into_inner()) = now;
-}
-
-/// A sandbox refusal or I/O failure, worded for a model, with what to do next.
-pub(crate) fn tool_error(error: SandboxError) -> ToolError {
-    let hint = match &error {
-        SandboxError::Outside { .. } | SandboxError::Escape { .. } => Some(
-            "only paths inside the allowed directories can be used; call list_allowed_directories",
-        ),
-        SandboxError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            Some("check the name with list_directory or search_files")
-        }
-        SandboxError::NoRoots => Some("ask the user which directories to allow"),
-        SandboxError::NotRegular {
-            kind: "a directory",
-            ..
-        } => Some("use list_directory or directory_tree for a directory"),
-        _ => None,
-    };
-    let error = ToolError::new(error.to_string());
-    match hint {
-        Some(hint) => error.with_hint(hint),
-        None => error,
-    }
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -11,8 +11,8 @@ use rmcp::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{FsServer, PathArgs, tool_error};
-use crate::{ops, search};
+use super::{FsServer, PathArgs};
+use crate::{error::At as _, ops, search};
 
 #[derive(Serialize, schemars::JsonSchema)]
 struct TextOutput {
@@ -113,14 +113,13 @@ impl FsServer {
         }
         let resolved = self.resolve(&args.path)?;
         let text = if let Some(n) = args.head {
-            search::head_lines(&resolved, n, self.limits.max_text_bytes).map_err(tool_error)?
+            search::head_lines(&resolved, n, self.limits.max_text_bytes)?
         } else if let Some(n) = args.tail {
-            search::tail_lines(&resolved, n, self.limits.max_text_bytes).map_err(tool_error)?
+            search::tail_lines(&resolved, n, self.limits.max_text_bytes)?
         } else {
             let offset = mcp_core::tool::parse_offset(args.cursor.as_deref())?;
             let limit = self.limits.max_text_bytes;
-            let (bytes, size) =
-                ops::read_window(&resolved, offset as u64, limit).map_err(tool_error)?;
+            let (bytes, size) = ops::read_window(&resolved, offset as u64, limit)?;
             // Cut at a character boundary; the cursor then resumes exactly there.
             let valid = match std::str::from_utf8(&bytes) {
                 Ok(text) => text.len(),
@@ -165,8 +164,7 @@ impl FsServer {
                 args.start_line,
                 args.end_line,
                 self.limits.max_text_bytes,
-            )
-            .map_err(tool_error)?;
+            )?;
             Ok(lines)
         })
     }
@@ -181,8 +179,7 @@ impl FsServer {
     ) -> Result<CallToolResult, ToolError> {
         in_place(|| {
             let resolved = self.resolve(&path)?;
-            let bytes =
-                ops::read_all(&resolved, self.limits.max_media_bytes).map_err(tool_error)?;
+            let bytes = ops::read_all(&resolved, self.limits.max_media_bytes)?;
             let data = base64::engine::general_purpose::STANDARD.encode(bytes);
             let mime = mime_of(&resolved.rel);
             let block = if mime.starts_with("image/") {
@@ -221,8 +218,7 @@ impl FsServer {
                 .iter()
                 .map(|path| {
                     let read = self.resolve(path).and_then(|resolved| {
-                        let (bytes, size) =
-                            ops::read_window(&resolved, 0, per_file).map_err(tool_error)?;
+                        let (bytes, size) = ops::read_window(&resolved, 0, per_file)?;
                         let mut text = String::from_utf8_lossy(&bytes).into_owned();
                         if bytes.len() as u64 > 0 && (bytes.len() as u64) < size {
                             text.push('\n');
@@ -255,10 +251,7 @@ impl FsServer {
         Parameters(PathArgs { path }): Parameters<PathArgs>,
     ) -> Result<CallToolResult, ToolError> {
         let resolved = self.resolve(&path)?;
-        let metadata = resolved
-            .dir()
-            .metadata(&resolved.rel)
-            .map_err(|e| tool_error(resolved.error(e)))?;
+        let metadata = resolved.dir().metadata(&resolved.rel).at(&resolved)?;
         let permissions = {
             #[cfg(unix)]
             {

@@ -4,9 +4,10 @@ use mcp_core::{ToolError, blocking::in_place};
 use rmcp::{handler::server::wrapper::Parameters, schemars, tool, tool_router};
 use serde::Deserialize;
 
-use super::{FsServer, PathArgs, tool_error};
+use super::{FsServer, PathArgs};
 use crate::{
     edit::{self, Edit},
+    error::At as _,
     ops,
     sandbox::SandboxError,
 };
@@ -46,7 +47,7 @@ impl FsServer {
     fn write_file(&self, Parameters(args): Parameters<WriteArgs>) -> Result<String, ToolError> {
         in_place(|| {
             let resolved = self.resolve_checked(&args.path)?;
-            ops::write_atomic(&resolved, args.content.as_bytes()).map_err(tool_error)?;
+            ops::write_atomic(&resolved, args.content.as_bytes())?;
             Ok(format!("Successfully wrote to {}", args.path))
         })
     }
@@ -63,7 +64,7 @@ impl FsServer {
     fn edit_file(&self, Parameters(args): Parameters<EditArgs>) -> Result<String, ToolError> {
         in_place(|| {
             let resolved = self.resolve_checked(&args.path)?;
-            let bytes = ops::read_all(&resolved, 64 * 1024 * 1024).map_err(tool_error)?;
+            let bytes = ops::read_all(&resolved, 64 * 1024 * 1024)?;
             let before = String::from_utf8(bytes)
                 .map_err(|_| ToolError::new(format!("{} is not UTF-8 text", args.path)))?;
             let after = edit::apply(&before, &args.edits).map_err(|message| {
@@ -75,7 +76,7 @@ impl FsServer {
                 &resolved.display().display().to_string(),
             );
             if !args.dry_run {
-                ops::write_atomic(&resolved, after.as_bytes()).map_err(tool_error)?;
+                ops::write_atomic(&resolved, after.as_bytes())?;
             }
             Ok(diff)
         })
@@ -95,10 +96,7 @@ impl FsServer {
         Parameters(PathArgs { path }): Parameters<PathArgs>,
     ) -> Result<String, ToolError> {
         let resolved = self.resolve_checked(&path)?;
-        resolved
-            .dir()
-            .create_dir_all(&resolved.rel)
-            .map_err(|e| tool_error(resolved.error(e)))?;
+        resolved.dir().create_dir_all(&resolved.rel).at(&resolved)?;
         Ok(format!("Successfully created directory {path}"))
     }
 
@@ -122,9 +120,7 @@ impl FsServer {
                 ))
                 .with_hint("choose another name, or delete_file it first"));
             }
-            from.dir()
-                .rename(&from.rel, to.dir(), &to.rel)
-                .map_err(|e| tool_error(from.error(e)))?;
+            from.dir().rename(&from.rel, to.dir(), &to.rel).at(&from)?;
             Ok(format!(
                 "Successfully moved {} to {}",
                 args.source, args.destination
@@ -150,16 +146,13 @@ impl FsServer {
             let metadata = resolved
                 .dir()
                 .symlink_metadata(&resolved.rel)
-                .map_err(|e| tool_error(resolved.error(e)))?;
+                .at(&resolved)?;
             if metadata.is_dir() {
                 return Err(ToolError::new(format!(
                     "{path} is a directory; delete_file removes files only"
                 )));
             }
-            resolved
-                .dir()
-                .remove_file(&resolved.rel)
-                .map_err(|e| tool_error(resolved.error(e)))?;
+            resolved.dir().remove_file(&resolved.rel).at(&resolved)?;
             Ok(format!("Successfully deleted {path}"))
         })
     }
@@ -177,14 +170,14 @@ impl FsServer {
         in_place(|| {
             let from = self.resolve_checked(&args.source)?;
             let to = self.resolve_checked(&args.destination)?;
-            ops::copy_new(&from, &to).map_err(|error| match &error {
+            ops::copy_new(&from, &to).map_err(|error| match &error.0 {
                 SandboxError::Io { source, .. }
                     if source.kind() == std::io::ErrorKind::AlreadyExists =>
                 {
                     ToolError::new(format!("destination {} already exists", args.destination))
                         .with_hint("choose another name")
                 }
-                _ => tool_error(error),
+                _ => error.into(),
             })?;
             Ok(format!(
                 "Successfully copied {} to {}",
