@@ -49,6 +49,7 @@ pub enum Target {
 }
 
 impl Target {
+    /// Reads a database URL (or a plain path, for SQLite).
     pub fn parse(url: &str) -> Result<Self, DbError> {
         let url = url.trim();
         if url.is_empty() {
@@ -94,7 +95,9 @@ impl Target {
 }
 
 /// An open database, either engine.
-pub enum Database {
+pub struct Database(Engine);
+
+enum Engine {
     Sqlite(Sqlite),
     Postgres(Postgres),
 }
@@ -103,68 +106,83 @@ impl Database {
     /// Opens what `target` names. PostgreSQL connects once here so a bad URL or password is
     /// reported at startup, not at the first call.
     pub async fn open(target: &Target, options: Options) -> Result<Self, DbError> {
-        Ok(match target {
-            Target::Sqlite(path) => Self::Sqlite(Sqlite::open(path, options).await?),
-            Target::Postgres(url) => Self::Postgres(Postgres::connect(url, options).await?),
-        })
+        Ok(Self(match target {
+            Target::Sqlite(path) => Engine::Sqlite(Sqlite::open(path, options).await?),
+            Target::Postgres(url) => Engine::Postgres(Postgres::connect(url, options).await?),
+        }))
     }
 
+    /// `sqlite` or `postgresql`.
     pub fn engine(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgresql",
+        match &self.0 {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgresql",
         }
     }
 
+    /// The tables and views (of `schema`, or every user schema), with estimated row counts.
     pub async fn list_tables(&self, schema: Option<String>) -> Result<Vec<TableSummary>, DbError> {
-        match self {
-            Self::Sqlite(db) => db.list_tables().await,
-            Self::Postgres(db) => db.list_tables(schema).await,
+        match &self.0 {
+            Engine::Sqlite(db) => db.list_tables().await,
+            Engine::Postgres(db) => db.list_tables(schema).await,
         }
     }
 
+    /// A table's or view's columns, keys and indexes.
     pub async fn describe_table(
         &self,
         table: String,
         schema: Option<String>,
     ) -> Result<TableDescription, DbError> {
-        match self {
-            Self::Sqlite(db) => db.describe_table(table).await,
-            Self::Postgres(db) => db.describe_table(table, schema).await,
+        match &self.0 {
+            Engine::Sqlite(db) => db.describe_table(table).await,
+            Engine::Postgres(db) => db.describe_table(table, schema).await,
         }
     }
 
+    /// Tables, views and columns whose names match `pattern` (a `LIKE` pattern or a glob).
     pub async fn search_objects(
         &self,
         pattern: String,
         limit: usize,
     ) -> Result<Vec<ObjectMatch>, DbError> {
         let pattern = like_pattern(&pattern);
-        match self {
-            Self::Sqlite(db) => db.search_objects(pattern, limit).await,
-            Self::Postgres(db) => db.search_objects(pattern, limit).await,
+        match &self.0 {
+            Engine::Sqlite(db) => db.search_objects(pattern, limit).await,
+            Engine::Postgres(db) => db.search_objects(pattern, limit).await,
         }
     }
 
+    // The three below keep the statement on a failure, so that the error points into it.
+
+    /// Runs one read-only statement and pages its rows as `request` says.
     pub async fn query(&self, request: QueryRequest) -> Result<Rows, DbError> {
-        match self {
-            Self::Sqlite(db) => db.query(request).await,
-            Self::Postgres(db) => db.query(request).await,
+        let sql = request.sql.clone();
+        match &self.0 {
+            Engine::Sqlite(db) => db.query(request).await,
+            Engine::Postgres(db) => db.query(request).await,
         }
+        .map_err(|e| e.in_sql(&sql))
     }
 
+    /// The engine's plan for a statement, without running it.
     pub async fn explain(&self, sql: String, params: Vec<Value>) -> Result<String, DbError> {
-        match self {
-            Self::Sqlite(db) => db.explain(sql, params).await,
-            Self::Postgres(db) => db.explain(sql, params).await,
+        let statement = sql.clone();
+        match &self.0 {
+            Engine::Sqlite(db) => db.explain(sql, params).await,
+            Engine::Postgres(db) => db.explain(sql, params).await,
         }
+        .map_err(|e| e.in_sql(&statement))
     }
 
+    /// Runs one changing statement in a transaction; the rows affected.
     pub async fn execute(&self, sql: String, params: Vec<Value>) -> Result<u64, DbError> {
-        match self {
-            Self::Sqlite(db) => db.execute(sql, params).await,
-            Self::Postgres(db) => db.execute(sql, params).await,
+        let statement = sql.clone();
+        match &self.0 {
+            Engine::Sqlite(db) => db.execute(sql, params).await,
+            Engine::Postgres(db) => db.execute(sql, params).await,
         }
+        .map_err(|e| e.in_sql(&statement))
     }
 }
 
@@ -407,37 +425,68 @@ pub struct ObjectMatch {
 }
 
 /// An error from the engine or from us, with where in the SQL it happened when the engine says.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
+/// Shown ([`Display`](std::fmt::Display)) as a model reads it: the engine's words, then the line
+/// and column in the statement; the hint goes with it into a tool's error
+/// ([`Hinted`](mcp_core::tool::Hinted)).
+#[derive(Debug, Clone)]
 pub struct DbError {
+    /// What went wrong, in the engine's words or ours.
     pub message: String,
     /// 1-based character position in the SQL.
     pub position: Option<usize>,
+    /// What to do about it.
     pub hint: Option<String>,
+    /// The statement `position` points into, once known.
+    sql: Option<String>,
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe(self.sql.as_deref()))
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl mcp_core::tool::Hinted for DbError {
+    fn hint(&self) -> Option<String> {
+        self.hint.clone()
+    }
 }
 
 impl DbError {
+    /// An error with only a message.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             position: None,
             hint: None,
+            sql: None,
         }
     }
 
+    /// The statement this error came from (kept only when the error points into it).
+    pub fn in_sql(mut self, sql: &str) -> Self {
+        if self.position.is_some() && self.sql.is_none() {
+            self.sql = Some(sql.to_owned());
+        }
+        self
+    }
+
+    /// With what to do about it.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
 
+    /// At this 1-based character position of the statement.
     pub fn at(mut self, position: Option<usize>) -> Self {
         self.position = position;
         self
     }
 
-    /// The message a model reads: the engine's words, then where (line and column), then what
-    /// to do.
-    pub fn describe(&self, sql: Option<&str>) -> String {
+    /// The message a model reads: the engine's words, then where in `sql` (line and column).
+    fn describe(&self, sql: Option<&str>) -> String {
         let mut out = self.message.clone();
         if let Some(position) = self.position {
             match sql.and_then(|sql| line_and_column(sql, position)) {
@@ -538,9 +587,12 @@ mod tests {
     #[test]
     fn errors_point_at_the_line_and_column() {
         let error = DbError::new("syntax error").at(Some(12));
-        let shown = error.describe(Some("SELECT 1\nFROM x y z"));
+        assert_eq!(error.to_string(), "syntax error (at character 12)");
+        let shown = error.in_sql("SELECT 1\nFROM x y z").to_string();
         assert!(shown.contains("at line 2, column 3"), "{shown}");
         assert!(shown.ends_with("  FROM x y z\n    ^"), "{shown}");
+        // An error that points nowhere keeps no copy of the statement.
+        assert!(DbError::new("gone").in_sql("SELECT 1").sql.is_none());
     }
 
     #[test]

@@ -2,18 +2,22 @@
 //! by the engine (a read-only connection or transaction, one prepared statement per call, a
 //! timeout the engine applies), not by looking at the SQL text.
 //!
-//! - [`db`]: the database a URL names, limits, and the shapes of answers.
-//! - [`sqlite`], [`postgres`]: the two engines.
-//! - [`value`]: values between JSON and the engines.
-//! - [`tls`]: TLS to PostgreSQL with libpq's `sslmode`.
-//! - [`server`]: the tools and resources.
+//! What it offers: [`SqlServer`] (the tools and resources) over a [`Database`] that a
+//! [`Target`] names, opened with [`Options`]; [`DbError`] is how any of them fails.
+//!
+//! Inside (private modules, in the order a request meets them): `server` (tools and
+//! resources), `db` (the database a URL names, limits, the shapes of answers), `sqlite` and
+//! `postgres` (the two engines), `value` (values between JSON and the engines), `tls` (TLS to
+//! PostgreSQL with libpq's `sslmode`).
 
-pub mod db;
-pub mod postgres;
-pub mod server;
-pub mod sqlite;
-pub mod tls;
-pub mod value;
+#![warn(missing_docs)]
+
+mod db;
+mod postgres;
+mod server;
+mod sqlite;
+mod tls;
+mod value;
 
 pub use db::{Database, DbError, Options, Target};
 pub use server::SqlServer;

@@ -19,7 +19,7 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::db::{Database, DbError, Options, QueryRequest, Rows, TableSummary, Target};
+use crate::db::{Database, Options, QueryRequest, Rows, TableSummary, Target};
 
 /// Most matches `search_objects` returns.
 const MAX_MATCHES: usize = 1_000;
@@ -37,6 +37,7 @@ pub struct SqlServer {
 }
 
 impl SqlServer {
+    /// The server for an open database; `execute` is offered only with `options.allow_write`.
     pub fn new(db: Database, target: Target, options: Options) -> Self {
         let mut tool_router = Self::tool_router();
         if !options.allow_write {
@@ -60,10 +61,7 @@ fn resources() -> ResourceRouter<Arc<Database>> {
                 .with_description("Every table and view, as JSON")
                 .with_mime_type("application/json"),
             |db: Arc<Database>, read: Read| async move {
-                let tables = db
-                    .list_tables(None)
-                    .await
-                    .map_err(|e| ResourceError::failed(e.describe(None)))?;
+                let tables = db.list_tables(None).await.map_err(ResourceError::failed)?;
                 json_resource(read.uri(), &TableList { tables })
             },
         )
@@ -79,18 +77,10 @@ fn resources() -> ResourceRouter<Arc<Database>> {
                 let table = db
                     .describe_table(name, schema)
                     .await
-                    .map_err(|e| ResourceError::not_found(e.describe(None)))?;
+                    .map_err(ResourceError::not_found)?;
                 json_resource(read.uri(), &table)
             },
         )
-}
-
-fn tool_error(error: DbError, sql: Option<&str>) -> ToolError {
-    let error_text = error.describe(sql);
-    match error.hint {
-        Some(hint) => ToolError::new(error_text).with_hint(hint),
-        None => ToolError::new(error_text),
-    }
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -276,11 +266,7 @@ impl SqlServer {
         &self,
         Parameters(args): Parameters<ListTablesArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        let tables = self
-            .db
-            .list_tables(args.schema)
-            .await
-            .map_err(|e| tool_error(e, None))?;
+        let tables = self.db.list_tables(args.schema).await?;
         let text = if tables.is_empty() {
             "(no tables)".to_owned()
         } else {
@@ -297,11 +283,7 @@ impl SqlServer {
         &self,
         Parameters(args): Parameters<DescribeArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        let table = self
-            .db
-            .describe_table(args.table, args.schema)
-            .await
-            .map_err(|e| tool_error(e, None))?;
+        let table = self.db.describe_table(args.table, args.schema).await?;
         let mut lines = vec![format!(
             "{} {}",
             table.kind,
@@ -351,11 +333,7 @@ impl SqlServer {
         Parameters(args): Parameters<SearchArgs>,
     ) -> Result<CallToolResult, ToolError> {
         let limit = args.limit.unwrap_or(100).clamp(1, MAX_MATCHES);
-        let mut matches = self
-            .db
-            .search_objects(args.pattern, limit + 1)
-            .await
-            .map_err(|e| tool_error(e, None))?;
+        let mut matches = self.db.search_objects(args.pattern, limit + 1).await?;
         let truncated = matches.len() > limit;
         matches.truncate(limit);
         let mut lines: Vec<String> = matches
@@ -403,18 +381,16 @@ impl SqlServer {
             .max_rows
             .unwrap_or(self.options.max_rows)
             .clamp(1, self.options.max_rows);
-        let sql = args.sql;
         let rows = self
             .db
             .query(QueryRequest {
-                sql: sql.clone(),
+                sql: args.sql,
                 params: args.params,
                 offset,
                 max_rows,
                 max_bytes: self.options.max_bytes,
             })
-            .await
-            .map_err(|e| tool_error(e, Some(&sql)))?;
+            .await?;
         Ok(structured_value(text_table(&rows), rows.into_value()))
     }
 
@@ -426,11 +402,7 @@ impl SqlServer {
         &self,
         Parameters(args): Parameters<ExplainArgs>,
     ) -> Result<String, ToolError> {
-        let sql = args.sql;
-        self.db
-            .explain(sql.clone(), args.params)
-            .await
-            .map_err(|e| tool_error(e, Some(&sql)))
+        Ok(self.db.explain(args.sql, args.params).await?)
     }
 
     #[tool(
@@ -446,12 +418,7 @@ impl SqlServer {
         &self,
         Parameters(args): Parameters<ExecuteArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        let sql = args.sql;
-        let rows_affected = self
-            .db
-            .execute(sql.clone(), args.params)
-            .await
-            .map_err(|e| tool_error(e, Some(&sql)))?;
+        let rows_affected = self.db.execute(args.sql, args.params).await?;
         Ok(structured(
             format!("{rows_affected} row(s) affected"),
             &ExecuteOutput { rows_affected },
@@ -519,7 +486,7 @@ impl ServerHandler for SqlServer {
             .db
             .list_tables(None)
             .await
-            .map_err(|e| ErrorData::internal_error(e.describe(None), None))?;
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         let mut resources = self.resources.fixed();
         resources.extend(tables.iter().map(|table| {
             Resource::new(table_uri(table), table_line(table)).with_mime_type("application/json")

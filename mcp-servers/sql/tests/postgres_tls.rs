@@ -91,7 +91,7 @@ async fn encrypted(url: &str) -> Result<bool, String> {
     };
     let db = Database::open(&target, options)
         .await
-        .map_err(|e| e.describe(None))?;
+        .map_err(|e| e.to_string())?;
     let client = connect(SqlServer::new(db, target, options)).await.unwrap();
     let result = client
         .call(
