@@ -56,7 +56,9 @@ pub enum Approval {
 /// What the user answered when asked to allow a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
+    /// Run it.
     Yes,
+    /// Refuse it (the model is told the user declined).
     No,
     /// Yes, and do not ask again for this tool.
     Always,
@@ -117,19 +119,25 @@ pub trait Ui: Send + Sync + 'static {
 /// Why a task stopped without an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The model API failed.
     #[error(transparent)]
     Model(#[from] ProviderError),
+    /// The step limit (`--max-steps`) was reached first.
     #[error(
         "stopped after {0} model requests without a final answer (--max-steps); the transcript so far is kept"
     )]
     MaxSteps(usize),
+    /// The model wrote a tool call as text instead of making one.
     #[error(
         "the model wrote a call to {name:?} as text instead of making a tool call: the model (or the \
          chat template its server uses) does not support tool calling through this API.\n  hint: use \
          a model with tool support (in Ollama, one listed with the \"tools\" capability, such as \
          qwen2.5 or llama3.1), or start llama.cpp's server with --jinja"
     )]
-    ToolCallAsText { name: String },
+    ToolCallAsText {
+        /// The tool it named.
+        name: String,
+    },
 }
 
 /// A connected server and its tools.
@@ -285,10 +293,13 @@ pub fn working_directory_root() -> Vec<Root> {
 
 /// How the agent is set up.
 pub struct AgentOptions {
+    /// Which tool calls run without asking.
     pub approval: Approval,
+    /// Step, time and size limits.
     pub limits: Limits,
     /// Replaces the default system prompt.
     pub system: Option<String>,
+    /// How servers are reached.
     pub connect: ConnectOptions,
 }
 
@@ -299,6 +310,7 @@ pub struct OfferedTool<'a> {
     pub name: &'a str,
     /// The server it belongs to.
     pub server: &'a str,
+    /// What the tool says it does.
     pub description: &'a str,
 }
 

@@ -18,15 +18,22 @@ use serde_json::Value;
 pub enum Transport {
     /// A child process speaking over its stdin and stdout.
     Stdio {
+        /// The program.
         command: String,
+        /// Its arguments.
         args: Vec<String>,
+        /// Environment variables set for it (after `${input:…}`/`${env:…}` are resolved).
         env: BTreeMap<String, String>,
+        /// Its working directory (the host's default when `None`).
         cwd: Option<PathBuf>,
     },
     /// An HTTP endpoint.
     Url {
+        /// The endpoint.
         url: String,
+        /// Headers sent with every request (an `Authorization` header, say).
         headers: BTreeMap<String, String>,
+        /// Which HTTP transport it speaks.
         kind: UrlKind,
     },
 }
@@ -45,7 +52,9 @@ pub enum UrlKind {
 /// One configured server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
+    /// The name the host knows it by.
     pub name: String,
+    /// How to reach it.
     pub transport: Transport,
     /// The file it came from.
     pub source: PathBuf,
@@ -54,22 +63,36 @@ pub struct Server {
 /// Why a config file could not be used. Each names the file (and the server, and the variable).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file is not JSON.
     #[error("{path} is not valid JSON: {source}")]
     Json {
+        /// The file.
         path: PathBuf,
+        /// Where and why.
         source: serde_json::Error,
     },
+    /// The file lists no servers.
     #[error("{path}: no servers in it (expected \"mcpServers\" or \"servers\")")]
-    NoServers { path: PathBuf },
+    NoServers {
+        /// The file.
+        path: PathBuf,
+    },
+    /// One server's entry is unusable.
     #[error("{path}: server {server:?}: {message}")]
     Server {
+        /// The file.
         path: PathBuf,
+        /// The server's name.
         server: String,
+        /// What is wrong with it.
         message: String,
     },
 }
@@ -98,10 +121,13 @@ impl Variables for ProcessVariables {
 /// A VS Code input declaration.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Input {
+    /// What `${input:ID}` names.
     pub id: String,
     #[serde(default)]
+    /// The prompt shown when asking for it.
     pub description: Option<String>,
     #[serde(default)]
+    /// Whether it is a secret (not echoed).
     pub password: bool,
 }
 
@@ -388,6 +414,7 @@ pub fn search_path(dir: &Path) -> Vec<PathBuf> {
 /// What [`load_all`] found.
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// The servers, first file first, one per name.
     pub servers: Vec<Server>,
     /// Servers left out because an earlier file has one of the same name: name and file.
     pub shadowed: Vec<(String, PathBuf)>,

@@ -68,6 +68,7 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Where stdio servers' stderr goes, one `<name>.log` each.
     pub log_dir: PathBuf,
+    /// Which protocol era to speak (`auto` falls back to the handshake era).
     pub era: Era,
     /// How each connection answers the server's requests (cloned per server, named after it).
     pub handler: Handler,
@@ -95,39 +96,63 @@ pub fn default_log_dir() -> PathBuf {
 
 /// A connected server.
 pub struct Connected {
+    /// The server's name in the config.
     pub name: String,
+    /// The running client connection.
     pub client: Client,
 }
 
 /// Why a server could not be reached; every variant names the server and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The server's command is not on PATH.
     #[error("{server}: command {command:?} was not found on PATH\n  hint: {hint}")]
     NotFound {
+        /// The server's name.
         server: String,
+        /// The command.
         command: String,
+        /// What to install or change.
         hint: String,
     },
+    /// The command could not be started.
     #[error("{server}: could not start {command:?}: {reason}")]
     Spawn {
+        /// The server's name.
         server: String,
+        /// The command.
         command: String,
+        /// Why.
         reason: String,
     },
+    /// The server started but the first exchange failed.
     #[error("{server}: {reason}{}", log_tail(log.as_deref()))]
     Handshake {
+        /// The server's name.
         server: String,
+        /// Why.
         reason: String,
+        /// Its stderr log, whose tail the message shows.
         log: Option<PathBuf>,
     },
+    /// The server did not answer in time.
     #[error("{server}: no answer within {seconds} s{}", log_tail(log.as_deref()))]
     Timeout {
+        /// The server's name.
         server: String,
+        /// How long it was given.
         seconds: u64,
+        /// Its stderr log, whose tail the message shows.
         log: Option<PathBuf>,
     },
+    /// The server's entry cannot be used as written.
     #[error("{server}: {reason}")]
-    Config { server: String, reason: String },
+    Config {
+        /// The server's name.
+        server: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The end of a server's log, to show with an error: why it died is usually there.

@@ -61,7 +61,10 @@ pub trait Hooks: Send + Sync + 'static {
 pub struct Handler {
     /// The server this handler talks to (for the hooks); filled in by `connect`.
     pub server: String,
+    /// How the server's elicitation requests are answered.
     pub elicitation: Elicitation,
+    /// Who hears of tool list changes, progress and logs, and answers elicitation, sampling and
+    /// roots requests (the agent or the terminal); nobody when `None`.
     pub hooks: Option<Arc<dyn Hooks>>,
 }
 

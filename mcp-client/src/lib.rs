@@ -13,6 +13,8 @@
 //! - [`names`]: every server's tools in one model-facing namespace (`server__tool`, ≤ 64
 //!   characters, a map back).
 
+#![warn(missing_docs)]
+
 /// `eprintln!` for text that may hold what a server (or a model) sent: every character a
 /// terminal would act on is shown as an escape instead ([`mcp_core::text::visible`]), so a
 /// tool's name, description, result or log line cannot clear the screen, set the title, write

@@ -62,10 +62,12 @@ impl ToolNames {
             .map(|(server, tool)| (server.as_str(), tool.as_str()))
     }
 
+    /// How many tools are named.
     pub fn len(&self) -> usize {
         self.forward.len()
     }
 
+    /// Whether no tool is named.
     pub fn is_empty(&self) -> bool {
         self.forward.is_empty()
     }

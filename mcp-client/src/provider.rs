@@ -41,7 +41,9 @@ impl Api {
 /// How to reach the model.
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
+    /// Which wire format the API speaks.
     pub api: Api,
+    /// The model's name as the API knows it.
     pub model: String,
     /// The API's base URL (ending in `/v1` or similar); the API's own when `None`.
     pub base_url: Option<String>,
@@ -54,16 +56,25 @@ pub struct ProviderConfig {
 /// Why the model could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
+    /// The model is not set up (no model, no key, a bad URL).
     #[error("{0}")]
     Config(String),
+    /// The request to the API failed.
     #[error("the model API at {url} failed: {reason}")]
-    Request { url: String, reason: String },
+    Request {
+        /// The URL asked.
+        url: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What the model said in one turn.
 #[derive(Debug, Clone, Default)]
 pub struct Turn {
+    /// The text of the answer (empty when it only calls tools).
     pub text: String,
+    /// The tool calls it made.
     pub tool_calls: Vec<ToolCall>,
 }
 
@@ -76,6 +87,7 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// A connection to the model `config` names (nothing is sent yet).
     pub fn new(config: ProviderConfig) -> Result<Self, ProviderError> {
         let mut base_url = config
             .base_url
@@ -116,6 +128,7 @@ impl Provider {
         })
     }
 
+    /// The model's name.
     pub fn model(&self) -> &str {
         &self.config.model
     }

@@ -37,6 +37,7 @@ pub struct TerminalUi {
 }
 
 impl TerminalUi {
+    /// A terminal front end; `stream_text` prints the model's text as it arrives.
     pub fn new(stream_text: bool) -> Self {
         Self {
             stream_text,
