@@ -16,6 +16,8 @@
 //!
 //! Every file lands by rename, the model last, so an interrupted run leaves no half-written file
 //! where [`is_installed`] looks, and the next run starts over from the wheels already verified.
+//! Two set-ups of one home at once (two `mcp-docs index` started together) take turns on a lock
+//! file; the second finds the work done.
 
 use std::{
     io::{Read as _, Write as _},
@@ -196,22 +198,18 @@ pub async fn install(home: &Path, force: bool) -> Result<Installed, SetupError> 
     let runtime = runtime_path(home).ok_or(SetupError::Platform)?;
     let model_dir = home.join(MODEL_DIR);
     if !force && is_installed(home) {
-        let runtime = match runtime.is_file() {
-            true => runtime,
-            false => crate::embed::runtime_in(&home.join("lib")).unwrap_or(runtime),
-        };
-        return Ok(Installed {
-            home: home.to_owned(),
-            runtime,
-            model_dir,
-            already: true,
-            quantised: None,
-            note: None,
-        });
+        return Ok(already(home, runtime, model_dir));
     }
     let downloads = home.join("downloads");
     for dir in [&downloads, &home.join("lib"), &model_dir] {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    // One set-up at a time per home: a second process waits here, then finds the work done.
+    let lock_path = home.join(".setup.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
+    lock.lock().map_err(io(&lock_path))?;
+    if !force && is_installed(home) {
+        return Ok(already(home, runtime, model_dir));
     }
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
@@ -263,6 +261,22 @@ pub async fn install(home: &Path, force: bool) -> Result<Installed, SetupError> 
         quantised: Some(quantised),
         note,
     })
+}
+
+/// What a complete install already in `home` holds.
+fn already(home: &Path, runtime: PathBuf, model_dir: PathBuf) -> Installed {
+    let runtime = match runtime.is_file() {
+        true => runtime,
+        false => crate::embed::runtime_in(&home.join("lib")).unwrap_or(runtime),
+    };
+    Installed {
+        home: home.to_owned(),
+        runtime,
+        model_dir,
+        already: true,
+        quantised: None,
+        note: None,
+    }
 }
 
 fn partial_path(path: &Path) -> PathBuf {
