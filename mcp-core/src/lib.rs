@@ -78,7 +78,7 @@ pub mod tool;
 pub use args::{LogLevel, ServeArgs, Transport};
 pub use guarded::{Guarded, MAX_IN_FLIGHT};
 pub use http_policy::PolicyError;
-pub use logging::{init_logging, init_logging_with, main};
+pub use logging::{init_logging, init_logging_with, main, server_main};
 pub use sandbox::{Sandbox, SandboxError};
 pub use serve::{HEALTH_PATH, HttpServer, MCP_PATH, ServeError, serve};
 pub use sessions::{PerSession, Sessions, per_session};

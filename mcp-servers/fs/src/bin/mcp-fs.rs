@@ -1,5 +1,5 @@
 //! `mcp-fs`: the filesystem server.
-use std::path::PathBuf;
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 
@@ -46,10 +46,12 @@ struct Cli {
 /// thread, without the cross-thread wake-ups that were most of its latency with two (141 µs a
 /// round trip against 101 here). Calls that may take long run through `block_in_place`
 /// (`mcp_core::blocking::in_place`), which hands the worker's duties to another thread meanwhile.
-#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    mcp_core::init_logging(cli.serve.log_level);
+    mcp_core::server_main("mcp-fs", cli.serve.log_level, 1, run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let sandbox = Sandbox::new(&cli.dirs)?;
     if sandbox.is_empty() {
         tracing::warn!("no directories given: waiting for the client to offer roots");

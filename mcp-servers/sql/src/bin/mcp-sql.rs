@@ -1,5 +1,5 @@
 //! `mcp-sql`: the SQL server.
-use std::time::Duration;
+use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use mcp_server_sql::{Database, Options, SqlServer, Target};
@@ -57,10 +57,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// One worker thread: the protocol, PostgreSQL's connection tasks and the answers share it, so a
 /// quick query makes no more thread hops than it must (SQLite's work goes to the blocking pool,
 /// where dropping a cancelled request interrupts it).
-#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    mcp_core::init_logging(cli.serve.log_level);
+    mcp_core::server_main("mcp-sql", cli.serve.log_level, 1, run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if !(cli.timeout.is_finite() && cli.timeout > 0.0) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
