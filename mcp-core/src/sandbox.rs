@@ -279,6 +279,25 @@ pub fn kind_of(file_type: &cap_std::fs::FileType) -> &'static str {
 }
 
 /// The set of allowed directories.
+///
+/// ```
+/// use mcp_core::{Sandbox, SandboxError, sandbox::{FinalLink, read_regular}};
+///
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("notes.txt"), "hello")?;
+/// let sandbox = Sandbox::new(&[dir.path()])?;
+///
+/// // A path beneath an allowed directory is read through that directory's handle.
+/// let notes = sandbox.resolve(&dir.path().join("notes.txt").to_string_lossy())?;
+/// let bytes = read_regular(&notes, 1 << 20, FinalLink::Follow)?;
+/// assert_eq!(bytes, b"hello");
+///
+/// // Anything else is refused, `..` included.
+/// let outside = format!("{}/../elsewhere", dir.path().display());
+/// assert!(matches!(sandbox.resolve(&outside), Err(SandboxError::Outside { .. })));
+/// assert!(matches!(sandbox.resolve("/etc/passwd"), Err(SandboxError::Outside { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct Sandbox {
     roots: Vec<Arc<Root>>,
