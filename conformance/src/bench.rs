@@ -163,6 +163,8 @@ impl RawClient {
         }
     }
 
+    /// [`request`](Self::request) of `tools/call` for `name` with `arguments`: the answer's size
+    /// in bytes; an error answer or a tool error is an error.
     pub fn call_tool(
         &mut self,
         name: &str,

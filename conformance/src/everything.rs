@@ -387,6 +387,8 @@ impl Everything {
     }
 }
 
+// The prompt macro makes a public function per prompt, which cannot carry docs.
+#[allow(missing_docs)]
 #[prompt_router]
 impl Everything {
     #[prompt(description = "A prompt without arguments.")]

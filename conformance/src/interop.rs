@@ -59,11 +59,14 @@ impl ServerUnderTest {
 /// A tool call a cell makes.
 #[derive(Debug, Clone)]
 pub struct ToolProbe {
+    /// The tool's name.
     pub name: String,
+    /// Its arguments.
     pub arguments: Value,
 }
 
 impl ToolProbe {
+    /// A call of `name` with `arguments`.
     pub fn new(name: &str, arguments: Value) -> Self {
         Self {
             name: name.to_owned(),
@@ -89,8 +92,11 @@ pub struct Probe {
 /// One cell of a matrix: what ran, and why it failed if it did.
 #[derive(Debug)]
 pub struct Cell {
+    /// The row (the server, or the client, under test).
     pub row: String,
+    /// The column (the peer and transport).
     pub column: String,
+    /// Why it failed; `None` when it passed.
     pub failure: Option<String>,
 }
 

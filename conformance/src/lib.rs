@@ -18,6 +18,8 @@
 //! # server.shutdown().await }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod check;
 pub mod everything;

@@ -14,20 +14,32 @@ use std::{
 /// Why a peer could not be made ready.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
+    /// A command could not be started.
     #[error(
         "running `{command}` failed: {source}. Install Node.js and npm (any version from 18 on; Node 22 is fetched from the npm registry when needed)"
     )]
     Spawn {
+        /// The command.
         command: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// A command failed.
     #[error("`{command}` failed with {status}")]
     Failed {
+        /// The command.
         command: String,
+        /// How it exited.
         status: std::process::ExitStatus,
     },
+    /// The Node.js 22 installed does not run.
     #[error("Node.js 22 was installed into {dir} but does not run: {reason}")]
-    BrokenNode { dir: String, reason: String },
+    BrokenNode {
+        /// Where it was installed.
+        dir: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// `conformance/peers/node`: the pinned npm packages and our scripts that drive them.

@@ -14,26 +14,52 @@ use tokio::{
 /// Why a server process could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
+    /// The program could not be started.
     #[error("could not start {program}: {source}")]
     Spawn {
+        /// The program.
         program: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// It exited before saying where it listens.
     #[error("{program} exited before it logged the address it listens on")]
-    NoAddress { program: String },
-    #[error("{program} did not log a listening address within {seconds} s")]
-    Timeout { program: String, seconds: u64 },
-    #[error("{program} did not start listening within {seconds} s")]
-    NotListening { program: String, seconds: u64 },
-    #[error("{program} did not exit within {seconds} s of {signal}")]
-    NoExit {
+    NoAddress {
+        /// The program.
         program: String,
-        signal: &'static str,
+    },
+    /// It did not say where it listens in time.
+    #[error("{program} did not log a listening address within {seconds} s")]
+    Timeout {
+        /// The program.
+        program: String,
+        /// How long it was given.
         seconds: u64,
     },
+    /// It did not start listening in time.
+    #[error("{program} did not start listening within {seconds} s")]
+    NotListening {
+        /// The program.
+        program: String,
+        /// How long it was given.
+        seconds: u64,
+    },
+    /// It did not exit after a signal.
+    #[error("{program} did not exit within {seconds} s of {signal}")]
+    NoExit {
+        /// The program.
+        program: String,
+        /// The signal sent.
+        signal: &'static str,
+        /// How long it was given.
+        seconds: u64,
+    },
+    /// Waiting for it failed.
     #[error("waiting for {program} failed: {source}")]
     Wait {
+        /// The program.
         program: String,
+        /// Why.
         source: std::io::Error,
     },
 }
@@ -155,6 +181,7 @@ pub struct PythonServer {
 }
 
 impl PythonServer {
+    /// Starts the Python SDK's server on `kind` (`http` or `sse`) and waits until it listens.
     pub async fn start(kind: &str) -> Result<Self, ProcessError> {
         let python = tokio::task::spawn_blocking(crate::peers::python_peer)
             .await

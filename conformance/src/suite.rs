@@ -24,12 +24,21 @@ pub const GENERIC_SERVER_SCENARIOS: [&str; 5] = [
 /// Why the suite could not be run (its verdicts are in [`SuiteReport`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
+    /// The suite's Node.js peer could not be made ready.
     #[error(transparent)]
     Peer(#[from] PeerError),
+    /// Running the suite failed.
     #[error("running the conformance suite failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The suite's report could not be read.
     #[error("the conformance suite wrote an unreadable {path}: {reason}")]
-    BadReport { path: String, reason: String },
+    BadReport {
+        /// The report file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The suite listed no scenarios.
     #[error("`conformance list --server` printed no scenarios")]
     NoScenarios,
 }
@@ -37,9 +46,11 @@ pub enum SuiteError {
 /// One check of one scenario, as the suite reported it.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Check {
+    /// The check's name.
     pub id: String,
     /// SUCCESS, FAILURE, WARNING or INFO.
     pub status: String,
+    /// Why it failed, when it did.
     #[serde(default, rename = "errorMessage")]
     pub error_message: Option<String>,
 }
@@ -47,6 +58,7 @@ pub struct Check {
 /// The suite's verdicts, by scenario.
 #[derive(Debug, Default)]
 pub struct SuiteReport {
+    /// Each scenario's checks, by scenario name.
     pub scenarios: BTreeMap<String, Vec<Check>>,
 }
 
@@ -78,6 +90,7 @@ impl SuiteReport {
         ))
     }
 
+    /// How many checks, over every scenario, have `status` (`SUCCESS`, `FAILURE`, …).
     pub fn count(&self, status: &str) -> usize {
         self.scenarios
             .values()

@@ -29,7 +29,9 @@ pub enum Target {
     Stdio(Vec<String>),
     /// A Streamable HTTP endpoint, with extra headers (`Authorization`, …).
     Http {
+        /// The endpoint.
         url: String,
+        /// Headers sent with every request.
         headers: Vec<(String, String)>,
     },
 }
@@ -37,6 +39,7 @@ pub enum Target {
 /// What to check, and how patiently.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The server to check.
     pub target: Target,
     /// A tool that takes a while, and its arguments, to check that cancellation stops it.
     pub slow_tool: Option<(String, Value)>,
@@ -45,6 +48,7 @@ pub struct Options {
 }
 
 impl Options {
+    /// Checks `target` with the default patience (10 s) and no slow tool.
     pub fn new(target: Target) -> Self {
         Self {
             target,
@@ -58,9 +62,11 @@ impl Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Met.
     Pass,
     /// Allowed by the spec, but worth fixing (a SHOULD, not a MUST).
     Warn,
+    /// Broken: a MUST of the spec.
     Fail,
     /// Not applicable to this server.
     Skip,
@@ -80,15 +86,20 @@ impl std::fmt::Display for Status {
 /// One check and its verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
+    /// The check's name (`initialize-version`, …).
     pub id: &'static str,
+    /// Its verdict.
     pub status: Status,
+    /// What was seen.
     pub detail: String,
 }
 
 /// Every verdict of one run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
+    /// The server's `initialize` answer, when it gave one.
     pub server: Option<Value>,
+    /// Every check's verdict, in the order they ran.
     pub outcomes: Vec<Outcome>,
 }
 
@@ -98,6 +109,7 @@ impl Report {
         self.outcomes.iter().all(|o| o.status != Status::Fail)
     }
 
+    /// The verdict of check `id`, if it ran.
     pub fn status_of(&self, id: &str) -> Option<Status> {
         self.outcomes.iter().find(|o| o.id == id).map(|o| o.status)
     }

@@ -19,17 +19,24 @@ use tokio::{
 /// Why talking to the server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
+    /// The server's command could not be started.
     #[error("could not start {command}: {source}")]
     Spawn {
+        /// The command.
         command: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// The server closed its end.
     #[error("the server closed its end")]
     Closed,
+    /// No answer within the time given.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// An HTTP exchange failed.
     #[error("HTTP: {0}")]
     Http(String),
+    /// The server broke the protocol.
     #[error("{0}")]
     Protocol(String),
 }
@@ -62,15 +69,19 @@ fn id_key(id: &Value) -> String {
 
 /// One connection, over stdio (a child process) or Streamable HTTP.
 pub enum Wire {
+    /// A child process on stdio.
     Stdio(StdioWire),
+    /// A Streamable HTTP endpoint.
     Http(HttpWire),
 }
 
 impl Wire {
+    /// Starts `command` and talks to it on its stdin and stdout.
     pub async fn spawn(command: &[String]) -> Result<Self, WireError> {
         StdioWire::spawn(command).await.map(Wire::Stdio)
     }
 
+    /// Talks to `url`, sending `headers` with every request.
     pub fn http(url: &str, headers: &[(String, String)]) -> Self {
         Wire::Http(HttpWire::new(url, headers))
     }
@@ -198,6 +209,7 @@ impl Wire {
         }
     }
 
+    /// What the server sent that was not an answer to a request (notifications, requests of its own).
     pub fn unsolicited(&self) -> Unsolicited {
         match self {
             Wire::Stdio(wire) => lock(&wire.unsolicited).clone(),
@@ -223,6 +235,8 @@ impl Wire {
         }
     }
 
+    /// Ends the connection: closes a child's stdin (killing it if it has not exited 5 s later),
+    /// or ends the HTTP session.
     pub async fn close(self) {
         match self {
             Wire::Stdio(mut wire) => {
@@ -239,6 +253,7 @@ impl Wire {
     }
 }
 
+/// A connection to a server running as a child process.
 pub struct StdioWire {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -437,10 +452,13 @@ async fn read_answer(
 
 /// What one HTTP POST got back.
 pub struct HttpAnswer {
+    /// The HTTP status.
     pub status: u16,
+    /// The JSON-RPC answer, when the body held one.
     pub response: Option<Value>,
 }
 
+/// A connection to a Streamable HTTP endpoint.
 pub struct HttpWire {
     client: reqwest::Client,
     url: String,
