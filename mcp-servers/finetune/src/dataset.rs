@@ -41,6 +41,7 @@ const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
 
 /// How tokens are counted: a model's own tokenizer, or an estimate when none is at hand.
 pub enum TokenCounter {
+    /// The model's own tokenizer.
     Tokenizer(Box<tokenizers::Tokenizer>),
     /// About four bytes of English text per token.
     Estimate,
@@ -97,17 +98,24 @@ impl TokenCounter {
 pub struct Problem {
     /// 1-based line number in the file.
     pub line: usize,
+    /// What is wrong.
     pub message: String,
 }
 
 /// Distribution of a count over the examples.
 #[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema, PartialEq)]
 pub struct Distribution {
+    /// The smallest.
     pub min: usize,
+    /// The mean.
     pub mean: f64,
+    /// The median.
     pub p50: usize,
+    /// The 95th percentile.
     pub p95: usize,
+    /// The largest.
     pub max: usize,
+    /// The sum.
     pub total: usize,
 }
 
@@ -133,16 +141,21 @@ impl Distribution {
 /// What `validate_dataset` reports.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
+    /// The file.
     pub path: String,
+    /// The method it was checked for.
     pub method: Method,
     /// True when there are no errors (warnings do not stop a job).
     pub valid: bool,
+    /// Examples read.
     pub examples: usize,
     /// Problems that stop a job, first ones listed.
     pub errors: Vec<Problem>,
     /// How many errors there were in all (more than are listed when many).
     pub error_count: usize,
+    /// Oddities that do not stop a job, first ones listed.
     pub warnings: Vec<Problem>,
+    /// How many warnings there were in all.
     pub warning_count: usize,
     /// Tokens per example (all turns, with template overhead).
     pub tokens: Distribution,
@@ -152,6 +165,7 @@ pub struct Report {
     pub tokenizer: String,
     /// Examples that repeat an earlier one exactly: (line, line of the first).
     pub duplicates: Vec<(usize, usize)>,
+    /// How many duplicates there were in all.
     pub duplicate_count: usize,
     /// Examples longer than `max_seq_len` (they would be cut).
     pub over_max_len: usize,
@@ -459,6 +473,7 @@ impl<'a> Checker<'a> {
 pub struct Turn {
     /// `system`, `user`, `assistant`, …; empty for raw `text` (no chat template).
     pub role: String,
+    /// Its text.
     pub text: String,
     /// Whether the model learns to produce it (assistant turns not weighted 0; the answers).
     pub trained: bool,
@@ -468,8 +483,11 @@ pub struct Turn {
 /// rejected answer; with what is odd about it but allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Example {
+    /// The conversation (for DPO, the prompt and the chosen answer).
     pub turns: Vec<Turn>,
+    /// For DPO, the rejected answer.
     pub rejected: Vec<Turn>,
+    /// What is odd about it but allowed.
     pub warnings: Vec<String>,
 }
 

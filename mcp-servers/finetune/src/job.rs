@@ -21,6 +21,7 @@ pub enum Method {
 }
 
 impl Method {
+    /// The name jobs and commands use (`sft`, `dpo`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sft => "sft",
@@ -30,6 +31,7 @@ impl Method {
         }
     }
 
+    /// The method named `text`, if any.
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "sft" => Self::Sft,
@@ -55,6 +57,7 @@ impl fmt::Display for Method {
 /// Where a job is in its life. Terminal: succeeded, failed, cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[allow(missing_docs)] // Variant docs would turn its JSON Schema's `enum` into a `oneOf`.
 pub enum Status {
     ValidatingFiles,
     Queued,
@@ -65,6 +68,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The name the store and the tools use (`queued`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ValidatingFiles => "validating_files",
@@ -76,6 +80,7 @@ impl Status {
         }
     }
 
+    /// The status named `text`, if any.
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "validating_files" => Self::ValidatingFiles,
@@ -88,6 +93,7 @@ impl Status {
         })
     }
 
+    /// Whether the job is over (succeeded, failed or cancelled).
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
@@ -116,11 +122,14 @@ impl fmt::Display for Status {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Setting<T> {
     #[default]
+    /// Chosen by the server.
     Auto,
+    /// This value.
     Value(T),
 }
 
 impl<T: Copy> Setting<T> {
+    /// The value, or `auto` when the server chooses.
     pub fn or(self, auto: T) -> T {
         match self {
             Self::Auto => auto,
@@ -181,11 +190,13 @@ pub struct Hyperparameters {
     /// Examples per optimizer step.
     #[serde(default)]
     pub batch_size: Setting<u32>,
+    /// Learning rate at the first step (it decays linearly to a tenth of it).
     #[serde(default)]
     pub learning_rate: Setting<f64>,
     /// LoRA rank; 0 trains every weight (full fine-tuning).
     #[serde(default)]
     pub lora_rank: Setting<u32>,
+    /// LoRA alpha (the adapter's scale is alpha / rank).
     #[serde(default)]
     pub lora_alpha: Setting<f64>,
     /// Tokens per example; longer ones are cut.
@@ -275,13 +286,21 @@ impl<'de> Deserialize<'de> for Hyperparameters {
 /// Hyperparameters with every `"auto"` replaced by a value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Resolved {
+    /// Passes over the training file.
     pub n_epochs: u32,
+    /// Examples per optimizer step.
     pub batch_size: u32,
+    /// Learning rate at the first step (it decays linearly to a tenth of it).
     pub learning_rate: f64,
+    /// LoRA rank; 0 trains every weight.
     pub lora_rank: u32,
+    /// LoRA alpha.
     pub lora_alpha: f64,
+    /// Tokens per example; longer ones are cut.
     pub max_seq_len: u32,
+    /// DPO's beta (how far from the reference the policy may move).
     pub beta: f64,
+    /// Steps between checkpoints.
     pub checkpoint_every: u32,
 }
 
@@ -328,12 +347,14 @@ impl Hyperparameters {
 /// Quantization formats for GGUF export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[allow(missing_docs)] // Variant docs would turn its JSON Schema's `enum` into a `oneOf`.
 pub enum Quantization {
     Q8_0,
     Q4_0,
 }
 
 impl Quantization {
+    /// The name GGUF files and tools use (`q8_0`, `q4_0`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Q8_0 => "q8_0",
@@ -356,6 +377,7 @@ pub enum Trainer {
 }
 
 impl Trainer {
+    /// The name jobs use (`builtin`, `trl`, `axolotl`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Builtin => "builtin",
@@ -369,6 +391,7 @@ impl Trainer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
+    /// What the job does to the model.
     pub method: Method,
     /// The base model: a local directory (safetensors + config.json + tokenizer.json) or a GGUF
     /// file.
@@ -376,13 +399,16 @@ pub struct JobSpec {
     /// JSONL training file (not needed by `quantize`).
     #[serde(default)]
     pub training_file: Option<PathBuf>,
+    /// JSONL validation file: its loss is reported as training goes.
     #[serde(default)]
     pub validation_file: Option<PathBuf>,
+    /// Training settings; `auto` ones are chosen from the data.
     #[serde(default)]
     pub hyperparameters: Hyperparameters,
     /// Where it runs (`list_backends`); `local` by default.
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// Which program trains.
     #[serde(default)]
     pub trainer: Trainer,
     /// Quantize the result to GGUF after training (or the base model, for `quantize`).

@@ -5,6 +5,8 @@
 //! Jobs persist in SQLite under the data directory ([`store`]), so a restarted server knows
 //! every job, reattaches to those still running and reports those that died.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod dataset;
 pub mod job;

@@ -34,12 +34,16 @@ const OUTPUT_CHUNK: usize = 1 << 20;
 /// How often running jobs are looked at when nothing wakes the loop.
 const POLL: Duration = Duration::from_millis(300);
 
+/// Why a job could not be created, changed or read; each says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    /// The job store failed, or has no such job.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The request cannot be met as asked.
     #[error("{0}")]
     Invalid(String),
+    /// The training file has errors (the report lists them).
     #[error("the training data has errors: {}", .0.render())]
     Dataset(Box<DatasetReport>),
 }
@@ -54,18 +58,22 @@ impl mcp_core::tool::Hinted for JobError {
     }
 }
 
+/// What the manager is set up with.
 pub struct Options {
+    /// Where jobs and their files live.
     pub data_dir: PathBuf,
     /// The program that trains (`mcp-finetune` itself, whose `train` subcommand is the trainer).
     pub trainer_program: PathBuf,
     /// Compute threads per trainer (`None`: the trainer's default).
     pub threads: Option<usize>,
+    /// Where jobs may run.
     pub backends: Vec<Arc<dyn Backend>>,
     /// The directories datasets and models may be read from (`--allow-dir`): a path a client
     /// names outside all of them, or leading out of them through a link, is refused.
     pub allowed: Sandbox,
 }
 
+/// Creates, queues, runs, follows and resumes jobs; one per server, shared by its sessions.
 pub struct Manager {
     store: Mutex<Store>,
     options: Options,
@@ -77,23 +85,29 @@ pub struct Manager {
 pub struct Created {
     /// The job (absent for a dry run).
     pub job: Option<Job>,
+    /// Whether it was only a dry run (nothing created).
     pub dry_run: bool,
     /// The validation report of the training file.
     pub validation: Option<DatasetReport>,
     /// What will run: the command line and the files written beside it.
     pub command: String,
+    /// The files written beside the command (name, content).
     pub files: Vec<(String, String)>,
+    /// The configuration the trainer reads.
     pub config: TrainConfig,
 }
 
 /// A job with what a person wants to see first: how far, how long still, the latest metrics.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct JobView {
+    /// The job as stored.
     #[serde(flatten)]
     pub job: Job,
     /// 0 to 100.
     pub progress_percent: Option<f64>,
+    /// Seconds left, from the pace so far.
     pub eta_seconds: Option<f64>,
+    /// The last metrics event's data.
     pub latest_metrics: Option<serde_json::Value>,
 }
 
@@ -106,6 +120,7 @@ fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
 }
 
 impl Manager {
+    /// Opens (or creates) the job store in `options.data_dir`.
     pub fn open(options: Options) -> Result<Arc<Self>, JobError> {
         let jobs = options.data_dir.join("jobs");
         std::fs::create_dir_all(&jobs).map_err(|error| {
@@ -119,6 +134,7 @@ impl Manager {
         }))
     }
 
+    /// Where jobs live.
     pub fn data_dir(&self) -> &Path {
         &self.options.data_dir
     }
@@ -127,6 +143,7 @@ impl Manager {
         self.options.backends.iter().find(|b| b.name() == name)
     }
 
+    /// Every backend, as `list_backends` shows them.
     pub fn backends(&self) -> Vec<BackendInfo> {
         self.options.backends.iter().map(|b| b.info()).collect()
     }
@@ -643,16 +660,19 @@ impl Manager {
         Ok(())
     }
 
+    /// A job, with its progress.
     pub fn get(&self, id: &str) -> Result<JobView, JobError> {
         let store = lock(&self.store);
         let job = store.get(id)?;
         Ok(view(&store, job)?)
     }
 
+    /// Jobs, newest first, at most `limit`, after the job `after`.
     pub fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<Job>, JobError> {
         Ok(lock(&self.store).list(after, limit)?)
     }
 
+    /// A job's events after `after` (a sequence number), at most `limit`.
     pub fn events(
         &self,
         id: &str,
@@ -662,6 +682,7 @@ impl Manager {
         Ok(lock(&self.store).events(id, after, limit)?)
     }
 
+    /// A job's checkpoints, oldest first.
     pub fn checkpoints(&self, id: &str) -> Result<Vec<Checkpoint>, JobError> {
         Ok(lock(&self.store).checkpoints(id)?)
     }

@@ -14,7 +14,9 @@ use crate::{
 /// directory before launch; `dry_run` shows them).
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Recipe {
+    /// The program.
     pub program: String,
+    /// Its arguments.
     pub args: Vec<String>,
     /// File name in the job directory → content.
     pub files: Vec<(String, String)>,
@@ -23,6 +25,7 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// The command line, shell-quoted, as `dry_run` shows it.
     pub fn command_line(&self) -> String {
         std::iter::once(self.program.as_str())
             .chain(self.args.iter().map(String::as_str))
@@ -31,6 +34,7 @@ impl Recipe {
             .join(" ")
     }
 
+    /// The program, for `Command`.
     pub fn program_os(&self) -> OsString {
         OsString::from(&self.program)
     }

@@ -30,6 +30,7 @@ const URI_PREFIX: &str = "finetune://jobs/";
 /// Longest a call waits for a job (`wait_seconds`).
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 
+/// The MCP server: the fine-tuning tools and the jobs' log and metrics resources.
 #[derive(Clone)]
 pub struct FinetuneServer {
     manager: Arc<Manager>,
@@ -38,6 +39,7 @@ pub struct FinetuneServer {
 }
 
 impl FinetuneServer {
+    /// The server over `manager` (clone it per session: the jobs are shared).
     pub fn new(manager: Arc<Manager>) -> Self {
         Self {
             manager,

@@ -13,18 +13,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::{JobSpec, Resolved, Status};
 
+/// Why the job store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// SQLite failed.
     #[error("job store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// Stored JSON could not be read.
     #[error("job store: stored JSON unreadable: {0}")]
     Json(#[from] serde_json::Error),
+    /// No job has that id.
     #[error("no job {0:?}; list_jobs shows the ids")]
     NoJob(String),
+    /// A status change the job's life does not allow.
     #[error("job {id} is {from}; it cannot become {to}")]
     Transition {
+        /// The job.
         id: String,
+        /// Its status.
         from: Status,
+        /// The status asked for.
         to: Status,
     },
 }
@@ -32,12 +40,17 @@ pub enum StoreError {
 /// A job as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct Job {
+    /// The job's id.
     pub id: String,
+    /// What was asked for.
     pub spec: JobSpec,
+    /// Where it is in its life.
     pub status: Status,
     /// Unix seconds.
     pub created_at: i64,
+    /// When it started running (Unix seconds).
     pub started_at: Option<i64>,
+    /// When it ended (Unix seconds).
     pub finished_at: Option<i64>,
     /// Why it failed or was cancelled.
     pub error: Option<String>,
@@ -49,29 +62,37 @@ pub struct Job {
     pub dir: PathBuf,
     /// Optimizer steps done and planned.
     pub step: u64,
+    /// Optimizer steps planned, once known.
     pub total_steps: Option<u64>,
     /// Files the job produced (adapter, merged model, GGUF).
     pub artifacts: Vec<Artifact>,
 }
 
+/// A file a job produced.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct Artifact {
     /// `lora_adapter`, `model`, `gguf`.
     pub kind: String,
+    /// Where it is.
     pub path: PathBuf,
+    /// Its size.
     pub bytes: u64,
 }
 
+/// How much an event matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[allow(missing_docs)] // Variant docs would turn its JSON Schema's `enum` into a `oneOf`.
 pub enum Level {
     Info,
     Warn,
     Error,
 }
 
+/// What an event carries: a message, or a step's metrics (in `data`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[allow(missing_docs)] // Variant docs would turn its JSON Schema's `enum` into a `oneOf`.
 pub enum EventKind {
     Message,
     Metrics,
@@ -82,20 +103,28 @@ pub enum EventKind {
 pub struct Event {
     /// Increasing per job; pass the last one seen as `after` to get only newer ones.
     pub seq: u64,
+    /// When it happened (Unix seconds).
     pub created_at: i64,
+    /// How much it matters.
     pub level: Level,
+    /// A message or metrics.
     #[serde(rename = "type")]
     pub kind: EventKind,
+    /// What happened, in words.
     pub message: String,
     /// For metrics: `{"step": …, "train_loss": …, …}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
 }
 
+/// A checkpoint the trainer saved.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct Checkpoint {
+    /// The optimizer step it was saved at.
     pub step: u64,
+    /// When (Unix seconds).
     pub created_at: i64,
+    /// Its directory.
     pub path: PathBuf,
     /// `train_loss`, `valid_loss`, `token_accuracy`, … as the trainer reported them.
     pub metrics: serde_json::Value,
@@ -103,6 +132,7 @@ pub struct Checkpoint {
     pub on_disk: bool,
 }
 
+/// The jobs, their events, checkpoints and artifacts, in SQLite.
 pub struct Store {
     conn: Connection,
 }
@@ -145,6 +175,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 ) WITHOUT ROWID;
 ";
 
+/// Now, in Unix seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -188,6 +219,7 @@ impl Store {
         self.get(id)
     }
 
+    /// The job `id`.
     pub fn get(&self, id: &str) -> Result<Job, StoreError> {
         self.conn
             .query_row(
@@ -292,6 +324,7 @@ impl Store {
         self.get(id)
     }
 
+    /// Records the hyperparameters with `auto` filled in, and the steps planned.
     pub fn set_resolved(
         &self,
         id: &str,
@@ -315,6 +348,7 @@ impl Store {
         Ok(offset.max(0) as u64)
     }
 
+    /// Records how far into the trainer's output the server has read.
     pub fn set_output_offset(&self, id: &str, offset: u64) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE jobs SET output_offset = ?2 WHERE id = ?1",
@@ -332,6 +366,7 @@ impl Store {
         Ok(())
     }
 
+    /// Records what the backend calls the job's run.
     pub fn set_backend_ref(&self, id: &str, backend_ref: &str) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE jobs SET backend_ref = ?2 WHERE id = ?1",
@@ -340,6 +375,7 @@ impl Store {
         Ok(())
     }
 
+    /// Appends an event to a job's history.
     pub fn event(
         &mut self,
         id: &str,
@@ -451,6 +487,7 @@ impl Store {
         Ok(())
     }
 
+    /// A job's checkpoints, oldest first.
     pub fn checkpoints(&self, id: &str) -> Result<Vec<Checkpoint>, StoreError> {
         self.get(id)?;
         let mut statement = self.conn.prepare(
@@ -479,6 +516,7 @@ impl Store {
         Ok(out)
     }
 
+    /// Records a file the job produced.
     pub fn add_artifact(&self, id: &str, artifact: &Artifact) -> Result<(), StoreError> {
         let mut artifacts = self.get(id)?.artifacts;
         artifacts.retain(|a| a.path != artifact.path);

@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 
 use super::{Backend, BackendError, BackendInfo, LOG_FILE, OUTPUT_FILE, RunState, Submission};
 
+/// Runs jobs as child processes of this machine, `capacity` at once.
 pub struct Local {
     capacity: usize,
     /// Children this server started, reaped as they end; a process from before a restart is
@@ -22,6 +23,7 @@ pub struct Local {
 }
 
 impl Local {
+    /// At most `capacity` (at least 1) jobs at once.
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),

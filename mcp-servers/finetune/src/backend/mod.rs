@@ -18,11 +18,15 @@ use serde::Serialize;
 /// What a backend is asked to run: the trainer's command line in the job's directory.
 #[derive(Debug, Clone)]
 pub struct Submission<'a> {
+    /// The job it runs.
     pub job_id: &'a str,
     /// The job's own directory (the working directory; output and log files go there).
     pub dir: &'a Path,
+    /// The trainer program.
     pub program: OsString,
+    /// Its arguments.
     pub args: Vec<OsString>,
+    /// Environment variables for it.
     pub env: Vec<(String, String)>,
 }
 
@@ -31,23 +35,29 @@ pub struct Submission<'a> {
 pub enum RunState {
     /// Accepted, not started (a Slurm job waiting for a node).
     Pending,
+    /// Started.
     Running,
     /// Ended; whether it succeeded, when the backend knows (a process reattached after a
     /// restart has no exit status), and what the backend says about it.
     Exited {
+        /// Whether it succeeded; `None` when the backend cannot know.
         success: Option<bool>,
+        /// What the backend says about it.
         detail: String,
     },
 }
 
 #[derive(Debug, thiserror::Error)]
+/// A backend's failure, in its own words.
 #[error("{0}")]
 pub struct BackendError(pub String);
 
 /// What `list_backends` shows.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct BackendInfo {
+    /// `local`, `slurm`.
     pub name: String,
+    /// Whether it can take jobs now.
     pub available: bool,
     /// What it is, or why it is not available.
     pub detail: String,
@@ -55,14 +65,18 @@ pub struct BackendInfo {
     pub capacity: usize,
 }
 
+/// Where jobs run: this machine, or a cluster scheduler.
 pub trait Backend: Send + Sync {
+    /// Its name (`local`, `slurm`), as jobs name it.
     fn name(&self) -> &'static str;
 
+    /// What `list_backends` shows of it.
     fn info(&self) -> BackendInfo;
 
     /// Starts the run; returns the backend's name for it (a process id, a Slurm job id).
     fn submit<'a>(&'a self, run: Submission<'a>) -> BoxFuture<'a, Result<String, BackendError>>;
 
+    /// The run's state, from the backend's name for it and the job's directory.
     fn state<'a>(
         &'a self,
         backend_ref: &'a str,
@@ -103,6 +117,7 @@ pub trait Backend: Send + Sync {
 
 /// The files a process-based backend (local, Slurm) writes in the job directory.
 pub const OUTPUT_FILE: &str = "output.jsonl";
+/// The trainer's stderr, in the job directory.
 pub const LOG_FILE: &str = "trainer.log";
 
 /// Asks the trainer running in `dir` to stop at its next step (it checkpoints first).

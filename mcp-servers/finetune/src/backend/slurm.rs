@@ -13,10 +13,13 @@ use super::{Backend, BackendError, BackendInfo, LOG_FILE, OUTPUT_FILE, RunState,
 /// `#SBATCH` options from the server's command line.
 #[derive(Debug, Clone, Default)]
 pub struct SlurmOptions {
+    /// `--partition`.
     pub partition: Option<String>,
+    /// `--account`.
     pub account: Option<String>,
     /// `--time`, e.g. `2:00:00`.
     pub time: Option<String>,
+    /// `--cpus-per-task`.
     pub cpus_per_task: Option<usize>,
     /// `--mem`, e.g. `8G`.
     pub mem: Option<String>,
@@ -24,6 +27,7 @@ pub struct SlurmOptions {
     pub capacity: usize,
 }
 
+/// Runs jobs through Slurm (`sbatch`, `squeue`, `sacct`, `scancel`).
 pub struct Slurm {
     options: SlurmOptions,
     /// Whether `sinfo` answered when the server started, or why not.

@@ -36,14 +36,21 @@ use tokenize::{ChatTokenizer, Encoded};
 /// What the server writes into the job directory for the trainer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct TrainConfig {
+    /// What to do to the model.
     pub method: Method,
+    /// The base model (a directory or a GGUF file).
     pub model: PathBuf,
+    /// The JSONL training file.
     pub training_file: Option<PathBuf>,
+    /// The JSONL validation file.
     pub validation_file: Option<PathBuf>,
+    /// Hyperparameters, every `auto` filled in.
     pub hyperparameters: Resolved,
     /// The job's own directory: checkpoints, artifacts, the STOP file.
     pub output_dir: PathBuf,
+    /// Export to GGUF in this format after training.
     pub quantize: Option<Quantization>,
+    /// For distillation: the teacher model.
     pub teacher: Option<PathBuf>,
     /// Data order; the same seed gives the same order, which is what lets a resumed run skip
     /// exactly the examples already seen.
@@ -57,39 +64,67 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Report {
+    /// Training started.
     Started {
+        /// Optimizer steps planned.
         total_steps: u64,
+        /// Examples in the training file.
         examples: usize,
+        /// Parameters the optimizer updates.
         trainable_parameters: usize,
+        /// The checkpoint step it resumed from.
         resumed_from: Option<u64>,
     },
+    /// One optimizer step's metrics.
     Metrics {
+        /// The step.
         step: u64,
+        /// Steps planned.
         total_steps: u64,
+        /// The epoch (from 1).
         epoch: u32,
+        /// Training loss (mean over the step's tokens).
         train_loss: f64,
+        /// Share of trained tokens predicted right.
         token_accuracy: f64,
+        /// The learning rate used.
         learning_rate: f64,
+        /// Seconds since the start.
         elapsed_s: f64,
+        /// Seconds left, at this pace.
         eta_s: f64,
+        /// Validation loss, when evaluated at this step.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         valid_loss: Option<f64>,
     },
+    /// A checkpoint was saved.
     Checkpoint {
+        /// Its step.
         step: u64,
+        /// Its directory.
         path: PathBuf,
+        /// The metrics at that step.
         metrics: serde_json::Value,
     },
+    /// A file was produced.
     Artifact {
+        /// What it is (`lora_adapter`, `model`, `gguf`).
         kind: String,
+        /// Where.
         path: PathBuf,
+        /// Its size.
         bytes: u64,
     },
+    /// Something to tell the user.
     Message {
+        /// How much it matters.
         level: Level,
+        /// What.
         message: String,
     },
+    /// The run ended.
     Finished {
+        /// How.
         status: Outcome,
     },
 }
@@ -98,12 +133,15 @@ pub enum Report {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
+    /// Done.
     Succeeded,
+    /// Stopped at a checkpoint, to be resumed.
     Cancelled,
 }
 
 /// Where reports go (stdout in production; a vector in tests).
 pub trait Sink {
+    /// Takes one report.
     fn report(&mut self, report: &Report);
 }
 
@@ -132,6 +170,7 @@ impl Sink for Vec<Report> {
 pub struct StopFlag(Arc<AtomicBool>);
 
 impl StopFlag {
+    /// Not raised.
     pub fn new() -> Self {
         Self::default()
     }
@@ -143,6 +182,7 @@ impl StopFlag {
         Ok(())
     }
 
+    /// Asks the run to stop at its next step.
     pub fn raise(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
@@ -156,17 +196,24 @@ impl StopFlag {
 pub const STOP_FILE: &str = "STOP";
 const CHECKPOINTS: &str = "checkpoints";
 
+/// Why training failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// The model could not be loaded or built.
     #[error("{0}")]
     Model(#[from] model::ModelError),
+    /// A tensor operation failed.
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
+    /// The data cannot be trained on.
     #[error("{0}")]
     Data(String),
+    /// A file operation failed.
     #[error("{path}: {error}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         error: std::io::Error,
     },
 }

@@ -18,17 +18,24 @@ use candle_core::{D, DType, Device, Tensor, Var, quantized::gguf_file};
 use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
 
+/// A model operation's result.
 pub type Result<T> = std::result::Result<T, ModelError>;
 
+/// Why a model could not be loaded, built or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// A tensor operation failed.
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
+    /// A file operation failed.
     #[error("{path}: {error}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         error: std::io::Error,
     },
+    /// The model is not one this trainer can handle (the message says why).
     #[error("{0}")]
     Invalid(String),
 }
@@ -40,28 +47,41 @@ fn invalid(message: impl Into<String>) -> ModelError {
 /// The shape of the model (Hugging Face `config.json` names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
+    /// Tokens in the vocabulary.
     pub vocab_size: usize,
+    /// Width of the hidden state.
     pub hidden_size: usize,
+    /// Width of the MLP's inner layer.
     pub intermediate_size: usize,
+    /// Transformer blocks.
     pub num_hidden_layers: usize,
+    /// Attention heads.
     pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention); all heads when absent.
     #[serde(default)]
     pub num_key_value_heads: Option<usize>,
+    /// RMSNorm's epsilon.
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
+    /// Rotary embeddings' base.
     #[serde(default = "default_theta")]
     pub rope_theta: f64,
+    /// Longest context it was trained for.
     #[serde(default = "default_positions")]
     pub max_position_embeddings: usize,
+    /// Whether the output layer shares the embedding's weights.
     #[serde(default)]
     pub tie_word_embeddings: bool,
+    /// Beginning-of-sequence token.
     #[serde(default)]
     pub bos_token_id: Option<u32>,
+    /// End-of-sequence token.
     #[serde(default)]
     pub eos_token_id: Option<u32>,
     /// What Hugging Face's loaders look for; written out so a merged model loads there too.
     #[serde(default = "default_model_type")]
     pub model_type: String,
+    /// Model classes Hugging Face's loaders try.
     #[serde(default = "default_architectures")]
     pub architectures: Vec<String>,
     /// Llama 3.1-style rotary scaling is not implemented: such a model is refused, not
@@ -88,10 +108,12 @@ fn default_positions() -> usize {
 }
 
 impl Config {
+    /// Key/value heads.
     pub fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
 
+    /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
@@ -125,14 +147,19 @@ impl Config {
 /// Where the base weights were read from (it decides the export format's defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// A Hugging Face directory (safetensors and `config.json`).
     HuggingFace,
+    /// A GGUF file.
     Gguf,
 }
 
 /// Base weights (HF names) and what they came from.
 pub struct Weights {
+    /// The model's shape.
     pub config: Config,
+    /// The weights, by Hugging Face names.
     pub tensors: HashMap<String, Tensor>,
+    /// Where they were read from.
     pub source: Source,
     /// The GGUF file's metadata, kept for export (tokenizer, chat template).
     pub gguf_metadata: Option<HashMap<String, gguf_file::Value>>,
@@ -368,15 +395,19 @@ pub fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
 
 /// A projection `y = x Wᵀ`, with a LoRA adapter `+ s·(x Aᵀ) Bᵀ` when one is attached.
 pub struct Linear {
+    /// The base weight, `[out, in]`.
     pub weight: Tensor,
+    /// The adapter, when one is attached.
     pub lora: Option<Lora>,
 }
 
+/// A LoRA adapter: `B A`, scaled.
 pub struct Lora {
     /// `[rank, in]`, random at the start.
     pub a: Var,
     /// `[out, rank]`, zero at the start, so training starts from the base model exactly.
     pub b: Var,
+    /// The scale (alpha / rank).
     pub scale: f64,
 }
 
@@ -430,7 +461,9 @@ pub const LORA_TARGETS: &[&str] = &[
     "down_proj",
 ];
 
+/// A Llama-architecture model, trainable on the CPU with candle.
 pub struct Model {
+    /// Its shape.
     pub config: Config,
     embed: Tensor,
     layers: Vec<Layer>,
@@ -438,15 +471,22 @@ pub struct Model {
     lm_head: Tensor,
     /// What the optimizer updates: LoRA matrices, or every weight in full fine-tuning.
     trainable: Vec<(String, Var)>,
+    /// Where its base weights were read from.
     pub source: Source,
+    /// The GGUF file's metadata, when it came from one.
     pub gguf_metadata: Option<HashMap<String, gguf_file::Value>>,
 }
 
 /// How the weights are trained.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Tuning {
-    /// Only adapters of this rank and alpha on the attention projections.
-    Lora { rank: usize, alpha: f64 },
+    /// Adapters of this rank and alpha on every linear projection of the blocks ([`LORA_TARGETS`]).
+    Lora {
+        /// The adapters' rank.
+        rank: usize,
+        /// Their alpha.
+        alpha: f64,
+    },
     /// Every weight (`lora_rank` 0).
     Full,
     /// Nothing (a frozen teacher or reference).
@@ -454,6 +494,7 @@ pub enum Tuning {
 }
 
 impl Model {
+    /// Builds the model from `weights`, with adapters or trainable weights as `tuning` says.
     pub fn new(weights: Weights, tuning: Tuning) -> Result<Self> {
         let Weights {
             config,

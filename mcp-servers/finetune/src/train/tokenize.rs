@@ -13,8 +13,11 @@ use tokenizers::{
 
 use crate::dataset::Turn;
 
+/// ChatML's start of a turn.
 pub const IM_START: &str = "<|im_start|>";
+/// ChatML's end of a turn.
 pub const IM_END: &str = "<|im_end|>";
+/// The end-of-text token of ChatML tokenizers.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
 /// The ChatML template (Jinja, as Hugging Face and llama.cpp read it), for tokenizers that have
@@ -31,8 +34,11 @@ pub enum Template {
     Plain,
 }
 
+/// A model's tokenizer with the template its turns are laid out in.
 pub struct ChatTokenizer {
+    /// The tokenizer.
     pub tokenizer: Tokenizer,
+    /// How turns are laid out.
     pub template: Template,
     /// Ends an answer (`<|im_end|>` in ChatML).
     pub end: Option<u32>,
@@ -41,7 +47,9 @@ pub struct ChatTokenizer {
 /// A tokenized example: ids and, per id, whether it is learned.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Encoded {
+    /// The token ids.
     pub ids: Vec<u32>,
+    /// Per id, whether the model learns it.
     pub trained: Vec<bool>,
 }
 
@@ -79,6 +87,8 @@ impl ChatTokenizer {
         Ok(Self::new(tokenizer))
     }
 
+    /// Picks the template from the tokenizer's vocabulary: ChatML when it has `<|im_start|>`
+    /// and `<|im_end|>`, plain otherwise (answers ending with its end-of-sequence token).
     pub fn new(tokenizer: Tokenizer) -> Self {
         let chat_ml =
             tokenizer.token_to_id(IM_START).is_some() && tokenizer.token_to_id(IM_END).is_some();
