@@ -29,9 +29,9 @@ macro_rules! say {
 pub mod agent;
 pub mod config;
 pub mod connect;
-pub mod frames;
+mod frames;
 pub mod handler;
-pub mod limits;
-pub mod names;
+mod limits;
+mod names;
 pub mod provider;
 pub mod terminal;

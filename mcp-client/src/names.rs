@@ -61,16 +61,6 @@ impl ToolNames {
             .get(name)
             .map(|(server, tool)| (server.as_str(), tool.as_str()))
     }
-
-    /// How many tools are named.
-    pub fn len(&self) -> usize {
-        self.forward.len()
-    }
-
-    /// Whether no tool is named.
-    pub fn is_empty(&self) -> bool {
-        self.forward.is_empty()
-    }
 }
 
 fn sanitize(text: &str) -> String {
@@ -171,6 +161,6 @@ mod tests {
         for (server, tool) in [("x.y", "t"), ("x_y", "t"), ("b", "c")] {
             assert_eq!(a.name(server, tool), b.name(server, tool));
         }
-        assert_eq!(a.len(), 3);
+        assert_eq!(a.forward.len(), 3);
     }
 }

@@ -76,6 +76,7 @@ pub mod text;
 pub mod tool;
 
 pub use args::{LogLevel, ServeArgs, Transport};
+pub use channel::{ChannelTransport, ConnectionClosed};
 pub use guarded::{Guarded, MAX_IN_FLIGHT};
 pub use http_policy::PolicyError;
 pub use logging::{init_logging, init_logging_with, main, server_main};

@@ -11,10 +11,12 @@
 
 #![warn(missing_docs)]
 
-pub mod chunk;
+mod chunk;
 pub mod embed;
 pub mod extract;
 pub mod index;
 pub mod server;
 pub mod setup;
 pub mod watch;
+
+pub use chunk::Chunk;

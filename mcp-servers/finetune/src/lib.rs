@@ -11,7 +11,7 @@ pub mod backend;
 pub mod dataset;
 pub mod job;
 pub mod manager;
-pub mod recipes;
+mod recipes;
 pub mod server;
 pub mod store;
 pub mod train;

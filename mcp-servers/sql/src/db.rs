@@ -207,17 +207,22 @@ fn like_pattern(pattern: &str) -> String {
 /// One `query` call.
 #[derive(Debug, Clone)]
 pub struct QueryRequest {
+    /// The statement.
     pub sql: String,
+    /// Its bound parameters, in order (`$1`/`?1`, …).
     pub params: Vec<Value>,
     /// Rows to skip (from a cursor).
     pub offset: usize,
+    /// Most rows to return.
     pub max_rows: usize,
+    /// Most bytes of row data to return.
     pub max_bytes: usize,
 }
 
 /// A column of a result.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Column {
+    /// The column's name.
     pub name: String,
     /// The engine's type name, when it knows one.
     #[serde(rename = "type")]
@@ -227,7 +232,9 @@ pub struct Column {
 /// Rows of a `query`: at most the limits, with a cursor to the rest.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Rows {
+    /// The result's columns.
     pub columns: Vec<Column>,
+    /// The rows, each a value per column.
     pub rows: Vec<Vec<Value>>,
     /// Whether more rows follow (call again with `cursor`).
     pub truncated: bool,
@@ -360,8 +367,10 @@ fn approximate_size(value: &Value) -> usize {
 /// A table or view, as `list_tables` shows it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TableSummary {
+    /// Its schema (PostgreSQL); none for SQLite.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// Its name.
     pub name: String,
     /// table, view, materialized view, foreign table, partitioned table.
     pub kind: String,
@@ -372,25 +381,37 @@ pub struct TableSummary {
 /// A column as `describe_table` shows it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ColumnInfo {
+    /// The column's name.
     pub name: String,
+    /// The engine's type name.
     #[serde(rename = "type")]
     pub type_name: String,
+    /// Whether it may be null.
     pub nullable: bool,
+    /// Its default expression, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
 }
 
+/// A foreign key: columns of this table that reference another's.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ForeignKey {
+    /// This table's columns.
     pub columns: Vec<String>,
+    /// The table referenced.
     pub references_table: String,
+    /// Its columns, in the same order.
     pub references_columns: Vec<String>,
 }
 
+/// An index on the table.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct IndexInfo {
+    /// Its name.
     pub name: String,
+    /// Whether it enforces uniqueness.
     pub unique: bool,
+    /// The columns it covers, in order.
     pub columns: Vec<String>,
     /// The engine's own definition, when it has one (PostgreSQL's `CREATE INDEX …`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -400,13 +421,20 @@ pub struct IndexInfo {
 /// Everything `describe_table` tells about a table.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TableDescription {
+    /// Its schema (PostgreSQL); none for SQLite.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// Its name.
     pub name: String,
+    /// table, view, materialized view, …
     pub kind: String,
+    /// Its columns, in order.
     pub columns: Vec<ColumnInfo>,
+    /// The primary key's columns, in order.
     pub primary_key: Vec<String>,
+    /// Its foreign keys.
     pub foreign_keys: Vec<ForeignKey>,
+    /// Its indexes.
     pub indexes: Vec<IndexInfo>,
 }
 
@@ -415,11 +443,15 @@ pub struct TableDescription {
 pub struct ObjectMatch {
     /// `table`, `view`, … or `column`.
     pub kind: String,
+    /// The schema (PostgreSQL); none for SQLite.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// The table or view.
     pub table: String,
+    /// The column, when a column matched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
+    /// The column's type, when a column matched.
     #[serde(skip_serializing_if = "Option::is_none", rename = "type")]
     pub type_name: Option<String>,
 }

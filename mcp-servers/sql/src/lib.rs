@@ -19,5 +19,8 @@ mod sqlite;
 mod tls;
 mod value;
 
-pub use db::{Database, DbError, Options, Target};
+pub use db::{
+    Column, ColumnInfo, Database, DbError, ForeignKey, IndexInfo, ObjectMatch, Options,
+    QueryRequest, Rows, TableDescription, TableSummary, Target,
+};
 pub use server::SqlServer;
