@@ -96,13 +96,16 @@ struct ResourceUriArg {
     resource_uri: String,
 }
 
-/// The input schema of `json_schema_2020_12_tool`, kept exactly as written.
+/// The input schema of `json_schema_2020_12_tool`, kept exactly as written: the suite's own
+/// fixture (SEP-1613's `$schema`, `$defs`, `additionalProperties`, and SEP-2106's `$anchor`,
+/// `allOf`/`anyOf` and `if`/`then`/`else`).
 fn schema_2020_12() -> Arc<JsonObject> {
     let schema = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "$defs": {
             "address": {
+                "$anchor": "addressDef",
                 "type": "object",
                 "properties": {
                     "street": { "type": "string" },
@@ -112,8 +115,18 @@ fn schema_2020_12() -> Arc<JsonObject> {
         },
         "properties": {
             "name": { "type": "string" },
-            "address": { "$ref": "#/$defs/address" }
+            "address": { "$ref": "#/$defs/address" },
+            "contactMethod": { "type": "string", "enum": ["phone", "email"] },
+            "phone": { "type": "string" },
+            "email": { "type": "string" }
         },
+        "allOf": [{ "anyOf": [{ "required": ["phone"] }, { "required": ["email"] }] }],
+        "if": {
+            "properties": { "contactMethod": { "const": "phone" } },
+            "required": ["contactMethod"]
+        },
+        "then": { "required": ["phone"] },
+        "else": { "required": ["email"] },
         "additionalProperties": false
     });
     match schema {

@@ -2,12 +2,14 @@
 //! dependencies are linked once. A new test goes in the module of its subject; one that needs a
 //! service or model files is marked `#[ignore = "needs …"]` (`.ci/run` runs those too).
 //!
+//! - `fixture`: the fixture's tools as the suite's scenarios expect them.
 //! - `matrix`: the interop matrix.
 //! - `mcp_check`: `mcp-check` finds nothing wrong with a correct server, and finds every
 //!   defect of a deliberately broken one.
 //! - `official_suite`: the official conformance suite, run for real.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fixture;
 mod matrix;
 mod mcp_check;
 mod official_suite;

@@ -1,0 +1,53 @@
+//! The fixture's tools as the official suite's scenarios expect them, through the same `serve`
+//! path every server takes (`Guarded` rewrites listed schemas; it must not touch these).
+
+use mcp_conformance::everything::Everything;
+use mcp_core::testing::{Era, connect_with};
+use serde_json::json;
+
+/// The suite's own fixture for `json-schema-2020-12` (conformance
+/// `src/scenarios/server/json-schema-2020-12.ts`, `JSON_SCHEMA_2020_12_FIXTURE`, at 0.2.0-alpha.11):
+/// SEP-1613's `$schema`, `$defs` and `additionalProperties`, and SEP-2106's `$anchor`,
+/// `allOf`/`anyOf` and `if`/`then`/`else`.
+fn suite_fixture() -> serde_json::Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "$defs": {
+            "address": {
+                "$anchor": "addressDef",
+                "type": "object",
+                "properties": { "street": { "type": "string" }, "city": { "type": "string" } }
+            }
+        },
+        "properties": {
+            "name": { "type": "string" },
+            "address": { "$ref": "#/$defs/address" },
+            "contactMethod": { "type": "string", "enum": ["phone", "email"] },
+            "phone": { "type": "string" },
+            "email": { "type": "string" }
+        },
+        "allOf": [{ "anyOf": [{ "required": ["phone"] }, { "required": ["email"] }] }],
+        "if": { "properties": { "contactMethod": { "const": "phone" } }, "required": ["contactMethod"] },
+        "then": { "required": ["phone"] },
+        "else": { "required": ["email"] },
+        "additionalProperties": false
+    })
+}
+
+#[tokio::test]
+async fn a_json_schema_2020_12_input_schema_is_listed_exactly_as_written_in_both_eras() {
+    for era in [Era::Handshake, Era::Stateless] {
+        let client = connect_with(Everything::default(), era).await.unwrap();
+        let tools = client.list_all_tools().await.unwrap();
+        let tool = tools
+            .iter()
+            .find(|t| t.name == "json_schema_2020_12_tool")
+            .expect("the fixture lists json_schema_2020_12_tool");
+        assert_eq!(
+            serde_json::Value::Object((*tool.input_schema).clone()),
+            suite_fixture(),
+            "{era:?}"
+        );
+    }
+}
