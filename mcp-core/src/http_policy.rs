@@ -290,6 +290,48 @@ pub(crate) async fn require_bearer(
 /// Done here rather than by a streaming limit so that every transport answers the same way: rmcp
 /// would turn a body cut short into a 500, malformed JSON into a plain-text 415, and a known
 /// method with malformed params into -32601.
+/// Methods the 2026-07-28 revision removed (SEP-2575): discovery replaces `initialize`, `_meta`
+/// log levels replace `logging/setLevel`, `subscriptions/listen` replaces resource subscriptions;
+/// rmcp already answers `ping` itself.
+const REMOVED_IN_2026: [&str; 4] = [
+    "initialize",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// A request in the 2026-07-28 revision (its `MCP-Protocol-Version` header says so) for a method
+/// that revision removed: 404 with JSON-RPC -32601 and the request's id, as the spec requires,
+/// before anything reads its params (which no longer have a shape to check).
+fn removed_method(headers: &http::HeaderMap, body: &[u8]) -> Option<Response> {
+    let version = headers.get("mcp-protocol-version")?.to_str().ok()?;
+    let dated = version.len() == 10 && version.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+    if !dated || version < "2026-07-28" {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+        id: Option<serde_json::Value>,
+    }
+    let head: Head = serde_json::from_slice(body).ok()?;
+    let method = head.method?;
+    let id = head.id?;
+    if !REMOVED_IN_2026.contains(&method.as_ref()) {
+        return None;
+    }
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": -32601,
+            "message": format!("Method not found: {method} was removed in protocol version 2026-07-28"),
+        },
+    });
+    Some((StatusCode::NOT_FOUND, axum::Json(body)).into_response())
+}
+
 pub(crate) async fn read_json_body(
     State(limit): State<usize>,
     request: Request<Body>,
@@ -323,6 +365,11 @@ pub(crate) async fn read_json_body(
                 );
             }
         };
+    if parts.method == http::Method::POST
+        && let Some(removed) = removed_method(&parts.headers, &bytes)
+    {
+        return removed;
+    }
     if parts.method == http::Method::POST
         && let Inbound::Reject(rejection) = read_client_message(&bytes)
     {

@@ -876,3 +876,48 @@ async fn a_session_runs_at_most_max_in_flight_requests() {
     assert_eq!(refused, extra);
     assert_eq!(slept, mcp_core::MAX_IN_FLIGHT);
 }
+
+/// SEP-2575: a request in the 2026-07-28 revision for a method that revision removed gets 404
+/// and JSON-RPC -32601 with its own id, whatever its params; the handshake era is untouched.
+#[tokio::test]
+async fn methods_removed_in_2026_are_answered_404_method_not_found() {
+    let server = start(args(&[Transport::Http])).await;
+    let url = server.url(mcp_core::MCP_PATH);
+    let meta = serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    for (id, method) in [
+        "initialize",
+        "logging/setLevel",
+        "resources/subscribe",
+        "resources/unsubscribe",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header("Accept", "application/json, text/event-stream")
+            .header("MCP-Protocol-Version", "2026-07-28")
+            .header("Mcp-Method", method)
+            .json(&serde_json::json!({
+                "jsonrpc": "2.0", "id": 500 + id, "method": method, "params": { "_meta": meta }
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::NOT_FOUND,
+            "{method}"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], -32601, "{method}: {body}");
+        assert_eq!(body["id"], 500 + id, "{method}: {body}");
+    }
+    // The handshake era still starts with initialize.
+    let (status, body) = post_initialize(&url, &[]).await;
+    assert!(status.is_success(), "{status} {body}");
+    server.shutdown().await.unwrap();
+}
