@@ -267,6 +267,17 @@ impl Everything {
         "Tool with progress executed successfully".to_owned()
     }
 
+    #[tool(
+        description = "Needs the client's sampling capability and refuses, with -32021, a client that did not declare it (SEP-2575's diagnostic tool)."
+    )]
+    fn test_missing_capability(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<String, ErrorData> {
+        mcp_core::tool::require_client_capability(&context, "sampling")?;
+        Ok("the client declared sampling".to_owned())
+    }
+
     #[tool(description = "Asks the client's LLM to answer the prompt (sampling).")]
     async fn test_sampling(
         &self,

@@ -51,3 +51,52 @@ async fn a_json_schema_2020_12_input_schema_is_listed_exactly_as_written_in_both
         );
     }
 }
+
+/// SEP-2575: a tool that needs a client capability the client did not declare is refused with
+/// -32021, naming the capability as a `ClientCapabilities` object, in either era.
+#[tokio::test]
+async fn a_tool_needing_an_undeclared_capability_is_refused_with_32021() {
+    for era in [Era::Handshake, Era::Stateless] {
+        let client = connect_with(Everything::default(), era).await.unwrap();
+        let error = client
+            .call_tool(mcp_core::testing::tool_call(
+                "test_missing_capability",
+                json!({}),
+            ))
+            .await
+            .expect_err("the client declared no sampling");
+        let rmcp::ServiceError::McpError(error) = error else {
+            panic!("{era:?}: not a protocol error: {error}");
+        };
+        assert_eq!(error.code.0, -32021, "{era:?}: {error:?}");
+        assert_eq!(
+            error.data,
+            Some(json!({ "requiredCapabilities": { "sampling": {} } })),
+            "{era:?}"
+        );
+    }
+}
+
+/// The same tool runs for a client that declared sampling.
+#[tokio::test]
+async fn a_tool_needing_a_declared_capability_runs() {
+    for era in [Era::Handshake, Era::Stateless] {
+        let mut config = rmcp::model::ClientConfig::default();
+        config.capabilities.sampling = Some(Default::default());
+        let client = mcp_core::testing::connect_client(Everything::default(), config, era)
+            .await
+            .unwrap();
+        let result = client
+            .call_tool(mcp_core::testing::tool_call(
+                "test_missing_capability",
+                json!({}),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            mcp_core::testing::text(&result),
+            "the client declared sampling",
+            "{era:?}"
+        );
+    }
+}

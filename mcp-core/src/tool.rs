@@ -335,6 +335,37 @@ fn drop_rust_formats_below(value: &mut serde_json::Value) {
     }
 }
 
+/// Refuses a request whose client did not declare `capability` (`sampling`, `elicitation`,
+/// `roots`): the protocol's MissingRequiredClientCapabilityError (-32021), whose
+/// `data.requiredCapabilities` names it (`{"sampling": {}}`); rmcp's Streamable HTTP server answers
+/// it with 400, as the 2026-07-28 revision requires. A tool that would ask the client for
+/// something calls this first, in either era: the capabilities come from the request's `_meta`
+/// (2026-07-28) or from the session's `initialize` (handshake era).
+pub fn require_client_capability(
+    context: &rmcp::service::RequestContext<rmcp::RoleServer>,
+    capability: &str,
+) -> Result<(), rmcp::ErrorData> {
+    let declared = context
+        .client_capabilities()
+        .and_then(|capabilities| serde_json::to_value(capabilities).ok())
+        .is_some_and(|capabilities| {
+            capabilities
+                .get(capability)
+                .is_some_and(|value| !value.is_null())
+        });
+    if declared {
+        return Ok(());
+    }
+    let required =
+        serde_json::from_value(serde_json::json!({ capability: {} })).unwrap_or_default();
+    let mut error = rmcp::ErrorData::missing_required_client_capability(required);
+    error.message = format!(
+        "this needs the client's {capability} capability, which the client did not declare"
+    )
+    .into();
+    Err(error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
