@@ -56,19 +56,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn severity(level: LoggingLevel) -> u8 {
-    match level {
-        LoggingLevel::Debug => 0,
-        LoggingLevel::Info => 1,
-        LoggingLevel::Notice => 2,
-        LoggingLevel::Warning => 3,
-        LoggingLevel::Error => 4,
-        LoggingLevel::Critical => 5,
-        LoggingLevel::Alert => 6,
-        LoggingLevel::Emergency => 7,
-    }
-}
-
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 struct SamplingArgs {
     /// The prompt to send to the client's LLM.
@@ -220,6 +207,24 @@ impl Everything {
                 .with_mime_type("application/json"),
             ),
         ])
+    }
+
+    #[tool(
+        description = "Sends an info log message, only if the request may have one (SEP-2575's diagnostic tool: none unless _meta asks for a logLevel)."
+    )]
+    async fn test_logging_tool(&self, context: RequestContext<RoleServer>) -> String {
+        let session_level = *lock(&self.session.min_log_level);
+        if mcp_core::tool::may_log(&context, session_level, LoggingLevel::Info) {
+            let notification = LoggingMessageNotificationParam::new(
+                LoggingLevel::Info,
+                Value::String("test_logging_tool ran".to_owned()),
+            )
+            .with_logger("everything");
+            if let Err(error) = context.peer.notify_logging_message(notification).await {
+                tracing::warn!(%error, "could not send a log notification");
+            }
+        }
+        "Logging tool executed".to_owned()
     }
 
     #[tool(description = "Sends three info log messages while it runs.")]
@@ -462,8 +467,8 @@ impl Everything {
 
 impl Everything {
     async fn log(&self, peer: &Peer<RoleServer>, level: LoggingLevel, message: &str) {
-        let wanted =
-            lock(&self.session.min_log_level).is_none_or(|min| severity(level) >= severity(min));
+        let wanted = lock(&self.session.min_log_level)
+            .is_none_or(|min| mcp_core::tool::severity(level) >= mcp_core::tool::severity(min));
         if !wanted {
             return;
         }

@@ -100,3 +100,71 @@ async fn a_tool_needing_a_declared_capability_runs() {
         );
     }
 }
+
+/// Keeps every log message the server sends.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>);
+
+impl rmcp::ClientHandler for Logs {
+    #[allow(deprecated)]
+    async fn on_logging_message(
+        &self,
+        message: rmcp::model::LoggingMessageNotificationParam,
+        _: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.0.lock().unwrap().push(message.data);
+    }
+}
+
+/// SEP-2575: in the 2026-07-28 revision a server logs to a request only when its `_meta` asks
+/// for a level; in the handshake era a session that set no level hears everything.
+#[tokio::test]
+#[allow(deprecated)]
+async fn log_messages_go_only_where_asked_for() {
+    let call = |level: Option<rmcp::model::LoggingLevel>| {
+        let mut params = mcp_core::testing::tool_call("test_logging_tool", json!({}));
+        if let Some(level) = level {
+            let mut meta = rmcp::model::RequestMetaObject::default();
+            meta.set_log_level(level);
+            params.meta = Some(meta);
+        }
+        params
+    };
+    // rmcp hands each notification to the handler in a task of its own, so a message may land
+    // after the answer behind it: wait for the ones expected, then make sure no others came.
+    let settled = |logs: Logs, count: usize| async move {
+        for _ in 0..100 {
+            if logs.0.lock().unwrap().len() >= count {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        logs.0.lock().unwrap().clone()
+    };
+    let ran = json!("test_logging_tool ran");
+
+    let logs = Logs::default();
+    let client =
+        mcp_core::testing::connect_client(Everything::default(), logs.clone(), Era::Stateless)
+            .await
+            .unwrap();
+    // No level asked for, then debug (logged), then error (info is below it), then debug again.
+    for level in [
+        None,
+        Some(rmcp::model::LoggingLevel::Debug),
+        Some(rmcp::model::LoggingLevel::Error),
+        Some(rmcp::model::LoggingLevel::Debug),
+    ] {
+        client.call_tool(call(level)).await.unwrap();
+    }
+    assert_eq!(settled(logs, 2).await, [ran.clone(), ran.clone()]);
+
+    let logs = Logs::default();
+    let client =
+        mcp_core::testing::connect_client(Everything::default(), logs.clone(), Era::Handshake)
+            .await
+            .unwrap();
+    client.call_tool(call(None)).await.unwrap();
+    assert_eq!(settled(logs, 1).await, [ran]);
+}

@@ -366,6 +366,51 @@ pub fn require_client_capability(
     Err(error)
 }
 
+/// Whether a log message at `level` may go to the client of this request. In the 2026-07-28
+/// revision only when the request's `_meta` asked for a level (`io.modelcontextprotocol/logLevel`),
+/// and then at or above it (SEP-2575: no log messages unasked). In the handshake era at or above
+/// the level the session set with `logging/setLevel` (`session_level`), or at every level when
+/// it set none.
+// Logging is deprecated by SEP-2577 (rmcp marks its types so), but both revisions still carry it.
+#[allow(deprecated)]
+pub fn may_log(
+    context: &rmcp::service::RequestContext<rmcp::RoleServer>,
+    session_level: Option<rmcp::model::LoggingLevel>,
+    level: rmcp::model::LoggingLevel,
+) -> bool {
+    let stateless = context
+        .protocol_version()
+        .is_some_and(|v| v.as_str() >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str());
+    let floor = if stateless {
+        match context.meta.log_level() {
+            Some(asked) => asked,
+            None => return false,
+        }
+    } else {
+        match session_level {
+            Some(set) => set,
+            None => return true,
+        }
+    };
+    severity(level) >= severity(floor)
+}
+
+/// RFC 5424's order of the levels, debug lowest.
+#[allow(deprecated)]
+pub fn severity(level: rmcp::model::LoggingLevel) -> u8 {
+    use rmcp::model::LoggingLevel::*;
+    match level {
+        Debug => 0,
+        Info => 1,
+        Notice => 2,
+        Warning => 3,
+        Error => 4,
+        Critical => 5,
+        Alert => 6,
+        Emergency => 7,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
