@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use mcp_core::ToolError;
+use mcp_core::{ToolError, tool::ClientCapability};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     handler::server::wrapper::Parameters,
@@ -213,22 +213,13 @@ impl Everything {
         description = "Sends an info log message, only if the request may have one (SEP-2575's diagnostic tool: none unless _meta asks for a logLevel)."
     )]
     async fn test_logging_tool(&self, context: RequestContext<RoleServer>) -> String {
-        let session_level = *lock(&self.session.min_log_level);
-        if mcp_core::tool::may_log(&context, session_level, LoggingLevel::Info) {
-            let notification = LoggingMessageNotificationParam::new(
-                LoggingLevel::Info,
-                Value::String("test_logging_tool ran".to_owned()),
-            )
-            .with_logger("everything");
-            if let Err(error) = context.peer.notify_logging_message(notification).await {
-                tracing::warn!(%error, "could not send a log notification");
-            }
-        }
+        self.log(&context, LoggingLevel::Info, "test_logging_tool ran")
+            .await;
         "Logging tool executed".to_owned()
     }
 
     #[tool(description = "Sends three info log messages while it runs.")]
-    async fn test_tool_with_logging(&self, peer: Peer<RoleServer>) -> String {
+    async fn test_tool_with_logging(&self, context: RequestContext<RoleServer>) -> String {
         let messages = [
             "Tool execution started",
             "Tool processing data",
@@ -238,7 +229,7 @@ impl Everything {
             if i > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            self.log(&peer, LoggingLevel::Info, message).await;
+            self.log(&context, LoggingLevel::Info, message).await;
         }
         "Tool with logging executed successfully".to_owned()
     }
@@ -279,7 +270,7 @@ impl Everything {
         &self,
         context: RequestContext<RoleServer>,
     ) -> Result<String, ErrorData> {
-        mcp_core::tool::require_client_capability(&context, "sampling")?;
+        mcp_core::tool::require_client_capability(&context, ClientCapability::Sampling)?;
         Ok("the client declared sampling".to_owned())
     }
 
@@ -466,16 +457,16 @@ impl Everything {
 }
 
 impl Everything {
-    async fn log(&self, peer: &Peer<RoleServer>, level: LoggingLevel, message: &str) {
-        let wanted = lock(&self.session.min_log_level)
-            .is_none_or(|min| mcp_core::tool::severity(level) >= mcp_core::tool::severity(min));
-        if !wanted {
+    /// A log message to the client of `context`, if it may have one ([`mcp_core::tool::may_log`]).
+    async fn log(&self, context: &RequestContext<RoleServer>, level: LoggingLevel, message: &str) {
+        let session_level = *lock(&self.session.min_log_level);
+        if !mcp_core::tool::may_log(context, session_level, level) {
             return;
         }
         let notification =
             LoggingMessageNotificationParam::new(level, Value::String(message.to_owned()))
                 .with_logger("everything");
-        if let Err(error) = peer.notify_logging_message(notification).await {
+        if let Err(error) = context.peer.notify_logging_message(notification).await {
             tracing::warn!(%error, "could not send a log notification");
         }
     }

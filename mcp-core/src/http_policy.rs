@@ -302,23 +302,15 @@ const REMOVED_IN_2026: [&str; 4] = [
 
 /// A request in the 2026-07-28 revision (its `MCP-Protocol-Version` header says so) for a method
 /// that revision removed: 404 with JSON-RPC -32601 and the request's id, as the spec requires,
-/// before anything reads its params (which no longer have a shape to check).
-fn removed_method(headers: &http::HeaderMap, body: &[u8]) -> Option<Response> {
+/// whether or not its params still have the old shape.
+fn removed_method(headers: &http::HeaderMap, inbound: &Inbound) -> Option<Response> {
+    let (method, id) = inbound.request_method()?;
+    if !REMOVED_IN_2026.contains(&method) {
+        return None;
+    }
     let version = headers.get("mcp-protocol-version")?.to_str().ok()?;
     let dated = version.len() == 10 && version.bytes().all(|b| b.is_ascii_digit() || b == b'-');
     if !dated || version < "2026-07-28" {
-        return None;
-    }
-    #[derive(serde::Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow)]
-        method: Option<std::borrow::Cow<'a, str>>,
-        id: Option<serde_json::Value>,
-    }
-    let head: Head = serde_json::from_slice(body).ok()?;
-    let method = head.method?;
-    let id = head.id?;
-    if !REMOVED_IN_2026.contains(&method.as_ref()) {
         return None;
     }
     let body = serde_json::json!({
@@ -365,14 +357,14 @@ pub(crate) async fn read_json_body(
                 );
             }
         };
-    if parts.method == http::Method::POST
-        && let Some(removed) = removed_method(&parts.headers, &bytes)
+    let inbound = (parts.method == http::Method::POST).then(|| read_client_message(&bytes));
+    if let Some(removed) = inbound
+        .as_ref()
+        .and_then(|inbound| removed_method(&parts.headers, inbound))
     {
         return removed;
     }
-    if parts.method == http::Method::POST
-        && let Inbound::Reject(rejection) = read_client_message(&bytes)
-    {
+    if let Some(Inbound::Reject(rejection)) = inbound {
         tracing::warn!(?rejection, "answered a malformed message");
         // A readable request with bad params is an ordinary JSON-RPC error response; input that
         // cannot be read as a message at all is a bad HTTP request.

@@ -25,7 +25,8 @@ pub fn init_logging_with(default: &str) {
 
 /// The `main` of a binary with subcommands: logs on stderr at `level` ([`init_logging`]), then
 /// `run`, whose exit code is the process's; an error is printed on stderr as
-/// `NAME: what failed: why` (an `anyhow` error with its causes) and the process exits 2.
+/// `NAME: what failed: why` (an error with its causes, as [`server_main`] prints them) and the
+/// process exits 2.
 ///
 /// ```no_run
 /// # fn run() -> anyhow::Result<std::process::ExitCode> { Ok(std::process::ExitCode::SUCCESS) }
@@ -33,14 +34,14 @@ pub fn init_logging_with(default: &str) {
 ///     mcp_core::main("my-server", None, run)
 /// }
 /// ```
-pub fn main<E: std::fmt::Display>(
+pub fn main<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
     name: &str,
     level: Option<LogLevel>,
     run: impl FnOnce() -> Result<std::process::ExitCode, E>,
 ) -> std::process::ExitCode {
     init_logging(level);
     run().unwrap_or_else(|error| {
-        eprintln!("{name}: {error:#}");
+        eprintln!("{name}: {}", causes(error.into().as_ref()));
         std::process::ExitCode::from(2)
     })
 }

@@ -27,6 +27,8 @@ pub(crate) struct Rejection {
     pub code: i64,
     pub id: Value,
     pub message: String,
+    /// The method asked for, when the message named one.
+    pub method: Option<String>,
 }
 
 impl Rejection {
@@ -92,6 +94,27 @@ fn usable_id(id: Option<&Value>) -> Value {
     }
 }
 
+impl Inbound {
+    /// The method and id of a request, whether it was read whole or rejected (`None` for
+    /// notifications, responses and what names no method).
+    pub fn request_method(&self) -> Option<(&str, Value)> {
+        match self {
+            Inbound::Message(message) => match message.as_ref() {
+                JsonRpcMessage::Request(request) => Some((
+                    request.request.method(),
+                    serde_json::to_value(&request.id).unwrap_or(Value::Null),
+                )),
+                _ => None,
+            },
+            Inbound::Reject(rejection) if rejection.has_id() => rejection
+                .method
+                .as_deref()
+                .map(|method| (method, rejection.id.clone())),
+            _ => None,
+        }
+    }
+}
+
 /// Reads one message (a line on stdio, a body over HTTP).
 pub(crate) fn read_client_message(bytes: &[u8]) -> Inbound {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -109,6 +132,7 @@ pub(crate) fn read_client_message(bytes: &[u8]) -> Inbound {
                         code: INVALID_PARAMS,
                         id: serde_json::to_value(&request.id).unwrap_or(Value::Null),
                         message: params_problem(&custom.method, custom.params.as_ref()),
+                        method: Some(custom.method.clone()),
                     })
                 }
                 _ => Inbound::Message(Box::new(message)),
@@ -123,6 +147,7 @@ pub(crate) fn read_client_message(bytes: &[u8]) -> Inbound {
                 code: PARSE_ERROR,
                 id: Value::Null,
                 message: format!("Parse error: {error}"),
+                method: None,
             });
         }
     };
@@ -144,12 +169,14 @@ pub(crate) fn read_client_message(bytes: &[u8]) -> Inbound {
                     code: INVALID_PARAMS,
                     id: usable_id(Some(&id)),
                     message: params_problem(method.as_deref().unwrap_or_default(), params.as_ref()),
+                    method,
                 })
             }
             Some(id) => Inbound::Reject(Rejection {
                 code: INVALID_REQUEST,
                 id: usable_id(Some(&id)),
                 message: format!("Invalid Request: {error}"),
+                method,
             }),
         },
     }

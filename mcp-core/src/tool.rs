@@ -335,32 +335,62 @@ fn drop_rust_formats_below(value: &mut serde_json::Value) {
     }
 }
 
-/// Refuses a request whose client did not declare `capability` (`sampling`, `elicitation`,
-/// `roots`): the protocol's MissingRequiredClientCapabilityError (-32021), whose
-/// `data.requiredCapabilities` names it (`{"sampling": {}}`); rmcp's Streamable HTTP server answers
-/// it with 400, as the 2026-07-28 revision requires. A tool that would ask the client for
-/// something calls this first, in either era: the capabilities come from the request's `_meta`
-/// (2026-07-28) or from the session's `initialize` (handshake era).
+/// What a server may ask of a client mid-call, each a client capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCapability {
+    /// `sampling`: the client's model answers a prompt.
+    Sampling,
+    /// `elicitation`: the user answers a form or opens a URL.
+    Elicitation,
+    /// `roots`: the client names its directories.
+    Roots,
+}
+
+impl ClientCapability {
+    /// Its name in `ClientCapabilities`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sampling => "sampling",
+            Self::Elicitation => "elicitation",
+            Self::Roots => "roots",
+        }
+    }
+
+    fn declared_in(self, capabilities: &rmcp::model::ClientCapabilities) -> bool {
+        match self {
+            Self::Sampling => capabilities.sampling.is_some(),
+            Self::Elicitation => capabilities.elicitation.is_some(),
+            Self::Roots => capabilities.roots.is_some(),
+        }
+    }
+}
+
+/// Refuses a request whose client did not declare `capability`: the protocol's
+/// MissingRequiredClientCapabilityError (-32021), whose `data.requiredCapabilities` names it
+/// (`{"sampling": {}}`); rmcp's Streamable HTTP server answers it with 400, as the 2026-07-28
+/// revision requires. A tool that would ask the client for something calls this first, in either
+/// era: the capabilities come from the request's `_meta` (2026-07-28) or from the session's
+/// `initialize` (handshake era).
 pub fn require_client_capability(
     context: &rmcp::service::RequestContext<rmcp::RoleServer>,
-    capability: &str,
+    capability: ClientCapability,
 ) -> Result<(), rmcp::ErrorData> {
-    let declared = context
+    if context
         .client_capabilities()
-        .and_then(|capabilities| serde_json::to_value(capabilities).ok())
-        .is_some_and(|capabilities| {
-            capabilities
-                .get(capability)
-                .is_some_and(|value| !value.is_null())
-        });
-    if declared {
+        .is_some_and(|declared| capability.declared_in(&declared))
+    {
         return Ok(());
     }
-    let required =
-        serde_json::from_value(serde_json::json!({ capability: {} })).unwrap_or_default();
+    let mut required = rmcp::model::ClientCapabilities::default();
+    match capability {
+        ClientCapability::Sampling => required.sampling = Some(Default::default()),
+        ClientCapability::Elicitation => required.elicitation = Some(Default::default()),
+        ClientCapability::Roots => required.roots = Some(Default::default()),
+    }
     let mut error = rmcp::ErrorData::missing_required_client_capability(required);
     error.message = format!(
-        "this needs the client's {capability} capability, which the client did not declare"
+        "this needs the client's {} capability, which the client did not declare",
+        capability.name()
     )
     .into();
     Err(error)

@@ -916,6 +916,11 @@ async fn methods_removed_in_2026_are_answered_404_method_not_found() {
         assert_eq!(body["error"]["code"], -32601, "{method}: {body}");
         assert_eq!(body["id"], 500 + id, "{method}: {body}");
     }
+    // A well-formed initialize (the old shape, read whole) is removed just the same.
+    let (status, body) =
+        post_initialize(&url, &[("MCP-Protocol-Version", "2026-07-28".to_owned())]).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("-32601"), "{body}");
     // The handshake era still starts with initialize.
     let (status, body) = post_initialize(&url, &[]).await;
     assert!(status.is_success(), "{status} {body}");
