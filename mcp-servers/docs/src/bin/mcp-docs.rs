@@ -383,7 +383,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&installed)?)?;
             } else {
-                if installed.already {
+                if installed.quantised.is_none() {
                     writeln!(out, "already set up (--force fetches it again)")?;
                 }
                 writeln!(out, "ONNX Runtime: {}", installed.runtime.display())?;
