@@ -16,12 +16,16 @@ use std::{
     time::Duration,
 };
 
-use mcp_core::{ToolError, tool::ClientCapability};
+use mcp_core::{
+    ToolError,
+    input::{Input, form},
+    tool::ClientCapability,
+};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
-    handler::server::wrapper::Parameters,
+    handler::server::{prompt::PromptContext, wrapper::Parameters},
     model::*,
-    prompt, prompt_handler, prompt_router, schemars,
+    prompt, prompt_router, schemars,
     service::{Peer, RequestContext},
     tool, tool_handler, tool_router,
 };
@@ -122,27 +126,50 @@ fn schema_2020_12() -> Arc<JsonObject> {
     }
 }
 
+/// Asks the user to fill in `schema` under `key`, in either era ([`Input`]).
 async fn elicit(
-    peer: &Peer<RoleServer>,
-    message: String,
+    input: &mut Input,
+    key: &str,
+    message: impl Into<String>,
     schema: Value,
-) -> Result<ElicitResult, ToolError> {
-    if peer
-        .peer_info()
-        .is_none_or(|info| info.capabilities.elicitation.is_none())
-    {
-        return Err(ToolError::new("the client does not support elicitation")
-            .with_hint("connect with a client that declares the elicitation capability"));
-    }
-    let requested_schema = serde_json::from_value(schema)
-        .map_err(|error| ToolError::new(format!("invalid elicitation schema: {error}")))?;
-    peer.create_elicitation(ElicitRequestParams::FormElicitationParams {
-        meta: None,
-        message,
-        requested_schema,
+) -> Result<Option<ElicitResult>, ErrorData> {
+    input.elicit(key, form(message, schema)?).await
+}
+
+/// A form of one required string field.
+fn one_field(name: &str) -> Value {
+    json!({
+        "type": "object",
+        "properties": { name: { "type": "string" } },
+        "required": [name]
     })
-    .await
-    .map_err(|error| ToolError::new(format!("elicitation failed: {error}")))
+}
+
+/// The text a field of an accepted form holds.
+fn field(answer: &ElicitResult, name: &str) -> String {
+    answer
+        .content
+        .as_ref()
+        .and_then(|content| content.get(name))
+        .map(|value| {
+            value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+fn sampled_text(answer: &CreateMessageResult) -> String {
+    let content = serde_json::to_value(&answer.message.content).unwrap_or_default();
+    content
+        .get("text")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| content.to_string())
+}
+
+fn done(text: impl Into<String>) -> CallToolResponse {
+    CallToolResult::success(vec![ContentBlock::text(text)]).into()
 }
 
 fn describe(result: &ElicitResult) -> String {
@@ -278,39 +305,22 @@ impl Everything {
     async fn test_sampling(
         &self,
         Parameters(SamplingArgs { prompt }): Parameters<SamplingArgs>,
-        peer: Peer<RoleServer>,
-    ) -> Result<String, ToolError> {
-        if peer
-            .peer_info()
-            .is_none_or(|info| info.capabilities.sampling.is_none())
-        {
-            return Err(ToolError::new("the client does not support sampling")
-                .with_hint("connect with a client that declares the sampling capability"));
-        }
-        let request: CreateMessageRequestParams = serde_json::from_value(json!({
-            "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
-            "maxTokens": 100,
-        }))
-        .map_err(|error| ToolError::new(format!("invalid sampling request: {error}")))?;
-        let answer = peer
-            .create_message(request)
-            .await
-            .map_err(|error| ToolError::new(format!("sampling failed: {error}")))?;
-        let answer = serde_json::to_value(&answer.message.content).unwrap_or_default();
-        let text = answer
-            .get("text")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| answer.to_string());
-        Ok(format!("LLM response: {text}"))
+        mut input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let request =
+            CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 100);
+        let Some(answer) = input.sample("answer", request).await? else {
+            return Ok(input.required().into());
+        };
+        Ok(done(format!("LLM response: {}", sampled_text(&answer))))
     }
 
     #[tool(description = "Asks the user for a username and an email (elicitation).")]
     async fn test_elicitation(
         &self,
         Parameters(ElicitationArgs { message }): Parameters<ElicitationArgs>,
-        peer: Peer<RoleServer>,
-    ) -> Result<String, ToolError> {
+        mut input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
         let schema = json!({
             "type": "object",
             "properties": {
@@ -319,15 +329,17 @@ impl Everything {
             },
             "required": ["username", "email"]
         });
-        let result = elicit(&peer, message, schema).await?;
-        Ok(format!("User response: {}", describe(&result)))
+        let Some(answer) = elicit(&mut input, "user", message, schema).await? else {
+            return Ok(input.required().into());
+        };
+        Ok(done(format!("User response: {}", describe(&answer))))
     }
 
     #[tool(description = "Elicitation whose fields all have defaults (SEP-1034).")]
     async fn test_elicitation_sep1034_defaults(
         &self,
-        peer: Peer<RoleServer>,
-    ) -> Result<String, ToolError> {
+        mut input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
         let schema = json!({
             "type": "object",
             "properties": {
@@ -343,20 +355,21 @@ impl Everything {
                 "verified": { "type": "boolean", "description": "Whether the user is verified", "default": true }
             }
         });
-        let result = elicit(
-            &peer,
-            "Please review these values (all have defaults)".to_owned(),
-            schema,
-        )
-        .await?;
-        Ok(format!("Elicitation completed: {}", describe(&result)))
+        let message = "Please review these values (all have defaults)";
+        let Some(answer) = elicit(&mut input, "values", message, schema).await? else {
+            return Ok(input.required().into());
+        };
+        Ok(done(format!(
+            "Elicitation completed: {}",
+            describe(&answer)
+        )))
     }
 
     #[tool(description = "Elicitation with every kind of enum (SEP-1330).")]
     async fn test_elicitation_sep1330_enums(
         &self,
-        peer: Peer<RoleServer>,
-    ) -> Result<String, ToolError> {
+        mut input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
         let titled = |prefix: &str, titles: [&str; 3]| -> Value {
             titles
                 .iter()
@@ -387,8 +400,15 @@ impl Everything {
                 }
             }
         });
-        let result = elicit(&peer, "Please pick from each list".to_owned(), schema).await?;
-        Ok(format!("Elicitation completed: {}", describe(&result)))
+        let Some(answer) =
+            elicit(&mut input, "choices", "Please pick from each list", schema).await?
+        else {
+            return Ok(input.required().into());
+        };
+        Ok(done(format!(
+            "Elicitation completed: {}",
+            describe(&answer)
+        )))
     }
 
     #[tool(
@@ -398,6 +418,170 @@ impl Everything {
     )]
     fn json_schema_2020_12_tool(&self) -> String {
         "JSON Schema 2020-12 tool executed".to_owned()
+    }
+
+    #[tool(
+        description = "Asks the user for a username (elicitation) and returns; its response carries only the answer, never a request of the server's own (SEP-2575's diagnostic tool)."
+    )]
+    async fn test_streaming_elicitation(
+        &self,
+        mut input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let message = "What is your username?";
+        let Some(answer) = elicit(&mut input, "username", message, one_field("username")).await?
+        else {
+            return Ok(input.required().into());
+        };
+        Ok(done(format!("username: {}", field(&answer, "username"))))
+    }
+
+    #[tool(
+        description = "Asks the user's name (SEP-2322: an input-required result in 2026-07-28)."
+    )]
+    async fn test_input_required_result_elicitation(
+        &self,
+        mut input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(answer) = elicit(
+            &mut input,
+            "user_name",
+            "What is your name?",
+            one_field("name"),
+        )
+        .await?
+        else {
+            return Ok(input.required().into());
+        };
+        Ok(done(format!("Hello, {}!", field(&answer, "name"))))
+    }
+
+    #[tool(description = "Asks the client's model a question (SEP-2322).")]
+    async fn test_input_required_result_sampling(
+        &self,
+        mut input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let question = CreateMessageRequestParams::new(
+            vec![SamplingMessage::user_text("What is the capital of France?")],
+            100,
+        );
+        let Some(answer) = input.sample("capital_question", question).await? else {
+            return Ok(input.required().into());
+        };
+        Ok(done(format!(
+            "The model answered: {}",
+            sampled_text(&answer)
+        )))
+    }
+
+    #[tool(description = "Asks the client for its roots (SEP-2322).")]
+    async fn test_input_required_result_list_roots(
+        &self,
+        mut input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(roots) = input.roots("client_roots").await? else {
+            return Ok(input.required().into());
+        };
+        let uris: Vec<&str> = roots.roots.iter().map(|root| root.uri.as_str()).collect();
+        Ok(done(format!("The client's roots: {}", uris.join(", "))))
+    }
+
+    #[tool(
+        description = "Asks for a confirmation and says state-ok when the call came back with the state this server sealed (SEP-2322)."
+    )]
+    async fn test_input_required_result_request_state(
+        &self,
+        input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
+        Self::confirm_with_state(input).await
+    }
+
+    #[tool(
+        description = "As test_input_required_result_request_state; a changed requestState is refused with -32602 (SEP-2322)."
+    )]
+    async fn test_input_required_result_tampered_state(
+        &self,
+        input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
+        Self::confirm_with_state(input).await
+    }
+
+    #[tool(description = "Asks a form, the model and the roots at once (SEP-2322).")]
+    async fn test_input_required_result_multiple_inputs(
+        &self,
+        mut input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let name = elicit(
+            &mut input,
+            "user_name",
+            "What is your name?",
+            one_field("name"),
+        )
+        .await?;
+        let greeting = CreateMessageRequestParams::new(
+            vec![SamplingMessage::user_text("Generate a greeting")],
+            50,
+        );
+        let greeting = input.sample("greeting", greeting).await?;
+        let roots = input.roots("client_roots").await?;
+        let (Some(name), Some(greeting), Some(roots)) = (name, greeting, roots) else {
+            return Ok(input.required().into());
+        };
+        Ok(done(format!(
+            "{}, {}! ({} roots)",
+            sampled_text(&greeting),
+            field(&name, "name"),
+            roots.roots.len()
+        )))
+    }
+
+    #[tool(description = "Asks two questions, one round after the other (SEP-2322).")]
+    async fn test_input_required_result_multi_round(
+        &self,
+        mut input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let message = "Step 1: What is your name?";
+        let Some(name) = elicit(&mut input, "step1", message, one_field("name")).await? else {
+            return Ok(input.required().into());
+        };
+        let message = "Step 2: What is your favorite color?";
+        let Some(color) = elicit(&mut input, "step2", message, one_field("color")).await? else {
+            return Ok(input.required().into());
+        };
+        Ok(done(format!(
+            "{} likes {}",
+            field(&name, "name"),
+            field(&color, "color")
+        )))
+    }
+
+    #[tool(
+        description = "Asks only what the client declared it can answer: a form with elicitation, the model with sampling (SEP-2322)."
+    )]
+    async fn test_input_required_result_capabilities(
+        &self,
+        mut input: Input,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let mut answered = Vec::new();
+        if input.can(ClientCapability::Elicitation) {
+            let name = elicit(
+                &mut input,
+                "user_name",
+                "What is your name?",
+                one_field("name"),
+            )
+            .await?;
+            answered.extend(name.map(|name| format!("name {}", field(&name, "name"))));
+        }
+        if input.can(ClientCapability::Sampling) {
+            let question =
+                CreateMessageRequestParams::new(vec![SamplingMessage::user_text("Say hello")], 50);
+            let answer = input.sample("greeting", question).await?;
+            answered.extend(answer.map(|answer| format!("model {}", sampled_text(&answer))));
+        }
+        if input.pending() {
+            return Ok(input.required().into());
+        }
+        Ok(done(format!("Answered: {}", answered.join(", "))))
     }
 
     #[tool(description = "Takes a moment, for tests of SSE stream resumption.")]
@@ -457,6 +641,25 @@ impl Everything {
 }
 
 impl Everything {
+    /// Asks for a confirmation; says `state-ok` when the answer came back with this server's
+    /// sealed state (which mcp-core has checked before the tool runs).
+    async fn confirm_with_state(mut input: Input) -> Result<CallToolResponse, ErrorData> {
+        let schema = json!({
+            "type": "object",
+            "properties": { "ok": { "type": "boolean" } },
+            "required": ["ok"]
+        });
+        let Some(answer) = elicit(&mut input, "confirm", "Please confirm", schema).await? else {
+            return Ok(input.required().into());
+        };
+        let state = if input.resumed() {
+            "state-ok"
+        } else {
+            "no state"
+        };
+        Ok(done(format!("{state}: confirmed={}", field(&answer, "ok"))))
+    }
+
     /// A log message to the client of `context`, if it may have one ([`mcp_core::tool::may_log`]).
     async fn log(&self, context: &RequestContext<RoleServer>, level: LoggingLevel, message: &str) {
         let session_level = *lock(&self.session.min_log_level);
@@ -494,9 +697,49 @@ fn template_id(uri: &str) -> Option<&str> {
     (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
+/// The prompt that asks the user first (SEP-2322). rmcp's prompt router does not pass a prompt
+/// its `inputResponses` and `requestState`, so it is served beside the router.
+const ASKING_PROMPT: &str = "test_input_required_result_prompt";
+
 #[tool_handler]
-#[prompt_handler]
 impl ServerHandler for Everything {
+    async fn list_prompts(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let mut prompts = Self::prompt_router().list_all();
+        prompts.push(Prompt::new(
+            ASKING_PROMPT,
+            Some("A prompt that asks the user for its context first (SEP-2322)."),
+            None,
+        ));
+        Ok(ListPromptsResult::with_all_items(prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        mut request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name != ASKING_PROMPT {
+            let prompt = PromptContext::new(self, request.name, request.arguments, context);
+            return Self::prompt_router().get_prompt(prompt).await;
+        }
+        let mut input = Input::for_prompt(&mut request, context)?;
+        let question = "What context should the prompt use?";
+        let Some(answer) =
+            elicit(&mut input, "user_context", question, one_field("context")).await?
+        else {
+            return Ok(input.required().into());
+        };
+        let text = format!(
+            "Answer with this context in mind: {}",
+            field(&answer, "context")
+        );
+        Ok(GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]).into())
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()

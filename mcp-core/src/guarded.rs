@@ -28,6 +28,8 @@ use rmcp::{
     service::{NotificationContext, RequestContext, SubscriptionContext},
 };
 
+use crate::input::{self, Binding};
+
 /// `H`, with panics in its request handlers answered as internal errors, and at most
 /// [`MAX_IN_FLIGHT`] tool calls, resource reads and prompts running at once in a session.
 ///
@@ -129,6 +131,44 @@ async fn guard_notification(method: &str, work: impl Future<Output = ()>) {
     }
 }
 
+/// What a `requestState` of this request is bound to; `None` in the handshake era, which has no
+/// input-required results (rmcp refuses them there).
+fn binding(
+    context: &RequestContext<RoleServer>,
+    method: &str,
+    name: &str,
+    arguments: Option<&JsonObject>,
+) -> Option<Binding> {
+    input::stateless(context).then(|| Binding::new(method, name, arguments))
+}
+
+/// Replaces the client's sealed `requestState` with the handler's own, or refuses the request
+/// ([`input::open`]).
+fn unseal(binding: Option<&Binding>, state: &mut Option<String>) -> Result<(), ErrorData> {
+    let Some(sealed) = state.take() else {
+        return Ok(());
+    };
+    let Some(binding) = binding else {
+        return Err(ErrorData::invalid_params(
+            "requestState belongs to the 2026-07-28 revision of the protocol, which this request is not in",
+            None,
+        ));
+    };
+    *state = Some(input::open(binding, &sealed)?);
+    Ok(())
+}
+
+/// The handler's input-required result with its `requestState` sealed for this call.
+fn reseal(
+    binding: Option<&Binding>,
+    mut result: InputRequiredResult,
+) -> Result<InputRequiredResult, ErrorData> {
+    if let (Some(binding), Some(state)) = (binding, result.request_state.take()) {
+        result.request_state = Some(input::seal(binding, state)?);
+    }
+    Ok(result)
+}
+
 impl<H: ServerHandler> ServerHandler for Guarded<H> {
     async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
         guard("ping", self.handler.ping(context)).await
@@ -182,17 +222,28 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
 
     async fn get_prompt(
         &self,
-        request: GetPromptRequestParams,
+        mut request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        let binding = binding(
+            &context,
+            "prompts/get",
+            &request.name,
+            request.arguments.as_ref(),
+        );
+        unseal(binding.as_ref(), &mut request.request_state)?;
         let scope = context.clone();
-        cancellable(
+        let response = cancellable(
             "prompts/get",
             &self.slots,
             &scope,
             self.handler.get_prompt(request, context),
         )
-        .await
+        .await?;
+        Ok(match response {
+            GetPromptResponse::InputRequired(result) => reseal(binding.as_ref(), result)?.into(),
+            complete => complete,
+        })
     }
 
     async fn list_prompts(
@@ -229,17 +280,23 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
 
     async fn read_resource(
         &self,
-        request: ReadResourceRequestParams,
+        mut request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        let binding = binding(&context, "resources/read", &request.uri, None);
+        unseal(binding.as_ref(), &mut request.request_state)?;
         let scope = context.clone();
-        cancellable(
+        let response = cancellable(
             "resources/read",
             &self.slots,
             &scope,
             self.handler.read_resource(request, context),
         )
-        .await
+        .await?;
+        Ok(match response {
+            ReadResourceResponse::InputRequired(result) => reseal(binding.as_ref(), result)?.into(),
+            complete => complete,
+        })
     }
 
     fn accepted_subscription_filter(
@@ -279,18 +336,29 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let binding = binding(
+            &context,
+            "tools/call",
+            &request.name,
+            request.arguments.as_ref(),
+        );
+        unseal(binding.as_ref(), &mut request.request_state)?;
         let method = format!("tools/call {}", request.name);
         let scope = context.clone();
-        cancellable(
+        let response = cancellable(
             &method,
             &self.slots,
             &scope,
             self.handler.call_tool(request, context),
         )
-        .await
+        .await?;
+        Ok(match response {
+            CallToolResponse::InputRequired(result) => reseal(binding.as_ref(), result)?.into(),
+            other => other,
+        })
     }
 
     async fn list_tools(

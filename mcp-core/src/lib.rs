@@ -63,6 +63,7 @@ pub mod blocking;
 mod channel;
 mod guarded;
 mod http_policy;
+pub mod input;
 mod logging;
 mod message;
 pub mod resource;

@@ -4,7 +4,9 @@
 //!
 //! - `harness`: the in-process harness, used the way a server author would use it.
 //! - `http`: the HTTP listener end to end.
+//! - `input`: asking the user mid-call in both eras, and the requestState between rounds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
 mod http;
+mod input;
