@@ -11,13 +11,13 @@
 #![allow(deprecated)]
 
 use std::{
-    collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
 use mcp_core::{
-    ToolError,
+    Changes, ToolError,
+    changes::Member,
     input::{Input, form},
     tool::ClientCapability,
 };
@@ -26,7 +26,7 @@ use rmcp::{
     handler::server::{prompt::PromptContext, wrapper::Parameters},
     model::*,
     prompt, prompt_router, schemars,
-    service::{Peer, RequestContext},
+    service::{NotificationContext, Peer, RequestContext, SubscriptionContext},
     tool, tool_handler, tool_router,
 };
 use serde_json::{Value, json};
@@ -39,19 +39,47 @@ pub const WAV_BASE64: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZG
 const STATIC_TEXT: &str = "This is the content of the static text resource.";
 const WATCHED: &str = "test://watched-resource";
 
-/// The fixture server: one session's (its log level and subscriptions are the session's own).
-/// `mcp_core::per_session(Everything::default)` is ready to serve.
+/// The fixture server: one session's (its log level and subscriptions are the session's own;
+/// [`Changes`], where its trigger tools announce changes, is shared with the sessions it was
+/// made with). [`Everything::sessions`] is ready to serve; `Everything::default()` is a lone
+/// session.
 #[derive(Default)]
 pub struct Everything {
     session: Arc<Session>,
+    changes: Changes,
 }
 
-/// What one client session changes: its log level and its subscriptions.
+/// What one client session changes: its log level and its place among those told of changes.
 #[derive(Default)]
 struct Session {
     // `None` until the client sets a level: then everything is sent.
     min_log_level: Mutex<Option<LoggingLevel>>,
-    subscriptions: Mutex<HashSet<String>>,
+    member: OnceLock<Member>,
+}
+
+impl Everything {
+    /// Sessions for [`mcp_core::serve`], each its own, all announcing their changes to all (a
+    /// 2026-07-28 trigger call and the listen stream that should hear of it are different
+    /// sessions).
+    pub fn sessions() -> impl mcp_core::Sessions<Handler = Self> {
+        let changes = Changes::default();
+        mcp_core::per_session(move || Self::new(changes.clone()))
+    }
+
+    /// A session that announces changes to (and hears of them from) `changes`.
+    pub fn new(changes: Changes) -> Self {
+        Self {
+            session: Arc::default(),
+            changes,
+        }
+    }
+
+    /// This session's place among the handshake-era sessions told of changes.
+    fn member(&self, peer: &Peer<RoleServer>) -> &Member {
+        self.session
+            .member
+            .get_or_init(|| self.changes.join(peer.clone()))
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -584,6 +612,30 @@ impl Everything {
         Ok(done(format!("Answered: {}", answered.join(", "))))
     }
 
+    #[tool(
+        description = "Announces that the tool list changed, to every listening client and session (SEP-2575's diagnostic hook)."
+    )]
+    async fn test_trigger_tool_change(&self) -> String {
+        self.changes.tools_changed().await;
+        "tools/list_changed sent".to_owned()
+    }
+
+    #[tool(
+        description = "Announces that the prompt list changed, to every listening client and session (SEP-2575's diagnostic hook)."
+    )]
+    async fn test_trigger_prompt_change(&self) -> String {
+        self.changes.prompts_changed().await;
+        "prompts/list_changed sent".to_owned()
+    }
+
+    #[tool(
+        description = "Announces that test://watched-resource changed, to the clients and sessions that follow it."
+    )]
+    async fn test_trigger_resource_update(&self) -> String {
+        self.changes.resource_updated(WATCHED).await;
+        "resources/updated sent".to_owned()
+    }
+
     #[tool(description = "Takes a moment, for tests of SSE stream resumption.")]
     async fn test_reconnection(&self) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -748,7 +800,10 @@ impl ServerHandler for Everything {
                 .enable_prompts()
                 .enable_resources()
                 .enable_resources_subscribe()
+                .enable_resources_list_changed()
+                .enable_prompts_list_changed()
                 .enable_tools()
+                .enable_tool_list_changed()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -846,18 +901,32 @@ impl ServerHandler for Everything {
     async fn subscribe(
         &self,
         request: SubscribeRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        lock(&self.session.subscriptions).insert(request.uri);
-        Ok(())
+        self.member(&context.peer).subscribe(request.uri)
     }
 
     async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        _: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        lock(&self.session.subscriptions).remove(&request.uri);
+        self.member(&context.peer).unsubscribe(&request.uri);
         Ok(())
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.member(&context.peer);
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(self.changes.accept(requested))
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        self.changes.listen(context).await
     }
 }

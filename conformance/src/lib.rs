@@ -12,7 +12,7 @@
 //! ```no_run
 //! # async fn run() -> Result<(), mcp_core::ServeError> {
 //! let args = mcp_core::ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[mcp_core::Transport::Http]);
-//! let sessions = mcp_core::per_session(mcp_conformance::everything::Everything::default);
+//! let sessions = mcp_conformance::everything::Everything::sessions();
 //! let server = mcp_core::HttpServer::start(sessions, &args).await?;
 //! // npx @modelcontextprotocol/conformance server --url {server.url("/mcp")} --suite all
 //! # server.shutdown().await }

@@ -168,3 +168,131 @@ async fn log_messages_go_only_where_asked_for() {
     client.call_tool(call(None)).await.unwrap();
     assert_eq!(settled(logs, 1).await, [ran]);
 }
+
+/// Hears list changes and resource updates in the handshake era.
+#[derive(Clone, Default)]
+struct Heard(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl rmcp::ClientHandler for Heard {
+    async fn on_tool_list_changed(&self, _: rmcp::service::NotificationContext<rmcp::RoleClient>) {
+        self.0.lock().unwrap().push("tools".to_owned());
+    }
+
+    async fn on_resource_updated(
+        &self,
+        update: rmcp::model::ResourceUpdatedNotificationParam,
+        _: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.0.lock().unwrap().push(update.uri);
+    }
+}
+
+impl Heard {
+    async fn settled(&self, count: usize) -> Vec<String> {
+        for _ in 0..100 {
+            if self.0.lock().unwrap().len() >= count {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        self.0.lock().unwrap().clone()
+    }
+}
+
+async fn handshake_client(
+    url: &str,
+    heard: Heard,
+) -> rmcp::service::RunningService<rmcp::RoleClient, Heard> {
+    use rmcp::ServiceExt;
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.to_owned());
+    heard.serve(transport).await.unwrap()
+}
+
+/// A change announced by one request reaches, over real HTTP, every 2026-07-28 listen stream
+/// whose filter asks for it (tagged with its subscription id) and no other, and every
+/// handshake-era session (resource updates only to those that subscribed); a stream that ended
+/// hears nothing more.
+#[tokio::test]
+#[allow(deprecated)] // resources/subscribe, which the handshake era still has
+async fn changes_reach_listeners_and_sessions_by_their_filters() {
+    use mcp_core::{HttpServer, ServeArgs, Transport, testing::connect_http};
+    use rmcp::model::{GetMeta, ServerNotification, SubscriptionFilter};
+
+    let server = HttpServer::start(
+        Everything::sessions(),
+        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
+    )
+    .await
+    .unwrap();
+    let url = server.url(mcp_core::MCP_PATH);
+    let listener = connect_http(&url, Era::Stateless, None).await.unwrap();
+    let mut tools = listener
+        .listen(SubscriptionFilter::builder().tools_list_changed().build())
+        .await
+        .unwrap();
+    let mut prompts = listener
+        .listen(SubscriptionFilter::builder().prompts_list_changed().build())
+        .await
+        .unwrap();
+    assert_eq!(tools.acknowledged().tools_list_changed, Some(true));
+
+    let watcher = Heard::default();
+    let watching = handshake_client(&url, watcher.clone()).await;
+    watching
+        .subscribe(rmcp::model::SubscribeRequestParams::new(
+            "test://watched-resource",
+        ))
+        .await
+        .unwrap();
+    let bystander = Heard::default();
+    let _bystanding = handshake_client(&url, bystander.clone()).await;
+
+    let caller = connect_http(&url, Era::Stateless, None).await.unwrap();
+    for tool in ["test_trigger_tool_change", "test_trigger_resource_update"] {
+        caller
+            .call_tool(mcp_core::testing::tool_call(tool, json!({})))
+            .await
+            .unwrap();
+    }
+
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(10), tools.next())
+        .await
+        .expect("the tools listener hears the change")
+        .unwrap()
+        .expect("a notification, not the end of the stream");
+    assert!(
+        matches!(heard, ServerNotification::ToolListChangedNotification(_)),
+        "{heard:?}"
+    );
+    assert_eq!(
+        heard.get_meta().subscription_id().as_ref(),
+        Some(tools.id())
+    );
+    let nothing = tokio::time::timeout(std::time::Duration::from_millis(300), prompts.next()).await;
+    assert!(
+        nothing.is_err(),
+        "the prompts-only listener heard {nothing:?}"
+    );
+
+    assert_eq!(
+        watcher.settled(2).await,
+        ["tools", "test://watched-resource"],
+        "the subscribed session hears both"
+    );
+    assert_eq!(
+        bystander.settled(1).await,
+        ["tools"],
+        "only the list change"
+    );
+
+    drop(tools);
+    caller
+        .call_tool(mcp_core::testing::tool_call(
+            "test_trigger_tool_change",
+            json!({}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(watcher.settled(3).await.len(), 3, "the sessions still hear");
+}

@@ -119,7 +119,7 @@ fn offered(request: &fake_llm::Recorded) -> Vec<String> {
 
 async fn fixture() -> HttpServer {
     HttpServer::start(
-        mcp_core::per_session(Everything::default),
+        Everything::sessions(),
         &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
     )
     .await
@@ -625,12 +625,9 @@ async fn chat_streams_answers_runs_slash_commands_and_reconnects_a_dropped_serve
     // Legacy SSE: when the server goes away the stream ends and the connection is gone for good
     // (Streamable HTTP sessions are re-made by rmcp itself).
     let sse = |address| ServeArgs::http(address, &[Transport::Sse]);
-    let fx = HttpServer::start(
-        mcp_core::per_session(Everything::default),
-        &sse("127.0.0.1:0".parse().unwrap()),
-    )
-    .await
-    .unwrap();
+    let fx = HttpServer::start(Everything::sessions(), &sse("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
     let address = fx.local_addr();
     let dir = tempfile::tempdir().unwrap();
     write_config(
@@ -671,7 +668,7 @@ async fn chat_streams_answers_runs_slash_commands_and_reconnects_a_dropped_serve
     assert_eq!(llm.requests().len(), 2);
     // The server goes away and comes back on the same address: a new process, no session.
     fx.shutdown().await.unwrap();
-    let fx = HttpServer::start(mcp_core::per_session(Everything::default), &sse(address))
+    let fx = HttpServer::start(Everything::sessions(), &sse(address))
         .await
         .unwrap();
     input

@@ -54,7 +54,7 @@ async fn mcp(config: &Path, args: &[&str]) -> Run {
 #[ignore = "needs Node.js, npm and python3 (the official SDK peers); .ci/run runs it"]
 async fn tools_and_calls_over_every_transport_and_a_failing_server() {
     let fixture = HttpServer::start(
-        mcp_core::per_session(Everything::default),
+        Everything::sessions(),
         &ServeArgs::http(
             "127.0.0.1:0".parse().unwrap(),
             &[Transport::Http, Transport::Sse],

@@ -60,6 +60,7 @@
 
 mod args;
 pub mod blocking;
+pub mod changes;
 mod channel;
 mod guarded;
 mod http_policy;
@@ -77,6 +78,7 @@ pub mod text;
 pub mod tool;
 
 pub use args::{LogLevel, ServeArgs, Transport};
+pub use changes::Changes;
 pub use channel::{ChannelTransport, ConnectionClosed};
 pub use guarded::{Guarded, MAX_IN_FLIGHT};
 pub use http_policy::PolicyError;

@@ -13,6 +13,6 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    mcp_core::serve(mcp_core::per_session(Everything::default), cli.serve).await?;
+    mcp_core::serve(Everything::sessions(), cli.serve).await?;
     Ok(())
 }
