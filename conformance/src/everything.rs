@@ -101,6 +101,14 @@ struct ElicitationArgs {
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
+struct HeaderArgs {
+    /// A value the client also sends as the `Mcp-Param-Value` header (SEP-2243); rmcp's
+    /// Streamable HTTP server refuses a call whose header and body disagree.
+    #[schemars(extend("x-mcp-header" = "Value"))]
+    value: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 struct TwoArgs {
     /// First test argument.
     arg1: String,
@@ -634,6 +642,17 @@ impl Everything {
     async fn test_trigger_resource_update(&self) -> String {
         self.changes.resource_updated(WATCHED).await;
         "resources/updated sent".to_owned()
+    }
+
+    #[tool(
+        description = "Echoes a value the client sends in the body and as an Mcp-Param-Value header (SEP-2243).",
+        annotations(read_only_hint = true)
+    )]
+    fn test_custom_header(
+        &self,
+        Parameters(HeaderArgs { value }): Parameters<HeaderArgs>,
+    ) -> String {
+        format!("value: {value}")
     }
 
     #[tool(description = "Takes a moment, for tests of SSE stream resumption.")]

@@ -296,3 +296,84 @@ async fn changes_reach_listeners_and_sessions_by_their_filters() {
         .unwrap();
     assert_eq!(watcher.settled(3).await.len(), 3, "the sessions still hear");
 }
+
+/// SEP-2243 through mcp-core's HTTP listener: a parameter a tool's schema marks `x-mcp-header`
+/// is listed with the mark, and a call whose `Mcp-Param-*` header disagrees with its body, or
+/// is missing, or is broken Base64, is refused with -32020; a matching one (plain or Base64) runs.
+#[tokio::test]
+async fn custom_parameter_headers_must_match_the_body() {
+    use mcp_core::{HttpServer, ServeArgs, Transport};
+
+    let server = HttpServer::start(
+        Everything::sessions(),
+        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
+    )
+    .await
+    .unwrap();
+    let url = server.url(mcp_core::MCP_PATH);
+    let client = mcp_core::testing::connect_http(&url, Era::Stateless, None)
+        .await
+        .unwrap();
+    let tools = client.list_all_tools().await.unwrap();
+    let tool = tools
+        .iter()
+        .find(|t| t.name == "test_custom_header")
+        .unwrap();
+    assert_eq!(
+        tool.input_schema["properties"]["value"]["x-mcp-header"],
+        "Value"
+    );
+
+    let call = |header: Option<&'static str>| {
+        let url = url.clone();
+        async move {
+            let mut request = reqwest::Client::new()
+                .post(&url)
+                .header("Accept", "application/json, text/event-stream")
+                .header("MCP-Protocol-Version", "2026-07-28")
+                .header("Mcp-Method", "tools/call")
+                .header("Mcp-Name", "test_custom_header");
+            if let Some(header) = header {
+                request = request.header("Mcp-Param-Value", header);
+            }
+            let body = json!({
+                "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {
+                    "name": "test_custom_header",
+                    "arguments": { "value": "Hello" },
+                    "_meta": {
+                        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                        "io.modelcontextprotocol/clientInfo": { "name": "t", "version": "1" },
+                        "io.modelcontextprotocol/clientCapabilities": {}
+                    }
+                }
+            });
+            let response = request.json(&body).send().await.unwrap();
+            let text = response.text().await.unwrap();
+            // A JSON body, or the one event of an SSE answer.
+            let json = text
+                .lines()
+                .find_map(|line| line.strip_prefix("data:"))
+                .unwrap_or(&text)
+                .trim()
+                .to_owned();
+            serde_json::from_str::<serde_json::Value>(&json).unwrap()
+        }
+    };
+    for good in ["Hello", "=?base64?SGVsbG8=?="] {
+        let answer = call(Some(good)).await;
+        assert_eq!(
+            answer["result"]["content"][0]["text"], "value: Hello",
+            "{good}: {answer}"
+        );
+    }
+    for bad in [
+        Some("Goodbye"),
+        None,
+        Some("=?base64?SGVsbG8?="),
+        Some("=?base64?SGVs!!!bG8=?="),
+    ] {
+        let answer = call(bad).await;
+        assert_eq!(answer["error"]["code"], -32020, "{bad:?}: {answer}");
+    }
+}

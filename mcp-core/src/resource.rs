@@ -33,13 +33,13 @@
 //! # });
 //! ```
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use rmcp::{
     ErrorData,
     model::{
-        ListResourceTemplatesResult, ReadResourceResponse, ReadResourceResult, Resource,
-        ResourceContents, ResourceTemplate,
+        CacheScope, ListResourceTemplatesResult, ReadResourceResponse, ReadResourceResult,
+        Resource, ResourceContents, ResourceTemplate,
     },
 };
 
@@ -160,6 +160,7 @@ struct Route<S> {
     template: ResourceTemplate,
     parts: Vec<Part>,
     read: Reader<S>,
+    cache: Option<(u64, CacheScope)>,
 }
 
 /// A server's resources by URI template; `S` is what each reader is given (a cheap clone of the
@@ -178,6 +179,7 @@ impl<S> Clone for ResourceRouter<S> {
                     template: r.template.clone(),
                     parts: r.parts.clone(),
                     read: r.read.clone(),
+                    cache: r.cache,
                 })
                 .collect(),
         }
@@ -207,7 +209,34 @@ impl<S: Send + 'static> ResourceRouter<S> {
             template,
             parts,
             read: Arc::new(move |state, request| Box::pin(read(state, request))),
+            cache: None,
         });
+        self
+    }
+
+    /// How long a client (`CacheScope::Private`) or anyone on the way (`Public`) may keep what
+    /// the route added last reads, told with every read in the 2026-07-28 revision (`ttlMs`,
+    /// `cacheScope`). Without it a read says "do not keep" (0 ms, private).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mcp_core::resource::ResourceRouter;
+    /// use mcp_core::rmcp::model::{CacheScope, ResourceContents, ResourceTemplate};
+    ///
+    /// let router = ResourceRouter::new()
+    ///     .route(ResourceTemplate::new("docs://readme", "readme"), |(), read| async move {
+    ///         Ok(ResourceContents::text("Read me.", read.uri()))
+    ///     })
+    ///     .cache(Duration::from_secs(60), CacheScope::Public);
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let read = router.read((), "docs://readme").await.unwrap();
+    /// assert!(format!("{read:?}").contains("ttl_ms: Some(60000)"));
+    /// # });
+    /// ```
+    pub fn cache(mut self, ttl: Duration, scope: CacheScope) -> Self {
+        if let Some(route) = self.routes.last_mut() {
+            route.cache = Some((ttl.as_millis().try_into().unwrap_or(u64::MAX), scope));
+        }
         self
     }
 
@@ -248,7 +277,11 @@ impl<S: Send + 'static> ResourceRouter<S> {
                     vars,
                 };
                 let contents = (route.read)(state, request).await?;
-                return Ok(ReadResourceResult::new(vec![contents]).into());
+                let mut result = ReadResourceResult::new(vec![contents]);
+                if let Some((ttl_ms, scope)) = route.cache {
+                    result = result.with_ttl_ms(ttl_ms).with_cache_scope(scope);
+                }
+                return Ok(result.into());
             }
         }
         let known: Vec<&str> = self

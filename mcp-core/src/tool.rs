@@ -1,4 +1,20 @@
 //! Helpers for tool bodies: errors a model can act on, and output that cannot flood its context.
+//!
+//! A parameter an HTTP proxy or gateway should see without reading the body (a tenant, a region)
+//! is marked in the tool's input schema with `x-mcp-header` (SEP-2243): clients then send it as an
+//! `Mcp-Param-<Name>` header as well, and the Streamable HTTP server refuses (-32020) a call whose
+//! header is missing, broken or different from the body. With schemars:
+//!
+//! ```
+//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! struct QueryArgs {
+//!     /// The region to query; sent as `Mcp-Param-Region` too.
+//!     #[schemars(extend("x-mcp-header" = "Region"))]
+//!     region: String,
+//! }
+//! let schema = schemars::schema_for!(QueryArgs);
+//! assert_eq!(schema.as_value()["properties"]["region"]["x-mcp-header"], "Region");
+//! ```
 
 use std::sync::Arc;
 
