@@ -19,6 +19,7 @@ use mcp_core::{
     Changes, ToolError,
     changes::Member,
     input::{Input, form},
+    tasks::{TaskOptions, Tasks},
     tool::ClientCapability,
 };
 use rmcp::{
@@ -41,12 +42,22 @@ const WATCHED: &str = "test://watched-resource";
 
 /// The fixture server: one session's (its log level and subscriptions are the session's own;
 /// [`Changes`], where its trigger tools announce changes, is shared with the sessions it was
-/// made with). [`Everything::sessions`] is ready to serve; `Everything::default()` is a lone
-/// session.
-#[derive(Default)]
+/// made with, and so are its [`Tasks`]). [`Everything::sessions`] is ready to serve;
+/// `Everything::default()` is a lone session.
 pub struct Everything {
     session: Arc<Session>,
     changes: Changes,
+    tasks: Tasks,
+}
+
+impl Default for Everything {
+    /// A lone session, its tasks in memory.
+    // SQLite fails to open an in-memory database only when memory is gone.
+    #[allow(clippy::expect_used)]
+    fn default() -> Self {
+        let tasks = Tasks::in_memory().expect("an in-memory task store");
+        Self::new(Changes::default(), tasks)
+    }
 }
 
 /// What one client session changes: its log level and its place among those told of changes.
@@ -61,16 +72,26 @@ impl Everything {
     /// Sessions for [`mcp_core::serve`], each its own, all announcing their changes to all (a
     /// 2026-07-28 trigger call and the listen stream that should hear of it are different
     /// sessions).
+    /// Their tasks are kept in memory.
+    // SQLite fails to open an in-memory database only when memory is gone.
+    #[allow(clippy::expect_used)]
     pub fn sessions() -> impl mcp_core::Sessions<Handler = Self> {
-        let changes = Changes::default();
-        mcp_core::per_session(move || Self::new(changes.clone()))
+        Self::sessions_with(Tasks::in_memory().expect("an in-memory task store"))
     }
 
-    /// A session that announces changes to (and hears of them from) `changes`.
-    pub fn new(changes: Changes) -> Self {
+    /// [`Everything::sessions`], their tasks kept in `tasks`.
+    pub fn sessions_with(tasks: Tasks) -> impl mcp_core::Sessions<Handler = Self> {
+        let changes = Changes::default();
+        mcp_core::per_session(move || Self::new(changes.clone(), tasks.clone()))
+    }
+
+    /// A session that announces changes to (and hears of them from) `changes`, and keeps its
+    /// tasks in `tasks`.
+    pub fn new(changes: Changes, tasks: Tasks) -> Self {
         Self {
             session: Arc::default(),
             changes,
+            tasks,
         }
     }
 
@@ -98,6 +119,31 @@ struct SamplingArgs {
 struct ElicitationArgs {
     /// The message to show the user.
     message: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct GreetArgs {
+    /// Whom to greet.
+    name: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct ComputeArgs {
+    /// How long to work, in seconds (0: at once).
+    #[serde(default = "one_second")]
+    seconds: f64,
+    /// A name for the result.
+    label: Option<String>,
+}
+
+fn one_second() -> f64 {
+    1.0
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct DeleteArgs {
+    /// The file to (pretend to) delete.
+    filename: Option<String>,
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -655,6 +701,177 @@ impl Everything {
         format!("value: {value}")
     }
 
+    #[tool(description = "Greets, at once (never a task; SEP-2663's sync fixture).")]
+    fn greet(&self, Parameters(GreetArgs { name }): Parameters<GreetArgs>) -> String {
+        format!("Hello, {name}!")
+    }
+
+    #[tool(
+        description = "Works for `seconds`, as a task when the client declared the Tasks extension; a cancelled task ends cancelled (SEP-2663)."
+    )]
+    async fn slow_compute(
+        &self,
+        Parameters(ComputeArgs { seconds, label }): Parameters<ComputeArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let label = label.unwrap_or_else(|| "compute".to_owned());
+        let wait = Duration::try_from_secs_f64(seconds).map_err(|_| {
+            ErrorData::invalid_params(
+                format!("seconds must be a non-negative number, not {seconds}"),
+                None,
+            )
+        })?;
+        let options = TaskOptions::default();
+        self.tasks
+            .run(&context, "slow_compute", options, move |task| async move {
+                task.status(format!("computing {label}"));
+                tokio::time::sleep(wait).await;
+                Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+                    "slow_compute({label}) done after {seconds}s"
+                ))]))
+            })
+            .await
+    }
+
+    #[tool(
+        description = "Runs only as a task and ends with a tool error (completed, isError) after a second (SEP-2663)."
+    )]
+    async fn failing_job(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let options = TaskOptions::default().required();
+        self.tasks
+            .run(&context, "failing_job", options, |_| async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(CallToolResult::error(vec![ContentBlock::text(
+                    "failing_job: this job always fails, on purpose",
+                )]))
+            })
+            .await
+    }
+
+    #[tool(
+        description = "Fails with a protocol error (a task ends failed, the error inlined) (SEP-2663)."
+    )]
+    async fn protocol_error_job(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.tasks
+            .run(
+                &context,
+                "protocol_error_job",
+                TaskOptions::default(),
+                |_| async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Err(ErrorData::internal_error(
+                        "protocol_error_job: this job fails at the protocol level, on purpose",
+                        None,
+                    ))
+                },
+            )
+            .await
+    }
+
+    #[tool(
+        description = "Runs only as a task, which asks the user to confirm (input_required until tasks/update answers) (SEP-2663)."
+    )]
+    async fn confirm_delete(
+        &self,
+        Parameters(DeleteArgs { filename }): Parameters<DeleteArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let filename = filename.unwrap_or_else(|| "file.txt".to_owned());
+        let question = form(
+            format!("Delete {filename}?"),
+            json!({
+                "type": "object",
+                "properties": { "confirm": { "type": "boolean" } },
+                "required": ["confirm"]
+            }),
+        )?;
+        let options = TaskOptions::default().required();
+        self.tasks
+            .run(
+                &context,
+                "confirm_delete",
+                options,
+                move |task| async move {
+                    let answer = task.elicit("confirm", question).await?;
+                    let confirmed = answer
+                        .content
+                        .as_ref()
+                        .and_then(|content| content.get("confirm"))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                    Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+                        "confirm_delete({filename}): confirmed = {confirmed}"
+                    ))]))
+                },
+            )
+            .await
+    }
+
+    #[tool(
+        description = "Runs only as a task, which asks two questions at once; they may be answered one at a time (SEP-2663)."
+    )]
+    async fn multi_input(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let a = form("Provide value A", one_field("value"))?;
+        let b = form("Provide value B", one_field("value"))?;
+        let options = TaskOptions::default().required();
+        self.tasks
+            .run(&context, "multi_input", options, move |task| async move {
+                let (a, b) = tokio::join!(task.elicit("input-a", a), task.elicit("input-b", b));
+                let (a, b) = (a?, b?);
+                Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+                    "multi_input: a = {}, b = {}",
+                    field(&a, "value"),
+                    field(&b, "value")
+                ))]))
+            })
+            .await
+    }
+
+    #[tool(
+        description = "Asks the user's name (an input-required round), then runs as a task whose result names them (SEP-2663 composition)."
+    )]
+    async fn test_tool_with_task(
+        &self,
+        mut input: Input,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        mcp_core::tasks::require_extension(&context, "test_tool_with_task")?;
+        let Some(answer) = elicit(
+            &mut input,
+            "user_name",
+            "What is your name?",
+            one_field("name"),
+        )
+        .await?
+        else {
+            return Ok(input.required().into());
+        };
+        let name = field(&answer, "name");
+        let options = TaskOptions::default().required();
+        self.tasks
+            .run(
+                &context,
+                "test_tool_with_task",
+                options,
+                move |_| async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+                        "Hello, {name}! (as a task)"
+                    ))]))
+                },
+            )
+            .await
+    }
+
     #[tool(description = "Takes a moment, for tests of SSE stream resumption.")]
     async fn test_reconnection(&self) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -774,6 +991,19 @@ const ASKING_PROMPT: &str = "test_input_required_result_prompt";
 
 #[tool_handler]
 impl ServerHandler for Everything {
+    /// The tools by name, but `test_simple_text` first: the suite's header scenarios call the
+    /// first listed tool with no arguments from a client that declared nothing, which the Tasks
+    /// fixtures (`confirm_delete`, first by name) refuse.
+    async fn list_tools(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools = Self::tool_router().list_all();
+        tools.sort_by_key(|tool| tool.name != "test_simple_text");
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
     async fn list_prompts(
         &self,
         _: Option<PaginatedRequestParams>,
@@ -823,6 +1053,7 @@ impl ServerHandler for Everything {
                 .enable_prompts_list_changed()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -947,5 +1178,29 @@ impl ServerHandler for Everything {
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
         self.changes.listen(context).await
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.tasks.get(&request.task_id)
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks.update(&request.task_id, request.input_responses)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks.cancel(&request.task_id)
     }
 }

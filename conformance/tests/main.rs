@@ -7,9 +7,12 @@
 //! - `mcp_check`: `mcp-check` finds nothing wrong with a correct server, and finds every
 //!   defect of a deliberately broken one.
 //! - `official_suite`: the official conformance suite, run for real.
+//! - `tasks`: the Tasks extension through the fixture's task tools, and a store that outlives a
+//!   SIGKILL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fixture;
 mod matrix;
 mod mcp_check;
 mod official_suite;
+mod tasks;

@@ -73,6 +73,7 @@ mod serve;
 mod sessions;
 mod sse;
 mod stdio;
+pub mod tasks;
 pub mod testing;
 pub mod text;
 pub mod tool;
