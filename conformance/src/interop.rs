@@ -387,13 +387,11 @@ pub async fn check_server(
     let cells = peer_client_cells(server, probe).await;
     let args: Vec<&str> = server.args.iter().map(String::as_str).collect();
     let http_only = HttpProcess::start_with(&server.program, "http", &args).await?;
-    let report = crate::suite::run_scenarios(
-        &http_only.url("/mcp"),
-        &crate::suite::GENERIC_SERVER_SCENARIOS,
-    )
-    .await;
+    let url = http_only.url("/mcp");
+    let report = crate::suite::run_scenarios(&url, &crate::suite::GENERIC_SERVER_SCENARIOS).await;
+    let next = crate::suite::run_scenarios_2026(&url, &crate::suite::GENERIC_2026_SCENARIOS).await;
     let stopped = http_only.terminate().await?;
-    let report = report?;
+    let (report, next) = (report?, next?);
     ensure!(stopped.success(), "the http-only server exited {stopped}");
     record_section(
         &server.name,
@@ -401,20 +399,29 @@ pub async fn check_server(
             "## `{}` × peer clients\n\n\
              Written by `{written_by}`. {about}\n\n{}\n\
              The official suite's scenarios that apply to any server, run with `--transport http`: \
-             {} checks SUCCESS, {} FAILURE, {} WARNING.\n\n{}",
+             {} checks SUCCESS, {} FAILURE, {} WARNING.\n\n{}\n\
+             The 0.2 line's 2026-07-28 scenarios that apply to any server: {} checks SUCCESS, {} \
+             FAILURE, {} WARNING (what fails, and why, is in `expected-failures.txt`).\n\n{}",
             server.name,
             grid(&cells, &TRANSPORTS),
             report.count("SUCCESS"),
             report.count("FAILURE"),
             report.count("WARNING"),
             report.table(),
+            next.count("SUCCESS"),
+            next.count("FAILURE"),
+            next.count("WARNING"),
+            next.table(),
         ),
     )?;
     let red = failures(&cells);
     ensure!(red.is_empty(), "red cells:\n{}", red.join("\n"));
     report
         .all_passed(&crate::suite::GENERIC_SERVER_SCENARIOS)
-        .map_err(|failed| anyhow!(failed))
+        .map_err(|failed| anyhow!(failed))?;
+    crate::suite::Baseline::load()
+        .and_then(|baseline| baseline.check(&server.name, "2026-07-28", &next))
+        .map_err(|surprise| anyhow!(surprise))
 }
 
 /// A markdown table of `cells`: rows in the order first seen, `pass`, `**FAIL**` or `n/a`.
@@ -471,10 +478,13 @@ pub fn pinned_versions() -> anyhow::Result<Vec<String>> {
         .context("no dependencies in the lock file")?
         .keys()
         .map(|name| {
-            let version = lock["packages"][format!("node_modules/{name}")]["version"]
-                .as_str()
-                .unwrap_or("?");
-            format!("`{name}` {version} (npm)")
+            let entry = &lock["packages"][format!("node_modules/{name}")];
+            let version = entry["version"].as_str().unwrap_or("?");
+            // An alias (two versions of one package side by side) names the real package.
+            match entry["name"].as_str().filter(|real| real != name) {
+                Some(real) => format!("`{real}` {version} (npm, as `{name}`)"),
+                None => format!("`{name}` {version} (npm)"),
+            }
         })
         .collect();
     let requirements_path = peers::python_peers_dir().join("requirements.txt");

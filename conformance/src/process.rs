@@ -73,7 +73,7 @@ pub struct HttpProcess {
 }
 
 impl HttpProcess {
-    /// Runs `program --transport http,sse --listen 127.0.0.1:0 [extra…]` and waits for the
+    /// Runs `program [extra…] --transport http,sse --listen 127.0.0.1:0` and waits for the
     /// address it logs (`mcp_core::serve` logs `listening: … at http://127.0.0.1:PORT/mcp`).
     pub async fn start(program: &Path, extra: &[&str]) -> Result<Self, ProcessError> {
         Self::start_with(program, "http,sse", extra).await
@@ -86,7 +86,9 @@ impl HttpProcess {
         extra: &[&str],
     ) -> Result<Self, ProcessError> {
         let name = program.display().to_string();
+        // `extra` first: a server with subcommands takes the serve options after `serve`.
         let mut child = Command::new(program)
+            .args(extra)
             .args([
                 "--transport",
                 transports,
@@ -95,7 +97,6 @@ impl HttpProcess {
                 "--log-level",
                 "info",
             ])
-            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,8 +1,15 @@
 //! Runs the official conformance suite (`@modelcontextprotocol/conformance`, pinned in
 //! `peers/node`) against a Streamable HTTP URL and reads its verdicts.
 //!
+//! Two lines of the suite are pinned side by side: 0.1.16, which measures the handshake era
+//! (2025-11-25), and [`Line::Next`] (0.2.0-alpha.12, installed as `conformance-next`), which
+//! measures the 2026-07-28 revision, its extensions (Tasks) and the pending scenarios, and again
+//! 2025-11-25 by `--requirements`.
+//!
 //! Exit codes alone are lenient, so the verdict is read from the `checks.json` the suite writes
-//! per scenario: a scenario passes when none of its checks is a FAILURE or a WARNING.
+//! per scenario: a scenario passes when none of its checks is a FAILURE or a WARNING. What may
+//! fail is written down in `conformance/expected-failures.txt` ([`Baseline`]), strictly: a
+//! failure it does not list fails the build, and so does a listed one that passes.
 
 use std::{
     collections::BTreeMap,
@@ -10,7 +17,36 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use crate::peers::{PeerError, ensure_node_peers, node_bin, node22};
+use crate::peers::{PeerError, ensure_node_peers, node_peers_dir, node22};
+
+/// A pinned line of the official suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line {
+    /// 0.1.16: the handshake era.
+    Stable,
+    /// 0.2.0-alpha.12: the 2026-07-28 revision, Tasks, pending scenarios.
+    Next,
+}
+
+impl Line {
+    /// The suite's entry script: by path, as both lines name their executable `conformance`.
+    fn script(self) -> PathBuf {
+        node_peers_dir().join(match self {
+            Self::Stable => "node_modules/@modelcontextprotocol/conformance/dist/index.js",
+            Self::Next => "node_modules/conformance-next/dist/index.js",
+        })
+    }
+}
+
+/// The 2026-07-28 scenarios that apply to any server, whatever its tools (each real server's
+/// own test runs them; what they cannot pass is in the baseline, with why).
+pub const GENERIC_2026_SCENARIOS: [&str; 5] = [
+    "tools-list",
+    "dns-rebinding-protection",
+    "caching",
+    "http-header-validation",
+    "server-stateless",
+];
 
 /// The scenarios that apply to any server, whatever its tools: every server of ours passes them.
 pub const GENERIC_SERVER_SCENARIOS: [&str; 5] = [
@@ -123,7 +159,7 @@ pub async fn list_server_scenarios() -> Result<Vec<String>, SuiteError> {
     let node = node22()?;
     ensure_node_peers()?;
     let output = tokio::process::Command::new(node)
-        .arg(node_bin("conformance"))
+        .arg(Line::Stable.script())
         .args(["list", "--server"])
         .output()
         .await?;
@@ -142,6 +178,36 @@ pub async fn list_server_scenarios() -> Result<Vec<String>, SuiteError> {
 /// Runs `--suite all` against `url` (an `http://…/mcp` endpoint).
 pub async fn run_all(url: &str) -> Result<SuiteReport, SuiteError> {
     run(url, &["--suite", "all"]).await
+}
+
+/// Runs [`Line::Next`] with `--requirements REVISION` (`2026-07-28`, `2025-11-25`): every
+/// scenario that revision requires, and for 2026-07-28 the extension and pending ones too.
+pub async fn run_requirements(url: &str, revision: &str) -> Result<SuiteReport, SuiteError> {
+    invoke(
+        Line::Next,
+        &["server", "--url", url, "--requirements", revision],
+    )
+    .await
+}
+
+/// Runs the given scenarios of [`Line::Next`] in the 2026-07-28 revision, one after the other.
+pub async fn run_scenarios_2026(url: &str, scenarios: &[&str]) -> Result<SuiteReport, SuiteError> {
+    let mut report = SuiteReport::default();
+    for scenario in scenarios {
+        let args = [
+            "server",
+            "--url",
+            url,
+            "--scenario",
+            scenario,
+            "--spec-version",
+            "2026-07-28",
+        ];
+        report
+            .scenarios
+            .extend(invoke(Line::Next, &args).await?.scenarios);
+    }
+    Ok(report)
 }
 
 /// Runs the given scenarios against `url`, one after the other.
@@ -172,9 +238,12 @@ pub async fn run_client_scenarios(
     let mut report = SuiteReport::default();
     for scenario in scenarios {
         report.scenarios.extend(
-            invoke(&["client", "--command", command, "--scenario", scenario])
-                .await?
-                .scenarios,
+            invoke(
+                Line::Stable,
+                &["client", "--command", command, "--scenario", scenario],
+            )
+            .await?
+            .scenarios,
         );
     }
     Ok(report)
@@ -183,11 +252,11 @@ pub async fn run_client_scenarios(
 async fn run(url: &str, selection: &[&str]) -> Result<SuiteReport, SuiteError> {
     let mut args = vec!["server", "--url", url];
     args.extend_from_slice(selection);
-    invoke(&args).await
+    invoke(Line::Stable, &args).await
 }
 
-/// Runs the suite with `args` and reads the verdicts it wrote.
-async fn invoke(args: &[&str]) -> Result<SuiteReport, SuiteError> {
+/// Runs the suite's `line` with `args` and reads the verdicts it wrote.
+async fn invoke(line: Line, args: &[&str]) -> Result<SuiteReport, SuiteError> {
     static RUNS: AtomicU32 = AtomicU32::new(0);
     let node = node22()?;
     ensure_node_peers()?;
@@ -198,7 +267,7 @@ async fn invoke(args: &[&str]) -> Result<SuiteReport, SuiteError> {
     ));
     let _ = std::fs::remove_dir_all(&out);
     let output = tokio::process::Command::new(node)
-        .arg(node_bin("conformance"))
+        .arg(line.script())
         .args(args)
         .arg("-o")
         .arg(&out)
@@ -239,6 +308,79 @@ fn read_reports(out: &Path) -> Result<SuiteReport, SuiteError> {
     Ok(report)
 }
 
+/// What may fail, from `conformance/expected-failures.txt`: one `TARGET REVISION SCENARIO` per
+/// line, each with its reason after `#`.
+#[derive(Debug, Clone, Default)]
+pub struct Baseline {
+    entries: Vec<(String, String, String)>,
+}
+
+impl Baseline {
+    /// The file in this crate.
+    pub fn load() -> Result<Self, String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("expected-failures.txt");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|error| format!("reading {}: {error}", path.display()))?;
+        Self::parse(&text)
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut entries = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let (entry, reason) = line.split_once('#').unwrap_or((line, ""));
+            let words: Vec<&str> = entry.split_whitespace().collect();
+            match words.as_slice() {
+                [] => continue,
+                [target, revision, scenario] if !reason.trim().is_empty() => entries.push((
+                    (*target).to_owned(),
+                    (*revision).to_owned(),
+                    (*scenario).to_owned(),
+                )),
+                _ => {
+                    return Err(format!(
+                        "expected-failures.txt line {}: want `TARGET REVISION SCENARIO # why`, got {line:?}",
+                        number + 1
+                    ));
+                }
+            }
+        }
+        Ok(Self { entries })
+    }
+
+    /// `Ok` when the scenarios of `report` that failed for `target` in `revision` are exactly
+    /// the listed ones among those that ran; else each surprise, both ways.
+    pub fn check(&self, target: &str, revision: &str, report: &SuiteReport) -> Result<(), String> {
+        let listed: Vec<&str> = self
+            .entries
+            .iter()
+            .filter(|(t, r, _)| t == target && r == revision)
+            .map(|(_, _, scenario)| scenario.as_str())
+            .collect();
+        let failed: std::collections::BTreeSet<&str> =
+            report.failed().into_iter().map(|(name, _)| name).collect();
+        let mut surprises = Vec::new();
+        for scenario in &failed {
+            if !listed.contains(scenario) {
+                surprises.push(format!(
+                    "{target} {revision} {scenario}: fails, and the baseline does not list it"
+                ));
+            }
+        }
+        for scenario in listed {
+            if report.scenarios.contains_key(scenario) && !failed.contains(scenario) {
+                surprises.push(format!(
+                    "{target} {revision} {scenario}: passes now; take it out of expected-failures.txt"
+                ));
+            }
+        }
+        if surprises.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{}\n{}", surprises.join("\n"), report.table()))
+        }
+    }
+}
+
 /// `server-tools-list-2026-11-29T22-53-24-718Z` → `tools-list`.
 fn scenario_name(dir: &str) -> String {
     let name = dir
@@ -260,7 +402,53 @@ fn scenario_name(dir: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::scenario_name;
+    use super::{Baseline, Check, SuiteReport, scenario_name};
+
+    fn report(verdicts: &[(&str, &str)]) -> SuiteReport {
+        let mut report = SuiteReport::default();
+        for (scenario, status) in verdicts {
+            report.scenarios.insert(
+                (*scenario).to_owned(),
+                vec![Check {
+                    id: "c".to_owned(),
+                    status: (*status).to_owned(),
+                    error_message: None,
+                }],
+            );
+        }
+        report
+    }
+
+    #[test]
+    fn the_baseline_is_strict_both_ways() {
+        let baseline = Baseline::parse(
+            "# comment\nmcp-fs 2026-07-28 caching # no prompts\n\nmcp-fs 2025-11-25 ping # why\n",
+        )
+        .unwrap();
+        let expected = report(&[("caching", "FAILURE"), ("tools-list", "SUCCESS")]);
+        baseline.check("mcp-fs", "2026-07-28", &expected).unwrap();
+        let surprise = report(&[("caching", "FAILURE"), ("tools-list", "WARNING")]);
+        let error = baseline
+            .check("mcp-fs", "2026-07-28", &surprise)
+            .unwrap_err();
+        assert!(error.contains("tools-list: fails"), "{error}");
+        let mended = report(&[("caching", "SUCCESS")]);
+        let error = baseline.check("mcp-fs", "2026-07-28", &mended).unwrap_err();
+        assert!(error.contains("caching: passes now"), "{error}");
+        // Another target's or revision's entries do not excuse a failure.
+        let error = baseline
+            .check("mcp-sql", "2026-07-28", &expected)
+            .unwrap_err();
+        assert!(error.contains("caching: fails"), "{error}");
+        // A listed scenario that did not run is neither.
+        baseline
+            .check("mcp-fs", "2025-11-25", &report(&[]))
+            .unwrap();
+        assert!(
+            Baseline::parse("mcp-fs 2026-07-28 caching\n").is_err(),
+            "a reason is required"
+        );
+    }
 
     #[test]
     fn scenario_names_lose_prefix_and_timestamp() {

@@ -52,3 +52,51 @@ async fn generic_scenarios_pass_over_every_listener_configuration() {
     server.shutdown().await.unwrap();
     report.all_passed(&GENERIC_SERVER_SCENARIOS).unwrap();
 }
+
+/// The 0.2 line on the fixture, `--requirements 2026-07-28` (every required scenario, the Tasks
+/// extension's and the pending ones) and `--requirements 2025-11-25`: what fails is exactly what
+/// `expected-failures.txt` lists (nothing, today), recorded in RESULTS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and npm (the official SDK peers); .ci/run runs it"]
+async fn the_2026_suite_on_the_fixture_meets_its_baseline() {
+    let server = HttpServer::start(
+        Everything::sessions(),
+        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
+    )
+    .await
+    .unwrap();
+    let url = server.url("/mcp");
+    let mut body = String::from(
+        "## The official suite's 0.2 line (`--requirements`) on `mcp-everything`\n\n\
+         Written by `cargo test -p mcp-conformance -- --include-ignored \
+         official_suite::the_2026_suite`. A scenario passes when none of its checks is a FAILURE \
+         or WARNING; what may fail is in `expected-failures.txt`.\n",
+    );
+    let baseline = mcp_conformance::suite::Baseline::load().unwrap();
+    let mut surprises = Vec::new();
+    for revision in ["2026-07-28", "2025-11-25"] {
+        let report = suite::run_requirements(&url, revision).await.unwrap();
+        assert!(
+            report.scenarios.len() >= if revision == "2025-11-25" { 31 } else { 50 },
+            "{revision}: only {} scenarios ran\n{}",
+            report.scenarios.len(),
+            report.table()
+        );
+        body.push_str(&format!(
+            "\n### `--requirements {revision}`\n\n{} scenarios ran: {} checks SUCCESS, {} FAILURE, \
+             {} WARNING, {} INFO.\n\n{}",
+            report.scenarios.len(),
+            report.count("SUCCESS"),
+            report.count("FAILURE"),
+            report.count("WARNING"),
+            report.count("INFO"),
+            report.table()
+        ));
+        if let Err(surprise) = baseline.check("mcp-everything", revision, &report) {
+            surprises.push(surprise);
+        }
+    }
+    server.shutdown().await.unwrap();
+    mcp_conformance::interop::record_section("suite-2026", &body).unwrap();
+    assert!(surprises.is_empty(), "{}", surprises.join("\n"));
+}
