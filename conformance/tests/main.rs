@@ -6,6 +6,7 @@
 //! - `matrix`: the interop matrix.
 //! - `mcp_check`: `mcp-check` finds nothing wrong with a correct server, and finds every
 //!   defect of a deliberately broken one.
+//! - `oauth`: the OAuth resource server against a real authorization server (oidc-provider).
 //! - `official_suite`: the official conformance suite, run for real.
 //! - `tasks`: the Tasks extension through the fixture's task tools, and a store that outlives a
 //!   SIGKILL.
@@ -14,5 +15,6 @@
 mod fixture;
 mod matrix;
 mod mcp_check;
+mod oauth;
 mod official_suite;
 mod tasks;

@@ -77,7 +77,7 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Allow `--listen` on an address other than loopback. Anyone who can reach it can call the tools:
-    /// set `--auth-token` too.
+    /// set `--auth-issuer` or `--auth-token` too.
     #[arg(long)]
     pub allow_remote: bool,
 
@@ -97,6 +97,34 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub auth_token: Option<String>,
+
+    /// Take OAuth access tokens (JWTs) issued by this authorization server, and serve the
+    /// metadata that leads clients to it (MCP authorization, RFC 9728). Its RFC 8414 or OpenID
+    /// metadata names the keys. Instead of --auth-token.
+    #[arg(long, env = "MCP_AUTH_ISSUER", value_name = "URL")]
+    pub auth_issuer: Option<String>,
+
+    /// The identifier tokens must be issued for (`aud`): the URL clients reach this server at.
+    /// Default: http://<--listen>/mcp.
+    #[arg(
+        long,
+        env = "MCP_AUTH_AUDIENCE",
+        value_name = "URL",
+        requires = "auth_issuer"
+    )]
+    pub auth_audience: Option<String>,
+
+    /// A scope every request's token must carry (repeat for several).
+    #[arg(long = "auth-scope", value_name = "SCOPE", requires = "auth_issuer")]
+    pub auth_scopes: Vec<String>,
+
+    /// A scope calls of one tool need besides (`write_file=files:write`; repeat for several).
+    #[arg(
+        long = "auth-tool-scope",
+        value_name = "TOOL=SCOPE",
+        requires = "auth_issuer"
+    )]
+    pub auth_tool_scopes: Vec<String>,
 
     /// Largest accepted request body; bigger ones get 413.
     #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
@@ -127,6 +155,10 @@ impl Default for ServeArgs {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             auth_token: None,
+            auth_issuer: None,
+            auth_audience: None,
+            auth_scopes: Vec::new(),
+            auth_tool_scopes: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: 30,
             max_sessions: DEFAULT_MAX_SESSIONS,

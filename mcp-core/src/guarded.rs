@@ -139,7 +139,12 @@ fn binding(
     name: &str,
     arguments: Option<&JsonObject>,
 ) -> Option<Binding> {
-    input::stateless(context).then(|| Binding::new(method, name, arguments))
+    let principal = context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<crate::auth::Principal>())
+        .map(|principal| principal.subject.as_str());
+    input::stateless(context).then(|| Binding::new(principal, method, name, arguments))
 }
 
 /// Replaces the client's sealed `requestState` with the handler's own, or refuses the request

@@ -364,6 +364,16 @@ pub(crate) async fn read_json_body(
     {
         return removed;
     }
+    let mut parts = parts;
+    if let Some(Inbound::Message(message)) = &inbound
+        && let rmcp::model::JsonRpcMessage::Request(request) = message.as_ref()
+        && let rmcp::model::ClientRequest::CallToolRequest(call) = &request.request
+    {
+        // For checks that depend on the tool (its OAuth scopes).
+        parts
+            .extensions
+            .insert(crate::auth::CalledTool(call.params.name.to_string()));
+    }
     if let Some(Inbound::Reject(rejection)) = inbound {
         tracing::warn!(?rejection, "answered a malformed message");
         // A readable request with bad params is an ordinary JSON-RPC error response; input that

@@ -37,8 +37,8 @@
 //! **The state is the server's own, and cannot be forged.** [`Guarded`](crate::Guarded), which
 //! [`serve`](crate::serve()) wraps every handler in, seals each `requestState` a handler returns
 //! (HMAC-SHA256 with a key made when the process starts, through rmcp's `RequestStateCodec`)
-//! and binds it to the call: the method, the tool, prompt or resource, and a digest of the
-//! arguments. A state that was altered, belongs to another call, is more than [`STATE_TTL`] old,
+//! and binds it to the call: the method, the tool, prompt or resource, a digest of the
+//! arguments, and (when the server checks OAuth tokens) who the token was issued to. A state that was altered, belongs to another call, is more than [`STATE_TTL`] old,
 //! or was already used once is refused with `-32602` before the handler runs, so no answer is
 //! carried into a call it was not given for and nothing runs twice from one state. A handler
 //! sees the state it wrote, as it wrote it. The key lives in the process: a state outlives
@@ -307,8 +307,19 @@ pub(crate) fn stateless(context: &RequestContext<RoleServer>) -> bool {
 pub(crate) struct Binding(Vec<u8>);
 
 impl Binding {
-    pub(crate) fn new(method: &str, name: &str, arguments: Option<&JsonObject>) -> Self {
+    /// `principal`: who the request's access token was issued to, when the server checks
+    /// tokens (a state one user was given cannot be redeemed by another).
+    pub(crate) fn new(
+        principal: Option<&str>,
+        method: &str,
+        name: &str,
+        arguments: Option<&JsonObject>,
+    ) -> Self {
         let mut digest = Sha256::new();
+        match principal {
+            Some(principal) => digest_str(&mut digest, principal),
+            None => digest.update(b"-"),
+        }
         for part in [method, name] {
             digest_str(&mut digest, part);
         }
@@ -491,11 +502,13 @@ mod tests {
     #[test]
     fn the_binding_ignores_key_order_and_nothing_else() {
         let a = Binding::new(
+            None,
             "tools/call",
             "t",
             Some(&args(json!({"a": 1, "b": [1, "x"]}))),
         );
         let b = Binding::new(
+            None,
             "tools/call",
             "t",
             Some(&args(json!({"b": [1, "x"], "a": 1}))),
@@ -503,46 +516,67 @@ mod tests {
         assert_eq!(a.0, b.0);
         for other in [
             Binding::new(
+                None,
                 "tools/call",
                 "t",
                 Some(&args(json!({"a": 2, "b": [1, "x"]}))),
             ),
             Binding::new(
+                None,
                 "tools/call",
                 "t",
                 Some(&args(json!({"a": 1, "b": ["x", 1]}))),
             ),
             Binding::new(
+                None,
                 "tools/call",
                 "u",
                 Some(&args(json!({"a": 1, "b": [1, "x"]}))),
             ),
             Binding::new(
+                None,
                 "prompts/get",
                 "t",
                 Some(&args(json!({"a": 1, "b": [1, "x"]}))),
             ),
             Binding::new(
+                None,
                 "tools/call",
                 "t",
                 Some(&args(json!({"a": "1", "b": [1, "x"]}))),
             ),
-            Binding::new("tools/call", "t", None),
+            Binding::new(None, "tools/call", "t", None),
+            Binding::new(
+                Some("alice"),
+                "tools/call",
+                "t",
+                Some(&args(json!({"a": 1, "b": [1, "x"]}))),
+            ),
             // Length prefixes: "ab"+"c" differs from "a"+"bc".
-            Binding::new("tools/call", "t", Some(&args(json!({"ab": "c"})))),
+            Binding::new(None, "tools/call", "t", Some(&args(json!({"ab": "c"})))),
         ] {
             assert_ne!(a.0, other.0);
         }
         assert_ne!(
-            Binding::new("tools/call", "t", Some(&args(json!({"ab": "c"})))).0,
-            Binding::new("tools/call", "t", Some(&args(json!({"a": "bc"})))).0
+            Binding::new(None, "tools/call", "t", Some(&args(json!({"ab": "c"})))).0,
+            Binding::new(None, "tools/call", "t", Some(&args(json!({"a": "bc"})))).0
         );
     }
 
     #[test]
     fn a_state_opens_once_for_its_own_call_only() {
-        let call = Binding::new("tools/call", "delete", Some(&args(json!({"path": "a"}))));
-        let other = Binding::new("tools/call", "delete", Some(&args(json!({"path": "b"}))));
+        let call = Binding::new(
+            None,
+            "tools/call",
+            "delete",
+            Some(&args(json!({"path": "a"}))),
+        );
+        let other = Binding::new(
+            None,
+            "tools/call",
+            "delete",
+            Some(&args(json!({"path": "b"}))),
+        );
         let sealed = seal(&call, "{\"answers\":{}}".to_owned()).unwrap();
         assert!(open(&other, &sealed).is_err(), "another call's state");
         let mut tampered = sealed.clone();

@@ -59,6 +59,7 @@
 #![warn(missing_docs)]
 
 mod args;
+pub mod auth;
 pub mod blocking;
 pub mod changes;
 mod channel;

@@ -20,6 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::{
     Guarded, Sessions,
     args::{ServeArgs, Transport},
+    auth::{AuthConfigError, OAuthSettings, Verifier},
     http_policy::{
         BearerToken, HostPolicy, PolicyError, enforce_host_policy, read_json_body, require_bearer,
     },
@@ -44,7 +45,7 @@ pub enum ServeError {
     StdioCombined,
     /// `--listen` beyond loopback without `--allow-remote`.
     #[error(
-        "refusing to listen on {addr}, which is not a loopback address: anyone who can reach it could call the tools. Pass --allow-remote (and set --auth-token) if that is what you want"
+        "refusing to listen on {addr}, which is not a loopback address: anyone who can reach it could call the tools. Pass --allow-remote (and set --auth-issuer or --auth-token) if that is what you want"
     )]
     NotLoopback {
         /// The address asked for.
@@ -63,6 +64,9 @@ pub enum ServeError {
     /// An `--allowed-hosts` or `--allowed-origins` value that is not one.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// OAuth options that do not make sense (`--auth-issuer` and friends).
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
     /// The listener failed while serving.
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
@@ -193,8 +197,11 @@ impl HttpServer {
         if !args.listen.ip().is_loopback() && !args.allow_remote {
             return Err(ServeError::NotLoopback { addr: args.listen });
         }
-        if !args.listen.ip().is_loopback() && args.auth_token.is_none() {
-            tracing::warn!(addr = %args.listen, "listening beyond loopback without --auth-token: anyone who can reach this address can call the tools");
+        if !args.listen.ip().is_loopback()
+            && args.auth_token.is_none()
+            && args.auth_issuer.is_none()
+        {
+            tracing::warn!(addr = %args.listen, "listening beyond loopback without --auth-issuer or --auth-token: anyone who can reach this address can call the tools");
         }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -412,6 +419,24 @@ fn app<S: Sessions>(
     if transports.contains(&Transport::Sse) {
         mcp = mcp.merge(sse::router(sessions, shutdown, args.max_sessions));
     }
+    let verifier = match &args.auth_issuer {
+        Some(_) if args.auth_token.is_some() => return Err(AuthConfigError::Both.into()),
+        Some(issuer) => Some(Arc::new(Verifier::new(OAuthSettings::new(
+            issuer,
+            args.auth_audience.as_deref(),
+            bound,
+            &args.auth_scopes,
+            &args.auth_tool_scopes,
+        )?))),
+        None => None,
+    };
+    if let Some(verifier) = &verifier {
+        // Inside the body reader, which names the tool a call is for (its scopes).
+        mcp = mcp.layer(middleware::from_fn_with_state(
+            verifier.clone(),
+            crate::auth::require_oauth,
+        ));
+    }
     mcp = mcp.layer(middleware::from_fn_with_state(
         args.max_body_bytes,
         read_json_body,
@@ -421,6 +446,15 @@ fn app<S: Sessions>(
             BearerToken::new(token),
             require_bearer,
         ));
+    }
+    if let Some(verifier) = verifier {
+        let metadata = get(crate::auth::metadata).with_state(verifier);
+        mcp = mcp
+            .route("/.well-known/oauth-protected-resource", metadata.clone())
+            .route(
+                &format!("/.well-known/oauth-protected-resource{MCP_PATH}"),
+                metadata,
+            );
     }
     let app = mcp
         .route(HEALTH_PATH, get(health))
