@@ -768,7 +768,8 @@ impl Everything {
                     Err(ErrorData::internal_error(
                         "protocol_error_job: this job fails at the protocol level, on purpose",
                         None,
-                    ))
+                    )
+                    .into())
                 },
             )
             .await

@@ -32,7 +32,10 @@
 //! ```
 //!
 //! In a `#[tool]` method `Input` is an argument like `Parameters`; a prompt or a resource that
-//! asks makes one with [`Input::for_prompt`] or [`Input::for_resource`].
+//! asks makes one with [`Input::for_prompt`] or [`Input::for_resource`]. Put no
+//! `RequestMetaObject` argument before it: rmcp's extractor for that one takes the request's
+//! `_meta` out of the context, and with it the protocol version and the client's capabilities
+//! (read `context.meta` from a `RequestContext` argument instead).
 //!
 //! **The state is the server's own, and cannot be forged.** [`Guarded`](crate::Guarded), which
 //! [`serve`](crate::serve()) wraps every handler in, seals each `requestState` a handler returns

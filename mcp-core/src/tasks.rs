@@ -55,8 +55,9 @@
 //!
 //! **Cancelled means stopped.** `tasks/cancel` drops the work at its next `.await` and the task
 //! ends `cancelled`, unless the tool asked to stop itself ([`TaskOptions::cooperative`]): then
-//! [`Running::cancelled`] wakes and the body settles as it sees fit (a trainer at its next
-//! checkpoint).
+//! [`Running::cancelled`] wakes and the body settles as it sees fit (a trainer stops at its next
+//! checkpoint and the body returns [`Exit::Cancelled`]; or it finishes anyway, SEP-2663 allows
+//! that).
 //!
 //! **Bounded.** At most [`MAX_RUNNING`] tasks run at once and [`MAX_KEPT`] are kept; each is
 //! kept for its TTL ([`TaskOptions::ttl`]) from its creation, and one still running when that
@@ -94,8 +95,24 @@ pub const MAX_RUNNING: usize = 256;
 /// refused until some expire.
 pub const MAX_KEPT: usize = 10_000;
 
-/// The work of a task: the tool's result, or a protocol error (the task then ends `failed`).
-pub type TaskWork = Pin<Box<dyn Future<Output = Result<CallToolResult, ErrorData>> + Send>>;
+/// How a task's work ends without a result.
+#[derive(Debug)]
+pub enum Exit {
+    /// A protocol-level failure: the task ends `failed`, the error inlined. (A tool error the
+    /// model should read is a result with `isError`, and the task `completed`.)
+    Failed(ErrorData),
+    /// The work stopped because the task was cancelled: the task ends `cancelled`.
+    Cancelled,
+}
+
+impl From<ErrorData> for Exit {
+    fn from(error: ErrorData) -> Self {
+        Self::Failed(error)
+    }
+}
+
+/// The work of a task: the tool's result, or how it ended without one.
+pub type TaskWork = Pin<Box<dyn Future<Output = Result<CallToolResult, Exit>> + Send>>;
 
 /// Whether a tool can run without a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,7 +295,8 @@ const SCHEMA: &str = "
         input_requests TEXT,
         result TEXT,
         error TEXT,
-        link TEXT
+        link TEXT,
+        owner_pid INTEGER
     );
 ";
 
@@ -322,18 +340,27 @@ impl Tasks {
             let db = lock(&self.0.db);
             let found = db
                 .prepare(
-                    "SELECT id, tool, link FROM tasks WHERE status IN ('working', 'input_required')",
+                    "SELECT id, tool, link, owner_pid FROM tasks WHERE status IN ('working', 'input_required')",
                 )
                 .and_then(|mut query| {
                     query
                         .query_map([], |row| {
-                            Ok(Orphan {
+                            let orphan = Orphan {
                                 id: row.get(0)?,
                                 tool: row.get(1)?,
                                 link: row.get(2)?,
-                            })
+                            };
+                            Ok((orphan, row.get::<_, Option<i64>>(3)?))
                         })?
                         .collect::<Result<Vec<_>, _>>()
+                })
+                .map(|rows| {
+                    // Another server on the same store runs its own tasks: only those whose
+                    // process is gone are orphans.
+                    rows.into_iter()
+                        .filter(|(_, owner)| !owner.is_some_and(alive))
+                        .map(|(orphan, _)| orphan)
+                        .collect::<Vec<_>>()
                 });
             found.unwrap_or_else(|error| {
                 tracing::error!(%error, "could not read the unfinished tasks");
@@ -347,8 +374,8 @@ impl Tasks {
                     let options = TaskOptions::default().cooperative();
                     if let Err(error) = self.write(
                         &orphan.id,
-                        "UPDATE tasks SET status = 'working', input_requests = NULL, last_updated_at = ?2 WHERE id = ?1",
-                        &[&current_timestamp()],
+                        "UPDATE tasks SET status = 'working', input_requests = NULL, last_updated_at = ?2, owner_pid = ?3 WHERE id = ?1",
+                        &[&current_timestamp(), &i64::from(std::process::id())],
                     ) {
                         tracing::error!(?error, "could not resume a task");
                         continue;
@@ -378,7 +405,7 @@ impl Tasks {
     ) -> Result<CallToolResponse, ErrorData>
     where
         F: FnOnce(Running) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<CallToolResult, ErrorData>> + Send + 'static,
+        Fut: Future<Output = Result<CallToolResult, Exit>> + Send + 'static,
     {
         if require_extension(context, tool).is_err() {
             return match options.support {
@@ -388,7 +415,14 @@ impl Tasks {
                         tasks: self.clone(),
                         stop: Some(context.ct.clone()),
                     };
-                    work(running).await.map(CallToolResponse::from)
+                    match work(running).await {
+                        Ok(result) => Ok(result.into()),
+                        Err(Exit::Failed(error)) => Err(error),
+                        Err(Exit::Cancelled) => Err(ErrorData::internal_error(
+                            format!("{tool} was cancelled"),
+                            None,
+                        )),
+                    }
                 }
                 TaskSupport::Required => Err(missing_extension(tool)),
             };
@@ -427,9 +461,17 @@ impl Tasks {
                 return Ok(false);
             }
             db.execute(
-                "INSERT INTO tasks (id, tool, status, created_at, last_updated_at, created_ms, ttl_ms, poll_interval_ms)
-                 VALUES (?1, ?2, 'working', ?3, ?3, ?4, ?5, ?6)",
-                params![id, tool, now, now_ms(), ttl_ms.map(|ms| ms as i64), poll_ms as i64],
+                "INSERT INTO tasks (id, tool, status, created_at, last_updated_at, created_ms, ttl_ms, poll_interval_ms, owner_pid)
+                 VALUES (?1, ?2, 'working', ?3, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    id,
+                    tool,
+                    now,
+                    now_ms(),
+                    ttl_ms.map(|ms| ms as i64),
+                    poll_ms as i64,
+                    i64::from(std::process::id())
+                ],
             )?;
             Ok(true)
         })
@@ -483,7 +525,8 @@ impl Tasks {
                 .await
             {
                 Ok(Ok(result)) => End::Completed(result),
-                Ok(Err(error)) => End::Failed(error),
+                Ok(Err(Exit::Failed(error))) => End::Failed(error),
+                Ok(Err(Exit::Cancelled)) => End::Cancelled,
                 Err(panic) => {
                     let message = panic
                         .downcast_ref::<String>()
@@ -743,6 +786,25 @@ impl Tasks {
     }
 }
 
+/// Whether process `pid` (another server on the same store) still runs; this process's own id
+/// counts as gone (the store was just opened: nothing of it runs here yet).
+fn alive(pid: i64) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid == std::process::id() as i32 {
+        return false;
+    }
+    match rustix::process::Pid::from_raw(pid) {
+        // EPERM means it exists under another user.
+        Some(pid) => !matches!(
+            rustix::process::test_kill_process(pid),
+            Err(rustix::io::Errno::SRCH)
+        ),
+        None => false,
+    }
+}
+
 fn pending_json(
     pending: &HashMap<String, (InputRequest, oneshot::Sender<Value>)>,
 ) -> Option<String> {
@@ -836,6 +898,19 @@ impl Running {
         {
             tracing::warn!(?error, "could not record a task's link");
         }
+    }
+
+    /// Whether the task was cancelled (or, in the call itself, the request was): for work on a
+    /// blocking thread, which checks between steps.
+    pub fn is_cancelled(&self) -> bool {
+        if let Some(stop) = &self.stop {
+            return stop.is_cancelled();
+        }
+        self.id.as_ref().is_some_and(|id| {
+            lock(&self.tasks.0.live)
+                .get(id)
+                .is_some_and(|live| *live.cancel.borrow())
+        })
     }
 
     /// Resolves once the task is cancelled (or, in the call itself, the request is).

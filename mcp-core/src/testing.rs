@@ -184,9 +184,18 @@ pub async fn connect_client<H: ServerHandler, C: ClientHandler>(
 #[derive(Clone, Default)]
 pub struct ProgressRecorder {
     received: std::sync::Arc<std::sync::Mutex<Vec<ProgressNotificationParam>>>,
+    tasks: bool,
 }
 
 impl ProgressRecorder {
+    /// A recorder whose client declares the Tasks extension (long tools answer with a task).
+    pub fn with_tasks() -> Self {
+        Self {
+            tasks: true,
+            ..Self::default()
+        }
+    }
+
     /// The notifications received so far, in order.
     pub fn received(&self) -> Vec<ProgressNotificationParam> {
         self.received
@@ -198,7 +207,13 @@ impl ProgressRecorder {
 
 impl ClientHandler for ProgressRecorder {
     fn get_info(&self) -> ClientConfig {
-        ClientConfig::default()
+        let mut config = ClientConfig::default();
+        if self.tasks {
+            config.capabilities = rmcp::model::ClientCapabilities::builder()
+                .enable_tasks()
+                .build();
+        }
+        config
     }
 
     async fn on_progress(

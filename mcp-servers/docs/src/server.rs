@@ -8,6 +8,7 @@ use mcp_core::{
     blocking::on_pool,
     resource::{Read, ResourceError, ResourceRouter},
     structured,
+    tasks::{Exit, Resumed, Running, TaskOptions, Tasks, TasksError},
     tool::truncation_notice,
 };
 use rmcp::{
@@ -49,15 +50,85 @@ pub struct Shared {
 #[derive(Clone)]
 pub struct DocsServer {
     shared: Arc<Shared>,
+    tasks: Tasks,
     tool_router: ToolRouter<Self>,
     resources: ResourceRouter<Arc<Shared>>,
 }
 
+/// The task store in `data_dir` (`tasks.sqlite`, beside the index). A reindex the last run left
+/// unfinished runs again: updates are idempotent, and the batches it wrote are found unchanged.
+pub fn open_tasks(shared: &Arc<Shared>, data_dir: &std::path::Path) -> Result<Tasks, TasksError> {
+    let shared = shared.clone();
+    Tasks::open(&data_dir.join("tasks.sqlite"), move |orphan| {
+        let scope = orphan.link.clone().filter(|scope| !scope.is_empty());
+        let shared = shared.clone();
+        let resumed: Resumed = Box::new(move |task| Box::pin(reindex_task(shared, scope, task)));
+        Some(resumed)
+    })
+}
+
+/// A reindex as a task: its stage and count as the status message; cancelled, it stops
+/// between files (what it wrote stays).
+async fn reindex_task(
+    shared: Arc<Shared>,
+    scope: Option<String>,
+    task: Running,
+) -> Result<CallToolResult, Exit> {
+    task.link(scope.clone().unwrap_or_default());
+    let progress = TaskProgress {
+        task: task.clone(),
+        stage: String::new(),
+        total: 0,
+        told: None,
+    };
+    match update(shared, scope, Box::new(progress)).await {
+        Ok(report) => Ok(structured(report_text(&report), &report)),
+        Err(_) if task.is_cancelled() => Err(Exit::Cancelled),
+        Err(error) => Ok(CallToolResult::error(vec![ContentBlock::text(
+            error.to_string(),
+        )])),
+    }
+}
+
+/// An update's progress as a task's status message, at most four times a second.
+struct TaskProgress {
+    task: Running,
+    stage: String,
+    total: usize,
+    told: Option<std::time::Instant>,
+}
+
+impl Progress for TaskProgress {
+    fn stage(&mut self, name: &str, total: usize) {
+        self.stage = name.to_owned();
+        self.total = total;
+        self.told = None;
+        self.advance(0);
+    }
+
+    fn advance(&mut self, done: usize) {
+        let due = self
+            .told
+            .is_none_or(|at| at.elapsed() >= std::time::Duration::from_millis(250));
+        if due || done == self.total {
+            self.told = Some(std::time::Instant::now());
+            self.task
+                .status(format!("{} {done}/{}", self.stage, self.total));
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.task.is_cancelled()
+    }
+}
+
 impl DocsServer {
-    /// The server over `shared` (clone it per session: the state is shared).
-    pub fn new(shared: Arc<Shared>) -> Self {
+    /// The server over `shared` and the reindex tasks in `tasks` ([`open_tasks`]); clone it
+    /// per session: the state is shared.
+    pub fn new(shared: Arc<Shared>, tasks: Tasks) -> Self {
         Self {
             shared,
+            tasks,
             tool_router: Self::tool_router(),
             resources: ResourceRouter::new().route(
                 ResourceTemplate::new(format!("{URI_PREFIX}{{path}}"), "document")
@@ -406,12 +477,26 @@ impl DocsServer {
             open_world_hint = false
         )
     )]
+    // The whole context, not rmcp's `RequestMetaObject` extractor: that one takes the `_meta`
+    // out of the context, and the client's capabilities (does it follow tasks?) with it.
     async fn reindex(
         &self,
         Parameters(args): Parameters<ReindexArgs>,
-        meta: RequestMetaObject,
-        peer: Peer<RoleServer>,
-    ) -> Result<CallToolResult, ToolError> {
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let meta = context.meta.clone();
+        // A client that follows tasks gets one: its status message says how far it is.
+        if mcp_core::tasks::require_extension(&context, "reindex").is_ok() {
+            let shared = self.shared.clone();
+            let options = TaskOptions::default().cooperative();
+            return self
+                .tasks
+                .run(&context, "reindex", options, move |task| {
+                    reindex_task(shared, args.path, task)
+                })
+                .await;
+        }
+        let peer = context.peer.clone();
         let (progress, sending): (Box<dyn Progress + Send>, _) = match meta.get_progress_token() {
             Some(token) => {
                 let (notifier, task) = Notifier::start(peer, token);
@@ -423,8 +508,10 @@ impl DocsServer {
         if let Some(sending) = sending {
             let _ = sending.await;
         }
-        let report = report?;
-        Ok(structured(report_text(&report), &report))
+        Ok(match report {
+            Ok(report) => structured(report_text(&report), &report).into(),
+            Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]).into(),
+        })
     }
 }
 
@@ -455,6 +542,7 @@ impl ServerHandler for DocsServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new("mcp-docs", env!("CARGO_PKG_VERSION")))
@@ -464,6 +552,30 @@ impl ServerHandler for DocsServer {
              the path and lines.",
             self.shared.library.root().display()
         ))
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.tasks.get(&request.task_id)
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks.update(&request.task_id, request.input_responses)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks.cancel(&request.task_id)
     }
 
     async fn list_resources(

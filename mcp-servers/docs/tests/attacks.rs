@@ -33,7 +33,8 @@ async fn served(root: &Path, data: &Path) -> TestClient {
         selection: Selection::default(),
         model_note: None,
     });
-    connect(DocsServer::new(shared)).await.unwrap()
+    let tasks = mcp_core::tasks::Tasks::in_memory().unwrap();
+    connect(DocsServer::new(shared, tasks)).await.unwrap()
 }
 
 async fn read_resource(client: &TestClient, uri: &str) -> Result<String, String> {
@@ -256,4 +257,97 @@ fn an_update_writes_in_batches_and_one_stopped_part_way_keeps_them() {
         assert_eq!(hits.len(), 3, "file {i}: {hits:#?}");
         assert!(hits.iter().all(|hit| hit.path == format!("f{i:02}.md")));
     }
+}
+
+/// `reindex` as a task (SEP-2663) for a client that declared the extension: the task ends with
+/// the update's report, its status message said the stage; and an update asked to stop stops
+/// between files, keeping what it wrote, and the next one takes up the rest.
+#[tokio::test]
+async fn reindex_runs_as_a_task_and_a_stopped_update_loses_nothing() {
+    use mcp_core::testing::{Era, connect_client, tool_call};
+    use rmcp::model::{
+        CallToolResponse, ClientCapabilities, ClientConfig, GetTaskParams, TaskPayload,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let (root, data) = (dir.path().join("root"), dir.path().join("data"));
+    std::fs::create_dir(&root).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            root.join(format!("n{i}.md")),
+            format!("# Note {i}\n\nword{i} text\n"),
+        )
+        .unwrap();
+    }
+    let (library, writer) = Library::open(&data, &root, None, true, true).unwrap();
+    let mut writer = writer.unwrap();
+
+    /// Asks to stop when asked the `n`th time (before the `n`th file).
+    struct StopAfter(usize, std::cell::Cell<usize>);
+    impl Progress for StopAfter {
+        fn stage(&mut self, _: &str, _: usize) {}
+        fn advance(&mut self, _: usize) {}
+        fn stopped(&self) -> bool {
+            self.1.set(self.1.get() + 1);
+            self.1.get() >= self.0
+        }
+    }
+    let mut stop = StopAfter(6, std::cell::Cell::new(0));
+    let stopped = library.update(&mut writer, &Selection::default(), None, &mut stop);
+    assert!(stopped.is_err(), "{stopped:?}");
+    let rest = library
+        .update(&mut writer, &Selection::default(), None, &mut ())
+        .unwrap();
+    assert_eq!(
+        (rest.added, rest.unchanged),
+        (15, 5),
+        "the five files read before the stop were kept: {rest:#?}"
+    );
+
+    std::fs::write(root.join("late.md"), "# Late\n\nlate words\n").unwrap();
+    let shared = Arc::new(Shared {
+        library,
+        writer: Mutex::new(Some(writer)),
+        embedder: None,
+        selection: Selection::default(),
+        model_note: None,
+    });
+    let tasks = mcp_core::tasks::Tasks::in_memory().unwrap();
+    let mut config = ClientConfig::default();
+    config.capabilities = ClientCapabilities::builder().enable_tasks().build();
+    let client = connect_client(DocsServer::new(shared, tasks), config, Era::Stateless)
+        .await
+        .unwrap();
+    let CallToolResponse::Task(created) = client
+        .call_tool_once(tool_call("reindex", json!({})))
+        .await
+        .unwrap()
+    else {
+        panic!("a task");
+    };
+    let id = created.task.task_id;
+    let ended = loop {
+        let task = client
+            .get_task(GetTaskParams::new(id.clone()))
+            .await
+            .unwrap();
+        if task.task.status().is_terminal() {
+            break task;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let TaskPayload::Completed { result } = &ended.task.payload else {
+        panic!("{ended:?}");
+    };
+    assert_eq!(result["structuredContent"]["added"], 1, "{result:?}");
+    assert!(
+        ended
+            .task
+            .task
+            .status_message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("writing"),
+        "{ended:?}"
+    );
 }

@@ -1,12 +1,17 @@
 //! The MCP face of the job queue: validate a dataset, create, watch, cancel and resume jobs, and
 //! read their logs and metrics as resources.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use mcp_core::{
     ToolError,
     resource::{Read, ResourceError, ResourceRouter},
     structured,
+    tasks::{Exit, Resumed, Running, TaskOptions, Tasks, TasksError},
 };
 use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler,
@@ -30,23 +35,84 @@ const URI_PREFIX: &str = "finetune://jobs/";
 /// Longest a call waits for a job (`wait_seconds`).
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 
+/// How long a job's task is kept: jobs run for hours or days.
+const TASK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The MCP server: the fine-tuning tools and the jobs' log and metrics resources.
 #[derive(Clone)]
 pub struct FinetuneServer {
     manager: Arc<Manager>,
+    tasks: Tasks,
     tool_router: ToolRouter<Self>,
     resources: ResourceRouter<Arc<Manager>>,
 }
 
 impl FinetuneServer {
-    /// The server over `manager` (clone it per session: the jobs are shared).
-    pub fn new(manager: Arc<Manager>) -> Self {
+    /// The server over `manager` and the job tasks in `tasks` ([`open_tasks`]); clone it per
+    /// session: the jobs and tasks are shared.
+    pub fn new(manager: Arc<Manager>, tasks: Tasks) -> Self {
         Self {
             manager,
+            tasks,
             tool_router: Self::tool_router(),
             resources: resources(),
         }
     }
+}
+
+/// The task store in `data_dir` (`tasks.sqlite`, beside the job store). A task the last run left
+/// following a job follows it again: the job outlives the server, and so does its task.
+pub fn open_tasks(manager: &Arc<Manager>, data_dir: &Path) -> Result<Tasks, TasksError> {
+    let manager = manager.clone();
+    Tasks::open(&data_dir.join("tasks.sqlite"), move |orphan| {
+        let job = orphan.link.clone()?;
+        let manager = manager.clone();
+        let resumed: Resumed = Box::new(move |task| Box::pin(follow(manager, job, task)));
+        Some(resumed)
+    })
+}
+
+/// A job's task: its status message follows the job's step and loss, and it ends with the job
+/// (`succeeded`: the job as the result; `failed`: the same, as a tool error; `cancelled`:
+/// cancelled). Cancelling the task cancels the job, which stops at a checkpoint.
+async fn follow(manager: Arc<Manager>, job: String, task: Running) -> Result<CallToolResult, Exit> {
+    task.link(&job);
+    let mut cancelling = false;
+    let mut last = String::new();
+    loop {
+        let view = manager
+            .get(&job)
+            .map_err(|error| ErrorData::internal_error(error.to_string(), None))?;
+        let line = job_line(&view.job);
+        if line != last {
+            task.status(&line);
+            last = line;
+        }
+        match view.job.status {
+            Status::Succeeded => return Ok(structured(view_text(&view), &view)),
+            Status::Failed => {
+                let mut result = structured(view_text(&view), &view);
+                result.is_error = Some(true);
+                return Ok(result);
+            }
+            Status::Cancelled => return Err(Exit::Cancelled),
+            _ => {}
+        }
+        tokio::select! {
+            () = task.cancelled(), if !cancelling => {
+                cancelling = true;
+                if let Err(error) = manager.cancel(&job).await {
+                    tracing::warn!(%job, %error, "could not cancel a job whose task was cancelled");
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// A tool error as the answer of a tool that may also answer with a task.
+fn tool_error(error: impl Into<ToolError>) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(error.into().to_string())]).into()
 }
 
 /// A job's log and metrics, each by its own template.
@@ -286,12 +352,14 @@ impl FinetuneServer {
             open_world_hint = false
         )
     )]
+    // The whole context, not rmcp's `RequestMetaObject` extractor: that one takes the `_meta`
+    // out of the context, and the client's capabilities (does it follow tasks?) with it.
     async fn create_job(
         &self,
         Parameters(args): Parameters<CreateArgs>,
-        meta: RequestMetaObject,
-        peer: Peer<RoleServer>,
-    ) -> Result<CallToolResult, ToolError> {
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let (meta, peer) = (context.meta.clone(), context.peer.clone());
         let spec = JobSpec {
             method: args.method,
             model: args.model,
@@ -304,15 +372,38 @@ impl FinetuneServer {
             teacher: args.teacher,
             suffix: args.suffix,
         };
-        let mut created = self.manager.create(spec, args.dry_run).await?;
+        let mut created = match self.manager.create(spec, args.dry_run).await {
+            Ok(created) => created,
+            Err(error) => return Ok(tool_error(error)),
+        };
+        // A client that follows tasks gets one that follows the job (SEP-2663).
+        if let Some(job) = &created.job
+            && mcp_core::tasks::require_extension(&context, "create_job").is_ok()
+        {
+            let (manager, job) = (self.manager.clone(), job.id.clone());
+            let options = TaskOptions::default()
+                .cooperative()
+                .ttl(Some(TASK_TTL))
+                .poll_interval(Duration::from_secs(2));
+            return self
+                .tasks
+                .run(&context, "create_job", options, move |task| {
+                    follow(manager, job, task)
+                })
+                .await;
+        }
         let mut text = match &created.job {
             Some(job) => format!("created {}", job_line(job)),
             None => "dry run: nothing launched".to_owned(),
         };
         if let (Some(job), Some(wait)) = (&created.job, args.wait_seconds) {
-            let view = self
+            let view = match self
                 .wait(&job.id, wait, &meta, &peer, |s| s.is_terminal())
-                .await?;
+                .await
+            {
+                Ok(view) => view,
+                Err(error) => return Ok(tool_error(error)),
+            };
             text = view_text(&view);
             created.job = Some(view.job);
         }
@@ -325,7 +416,7 @@ impl FinetuneServer {
                 text.push_str(&format!("\n--- {name}\n{content}"));
             }
         }
-        Ok(structured(text, &created))
+        Ok(structured(text, &created).into())
     }
 
     #[tool(
@@ -580,6 +671,7 @@ impl ServerHandler for FinetuneServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -589,9 +681,35 @@ impl ServerHandler for FinetuneServer {
         .with_instructions(
             "Fine-tuning jobs. validate_dataset first; create_job (dry_run shows the config and \
              command); follow with get_job (wait_seconds to wait with progress) and list_events; \
-             cancel_job stops at a checkpoint and resume_job continues. Logs and metrics are \
-             resources: finetune://jobs/{id}/log, /metrics.csv, /metrics.json.",
+             cancel_job stops at a checkpoint and resume_job continues. A client that declares \
+             the Tasks extension gets create_job as a task that follows the job (tasks/cancel \
+             cancels it). Logs and metrics are resources: finetune://jobs/{id}/log, \
+             /metrics.csv, /metrics.json.",
         )
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.tasks.get(&request.task_id)
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks.update(&request.task_id, request.input_responses)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks.cancel(&request.task_id)
     }
 
     async fn list_resources(

@@ -3,8 +3,9 @@
 //! and a server killed with SIGKILL mid-job that finds the job again on restart.
 
 use rmcp::model::{
-    CallToolRequestParams, NumberOrString, ProgressToken, ReadResourceRequestParams,
-    RequestParamsMeta as _,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult,
+    NumberOrString, ProgressToken, ReadResourceRequestParams, RequestParamsMeta as _, TaskPayload,
+    TaskStatus,
 };
 use std::time::Duration;
 
@@ -589,4 +590,135 @@ async fn absurd_hyperparameters_are_refused_naming_the_field() {
         .await,
     );
     assert_eq!(dry["dry_run"], true);
+}
+
+/// A task id from `create_job` for a client that declared the Tasks extension.
+async fn create_task(client: &Client, arguments: serde_json::Value) -> String {
+    let mut request = CallToolRequestParams::new("create_job");
+    if let serde_json::Value::Object(map) = arguments {
+        request = request.with_arguments(map);
+    }
+    match client.call_tool_once(request).await.unwrap() {
+        CallToolResponse::Task(created) => created.task.task_id,
+        other => panic!("expected a task: {other:?}"),
+    }
+}
+
+/// Polls `tasks/get` until the task ends (a training run takes seconds; 600 s at most).
+async fn task_end(client: &Client, id: &str) -> GetTaskResult {
+    for _ in 0..3000 {
+        let task = client.get_task(GetTaskParams::new(id)).await.unwrap();
+        if task.task.status().is_terminal() {
+            return task;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("task {id} did not end");
+}
+
+/// Jobs as Tasks (SEP-2663): a client that declared the extension gets a task from
+/// `create_job` whose status message follows the job and whose result is the finished job with
+/// its artifacts; `tasks/cancel` stops the trainer at a checkpoint (the job `cancelled`, the task
+/// too); a server killed with SIGKILL mid-task, restarted, still answers `tasks/get` for the task,
+/// which follows the job to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_as_a_task_follows_the_job_through_cancel_and_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, train) = fixtures(dir.path());
+    let data_dir = dir.path().join("data");
+    let server = start_following_tasks(&data_dir).await;
+    let client = &server.client;
+    let short = json!({"n_epochs": 2, "batch_size": 4, "learning_rate": 0.01});
+    let long =
+        json!({"n_epochs": 150, "batch_size": 4, "learning_rate": 0.01, "checkpoint_every": 25});
+    let job = |hyperparameters: &serde_json::Value| json!({"method": "sft", "model": model, "training_file": train, "hyperparameters": hyperparameters});
+
+    let id = create_task(client, job(&short)).await;
+    let done = task_end(client, &id).await;
+    let TaskPayload::Completed { result } = &done.task.payload else {
+        panic!("{done:?}");
+    };
+    assert_ne!(result.get("isError"), Some(&json!(true)), "{result:?}");
+    assert_eq!(
+        result["structuredContent"]["status"], "succeeded",
+        "{result:?}"
+    );
+    assert!(
+        result["structuredContent"]["artifacts"]
+            .as_array()
+            .is_some_and(|artifacts| !artifacts.is_empty()),
+        "{result:?}"
+    );
+    assert!(
+        done.task
+            .task
+            .status_message
+            .as_deref()
+            .unwrap()
+            .contains("succeeded"),
+        "{done:?}"
+    );
+
+    // Cancelled: the trainer stops at a checkpoint, the job and the task end cancelled.
+    let id = create_task(client, job(&long)).await;
+    let running = client
+        .get_task(GetTaskParams::new(id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(running.task.status(), TaskStatus::Working);
+    let job_id = loop {
+        let jobs = data(&call(client, "list_jobs", json!({"limit": 1})).await);
+        let newest = &jobs["jobs"][0];
+        if newest["step"].as_u64().unwrap_or(0) >= 3 {
+            break newest["id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    client
+        .cancel_task(CancelTaskParams::new(id.clone()))
+        .await
+        .unwrap();
+    let cancelled = task_end(client, &id).await;
+    assert_eq!(
+        cancelled.task.status(),
+        TaskStatus::Cancelled,
+        "{cancelled:?}"
+    );
+    let stopped = data(&call(client, "get_job", json!({"job": job_id})).await);
+    assert_eq!(stopped["status"], "cancelled", "{stopped}");
+    let checkpoints = data(&call(client, "list_checkpoints", json!({"job": job_id})).await);
+    assert!(
+        checkpoints["checkpoints"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "the trainer left a checkpoint to resume from: {checkpoints}"
+    );
+
+    // SIGKILL mid-task: the restarted server answers for the task, which follows the job (its
+    // trainer lived on) to its end.
+    let id = create_task(client, job(&long)).await;
+    let job_id = loop {
+        let jobs = data(&call(client, "list_jobs", json!({"limit": 1})).await);
+        let newest = &jobs["jobs"][0];
+        if newest["step"].as_u64().unwrap_or(0) >= 3 && newest["id"] != job_id.as_str() {
+            break newest["id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    kill9(server.pid);
+    drop(server);
+    let server = start_following_tasks(&data_dir).await;
+    let client = &server.client;
+    let after = client
+        .get_task(GetTaskParams::new(id.clone()))
+        .await
+        .unwrap();
+    assert!(!after.task.status().is_terminal(), "{after:?}");
+    let done = task_end(client, &id).await;
+    let TaskPayload::Completed { result } = &done.task.payload else {
+        panic!("{done:?}");
+    };
+    assert_eq!(result["structuredContent"]["id"], job_id.as_str());
+    assert_eq!(result["structuredContent"]["status"], "succeeded");
+    server.client.cancel().await.unwrap();
 }

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mcp_server_docs::{
     embed::{Embedder, ModelOptions, docs_home},
     index::{DocsError, Filter, Library, Mode, Progress, Selection},
-    server::{DocsServer, Shared, report_text},
+    server::{DocsServer, Shared, open_tasks, report_text},
     setup,
 };
 use sha2::{Digest as _, Sha256};
@@ -421,7 +421,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     None
                 };
-                mcp_core::serve(DocsServer::new(shared), serve).await?;
+                let tasks = open_tasks(&shared, &setup.data_dir)?;
+                mcp_core::serve(DocsServer::new(shared, tasks), serve).await?;
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)

@@ -42,6 +42,11 @@ pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
 /// Why the index could not be opened, updated or searched; each says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DocsError {
+    /// The update was stopped before it was done (what it wrote stays).
+    #[error(
+        "the update was stopped before it was done; what it wrote stays, and the next update takes up the rest"
+    )]
+    Stopped,
     /// Another process holds the index.
     #[error(
         "the index in {0} is in use by another mcp-docs process (indexing or serving); stop it, or \
@@ -222,6 +227,11 @@ pub trait Progress {
     fn stage(&mut self, name: &str, total: usize);
     /// `done` steps of the stage are done.
     fn advance(&mut self, done: usize);
+    /// Whether whoever asked for the update wants it stopped (checked between files: what was
+    /// written stays, and the next update takes up the rest).
+    fn stopped(&self) -> bool {
+        false
+    }
 }
 
 impl Progress for () {

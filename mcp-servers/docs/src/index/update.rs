@@ -156,6 +156,11 @@ impl Library {
         let mut batch = Batch::default();
         let mut failed: Vec<(String, String)> = Vec::new();
         for (at, (relative, path, kind)) in files.iter().enumerate() {
+            if progress.stopped() {
+                // What was read is written (as at the end), so the next update finds it done.
+                self.write_batch(writer, &batch, embedder, &mut next_id, &mut |_| {})?;
+                return Err(DocsError::Stopped);
+            }
             let previous = known.get(relative);
             match self.read_changed(relative, path, *kind, previous) {
                 Ok(None) => report.unchanged += 1,

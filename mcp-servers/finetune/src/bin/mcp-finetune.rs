@@ -12,7 +12,7 @@ use mcp_server_finetune::{
     },
     job::Method,
     manager::{Manager, Options},
-    server::FinetuneServer,
+    server::{FinetuneServer, open_tasks},
     train::{self, StopFlag, TrainConfig},
 };
 
@@ -162,8 +162,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     allowed,
                 })?;
                 tracing::info!(data_dir = %data_dir.display(), "job store opened");
+                let tasks = open_tasks(&manager, &data_dir)?;
                 tokio::spawn(manager.clone().run());
-                mcp_core::serve(FinetuneServer::new(manager), serve).await?;
+                mcp_core::serve(FinetuneServer::new(manager, tasks), serve).await?;
                 anyhow::Ok(())
             })?;
             // A check still reading on the blocking pool stops at its next line once its

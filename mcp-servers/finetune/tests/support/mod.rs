@@ -31,8 +31,17 @@ pub async fn start(data: &Path) -> Server {
     start_with(data, &[]).await
 }
 
+/// The server, its client declaring the Tasks extension (create_job answers with a task).
+pub async fn start_following_tasks(data: &Path) -> Server {
+    start_as(data, &[], ProgressRecorder::with_tasks()).await
+}
+
 /// The server with extra environment (SLURM_CONF).
 pub async fn start_with(data: &Path, env: &[(&str, &Path)]) -> Server {
+    start_as(data, env, ProgressRecorder::default()).await
+}
+
+async fn start_as(data: &Path, env: &[(&str, &Path)], recorder: ProgressRecorder) -> Server {
     let mut command = tokio::process::Command::new(MCP_FINETUNE);
     command
         .args(["serve", "--threads", "1", "--data-dir"])
@@ -46,7 +55,6 @@ pub async fn start_with(data: &Path, env: &[(&str, &Path)]) -> Server {
         .spawn()
         .unwrap();
     let pid = transport.id().unwrap();
-    let recorder = ProgressRecorder::default();
     let client = recorder.clone().serve(transport).await.unwrap();
     Server {
         client,
