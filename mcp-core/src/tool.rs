@@ -336,10 +336,16 @@ fn drop_rust_formats(schema: &mut serde_json::Map<String, serde_json::Value>) {
         schema.remove("format");
     }
     for (key, value) in schema.iter_mut() {
-        if matches!(key.as_str(), "default" | "examples" | "const" | "enum") {
-            continue;
+        match key.as_str() {
+            "default" | "examples" | "const" | "enum" => {}
+            // Maps of names to subschemas: a property may be called `default` or `examples`.
+            "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas" => {
+                if let serde_json::Value::Object(named) = value {
+                    named.values_mut().for_each(drop_rust_formats_below);
+                }
+            }
+            _ => drop_rust_formats_below(value),
         }
-        drop_rust_formats_below(value);
     }
 }
 
@@ -541,7 +547,9 @@ mod tests {
                 "format": { "type": "string", "default": "uint8" },
                 "items": { "type": "array", "items": { "type": "integer", "format": "int32" } },
                 "either": { "anyOf": [{ "type": "integer", "format": "uint" }, { "type": "null" }] },
-                "settings": { "type": "object", "default": { "format": "uint64" } }
+                "settings": { "type": "object", "default": { "format": "uint64" } },
+                "examples": { "type": "integer", "format": "uint", "examples": [{ "format": "uint" }] },
+                "default": { "type": "number", "format": "double" }
             },
             "$defs": { "Entry": { "properties": { "n": { "format": "uint16", "maximum": 65535 } } } }
         });
@@ -560,7 +568,9 @@ mod tests {
                     "format": { "type": "string", "default": "uint8" },
                     "items": { "type": "array", "items": { "type": "integer" } },
                     "either": { "anyOf": [{ "type": "integer" }, { "type": "null" }] },
-                    "settings": { "type": "object", "default": { "format": "uint64" } }
+                    "settings": { "type": "object", "default": { "format": "uint64" } },
+                    "examples": { "type": "integer", "examples": [{ "format": "uint" }] },
+                    "default": { "type": "number" }
                 },
                 "$defs": { "Entry": { "properties": { "n": { "maximum": 65535 } } } }
             })

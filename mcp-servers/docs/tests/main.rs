@@ -5,10 +5,12 @@
 //! - `attacks`: attacks on the server, through the protocol, as a hostile client or a hostile
 //!   file would try them.
 //! - `index`: the index with the real model.
+//! - `protocol`: `mcp-docs` under the peer clients and the official suite (its RESULTS.md row).
 //! - `server`: the `mcp-docs` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attacks;
 mod index;
+mod protocol;
 mod server;
 mod support;

