@@ -332,3 +332,66 @@ async fn tasks_outlive_a_sigkill() {
         other => panic!("the cut-off task ends failed: {other:?}"),
     }
 }
+
+/// Hears `notifications/tasks`.
+#[derive(Clone, Default)]
+struct Statuses(std::sync::Arc<std::sync::Mutex<Vec<(String, TaskStatus)>>>);
+
+impl rmcp::ClientHandler for Statuses {
+    fn get_info(&self) -> ClientConfig {
+        with_tasks()
+    }
+
+    async fn on_task_status(
+        &self,
+        params: rmcp::model::TaskStatusNotificationParams,
+        _: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        let task = &params.task.task;
+        self.0
+            .lock()
+            .unwrap()
+            .push((task.task_id.clone(), task.status));
+    }
+}
+
+/// A handshake-era session that made a task hears its changes (`notifications/tasks`): asking,
+/// and how it ended.
+#[tokio::test]
+async fn the_session_that_made_a_task_hears_its_status() {
+    let heard = Statuses::default();
+    let client = connect_client(Everything::default(), heard.clone(), Era::Handshake)
+        .await
+        .unwrap();
+    let CallToolResponse::Task(created) = client
+        .call_tool_once(tool_call("confirm_delete", json!({})))
+        .await
+        .unwrap()
+    else {
+        panic!("a task");
+    };
+    let id = created.task.task_id;
+    let wait_for = |status: TaskStatus| {
+        let heard = heard.clone();
+        let id = id.clone();
+        async move {
+            for _ in 0..200 {
+                if heard.0.lock().unwrap().contains(&(id.clone(), status)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("never heard {status:?}: {:?}", heard.0.lock().unwrap());
+        }
+    };
+    wait_for(TaskStatus::InputRequired).await;
+    let answer = serde_json::from_value(
+        json!({ "confirm": { "action": "accept", "content": { "confirm": true } } }),
+    )
+    .unwrap();
+    client
+        .update_task(UpdateTaskParams::new(id.clone(), answer))
+        .await
+        .unwrap();
+    wait_for(TaskStatus::Completed).await;
+}
