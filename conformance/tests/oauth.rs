@@ -13,7 +13,7 @@ const EVERYTHING: &str = env!("CARGO_BIN_EXE_mcp-everything");
 
 /// The provider, running; killed when dropped.
 struct Issuer {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     url: String,
 }
 
@@ -45,7 +45,7 @@ impl Issuer {
         })
         .await
         .expect("oidc.mjs listens within 30 s");
-        Self { _child: child, url }
+        Self { child, url }
     }
 
     /// A real access token for `resource`, by client_credentials.
@@ -127,6 +127,41 @@ async fn call(url: &str, token: Option<&str>, tool: &str) -> (u16, String, Value
         challenge,
         serde_json::from_str(&json).unwrap_or(Value::Null),
     )
+}
+
+/// A stateless request from a client that declared the Tasks extension; the JSON-RPC body.
+async fn rpc(url: &str, token: &str, method: &str, name: Option<&str>, mut params: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": { "name": "t", "version": "1" },
+        "io.modelcontextprotocol/clientCapabilities": {
+            "extensions": { "io.modelcontextprotocol/tasks": {} }
+        }
+    });
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("Accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", "2026-07-28")
+        .header("Mcp-Method", method);
+    if let Some(name) = name {
+        request = request.header("Mcp-Name", name);
+    }
+    let text = request
+        .json(&json!({ "jsonrpc": "2.0", "id": 7, "method": method, "params": params }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let json = text
+        .lines()
+        .find_map(|line| line.strip_prefix("data:"))
+        .unwrap_or(&text)
+        .trim()
+        .to_owned();
+    serde_json::from_str(&json).unwrap()
 }
 
 fn everything() -> PathBuf {
@@ -286,9 +321,49 @@ async fn tokens_from_a_real_issuer_are_taken_and_every_bad_one_refused() {
     let (status, _, body) = call(&mcp, Some(&token), "test_simple_text").await;
     assert_eq!(status, 200, "{body}");
 
+    // A task belongs to the subject whose token made it: to another, its id is unknown.
+    let created = rpc(
+        &mcp,
+        &read,
+        "tools/call",
+        Some("slow_compute"),
+        json!({ "name": "slow_compute", "arguments": { "seconds": 30 } }),
+    )
+    .await;
+    let task = created["result"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
+    let someone_else = issuer.crafted(&[("aud", &mcp)]).await;
+    for (method, params) in [
+        ("tasks/get", json!({ "taskId": task })),
+        ("tasks/cancel", json!({ "taskId": task })),
+        (
+            "tasks/update",
+            json!({ "taskId": task, "inputResponses": {} }),
+        ),
+    ] {
+        let refused = rpc(&mcp, &someone_else, method, Some(task), params.clone()).await;
+        assert_eq!(refused["error"]["code"], -32602, "{method}: {refused}");
+        let mine = rpc(&mcp, &read, method, Some(task), params).await;
+        assert!(mine["result"].is_object(), "{method}: {mine}");
+    }
+
     // After all of it the server still serves.
     let (status, _, _) = call(&mcp, Some(&read), "test_simple_text").await;
     assert_eq!(status, 200);
+
+    // The issuer goes away: tokens under keys already fetched are still checked and taken,
+    // while a token naming a key the server never saw is refused (it cannot be fetched).
+    let unknown = issuer
+        .crafted(&[("aud", &mcp), ("kid", "key-9"), ("signer", "stranger")])
+        .await;
+    let mut issuer = issuer;
+    issuer.child.kill().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _, body) = call(&mcp, Some(&unknown), "test_simple_text").await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) = call(&mcp, Some(&read), "test_simple_text").await;
+    assert_eq!(status, 200, "{body}");
     assert!(server.terminate().await.unwrap().success());
 }
 

@@ -197,7 +197,7 @@ pub struct Principal {
 #[derive(Default)]
 struct Keys {
     jwks_uri: Option<String>,
-    set: Option<JwkSet>,
+    set: Option<Arc<JwkSet>>,
     fetched: Option<Instant>,
 }
 
@@ -205,7 +205,10 @@ struct Keys {
 pub(crate) struct Verifier {
     settings: OAuthSettings,
     client: reqwest::Client,
-    keys: tokio::sync::Mutex<Keys>,
+    /// Read by every request; written only after a fetch.
+    keys: std::sync::RwLock<Keys>,
+    /// One fetch at a time: requests whose key is known never wait for it.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 /// Why a request was refused.
@@ -228,7 +231,8 @@ impl Verifier {
         Self {
             settings,
             client,
-            keys: tokio::sync::Mutex::new(Keys::default()),
+            keys: std::sync::RwLock::new(Keys::default()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -304,42 +308,79 @@ impl Verifier {
     /// The key `kid` names (or the only key, for a token without a key id); the keys are
     /// fetched when there are none yet, when they are old, or when `kid` is not among them.
     async fn key(&self, kid: Option<&str>) -> Result<Jwk, String> {
-        let mut keys = self.keys.lock().await;
-        let fresh = keys.fetched.is_some_and(|at| at.elapsed() < KEYS_MAX_AGE);
-        if fresh && let Some(key) = keys.set.as_ref().and_then(|set| pick(set, kid)) {
+        let read = |keys: &Self| {
+            let keys = keys
+                .keys
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let fresh = keys.fetched.is_some_and(|at| at.elapsed() < KEYS_MAX_AGE);
+            let cooling = keys
+                .fetched
+                .is_some_and(|at| at.elapsed() < REFETCH_COOLDOWN);
+            let key = keys.set.as_ref().and_then(|set| pick(set, kid));
+            (key, fresh, cooling, keys.jwks_uri.clone())
+        };
+        if let (Some(key), true, _, _) = read(self) {
             return Ok(key);
         }
-        if keys
-            .fetched
-            .is_some_and(|at| at.elapsed() < REFETCH_COOLDOWN)
-        {
-            return Err(format!(
+        let _fetching = self.fetching.lock().await;
+        // Another request may have fetched while this one waited.
+        let (known, fresh, cooling, jwks_uri) = read(self);
+        let missing = || {
+            format!(
                 "the issuer's keys have no key {}",
                 kid.unwrap_or("(none named)")
-            ));
+            )
+        };
+        match (known, fresh, cooling) {
+            (Some(key), true, _) => Ok(key),
+            // Old keys stay good while they cannot be fetched again.
+            (Some(key), false, true) => Ok(key),
+            (None, _, true) => Err(missing()),
+            (stale, _, false) => {
+                self.keys
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .fetched = Some(Instant::now());
+                match self.fetch_keys(jwks_uri).await {
+                    Ok(set) => {
+                        let key = pick(&set, kid);
+                        self.keys
+                            .write()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .set = Some(Arc::new(set));
+                        key.ok_or_else(missing)
+                    }
+                    Err(error) => match stale {
+                        Some(key) => {
+                            tracing::warn!(%error, "could not fetch the issuer's keys again; the ones fetched before stay in use");
+                            Ok(key)
+                        }
+                        None => Err(error),
+                    },
+                }
+            }
         }
-        keys.fetched = Some(Instant::now());
-        let uri = match &keys.jwks_uri {
-            Some(uri) => uri.clone(),
+    }
+
+    /// The issuer's JWK set, its `jwks_uri` found first if not yet known.
+    async fn fetch_keys(&self, known_uri: Option<String>) -> Result<JwkSet, String> {
+        let uri = match known_uri {
+            Some(uri) => uri,
             None => {
                 let uri = self
                     .jwks_uri()
                     .await
                     .map_err(|error| format!("the issuer's metadata could not be read: {error}"))?;
-                keys.jwks_uri = Some(uri.clone());
+                self.keys
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .jwks_uri = Some(uri.clone());
                 uri
             }
         };
-        let set: JwkSet = serde_json::from_value(self.document(&uri).await?)
-            .map_err(|error| format!("{uri} is not a JWK set: {error}"))?;
-        let key = pick(&set, kid);
-        keys.set = Some(set);
-        key.ok_or_else(|| {
-            format!(
-                "the issuer's keys have no key {}",
-                kid.unwrap_or("(none named)")
-            )
-        })
+        serde_json::from_value(self.document(&uri).await?)
+            .map_err(|error| format!("{uri} is not a JWK set: {error}"))
     }
 
     /// The principal of a valid token.
@@ -480,6 +521,16 @@ fn quoted(text: &str) -> String {
     text.chars()
         .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\')
         .collect()
+}
+
+/// Who the access token of the request behind `context` was issued to, when the server checks
+/// OAuth tokens.
+pub fn subject(context: &rmcp::service::RequestContext<rmcp::RoleServer>) -> Option<&str> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Principal>())
+        .map(|principal| principal.subject.as_str())
 }
 
 /// The name of the tool a `tools/call` request calls, put in the request's extensions by the

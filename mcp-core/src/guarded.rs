@@ -139,11 +139,7 @@ fn binding(
     name: &str,
     arguments: Option<&JsonObject>,
 ) -> Option<Binding> {
-    let principal = context
-        .extensions
-        .get::<http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<crate::auth::Principal>())
-        .map(|principal| principal.subject.as_str());
+    let principal = crate::auth::subject(context);
     input::stateless(context).then(|| Binding::new(principal, method, name, arguments))
 }
 

@@ -33,14 +33,14 @@
 //!     fn get_info(&self) -> ServerConfig {
 //!         ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tasks().build())
 //!     }
-//!     async fn get_task(&self, request: GetTaskParams, _: RequestContext<RoleServer>) -> Result<GetTaskResult, ErrorData> {
-//!         self.tasks.get(&request.task_id)
+//!     async fn get_task(&self, request: GetTaskParams, context: RequestContext<RoleServer>) -> Result<GetTaskResult, ErrorData> {
+//!         self.tasks.get(&context, &request.task_id)
 //!     }
-//!     async fn update_task(&self, request: UpdateTaskParams, _: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-//!         self.tasks.update(&request.task_id, request.input_responses)
+//!     async fn update_task(&self, request: UpdateTaskParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+//!         self.tasks.update(&context, &request.task_id, request.input_responses)
 //!     }
-//!     async fn cancel_task(&self, request: CancelTaskParams, _: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-//!         self.tasks.cancel(&request.task_id)
+//!     async fn cancel_task(&self, request: CancelTaskParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+//!         self.tasks.cancel(&context, &request.task_id)
 //!     }
 //! }
 //! ```
@@ -61,8 +61,11 @@
 //!
 //! **Bounded.** At most [`MAX_RUNNING`] tasks run at once and [`MAX_KEPT`] are kept; each is
 //! kept for its TTL ([`TaskOptions::ttl`]) from its creation, and one still running when that
-//! runs out is stopped and ends `failed`. Task ids are random UUIDs: whoever holds one can follow
-//! and cancel the task.
+//! runs out is stopped and ends `failed`.
+//!
+//! **Whose.** Task ids are random UUIDs. When the server checks OAuth tokens, a task belongs to
+//! the subject whose token made it: to anyone else its id is unknown (-32602). Without OAuth,
+//! whoever holds an id can follow and cancel the task.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -296,7 +299,8 @@ const SCHEMA: &str = "
         result TEXT,
         error TEXT,
         link TEXT,
-        owner_pid INTEGER
+        owner_pid INTEGER,
+        owner TEXT
     );
 ";
 
@@ -427,7 +431,7 @@ impl Tasks {
                 TaskSupport::Required => Err(missing_extension(tool)),
             };
         }
-        let task = self.create(tool, &options)?;
+        let task = self.create(tool, &options, crate::auth::subject(context))?;
         let peer = (!crate::input::stateless(context)).then(|| context.peer.clone());
         let id = task.task_id.clone();
         self.start(
@@ -440,7 +444,12 @@ impl Tasks {
     }
 
     /// Writes a new task (status `working`) and returns it.
-    fn create(&self, tool: &str, options: &TaskOptions) -> Result<Task, ErrorData> {
+    fn create(
+        &self,
+        tool: &str,
+        options: &TaskOptions,
+        owner: Option<&str>,
+    ) -> Result<Task, ErrorData> {
         self.sweep();
         if lock(&self.0.live).len() >= MAX_RUNNING {
             return Err(ErrorData::invalid_request(
@@ -461,8 +470,8 @@ impl Tasks {
                 return Ok(false);
             }
             db.execute(
-                "INSERT INTO tasks (id, tool, status, created_at, last_updated_at, created_ms, ttl_ms, poll_interval_ms, owner_pid)
-                 VALUES (?1, ?2, 'working', ?3, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO tasks (id, tool, status, created_at, last_updated_at, created_ms, ttl_ms, poll_interval_ms, owner_pid, owner)
+                 VALUES (?1, ?2, 'working', ?3, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     id,
                     tool,
@@ -470,7 +479,8 @@ impl Tasks {
                     now_ms(),
                     ttl_ms.map(|ms| ms as i64),
                     poll_ms as i64,
-                    i64::from(std::process::id())
+                    i64::from(std::process::id()),
+                    owner
                 ],
             )?;
             Ok(true)
@@ -701,18 +711,54 @@ impl Tasks {
         Ok(DetailedTask::new(task, payload))
     }
 
-    /// `tasks/get`: the task's status, with what it waits for or how it ended. -32602 for an id
-    /// this server does not have.
-    pub fn get(&self, id: &str) -> Result<GetTaskResult, ErrorData> {
+    /// Task `id` as the request behind `context` may see it: a task made under an OAuth token
+    /// is another subject's business, and answers as unknown (-32602) to anyone else.
+    fn visible(
+        &self,
+        context: &RequestContext<RoleServer>,
+        id: &str,
+    ) -> Result<DetailedTask, ErrorData> {
         self.sweep();
-        self.detailed(id).map(GetTaskResult::new)
+        let owner: Option<Option<String>> = crate::blocking::in_place(|| {
+            lock(&self.0.db)
+                .query_row("SELECT owner FROM tasks WHERE id = ?1", [id], |row| {
+                    row.get(0)
+                })
+                .optional()
+        })
+        .map_err(storage)?;
+        match owner {
+            None => Err(unknown(id)),
+            Some(Some(owner)) if crate::auth::subject(context) != Some(owner.as_str()) => {
+                tracing::info!(
+                    task = id,
+                    "refused a task to a subject that did not make it"
+                );
+                Err(unknown(id))
+            }
+            Some(_) => self.detailed(id),
+        }
+    }
+
+    /// `tasks/get`: the task's status, with what it waits for or how it ended. -32602 for an id
+    /// this server does not have (or that another OAuth subject made).
+    pub fn get(
+        &self,
+        context: &RequestContext<RoleServer>,
+        id: &str,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.visible(context, id).map(GetTaskResult::new)
     }
 
     /// `tasks/update`: answers to questions the task asked. Answers to questions it is not
     /// waiting for are ignored (SEP-2663); some answers may come now and the rest later.
-    pub fn update(&self, id: &str, responses: InputResponses) -> Result<(), ErrorData> {
-        self.sweep();
-        self.detailed(id)?;
+    pub fn update(
+        &self,
+        context: &RequestContext<RoleServer>,
+        id: &str,
+        responses: InputResponses,
+    ) -> Result<(), ErrorData> {
+        self.visible(context, id)?;
         let mut live = lock(&self.0.live);
         let Some(task) = live.get_mut(id) else {
             return Ok(());
@@ -734,9 +780,8 @@ impl Tasks {
     /// `tasks/cancel`: the work is dropped and the task ends `cancelled` (or, for cooperative
     /// work, asked to stop). A finished task is left as it is; either way the answer is an
     /// empty acknowledgement.
-    pub fn cancel(&self, id: &str) -> Result<(), ErrorData> {
-        self.sweep();
-        let task = self.detailed(id)?;
+    pub fn cancel(&self, context: &RequestContext<RoleServer>, id: &str) -> Result<(), ErrorData> {
+        let task = self.visible(context, id)?;
         if task.status().is_terminal() {
             return Ok(());
         }
@@ -995,9 +1040,15 @@ mod tests {
         })
     }
 
+    /// `tasks/get` without a request (the owner check is the only thing skipped).
+    fn peek(tasks: &Tasks, id: &str) -> Result<GetTaskResult, ErrorData> {
+        tasks.sweep();
+        tasks.detailed(id).map(GetTaskResult::new)
+    }
+
     async fn until_not_working(tasks: &Tasks, id: &str) -> DetailedTask {
         for _ in 0..200 {
-            let task = tasks.get(id).unwrap().task;
+            let task = peek(tasks, id).unwrap().task;
             if task.status() != TaskStatus::Working {
                 return task;
             }
@@ -1010,11 +1061,14 @@ mod tests {
     async fn a_task_past_its_ttl_is_stopped_then_forgotten() {
         let tasks = Tasks::in_memory().unwrap();
         let options = TaskOptions::default().ttl(Some(Duration::from_millis(100)));
-        let id = tasks.create("t", &options).unwrap().task_id;
+        let id = tasks.create("t", &options, None).unwrap().task_id;
         tasks.start(id.clone(), &options, None, sleeper(60));
-        assert_eq!(tasks.get(&id).unwrap().task.status(), TaskStatus::Working);
+        assert_eq!(
+            peek(&tasks, &id).unwrap().task.status(),
+            TaskStatus::Working
+        );
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let expired = tasks.get(&id).unwrap().task;
+        let expired = peek(&tasks, &id).unwrap().task;
         let TaskPayload::Failed { error } = &expired.payload else {
             panic!("{expired:?}");
         };
@@ -1023,7 +1077,11 @@ mod tests {
             "{error:?}"
         );
         assert!(lock(&tasks.0.live).is_empty(), "the work was dropped");
-        assert_eq!(tasks.get(&id).unwrap_err().code.0, -32602, "then forgotten");
+        assert_eq!(
+            peek(&tasks, &id).unwrap_err().code.0,
+            -32602,
+            "then forgotten"
+        );
     }
 
     #[tokio::test]
@@ -1033,10 +1091,10 @@ mod tests {
         let (done, linked, lost) = {
             let tasks = Tasks::open(&path, |_| None).unwrap();
             let options = TaskOptions::default();
-            let done = tasks.create("quick", &options).unwrap().task_id;
+            let done = tasks.create("quick", &options, None).unwrap().task_id;
             tasks.start(done.clone(), &options, None, sleeper(0));
             until_not_working(&tasks, &done).await;
-            let linked = tasks.create("train", &options).unwrap().task_id;
+            let linked = tasks.create("train", &options, None).unwrap().task_id;
             tasks.start(
                 linked.clone(),
                 &options,
@@ -1049,7 +1107,7 @@ mod tests {
                     })
                 }),
             );
-            let lost = tasks.create("other", &options).unwrap().task_id;
+            let lost = tasks.create("other", &options, None).unwrap().task_id;
             tasks.start(lost.clone(), &options, None, sleeper(60));
             tokio::time::sleep(Duration::from_millis(50)).await;
             // The process "dies": the store is opened again by a new one, the rows as they were.
@@ -1069,7 +1127,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            reopened.get(&done).unwrap().task.status(),
+            peek(&reopened, &done).unwrap().task.status(),
             TaskStatus::Completed
         );
         let resumed = until_not_working(&reopened, &linked).await;
@@ -1077,7 +1135,7 @@ mod tests {
             panic!("{resumed:?}");
         };
         assert_eq!(result["content"][0]["text"], "job-7 finished");
-        let failed = reopened.get(&lost).unwrap().task;
+        let failed = peek(&reopened, &lost).unwrap().task;
         assert_eq!(failed.status(), TaskStatus::Failed);
     }
 }
