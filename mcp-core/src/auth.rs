@@ -544,17 +544,7 @@ pub(crate) async fn require_oauth(
     mut request: Request<Body>,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            let (scheme, credentials) = value.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| credentials.trim().to_owned())
-        });
-    let Some(token) = presented else {
+    let Some(token) = crate::http_policy::bearer(request.headers()).map(str::to_owned) else {
         return verifier.refuse(Refusal::Missing);
     };
     let principal = match verifier.verify(&token).await {

@@ -258,22 +258,21 @@ impl std::fmt::Debug for BearerToken {
     }
 }
 
+/// The credentials of an `Authorization: Bearer …` header, if the request has one.
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
+}
+
 pub(crate) async fn require_bearer(
     State(token): State<BearerToken>,
     request: Request<Body>,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            let (scheme, credentials) = value.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| credentials.trim())
-        });
-    match presented {
+    match bearer(request.headers()) {
         Some(presented) if token.matches(presented) => next.run(request).await,
         Some(_) => rejection(StatusCode::UNAUTHORIZED, "Unauthorized: wrong bearer token"),
         None => rejection(

@@ -33,15 +33,8 @@
 //!     fn get_info(&self) -> ServerConfig {
 //!         ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tasks().build())
 //!     }
-//!     async fn get_task(&self, request: GetTaskParams, context: RequestContext<RoleServer>) -> Result<GetTaskResult, ErrorData> {
-//!         self.tasks.get(&context, &request.task_id)
-//!     }
-//!     async fn update_task(&self, request: UpdateTaskParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-//!         self.tasks.update(&context, &request.task_id, request.input_responses)
-//!     }
-//!     async fn cancel_task(&self, request: CancelTaskParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-//!         self.tasks.cancel(&context, &request.task_id)
-//!     }
+//!     // tasks/get, tasks/update and tasks/cancel, answered by `self.tasks`.
+//!     mcp_core::task_methods!(tasks);
 //! }
 //! ```
 //!
@@ -1024,6 +1017,39 @@ impl Running {
             )
         })
     }
+}
+
+/// The three `ServerHandler` methods of the Tasks extension (`get_task`, `update_task`,
+/// `cancel_task`), answered by the [`Tasks`] in the handler's field `$field`. Write it inside
+/// the `impl ServerHandler` block: `mcp_core::task_methods!(tasks);`.
+#[macro_export]
+macro_rules! task_methods {
+    ($field:ident) => {
+        async fn get_task(
+            &self,
+            request: $crate::rmcp::model::GetTaskParams,
+            context: $crate::rmcp::service::RequestContext<$crate::rmcp::RoleServer>,
+        ) -> Result<$crate::rmcp::model::GetTaskResult, $crate::rmcp::ErrorData> {
+            self.$field.get(&context, &request.task_id)
+        }
+
+        async fn update_task(
+            &self,
+            request: $crate::rmcp::model::UpdateTaskParams,
+            context: $crate::rmcp::service::RequestContext<$crate::rmcp::RoleServer>,
+        ) -> Result<(), $crate::rmcp::ErrorData> {
+            self.$field
+                .update(&context, &request.task_id, request.input_responses)
+        }
+
+        async fn cancel_task(
+            &self,
+            request: $crate::rmcp::model::CancelTaskParams,
+            context: $crate::rmcp::service::RequestContext<$crate::rmcp::RoleServer>,
+        ) -> Result<(), $crate::rmcp::ErrorData> {
+            self.$field.cancel(&context, &request.task_id)
+        }
+    };
 }
 
 #[cfg(test)]

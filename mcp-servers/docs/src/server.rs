@@ -554,30 +554,8 @@ impl ServerHandler for DocsServer {
         ))
     }
 
-    async fn get_task(
-        &self,
-        request: GetTaskParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<GetTaskResult, ErrorData> {
-        self.tasks.get(&context, &request.task_id)
-    }
-
-    async fn update_task(
-        &self,
-        request: UpdateTaskParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        self.tasks
-            .update(&context, &request.task_id, request.input_responses)
-    }
-
-    async fn cancel_task(
-        &self,
-        request: CancelTaskParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        self.tasks.cancel(&context, &request.task_id)
-    }
+    // tasks/get, tasks/update and tasks/cancel.
+    mcp_core::task_methods!(tasks);
 
     async fn list_resources(
         &self,

@@ -616,6 +616,25 @@ async fn task_end(client: &Client, id: &str) -> GetTaskResult {
     panic!("task {id} did not end");
 }
 
+/// The one running job, once it is past step 3 (jobs created in the same second tie in
+/// `list_jobs`' order, so the newest is not the way to find it).
+async fn running_job(client: &Client) -> String {
+    for _ in 0..1200 {
+        let jobs = data(&call(client, "list_jobs", json!({"limit": 10})).await);
+        let running: Vec<&serde_json::Value> = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|job| job["status"] == "running" && job["step"].as_u64().unwrap_or(0) >= 3)
+            .collect();
+        if let [job] = running.as_slice() {
+            return job["id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no job ran past step 3");
+}
+
 /// Jobs as Tasks (SEP-2663): a client that declared the extension gets a task from
 /// `create_job` whose status message follows the job and whose result is the finished job with
 /// its artifacts; `tasks/cancel` stops the trainer at a checkpoint (the job `cancelled`, the task
@@ -666,14 +685,7 @@ async fn a_job_as_a_task_follows_the_job_through_cancel_and_sigkill() {
         .await
         .unwrap();
     assert_eq!(running.task.status(), TaskStatus::Working);
-    let job_id = loop {
-        let jobs = data(&call(client, "list_jobs", json!({"limit": 1})).await);
-        let newest = &jobs["jobs"][0];
-        if newest["step"].as_u64().unwrap_or(0) >= 3 {
-            break newest["id"].as_str().unwrap().to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let job_id = running_job(client).await;
     client
         .cancel_task(CancelTaskParams::new(id.clone()))
         .await
@@ -697,14 +709,7 @@ async fn a_job_as_a_task_follows_the_job_through_cancel_and_sigkill() {
     // SIGKILL mid-task: the restarted server answers for the task, which follows the job (its
     // trainer lived on) to its end.
     let id = create_task(client, job(&long)).await;
-    let job_id = loop {
-        let jobs = data(&call(client, "list_jobs", json!({"limit": 1})).await);
-        let newest = &jobs["jobs"][0];
-        if newest["step"].as_u64().unwrap_or(0) >= 3 && newest["id"] != job_id.as_str() {
-            break newest["id"].as_str().unwrap().to_owned();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let job_id = running_job(client).await;
     kill9(server.pid);
     drop(server);
     let server = start_following_tasks(&data_dir).await;
