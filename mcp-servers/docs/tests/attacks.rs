@@ -326,16 +326,19 @@ async fn reindex_runs_as_a_task_and_a_stopped_update_loses_nothing() {
         panic!("a task");
     };
     let id = created.task.task_id;
-    let ended = loop {
+    let mut ended = None;
+    for _ in 0..1500 {
         let task = client
             .get_task(GetTaskParams::new(id.clone()))
             .await
             .unwrap();
         if task.task.status().is_terminal() {
-            break task;
+            ended = Some(task);
+            break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    }
+    let ended = ended.expect("the reindex task ends within 30 s");
     let TaskPayload::Completed { result } = &ended.task.payload else {
         panic!("{ended:?}");
     };
