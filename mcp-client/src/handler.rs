@@ -211,10 +211,22 @@ impl ClientHandler for Handler {
 /// [`ClientHandler::on_tool_list_changed`] after the answer has woken the agent, whose next model
 /// request would then lack the new tools. The service loop reads its transport in order; seen
 /// here, the change is recorded before the answer behind it is even read.
+///
+/// It also keeps the era probe of `--era auto` honest. rmcp's Auto lifecycle sends
+/// `server/discover` first and falls back to `initialize` on a JSON-RPC error; but an older
+/// server (or a lax one) may answer a method it does not know with an empty result, which rmcp
+/// takes as a failed start, and a probe that times out may be answered after the `initialize`
+/// that replaced it, which rmcp takes as the answer to `initialize`. Here an answer to the probe
+/// that is not a discover result reads as "method not found", and one that comes after the
+/// fallback began is dropped.
 pub struct Watched<T> {
     inner: T,
     server: String,
     hooks: Option<Arc<dyn Hooks>>,
+    /// The id of the `server/discover` probe in flight.
+    probe: Option<rmcp::model::RequestId>,
+    /// The id of a probe the fallback `initialize` replaced: its answer, if it comes, is late.
+    abandoned: Option<rmcp::model::RequestId>,
 }
 
 impl<T> Watched<T> {
@@ -224,7 +236,33 @@ impl<T> Watched<T> {
             inner,
             server: server.to_owned(),
             hooks,
+            probe: None,
+            abandoned: None,
         }
+    }
+}
+
+/// The probe's answer as rmcp's Auto lifecycle can use it: a discover result or an error pass;
+/// anything else is the server not knowing the method.
+fn probe_answer(
+    message: rmcp::service::RxJsonRpcMessage<RoleClient>,
+) -> rmcp::service::RxJsonRpcMessage<RoleClient> {
+    use rmcp::model::{ErrorCode, ErrorData, JsonRpcError, JsonRpcMessage, ServerResult};
+    match message {
+        JsonRpcMessage::Response(response)
+            if !matches!(response.result, ServerResult::DiscoverResult(_)) =>
+        {
+            JsonRpcMessage::Error(JsonRpcError {
+                jsonrpc: Default::default(),
+                id: Some(response.id),
+                error: ErrorData::new(
+                    ErrorCode::METHOD_NOT_FOUND,
+                    "server/discover answered with something that is not a discover result: an older server",
+                    None,
+                ),
+            })
+        }
+        other => other,
     }
 }
 
@@ -237,11 +275,36 @@ impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleC
         &mut self,
         item: rmcp::service::TxJsonRpcMessage<RoleClient>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        if let rmcp::model::JsonRpcMessage::Request(request) = &item {
+            match request.request.method() {
+                "server/discover" => self.probe = Some(request.id.clone()),
+                "initialize" => self.abandoned = self.probe.take(),
+                _ => {}
+            }
+        }
         self.inner.send(item)
     }
 
     async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
-        let message = self.inner.receive().await?;
+        let mut message = self.inner.receive().await?;
+        loop {
+            let id = match &message {
+                rmcp::model::JsonRpcMessage::Response(response) => Some(&response.id),
+                rmcp::model::JsonRpcMessage::Error(error) => error.id.as_ref(),
+                _ => None,
+            };
+            if id.is_some() && id == self.abandoned.as_ref() {
+                tracing::debug!(server = %self.server, "dropped the late answer to an abandoned server/discover probe");
+                self.abandoned = None;
+                message = self.inner.receive().await?;
+                continue;
+            }
+            if id.is_some() && id == self.probe.as_ref() {
+                self.probe = None;
+                message = probe_answer(message);
+            }
+            break;
+        }
         if let (Some(hooks), rmcp::model::JsonRpcMessage::Notification(notification)) =
             (&self.hooks, &message)
             && matches!(
@@ -262,6 +325,91 @@ impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleC
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transport that answers from a script.
+    struct Scripted(std::collections::VecDeque<serde_json::Value>);
+
+    impl rmcp::transport::Transport<RoleClient> for Scripted {
+        type Error = std::io::Error;
+
+        fn send(
+            &mut self,
+            _: rmcp::service::TxJsonRpcMessage<RoleClient>,
+        ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+            std::future::ready(Ok(()))
+        }
+
+        async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
+            serde_json::from_value(self.0.pop_front()?).ok()
+        }
+
+        async fn close(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    fn request(id: i64, method: &str) -> rmcp::service::TxJsonRpcMessage<RoleClient> {
+        serde_json::from_value(serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": method,
+            "params": if method == "initialize" {
+                serde_json::json!({
+                    "protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": { "name": "t", "version": "1" }
+                })
+            } else {
+                serde_json::json!({})
+            }
+        }))
+        .unwrap()
+    }
+
+    /// `--era auto` against a lax server: an empty result to `server/discover` reads as "not
+    /// found" (so rmcp falls back to `initialize`), and a probe answered after the fallback began
+    /// is dropped rather than taken for the answer to `initialize`.
+    #[tokio::test]
+    async fn the_era_probe_reads_lax_and_late_answers_right() {
+        use rmcp::transport::Transport;
+        let initialized = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "result": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "serverInfo": { "name": "s", "version": "1" }
+        }});
+        let mut lax = Watched::new(
+            Scripted([serde_json::json!({ "jsonrpc": "2.0", "id": 0, "result": {} })].into()),
+            "lax",
+            None,
+        );
+        let _ = lax.send(request(0, "server/discover")).await;
+        let answer = serde_json::to_value(lax.receive().await.unwrap()).unwrap();
+        assert_eq!(answer["error"]["code"], -32601, "{answer}");
+        assert_eq!(answer["id"], 0);
+
+        let mut late = Watched::new(
+            Scripted(
+                [
+                    serde_json::json!({ "jsonrpc": "2.0", "id": 0, "error": { "code": -32601, "message": "late" } }),
+                    initialized.clone(),
+                ]
+                .into(),
+            ),
+            "slow",
+            None,
+        );
+        let _ = late.send(request(0, "server/discover")).await;
+        // rmcp gave up on the probe and sent initialize instead.
+        let _ = late.send(request(1, "initialize")).await;
+        let answer = serde_json::to_value(late.receive().await.unwrap()).unwrap();
+        assert_eq!(answer, initialized, "the late probe answer was skipped");
+
+        // A server that knows discover is left alone.
+        let discovered = serde_json::json!({ "jsonrpc": "2.0", "id": 0, "result": {
+            "resultType": "complete", "supportedVersions": ["2026-07-28"], "capabilities": {},
+            "ttlMs": 0, "cacheScope": "public"
+        }});
+        let mut modern = Watched::new(Scripted([discovered].into()), "modern", None);
+        let _ = modern.send(request(0, "server/discover")).await;
+        let answer = serde_json::to_value(modern.receive().await.unwrap()).unwrap();
+        assert!(answer["result"]["supportedVersions"].is_array(), "{answer}");
+    }
 
     #[test]
     fn defaults_come_from_each_property() {

@@ -4,12 +4,12 @@
 //! input schema, accepting elicitations with their defaults. Exits non-zero on any failure.
 use std::process::ExitCode;
 
-use mcp_client::handler::{Elicitation, Handler};
-use rmcp::{
-    model::CallToolRequestParams,
-    service::{ClientLifecycleMode, serve_client_with_lifecycle},
-    transport::StreamableHttpClientTransport,
+use mcp_client::{
+    config::{Server, Transport, UrlKind},
+    connect::{ConnectOptions, Era, connect},
+    handler::{Elicitation, Handler},
 };
+use rmcp::model::CallToolRequestParams;
 use serde_json::{Map, Value};
 
 /// Arguments for a tool from its input schema: each required property (all, if none is
@@ -41,26 +41,72 @@ fn arguments(schema: &Value) -> Map<String, Value> {
         .collect()
 }
 
+/// What the suite's `MCP_CONFORMANCE_CONTEXT` asks to call, when it does.
+fn context_calls() -> Option<Vec<(String, Map<String, Value>)>> {
+    let context: Value =
+        serde_json::from_str(&std::env::var("MCP_CONFORMANCE_CONTEXT").ok()?).ok()?;
+    let calls = context.get("toolCalls")?.as_array()?;
+    Some(
+        calls
+            .iter()
+            .filter_map(|call| {
+                let name = call.get("name")?.as_str()?.to_owned();
+                let arguments = call.get("arguments")?.as_object()?.clone();
+                Some((name, arguments))
+            })
+            .collect(),
+    )
+}
+
 async fn run(url: &str) -> Result<(), String> {
-    let handler = Handler::plain(Elicitation::AcceptDefaults);
-    let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
-    let client = serve_client_with_lifecycle(handler, transport, ClientLifecycleMode::Initialize)
+    let server = Server {
+        name: "conformance".to_owned(),
+        transport: Transport::Url {
+            url: url.to_owned(),
+            headers: Default::default(),
+            kind: UrlKind::Http,
+        },
+        source: std::path::PathBuf::from("(the suite)"),
+    };
+    // The revision the suite runs (its context): the handshake for 2025-11-25 and older, the
+    // `mcp` default (probe 2026-07-28, fall back) otherwise.
+    let era = match std::env::var("MCP_CONFORMANCE_PROTOCOL_VERSION") {
+        Ok(version) if version.as_str() < "2026" => Era::Handshake,
+        _ => Era::Auto,
+    };
+    let options = ConnectOptions {
+        era,
+        handler: Handler::plain(Elicitation::AcceptDefaults),
+        ..ConnectOptions::default()
+    };
+    let client = connect(&server, &options)
         .await
-        .map_err(|e| format!("connecting to {url}: {e}"))?;
+        .map_err(|e| e.to_string())?
+        .client;
     let tools = client
         .list_all_tools()
         .await
         .map_err(|e| format!("tools/list: {e}"))?;
-    for tool in tools {
-        let schema = Value::Object((*tool.input_schema).clone());
-        let request =
-            CallToolRequestParams::new(tool.name.to_string()).with_arguments(arguments(&schema));
+    // The calls the suite's context names (`toolCalls`), else each tool with arguments from
+    // its schema.
+    let calls: Vec<(String, Map<String, Value>)> = match context_calls() {
+        Some(calls) => calls,
+        None => tools
+            .iter()
+            .map(|tool| {
+                let schema = Value::Object((*tool.input_schema).clone());
+                (tool.name.to_string(), arguments(&schema))
+            })
+            .collect(),
+    };
+    for (name, arguments) in calls {
+        let request = CallToolRequestParams::new(name.clone()).with_arguments(arguments);
         let result = client
             .call_tool(request)
             .await
-            .map_err(|e| format!("tools/call {}: {e}", tool.name))?;
+            .map_err(|e| format!("tools/call {name}: {e}"))?;
         if result.is_error == Some(true) {
-            return Err(format!("tools/call {} answered an error", tool.name));
+            return Err(format!("tools/call {name} answered an error"));
         }
     }
     let _ = client.cancel().await;
