@@ -362,7 +362,7 @@ impl Agent {
         for (server, (_, result)) in servers.iter().zip(results) {
             match result {
                 Ok(connected) => {
-                    let tools = list_tools(&connected.client).await;
+                    let tools = list_tools(server, &connected.client).await;
                     let tools = match tools {
                         Ok(tools) => tools,
                         Err(error) => {
@@ -492,7 +492,7 @@ impl Agent {
         }
         for live in self.servers.iter_mut() {
             if changed.contains(&live.server.name) {
-                match list_tools(&live.client).await {
+                match list_tools(&live.server, &live.client).await {
                     Ok(tools) => {
                         self.ui.notice(&format!(
                             "{}: tools changed ({} now)",
@@ -751,10 +751,19 @@ impl Agent {
     }
 }
 
-async fn list_tools(client: &Client) -> Result<Vec<rmcp::model::Tool>, ServiceError> {
+/// The server's tools the config lets `mcp` use (`tools.allow` / `tools.deny`): the others are
+/// neither offered to the model nor callable.
+async fn list_tools(
+    server: &Server,
+    client: &Client,
+) -> Result<Vec<rmcp::model::Tool>, ServiceError> {
     match client.list_all_tools().await {
         Err(ServiceError::McpError(error)) if error.code == ErrorCode::METHOD_NOT_FOUND => {
             Ok(Vec::new())
+        }
+        Ok(mut tools) => {
+            tools.retain(|tool| server.tools.permits(&tool.name));
+            Ok(tools)
         }
         other => other,
     }

@@ -58,6 +58,49 @@ pub struct Server {
     pub transport: Transport,
     /// The file it came from.
     pub source: PathBuf,
+    /// Which of its tools `mcp` lists, offers to the model and calls.
+    pub tools: ToolFilter,
+}
+
+/// Which of a server's tools `mcp` uses, from the entry's `"tools": {"allow": [...], "deny":
+/// [...]}` (globs over the server's own tool names: `*`, `?`, `[ab]`, `{a,b}`). A tool is used
+/// when the allow list is empty or names it, and the deny list does not. Hosts ignore the key.
+///
+/// ```
+/// # use mcp_client::config::ToolFilter;
+/// let filter = ToolFilter::new(vec!["read_*".into(), "list_*".into()], vec!["read_secret*".into()]).unwrap();
+/// assert!(filter.permits("read_text_file"));
+/// assert!(!filter.permits("write_file"));
+/// assert!(!filter.permits("read_secrets"));
+/// assert!(ToolFilter::default().permits("anything"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolFilter {
+    allow: Vec<String>,
+    deny: Vec<String>,
+}
+
+impl ToolFilter {
+    /// The filter of these globs; `Err` names one that is not a glob.
+    pub fn new(allow: Vec<String>, deny: Vec<String>) -> Result<Self, String> {
+        for pattern in allow.iter().chain(&deny) {
+            globset::Glob::new(pattern)
+                .map_err(|error| format!("tools: {pattern:?} is not a glob: {error}"))?;
+        }
+        Ok(Self { allow, deny })
+    }
+
+    /// Whether the tool `name` may be used.
+    pub fn permits(&self, name: &str) -> bool {
+        let matches = |patterns: &[String]| {
+            patterns.iter().any(|pattern| {
+                globset::Glob::new(pattern)
+                    .map(|glob| glob.compile_matcher().is_match(name))
+                    .unwrap_or(false)
+            })
+        };
+        (self.allow.is_empty() || matches(&self.allow)) && !matches(&self.deny)
+    }
 }
 
 /// Why a config file could not be used. Each names the file (and the server, and the variable).
@@ -166,6 +209,17 @@ struct RawServer {
     /// Claude Desktop and Cursor let a server be switched off.
     #[serde(default)]
     disabled: bool,
+    /// Ours: which tools to use.
+    #[serde(default)]
+    tools: RawTools,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct RawTools {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
 }
 
 /// Reads one config file, in any of the hosts' formats.
@@ -294,10 +348,12 @@ pub fn parse(
                 )));
             }
         };
+        let tools = ToolFilter::new(raw.tools.allow, raw.tools.deny).map_err(fail)?;
         out.push(Server {
             name: name.clone(),
             transport,
             source: path.to_owned(),
+            tools,
         });
     }
     Ok(out)
@@ -599,6 +655,24 @@ mod tests {
         );
         assert_eq!(expander.expand("${workspaceFolder}/x").unwrap(), "/w/x");
         assert!(expander.expand("${A-B}").is_err());
+    }
+
+    #[test]
+    fn tool_lists_are_read_and_a_bad_glob_is_named() {
+        let path = Path::new("/p/.mcp.json");
+        let text = r#"{"mcpServers": {"fs": {"command": "mcp-fs",
+            "tools": {"allow": ["read_*"], "deny": ["read_media_file"]}}}}"#;
+        let servers = parse(text, path, &vars()).unwrap();
+        assert!(servers[0].tools.permits("read_text_file"));
+        assert!(!servers[0].tools.permits("read_media_file"));
+        assert!(!servers[0].tools.permits("write_file"));
+        let bad =
+            r#"{"mcpServers": {"fs": {"command": "mcp-fs", "tools": {"deny": ["[unclosed"]}}}}"#;
+        let error = parse(bad, path, &vars()).unwrap_err().to_string();
+        assert!(
+            error.contains("fs") && error.contains("[unclosed"),
+            "{error}"
+        );
     }
 
     #[test]

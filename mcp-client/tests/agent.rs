@@ -805,3 +805,79 @@ async fn one_task_over_our_own_servers_the_example_mcp_fs_and_mcp_sql() {
     );
     assert!(!written.exists());
 }
+
+/// Per-server `tools.allow` / `tools.deny` (globs): a tool left out is neither listed by
+/// `mcp tools`, nor offered to the model by `mcp run`, nor callable, by the model or by
+/// `mcp call`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_left_out_by_allow_and_deny_are_neither_offered_nor_callable() {
+    let fx = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        json!({ "fx": {
+            "type": "http",
+            "url": fx.url("/mcp"),
+            "tools": { "allow": ["test_*", "greet"], "deny": ["test_error_*", "test_*_logging"] }
+        }}),
+    );
+    let listed = mcp(dir.path(), &["tools", "fx"], "").await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.contains("\ttest_simple_text\t"),
+        "{}",
+        listed.stdout
+    );
+    assert!(listed.stdout.contains("\tgreet\t"), "{}", listed.stdout);
+    for gone in [
+        "test_error_handling",
+        "test_tool_with_logging",
+        "json_schema_2020_12_tool",
+        "slow_compute",
+    ] {
+        assert!(
+            !listed.stdout.contains(&format!("\t{gone}\t")),
+            "{gone}: {}",
+            listed.stdout
+        );
+    }
+
+    let refused = mcp(dir.path(), &["call", "fx", "test_error_handling", "{}"], "").await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("tools.allow / tools.deny"),
+        "{}",
+        refused.stderr
+    );
+
+    let llm = FakeLlm::start(vec![
+        call("fx__test_error_handling", json!({})),
+        text("Could not use it."),
+    ])
+    .await;
+    let run = mcp(
+        dir.path(),
+        &run_args(&llm, &["--approve", "auto", "use the tools"]),
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let requests = llm.requests();
+    let first = offered(&requests[0]);
+    assert!(
+        first.contains(&"fx__test_simple_text".to_owned()),
+        "{first:?}"
+    );
+    assert!(
+        !first.iter().any(|name| name.contains("test_error")),
+        "{first:?}"
+    );
+    // The model named it anyway: it is told the tool does not exist, and nothing ran.
+    let second = said(&requests[1]);
+    assert!(second.contains("fx__test_error_handling"), "{second}");
+    assert!(
+        !second.contains("intentionally returns an error"),
+        "{second}"
+    );
+    fx.shutdown().await.unwrap();
+}

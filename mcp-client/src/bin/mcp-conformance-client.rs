@@ -67,6 +67,7 @@ async fn run(url: &str) -> Result<(), String> {
             kind: UrlKind::Http,
         },
         source: std::path::PathBuf::from("(the suite)"),
+        tools: Default::default(),
     };
     // The revision the suite runs (its context): the handshake for 2025-11-25 and older, the
     // `mcp` default (probe 2026-07-28, fall back) otherwise.

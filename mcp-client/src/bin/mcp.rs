@@ -351,7 +351,12 @@ fn list_servers(context: &Context) -> Result<u8, Failure> {
 
 /// `mcp tools [SERVER]`.
 async fn list_tools(context: &Context, only: Option<&str>) -> Result<u8, Failure> {
-    let list = async |c: &connect::Client| c.list_all_tools().await;
+    // Only the tools the config lets `mcp` use (`tools.allow` / `tools.deny`).
+    let list = async |server: &Server, c: &connect::Client| {
+        let mut tools = c.list_all_tools().await?;
+        tools.retain(|tool| server.tools.permits(&tool.name));
+        Ok(tools)
+    };
     print_listing(context, only, "tools", list, |server, tool| {
         let summary = first_line(tool.description.as_deref());
         format!("{server}\t{}\t{summary}", tool.name)
@@ -361,7 +366,7 @@ async fn list_tools(context: &Context, only: Option<&str>) -> Result<u8, Failure
 
 /// `mcp resources [SERVER]`.
 async fn list_resources(context: &Context, only: Option<&str>) -> Result<u8, Failure> {
-    let list = async |c: &connect::Client| c.list_all_resources().await;
+    let list = async |_: &Server, c: &connect::Client| c.list_all_resources().await;
     print_listing(context, only, "resources", list, |server, resource| {
         format!(
             "{server}\t{}\t{}\t{}",
@@ -440,7 +445,7 @@ fn print_contents(
 
 /// `mcp prompts [SERVER]`.
 async fn list_prompts(context: &Context, only: Option<&str>) -> Result<u8, Failure> {
-    let list = async |c: &connect::Client| c.list_all_prompts().await;
+    let list = async |_: &Server, c: &connect::Client| c.list_all_prompts().await;
     print_listing(context, only, "prompts", list, |server, prompt| {
         let arguments: Vec<String> = prompt
             .arguments
@@ -515,6 +520,13 @@ async fn call(
     arguments: &[String],
 ) -> Result<u8, Failure> {
     let server = context.pick(server)?;
+    if !server.tools.permits(tool) {
+        return Err(Failure::Usage(format!(
+            "{}: the tool {tool} is left out by the tools.allow / tools.deny of its entry in {}",
+            server.name,
+            server.source.display()
+        )));
+    }
     let arguments = parse_arguments(arguments)?;
     let client = context.connect(server).await?;
     let request =
@@ -781,13 +793,14 @@ async fn print_listing<T: serde::Serialize>(
     context: &Context,
     only: Option<&str>,
     what: &str,
-    list: impl AsyncFn(&connect::Client) -> Result<Vec<T>, rmcp::ServiceError>,
+    list: impl AsyncFn(&Server, &connect::Client) -> Result<Vec<T>, rmcp::ServiceError>,
     line: impl Fn(&str, &T) -> String,
 ) -> Result<u8, Failure> {
     let servers = context.chosen(only)?;
     let mut listed = Vec::new();
     let mut failed = false;
-    for (name, result) in connect::connect_all(&servers, &context.options).await {
+    let results = connect::connect_all(&servers, &context.options).await;
+    for (server, (name, result)) in servers.iter().zip(results) {
         let connected = match result {
             Ok(connected) => connected,
             Err(error) => {
@@ -796,7 +809,7 @@ async fn print_listing<T: serde::Serialize>(
                 continue;
             }
         };
-        match list(&connected.client).await {
+        match list(server, &connected.client).await {
             Ok(items) => listed.extend(items.into_iter().map(|item| (name.clone(), item))),
             // A server without the capability is not a failure: it has none.
             Err(rmcp::ServiceError::McpError(error))
