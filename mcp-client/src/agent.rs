@@ -355,6 +355,8 @@ impl Agent {
             server: String::new(),
             elicitation: Elicitation::Ask,
             hooks: Some(hooks.clone() as Arc<dyn Hooks>),
+            // The agent waits for each call's answer; a task would reach the model as an error.
+            tasks: false,
         };
         let mut live = Vec::new();
         let mut failed = Vec::new();

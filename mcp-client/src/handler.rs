@@ -66,6 +66,8 @@ pub struct Handler {
     /// Who hears of tool list changes, progress and logs, and answers elicitation, sampling and
     /// roots requests (the agent or the terminal); nobody when `None`.
     pub hooks: Option<Arc<dyn Hooks>>,
+    /// Whether to declare the Tasks extension (long tools then answer with a task to follow).
+    pub tasks: bool,
 }
 
 impl std::fmt::Debug for Handler {
@@ -85,6 +87,7 @@ impl Handler {
             server: String::new(),
             elicitation,
             hooks: None,
+            tasks: false,
         }
     }
 }
@@ -120,6 +123,16 @@ impl ClientHandler for Handler {
                 .enable_sampling()
                 .build(),
         };
+        let mut capabilities = capabilities;
+        if self.tasks {
+            capabilities
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(
+                    rmcp::model::TASKS_EXTENSION_ID.to_owned(),
+                    Default::default(),
+                );
+        }
         let mut config = ClientConfig::new(
             capabilities,
             Implementation::new("mcp", env!("CARGO_PKG_VERSION")),

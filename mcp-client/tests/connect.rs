@@ -285,3 +285,93 @@ async fn a_timed_out_or_interrupted_call_is_cancelled_on_the_server() {
     support::interrupt_and_check(child, &slow.started, &slow.dropped).await;
     server.shutdown().await.unwrap();
 }
+
+/// Tasks (SEP-2663) from the command line: `mcp call` follows a task to its result (status on
+/// stderr), `--detach` prints the task and `mcp tasks get --wait` follows it later, `mcp tasks
+/// cancel` stops one, and a task-only tool that ends with a tool error exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_become_tasks_are_followed_detached_and_cancelled() {
+    let fixture = HttpServer::start(
+        Everything::sessions(),
+        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join(".mcp.json");
+    std::fs::write(
+        &config,
+        json!({ "mcpServers": { "fx": { "type": "http", "url": fixture.url("/mcp") } } })
+            .to_string(),
+    )
+    .unwrap();
+
+    let followed = mcp(
+        &config,
+        &[
+            "call",
+            "fx",
+            "slow_compute",
+            r#"{"seconds": 0.3, "label": "a"}"#,
+        ],
+    )
+    .await;
+    assert_eq!(followed.code, 0, "{}", followed.stderr);
+    assert_eq!(followed.stdout.trim(), "slow_compute(a) done after 0.3s");
+    assert!(followed.stderr.contains("task "), "{}", followed.stderr);
+    assert!(
+        followed.stderr.contains("computing a"),
+        "{}",
+        followed.stderr
+    );
+
+    let detached = mcp(
+        &config,
+        &[
+            "--json",
+            "call",
+            "--detach",
+            "fx",
+            "slow_compute",
+            r#"{"seconds": 0.3}"#,
+        ],
+    )
+    .await;
+    assert_eq!(detached.code, 0, "{}", detached.stderr);
+    let created: Value = serde_json::from_str(&detached.stdout).unwrap();
+    let id = created["taskId"].as_str().unwrap().to_owned();
+    let later = mcp(&config, &["tasks", "get", "fx", &id, "--wait"]).await;
+    assert_eq!(later.code, 0, "{}", later.stderr);
+    assert_eq!(later.stdout.trim(), "slow_compute(compute) done after 0.3s");
+
+    let long = mcp(
+        &config,
+        &[
+            "--json",
+            "call",
+            "--detach",
+            "fx",
+            "slow_compute",
+            r#"{"seconds": 60}"#,
+        ],
+    )
+    .await;
+    let created: Value = serde_json::from_str(&long.stdout).unwrap();
+    let id = created["taskId"].as_str().unwrap().to_owned();
+    let cancelled = mcp(&config, &["tasks", "cancel", "fx", &id]).await;
+    assert_eq!(cancelled.code, 0, "{}", cancelled.stderr);
+    let status = mcp(&config, &["tasks", "get", "fx", &id]).await;
+    assert!(status.stdout.contains("\tcancelled"), "{}", status.stdout);
+
+    let failing = mcp(&config, &["call", "fx", "failing_job"]).await;
+    assert_eq!(failing.code, 1, "{}", failing.stderr);
+    assert!(
+        failing.stdout.contains("always fails"),
+        "{}",
+        failing.stdout
+    );
+
+    let unknown = mcp(&config, &["tasks", "get", "fx", "no-such-task"]).await;
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    fixture.shutdown().await.unwrap();
+}

@@ -78,10 +78,19 @@ enum Command {
     },
     /// Call a tool: `mcp call SERVER TOOL '{"path": "a.txt"}'` or `mcp call SERVER TOOL path=a.txt`.
     Call {
+        /// Print the task's id and return at once when the server runs the call as a task
+        /// (follow it with `mcp tasks get`).
+        #[arg(long)]
+        detach: bool,
         server: String,
         tool: String,
         /// One JSON object, or key=value pairs (a value that parses as JSON is taken as JSON).
         arguments: Vec<String>,
+    },
+    /// Follow or stop a task a server runs for a call (`mcp call` without --detach waits for it).
+    Tasks {
+        #[command(subcommand)]
+        action: TaskAction,
     },
     /// Chat with a model that can use every server's tools (/help inside for commands).
     Chat {
@@ -96,6 +105,21 @@ enum Command {
         #[command(flatten)]
         agent: AgentArgs,
     },
+}
+
+/// What to do with a task.
+#[derive(clap::Subcommand)]
+enum TaskAction {
+    /// A task's status, and its result once it has ended.
+    Get {
+        server: String,
+        id: String,
+        /// Wait until it ends (up to --timeout).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Ask the server to stop a task.
+    Cancel { server: String, id: String },
 }
 
 /// The model and the agent's bounds (`chat` and `run`).
@@ -259,6 +283,16 @@ impl Context {
             .map(|Connected { client, .. }| client)
             .map_err(|e| Failure::Connection(e.to_string()))
     }
+
+    /// [`Self::connect`], declaring the Tasks extension.
+    async fn connect_following_tasks(&self, server: &Server) -> Result<connect::Client, Failure> {
+        let mut options = self.options.clone();
+        options.handler.tasks = true;
+        connect::connect(server, &options)
+            .await
+            .map(|Connected { client, .. }| client)
+            .map_err(|e| Failure::Connection(e.to_string()))
+    }
 }
 
 /// The servers of the config files given, or else of the hosts' files on the search path.
@@ -311,10 +345,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             arguments,
         } => prompt(&context, server, name, arguments).await,
         Command::Call {
+            detach,
             server,
             tool,
             arguments,
-        } => call(&context, server, tool, arguments).await,
+        } => call(&context, server, tool, arguments, *detach).await,
+        Command::Tasks { action } => tasks(&context, action).await,
         Command::Chat { agent } => chat(&context, agent).await,
         Command::Run { task, agent } => run_task(&context, task, agent).await,
     }
@@ -512,12 +548,15 @@ async fn prompt(
     Ok(0)
 }
 
-/// `mcp call SERVER TOOL ARGUMENTS`: exit 1 when the tool answers with an error.
+/// `mcp call SERVER TOOL ARGUMENTS`: exit 1 when the tool answers with an error. A server that
+/// runs the call as a task (the client declares the Tasks extension) is followed until the task
+/// ends, its status on stderr; `--detach` prints the task instead.
 async fn call(
     context: &Context,
     server: &str,
     tool: &str,
     arguments: &[String],
+    detach: bool,
 ) -> Result<u8, Failure> {
     let server = context.pick(server)?;
     if !server.tools.permits(tool) {
@@ -528,22 +567,23 @@ async fn call(
         )));
     }
     let arguments = parse_arguments(arguments)?;
-    let client = context.connect(server).await?;
+    let client = context.connect_following_tasks(server).await?;
     let request =
         rmcp::model::CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
     // rmcp sends `notifications/cancelled` when a call's future is dropped: on the timeout and
     // on Ctrl-C alike, the server is told to stop.
     let timeout = context.options.timeout;
+    let started = tokio::time::Instant::now();
     let outcome = tokio::select! {
-        result = tokio::time::timeout(timeout, client.call_tool(request)) => Some(result),
+        result = tokio::time::timeout(timeout, first_answer(&client, request)) => Some(result),
         _ = tokio::signal::ctrl_c() => None,
     };
-    let _ = client.cancel().await;
     let Some(result) = outcome else {
+        let _ = client.cancel().await;
         say!("mcp: {}: {tool} cancelled", server.name);
         return Ok(INTERRUPTED);
     };
-    let result = result
+    let answer = result
         .map_err(|_| {
             Failure::Connection(format!(
                 "{}: {tool} did not answer within {} s (--timeout); it was cancelled",
@@ -551,10 +591,75 @@ async fn call(
                 timeout.as_secs()
             ))
         })?
-        .map_err(|e| Failure::Connection(format!("{}: {tool}: {e}", server.name)))?;
+        .map_err(|e| Failure::Connection(format!("{}: {tool}: {e}", server.name)));
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(failure) => {
+            let _ = client.cancel().await;
+            return Err(failure);
+        }
+    };
+    let code = match answer {
+        rmcp::model::CallToolResponse::Task(created) if detach => {
+            let mut out = context.stdout();
+            if context.json {
+                out.json(&created)?;
+            } else {
+                out.line(format_args!(
+                    "task {} ({}); follow it with: mcp tasks get {} {} --wait",
+                    created.task.task_id,
+                    status_name(created.task.status),
+                    server.name,
+                    created.task.task_id
+                ))?;
+            }
+            0
+        }
+        rmcp::model::CallToolResponse::Task(created) => {
+            let left = timeout.saturating_sub(started.elapsed());
+            follow_task(context, server, &client, &created.task.task_id, left).await?
+        }
+        rmcp::model::CallToolResponse::Complete(result) => print_result(context, &result)?,
+        // `first_answer` drives input-required rounds to the end.
+        _ => {
+            let _ = client.cancel().await;
+            return Err(Failure::Connection(format!(
+                "{}: {tool}: an answer mcp cannot use",
+                server.name
+            )));
+        }
+    };
+    let _ = client.cancel().await;
+    Ok(code)
+}
+
+/// The first answer to a call that is not a question: a result or a task. A call that asks
+/// (input-required rounds) is handed to rmcp, which asks this client's handler and sends the
+/// call again with the answers.
+async fn first_answer(
+    client: &connect::Client,
+    request: rmcp::model::CallToolRequestParams,
+) -> Result<rmcp::model::CallToolResponse, rmcp::ServiceError> {
+    match client.call_tool_once(request.clone()).await? {
+        rmcp::model::CallToolResponse::InputRequired(_) => {
+            Ok(client.call_tool(request).await?.into())
+        }
+        answer => Ok(answer),
+    }
+}
+
+fn status_name(status: rmcp::model::TaskStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// A tool's result on stdout; the exit code (1 for an error result).
+fn print_result(context: &Context, result: &rmcp::model::CallToolResult) -> Result<u8, Failure> {
     let mut out = context.stdout();
     if context.json {
-        out.json(&result)?;
+        out.json(result)?;
     } else {
         for block in &result.content {
             match block.as_text() {
@@ -568,6 +673,149 @@ async fn call(
     } else {
         0
     })
+}
+
+/// Polls task `id` until it ends (or `left` runs out, or Ctrl-C, which cancels it), its status
+/// message on stderr as it changes; then its result, as `mcp call` prints one.
+async fn follow_task(
+    context: &Context,
+    server: &Server,
+    client: &connect::Client,
+    id: &str,
+    left: std::time::Duration,
+) -> Result<u8, Failure> {
+    let deadline = tokio::time::Instant::now() + left;
+    let mut said = String::new();
+    loop {
+        let task = client
+            .get_task(rmcp::model::GetTaskParams::new(id.to_owned()))
+            .await
+            .map_err(|e| Failure::Connection(format!("{}: task {id}: {e}", server.name)))?
+            .task;
+        let line = format!(
+            "{}{}",
+            status_name(task.status()),
+            task.task
+                .status_message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        );
+        if line != said {
+            say!(
+                "mcp: {}: task {id}: {}",
+                server.name,
+                mcp_core::text::visible_line(&line)
+            );
+            said = line;
+        }
+        match task.payload {
+            rmcp::model::TaskPayload::Completed { result } => {
+                let result: rmcp::model::CallToolResult =
+                    serde_json::from_value(Value::Object(result)).map_err(|e| {
+                        Failure::Connection(format!(
+                            "{}: task {id}: an unreadable result: {e}",
+                            server.name
+                        ))
+                    })?;
+                return print_result(context, &result);
+            }
+            rmcp::model::TaskPayload::Failed { error } => {
+                let message = error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no message");
+                return Err(Failure::Connection(format!(
+                    "{}: task {id} failed: {}",
+                    server.name,
+                    mcp_core::text::visible_line(message)
+                )));
+            }
+            rmcp::model::TaskPayload::Cancelled => {
+                say!("mcp: {}: task {id} was cancelled", server.name);
+                return Ok(TOOL_ERROR);
+            }
+            _ => {}
+        }
+        let interval = task
+            .task
+            .poll_interval_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(std::time::Duration::from_secs(1))
+            .clamp(
+                std::time::Duration::from_millis(100),
+                std::time::Duration::from_secs(5),
+            );
+        if tokio::time::Instant::now() + interval > deadline {
+            return Err(Failure::Connection(format!(
+                "{}: task {id} is still running after --timeout; it goes on: mcp tasks get {} {id} --wait",
+                server.name, server.name
+            )));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => {
+                let _ = client
+                    .cancel_task(rmcp::model::CancelTaskParams::new(id.to_owned()))
+                    .await;
+                say!("mcp: {}: task {id} cancelled", server.name);
+                return Ok(INTERRUPTED);
+            }
+        }
+    }
+}
+
+/// `mcp tasks get|cancel SERVER ID`.
+async fn tasks(context: &Context, action: &TaskAction) -> Result<u8, Failure> {
+    let (name, id) = match action {
+        TaskAction::Get { server, id, .. } | TaskAction::Cancel { server, id } => (server, id),
+    };
+    let server = context.pick(name)?;
+    let client = context.connect_following_tasks(server).await?;
+    let code = match action {
+        TaskAction::Get { wait: true, .. } => {
+            follow_task(context, server, &client, id, context.options.timeout).await
+        }
+        TaskAction::Get { .. } => {
+            let task = client
+                .get_task(rmcp::model::GetTaskParams::new(id.clone()))
+                .await
+                .map_err(|e| Failure::Connection(format!("{}: task {id}: {e}", server.name)));
+            match task {
+                Ok(task) => {
+                    let mut out = context.stdout();
+                    if context.json {
+                        out.json(&task)?;
+                    } else {
+                        let wire = json!(task.task);
+                        out.line(format_args!(
+                            "{}\t{}\t{}",
+                            id,
+                            status_name(task.task.status()),
+                            mcp_core::text::visible_line(
+                                wire["statusMessage"].as_str().unwrap_or("")
+                            )
+                        ))?;
+                        if let Some(result) = wire.get("result") {
+                            out.line(result)?;
+                        }
+                        if let Some(error) = wire.get("error") {
+                            out.line(error)?;
+                        }
+                    }
+                    Ok(0)
+                }
+                Err(failure) => Err(failure),
+            }
+        }
+        TaskAction::Cancel { .. } => client
+            .cancel_task(rmcp::model::CancelTaskParams::new(id.clone()))
+            .await
+            .map(|()| 0)
+            .map_err(|e| Failure::Connection(format!("{}: task {id}: {e}", server.name))),
+    };
+    let _ = client.cancel().await;
+    code
 }
 
 /// Connects the agent to every server (reporting the ones that fail).
