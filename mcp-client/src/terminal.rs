@@ -385,3 +385,93 @@ mod tests {
         assert_eq!(parse_field("a, b", &multi), Ok(json!(["a", "b"])));
     }
 }
+
+/// The [`Ui`] of `mcp run --output stream-json`: every event as one JSON object on a line of
+/// stdout (the schema is `mcp-client/schema/stream-json.schema.json`), for scripts; questions
+/// (approvals, forms, sampling consent) are asked as by [`TerminalUi`], on stderr.
+pub struct StreamJsonUi {
+    asking: TerminalUi,
+    out: Mutex<()>,
+}
+
+impl StreamJsonUi {
+    /// The stream-json front end.
+    pub fn new() -> Self {
+        Self {
+            asking: TerminalUi::new(false),
+            out: Mutex::new(()),
+        }
+    }
+
+    /// Writes one event (JSON escapes what a server or model sent: the line stays one line).
+    pub fn emit(&self, event: Value) {
+        let _one = self.out.lock();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{event}");
+        let _ = out.flush();
+    }
+}
+
+impl Default for StreamJsonUi {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ui for StreamJsonUi {
+    fn text(&self, delta: &str) {
+        self.emit(serde_json::json!({ "type": "text", "delta": delta }));
+    }
+
+    fn tool_call(&self, server: &str, tool: &str, arguments: &Value) {
+        self.emit(serde_json::json!({
+            "type": "tool_call", "server": server, "tool": tool, "arguments": arguments
+        }));
+    }
+
+    fn tool_result(&self, server: &str, tool: &str, is_error: bool, text: &str) {
+        self.emit(serde_json::json!({
+            "type": "tool_result", "server": server, "tool": tool, "is_error": is_error, "text": text
+        }));
+    }
+
+    fn notice(&self, message: &str) {
+        self.emit(serde_json::json!({ "type": "notice", "message": message }));
+    }
+
+    fn approve<'a>(
+        &'a self,
+        server: &'a str,
+        tool: &'a str,
+        arguments: &'a Value,
+    ) -> BoxFuture<'a, Decision> {
+        self.asking.approve(server, tool, arguments)
+    }
+
+    fn elicit<'a>(
+        &'a self,
+        server: &'a str,
+        request: ElicitRequestParams,
+    ) -> BoxFuture<'a, ElicitResult> {
+        self.asking.elicit(server, request)
+    }
+
+    fn consent_to_sampling<'a>(&'a self, server: &'a str, preview: &'a str) -> BoxFuture<'a, bool> {
+        self.asking.consent_to_sampling(server, preview)
+    }
+
+    fn progress(&self, server: &str, progress: &ProgressNotificationParam) {
+        self.emit(serde_json::json!({
+            "type": "progress", "server": server, "progress": progress.progress,
+            "total": progress.total, "message": progress.message
+        }));
+    }
+
+    fn log(&self, server: &str, message: &rmcp::model::LoggingMessageNotificationParam) {
+        let text = match &message.data {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        self.emit(serde_json::json!({ "type": "log", "server": server, "message": text }));
+    }
+}

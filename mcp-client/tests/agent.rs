@@ -881,3 +881,95 @@ async fn tools_left_out_by_allow_and_deny_are_neither_offered_nor_callable() {
     );
     fx.shutdown().await.unwrap();
 }
+
+/// `mcp run --output stream-json`: every line is one JSON object valid against the published
+/// schema (`mcp-client/schema/stream-json.schema.json`), the tool call and its result come in
+/// order, and the last line is the answer, or the error with the exit code `run` gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_json_lines_follow_the_published_schema() {
+    let schema: Value =
+        serde_json::from_str(include_str!("../schema/stream-json.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let fx = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        json!({ "fx": { "type": "http", "url": fx.url("/mcp") } }),
+    );
+    let events = |stdout: &str| -> Vec<Value> {
+        stdout
+            .lines()
+            .map(|line| {
+                let event: Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                let errors: Vec<String> = validator
+                    .iter_errors(&event)
+                    .map(|e| e.to_string())
+                    .collect();
+                assert!(errors.is_empty(), "{line}: {errors:?}");
+                event
+            })
+            .collect()
+    };
+
+    let llm = FakeLlm::start(vec![
+        call("fx__test_simple_text", json!({})),
+        text("It said hello."),
+    ])
+    .await;
+    let run = mcp(
+        dir.path(),
+        &run_args(
+            &llm,
+            &["--output", "stream-json", "--approve", "auto", "try it"],
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let seen = events(&run.stdout);
+    let kinds: Vec<&str> = seen.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let call_at = kinds
+        .iter()
+        .position(|k| *k == "tool_call")
+        .expect("a tool call");
+    let result_at = kinds
+        .iter()
+        .position(|k| *k == "tool_result")
+        .expect("a result");
+    assert!(call_at < result_at, "{kinds:?}");
+    assert_eq!(seen[call_at]["tool"], "test_simple_text");
+    assert!(
+        seen[result_at]["text"]
+            .as_str()
+            .unwrap()
+            .contains("simple text response")
+    );
+    assert_eq!(
+        seen.last().unwrap(),
+        &json!({ "type": "answer", "text": "It said hello." })
+    );
+
+    let llm = FakeLlm::start(vec![call("fx__test_simple_text", json!({}))]).await;
+    let stopped = mcp(
+        dir.path(),
+        &run_args(
+            &llm,
+            &[
+                "--output",
+                "stream-json",
+                "--approve",
+                "auto",
+                "--max-steps",
+                "1",
+                "try",
+            ],
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(stopped.code, 4, "{}", stopped.stderr);
+    let seen = events(&stopped.stdout);
+    assert_eq!(seen.last().unwrap()["type"], "error", "{seen:?}");
+    fx.shutdown().await.unwrap();
+}

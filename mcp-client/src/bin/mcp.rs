@@ -8,7 +8,7 @@ use mcp_client::{
     config::{self, ProcessVariables, Server, Transport, UrlKind},
     connect::{self, ConnectOptions, Connected, Era},
     provider::{Api, Provider, ProviderConfig},
-    terminal::TerminalUi,
+    terminal::{StreamJsonUi, TerminalUi},
 };
 use mcp_core::text::{Output, SafeWriter};
 use serde_json::{Map, Value, json};
@@ -102,9 +102,24 @@ enum Command {
     Run {
         /// The task, in words.
         task: String,
+        /// `text`: the final answer (or, with --json, one JSON object at the end);
+        /// `stream-json`: every event as it happens, one JSON object a line (text deltas, tool
+        /// calls and results, progress, notices, then the answer or the error; the schema is
+        /// mcp-client/schema/stream-json.schema.json).
+        #[arg(long, value_enum, default_value_t = RunOutput::Text)]
+        output: RunOutput,
         #[command(flatten)]
         agent: AgentArgs,
     },
+}
+
+/// How `mcp run` reports.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RunOutput {
+    /// The final answer.
+    Text,
+    /// Every event, a JSON object a line.
+    StreamJson,
 }
 
 /// What to do with a task.
@@ -352,7 +367,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         } => call(&context, server, tool, arguments, *detach).await,
         Command::Tasks { action } => tasks(&context, action).await,
         Command::Chat { agent } => chat(&context, agent).await,
-        Command::Run { task, agent } => run_task(&context, task, agent).await,
+        Command::Run {
+            task,
+            output,
+            agent,
+        } => run_task(&context, task, *output, agent).await,
     }
 }
 
@@ -823,7 +842,7 @@ async fn agent(
     context: &Context,
     args: &AgentArgs,
     default_approval: Approval,
-    stream_text: bool,
+    ui: Arc<dyn mcp_client::agent::Ui>,
 ) -> Result<Agent, Failure> {
     let options = &context.options;
     let key_variable = args
@@ -844,7 +863,6 @@ async fn agent(
         max_tokens: args.max_tokens,
     })
     .map_err(|e| Failure::Usage(e.to_string()))?;
-    let ui = Arc::new(TerminalUi::new(stream_text));
     let agent_options = AgentOptions {
         approval: args.approve.unwrap_or(default_approval),
         limits: Limits {
@@ -871,8 +889,17 @@ fn stopped(error: &AgentError) -> Failure {
 }
 
 /// `mcp run TASK`: the final answer on stdout (with `--json`, with the transcript).
-async fn run_task(context: &Context, task: &str, args: &AgentArgs) -> Result<u8, Failure> {
-    let mut agent = agent(context, args, Approval::ReadOnly, false).await?;
+async fn run_task(
+    context: &Context,
+    task: &str,
+    output: RunOutput,
+    args: &AgentArgs,
+) -> Result<u8, Failure> {
+    if output == RunOutput::StreamJson {
+        return run_streaming(context, task, args).await;
+    }
+    let ui = Arc::new(TerminalUi::new(false));
+    let mut agent = agent(context, args, Approval::ReadOnly, ui).await?;
     let outcome = tokio::select! {
         result = agent.turn(task) => Some(result),
         _ = tokio::signal::ctrl_c() => None,
@@ -907,6 +934,35 @@ async fn run_task(context: &Context, task: &str, args: &AgentArgs) -> Result<u8,
     Ok(0)
 }
 
+/// `mcp run --output stream-json`: the events as they happen, then the answer or the error, a
+/// JSON object a line on stdout; the exit code as for `run`.
+async fn run_streaming(context: &Context, task: &str, args: &AgentArgs) -> Result<u8, Failure> {
+    let ui = Arc::new(StreamJsonUi::new());
+    let mut agent = agent(context, args, Approval::ReadOnly, ui.clone()).await?;
+    let outcome = tokio::select! {
+        result = agent.turn(task) => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if outcome.is_none() {
+        agent.discard_incomplete();
+    }
+    agent.close().await;
+    match outcome {
+        None => {
+            ui.emit(json!({ "type": "error", "message": "interrupted; the running calls were cancelled" }));
+            Ok(INTERRUPTED)
+        }
+        Some(Err(error)) => {
+            ui.emit(json!({ "type": "error", "message": error.to_string() }));
+            Err(stopped(&error))
+        }
+        Some(Ok(answer)) => {
+            ui.emit(json!({ "type": "answer", "text": answer }));
+            Ok(0)
+        }
+    }
+}
+
 const CHAT_HELP: &str = "/tools  the tools the model can call
 /servers  the connected servers
 /clear  forget the conversation
@@ -925,7 +981,13 @@ fn history_file() -> Option<PathBuf> {
 
 /// `mcp chat`: a conversation at the terminal.
 async fn chat(context: &Context, args: &AgentArgs) -> Result<u8, Failure> {
-    let mut agent = agent(context, args, Approval::Ask, true).await?;
+    let mut agent = agent(
+        context,
+        args,
+        Approval::Ask,
+        Arc::new(TerminalUi::new(true)),
+    )
+    .await?;
     let summary: Vec<String> = agent
         .servers()
         .iter()
