@@ -362,30 +362,6 @@ pub fn say_line(text: &str) {
     let _ = writeln!(stderr, "{}", mcp_core::text::visible(text));
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn fields_are_typed_and_enums_checked() {
-        assert_eq!(
-            parse_field("42", &json!({"type": "integer"})),
-            Ok(json!(42))
-        );
-        assert!(parse_field("4.5", &json!({"type": "integer"})).is_err());
-        assert_eq!(
-            parse_field("yes", &json!({"type": "boolean"})),
-            Ok(json!(true))
-        );
-        let status = json!({"type": "string", "enum": ["active", "inactive"]});
-        assert_eq!(parse_field("active", &status), Ok(json!("active")));
-        assert!(parse_field("gone", &status).is_err());
-        let multi = json!({"type": "array", "items": {"anyOf": [{"const": "a"}, {"const": "b"}]}});
-        assert_eq!(parse_field("a, b", &multi), Ok(json!(["a", "b"])));
-    }
-}
-
 /// The [`Ui`] of `mcp run --output stream-json`: every event as one JSON object on a line of
 /// stdout (the schema is `mcp-client/schema/stream-json.schema.json`), for scripts; questions
 /// (approvals, forms, sampling consent) are asked as by [`TerminalUi`], on stderr.
@@ -473,5 +449,29 @@ impl Ui for StreamJsonUi {
             other => other.to_string(),
         };
         self.emit(serde_json::json!({ "type": "log", "server": server, "message": text }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fields_are_typed_and_enums_checked() {
+        assert_eq!(
+            parse_field("42", &json!({"type": "integer"})),
+            Ok(json!(42))
+        );
+        assert!(parse_field("4.5", &json!({"type": "integer"})).is_err());
+        assert_eq!(
+            parse_field("yes", &json!({"type": "boolean"})),
+            Ok(json!(true))
+        );
+        let status = json!({"type": "string", "enum": ["active", "inactive"]});
+        assert_eq!(parse_field("active", &status), Ok(json!("active")));
+        assert!(parse_field("gone", &status).is_err());
+        let multi = json!({"type": "array", "items": {"anyOf": [{"const": "a"}, {"const": "b"}]}});
+        assert_eq!(parse_field("a, b", &multi), Ok(json!(["a", "b"])));
     }
 }
