@@ -31,6 +31,7 @@ pub mod config;
 pub mod connect;
 mod frames;
 pub mod handler;
+pub mod install;
 mod limits;
 mod names;
 pub mod provider;

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use serde_json::json;
+
 const MCP: &str = env!("CARGO_BIN_EXE_mcp");
 
 #[test]
@@ -217,4 +219,131 @@ fn oversized_and_too_deep_answers_get_errors_that_say_so() {
         value[0]["inputSchema"]["$defs"]["node"]["properties"]["next"]["$ref"],
         "#/$defs/node"
     );
+}
+
+/// `mcp add` / `mcp remove` into each host's file: the entry in the host's own format (read back
+/// by our loader, which reads the hosts' formats), the command's absolute path, everything else
+/// in the file kept, the old text backed up beside, a name that exists refused without --force,
+/// and what a host cannot say (a URL for Claude Desktop) refused with the file unchanged.
+#[test]
+fn add_and_remove_write_each_hosts_own_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let mcp = |args: &[&str]| {
+        Command::new(MCP)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let no_variables = |_: &str| None;
+    struct Vars<F: Fn(&str) -> Option<String>>(F);
+    impl<F: Fn(&str) -> Option<String>> mcp_client::config::Variables for Vars<F> {
+        fn env(&self, name: &str) -> Option<String> {
+            (self.0)(name)
+        }
+        fn input(&self, _: &mcp_client::config::Input) -> Option<String> {
+            None
+        }
+    }
+    let vars = Vars(no_variables);
+    let sh = which::which("sh").unwrap();
+    for (host, file, key) in [
+        ("claude-desktop", "claude_desktop_config.json", "mcpServers"),
+        ("cursor", "cursor.json", "mcpServers"),
+        ("claude-code", ".mcp.json", "mcpServers"),
+        ("vscode", ".vscode/mcp.json", "servers"),
+    ] {
+        let path = dir.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let before =
+            json!({ "theme": "dark", key: { "kept": { "command": "/bin/true", "args": [] } } });
+        std::fs::write(&path, before.to_string()).unwrap();
+        let file = path.display().to_string();
+        let added = mcp(&[
+            "add", "notes", "--host", host, "--file", &file, "--env", "A=1", "--", "sh", "-c",
+            "exit 0",
+        ]);
+        assert!(
+            added.status.success(),
+            "{host}: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        let servers = mcp_client::config::load(&path, &vars).unwrap();
+        let notes = servers.iter().find(|s| s.name == "notes").unwrap();
+        match &notes.transport {
+            mcp_client::config::Transport::Stdio {
+                command, args, env, ..
+            } => {
+                assert_eq!(command, &sh.display().to_string(), "{host}");
+                assert_eq!(args, &["-c", "exit 0"], "{host}");
+                assert_eq!(env.get("A").map(String::as_str), Some("1"), "{host}");
+            }
+            other => panic!("{host}: {other:?}"),
+        }
+        assert!(servers.iter().any(|s| s.name == "kept"), "{host}");
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(written["theme"], "dark", "{host}");
+        let backup = std::fs::read_to_string(format!("{file}.bak")).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&backup).unwrap(),
+            before
+        );
+
+        let again = mcp(&["add", "notes", "--host", host, "--file", &file, "--", "sh"]);
+        assert_eq!(again.status.code(), Some(2), "{host}");
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains("--force"),
+            "{host}"
+        );
+
+        if host == "claude-desktop" {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let url = mcp(&[
+                "add",
+                "web",
+                "--host",
+                host,
+                "--file",
+                &file,
+                "--url",
+                "https://example.com/mcp",
+            ]);
+            assert_eq!(url.status.code(), Some(2));
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "unchanged");
+        } else {
+            let url = mcp(&[
+                "add",
+                "web",
+                "--host",
+                host,
+                "--file",
+                &file,
+                "--url",
+                "https://example.com/mcp",
+                "--header",
+                "Authorization=Bearer ${TOKEN}",
+            ]);
+            assert!(
+                url.status.success(),
+                "{host}: {}",
+                String::from_utf8_lossy(&url.stderr)
+            );
+            let with_token = Vars(|name: &str| (name == "TOKEN").then(|| "t0k".to_owned()));
+            let servers = mcp_client::config::load(&path, &with_token).unwrap();
+            let web = servers.iter().find(|s| s.name == "web").unwrap();
+            match &web.transport {
+                mcp_client::config::Transport::Url { url, headers, .. } => {
+                    assert_eq!(url, "https://example.com/mcp");
+                    assert_eq!(headers["Authorization"], "Bearer t0k", "{host}");
+                }
+                other => panic!("{host}: {other:?}"),
+            }
+        }
+
+        let removed = mcp(&["remove", "notes", "--host", host, "--file", &file]);
+        assert!(removed.status.success(), "{host}");
+        let gone = mcp(&["remove", "notes", "--host", host, "--file", &file]);
+        assert_eq!(gone.status.code(), Some(2), "{host}");
+    }
 }

@@ -7,6 +7,7 @@ use mcp_client::{
     agent::{Agent, AgentError, AgentOptions, Approval, Limits},
     config::{self, ProcessVariables, Server, Transport, UrlKind},
     connect::{self, ConnectOptions, Connected, Era},
+    install,
     provider::{Api, Provider, ProviderConfig},
     terminal::{StreamJsonUi, TerminalUi},
 };
@@ -86,6 +87,42 @@ enum Command {
         tool: String,
         /// One JSON object, or key=value pairs (a value that parses as JSON is taken as JSON).
         arguments: Vec<String>,
+    },
+    /// Add a server to a host's config file, in the host's format (the file's old text is kept
+    /// beside as FILE.bak): `mcp add NAME --host cursor -- COMMAND ARGS…` or
+    /// `mcp add NAME --host vscode --url URL`.
+    Add {
+        name: String,
+        /// Whose config file to write.
+        #[arg(long, value_enum)]
+        host: install::Host,
+        /// The file, if not the host's usual one (Claude Code and VS Code: this project's).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// A Streamable HTTP server's URL, instead of a command.
+        #[arg(long, conflicts_with = "command")]
+        url: Option<String>,
+        /// An environment variable for the command (repeat for more).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// A header for the URL (repeat for more).
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        /// Replace an entry of the same name.
+        #[arg(long)]
+        force: bool,
+        /// The command and its arguments, after `--` (the command is written with its absolute
+        /// path).
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Remove a server from a host's config file (the old text kept beside as FILE.bak).
+    Remove {
+        name: String,
+        #[arg(long, value_enum)]
+        host: install::Host,
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// Follow or stop a task a server runs for a call (`mcp call` without --detach waits for it).
     Tasks {
@@ -339,6 +376,49 @@ fn servers(cli: &Cli) -> Result<Vec<Server>, Failure> {
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
+    // Writing a host's file needs no servers loaded.
+    match &cli.command {
+        Command::Add {
+            name,
+            host,
+            file,
+            url,
+            env,
+            headers,
+            force,
+            command,
+        } => {
+            let entry = match url {
+                Some(url) => install::Entry::Url {
+                    url: url.clone(),
+                    headers: pairs(headers, "--header")?,
+                },
+                None if command.is_empty() => {
+                    return Err(Failure::Usage(
+                        "give the command after `--` (mcp add NAME --host H -- COMMAND ARGS…), or --url"
+                            .to_owned(),
+                    ));
+                }
+                None => install::Entry::Command {
+                    argv: install::absolute_command(command.clone())
+                        .map_err(|e| Failure::Usage(e.to_string()))?,
+                    env: pairs(env, "--env")?,
+                },
+            };
+            let path = host_file(*host, file.as_deref())?;
+            install::add(*host, &path, name, &entry, *force)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            say!("mcp: added {name} to {}", path.display());
+            return Ok(0);
+        }
+        Command::Remove { name, host, file } => {
+            let path = host_file(*host, file.as_deref())?;
+            install::remove(*host, &path, name).map_err(|e| Failure::Usage(e.to_string()))?;
+            say!("mcp: removed {name} from {}", path.display());
+            return Ok(0);
+        }
+        _ => {}
+    }
     let context = Context {
         servers: servers(&cli)?,
         options: ConnectOptions {
@@ -366,6 +446,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             arguments,
         } => call(&context, server, tool, arguments, *detach).await,
         Command::Tasks { action } => tasks(&context, action).await,
+        // Done above, before the servers were loaded.
+        Command::Add { .. } | Command::Remove { .. } => Ok(0),
         Command::Chat { agent } => chat(&context, agent).await,
         Command::Run {
             task,
@@ -373,6 +455,36 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             agent,
         } => run_task(&context, task, *output, agent).await,
     }
+}
+
+/// `KEY=VALUE` options as a map.
+fn pairs(
+    given: &[String],
+    option: &str,
+) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    given
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+            _ => Err(Failure::Usage(format!(
+                "{option} {pair:?}: expected NAME=VALUE"
+            ))),
+        })
+        .collect()
+}
+
+/// The file `mcp add`/`remove` writes: `--file`, or the host's own.
+fn host_file(host: install::Host, file: Option<&std::path::Path>) -> Result<PathBuf, Failure> {
+    if let Some(file) = file {
+        return Ok(file.to_owned());
+    }
+    let here = std::env::current_dir()
+        .map_err(|e| Failure::Usage(format!("the current directory: {e}")))?;
+    host.default_file(&here).ok_or_else(|| {
+        Failure::Usage(
+            "this host's config file has no place here (no home directory); pass --file".to_owned(),
+        )
+    })
 }
 
 /// `mcp servers`: no connection.
