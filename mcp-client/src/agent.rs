@@ -13,7 +13,7 @@
 
 use std::{
     collections::HashSet,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicI64, Ordering},
@@ -850,6 +850,89 @@ fn tool_call_as_text(text: &str, names: &ToolNames, servers: &[Live]) -> Option<
                 .any(|live| live.tools.iter().any(|tool| tool.name == name));
         (has_arguments && known).then(|| name.to_owned())
     })
+}
+
+/// The conversation so far, to save and resume: what the model has been told (up to the last
+/// consistent point) and the transcript.
+impl Agent {
+    /// The conversation as JSON (`{"version": 1, "history": […], "transcript": […]}`).
+    pub fn session(&self) -> Value {
+        json!({
+            "version": 1,
+            "history": self.history[..self.committed],
+            "transcript": self.transcript,
+        })
+    }
+
+    /// Takes up a saved conversation ([`Agent::session`]); `Err` says what is wrong with it.
+    pub fn resume(&mut self, session: &Value) -> Result<usize, String> {
+        if session["version"] != 1 {
+            return Err("not a session this mcp wrote (no version 1)".to_owned());
+        }
+        let history: Vec<ChatMessage> = serde_json::from_value(session["history"].clone())
+            .map_err(|error| format!("its history does not read: {error}"))?;
+        let transcript: Vec<Value> = serde_json::from_value(session["transcript"].clone())
+            .map_err(|error| format!("its transcript does not read: {error}"))?;
+        self.committed = history.len();
+        self.history = history;
+        self.transcript = transcript;
+        Ok(self.committed)
+    }
+}
+
+/// Where chat sessions are kept: `$XDG_STATE_HOME/mcp-toolkit/sessions` (or
+/// `~/.local/state/…`).
+pub fn sessions_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|home| home.join(".local/state")))
+        .map(|state| state.join("mcp-toolkit/sessions"))
+}
+
+/// Saves session `id` in `dir`, whole or not at all, readable by its owner only (a
+/// conversation may hold what the tools read).
+pub fn save_session(dir: &Path, id: &str, session: &Value) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let text = serde_json::to_string(session).map_err(std::io::Error::other)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.persist(dir.join(format!("{id}.json")))
+        .map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Session `id` from `dir`, or the one saved last; its id and content.
+pub fn load_session(dir: &Path, id: Option<&str>) -> Result<(String, Value), String> {
+    let path = match id {
+        Some(id) => {
+            if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
+                return Err(format!("{id:?} is not a session id"));
+            }
+            dir.join(format!("{id}.json"))
+        }
+        None => std::fs::read_dir(dir)
+            .map_err(|error| format!("no saved sessions in {}: {error}", dir.display()))?
+            .filter_map(Result::ok)
+            .filter(|entry| entry.path().extension().is_some_and(|e| e == "json"))
+            .max_by_key(|entry| entry.metadata().and_then(|m| m.modified()).ok())
+            .map(|entry| entry.path())
+            .ok_or_else(|| format!("no saved sessions in {}", dir.display()))?,
+    };
+    let text =
+        std::fs::read_to_string(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let session =
+        serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+    let id = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((id, session))
 }
 
 /// Writes a transcript as JSON, whole or not at all (a temporary file, then a rename).

@@ -973,3 +973,67 @@ async fn stream_json_lines_follow_the_published_schema() {
     assert_eq!(seen.last().unwrap()["type"], "error", "{seen:?}");
     fx.shutdown().await.unwrap();
 }
+
+/// `mcp chat` saves its conversation after every answer (owner-only, in the state dir) and
+/// `mcp chat --resume` takes it up: the model is sent the earlier exchange with the new message;
+/// a bad id is refused before anything connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_resumed_carries_on_the_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), json!({}));
+    let chat = |llm: &FakeLlm, extra: &[&str]| {
+        let mut args = vec![
+            "chat",
+            "--base-url",
+            &llm.base_url,
+            "--model",
+            "fake-model",
+            "--api-key-env",
+            "FAKE_KEY",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<String>>()
+    };
+    let llm = FakeLlm::start(vec![text("Paris is the capital of France.")]).await;
+    let args = chat(&llm, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = mcp(dir.path(), &args, "what is the capital of France?\n/exit\n").await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let sessions = dir.path().join("mcp-toolkit/sessions");
+    let saved: Vec<_> = std::fs::read_dir(&sessions)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&saved[0]).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    let llm = FakeLlm::start(vec![text("About two million people.")]).await;
+    let args = chat(&llm, &["--resume"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let second = mcp(
+        dir.path(),
+        &args,
+        "and how many people live there?\n/exit\n",
+    )
+    .await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("resumed session"),
+        "{}",
+        second.stderr
+    );
+    let sent = said(&llm.requests()[0]);
+    assert!(sent.contains("capital of France"), "{sent}");
+    assert!(sent.contains("Paris is the capital"), "{sent}");
+    assert!(sent.contains("how many people"), "{sent}");
+
+    let args = chat(&llm, &["--resume", "../../etc/passwd"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let bad = mcp(dir.path(), &args, "").await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}

@@ -131,6 +131,10 @@ enum Command {
     },
     /// Chat with a model that can use every server's tools (/help inside for commands).
     Chat {
+        /// Take up a saved conversation: the last one, or the one with this id (each chat says
+        /// its id; sessions are kept in $XDG_STATE_HOME/mcp-toolkit/sessions).
+        #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+        resume: Option<String>,
         #[command(flatten)]
         agent: AgentArgs,
     },
@@ -448,7 +452,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Tasks { action } => tasks(&context, action).await,
         // Done above, before the servers were loaded.
         Command::Add { .. } | Command::Remove { .. } => Ok(0),
-        Command::Chat { agent } => chat(&context, agent).await,
+        Command::Chat { resume, agent } => chat(&context, agent, resume.as_deref()).await,
         Command::Run {
             task,
             output,
@@ -1092,7 +1096,21 @@ fn history_file() -> Option<PathBuf> {
 }
 
 /// `mcp chat`: a conversation at the terminal.
-async fn chat(context: &Context, args: &AgentArgs) -> Result<u8, Failure> {
+async fn chat(context: &Context, args: &AgentArgs, resume: Option<&str>) -> Result<u8, Failure> {
+    let sessions = mcp_client::agent::sessions_dir();
+    // The conversation to take up, read before connecting: a bad id costs no connection.
+    let resumed = match (resume, &sessions) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(Failure::Usage(
+                "--resume: no place for sessions (set XDG_STATE_HOME or HOME)".to_owned(),
+            ));
+        }
+        (Some(id), Some(dir)) => Some(
+            mcp_client::agent::load_session(dir, (!id.is_empty()).then_some(id))
+                .map_err(|e| Failure::Usage(format!("--resume: {e}")))?,
+        ),
+    };
     let mut agent = agent(
         context,
         args,
@@ -1100,13 +1118,23 @@ async fn chat(context: &Context, args: &AgentArgs) -> Result<u8, Failure> {
         Arc::new(TerminalUi::new(true)),
     )
     .await?;
+    let session_id = match &resumed {
+        Some((id, session)) => {
+            let messages = agent
+                .resume(session)
+                .map_err(|e| Failure::Usage(format!("--resume {id}: {e}")))?;
+            say!("mcp: resumed session {id} ({messages} messages)");
+            id.clone()
+        }
+        None => format!("{}-{}", unix_seconds(), std::process::id()),
+    };
     let summary: Vec<String> = agent
         .servers()
         .iter()
         .map(|(name, tools)| format!("{name} ({tools} tools)"))
         .collect();
     say!(
-        "mcp chat with {}; servers: {}. /help for commands.",
+        "mcp chat with {} (session {session_id}: mcp chat --resume {session_id}); servers: {}. /help for commands.",
         args.model,
         if summary.is_empty() {
             "none".to_owned()
@@ -1186,6 +1214,12 @@ async fn chat(context: &Context, args: &AgentArgs) -> Result<u8, Failure> {
                     }
                     Some(Err(error)) => say!("mcp: {error}"),
                     Some(Ok(_)) => {}
+                }
+                if let Some(dir) = &sessions
+                    && let Err(error) =
+                        mcp_client::agent::save_session(dir, &session_id, &agent.session())
+                {
+                    say!("mcp: saving the session in {}: {error}", dir.display());
                 }
             }
         }
