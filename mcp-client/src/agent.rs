@@ -26,9 +26,10 @@ use genai::chat::{ChatMessage, ContentPart, MessageContent, ToolCall, ToolRespon
 use rmcp::{
     ErrorData, ServiceError,
     model::{
-        CallToolRequestParams, CallToolResult, CreateMessageRequestParams, CreateMessageResult,
-        ElicitRequestParams, ElicitResult, ErrorCode, LoggingMessageNotificationParam,
-        NumberOrString, ProgressNotificationParam, ProgressToken, RequestParamsMeta as _, Root,
+        CallToolRequestParams, CallToolResponse, CallToolResult, CreateMessageRequestParams,
+        CreateMessageResult, ElicitRequestParams, ElicitResult, ErrorCode,
+        LoggingMessageNotificationParam, NumberOrString, ProgressNotificationParam, ProgressToken,
+        RequestParamsMeta as _, Root,
     },
 };
 use serde_json::{Map, Value, json};
@@ -332,6 +333,8 @@ pub struct Agent {
     transcript: Vec<Value>,
     always: HashSet<String>,
     progress_tokens: AtomicI64,
+    /// The tasks the conversation's calls started: (server, task id), oldest first.
+    started: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl Agent {
@@ -355,8 +358,8 @@ impl Agent {
             server: String::new(),
             elicitation: Elicitation::Ask,
             hooks: Some(hooks.clone() as Arc<dyn Hooks>),
-            // The agent waits for each call's answer; a task would reach the model as an error.
-            tasks: false,
+            // A long tool may answer with a task; the model follows it with TASK_TOOL.
+            tasks: true,
         };
         let mut live = Vec::new();
         let mut failed = Vec::new();
@@ -398,6 +401,7 @@ impl Agent {
             transcript: Vec::new(),
             always: HashSet::new(),
             progress_tokens: AtomicI64::new(1),
+            started: std::sync::Mutex::new(Vec::new()),
         };
         agent.rebuild_names();
         (agent, failed)
@@ -479,6 +483,128 @@ impl Agent {
                 })
             })
             .collect();
+        let follows_tasks = self.servers.iter().any(|live| {
+            live.client
+                .peer_info()
+                .is_some_and(|info| info.capabilities.supports_tasks())
+        });
+        if follows_tasks {
+            self.tools.push(
+                genai::chat::Tool::new(TASK_TOOL)
+                    .with_description(
+                        "How a task a server runs for one of your tool calls is doing, and its \
+                         result once it has ended. `server` and `task` are in the call's answer \
+                         (`task` defaults to the last one started on that server); \
+                         `wait_seconds` waits (up to 300) for it to end; `cancel` stops it.",
+                    )
+                    .with_schema(json!({
+                        "type": "object",
+                        "properties": {
+                            "server": { "type": "string", "description": "The server running it." },
+                            "task": { "type": "string", "description": "The task id." },
+                            "wait_seconds": { "type": "integer", "minimum": 0, "maximum": 300 },
+                            "cancel": { "type": "boolean" }
+                        },
+                        "required": ["server"]
+                    })),
+            );
+        }
+    }
+
+    /// [`TASK_TOOL`]: a task's status, or its result once it ended; waits or cancels when asked.
+    async fn task_status(&self, call: &ToolCall) -> Refused {
+        let arguments = match &call.fn_arguments {
+            Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        self.ui.tool_call("mcp", TASK_TOOL, &arguments);
+        let server = arguments["server"].as_str().unwrap_or_default().to_owned();
+        let refused = |text: String| (server.clone(), TASK_TOOL.to_owned(), Outcome::error(text));
+        let last = || {
+            self.started.lock().ok().and_then(|started| {
+                started
+                    .iter()
+                    .rev()
+                    .find(|(on, _)| *on == server)
+                    .map(|(_, id)| id.clone())
+            })
+        };
+        let Some(id) = arguments["task"].as_str().map(str::to_owned).or_else(last) else {
+            return refused(format!(
+                "No task was started on {server:?} in this conversation; give its id as \"task\"."
+            ));
+        };
+        let Some(live) = self.servers.iter().find(|live| live.server.name == server) else {
+            return refused(format!("The server {server:?} is not connected."));
+        };
+        if arguments["cancel"] == true
+            && let Err(error) = live
+                .client
+                .cancel_task(rmcp::model::CancelTaskParams::new(id.clone()))
+                .await
+        {
+            return refused(format!("Cancelling task {id} failed: {error}"));
+        }
+        let wait = std::time::Duration::from_secs(
+            arguments["wait_seconds"].as_u64().unwrap_or(0).min(300),
+        )
+        .min(self.limits.tool_timeout);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let task = match live
+                .client
+                .get_task(rmcp::model::GetTaskParams::new(id.clone()))
+                .await
+            {
+                Ok(task) => task.task,
+                Err(error) => return refused(format!("Task {id}: {error}")),
+            };
+            let outcome = match task.payload {
+                rmcp::model::TaskPayload::Completed { result } => Some(
+                    match serde_json::from_value::<CallToolResult>(Value::Object(result)) {
+                        Ok(result) => render(&result, self.limits.max_result_bytes),
+                        Err(error) => Outcome::error(format!(
+                            "Task {id} ended with an unreadable result: {error}"
+                        )),
+                    },
+                ),
+                rmcp::model::TaskPayload::Failed { error } => Some(Outcome::error(format!(
+                    "Task {id} failed: {}",
+                    error
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no message")
+                ))),
+                rmcp::model::TaskPayload::Cancelled => {
+                    Some(Outcome::error(format!("Task {id} was cancelled.")))
+                }
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                return (server, TASK_TOOL.to_owned(), outcome);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let status = serde_json::to_value(task.task.status).unwrap_or_default();
+                let message = task.task.status_message.unwrap_or_default();
+                return (
+                    server,
+                    TASK_TOOL.to_owned(),
+                    Outcome {
+                        is_error: false,
+                        text: format!(
+                            "Task {id} is {}{}. It goes on; check again later (wait_seconds waits).",
+                            status.as_str().unwrap_or("running"),
+                            if message.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {message}")
+                            }
+                        ),
+                    },
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
 
     /// Re-lists the tools of servers that said theirs changed.
@@ -584,6 +710,11 @@ impl Agent {
         // Resolve and approve, one at a time (approval may ask the user).
         let mut planned: Vec<Result<Planned, Refused>> = Vec::new();
         for call in calls {
+            if call.fn_name == TASK_TOOL {
+                // Ours, not a server's: answered here, its outcome carried through.
+                planned.push(Err(self.task_status(call).await));
+                continue;
+            }
             planned.push(self.plan(call).await);
         }
         // Run the approved ones at once; each refused one carries its answer through.
@@ -702,12 +833,32 @@ impl Agent {
         )));
         // Dropping the call (on the timeout, or when the turn is interrupted) sends
         // `notifications/cancelled`.
-        match tokio::time::timeout(self.limits.tool_timeout, live.client.call_tool(request)).await {
+        match tokio::time::timeout(self.limits.tool_timeout, answer(&live.client, request)).await {
             Err(_) => Ok(Outcome::error(format!(
                 "{tool} did not answer within {} s and was cancelled.",
                 self.limits.tool_timeout.as_secs()
             ))),
-            Ok(Ok(result)) => Ok(render(&result, self.limits.max_result_bytes)),
+            Ok(Ok(CallToolResponse::Complete(result))) => {
+                Ok(render(&result, self.limits.max_result_bytes))
+            }
+            Ok(Ok(CallToolResponse::Task(created))) => Ok({
+                if let Ok(mut started) = self.started.lock() {
+                    started.push((live.server.name.clone(), created.task.task_id.clone()));
+                }
+                Outcome {
+                    is_error: false,
+                    text: format!(
+                        "{tool} runs as a task on {server}: task {id}. It goes on in the background; \
+                     call {TASK_TOOL} with {{\"server\": \"{server}\", \"task\": \"{id}\"}} to see \
+                     how it is doing and get its result (\"wait_seconds\" to wait for it).",
+                        server = live.server.name,
+                        id = created.task.task_id,
+                    ),
+                }
+            }),
+            Ok(Ok(_)) => Ok(Outcome::error(format!(
+                "{tool} answered in a way mcp cannot use."
+            ))),
             Ok(Err(error @ (ServiceError::TransportClosed | ServiceError::TransportSend(_)))) => {
                 Err(error.to_string())
             }
@@ -750,6 +901,22 @@ impl Agent {
                 server.name
             )),
         }
+    }
+}
+
+/// The name of the agent's own tool for following tasks (no `__`, so no server tool has it).
+pub const TASK_TOOL: &str = "task_status";
+
+/// The first answer to a call that is not a question: a result or a task. A call that asks
+/// (input-required rounds) is handed to rmcp, which answers through this client's handler and
+/// sends the call again.
+async fn answer(
+    client: &Client,
+    request: CallToolRequestParams,
+) -> Result<CallToolResponse, ServiceError> {
+    match client.call_tool_once(request.clone()).await? {
+        CallToolResponse::InputRequired(_) => Ok(client.call_tool(request).await?.into()),
+        other => Ok(other),
     }
 }
 
