@@ -1044,20 +1044,35 @@ async fn a_chat_resumed_carries_on_the_conversation() {
 async fn the_model_follows_a_task_with_the_task_status_tool() {
     let fx = fixture().await;
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), json!({ "fx": { "type": "http", "url": fx.url("/mcp") } }));
+    write_config(
+        dir.path(),
+        json!({ "fx": { "type": "http", "url": fx.url("/mcp") } }),
+    );
     let llm = FakeLlm::start(vec![
         call("fx__slow_compute", json!({ "seconds": 0.3, "label": "pi" })),
         call("task_status", json!({ "server": "fx", "wait_seconds": 30 })),
         text("Done."),
     ])
     .await;
-    let run = mcp(dir.path(), &run_args(&llm, &["--approve", "auto", "compute pi"]), "").await;
+    let run = mcp(
+        dir.path(),
+        &run_args(&llm, &["--approve", "auto", "compute pi"]),
+        "",
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let requests = llm.requests();
-    assert!(offered(&requests[0]).contains(&"task_status".to_owned()), "{:?}", offered(&requests[0]));
+    assert!(
+        offered(&requests[0]).contains(&"task_status".to_owned()),
+        "{:?}",
+        offered(&requests[0])
+    );
     let after_call = said(&requests[1]);
     assert!(after_call.contains("runs as a task on fx"), "{after_call}");
     let after_status = said(&requests[2]);
-    assert!(after_status.contains("slow_compute(pi) done after 0.3s"), "{after_status}");
+    assert!(
+        after_status.contains("slow_compute(pi) done after 0.3s"),
+        "{after_status}"
+    );
     fx.shutdown().await.unwrap();
 }
