@@ -910,7 +910,7 @@ pub const TASK_TOOL: &str = "task_status";
 /// The first answer to a call that is not a question: a result or a task. A call that asks
 /// (input-required rounds) is handed to rmcp, which answers through this client's handler and
 /// sends the call again.
-async fn answer(
+pub async fn answer(
     client: &Client,
     request: CallToolRequestParams,
 ) -> Result<CallToolResponse, ServiceError> {

@@ -710,7 +710,7 @@ async fn call(
     let timeout = context.options.timeout;
     let started = tokio::time::Instant::now();
     let outcome = tokio::select! {
-        result = tokio::time::timeout(timeout, first_answer(&client, request)) => Some(result),
+        result = tokio::time::timeout(timeout, mcp_client::agent::answer(&client, request)) => Some(result),
         _ = tokio::signal::ctrl_c() => None,
     };
     let Some(result) = outcome else {
@@ -755,7 +755,7 @@ async fn call(
             follow_task(context, server, &client, &created.task.task_id, left).await?
         }
         rmcp::model::CallToolResponse::Complete(result) => print_result(context, &result)?,
-        // `first_answer` drives input-required rounds to the end.
+        // `answer` drives input-required rounds to the end.
         _ => {
             let _ = client.cancel().await;
             return Err(Failure::Connection(format!(
@@ -766,21 +766,6 @@ async fn call(
     };
     let _ = client.cancel().await;
     Ok(code)
-}
-
-/// The first answer to a call that is not a question: a result or a task. A call that asks
-/// (input-required rounds) is handed to rmcp, which asks this client's handler and sends the
-/// call again with the answers.
-async fn first_answer(
-    client: &connect::Client,
-    request: rmcp::model::CallToolRequestParams,
-) -> Result<rmcp::model::CallToolResponse, rmcp::ServiceError> {
-    match client.call_tool_once(request.clone()).await? {
-        rmcp::model::CallToolResponse::InputRequired(_) => {
-            Ok(client.call_tool(request).await?.into())
-        }
-        answer => Ok(answer),
-    }
 }
 
 fn status_name(status: rmcp::model::TaskStatus) -> String {
