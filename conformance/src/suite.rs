@@ -163,7 +163,12 @@ pub async fn list_server_scenarios() -> Result<Vec<String>, SuiteError> {
         .args(["list", "--server"])
         .output()
         .await?;
-    let names: Vec<String> = String::from_utf8_lossy(&output.stdout)
+    listed(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The scenario names of a `conformance list` output (`  - name [versions]` lines).
+fn listed(listing: &str) -> Result<Vec<String>, SuiteError> {
+    let names: Vec<String> = listing
         .lines()
         .filter_map(|line| line.trim().strip_prefix("- "))
         .filter_map(|entry| entry.split_whitespace().next())
@@ -244,18 +249,7 @@ pub async fn run_client_requirements(
         .output()
         .await?;
     let listing = String::from_utf8_lossy(&output.stdout);
-    let scenarios: Vec<String> = listing
-        .split("Client scenarios")
-        .nth(1)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("- "))
-        .filter_map(|entry| entry.split_whitespace().next())
-        .map(str::to_owned)
-        .collect();
-    if scenarios.is_empty() {
-        return Err(SuiteError::NoScenarios);
-    }
+    let scenarios = listed(listing.split("Client scenarios").nth(1).unwrap_or_default())?;
     let mut report = SuiteReport::default();
     for scenario in &scenarios {
         let args = [

@@ -559,27 +559,11 @@ impl Agent {
                 Ok(task) => task.task,
                 Err(error) => return refused(format!("Task {id}: {error}")),
             };
-            let outcome = match task.payload {
-                rmcp::model::TaskPayload::Completed { result } => Some(
-                    match serde_json::from_value::<CallToolResult>(Value::Object(result)) {
-                        Ok(result) => render(&result, self.limits.max_result_bytes),
-                        Err(error) => Outcome::error(format!(
-                            "Task {id} ended with an unreadable result: {error}"
-                        )),
-                    },
-                ),
-                rmcp::model::TaskPayload::Failed { error } => Some(Outcome::error(format!(
-                    "Task {id} failed: {}",
-                    error
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("no message")
-                ))),
-                rmcp::model::TaskPayload::Cancelled => {
-                    Some(Outcome::error(format!("Task {id} was cancelled.")))
-                }
-                _ => None,
-            };
+            let outcome = ended(task.payload).map(|end| match end {
+                Ended::Result(result) => render(&result, self.limits.max_result_bytes),
+                Ended::Failed(why) => Outcome::error(format!("Task {id} failed: {why}")),
+                Ended::Cancelled => Outcome::error(format!("Task {id} was cancelled.")),
+            });
             if let Some(outcome) = outcome {
                 return (server, TASK_TOOL.to_owned(), outcome);
             }
@@ -901,6 +885,37 @@ impl Agent {
                 server.name
             )),
         }
+    }
+}
+
+/// How a task ended, read from `tasks/get`'s payload.
+#[derive(Debug)]
+pub enum Ended {
+    /// Its tool result (which may be a tool error).
+    Result(CallToolResult),
+    /// A protocol-level failure, or a result that does not read: what went wrong.
+    Failed(String),
+    /// Cancelled.
+    Cancelled,
+}
+
+/// How the task ended, or `None` while it runs (or waits for input).
+pub fn ended(payload: rmcp::model::TaskPayload) -> Option<Ended> {
+    match payload {
+        rmcp::model::TaskPayload::Completed { result } => Some(
+            serde_json::from_value(Value::Object(result))
+                .map(Ended::Result)
+                .unwrap_or_else(|error| Ended::Failed(format!("an unreadable result: {error}"))),
+        ),
+        rmcp::model::TaskPayload::Failed { error } => Some(Ended::Failed(
+            error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message")
+                .to_owned(),
+        )),
+        rmcp::model::TaskPayload::Cancelled => Some(Ended::Cancelled),
+        _ => None,
     }
 }
 

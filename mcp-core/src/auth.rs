@@ -94,6 +94,9 @@ pub enum AuthConfigError {
     /// Both kinds of authentication at once.
     #[error("--auth-token and --auth-issuer exclude each other: use one")]
     Both,
+    /// No HTTP client to fetch the issuer's keys with.
+    #[error("no HTTP client for the issuer's keys: {0}")]
+    Client(String),
 }
 
 fn check_url(what: &'static str, value: &str) -> Result<url::Url, AuthConfigError> {
@@ -222,18 +225,20 @@ enum Refusal {
 }
 
 impl Verifier {
-    pub(crate) fn new(settings: OAuthSettings) -> Self {
+    /// `Err` when no HTTP client can be built (its TLS backend failed): the server must not
+    /// fall back to one without the timeout and the refusal of redirects.
+    pub(crate) fn new(settings: OAuthSettings) -> Result<Self, AuthConfigError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|error| AuthConfigError::Client(error.to_string()))?;
+        Ok(Self {
             settings,
             client,
             keys: std::sync::RwLock::new(Keys::default()),
             fetching: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     pub(crate) fn settings(&self) -> &OAuthSettings {

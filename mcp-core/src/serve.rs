@@ -427,7 +427,7 @@ fn app<S: Sessions>(
             bound,
             &args.auth_scopes,
             &args.auth_tool_scopes,
-        )?))),
+        )?)?)),
         None => None,
     };
     if let Some(verifier) = &verifier {

@@ -430,10 +430,7 @@ pub fn may_log(
     session_level: Option<rmcp::model::LoggingLevel>,
     level: rmcp::model::LoggingLevel,
 ) -> bool {
-    let stateless = context
-        .protocol_version()
-        .is_some_and(|v| v.as_str() >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str());
-    let floor = if stateless {
+    let floor = if crate::input::stateless(context) {
         match context.meta.log_level() {
             Some(asked) => asked,
             None => return false,

@@ -4,7 +4,7 @@ use std::{io::Write as _, path::PathBuf, process::ExitCode, sync::Arc, time::Dur
 use clap::{Parser, Subcommand};
 use mcp_client::say;
 use mcp_client::{
-    agent::{Agent, AgentError, AgentOptions, Approval, Limits},
+    agent::{Agent, AgentError, AgentOptions, Approval, Ended, Limits},
     config::{self, ProcessVariables, Server, Transport, UrlKind},
     connect::{self, ConnectOptions, Connected, Era},
     install,
@@ -829,37 +829,23 @@ async fn follow_task(
             );
             said = line;
         }
-        match task.payload {
-            rmcp::model::TaskPayload::Completed { result } => {
-                let result: rmcp::model::CallToolResult =
-                    serde_json::from_value(Value::Object(result)).map_err(|e| {
-                        Failure::Connection(format!(
-                            "{}: task {id}: an unreadable result: {e}",
-                            server.name
-                        ))
-                    })?;
-                return print_result(context, &result);
-            }
-            rmcp::model::TaskPayload::Failed { error } => {
-                let message = error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no message");
+        let poll_interval_ms = task.task.poll_interval_ms;
+        match mcp_client::agent::ended(task.payload) {
+            Some(Ended::Result(result)) => return print_result(context, &result),
+            Some(Ended::Failed(why)) => {
                 return Err(Failure::Connection(format!(
                     "{}: task {id} failed: {}",
                     server.name,
-                    mcp_core::text::visible_line(message)
+                    mcp_core::text::visible_line(&why)
                 )));
             }
-            rmcp::model::TaskPayload::Cancelled => {
+            Some(Ended::Cancelled) => {
                 say!("mcp: {}: task {id} was cancelled", server.name);
                 return Ok(TOOL_ERROR);
             }
-            _ => {}
+            None => {}
         }
-        let interval = task
-            .task
-            .poll_interval_ms
+        let interval = poll_interval_ms
             .map(std::time::Duration::from_millis)
             .unwrap_or(std::time::Duration::from_secs(1))
             .clamp(
