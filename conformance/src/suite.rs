@@ -249,10 +249,27 @@ pub async fn run_client_requirements(
         .output()
         .await?;
     let listing = String::from_utf8_lossy(&output.stdout);
-    let scenarios = listed(listing.split("Client scenarios").nth(1).unwrap_or_default())?;
+    let client_part = listing.split("Client scenarios").nth(1).unwrap_or_default();
+    // The required ones, then those run but not scored that are a client's (`… [client]`):
+    // extensions need `--force` at a revision (they are on no revision's timeline).
+    let (required, unscored) = client_part
+        .split_once("never scored")
+        .unwrap_or((client_part, ""));
+    let mut scenarios: Vec<(String, bool)> = listed(required)?
+        .into_iter()
+        .map(|name| (name, false))
+        .collect();
+    scenarios.extend(
+        unscored
+            .lines()
+            .filter(|line| line.trim_end().ends_with("[client]"))
+            .filter_map(|line| line.trim().strip_prefix("- "))
+            .filter_map(|entry| entry.split_whitespace().next())
+            .map(|name| (name.to_owned(), true)),
+    );
     let mut report = SuiteReport::default();
-    for scenario in &scenarios {
-        let args = [
+    for (scenario, force) in &scenarios {
+        let mut args = vec![
             "client",
             "--command",
             command,
@@ -261,6 +278,9 @@ pub async fn run_client_requirements(
             "--spec-version",
             revision,
         ];
+        if *force {
+            args.push("--force");
+        }
         report
             .scenarios
             .extend(invoke(Line::Next, &args).await?.scenarios);

@@ -35,6 +35,9 @@ pub enum Transport {
         headers: BTreeMap<String, String>,
         /// Which HTTP transport it speaks.
         kind: UrlKind,
+        /// How to get its OAuth tokens, when it wants them (`"oauth"`, ours and Claude
+        /// Code's).
+        oauth: crate::oauth::OAuthConfig,
     },
 }
 
@@ -212,6 +215,9 @@ struct RawServer {
     /// Ours: which tools to use.
     #[serde(default)]
     tools: RawTools,
+    /// OAuth client settings (ours and Claude Code's key).
+    #[serde(default)]
+    oauth: crate::oauth::OAuthConfig,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -326,9 +332,21 @@ pub fn parse(
                     .iter()
                     .map(|(k, v)| Ok((k.clone(), expand(v)?)))
                     .collect::<Result<_, ConfigError>>()?;
+                let mut oauth = raw.oauth.clone();
+                for field in [
+                    &mut oauth.client_id,
+                    &mut oauth.client_secret,
+                    &mut oauth.client_metadata_url,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    *field = expand(field)?;
+                }
                 Transport::Url {
                     url: expand(url)?,
                     headers,
+                    oauth,
                     kind: match kind {
                         Some("sse") => UrlKind::Sse,
                         Some(_) => UrlKind::Http,
@@ -549,6 +567,7 @@ mod tests {
                 url: "https://example.com/mcp".into(),
                 headers: BTreeMap::from([("Authorization".into(), "Bearer s3cret".into())]),
                 kind: UrlKind::Auto,
+                oauth: Default::default(),
             }
         );
     }

@@ -30,6 +30,7 @@ use crate::{
     config::{Server, Transport as ServerTransport, UrlKind},
     frames,
     handler::{Elicitation, Handler, Watched},
+    oauth::{AuthOptions, Authorizer, OAuthConfig},
 };
 
 /// A connected server.
@@ -72,6 +73,8 @@ pub struct ConnectOptions {
     pub era: Era,
     /// How each connection answers the server's requests (cloned per server, named after it).
     pub handler: Handler,
+    /// How HTTP servers that want OAuth get their tokens.
+    pub auth: AuthOptions,
 }
 
 impl Default for ConnectOptions {
@@ -81,6 +84,7 @@ impl Default for ConnectOptions {
             log_dir: default_log_dir(),
             era: Era::Auto,
             handler: Handler::plain(Elicitation::Decline),
+            auth: AuthOptions::default(),
         }
     }
 }
@@ -145,6 +149,14 @@ pub enum ConnectError {
         /// Its stderr log, whose tail the message shows.
         log: Option<PathBuf>,
     },
+    /// The server wants an OAuth authorization that could not be had.
+    #[error("{server}: {reason}")]
+    Auth {
+        /// The server's name.
+        server: String,
+        /// Why (and what to run).
+        reason: String,
+    },
     /// The server's entry cannot be used as written.
     #[error("{server}: {reason}")]
     Config {
@@ -196,13 +208,22 @@ pub async fn connect(server: &Server, options: &ConnectOptions) -> Result<Connec
             env,
             cwd,
         } => connect_stdio(server, command, args, env, cwd.as_deref(), options).await,
-        ServerTransport::Url { url, headers, kind } => {
+        ServerTransport::Url {
+            url,
+            headers,
+            kind,
+            oauth,
+        } => {
             let headers = header_map(server, headers)?;
             match kind {
-                UrlKind::Http => connect_http(server, url, headers, options).await,
+                UrlKind::Http => connect_http(server, url, headers, oauth, options).await,
                 UrlKind::Sse => connect_sse(server, url, headers, options).await,
-                UrlKind::Auto => match connect_http(server, url, headers.clone(), options).await {
+                UrlKind::Auto => match connect_http(server, url, headers.clone(), oauth, options)
+                    .await
+                {
                     Ok(connected) => Ok(connected),
+                    // It is Streamable HTTP: it asked for an authorization.
+                    Err(error @ ConnectError::Auth { .. }) => Err(error),
                     Err(http) => connect_sse(server, url, headers, options)
                         .await
                         .map_err(|sse| {
@@ -463,24 +484,46 @@ async fn connect_http(
     server: &Server,
     url: &str,
     headers: HeaderMap,
+    oauth: &OAuthConfig,
     options: &ConnectOptions,
 ) -> Result<Connected, ConnectError> {
-    let client = reqwest::Client::builder()
+    let http = reqwest::Client::builder()
         .default_headers(headers)
         .build()
         .map_err(|e| ConnectError::Config {
             server: server.name.clone(),
             reason: format!("HTTP client: {e}"),
         })?;
+    let authorizer = Authorizer::new(
+        &server.name,
+        url,
+        oauth.clone(),
+        options.auth.agent,
+        &options.auth.store,
+    )
+    .await
+    .map_err(|e| ConnectError::Auth {
+        server: server.name.clone(),
+        reason: e.to_string(),
+    })?;
+    let authorizer = std::sync::Arc::new(authorizer);
     let transport = StreamableHttpClientTransport::with_client(
-        client,
+        authorizer.client(http),
         StreamableHttpClientTransportConfig::with_uri(url.to_owned()),
     );
-    let client = handshake(&server.name, transport, options, None).await?;
-    Ok(Connected {
-        name: server.name.clone(),
-        client,
-    })
+    match handshake(&server.name, transport, options, None).await {
+        Ok(client) => Ok(Connected {
+            name: server.name.clone(),
+            client,
+        }),
+        Err(error) => Err(match authorizer.failure() {
+            Some(reason) => ConnectError::Auth {
+                server: server.name.clone(),
+                reason,
+            },
+            None => error,
+        }),
+    }
 }
 
 async fn connect_sse(

@@ -10,6 +10,8 @@
 //! - [`agent`]: the tool-calling loop: approvals, limits, timeouts, reconnects.
 //! - [`terminal`]: the agent's terminal face (streamed answers, questions, progress bars).
 //! - [`limits`]: long tool results cut to their head and tail, saying what was cut.
+//! - [`oauth`]: OAuth 2.1 for HTTP servers (discovery, registration, the browser's approval,
+//!   step-up, tokens kept per server).
 //! - [`names`]: every server's tools in one model-facing namespace (`server__tool`, ≤ 64
 //!   characters, a map back).
 
@@ -34,5 +36,6 @@ pub mod handler;
 pub mod install;
 mod limits;
 mod names;
+pub mod oauth;
 pub mod provider;
 pub mod terminal;

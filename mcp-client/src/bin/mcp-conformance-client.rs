@@ -2,12 +2,18 @@
 //! with `MCP_CONFORMANCE_SCENARIO` set by the suite. Built on the `mcp` client's library: it
 //! connects over Streamable HTTP, lists the tools and calls each with arguments made from its
 //! input schema, accepting elicitations with their defaults. Exits non-zero on any failure.
+//!
+//! OAuth is `mcp`'s own: the context's `client_id`/`client_secret` are the entry's
+//! pre-registered client (as a user would write them in `"oauth"`), a `client-credentials`
+//! scenario asks for that grant, and the approval is [`UserAgent::Direct`] (the suite's
+//! authorization server approves at once). Tokens go to a token file of this run's own.
 use std::process::ExitCode;
 
 use mcp_client::{
     config::{Server, Transport, UrlKind},
     connect::{ConnectOptions, Era, connect},
     handler::{Elicitation, Handler},
+    oauth::{AuthOptions, Grant, OAuthConfig, TokenFile, UserAgent},
 };
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Map, Value};
@@ -41,10 +47,33 @@ fn arguments(schema: &Value) -> Map<String, Value> {
         .collect()
 }
 
+/// The suite's `MCP_CONFORMANCE_CONTEXT`, when it sets one.
+fn context() -> Option<Value> {
+    serde_json::from_str(&std::env::var("MCP_CONFORMANCE_CONTEXT").ok()?).ok()
+}
+
+/// The server entry's `"oauth"`, as a user would write it for what the scenario sets up.
+fn oauth_config(scenario: &str) -> OAuthConfig {
+    let context = context().unwrap_or_default();
+    let text = |key: &str| context.get(key).and_then(Value::as_str).map(str::to_owned);
+    OAuthConfig {
+        client_id: text("client_id"),
+        client_secret: text("client_secret"),
+        // The suite's client ID metadata document: the URL its authorization server takes
+        // (ours is `mcp_client::oauth::CLIENT_METADATA_URL`).
+        client_metadata_url: Some("https://conformance-test.local/client-metadata.json".into()),
+        grant: if scenario.contains("client-credentials") {
+            Grant::ClientCredentials
+        } else {
+            Grant::AuthorizationCode
+        },
+        ..OAuthConfig::default()
+    }
+}
+
 /// What the suite's `MCP_CONFORMANCE_CONTEXT` asks to call, when it does.
 fn context_calls() -> Option<Vec<(String, Map<String, Value>)>> {
-    let context: Value =
-        serde_json::from_str(&std::env::var("MCP_CONFORMANCE_CONTEXT").ok()?).ok()?;
+    let context = context()?;
     let calls = context.get("toolCalls")?.as_array()?;
     Some(
         calls
@@ -58,13 +87,14 @@ fn context_calls() -> Option<Vec<(String, Map<String, Value>)>> {
     )
 }
 
-async fn run(url: &str) -> Result<(), String> {
+async fn run(url: &str, scenario: &str) -> Result<(), String> {
     let server = Server {
         name: "conformance".to_owned(),
         transport: Transport::Url {
             url: url.to_owned(),
             headers: Default::default(),
             kind: UrlKind::Http,
+            oauth: oauth_config(scenario),
         },
         source: std::path::PathBuf::from("(the suite)"),
         tools: Default::default(),
@@ -75,9 +105,14 @@ async fn run(url: &str) -> Result<(), String> {
         Ok(version) if version.as_str() < "2026" => Era::Handshake,
         _ => Era::Auto,
     };
+    let tokens = tempfile::tempdir().map_err(|e| format!("a token directory: {e}"))?;
     let options = ConnectOptions {
         era,
         handler: Handler::plain(Elicitation::AcceptDefaults),
+        auth: AuthOptions {
+            agent: UserAgent::Direct,
+            store: TokenFile::new(tokens.path().join("credentials.json")),
+        },
         ..ConnectOptions::default()
     };
     let client = connect(&server, &options)
@@ -102,10 +137,18 @@ async fn run(url: &str) -> Result<(), String> {
     };
     for (name, arguments) in calls {
         let request = CallToolRequestParams::new(name.clone()).with_arguments(arguments);
-        let result = client
-            .call_tool(request)
-            .await
-            .map_err(|e| format!("tools/call {name}: {e}"))?;
+        let result = match client.call_tool(request).await {
+            Ok(result) => result,
+            // A server without tools/call (a scenario that only lists its tools): nothing to
+            // call, not a failure of the client.
+            Err(rmcp::ServiceError::McpError(error))
+                if error.code == rmcp::model::ErrorCode::METHOD_NOT_FOUND =>
+            {
+                eprintln!("tools/call {name}: the server has no tools/call ({error})");
+                break;
+            }
+            Err(e) => return Err(format!("tools/call {name}: {e}")),
+        };
         if result.is_error == Some(true) {
             return Err(format!("tools/call {name} answered an error"));
         }
@@ -122,7 +165,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
-    match run(&url).await {
+    match run(&url, &scenario).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("mcp-conformance-client ({scenario}): {error}");

@@ -8,6 +8,7 @@ use mcp_client::{
     config::{self, ProcessVariables, Server, Transport, UrlKind},
     connect::{self, ConnectOptions, Connected, Era},
     install,
+    oauth::{AuthOptions, Authorizer, UserAgent},
     provider::{Api, Provider, ProviderConfig},
     terminal::{StreamJsonUi, TerminalUi},
 };
@@ -129,6 +130,12 @@ enum Command {
         #[command(subcommand)]
         action: TaskAction,
     },
+    /// OAuth for HTTP servers: log in ahead of use (any command also logs in when a server
+    /// asks and a terminal is there to approve), log out, see what is kept.
+    Auth {
+        #[command(subcommand)]
+        action: AuthAction,
+    },
     /// Chat with a model that can use every server's tools (/help inside for commands).
     Chat {
         /// Take up a saved conversation: the last one, or the one with this id (each chat says
@@ -176,6 +183,26 @@ enum TaskAction {
     },
     /// Ask the server to stop a task.
     Cancel { server: String, id: String },
+}
+
+/// What to do about a server's OAuth tokens.
+#[derive(clap::Subcommand)]
+enum AuthAction {
+    /// Authorize now: the server's authorization server is found, mcp registers (or uses the
+    /// entry's "oauth": {"clientId": …}), your browser opens for you to approve, and the tokens
+    /// are kept for later runs (refreshed without asking while the server allows).
+    Login {
+        server: String,
+        /// Do not open a browser here: print the address, and take the address the browser
+        /// is sent back to when it is pasted (for a machine without a browser, over SSH).
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Forget a server's tokens (and its registration).
+    Logout { server: String },
+    /// What is kept for each configured server: issuer, scopes, expiry, refresh (never the
+    /// tokens themselves).
+    Status { server: Option<String> },
 }
 
 /// The model and the agent's bounds (`chat` and `run`).
@@ -423,11 +450,26 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         _ => {}
     }
+    // A server that asks for a login gets one when someone is at the terminal to approve in
+    // a browser; otherwise its error says to run `mcp auth login`.
+    use std::io::IsTerminal as _;
+    let agent = if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        UserAgent::Browser {
+            open: true,
+            paste: false,
+        }
+    } else {
+        UserAgent::Refuse
+    };
     let context = Context {
         servers: servers(&cli)?,
         options: ConnectOptions {
             timeout: Duration::from_secs(cli.timeout.max(1)),
             era: cli.era,
+            auth: AuthOptions {
+                agent,
+                ..AuthOptions::default()
+            },
             ..ConnectOptions::default()
         },
         json: cli.json,
@@ -450,6 +492,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             arguments,
         } => call(&context, server, tool, arguments, *detach).await,
         Command::Tasks { action } => tasks(&context, action).await,
+        Command::Auth { action } => auth(&context, action).await,
         // Done above, before the servers were loaded.
         Command::Add { .. } | Command::Remove { .. } => Ok(0),
         Command::Chat { resume, agent } => chat(&context, agent, resume.as_deref()).await,
@@ -1315,4 +1358,152 @@ fn describe(transport: &Transport) -> (&'static str, String) {
             url.clone(),
         ),
     }
+}
+
+/// `mcp auth login|logout|status`.
+async fn auth(context: &Context, action: &AuthAction) -> Result<u8, Failure> {
+    let store = &context.options.auth.store;
+    let http = |server: &Server| match &server.transport {
+        Transport::Url { url, oauth, .. } => Ok((url.clone(), oauth.clone())),
+        Transport::Stdio { .. } => Err(Failure::Usage(format!(
+            "{} is a stdio server: OAuth is for servers reached over HTTP (a stdio server takes its credentials from its environment)",
+            server.name
+        ))),
+    };
+    match action {
+        AuthAction::Login { server, no_browser } => {
+            let server = context.pick(server)?;
+            let (url, oauth) = http(server)?;
+            let agent = UserAgent::Browser {
+                open: !no_browser,
+                paste: *no_browser,
+            };
+            let authorizer = Authorizer::new(&server.name, &url, oauth, agent, store)
+                .await
+                .map_err(|e| Failure::Connection(format!("{}: {e}", server.name)))?;
+            authorizer
+                .authorize(None, false, authorizer.generation())
+                .await
+                .map_err(|e| Failure::Connection(format!("{}: {e}", server.name)))?;
+            // Proof that the tokens work: the server answers with them.
+            let client = context.connect(server).await?;
+            let tools = client
+                .list_all_tools()
+                .await
+                .map_err(|e| Failure::Connection(format!("{}: tools/list: {e}", server.name)))?;
+            let _ = client.cancel().await;
+            say!(
+                "mcp: logged in to {} ({} tools); the tokens are in {}",
+                server.name,
+                tools.len(),
+                store.path().display()
+            );
+            Ok(0)
+        }
+        AuthAction::Logout { server } => {
+            let server = context.pick(server)?;
+            let (url, _) = http(server)?;
+            use rmcp::transport::auth::CredentialStore as _;
+            let tokens = store.for_server(&url);
+            let had = tokens
+                .load()
+                .await
+                .map_err(|e| Failure::Usage(e.to_string()))?
+                .is_some();
+            tokens
+                .clear()
+                .await
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            say!(
+                "mcp: {} {}",
+                server.name,
+                if had {
+                    "logged out: its tokens are forgotten"
+                } else {
+                    "had no tokens kept"
+                }
+            );
+            Ok(0)
+        }
+        AuthAction::Status { server } => {
+            let kept = store.list().map_err(|e| Failure::Usage(e.to_string()))?;
+            let mut rows = Vec::new();
+            for server in context.chosen(server.as_deref())? {
+                let Transport::Url { url, .. } = &server.transport else {
+                    continue;
+                };
+                rows.push(token_status(&server.name, url, kept.get(url)));
+            }
+            let mut out = context.stdout();
+            if context.json {
+                out.json(&json!({"file": store.path(), "servers": rows}))?;
+            } else {
+                for row in &rows {
+                    let line = if row["logged_in"] == true {
+                        format!(
+                            "{}  {}  issuer {}  scopes [{}]  {}  {}",
+                            row["server"].as_str().unwrap_or_default(),
+                            row["url"].as_str().unwrap_or_default(),
+                            row["issuer"].as_str().unwrap_or("(unknown)"),
+                            row["scopes"].as_str().unwrap_or_default(),
+                            match row["expires_in_seconds"].as_i64() {
+                                Some(s) if s > 0 => format!("expires in {s} s"),
+                                Some(_) => "expired".to_owned(),
+                                None => "no expiry given".to_owned(),
+                            },
+                            if row["refresh"] == true {
+                                "refreshable"
+                            } else {
+                                "no refresh token"
+                            }
+                        )
+                    } else {
+                        format!(
+                            "{}  {}  not logged in",
+                            row["server"].as_str().unwrap_or_default(),
+                            row["url"].as_str().unwrap_or_default()
+                        )
+                    };
+                    out.line(line)?;
+                }
+                out.line(format!("(tokens are kept in {})", store.path().display()))?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// One server's row of `mcp auth status`: what is kept, never the tokens themselves.
+fn token_status(
+    name: &str,
+    url: &str,
+    kept: Option<&rmcp::transport::auth::StoredCredentials>,
+) -> Value {
+    let Some(kept) = kept.filter(|k| k.token_response.is_some()) else {
+        return json!({"server": name, "url": url, "logged_in": false});
+    };
+    let token = serde_json::to_value(&kept.token_response).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let expires = token["expires_in"]
+        .as_u64()
+        .zip(kept.token_received_at)
+        .map(|(lifetime, at)| (at + lifetime) as i64 - now as i64);
+    let scopes = if kept.granted_scopes.is_empty() {
+        token["scope"].as_str().unwrap_or_default().to_owned()
+    } else {
+        kept.granted_scopes.join(" ")
+    };
+    json!({
+        "server": name,
+        "url": url,
+        "logged_in": true,
+        "issuer": kept.issuer,
+        "client_id": kept.client_id,
+        "scopes": scopes,
+        "expires_in_seconds": expires,
+        "refresh": token.get("refresh_token").is_some_and(|r| !r.is_null()),
+    })
 }
