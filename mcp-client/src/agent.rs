@@ -843,6 +843,10 @@ impl Agent {
             Ok(Ok(_)) => Ok(Outcome::error(format!(
                 "{tool} answered in a way mcp cannot use."
             ))),
+            // Not a dropped connection: reconnecting would meet the same refusal.
+            Ok(Err(error)) if let Some(why) = crate::oauth::auth_failure(&error) => {
+                Ok(Outcome::error(format!("The call failed: {why}")))
+            }
             Ok(Err(error @ (ServiceError::TransportClosed | ServiceError::TransportSend(_)))) => {
                 Err(error.to_string())
             }

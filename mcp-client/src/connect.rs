@@ -494,13 +494,7 @@ async fn connect_http(
             server: server.name.clone(),
             reason: format!("HTTP client: {e}"),
         })?;
-    let authorizer = Authorizer::new(
-        &server.name,
-        url,
-        oauth.clone(),
-        options.auth.agent,
-        &options.auth.store,
-    )
+    let authorizer = Authorizer::new(&server.name, url, oauth.clone(), &options.auth)
     .await
     .map_err(|e| ConnectError::Auth {
         server: server.name.clone(),

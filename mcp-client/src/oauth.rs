@@ -121,6 +121,9 @@ pub struct AuthOptions {
     pub agent: UserAgent,
     /// Where tokens are kept.
     pub store: TokenFile,
+    /// The program that opens the authorization page, given its URL: `None` for `$BROWSER`,
+    /// else the platform's opener (`open`, `xdg-open`, the URL handler on Windows).
+    pub browser: Option<PathBuf>,
 }
 
 impl Default for AuthOptions {
@@ -128,6 +131,7 @@ impl Default for AuthOptions {
         Self {
             agent: UserAgent::Refuse,
             store: TokenFile::new(TokenFile::default_path()),
+            browser: None,
         }
     }
 }
@@ -318,6 +322,7 @@ pub struct Authorizer {
     url: Url,
     config: OAuthConfig,
     agent: UserAgent,
+    browser: Option<PathBuf>,
     manager: Arc<Mutex<AuthorizationManager>>,
     /// The transport's client, with `manager` in it (its HTTP client set per connection).
     template: AuthClient<reqwest::Client>,
@@ -329,17 +334,16 @@ pub struct Authorizer {
 }
 
 impl Authorizer {
-    /// An authorizer for `server` at `url`, starting from the tokens `store` keeps for it.
+    /// An authorizer for `server` at `url`, starting from the tokens kept for it.
     pub async fn new(
         server: &str,
         url: &str,
         config: OAuthConfig,
-        agent: UserAgent,
-        store: &TokenFile,
+        options: &AuthOptions,
     ) -> Result<Self, AuthError> {
         let parsed = Url::parse(url)?;
         let mut manager = AuthorizationManager::new(url).await?;
-        let tokens = store.for_server(url);
+        let tokens = options.store.for_server(url);
         let stored = tokens.load().await?;
         manager.set_credential_store(tokens);
         if stored.is_some_and(|s| s.token_response.is_some()) {
@@ -354,7 +358,8 @@ impl Authorizer {
             server: server.to_owned(),
             url: parsed,
             config,
-            agent,
+            agent: options.agent,
+            browser: options.browser.clone(),
             manager: template.auth_manager.clone(),
             template,
             step_ups: AtomicU32::new(0),
@@ -453,10 +458,25 @@ impl Authorizer {
         }
 
         if self.agent == UserAgent::Refuse {
-            return Err(AuthError::AuthorizationFailed(format!(
-                "{} needs you to log in: run `mcp auth login {}`",
-                self.server, self.server
-            )));
+            let scope = challenge
+                .map(|c| WWWAuthenticateParams::parse(c, &self.url))
+                .and_then(|p| p.scope)
+                .filter(|_| step_up);
+            return Err(AuthError::AuthorizationFailed(match scope {
+                Some(scope) => format!(
+                    "{server} needs more access for this (the scopes {scope}): run `mcp auth login {server} {options}`",
+                    server = self.server,
+                    options = scope
+                        .split_whitespace()
+                        .map(|s| format!("--scope {s}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                None => format!(
+                    "{server} needs you to log in: run `mcp auth login {server}`",
+                    server = self.server
+                ),
+            }));
         }
 
         // The scopes, in the spec's order: the entry's own list, else (a step-up) what is held
@@ -503,8 +523,19 @@ impl Authorizer {
                 .await?
         };
         manager.configure_client(client)?;
-        let auth_url = manager.get_authorization_url(&scope_refs).await?;
-        let answer = callback.approve(&self.server, &auth_url).await?;
+        let mut auth_url = manager.get_authorization_url(&scope_refs).await?;
+        if scopes.iter().any(|s| s == "offline_access") {
+            // OpenID providers grant offline_access (a refresh token) only on a consent prompt
+            // (OpenID Connect Core §11); a plain OAuth server ignores the parameter.
+            let mut url = Url::parse(&auth_url)?;
+            if !url.query_pairs().any(|(k, _)| k == "prompt") {
+                url.query_pairs_mut().append_pair("prompt", "consent");
+            }
+            auth_url = url.to_string();
+        }
+        let answer = callback
+            .approve(&self.server, &auth_url, self.browser.as_deref())
+            .await?;
         manager
             .exchange_code_for_token_with_issuer(
                 &answer.code,
@@ -515,6 +546,19 @@ impl Authorizer {
         tracing::info!(server = %self.server, scopes = %scopes.join(" "), "authorized");
         Ok(())
     }
+}
+
+/// Why a call failed, when an authorization is the reason: rmcp wraps it in its transport's
+/// errors, whose own text (type names included) would hide it.
+pub fn auth_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(error);
+    while let Some(current) = source {
+        if let Some(auth) = current.downcast_ref::<AuthError>() {
+            return Some(auth.to_string());
+        }
+        source = current.source();
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -571,6 +615,7 @@ impl Callback {
         self,
         server: &str,
         auth_url: &str,
+        browser: Option<&Path>,
     ) -> Result<AuthorizationCallback, AuthError> {
         let state = Url::parse(auth_url)?
             .query_pairs()
@@ -593,7 +638,7 @@ impl Callback {
                         "After you approve, the browser goes to an address starting with http://127.0.0.1; if that page does not load (the browser is on another machine), paste its address here."
                     );
                 }
-                if open && let Err(error) = open_browser(auth_url) {
+                if open && let Err(error) = open_browser(auth_url, browser) {
                     tracing::debug!(%error, "no browser opened");
                 }
                 let answer = loopback(listener, &state);
@@ -740,9 +785,12 @@ async fn direct(auth_url: &str, state: &str) -> Result<AuthorizationCallback, Au
     ))
 }
 
-/// Opens `url` in the system browser: `$BROWSER` if set, else the platform's opener.
-fn open_browser(url: &str) -> std::io::Result<()> {
-    let mut command = if let Some(browser) = std::env::var_os("BROWSER").filter(|b| !b.is_empty()) {
+/// Opens `url` with `browser`, else `$BROWSER` if set, else the platform's opener.
+fn open_browser(url: &str, browser: Option<&Path>) -> std::io::Result<()> {
+    let mut command = if let Some(browser) = browser
+        .map(|b| b.as_os_str().to_owned())
+        .or_else(|| std::env::var_os("BROWSER").filter(|b| !b.is_empty()))
+    {
         std::process::Command::new(browser)
     } else if cfg!(target_os = "macos") {
         std::process::Command::new("open")

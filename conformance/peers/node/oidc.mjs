@@ -5,6 +5,11 @@
 // - Client `mcp-test` / `secret` gets JWT access tokens by client_credentials for the
 //   `resource` it names (RFC 8707: the token's audience), with the scopes it asks for among
 //   mcp:read and mcp:write.
+// - The authorization-code flow for clients that register themselves (RFC 7591), with PKCE,
+//   resource indicators, and refresh tokens when `offline_access` is asked for. The person at
+//   /interaction/UID is "alice", who approves whatever is asked (a browser that follows the
+//   redirects, peers/node/browser.mjs, plays her). Access tokens live OIDC_TOKEN_TTL seconds
+//   (300 if unset).
 // - `/jwks` is served from a key list the test can grow: POST /test/rotate publishes key-2.
 // - GET /test/token signs tokens the provider would never issue, to prove the server refuses
 //   them: ?kid=key-1|key-2 &signer=published|stranger (a key the JWKS does not have)
@@ -27,6 +32,7 @@ await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
 const provider = new Provider(issuer, {
+  interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   clients: [
     {
       client_id: 'mcp-test',
@@ -37,9 +43,15 @@ const provider = new Provider(issuer, {
     },
   ],
   jwks: { keys: [keys['key-1']] },
-  scopes: ['mcp:read', 'mcp:write'],
+  scopes: ['openid', 'offline_access', 'mcp:read', 'mcp:write'],
+  // A refresh token whenever the client may refresh and asked for offline_access (OAuth 2, no
+  // OpenID consent prompt needed).
+  issueRefreshToken: async (_ctx, client, code) =>
+    client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
   features: {
     clientCredentials: { enabled: true },
+    registration: { enabled: true },
+    devInteractions: { enabled: false },
     resourceIndicators: {
       enabled: true,
       useGrantedResource: () => true,
@@ -47,7 +59,7 @@ const provider = new Provider(issuer, {
         scope: 'mcp:read mcp:write',
         audience: resource,
         accessTokenFormat: 'jwt',
-        accessTokenTTL: 300,
+        accessTokenTTL: Number(process.env.OIDC_TOKEN_TTL ?? 300),
         jwt: { sign: { alg: 'RS256' } },
       }),
     },
@@ -77,9 +89,34 @@ async function testToken(url, res) {
   res.end(token);
 }
 
+// Alice logs in and approves every scope and resource asked for.
+async function approve(req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { prompt, params } = details;
+  if (prompt.name === 'login') {
+    await provider.interactionFinished(req, res, { login: { accountId: 'alice' } }, { mergeWithLastSubmission: false });
+    return;
+  }
+  const grant = details.grantId
+    ? await provider.Grant.find(details.grantId)
+    : new provider.Grant({ accountId: 'alice', clientId: params.client_id });
+  const missing = prompt.details;
+  if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+  for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+    grant.addResourceScope(indicator, scopes.join(' '));
+  }
+  const grantId = await grant.save();
+  await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+}
+
 server.on('request', (req, res) => {
   const url = new URL(req.url, issuer);
-  if (url.pathname === '/jwks') {
+  if (url.pathname.startsWith('/interaction/')) {
+    approve(req, res).catch((error) => {
+      res.writeHead(500);
+      res.end(String(error));
+    });
+  } else if (url.pathname === '/jwks') {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ keys: published.map((kid) => publicPart(keys[kid])) }));
   } else if (url.pathname === '/test/rotate' && req.method === 'POST') {

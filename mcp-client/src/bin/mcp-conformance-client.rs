@@ -112,6 +112,7 @@ async fn run(url: &str, scenario: &str) -> Result<(), String> {
         auth: AuthOptions {
             agent: UserAgent::Direct,
             store: TokenFile::new(tokens.path().join("credentials.json")),
+            browser: None,
         },
         ..ConnectOptions::default()
     };

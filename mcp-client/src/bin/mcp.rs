@@ -197,6 +197,10 @@ enum AuthAction {
         /// is sent back to when it is pasted (for a machine without a browser, over SSH).
         #[arg(long)]
         no_browser: bool,
+        /// Ask for this scope too, beside those already granted (repeatable): for a tool the
+        /// server refuses with "insufficient_scope" [default: the scopes the server names].
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
     },
     /// Forget a server's tokens (and its registration).
     Logout { server: String },
@@ -769,7 +773,10 @@ async fn call(
                 timeout.as_secs()
             ))
         })?
-        .map_err(|e| Failure::Connection(format!("{}: {tool}: {e}", server.name)));
+        .map_err(|e| {
+            let why = mcp_client::oauth::auth_failure(&e).unwrap_or_else(|| e.to_string());
+            Failure::Connection(format!("{}: {tool}: {why}", server.name))
+        });
     let answer = match answer {
         Ok(answer) => answer,
         Err(failure) => {
@@ -1371,14 +1378,39 @@ async fn auth(context: &Context, action: &AuthAction) -> Result<u8, Failure> {
         ))),
     };
     match action {
-        AuthAction::Login { server, no_browser } => {
+        AuthAction::Login {
+            server,
+            no_browser,
+            scopes,
+        } => {
             let server = context.pick(server)?;
-            let (url, oauth) = http(server)?;
+            let (url, mut oauth) = http(server)?;
+            if !scopes.is_empty() {
+                // What is held, and what is asked for now.
+                use rmcp::transport::auth::CredentialStore as _;
+                let held = store
+                    .for_server(&url)
+                    .load()
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|kept| kept.granted_scopes)
+                    .unwrap_or_default();
+                for scope in held.into_iter().chain(oauth.scopes.clone()).chain(scopes.clone()) {
+                    if !oauth.scopes.contains(&scope) {
+                        oauth.scopes.push(scope);
+                    }
+                }
+            }
             let agent = UserAgent::Browser {
                 open: !no_browser,
                 paste: *no_browser,
             };
-            let authorizer = Authorizer::new(&server.name, &url, oauth, agent, store)
+            let options = AuthOptions {
+                agent,
+                ..context.options.auth.clone()
+            };
+            let authorizer = Authorizer::new(&server.name, &url, oauth, &options)
                 .await
                 .map_err(|e| Failure::Connection(format!("{}: {e}", server.name)))?;
             authorizer
