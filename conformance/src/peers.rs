@@ -232,3 +232,64 @@ fn python_venv(name: &str, requirements: &str) -> Result<PathBuf, PeerError> {
 pub fn node_bin(name: &str) -> PathBuf {
     node_peers_dir().join("node_modules/.bin").join(name)
 }
+
+/// `peers/node/oidc.mjs`, a real OpenID provider (oidc-provider, certified), running on a free
+/// loopback port: client-credentials tokens for our resource servers' tests, and the
+/// authorization-code flow with a person who approves for our client's. Killed when dropped.
+pub struct OidcProvider {
+    /// The process.
+    pub child: tokio::process::Child,
+    /// Its issuer URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+}
+
+impl OidcProvider {
+    /// Starts it; its access tokens live `token_ttl` seconds (300 if `None`).
+    pub async fn start(token_ttl: Option<u64>) -> Result<Self, PeerError> {
+        use tokio::io::AsyncBufReadExt as _;
+        let node = tokio::task::spawn_blocking(|| {
+            ensure_node_peers()?;
+            node22()
+        })
+        .await
+        .map_err(|e| PeerError::BrokenNode {
+            dir: String::new(),
+            reason: e.to_string(),
+        })??;
+        let mut command = tokio::process::Command::new(&node);
+        command
+            .arg(node_peers_dir().join("oidc.mjs"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(ttl) = token_ttl {
+            command.env("OIDC_TOKEN_TTL", ttl.to_string());
+        }
+        let spawn_error = |source| PeerError::Spawn {
+            command: format!("{} oidc.mjs", node.display()),
+            source,
+        };
+        let mut child = command.spawn().map_err(spawn_error)?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| spawn_error(std::io::Error::other("no stdout")))?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("listening ") {
+                    return Some(url.to_owned());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| spawn_error(std::io::Error::other("oidc.mjs did not listen within 30 s")))?;
+        // Keep reading: a write to a closed pipe would end the provider.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, url })
+    }
+}

@@ -2,50 +2,25 @@
 //! (npm, a certified OpenID provider, `peers/node/oidc.mjs`) issues the tokens, and
 //! `mcp-everything --auth-issuer …` takes or refuses them.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use mcp_conformance::{peers, process::HttpProcess};
 use mcp_core::testing::{Era, connect_http};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const EVERYTHING: &str = env!("CARGO_BIN_EXE_mcp-everything");
 
 /// The provider, running; killed when dropped.
 struct Issuer {
-    child: tokio::process::Child,
+    provider: peers::OidcProvider,
     url: String,
 }
 
 impl Issuer {
     async fn start() -> Self {
-        let node = tokio::task::spawn_blocking(|| {
-            peers::ensure_node_peers()?;
-            peers::node22()
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        let mut child = tokio::process::Command::new(node)
-            .arg(peers::node_peers_dir().join("oidc.mjs"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(url) = line.strip_prefix("listening ") {
-                    return url.to_owned();
-                }
-            }
-            panic!("oidc.mjs ended before it listened");
-        })
-        .await
-        .expect("oidc.mjs listens within 30 s");
-        Self { child, url }
+        let provider = peers::OidcProvider::start(None).await.unwrap();
+        let url = provider.url.clone();
+        Self { provider, url }
     }
 
     /// A real access token for `resource`, by client_credentials.
@@ -358,7 +333,7 @@ async fn tokens_from_a_real_issuer_are_taken_and_every_bad_one_refused() {
         .crafted(&[("aud", &mcp), ("kid", "key-9"), ("signer", "stranger")])
         .await;
     let mut issuer = issuer;
-    issuer.child.kill().await.unwrap();
+    issuer.provider.child.kill().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _, body) = call(&mcp, Some(&unknown), "test_simple_text").await;
     assert_eq!(status, 401, "{body}");

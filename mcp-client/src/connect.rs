@@ -495,11 +495,11 @@ async fn connect_http(
             reason: format!("HTTP client: {e}"),
         })?;
     let authorizer = Authorizer::new(&server.name, url, oauth.clone(), &options.auth)
-    .await
-    .map_err(|e| ConnectError::Auth {
-        server: server.name.clone(),
-        reason: e.to_string(),
-    })?;
+        .await
+        .map_err(|e| ConnectError::Auth {
+            server: server.name.clone(),
+            reason: e.to_string(),
+        })?;
     let authorizer = std::sync::Arc::new(authorizer);
     let transport = StreamableHttpClientTransport::with_client(
         authorizer.client(http),

@@ -398,7 +398,7 @@ impl Authorizer {
             .authorize_locked(&mut manager, challenge, step_up)
             .await;
         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) =
-            result.as_ref().err().map(ToString::to_string);
+            result.as_ref().err().map(|e| with_causes(e));
         result?;
         self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -548,13 +548,29 @@ impl Authorizer {
     }
 }
 
+/// An error and the errors under it, as one line: "discovery failed for URL" says little
+/// without the "body exceeds 1048576 bytes" under it.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Why a call failed, when an authorization is the reason: rmcp wraps it in its transport's
 /// errors, whose own text (type names included) would hide it.
 pub fn auth_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut source = Some(error);
     while let Some(current) = source {
         if let Some(auth) = current.downcast_ref::<AuthError>() {
-            return Some(auth.to_string());
+            return Some(with_causes(auth));
         }
         source = current.source();
     }
@@ -622,8 +638,9 @@ impl Callback {
             .find(|(k, _)| k == "state")
             .map(|(_, v)| v.into_owned())
             .ok_or_else(|| AuthError::InternalError("no state in the authorization URL".into()))?;
+        let redirect_uri = self.redirect_uri();
         match self {
-            Self::Direct => direct(auth_url, &state).await,
+            Self::Direct => direct(auth_url, &state, &redirect_uri).await,
             Self::Loopback {
                 listener,
                 port: _,
@@ -755,8 +772,12 @@ async fn pasted_answer(state: &str) -> Result<AuthorizationCallback, AuthError> 
 }
 
 /// Follows the authorization server's redirects to our redirect address, with no person:
-/// for a server that approves at once.
-async fn direct(auth_url: &str, state: &str) -> Result<AuthorizationCallback, AuthError> {
+/// for a server that approves at once. Only an answer at our own redirect address is taken.
+async fn direct(
+    auth_url: &str,
+    state: &str,
+    redirect_uri: &str,
+) -> Result<AuthorizationCallback, AuthError> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -775,8 +796,18 @@ async fn direct(auth_url: &str, state: &str) -> Result<AuthorizationCallback, Au
             )));
         };
         let next = Url::parse(&url)?.join(location)?.to_string();
-        if let Some(answer) = answer_from(&next, state) {
+        if next.starts_with(&format!("{redirect_uri}?"))
+            && let Some(answer) = answer_from(&next, state)
+        {
             return answer;
+        }
+        // Pages of the authorization server itself may come between; anywhere else is not
+        // where an approval is.
+        if Url::parse(&next)?.origin() != Url::parse(auth_url)?.origin() {
+            return Err(AuthError::AuthorizationFailed(format!(
+                "the authorization server sent the browser to {}, not back to us",
+                Url::parse(&next)?.origin().ascii_serialization()
+            )));
         }
         url = next;
     }

@@ -8,6 +8,7 @@
 //!   `mcp-conformance-client` (built on this crate's library); the verdicts go to a section of
 //!   `conformance/RESULTS.md`.
 //! - `connect`: `mcp tools` and `mcp call` against real servers.
+//! - `oauth`: OAuth end to end against a real authorization server, and a hostile one.
 //! - `peer_servers`: the `mcp` binary against servers nobody here wrote.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,5 +17,6 @@ mod cli;
 mod conformance;
 mod connect;
 mod fake_llm;
+mod oauth;
 mod peer_servers;
 mod support;

@@ -1396,7 +1396,11 @@ async fn auth(context: &Context, action: &AuthAction) -> Result<u8, Failure> {
                     .flatten()
                     .map(|kept| kept.granted_scopes)
                     .unwrap_or_default();
-                for scope in held.into_iter().chain(oauth.scopes.clone()).chain(scopes.clone()) {
+                for scope in held
+                    .into_iter()
+                    .chain(oauth.scopes.clone())
+                    .chain(scopes.clone())
+                {
                     if !oauth.scopes.contains(&scope) {
                         oauth.scopes.push(scope);
                     }
