@@ -745,30 +745,37 @@ async fn loopback(
     }
 }
 
-/// A redirect address pasted on standard input (a headless machine).
+/// A redirect address pasted on standard input (a headless machine). Read on a thread of its
+/// own, not tokio's blocking pool: when the loopback answers first, the read left waiting must
+/// not keep the process from exiting.
 async fn pasted_answer(state: &str) -> Result<AuthorizationCallback, AuthError> {
     let state = state.to_owned();
-    tokio::task::spawn_blocking(move || {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
         let mut line = String::new();
-        loop {
+        let answer = loop {
             line.clear();
             match std::io::stdin().read_line(&mut line) {
                 Ok(0) | Err(_) => {
-                    return Err(AuthError::AuthorizationFailed(
+                    break Err(AuthError::AuthorizationFailed(
                         "standard input ended before an address was pasted".into(),
                     ));
                 }
                 Ok(_) => match answer_from(line.trim(), &state) {
-                    Some(answer) => return answer,
+                    Some(answer) => break answer,
                     None => eprintln!(
                         "That is not the address this login waits for (it must carry its state); paste the whole address."
                     ),
                 },
             }
-        }
+        };
+        let _ = sender.send(answer);
+    });
+    receiver.await.unwrap_or_else(|_| {
+        Err(AuthError::InternalError(
+            "the reader of standard input ended".into(),
+        ))
     })
-    .await
-    .map_err(|e| AuthError::InternalError(e.to_string()))?
 }
 
 /// Follows the authorization server's redirects to our redirect address, with no person:
@@ -996,5 +1003,149 @@ impl StreamableHttpClient for OAuthHttp {
             )
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An authorization URL carrying `state`, as rmcp builds one.
+    fn auth_url(state: &str) -> String {
+        format!("http://127.0.0.1:9/authorize?response_type=code&state={state}")
+    }
+
+    #[tokio::test]
+    async fn the_loopback_takes_only_its_own_answer() {
+        let agent = UserAgent::Browser {
+            open: false,
+            paste: false,
+        };
+        let callback = Callback::bind(agent, None).await.unwrap();
+        let redirect = callback.redirect_uri();
+        assert!(redirect.starts_with("http://127.0.0.1:") && redirect.ends_with("/callback"));
+        let waiting =
+            tokio::spawn(async move { callback.approve("server", &auth_url("ours"), None).await });
+        let http = reqwest::Client::new();
+        // Another local process guesses: wrong state, no state, another path. Each gets a 400
+        // (or 404) and the wait goes on.
+        for forged in [
+            format!("{redirect}?code=evil&state=theirs"),
+            format!("{redirect}?code=evil"),
+            redirect.replace("/callback", "/other?code=evil&state=ours"),
+        ] {
+            let status = http.get(&forged).send().await.unwrap().status();
+            assert!(status.is_client_error(), "{forged}: {status}");
+        }
+        assert!(!waiting.is_finished());
+        let status = http
+            .get(format!(
+                "{redirect}?code=good&state=ours&iss=http%3A%2F%2Fas"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+        let answer = waiting.await.unwrap().unwrap();
+        assert_eq!(answer.code, "good");
+        assert_eq!(answer.csrf_token, "ours");
+        assert_eq!(answer.issuer.as_deref(), Some("http://as"));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_at_the_authorization_server_ends_the_wait_with_its_reason() {
+        let agent = UserAgent::Browser {
+            open: false,
+            paste: false,
+        };
+        let callback = Callback::bind(agent, None).await.unwrap();
+        let redirect = callback.redirect_uri();
+        let waiting =
+            tokio::spawn(async move { callback.approve("s", &auth_url("st"), None).await });
+        reqwest::get(format!(
+            "{redirect}?error=access_denied&error_description=The+user+said+no&state=st"
+        ))
+        .await
+        .unwrap();
+        let error = waiting.await.unwrap().unwrap_err().to_string();
+        assert!(
+            error.contains("access_denied") && error.contains("The user said no"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_token_file_is_owner_only_keeps_every_server_and_refuses_a_corrupt_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mcp-toolkit/credentials.json");
+        let file = TokenFile::new(path.clone());
+        // Two servers saved at once, each by its own handle: both are kept.
+        let saves = (0..8).map(|n| {
+            let tokens = file.for_server(&format!("https://s{n}.example/mcp"));
+            tokio::spawn(async move {
+                tokens
+                    .save(StoredCredentials::new(
+                        format!("client-{n}"),
+                        None,
+                        vec![],
+                        None,
+                    ))
+                    .await
+            })
+        });
+        for save in saves {
+            save.await.unwrap().unwrap();
+        }
+        let kept = file.list().unwrap();
+        assert_eq!(kept.len(), 8);
+        assert_eq!(kept["https://s3.example/mcp"].client_id, "client-3");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let dir_mode = std::fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(dir_mode & 0o777, 0o700);
+        }
+        // Clearing one leaves the others.
+        file.for_server("https://s3.example/mcp")
+            .clear()
+            .await
+            .unwrap();
+        assert_eq!(file.list().unwrap().len(), 7);
+
+        // A file that is not ours is reported and left as it is.
+        std::fs::write(&path, "not json").unwrap();
+        let error = file
+            .for_server("https://s1.example/mcp")
+            .save(StoredCredentials::new("c".into(), None, vec![], None))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is not a token file"), "{error}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not json");
+    }
+}
+
+#[cfg(test)]
+mod published {
+    /// The client ID metadata document in the repository is the one the constant names, for
+    /// a native client whose approvals come back to the loopback.
+    #[test]
+    fn the_metadata_document_names_itself_and_loopback_redirects() {
+        let document: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/oauth/client-metadata.json")).unwrap();
+        assert_eq!(document["client_id"], super::CLIENT_METADATA_URL);
+        assert_eq!(document["application_type"], "native");
+        assert_eq!(document["token_endpoint_auth_method"], "none");
+        for uri in document["redirect_uris"].as_array().unwrap() {
+            let uri = url::Url::parse(uri.as_str().unwrap()).unwrap();
+            assert_eq!(uri.scheme(), "http");
+            assert!(matches!(uri.host_str(), Some("127.0.0.1" | "localhost")));
+        }
     }
 }
