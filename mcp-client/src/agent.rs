@@ -826,6 +826,7 @@ impl Agent {
                 Ok(render(&result, self.limits.max_result_bytes))
             }
             Ok(Ok(CallToolResponse::Task(created))) => Ok({
+                crate::started::record(&live.server.name, &created.task.task_id, tool);
                 if let Ok(mut started) = self.started.lock() {
                     started.push((live.server.name.clone(), created.task.task_id.clone()));
                 }

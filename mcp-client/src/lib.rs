@@ -9,6 +9,7 @@
 //! - [`provider`]: the model, over an OpenAI-compatible or the Anthropic API, streamed.
 //! - [`agent`]: the tool-calling loop: approvals, limits, timeouts, reconnects.
 //! - [`terminal`]: the agent's terminal face (streamed answers, questions, progress bars).
+//! - [`started`]: the tasks `mcp` started, for `mcp tasks list`.
 //! - [`limits`]: long tool results cut to their head and tail, saying what was cut.
 //! - [`oauth`]: OAuth 2.1 for HTTP servers (discovery, registration, the browser's approval,
 //!   step-up, tokens kept per server).
@@ -38,4 +39,5 @@ mod limits;
 mod names;
 pub mod oauth;
 pub mod provider;
+pub mod started;
 pub mod terminal;

@@ -47,6 +47,7 @@ fn command(dir: &Path, args: &[&str]) -> Command {
         .current_dir(dir)
         .env("XDG_CACHE_HOME", dir)
         .env("XDG_STATE_HOME", dir)
+        .env("XDG_CONFIG_HOME", dir)
         .env("FAKE_KEY", "sk-test")
         .env_remove("OPENAI_API_KEY")
         .env_remove("MCP_MODEL")

@@ -129,6 +129,9 @@ fn run(config: &std::path::Path, args: &[&str]) -> std::process::Output {
         .arg("--config")
         .arg(config)
         .env("XDG_CACHE_HOME", config.parent().unwrap())
+        // Task records and tokens stay in the test's directory too.
+        .env("XDG_STATE_HOME", config.parent().unwrap())
+        .env("XDG_CONFIG_HOME", config.parent().unwrap())
         .args(["--timeout", "30"])
         .args(args)
         .output()

@@ -40,6 +40,9 @@ async fn mcp(config: &Path, args: &[&str]) -> Run {
         .args(args)
         // Keep the servers' stderr logs out of the user's cache.
         .env("XDG_CACHE_HOME", config.parent().unwrap())
+        // Task records and tokens stay in the test's directory too.
+        .env("XDG_STATE_HOME", config.parent().unwrap())
+        .env("XDG_CONFIG_HOME", config.parent().unwrap())
         .output()
         .await
         .unwrap();
@@ -373,5 +376,23 @@ async fn calls_that_become_tasks_are_followed_detached_and_cancelled() {
 
     let unknown = mcp(&config, &["tasks", "get", "fx", "no-such-task"]).await;
     assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+
+    // The tasks mcp started, newest first, each with its status now: the cancelled one, the
+    // detached one done, the followed one done (failing_job's task too, if it was one).
+    let listed = mcp(&config, &["--json", "tasks", "list"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let listed: Vec<Value> = serde_json::from_str(&listed.stdout).unwrap();
+    let slow: Vec<&Value> = listed
+        .iter()
+        .filter(|row| row["tool"] == "slow_compute")
+        .collect();
+    assert_eq!(slow.len(), 3, "{listed:?}");
+    assert_eq!(slow[0]["task"], id.as_str());
+    assert_eq!(slow[0]["status"], "cancelled");
+    assert_eq!(slow[1]["status"], "completed");
+    assert!(listed.iter().all(|row| row["server"] == "fx"));
+    let limited = mcp(&config, &["--json", "tasks", "list", "fx", "--limit", "1"]).await;
+    let limited: Vec<Value> = serde_json::from_str(&limited.stdout).unwrap();
+    assert_eq!(limited.len(), 1);
     fixture.shutdown().await.unwrap();
 }

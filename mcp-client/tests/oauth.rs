@@ -46,6 +46,7 @@ async fn mcp(dir: &Path, browser: &Path, args: &[&str]) -> Run {
         .args(args)
         .env("XDG_CONFIG_HOME", dir.join("config"))
         .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("XDG_STATE_HOME", dir.join("state"))
         .env("BROWSER", browser)
         .stdin(std::process::Stdio::null())
         .output()

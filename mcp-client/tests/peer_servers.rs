@@ -23,6 +23,8 @@ async fn mcp(config: &Path, args: &[&str]) -> anyhow::Result<String> {
         .arg(config)
         .args(args)
         .env("XDG_CACHE_HOME", config.parent().unwrap())
+        .env("XDG_STATE_HOME", config.parent().unwrap())
+        .env("XDG_CONFIG_HOME", config.parent().unwrap())
         .output()
         .await?;
     ensure!(

@@ -183,6 +183,15 @@ enum TaskAction {
     },
     /// Ask the server to stop a task.
     Cancel { server: String, id: String },
+    /// The tasks mcp started (on every server, or one), newest first, each with its status
+    /// now (the protocol cannot list a server's tasks; mcp remembers the last 1000 it started,
+    /// in $XDG_STATE_HOME/mcp-toolkit/tasks.jsonl).
+    List {
+        server: Option<String>,
+        /// How many, at most.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+    },
 }
 
 /// What to do about a server's OAuth tokens.
@@ -784,6 +793,9 @@ async fn call(
             return Err(failure);
         }
     };
+    if let rmcp::model::CallToolResponse::Task(created) = &answer {
+        mcp_client::started::record(&server.name, &created.task.task_id, tool);
+    }
     let code = match answer {
         rmcp::model::CallToolResponse::Task(created) if detach => {
             let mut out = context.stdout();
@@ -921,10 +933,99 @@ async fn follow_task(
     }
 }
 
-/// `mcp tasks get|cancel SERVER ID`.
+/// `mcp tasks list [SERVER]`: what was recorded, with each task's status asked of its server
+/// (one connection per server).
+async fn list_tasks(context: &Context, only: Option<&str>, limit: usize) -> Result<u8, Failure> {
+    let path = mcp_client::started::default_path().ok_or_else(|| {
+        Failure::Usage("no place for the task record (set XDG_STATE_HOME or HOME)".into())
+    })?;
+    let recorded = mcp_client::started::read(&path)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    let servers = context.chosen(only)?;
+    let wanted: Vec<_> = recorded
+        .into_iter()
+        .rev()
+        .filter(|r| servers.iter().any(|s| s.name == r.server))
+        .take(limit)
+        .collect();
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for server in &servers {
+        let mine: Vec<_> = wanted.iter().filter(|r| r.server == server.name).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let client = match context.connect_following_tasks(server).await {
+            Ok(client) => Some(client),
+            Err(Failure::Connection(why)) => {
+                failed = true;
+                say!("mcp: {why}");
+                None
+            }
+            Err(other) => return Err(other),
+        };
+        for record in mine {
+            let (status, message) = match &client {
+                None => ("unreachable".to_owned(), String::new()),
+                Some(client) => match client
+                    .get_task(rmcp::model::GetTaskParams::new(record.task.clone()))
+                    .await
+                {
+                    Ok(task) => {
+                        let wire = json!(task.task);
+                        (
+                            status_name(task.task.status()),
+                            wire["statusMessage"].as_str().unwrap_or("").to_owned(),
+                        )
+                    }
+                    Err(rmcp::ServiceError::McpError(error)) => (
+                        "gone".to_owned(),
+                        format!("the server no longer knows it ({})", error.message),
+                    ),
+                    Err(error) => ("unknown".to_owned(), error.to_string()),
+                },
+            };
+            rows.push(json!({
+                "server": record.server,
+                "task": record.task,
+                "tool": record.tool,
+                "started": record.started,
+                "status": status,
+                "statusMessage": message,
+            }));
+        }
+        if let Some(client) = client {
+            let _ = client.cancel().await;
+        }
+    }
+    rows.sort_by_key(|row| std::cmp::Reverse(row["started"].as_u64().unwrap_or_default()));
+    let mut out = context.stdout();
+    if context.json {
+        out.json(&rows)?;
+    } else if rows.is_empty() {
+        out.line("no tasks started by mcp")?;
+    } else {
+        for row in &rows {
+            out.line(format_args!(
+                "{}\t{}\t{}\t{}\t{}",
+                row["server"].as_str().unwrap_or_default(),
+                row["task"].as_str().unwrap_or_default(),
+                row["tool"].as_str().unwrap_or_default(),
+                row["status"].as_str().unwrap_or_default(),
+                mcp_core::text::visible_line(row["statusMessage"].as_str().unwrap_or_default())
+            ))?;
+        }
+    }
+    Ok(if failed { CONNECTION } else { 0 })
+}
+
+/// `mcp tasks get|cancel SERVER ID`, `mcp tasks list [SERVER]`.
 async fn tasks(context: &Context, action: &TaskAction) -> Result<u8, Failure> {
     let (name, id) = match action {
         TaskAction::Get { server, id, .. } | TaskAction::Cancel { server, id } => (server, id),
+        TaskAction::List { server, limit } => {
+            return list_tasks(context, server.as_deref(), *limit).await;
+        }
     };
     let server = context.pick(name)?;
     let client = context.connect_following_tasks(server).await?;
@@ -964,6 +1065,7 @@ async fn tasks(context: &Context, action: &TaskAction) -> Result<u8, Failure> {
                 Err(failure) => Err(failure),
             }
         }
+        TaskAction::List { .. } => Ok(0),
         TaskAction::Cancel { .. } => client
             .cancel_task(rmcp::model::CancelTaskParams::new(id.clone()))
             .await
