@@ -1070,10 +1070,7 @@ impl Agent {
 /// Where chat sessions are kept: `$XDG_STATE_HOME/mcp-toolkit/sessions` (or
 /// `~/.local/state/…`).
 pub fn sessions_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|home| home.join(".local/state")))
-        .map(|state| state.join("mcp-toolkit/sessions"))
+    crate::xdg_dir("XDG_STATE_HOME", ".local/state").map(|state| state.join("mcp-toolkit/sessions"))
 }
 
 /// Saves session `id` in `dir`, whole or not at all, readable by its owner only (a

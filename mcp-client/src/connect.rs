@@ -91,9 +91,7 @@ impl Default for ConnectOptions {
 
 /// `$XDG_CACHE_HOME/mcp-toolkit/logs` (or `~/.cache/…`).
 pub fn default_log_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|home| home.join(".cache")))
+    crate::xdg_dir("XDG_CACHE_HOME", ".cache")
         .unwrap_or_else(std::env::temp_dir)
         .join("mcp-toolkit/logs")
 }

@@ -41,3 +41,12 @@ pub mod oauth;
 pub mod provider;
 pub mod started;
 pub mod terminal;
+
+/// `$VAR` (an XDG base directory: `XDG_CONFIG_HOME`, `XDG_CACHE_HOME`, `XDG_STATE_HOME`), else
+/// `~/<fallback>` (`.config`, `.cache`, `.local/state`); `None` with neither.
+pub fn xdg_dir(var: &str, fallback: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os(var)
+        .filter(|dir| !dir.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|home| home.join(fallback)))
+}

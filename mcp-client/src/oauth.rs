@@ -169,9 +169,7 @@ impl TokenFile {
 
     /// `$XDG_CONFIG_HOME/mcp-toolkit/credentials.json` (or `~/.config/…`).
     pub fn default_path() -> PathBuf {
-        std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::home_dir().map(|home| home.join(".config")))
+        crate::xdg_dir("XDG_CONFIG_HOME", ".config")
             .unwrap_or_else(std::env::temp_dir)
             .join("mcp-toolkit/credentials.json")
     }
@@ -971,15 +969,14 @@ impl StreamableHttpClient for OAuthHttp {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> HttpResult<BoxStream<'static, Result<Sse, SseError>>> {
-        self.with_authorization(|| {
-            self.inner.get_stream(
-                uri.clone(),
-                session_id.clone(),
-                last_event_id.clone(),
-                auth_header.clone(),
-                custom_headers.clone(),
-            )
-        })
+        self.get_stream_with_max_sse_event_size(
+            uri,
+            session_id,
+            last_event_id,
+            auth_header,
+            custom_headers,
+            StreamableHttpResponseLimits::default().max_sse_event_size,
+        )
         .await
     }
 

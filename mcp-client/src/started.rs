@@ -28,9 +28,7 @@ pub struct StartedTask {
 
 /// `$XDG_STATE_HOME/mcp-toolkit/tasks.jsonl` (or `~/.local/state/…`).
 pub fn default_path() -> Option<PathBuf> {
-    std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|home| home.join(".local/state")))
+    crate::xdg_dir("XDG_STATE_HOME", ".local/state")
         .map(|state| state.join("mcp-toolkit/tasks.jsonl"))
 }
 

@@ -556,3 +556,51 @@ async fn a_hostile_authorization_server_is_refused_and_nothing_is_stored() {
         eprintln!("{attack:?}: {message}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and npm (oidc-provider); .ci/run runs it"]
+async fn an_unattended_client_gets_its_tokens_by_client_credentials() {
+    let issuer = peers::OidcProvider::start(None).await.unwrap();
+    let server = HttpServer::start(
+        Everything::sessions(),
+        &ServeArgs {
+            auth_issuer: Some(issuer.url.clone()),
+            auth_scopes: vec!["mcp:read".into()],
+            ..ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Serve::Http])
+        },
+    )
+    .await
+    .unwrap();
+    let url = server.url("/mcp");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // The secret comes from the environment; the entry only names it.
+    let config = json!({"mcpServers": {"batch": {"type": "http", "url": url, "oauth": {
+        "grant": "client_credentials", "clientId": "mcp-test", "clientSecret": "${BATCH_SECRET}",
+        "scopes": ["mcp:read"]}}}})
+    .to_string();
+    std::fs::write(dir.join("mcp.json"), &config).unwrap();
+    let output = Command::new(MCP)
+        .arg("--config")
+        .arg(dir.join("mcp.json"))
+        .args(["call", "batch", "test_simple_text"])
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("BATCH_SECRET", "secret")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("simple text response"));
+    let kept = kept(dir, &url).expect("the token is kept");
+    let token = kept["token_response"]["access_token"].as_str().unwrap();
+    assert!(!stderr.contains(token) && !stderr.contains("secret"));
+    assert_eq!(kept["client_id"], "mcp-test");
+    // No browser was needed, and the secret is in no file.
+    assert!(!dir.join("browser.log").exists());
+    let stored = std::fs::read_to_string(dir.join("config/mcp-toolkit/credentials.json")).unwrap();
+    assert!(!stored.contains("\"secret\""), "{stored}");
+}

@@ -1210,9 +1210,7 @@ const CHAT_HELP: &str = "/tools  the tools the model can call
 
 /// Where chat history is kept between sessions.
 fn history_file() -> Option<PathBuf> {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|home| home.join(".local/state")))?;
+    let state = mcp_client::xdg_dir("XDG_STATE_HOME", ".local/state")?;
     let dir = state.join("mcp-toolkit");
     std::fs::create_dir_all(&dir).ok()?;
     Some(dir.join("chat_history"))
