@@ -45,7 +45,6 @@ use rmcp::{
 };
 use serde::{Deserialize, Serialize};
 use sse_stream::{Error as SseError, Sse};
-use tokio::sync::Mutex;
 use url::Url;
 
 /// How many times one request may step up its scopes before it fails.
@@ -321,8 +320,8 @@ pub struct Authorizer {
     config: OAuthConfig,
     agent: UserAgent,
     browser: Option<PathBuf>,
-    manager: Arc<Mutex<AuthorizationManager>>,
-    /// The transport's client, with `manager` in it (its HTTP client set per connection).
+    /// The transport's client: its manager holds the tokens (the HTTP client is set per
+    /// connection).
     template: AuthClient<reqwest::Client>,
     step_ups: AtomicU32,
     /// Authorizations done: a request refused before the latest one is just sent again.
@@ -341,15 +340,12 @@ impl Authorizer {
     ) -> Result<Self, AuthError> {
         let parsed = Url::parse(url)?;
         let mut manager = AuthorizationManager::new(url).await?;
-        let tokens = options.store.for_server(url);
-        let stored = tokens.load().await?;
-        manager.set_credential_store(tokens);
-        if stored.is_some_and(|s| s.token_response.is_some()) {
-            // Tokens from an earlier run: find the authorization server again (for refresh);
-            // tokens minted by another issuer than the one the server names now are dropped.
-            if let Err(error) = manager.initialize_from_store().await {
-                tracing::warn!(%server, %error, "the kept tokens cannot be used");
-            }
+        manager.set_credential_store(options.store.for_server(url));
+        // Tokens from an earlier run (none: nothing is asked of the network): find their
+        // authorization server again, for refresh; tokens minted by another issuer than the one
+        // the server names now are dropped.
+        if let Err(error) = manager.initialize_from_store().await {
+            tracing::warn!(%server, %error, "the kept tokens cannot be used");
         }
         let template = AuthClient::new(reqwest::Client::new(), manager);
         Ok(Self {
@@ -358,7 +354,6 @@ impl Authorizer {
             config,
             agent: options.agent,
             browser: options.browser.clone(),
-            manager: template.auth_manager.clone(),
             template,
             step_ups: AtomicU32::new(0),
             generation: AtomicU64::new(0),
@@ -388,7 +383,7 @@ impl Authorizer {
         step_up: bool,
         seen: u64,
     ) -> Result<(), AuthError> {
-        let mut manager = self.manager.lock().await;
+        let mut manager = self.template.auth_manager.lock().await;
         if self.generation() != seen {
             return Ok(());
         }
@@ -433,6 +428,11 @@ impl Authorizer {
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(false);
         manager.set_metadata(metadata);
+        // The scopes a 403 names, for a step-up.
+        let challenged = challenge
+            .filter(|_| step_up)
+            .map(|c| WWWAuthenticateParams::parse(c, &self.url))
+            .and_then(|p| p.scope);
 
         if self.config.grant == Grant::ClientCredentials {
             let (Some(client_id), Some(client_secret)) =
@@ -456,11 +456,7 @@ impl Authorizer {
         }
 
         if self.agent == UserAgent::Refuse {
-            let scope = challenge
-                .map(|c| WWWAuthenticateParams::parse(c, &self.url))
-                .and_then(|p| p.scope)
-                .filter(|_| step_up);
-            return Err(AuthError::AuthorizationFailed(match scope {
+            return Err(AuthError::AuthorizationFailed(match challenged {
                 Some(scope) => format!(
                     "{server} needs more access for this (the scopes {scope}): run `mcp auth login {server} {options}`",
                     server = self.server,
@@ -482,10 +478,7 @@ impl Authorizer {
         // `scopes_supported`, else none; `offline_access` added where the server offers it,
         // for a refresh token.
         let scopes: Vec<String> = if step_up {
-            let scope = challenge
-                .map(|c| WWWAuthenticateParams::parse(c, &self.url))
-                .and_then(|p| p.scope);
-            manager.select_scopes(scope.as_deref(), &[])
+            manager.select_scopes(challenged.as_deref(), &[])
         } else if !self.config.scopes.is_empty() {
             let mut scopes = self.config.scopes.clone();
             if as_offers_offline && !scopes.iter().any(|s| s == "offline_access") {

@@ -69,8 +69,13 @@ fn append_keeping(path: &Path, entry: &StartedTask, kept: usize) -> std::io::Res
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(&line)?;
-    let all = read(path)?;
-    if all.len() > 2 * kept {
+    // Counting lines is enough to know; the records are read only to cut the file back.
+    let lines = std::fs::read(path)?
+        .iter()
+        .filter(|&&byte| byte == b'\n')
+        .count();
+    if lines > 2 * kept {
+        let all = read(path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut file = tempfile::NamedTempFile::new_in(dir)?;
         for entry in &all[all.len() - kept..] {
@@ -131,11 +136,13 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        // Kept: 5 (KEPT in use). Eleven records are more than twice that: the last five stay.
+        // Kept: 5 (KEPT in use). With record 9 the file holds eleven lines (the torn one among
+        // them), more than twice five: it is cut back to records 5..=9, and 10 follows.
         for n in 2..=10 {
             append_keeping(&path, &entry(n), 5).unwrap();
         }
         let kept = read(&path).unwrap();
-        assert_eq!(kept, (6..=10).map(entry).collect::<Vec<_>>());
+        assert_eq!(kept, (5..=10).map(entry).collect::<Vec<_>>());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 6);
     }
 }
