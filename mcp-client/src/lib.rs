@@ -11,6 +11,7 @@
 //! - [`terminal`]: the agent's terminal face (streamed answers, questions, progress bars).
 //! - [`started`]: the tasks `mcp` started, for `mcp tasks list`.
 //! - [`limits`]: long tool results cut to their head and tail, saying what was cut.
+//! - [`keyring`]: the OS keyring, where OAuth tokens are kept when there is one.
 //! - [`oauth`]: OAuth 2.1 for HTTP servers (discovery, registration, the browser's approval,
 //!   step-up, tokens kept per server).
 //! - [`names`]: every server's tools in one model-facing namespace (`server__tool`, ≤ 64
@@ -35,6 +36,7 @@ pub mod connect;
 mod frames;
 pub mod handler;
 pub mod install;
+pub mod keyring;
 mod limits;
 mod names;
 pub mod oauth;

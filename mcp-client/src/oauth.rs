@@ -44,6 +44,8 @@ use rmcp::{
     },
 };
 use serde::{Deserialize, Serialize};
+
+use crate::keyring::Keyring;
 use sse_stream::{Error as SseError, Sse};
 use url::Url;
 
@@ -148,22 +150,68 @@ impl std::fmt::Debug for AuthOptions {
 // Token storage
 
 /// The token file: `{"servers": {URL: credentials}}`, owner-only, written whole under a lock
-/// so that two `mcp` processes do not lose each other's tokens.
+/// so that two `mcp` processes do not lose each other's tokens. With a [`Keyring`], a server's
+/// token response (its access and refresh tokens) goes to the OS keyring and the file keeps the
+/// rest (client id, scopes, issuer, when they came), marked as kept there.
 #[derive(Clone)]
 pub struct TokenFile {
     path: PathBuf,
+    keyring: Option<Keyring>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
 struct TokenFileContents {
     #[serde(default)]
-    servers: BTreeMap<String, StoredCredentials>,
+    servers: BTreeMap<String, Kept>,
+}
+
+/// One server's entry in the file.
+#[derive(Clone, Serialize, Deserialize)]
+struct Kept {
+    #[serde(flatten)]
+    credentials: StoredCredentials,
+    /// The token response is in the OS keyring (entry [`crate::keyring::SERVICE`], the server's URL),
+    /// not in this file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    in_keyring: bool,
+}
+
+/// Where a server's tokens are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPlace {
+    /// In the token file.
+    File,
+    /// In the OS keyring.
+    Keyring,
+}
+
+/// What is kept for one server, as `mcp auth status` shows it.
+#[derive(Debug)]
+pub struct KeptTokens {
+    /// The credentials, with the token response read from wherever it is kept.
+    pub credentials: StoredCredentials,
+    /// Where the tokens are.
+    pub place: TokenPlace,
+    /// Why the tokens could not be read (a locked keyring), if they could not.
+    pub problem: Option<String>,
 }
 
 impl TokenFile {
-    /// A token file at `path`.
+    /// A token file at `path`, holding the tokens too.
     pub fn new(path: PathBuf) -> Self {
-        Self { path }
+        Self {
+            path,
+            keyring: None,
+        }
+    }
+
+    /// The token file at `path` with the tokens themselves in `keyring` when it answers.
+    pub fn with_keyring(path: PathBuf, keyring: Keyring) -> Self {
+        Self {
+            path,
+            keyring: Some(keyring),
+        }
     }
 
     /// `$XDG_CONFIG_HOME/mcp-toolkit/credentials.json` (or `~/.config/…`).
@@ -178,6 +226,18 @@ impl TokenFile {
         &self.path
     }
 
+    /// Where new tokens go: `"<keyring> (index in <file>)"` or the file.
+    pub async fn describe(&self) -> String {
+        match &self.keyring {
+            Some(keyring) if keyring.available().await.unwrap_or(false) => format!(
+                "{} (what else is kept: {})",
+                Keyring::name(),
+                self.path.display()
+            ),
+            _ => self.path.display().to_string(),
+        }
+    }
+
     /// The credentials kept for one server.
     pub fn for_server(&self, url: &str) -> ServerTokens {
         ServerTokens {
@@ -187,9 +247,64 @@ impl TokenFile {
         }
     }
 
-    /// What is kept for each server.
-    pub fn list(&self) -> Result<BTreeMap<String, StoredCredentials>, AuthError> {
-        Ok(self.read()?.servers)
+    /// What is kept for each server, tokens read from the keyring where they are there.
+    pub async fn list(&self) -> Result<BTreeMap<String, KeptTokens>, AuthError> {
+        let mut listed = BTreeMap::new();
+        for (url, kept) in self.read()?.servers {
+            let place = if kept.in_keyring {
+                TokenPlace::Keyring
+            } else {
+                TokenPlace::File
+            };
+            let (credentials, problem) = match self.complete(&url, kept).await {
+                Ok(credentials) => (credentials, None),
+                Err((credentials, problem)) => (credentials, Some(problem)),
+            };
+            listed.insert(
+                url,
+                KeptTokens {
+                    credentials,
+                    place,
+                    problem,
+                },
+            );
+        }
+        Ok(listed)
+    }
+
+    /// A file entry with its token response read from the keyring when it is kept there; on
+    /// failure, the entry without tokens and why.
+    async fn complete(
+        &self,
+        url: &str,
+        kept: Kept,
+    ) -> Result<StoredCredentials, (StoredCredentials, String)> {
+        let mut credentials = kept.credentials;
+        if !kept.in_keyring {
+            return Ok(credentials);
+        }
+        let read = match &self.keyring {
+            Some(keyring) => keyring.get(url).await.map_err(|e| e.to_string()),
+            None => Err(format!(
+                "they are in {}, and --token-store file was asked for",
+                Keyring::name()
+            )),
+        };
+        match read {
+            Ok(Some(secret)) => match serde_json::from_str(&secret) {
+                Ok(tokens) => {
+                    credentials.token_response = Some(tokens);
+                    Ok(credentials)
+                }
+                Err(e) => Err((
+                    credentials,
+                    format!("the keyring's entry is not a token response ({e}); log in again"),
+                )),
+            },
+            // Deleted from the keyring by hand: as if never logged in.
+            Ok(None) => Ok(credentials),
+            Err(problem) => Err((credentials, problem)),
+        }
     }
 
     fn read(&self) -> Result<TokenFileContents, AuthError> {
@@ -257,8 +372,8 @@ fn store_error(message: String) -> AuthError {
 }
 
 /// One server's entry in the [`TokenFile`], as rmcp's credential store. Reads are served from
-/// memory after the first (a token is read on every request); a refresh reads the file again,
-/// so a refresh token another `mcp` process rotated meanwhile is the one used.
+/// memory after the first (a token is read on every request); a refresh reads the file (and
+/// keyring) again, so a refresh token another `mcp` process rotated meanwhile is the one used.
 #[derive(Clone)]
 pub struct ServerTokens {
     file: TokenFile,
@@ -270,6 +385,28 @@ impl ServerTokens {
     fn remember(&self, credentials: Option<StoredCredentials>) {
         *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(credentials);
     }
+
+    /// Puts the token response in the keyring when there is one that takes it: whether it did.
+    async fn keep_in_keyring(&self, credentials: &StoredCredentials) -> Result<bool, AuthError> {
+        let (Some(keyring), Some(tokens)) = (&self.file.keyring, &credentials.token_response)
+        else {
+            return Ok(false);
+        };
+        let secret = serde_json::to_string(tokens)
+            .map_err(|e| store_error(format!("cannot encode the tokens: {e}")))?;
+        match keyring.set(&self.key, secret).await {
+            Ok(kept) => Ok(kept),
+            Err(e) if keyring.required() => Err(store_error(e.to_string())),
+            Err(e) => {
+                tracing::warn!(
+                    "{e}; the tokens for {} are kept in {} instead",
+                    self.key,
+                    self.file.path.display()
+                );
+                Ok(false)
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -278,22 +415,74 @@ impl CredentialStore for ServerTokens {
         if let Some(cached) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok(cached);
         }
-        let credentials = self.file.read()?.servers.remove(&self.key);
+        let credentials = match self.file.read()?.servers.remove(&self.key) {
+            None => None,
+            Some(kept) => Some(self.file.complete(&self.key, kept).await.map_err(
+                |(_, problem)| {
+                    store_error(format!(
+                        "the tokens for {} cannot be read: {problem}",
+                        self.key
+                    ))
+                },
+            )?),
+        };
         self.remember(credentials.clone());
         Ok(credentials)
     }
 
     async fn save(&self, credentials: StoredCredentials) -> Result<(), AuthError> {
+        let in_keyring = self.keep_in_keyring(&credentials).await?;
+        let mut entry = credentials.clone();
+        if in_keyring {
+            entry.token_response = None;
+        }
+        let mut was_in_keyring = false;
         self.file.update(|contents| {
-            contents
+            was_in_keyring = contents
                 .servers
-                .insert(self.key.clone(), credentials.clone());
+                .insert(
+                    self.key.clone(),
+                    Kept {
+                        credentials: entry,
+                        in_keyring,
+                    },
+                )
+                .is_some_and(|old| old.in_keyring);
         })?;
+        if was_in_keyring
+            && !in_keyring
+            && let Some(keyring) = &self.file.keyring
+            && let Err(e) = keyring.delete(&self.key).await
+        {
+            tracing::warn!("older tokens for {} stay in the keyring: {e}", self.key);
+        }
         self.remember(Some(credentials));
         Ok(())
     }
 
     async fn clear(&self) -> Result<(), AuthError> {
+        let in_keyring = self
+            .file
+            .read()?
+            .servers
+            .get(&self.key)
+            .is_some_and(|kept| kept.in_keyring);
+        // The keyring first: tokens it keeps are not left behind by a file entry removed.
+        let deleted = match &self.file.keyring {
+            Some(keyring) => keyring.delete(&self.key).await.map_err(|e| e.to_string()),
+            None => Err("--token-store file leaves the keyring alone".to_owned()),
+        };
+        match deleted {
+            Err(why) if in_keyring => {
+                return Err(store_error(format!(
+                    "the tokens for {} are in {} and were not forgotten ({why}); nothing was changed",
+                    self.key,
+                    Keyring::name()
+                )));
+            }
+            Err(why) => tracing::debug!("keyring left alone: {why}"),
+            Ok(()) => {}
+        }
         self.file.update(|contents| {
             contents.servers.remove(&self.key);
         })?;
@@ -1087,9 +1276,12 @@ mod tests {
         for save in saves {
             save.await.unwrap().unwrap();
         }
-        let kept = file.list().unwrap();
+        let kept = file.list().await.unwrap();
         assert_eq!(kept.len(), 8);
-        assert_eq!(kept["https://s3.example/mcp"].client_id, "client-3");
+        assert_eq!(
+            kept["https://s3.example/mcp"].credentials.client_id,
+            "client-3"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -1106,7 +1298,7 @@ mod tests {
             .clear()
             .await
             .unwrap();
-        assert_eq!(file.list().unwrap().len(), 7);
+        assert_eq!(file.list().await.unwrap().len(), 7);
 
         // A file that is not ours is reported and left as it is.
         std::fs::write(&path, "not json").unwrap();

@@ -38,8 +38,15 @@ struct Run {
 }
 
 /// `mcp --config CONFIG ARGS…` with no terminal (so no browser unless a login asks for one),
-/// the given browser, and its config and cache directories in `dir`.
+/// the given browser, its config and cache directories in `dir`, on a machine without an OS
+/// keyring (a session bus address that leads nowhere).
 async fn mcp(dir: &Path, browser: &Path, args: &[&str]) -> Run {
+    let nowhere = format!("unix:path={}", dir.join("no-bus").display());
+    mcp_on_bus(dir, browser, &nowhere, args).await
+}
+
+/// [`mcp`] with `bus` as the session bus, where the Secret Service may answer.
+async fn mcp_on_bus(dir: &Path, browser: &Path, bus: &str, args: &[&str]) -> Run {
     let output = Command::new(MCP)
         .arg("--config")
         .arg(dir.join("mcp.json"))
@@ -48,6 +55,8 @@ async fn mcp(dir: &Path, browser: &Path, args: &[&str]) -> Run {
         .env("XDG_CACHE_HOME", dir.join("cache"))
         .env("XDG_STATE_HOME", dir.join("state"))
         .env("BROWSER", browser)
+        .env("DBUS_SESSION_BUS_ADDRESS", bus)
+        .env_remove("MCP_TOKEN_STORE")
         .stdin(std::process::Stdio::null())
         .output()
         .await
@@ -299,6 +308,290 @@ async fn login_calls_refresh_step_up_and_logout_against_a_real_authorization_ser
     }
     for secret in &secrets {
         for output in outputs.iter().chain([&config_now]) {
+            assert!(!output.contains(secret.as_str()), "a token was printed");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The OS keyring
+
+/// A session bus of its own with GNOME Keyring's Secret Service on it, unlocked with a known
+/// password, in a temporary home: the keyring a Linux desktop has. Stopped when dropped.
+struct SecretService {
+    home: tempfile::TempDir,
+    bus: String,
+    dbus: std::process::Child,
+    keyring: Option<std::process::Child>,
+}
+
+impl SecretService {
+    fn start() -> Self {
+        let home = tempfile::tempdir().unwrap();
+        // A bus that starts no service by itself (a session bus's default configuration would
+        // start the packaged keyring daemon on the first call, locked).
+        let config = home.path().join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                home.path().join("bus").display()
+            ),
+        )
+        .unwrap();
+        let mut dbus = std::process::Command::new("dbus-daemon")
+            .args(["--nofork", "--print-address=1"])
+            .arg(format!("--config-file={}", config.display()))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (Debian's dbus-daemon package; .ci/run installs it)");
+        let mut address = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(dbus.stdout.take().unwrap()),
+            &mut address,
+        )
+        .unwrap();
+        let mut service = Self {
+            home,
+            bus: address.trim().to_owned(),
+            dbus,
+            keyring: None,
+        };
+        service.start_keyring();
+        service
+    }
+
+    fn command(&self, program: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(program);
+        command
+            .env("HOME", self.home.path())
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("XDG_RUNTIME_DIR", self.home.path())
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus);
+        command
+    }
+
+    /// Starts the keyring daemon, unlocked (its login keyring made on first start), and waits
+    /// until it owns the Secret Service's name on the bus.
+    fn start_keyring(&mut self) {
+        let mut keyring = self
+            .command("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("gnome-keyring-daemon (Debian's gnome-keyring package; .ci/run installs it)");
+        std::io::Write::write_all(keyring.stdin.as_mut().unwrap(), b"keyring-password").unwrap();
+        drop(keyring.stdin.take());
+        self.keyring = Some(keyring);
+        for _ in 0..100 {
+            let owned = self
+                .command("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.secrets",
+                ])
+                .output()
+                .expect("dbus-send (Debian's dbus-bin package; .ci/run installs it)");
+            if String::from_utf8_lossy(&owned.stdout).contains("boolean true") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("gnome-keyring-daemon did not come up on the bus");
+    }
+
+    fn stop_keyring(&mut self) {
+        if let Some(mut keyring) = self.keyring.take() {
+            let _ = keyring.kill();
+            let _ = keyring.wait();
+        }
+    }
+
+    /// The secret `mcp` keeps for `url`, as secret-tool reads it.
+    fn lookup(&self, url: &str) -> Option<String> {
+        let output = self
+            .command("secret-tool")
+            .args(["lookup", "service", "mcp-toolkit", "username", url])
+            .output()
+            .expect("secret-tool (Debian's libsecret-tools package; .ci/run installs it)");
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8(output.stdout).unwrap())
+    }
+}
+
+impl Drop for SecretService {
+    fn drop(&mut self) {
+        self.stop_keyring();
+        let _ = self.dbus.kill();
+        let _ = self.dbus.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and npm (oidc-provider), dbus-daemon, gnome-keyring-daemon and secret-tool; .ci/run runs it"]
+async fn tokens_live_in_the_os_keyring_where_there_is_one() {
+    let mut keyring = SecretService::start();
+    let issuer = peers::OidcProvider::start(Some(8)).await.unwrap();
+    let server = HttpServer::start(
+        Everything::sessions(),
+        &ServeArgs {
+            auth_issuer: Some(issuer.url.clone()),
+            auth_scopes: vec!["mcp:read".into()],
+            ..ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Serve::Http])
+        },
+    )
+    .await
+    .unwrap();
+    let url = server.url("/mcp");
+    let node = tokio::task::spawn_blocking(peers::node22)
+        .await
+        .unwrap()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let browser = browser_script(dir, &node);
+    std::fs::write(
+        dir.join("mcp.json"),
+        json!({"mcpServers": {"secure": {"type": "http", "url": url}}}).to_string(),
+    )
+    .unwrap();
+    let bus = keyring.bus.clone();
+    let file = dir.join("config/mcp-toolkit/credentials.json");
+    let mut outputs = Vec::new();
+
+    // Login: the tokens go to the keyring; the file keeps the rest and says where they are.
+    let login = mcp_on_bus(dir, &browser, &bus, &["auth", "login", "secure"]).await;
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    assert!(
+        login
+            .stderr
+            .contains("the tokens are in the Secret Service keyring"),
+        "{}",
+        login.stderr
+    );
+    let entry = kept(dir, &url).expect("an entry in the token file");
+    assert_eq!(entry["in_keyring"], true);
+    assert!(entry["token_response"].is_null(), "{entry}");
+    assert_eq!(entry["issuer"], issuer.url.as_str());
+    let secret: Value =
+        serde_json::from_str(&keyring.lookup(&url).expect("a keyring entry")).unwrap();
+    let access = secret["access_token"].as_str().unwrap().to_owned();
+    let refresh = secret["refresh_token"]
+        .as_str()
+        .expect("a refresh token (offline_access)")
+        .to_owned();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(&access) && !text.contains(&refresh));
+    outputs.extend([login.stdout, login.stderr]);
+
+    let status = mcp_on_bus(dir, &browser, &bus, &["--json", "auth", "status"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["servers"][0]["logged_in"], true, "{status}");
+    assert_eq!(status["servers"][0]["kept_in"], "keyring");
+    assert_eq!(status["servers"][0]["refresh"], true);
+
+    // Calls read the token from the keyring; a refresh writes the new one there.
+    let call = mcp_on_bus(dir, &browser, &bus, &["call", "secure", "test_simple_text"]).await;
+    assert_eq!(call.code, 0, "{}", call.stderr);
+    outputs.extend([call.stdout, call.stderr]);
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let call = mcp_on_bus(dir, &browser, &bus, &["call", "secure", "test_simple_text"]).await;
+    assert_eq!(call.code, 0, "{}", call.stderr);
+    outputs.extend([call.stdout, call.stderr]);
+    let secret: Value = serde_json::from_str(&keyring.lookup(&url).unwrap()).unwrap();
+    let refreshed = secret["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(refreshed, access, "refreshed in the keyring");
+    assert_eq!(authorizations(dir, &issuer.url).len(), 1, "no new approval");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(&refreshed));
+
+    // `--token-store file` does not reach into the keyring, and says why the tokens are missing.
+    let filed = mcp_on_bus(
+        dir,
+        &browser,
+        &bus,
+        &[
+            "--token-store",
+            "file",
+            "call",
+            "secure",
+            "test_simple_text",
+        ],
+    )
+    .await;
+    assert_eq!(filed.code, 3, "{}", filed.stderr);
+    assert!(
+        filed.stderr.contains("--token-store file was asked for"),
+        "{}",
+        filed.stderr
+    );
+
+    // The keyring gone: a call says which keyring cannot be read; `--token-store keyring`
+    // refuses to fall back to the file; nothing is lost.
+    keyring.stop_keyring();
+    let gone = mcp_on_bus(dir, &browser, &bus, &["call", "secure", "test_simple_text"]).await;
+    assert_eq!(gone.code, 3, "{}", gone.stderr);
+    assert!(
+        gone.stderr
+            .contains("the Secret Service keyring is not available now"),
+        "{}",
+        gone.stderr
+    );
+    let required = mcp_on_bus(
+        dir,
+        &browser,
+        &bus,
+        &["--token-store", "keyring", "auth", "logout", "secure"],
+    )
+    .await;
+    assert_ne!(required.code, 0, "{}", required.stderr);
+    assert!(
+        required.stderr.contains("cannot be used here"),
+        "{}",
+        required.stderr
+    );
+    let logout = mcp_on_bus(dir, &browser, &bus, &["auth", "logout", "secure"]).await;
+    assert_ne!(logout.code, 0, "{}", logout.stderr);
+    assert!(
+        logout.stderr.contains("nothing was changed"),
+        "{}",
+        logout.stderr
+    );
+    assert_eq!(kept(dir, &url).unwrap()["in_keyring"], true);
+    outputs.extend([gone.stderr, required.stderr, logout.stderr]);
+
+    // Back again (the keyring unlocked): logout forgets the tokens in both places.
+    keyring.start_keyring();
+    let logout = mcp_on_bus(dir, &browser, &bus, &["auth", "logout", "secure"]).await;
+    assert_eq!(logout.code, 0, "{}", logout.stderr);
+    assert!(logout.stderr.contains("logged out"), "{}", logout.stderr);
+    assert_eq!(keyring.lookup(&url), None, "gone from the keyring");
+    assert!(kept(dir, &url).is_none());
+    outputs.extend([logout.stdout, logout.stderr]);
+    for output in &outputs {
+        for secret in [&access, &refresh, &refreshed] {
             assert!(!output.contains(secret.as_str()), "a token was printed");
         }
     }

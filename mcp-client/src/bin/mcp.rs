@@ -8,7 +8,8 @@ use mcp_client::{
     config::{self, ProcessVariables, Server, Transport, UrlKind},
     connect::{self, ConnectOptions, Connected, Era},
     install,
-    oauth::{AuthOptions, Authorizer, UserAgent},
+    keyring::{Keyring, TokenStore},
+    oauth::{AuthOptions, Authorizer, KeptTokens, TokenFile, UserAgent},
     provider::{Api, Provider, ProviderConfig},
     terminal::{StreamJsonUi, TerminalUi},
 };
@@ -42,6 +43,19 @@ struct Cli {
     /// Protocol era to speak.
     #[arg(long, global = true, value_enum, default_value_t = Era::Auto)]
     era: Era,
+
+    /// Where OAuth tokens are kept: the OS keyring when one answers (Secret Service, macOS
+    /// Keychain, Windows Credential Manager), else the owner-only token file
+    /// $XDG_CONFIG_HOME/mcp-toolkit/credentials.json, which always holds the rest (client id,
+    /// scopes, issuer); `keyring` refuses the file, `file` leaves the keyring alone.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = TokenStore::Auto,
+        env = "MCP_TOKEN_STORE"
+    )]
+    token_store: TokenStore,
 
     #[command(subcommand)]
     command: Command,
@@ -481,6 +495,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             era: cli.era,
             auth: AuthOptions {
                 agent,
+                store: match cli.token_store {
+                    TokenStore::File => TokenFile::new(TokenFile::default_path()),
+                    store => TokenFile::with_keyring(
+                        TokenFile::default_path(),
+                        Keyring::os(store == TokenStore::Keyring),
+                    ),
+                },
                 ..AuthOptions::default()
             },
             ..ConnectOptions::default()
@@ -1532,7 +1553,7 @@ async fn auth(context: &Context, action: &AuthAction) -> Result<u8, Failure> {
                 "mcp: logged in to {} ({} tools); the tokens are in {}",
                 server.name,
                 tools.len(),
-                store.path().display()
+                store.describe().await
             );
             Ok(0)
         }
@@ -1541,11 +1562,8 @@ async fn auth(context: &Context, action: &AuthAction) -> Result<u8, Failure> {
             let (url, _) = http(server)?;
             use rmcp::transport::auth::CredentialStore as _;
             let tokens = store.for_server(&url);
-            let had = tokens
-                .load()
-                .await
-                .map_err(|e| Failure::Usage(e.to_string()))?
-                .is_some();
+            // Tokens that cannot be read (a locked keyring) are still there to forget.
+            let had = tokens.load().await.map_or(true, |kept| kept.is_some());
             tokens
                 .clear()
                 .await
@@ -1562,7 +1580,10 @@ async fn auth(context: &Context, action: &AuthAction) -> Result<u8, Failure> {
             Ok(0)
         }
         AuthAction::Status { server } => {
-            let kept = store.list().map_err(|e| Failure::Usage(e.to_string()))?;
+            let kept = store
+                .list()
+                .await
+                .map_err(|e| Failure::Usage(e.to_string()))?;
             let mut rows = Vec::new();
             for server in context.chosen(server.as_deref())? {
                 let Transport::Url { url, .. } = &server.transport else {
@@ -1572,12 +1593,22 @@ async fn auth(context: &Context, action: &AuthAction) -> Result<u8, Failure> {
             }
             let mut out = context.stdout();
             if context.json {
-                out.json(&json!({"file": store.path(), "servers": rows}))?;
+                out.json(&json!({
+                    "file": store.path(),
+                    "new_tokens_go_to": store.describe().await,
+                    "servers": rows,
+                }))?;
             } else {
                 for row in &rows {
-                    let line = if row["logged_in"] == true {
+                    let line = if let Some(problem) = row["problem"].as_str() {
                         format!(
-                            "{}  {}  issuer {}  scopes [{}]  {}  {}",
+                            "{}  {}  tokens unreadable: {problem}",
+                            row["server"].as_str().unwrap_or_default(),
+                            row["url"].as_str().unwrap_or_default(),
+                        )
+                    } else if row["logged_in"] == true {
+                        format!(
+                            "{}  {}  issuer {}  scopes [{}]  {}  {}  (in the {})",
                             row["server"].as_str().unwrap_or_default(),
                             row["url"].as_str().unwrap_or_default(),
                             row["issuer"].as_str().unwrap_or("(unknown)"),
@@ -1591,7 +1622,8 @@ async fn auth(context: &Context, action: &AuthAction) -> Result<u8, Failure> {
                                 "refreshable"
                             } else {
                                 "no refresh token"
-                            }
+                            },
+                            row["kept_in"].as_str().unwrap_or_default(),
                         )
                     } else {
                         format!(
@@ -1602,7 +1634,10 @@ async fn auth(context: &Context, action: &AuthAction) -> Result<u8, Failure> {
                     };
                     out.line(line)?;
                 }
-                out.line(format!("(tokens are kept in {})", store.path().display()))?;
+                out.line(format!(
+                    "(new tokens are kept in {})",
+                    store.describe().await
+                ))?;
             }
             Ok(0)
         }
@@ -1610,12 +1645,19 @@ async fn auth(context: &Context, action: &AuthAction) -> Result<u8, Failure> {
 }
 
 /// One server's row of `mcp auth status`: what is kept, never the tokens themselves.
-fn token_status(
-    name: &str,
-    url: &str,
-    kept: Option<&rmcp::transport::auth::StoredCredentials>,
-) -> Value {
-    let Some(kept) = kept.filter(|k| k.token_response.is_some()) else {
+fn token_status(name: &str, url: &str, kept: Option<&KeptTokens>) -> Value {
+    if let Some(KeptTokens {
+        place,
+        problem: Some(problem),
+        ..
+    }) = kept
+    {
+        return json!({"server": name, "url": url, "logged_in": false, "kept_in": place, "problem": problem});
+    }
+    let Some((kept, place)) = kept
+        .filter(|k| k.credentials.token_response.is_some())
+        .map(|k| (&k.credentials, k.place))
+    else {
         return json!({"server": name, "url": url, "logged_in": false});
     };
     let token = serde_json::to_value(&kept.token_response).unwrap_or_default();
@@ -1641,5 +1683,6 @@ fn token_status(
         "scopes": scopes,
         "expires_in_seconds": expires,
         "refresh": token.get("refresh_token").is_some_and(|r| !r.is_null()),
+        "kept_in": place,
     })
 }
