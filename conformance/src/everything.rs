@@ -734,6 +734,35 @@ impl Everything {
     }
 
     #[tool(
+        description = "Asks for a label (an input-required round), then works on it as a task when the client declared the Tasks extension (SEP-2322 then SEP-2663)."
+    )]
+    async fn test_input_required_then_task(
+        &self,
+        mut input: Input,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(answer) = elicit(&mut input, "label", "Which label?", one_field("label")).await?
+        else {
+            return Ok(input.required().into());
+        };
+        let label = field(&answer, "label");
+        self.tasks
+            .run(
+                &context,
+                "test_input_required_then_task",
+                TaskOptions::default(),
+                move |task| async move {
+                    task.status(format!("labelling {label}"));
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+                        "labelled {label}"
+                    ))]))
+                },
+            )
+            .await
+    }
+
+    #[tool(
         description = "Runs only as a task and ends with a tool error (completed, isError) after a second (SEP-2663)."
     )]
     async fn failing_job(

@@ -927,17 +927,94 @@ pub fn ended(payload: rmcp::model::TaskPayload) -> Option<Ended> {
 /// The name of the agent's own tool for following tasks (no `__`, so no server tool has it).
 pub const TASK_TOOL: &str = "task_status";
 
+/// How many input-required rounds one call may take (rmcp's own cap).
+const INPUT_ROUNDS: usize = rmcp::model::DEFAULT_MRTR_MAX_ROUNDS;
+
 /// The first answer to a call that is not a question: a result or a task. A call that asks
-/// (input-required rounds) is handed to rmcp, which answers through this client's handler and
-/// sends the call again.
+/// (input-required rounds, SEP-2322) is answered through this client's handler, one question
+/// at a time (a person answers in one terminal), and sent again with the answers and the
+/// server's `requestState`, until the server answers; a server may then make it a task, which
+/// rmcp's own loop refuses.
 pub async fn answer(
     client: &Client,
-    request: CallToolRequestParams,
+    mut request: CallToolRequestParams,
 ) -> Result<CallToolResponse, ServiceError> {
-    match client.call_tool_once(request.clone()).await? {
-        CallToolResponse::InputRequired(_) => Ok(client.call_tool(request).await?.into()),
-        other => Ok(other),
+    let mut state_only_rounds = 0u32;
+    for _ in 0..INPUT_ROUNDS {
+        let asked = match client.call_tool_once(request.clone()).await? {
+            CallToolResponse::InputRequired(asked) => asked,
+            other => return Ok(other),
+        };
+        let questions = asked.input_requests.unwrap_or_default();
+        if questions.is_empty() {
+            if asked.request_state.is_none() {
+                return Err(ServiceError::UnexpectedResponse);
+            }
+            // Only a state: the server is not ready; ask again a little later each time.
+            let wait = (50u64 << state_only_rounds.min(3)).min(250);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            state_only_rounds += 1;
+        } else {
+            state_only_rounds = 0;
+        }
+        let mut responses = rmcp::model::InputResponses::new();
+        for (key, question) in questions {
+            let response = fulfil(client, &key, question).await?;
+            responses.insert(key, response);
+        }
+        request.input_responses = (!responses.is_empty()).then_some(responses);
+        request.request_state = asked.request_state;
     }
+    Err(ServiceError::InputRequiredRoundsExceeded {
+        max_rounds: INPUT_ROUNDS,
+    })
+}
+
+/// One question of an input-required round, answered by this client's handler as if the
+/// server had sent it as a request.
+async fn fulfil(
+    client: &Client,
+    key: &str,
+    question: rmcp::model::InputRequest,
+) -> Result<Value, ServiceError> {
+    use rmcp::{
+        Service as _,
+        model::{ClientResult, GetExtensions as _, GetMeta as _, InputRequest, ServerRequest},
+    };
+    let mut request = match question {
+        InputRequest::CreateMessage(request) => ServerRequest::CreateMessageRequest(request),
+        InputRequest::Elicitation(request) => ServerRequest::ElicitRequest(request),
+        InputRequest::ListRoots(request) => ServerRequest::ListRootsRequest(request),
+        _ => {
+            return Err(ServiceError::McpError(ErrorData::invalid_params(
+                format!("{key}: a kind of question this client does not know"),
+                None,
+            )));
+        }
+    };
+    let mut context = rmcp::service::RequestContext::new(
+        NumberOrString::String(key.into()),
+        client.peer().clone(),
+    );
+    std::mem::swap(&mut context.meta, request.get_meta_mut());
+    std::mem::swap(&mut context.extensions, request.extensions_mut());
+    let answer = match client
+        .service()
+        .handle_request(request, context)
+        .await
+        .map_err(ServiceError::McpError)?
+    {
+        ClientResult::CreateMessageResult(result) => serde_json::to_value(result),
+        ClientResult::ElicitResult(result) => serde_json::to_value(result),
+        ClientResult::ListRootsResult(result) => serde_json::to_value(result),
+        _ => return Err(ServiceError::UnexpectedResponse),
+    };
+    answer.map_err(|e| {
+        ServiceError::McpError(ErrorData::internal_error(
+            format!("cannot encode the answer to {key}: {e}"),
+            None,
+        ))
+    })
 }
 
 /// The server's tools the config lets `mcp` use (`tools.allow` / `tools.deny`): the others are

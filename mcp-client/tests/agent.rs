@@ -1077,3 +1077,40 @@ async fn the_model_follows_a_task_with_the_task_status_tool() {
     );
     fx.shutdown().await.unwrap();
 }
+
+/// A call that asks first (an input-required round, answered in the terminal) and then runs as
+/// a task: the answer goes back with the server's state, the task reaches the model, and the
+/// model follows it to its result (rmcp's own input loop refuses a task at the end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_asks_and_then_becomes_a_task_is_followed() {
+    let fx = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        json!({ "fx": { "type": "http", "url": fx.url("/mcp") } }),
+    );
+    let llm = FakeLlm::start(vec![
+        call("fx__test_input_required_then_task", json!({})),
+        call("task_status", json!({ "server": "fx", "wait_seconds": 30 })),
+        text("Done."),
+    ])
+    .await;
+    let run = mcp(
+        dir.path(),
+        &run_args(&llm, &["--approve", "auto", "label it"]),
+        "a\nquartz\n",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("fx asks: Which label?"),
+        "{}",
+        run.stderr
+    );
+    let requests = llm.requests();
+    let after_call = said(&requests[1]);
+    assert!(after_call.contains("runs as a task on fx"), "{after_call}");
+    let after_status = said(&requests[2]);
+    assert!(after_status.contains("labelled quartz"), "{after_status}");
+    fx.shutdown().await.unwrap();
+}

@@ -138,8 +138,13 @@ async fn run(url: &str, scenario: &str) -> Result<(), String> {
     };
     for (name, arguments) in calls {
         let request = CallToolRequestParams::new(name.clone()).with_arguments(arguments);
-        let result = match client.call_tool(request).await {
-            Ok(result) => result,
+        let result = match mcp_client::agent::answer(&client, request).await {
+            Ok(rmcp::model::CallToolResponse::Complete(result)) => result,
+            Ok(_) => {
+                return Err(format!(
+                    "tools/call {name}: an answer this driver cannot use"
+                ));
+            }
             // A server without tools/call (a scenario that only lists its tools): nothing to
             // call, not a failure of the client.
             Err(rmcp::ServiceError::McpError(error))
