@@ -11,6 +11,25 @@ use crate::sandbox::SandboxError;
 #[error(transparent)]
 pub struct FsError(#[from] pub SandboxError);
 
+impl FsError {
+    /// The path does not exist.
+    pub(crate) fn is_not_found(&self) -> bool {
+        self.io_kind() == Some(std::io::ErrorKind::NotFound)
+    }
+
+    /// Something exists where a new file was to be made.
+    pub(crate) fn is_already_exists(&self) -> bool {
+        self.io_kind() == Some(std::io::ErrorKind::AlreadyExists)
+    }
+
+    fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match &self.0 {
+            SandboxError::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
 impl Hinted for FsError {
     fn hint(&self) -> Option<String> {
         let hint = match &self.0 {

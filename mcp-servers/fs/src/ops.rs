@@ -64,6 +64,17 @@ pub fn read_all(resolved: &Resolved, limit: u64) -> Result<Vec<u8>, FsError> {
 /// written. The temporary file is named [`is_temp_name`]-style: never listed, and swept at the
 /// next start if a kill leaves it behind.
 pub fn write_atomic(resolved: &Resolved, contents: &[u8]) -> Result<(), FsError> {
+    write_whole(resolved, contents, true)
+}
+
+/// [`write_atomic`] for a file that must not exist yet: it appears whole or not at all, and a
+/// file that appeared meanwhile, however recently, is left alone (the new file is linked in,
+/// which fails where a rename would replace).
+pub fn create_atomic(resolved: &Resolved, contents: &[u8]) -> Result<(), FsError> {
+    write_whole(resolved, contents, false)
+}
+
+fn write_whole(resolved: &Resolved, contents: &[u8], replace: bool) -> Result<(), FsError> {
     let io = |e| FsError(resolved.error(e));
     let invalid = |message: &str| {
         FsError(SandboxError::Io {
@@ -125,12 +136,74 @@ pub fn write_atomic(resolved: &Resolved, contents: &[u8]) -> Result<(), FsError>
         }
         file.write_all(contents)?;
         file.sync_all()?;
-        dir.rename(&temp_name, &dir, &name)
+        if replace {
+            dir.rename(&temp_name, &dir, &name)
+        } else {
+            dir.hard_link(&temp_name, &dir, &name)?;
+            dir.remove_file(&temp_name)
+        }
     })();
     if result.is_err() {
         let _ = dir.remove_file(&temp_name);
     }
     result.map_err(io)
+}
+
+/// Appends `contents` to a regular file (made if missing, as `>>` does), through the root's
+/// `Dir`; a FIFO or device there is refused by kind, not written to. Returns the new size.
+pub fn append(resolved: &Resolved, contents: &[u8]) -> Result<u64, FsError> {
+    let io = |e| FsError(resolved.error(e));
+    let mut options = OpenOptions::new();
+    options
+        .append(true)
+        .create(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    let mut file = resolved
+        .dir()
+        .open_with(&resolved.rel, &options)
+        .map_err(io)?;
+    let metadata = file.metadata().map_err(io)?;
+    if !metadata.is_file() {
+        return Err(FsError(SandboxError::Io {
+            path: resolved.display().display().to_string(),
+            source: std::io::Error::other("is not a regular file; append writes to files only"),
+        }));
+    }
+    file.write_all(contents)
+        .and_then(|()| file.sync_data())
+        .map_err(io)?;
+    Ok(metadata.len() + contents.len() as u64)
+}
+
+/// The SHA-256 of a regular file's bytes, in lowercase hex, read in one pass.
+pub fn sha256(resolved: &Resolved) -> Result<String, FsError> {
+    use sha2::Digest as _;
+    let (mut file, _) = open_regular(resolved, FinalLink::Follow)?;
+    let mut digest = sha2::Sha256::new();
+    let mut buffer = vec![0; 256 * 1024];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => digest.update(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FsError(resolved.error(e))),
+        }
+    }
+    Ok(hex(&digest.finalize()))
+}
+
+/// The SHA-256 of `bytes`, in lowercase hex.
+pub fn sha256_of(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// Whether `name` is one of [`write_atomic`]'s temporary files: a write in progress, or one a

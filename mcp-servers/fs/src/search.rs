@@ -288,6 +288,7 @@ pub fn tree<T: Send>(
     resolved: &Resolved,
     excludes: &[String],
     budget: usize,
+    max_depth: Option<usize>,
     finish: &(dyn Fn(Node) -> T + Sync),
 ) -> Result<(Vec<T>, bool), ToolError> {
     let excludes = Patterns::new(excludes)?;
@@ -299,11 +300,14 @@ pub fn tree<T: Send>(
     let top = start.entries().at(resolved)?;
     let threads = rayon::current_num_threads().min(4);
     if threads > 1
-        && let Some(nodes) = parallel_tree(&start, &top, &excludes, budget, threads, finish)
+        && max_depth.is_none_or(|depth| depth > 1)
+        && let Some(nodes) =
+            parallel_tree(&start, &top, &excludes, budget, max_depth, threads, finish)
     {
         return Ok((nodes, false));
     }
     let mut budget = Budget::new(budget, None);
+    budget.max_depth = max_depth;
     let nodes = build_from(&start, top, Path::new(""), &excludes, &mut budget);
     Ok((nodes.into_iter().map(finish).collect(), budget.truncated))
 }
@@ -315,6 +319,11 @@ struct Budget<'a> {
     /// In a parallel walk: entries listed so far by every thread, and the whole walk's budget;
     /// past it, each thread gives up (and the walk is done again on one thread).
     listed: Option<(&'a std::sync::atomic::AtomicUsize, usize)>,
+    /// How many levels are listed (`None`: all); directories on the last are shown without
+    /// their children.
+    max_depth: Option<usize>,
+    /// The level being listed, 0 for the top.
+    depth: usize,
 }
 
 impl<'a> Budget<'a> {
@@ -323,6 +332,8 @@ impl<'a> Budget<'a> {
             remaining,
             truncated: false,
             listed,
+            max_depth: None,
+            depth: 0,
         }
     }
 }
@@ -372,14 +383,18 @@ fn build_from(
             break;
         }
         budget.remaining -= 1;
-        let children = if let Some(path) = path.filter(|_| is_dir) {
-            // An unreadable subdirectory is shown empty rather than failing the whole walk.
-            let below = dir
-                .open(&entry.name)
-                .and_then(|mut child| build(&mut child, &path, excludes, budget));
-            Some(below.unwrap_or_default())
-        } else {
-            None
+        let deeper = budget.max_depth.is_none_or(|max| budget.depth + 1 < max);
+        let children = match path.filter(|_| is_dir) {
+            Some(path) if deeper => {
+                // An unreadable subdirectory is shown empty rather than failing the whole walk.
+                budget.depth += 1;
+                let below = dir
+                    .open(&entry.name)
+                    .and_then(|mut child| build(&mut child, &path, excludes, budget));
+                budget.depth -= 1;
+                Some(below.unwrap_or_default())
+            }
+            _ => None,
         };
         nodes.push(Node::new(entry.into_name(), is_dir, children));
     }
@@ -396,6 +411,7 @@ fn parallel_tree<T: Send>(
     entries: &[Entry],
     excludes: &Patterns,
     budget: usize,
+    max_depth: Option<usize>,
     threads: usize,
     finish: &(dyn Fn(Node) -> T + Sync),
 ) -> Option<Vec<T>> {
@@ -425,6 +441,8 @@ fn parallel_tree<T: Send>(
             }
             let name = &top[index].name;
             let mut share = Budget::new(budget, Some((&listed, budget)));
+            share.max_depth = max_depth;
+            share.depth = 1;
             let nodes = start
                 .open(name)
                 .and_then(|mut child| build(&mut child, Path::new(name), excludes, &mut share))
@@ -697,7 +715,7 @@ mod tests {
         threads: usize,
     ) -> Option<Vec<Node>> {
         let top = dir.entries().unwrap();
-        parallel_tree(dir, &top, excludes, budget, threads, &|node| node)
+        parallel_tree(dir, &top, excludes, budget, None, threads, &|node| node)
     }
 
     #[test]

@@ -966,3 +966,249 @@ async fn odd_names_links_long_lines_and_fifos() {
         );
     }
 }
+
+async fn refused(client: &TestClient, tool: &str, arguments: serde_json::Value) -> String {
+    let result = client.call(tool, arguments.clone()).await.unwrap();
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool} {arguments}: {}",
+        text(&result)
+    );
+    text(&result)
+}
+
+/// Line endings, byte-order marks and encodings are the file's: edits and overwrites keep CRLF
+/// and the BOM, and a file that is not UTF-8 is refused, untouched.
+#[tokio::test]
+async fn files_keep_their_line_endings_bom_and_encoding() {
+    let d = Dir::new();
+    let client = d.client().await;
+    let crlf = d.path.join("win.txt");
+    fs::write(&crlf, b"\xEF\xBB\xBFone\r\ntwo\r\n    three\r\n").unwrap();
+    ok(
+        &client,
+        "edit_file",
+        json!({"path": d.p("win.txt"), "edits": [{"oldText": "one\ntwo", "newText": "uno\ndos\ntres"}]}),
+    )
+    .await;
+    assert_eq!(
+        fs::read(&crlf).unwrap(),
+        b"\xEF\xBB\xBFuno\r\ndos\r\ntres\r\n    three\r\n"
+    );
+    // A whitespace-tolerant match keeps the endings too.
+    ok(
+        &client,
+        "edit_file",
+        json!({"path": d.p("win.txt"), "edits": [{"oldText": "three", "newText": "3\n4"}]}),
+    )
+    .await;
+    assert_eq!(
+        fs::read(&crlf).unwrap(),
+        b"\xEF\xBB\xBFuno\r\ndos\r\ntres\r\n    3\r\n4\r\n"
+    );
+    let written = ok(
+        &client,
+        "write_file",
+        json!({"path": d.p("win.txt"), "content": "a\nb\n"}),
+    )
+    .await;
+    assert!(
+        text(&written).contains("kept the file's byte-order mark and CRLF line endings"),
+        "{}",
+        text(&written)
+    );
+    assert_eq!(fs::read(&crlf).unwrap(), b"\xEF\xBB\xBFa\r\nb\r\n");
+
+    let latin1 = d.path.join("latin1.txt");
+    fs::write(&latin1, b"caf\xE9\n").unwrap();
+    let error = refused(
+        &client,
+        "edit_file",
+        json!({"path": d.p("latin1.txt"), "edits": [{"oldText": "caf", "newText": "bar"}]}),
+    )
+    .await;
+    assert!(error.contains("not UTF-8"), "{error}");
+    assert_eq!(fs::read(&latin1).unwrap(), b"caf\xE9\n");
+    let utf16 = d.path.join("utf16.txt");
+    fs::write(&utf16, b"\xFF\xFEh\x00i\x00").unwrap();
+    let error = refused(
+        &client,
+        "edit_file",
+        json!({"path": d.p("utf16.txt"), "edits": [{"oldText": "hi", "newText": "yo"}]}),
+    )
+    .await;
+    assert!(error.contains("UTF-16"), "{error}");
+    assert_eq!(fs::read(&utf16).unwrap(), b"\xFF\xFEh\x00i\x00");
+}
+
+/// `printf 'one\ntwo\n' | sha256sum`
+const SHA256_ONE_TWO: &str = "c3f9c8c283a2b1f2f1896f27a01cbe3cddc0c9d93f752e4639035a0f5b36f6e8";
+
+/// write_file's modes, and edits and writes that refuse a file changed since it was read.
+#[tokio::test]
+async fn append_create_and_expected_hashes() {
+    let d = Dir::new();
+    let client = d.client().await;
+    let log = d.path.join("log.txt");
+    ok(
+        &client,
+        "write_file",
+        json!({"path": d.p("log.txt"), "content": "one\n", "mode": "append"}),
+    )
+    .await;
+    ok(
+        &client,
+        "write_file",
+        json!({"path": d.p("log.txt"), "content": "two\n", "mode": "append"}),
+    )
+    .await;
+    assert_eq!(fs::read_to_string(&log).unwrap(), "one\ntwo\n");
+    let error = refused(
+        &client,
+        "write_file",
+        json!({"path": d.p("log.txt"), "content": "x", "mode": "create"}),
+    )
+    .await;
+    assert!(error.contains("already exists"), "{error}");
+    assert_eq!(fs::read_to_string(&log).unwrap(), "one\ntwo\n");
+    ok(
+        &client,
+        "write_file",
+        json!({"path": d.p("new.txt"), "content": "fresh", "mode": "create"}),
+    )
+    .await;
+    assert_eq!(fs::read_to_string(d.path.join("new.txt")).unwrap(), "fresh");
+    let error = refused(
+        &client,
+        "write_file",
+        json!({"path": d.p("new.txt"), "content": "x", "mode": "sideways"}),
+    )
+    .await;
+    assert!(
+        error.contains("sideways") || error.contains("mode"),
+        "{error}"
+    );
+    // Appending to a CRLF file appends CRLF lines.
+    fs::write(d.path.join("crlf.txt"), "a\r\n").unwrap();
+    ok(
+        &client,
+        "write_file",
+        json!({"path": d.p("crlf.txt"), "content": "b\n", "mode": "append"}),
+    )
+    .await;
+    assert_eq!(fs::read(d.path.join("crlf.txt")).unwrap(), b"a\r\nb\r\n");
+
+    // The hash read_text_file gives (of the whole file, paged or not) guards the next change.
+    let read = ok(&client, "read_text_file", json!({"path": d.p("log.txt")})).await;
+    let hash = read.structured_content.as_ref().unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(hash, SHA256_ONE_TWO);
+    let head = ok(
+        &client,
+        "read_text_file",
+        json!({"path": d.p("log.txt"), "head": 1}),
+    )
+    .await;
+    assert_eq!(
+        head.structured_content.as_ref().unwrap()["sha256"],
+        hash.as_str()
+    );
+    ok(
+        &client,
+        "edit_file",
+        json!({"path": d.p("log.txt"), "expected_sha256": hash, "edits": [{"oldText": "one", "newText": "1"}]}),
+    )
+    .await;
+    // The same hash again is stale now: nothing is written, the current hash is named.
+    let error = refused(
+        &client,
+        "edit_file",
+        json!({"path": d.p("log.txt"), "expected_sha256": hash, "edits": [{"oldText": "two", "newText": "2"}]}),
+    )
+    .await;
+    let now = ok(&client, "read_text_file", json!({"path": d.p("log.txt")})).await;
+    let current = now.structured_content.as_ref().unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains(&current) && error.contains("nothing was written"),
+        "{error}"
+    );
+    assert_eq!(fs::read_to_string(&log).unwrap(), "1\ntwo\n");
+    let error = refused(
+        &client,
+        "write_file",
+        json!({"path": d.p("log.txt"), "content": "over", "expected_sha256": hash}),
+    )
+    .await;
+    assert!(error.contains(&current), "{error}");
+    assert_eq!(fs::read_to_string(&log).unwrap(), "1\ntwo\n");
+    ok(
+        &client,
+        "write_file",
+        json!({"path": d.p("log.txt"), "content": "over", "expected_sha256": current.to_uppercase()}),
+    )
+    .await;
+    assert_eq!(fs::read_to_string(&log).unwrap(), "over");
+}
+
+/// An edit that matches nowhere names the closest lines and how they differ; directory_tree
+/// stops at max_depth.
+#[tokio::test]
+async fn missed_edits_point_at_the_closest_lines_and_trees_stop_at_a_depth() {
+    let d = Dir::new();
+    let client = d.client().await;
+    fs::write(
+        d.path.join("m.py"),
+        "import os\n\ndef main():\n\tprint('hi')\n\treturn 0\n",
+    )
+    .unwrap();
+    let error = refused(
+        &client,
+        "edit_file",
+        json!({"path": d.p("m.py"), "edits": [{"oldText": "def main():\n    print('hi')\n    return  0", "newText": "x"}]}),
+    )
+    .await;
+    assert!(error.contains("lines 3-5"), "{error}");
+    assert!(error.contains("+→print('hi')"), "{error}");
+    assert!(error.contains("only in whitespace"), "{error}");
+
+    fs::create_dir_all(d.path.join("a/b/c")).unwrap();
+    fs::create_dir_all(d.path.join("z/y")).unwrap();
+    fs::write(d.path.join("a/b/c/deep.txt"), "").unwrap();
+    let tree = |depth: Option<u64>| {
+        let client = &client;
+        let path = d.p("");
+        async move {
+            let mut args = json!({"path": path});
+            if let Some(depth) = depth {
+                args["max_depth"] = depth.into();
+            }
+            let result = ok(client, "directory_tree", args).await;
+            result.structured_content.unwrap()["tree"].to_string()
+        }
+    };
+    let one = tree(Some(1)).await;
+    assert!(
+        one.contains("\"a\"") && !one.contains("\"b\"") && !one.contains("children"),
+        "{one}"
+    );
+    let two = tree(Some(2)).await;
+    assert!(
+        two.contains("\"b\"") && two.contains("\"y\"") && !two.contains("\"c\""),
+        "{two}"
+    );
+    let all = tree(None).await;
+    assert!(all.contains("deep.txt"), "{all}");
+    let error = refused(
+        &client,
+        "directory_tree",
+        json!({"path": d.p(""), "max_depth": 0}),
+    )
+    .await;
+    assert!(error.contains("max_depth"), "{error}");
+}

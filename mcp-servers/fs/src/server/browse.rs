@@ -42,6 +42,10 @@ struct TreeArgs {
     /// Glob patterns of paths to leave out (relative to `path`), e.g. `node_modules`, `**/*.log`.
     #[serde(default, rename = "excludePatterns")]
     exclude_patterns: Vec<String>,
+    /// How many levels to list (1: the directory's own entries); directories on the last level
+    /// come without their children. All levels when omitted.
+    #[schemars(range(min = 1))]
+    max_depth: Option<usize>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -175,7 +179,7 @@ impl FsServer {
     }
 
     #[tool(
-        description = "A recursive tree of a directory as JSON: [{name, type, children}]. Leave out paths with excludePatterns (globs). Very large trees are cut at the entry limit, with a note.",
+        description = "A recursive tree of a directory as JSON: [{name, type, children}]. Leave out paths with excludePatterns (globs); max_depth lists only that many levels (directories on the last without children). Very large trees are cut at the entry limit, with a note.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn directory_tree(
@@ -183,6 +187,9 @@ impl FsServer {
         Parameters(args): Parameters<TreeArgs>,
     ) -> Result<CallToolResult, ToolError> {
         in_place(|| {
+            if args.max_depth == Some(0) {
+                return Err(ToolError::new("max_depth counts levels from 1"));
+            }
             let resolved = self.resolve(&args.path)?;
             // Each top-level node is rendered, text (compact: the same tree in about half the
             // bytes a model has to read) and structured copy, by the thread that walked it.
@@ -191,8 +198,13 @@ impl FsServer {
                 (text, serde_json::to_value(node).unwrap_or_default())
             };
             let limit = self.limits.max_entries * 10;
-            let (rendered, truncated) =
-                search::tree(&resolved, &args.exclude_patterns, limit, &render)?;
+            let (rendered, truncated) = search::tree(
+                &resolved,
+                &args.exclude_patterns,
+                limit,
+                args.max_depth,
+                &render,
+            )?;
             let (pieces, tree): (Vec<String>, Vec<serde_json::Value>) =
                 rendered.into_iter().unzip();
             let mut text = format!("[{}]", pieces.join(","));

@@ -17,6 +17,14 @@ use crate::{error::At as _, ops, search};
 #[derive(Serialize, schemars::JsonSchema)]
 struct TextOutput {
     content: String,
+    /// SHA-256 of the whole file's bytes (lowercase hex), for edit_file's and write_file's
+    /// expected_sha256.
+    sha256: String,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct ContentOutput {
+    content: String,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -112,6 +120,9 @@ impl FsServer {
             ));
         }
         let resolved = self.resolve(&args.path)?;
+        // The whole file's hash: from the bytes read when they are the whole file, else read
+        // again for it.
+        let mut whole_hash = None;
         let text = if let Some(n) = args.head {
             search::head_lines(&resolved, n, self.limits.max_text_bytes)?
         } else if let Some(n) = args.tail {
@@ -120,6 +131,9 @@ impl FsServer {
             let offset = mcp_core::tool::parse_offset(args.cursor.as_deref())?;
             let limit = self.limits.max_text_bytes;
             let (bytes, size) = ops::read_window(&resolved, offset as u64, limit)?;
+            if offset == 0 && bytes.len() as u64 == size {
+                whole_hash = Some(ops::sha256_of(&bytes));
+            }
             // Cut at a character boundary; the cursor then resumes exactly there.
             let valid = match std::str::from_utf8(&bytes) {
                 Ok(text) => text.len(),
@@ -144,7 +158,17 @@ impl FsServer {
             }
             text
         };
-        Ok(structured(text.clone(), &TextOutput { content: text }))
+        let sha256 = match whole_hash {
+            Some(hash) => hash,
+            None => in_place(|| ops::sha256(&resolved))?,
+        };
+        Ok(structured(
+            text.clone(),
+            &TextOutput {
+                content: text,
+                sha256,
+            },
+        ))
     }
 
     #[tool(
@@ -201,7 +225,7 @@ impl FsServer {
 
     #[tool(
         description = "Read several files at once; each comes with its path, and a file that cannot be read reports its error without failing the others.",
-        output_schema = schema_for_output::<TextOutput>(),
+        output_schema = schema_for_output::<ContentOutput>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn read_multiple_files(
@@ -237,7 +261,7 @@ impl FsServer {
                 })
                 .collect();
             let text = parts.join("\n---\n");
-            Ok(structured(text.clone(), &TextOutput { content: text }))
+            Ok(structured(text.clone(), &ContentOutput { content: text }))
         })
     }
 

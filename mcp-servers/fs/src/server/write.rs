@@ -16,6 +16,22 @@ use crate::{
 struct WriteArgs {
     path: String,
     content: String,
+    /// "overwrite" (the default) replaces the file, "append" adds to its end (making it if
+    /// missing), "create" makes a new file and fails if one exists.
+    #[serde(default)]
+    mode: WriteMode,
+    /// The file's sha256 as read_text_file gave it: if the file changed since, nothing is
+    /// written and the error names its current hash.
+    expected_sha256: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum WriteMode {
+    #[default]
+    Overwrite,
+    Append,
+    Create,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -25,6 +41,71 @@ struct EditArgs {
     /// Preview changes using git-style diff format, without writing.
     #[serde(default, rename = "dryRun")]
     dry_run: bool,
+    /// The file's sha256 as read_text_file gave it: if the file changed since, nothing is
+    /// written and the error names its current hash.
+    expected_sha256: Option<String>,
+}
+
+/// Refuses a write to a file that is not the one the caller read: its hash differs from
+/// `expected` (or it is gone).
+fn check_expected(
+    path: &str,
+    expected: Option<&str>,
+    current: impl FnOnce() -> Result<Option<String>, ToolError>,
+) -> Result<(), ToolError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    match current()? {
+        Some(current) if current.eq_ignore_ascii_case(expected.trim()) => Ok(()),
+        Some(current) => Err(ToolError::new(format!(
+            "{path} changed since it was read: its sha256 is now {current}, not {expected}; nothing was written"
+        ))
+        .with_hint("read the file again and redo the change on what it holds now")),
+        None => Err(ToolError::new(format!(
+            "{path} does not exist now (expected_sha256 {expected} was given); nothing was written"
+        ))),
+    }
+}
+
+/// The first 64 KiB of an existing file, where its byte-order mark and line endings show;
+/// `None` for a missing file.
+fn sniff(resolved: &crate::sandbox::Resolved) -> Result<Option<Vec<u8>>, ToolError> {
+    match ops::read_window(resolved, 0, 64 * 1024) {
+        Ok((bytes, _)) => Ok(Some(bytes)),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `content` in the form of the text file it goes into: CRLF line endings where the file's
+/// are mostly CRLF, its byte-order mark kept when it is replaced whole. What was adapted, for
+/// the answer.
+fn shaped(content: &str, existing: &[u8], whole: bool) -> (Vec<u8>, Vec<&'static str>) {
+    let mut kept = Vec::new();
+    if existing.contains(&0) {
+        return (content.as_bytes().to_vec(), kept);
+    }
+    let text = String::from_utf8_lossy(existing);
+    let (bom, text) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => (true, rest),
+        None => (false, &*text),
+    };
+    let mut out = Vec::with_capacity(content.len() + 3);
+    if whole && bom && !content.starts_with('\u{feff}') {
+        out.extend_from_slice("\u{feff}".as_bytes());
+        kept.push("byte-order mark");
+    }
+    if edit::mostly_crlf(text) {
+        let converted = edit::in_line_endings_of(text, content);
+        if converted != content {
+            kept.push("CRLF line endings");
+        }
+        out.extend_from_slice(converted.as_bytes());
+    } else {
+        out.extend_from_slice(content.as_bytes());
+    }
+    (out, kept)
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -36,7 +117,7 @@ struct MoveArgs {
 #[tool_router(router = write_tools, vis = "pub(super)")]
 impl FsServer {
     #[tool(
-        description = "Create a new file or completely overwrite an existing one (atomically: readers never see half a file). Use edit_file to change part of a file.",
+        description = "Create a new file or completely overwrite an existing one (atomically: readers never see half a file); an overwritten text file keeps its line endings (CRLF stays CRLF) and byte-order mark. mode \"append\" adds to the end instead, \"create\" fails if the file exists. expected_sha256 (from read_text_file) refuses to write over a file that changed since it was read. Use edit_file to change part of a file.",
         annotations(
             read_only_hint = false,
             destructive_hint = true,
@@ -47,13 +128,56 @@ impl FsServer {
     fn write_file(&self, Parameters(args): Parameters<WriteArgs>) -> Result<String, ToolError> {
         in_place(|| {
             let resolved = self.resolve_checked(&args.path)?;
-            ops::write_atomic(&resolved, args.content.as_bytes())?;
-            Ok(format!("Successfully wrote to {}", args.path))
+            let existing = sniff(&resolved)?;
+            check_expected(
+                &args.path,
+                args.expected_sha256.as_deref(),
+                || match &existing {
+                    Some(_) => Ok(Some(ops::sha256(&resolved)?)),
+                    None => Ok(None),
+                },
+            )?;
+            let (done, kept) = match (args.mode, &existing) {
+                (WriteMode::Create, Some(_)) => {
+                    return Err(ToolError::new(format!("{} already exists", args.path))
+                        .with_hint("mode \"overwrite\" replaces it; \"append\" adds to it"));
+                }
+                (WriteMode::Create, None) => {
+                    ops::create_atomic(&resolved, args.content.as_bytes()).map_err(|error| {
+                        if error.is_already_exists() {
+                            ToolError::new(format!("{} already exists", args.path))
+                        } else {
+                            error.into()
+                        }
+                    })?;
+                    ("created", Vec::new())
+                }
+                (WriteMode::Overwrite, _) => {
+                    let (bytes, kept) =
+                        shaped(&args.content, existing.as_deref().unwrap_or_default(), true);
+                    ops::write_atomic(&resolved, &bytes)?;
+                    ("wrote to", kept)
+                }
+                (WriteMode::Append, _) => {
+                    let (bytes, kept) = shaped(
+                        &args.content,
+                        existing.as_deref().unwrap_or_default(),
+                        false,
+                    );
+                    ops::append(&resolved, &bytes)?;
+                    ("appended to", kept)
+                }
+            };
+            let mut answer = format!("Successfully {done} {}", args.path);
+            if !kept.is_empty() {
+                answer.push_str(&format!(" (kept the file's {})", kept.join(" and ")));
+            }
+            Ok(answer)
         })
     }
 
     #[tool(
-        description = "Make edits to a text file: each edit replaces oldText (exactly, or line by line ignoring surrounding whitespace) with newText. Returns a git-style diff. With dryRun, only previews.",
+        description = "Make edits to a text file: each edit replaces oldText (exactly, or line by line ignoring surrounding whitespace) with newText. The file keeps its line endings (CRLF stays CRLF) and byte-order mark. Returns a git-style diff; an oldText that matches nowhere gets the closest lines back. With dryRun, only previews. expected_sha256 (from read_text_file) refuses to edit a file that changed since it was read.",
         annotations(
             read_only_hint = false,
             destructive_hint = true,
@@ -65,18 +189,22 @@ impl FsServer {
         in_place(|| {
             let resolved = self.resolve_checked(&args.path)?;
             let bytes = ops::read_all(&resolved, 64 * 1024 * 1024)?;
-            let before = String::from_utf8(bytes)
-                .map_err(|_| ToolError::new(format!("{} is not UTF-8 text", args.path)))?;
-            let after = edit::apply(&before, &args.edits).map_err(|message| {
+            check_expected(&args.path, args.expected_sha256.as_deref(), || {
+                Ok(Some(ops::sha256_of(&bytes)))
+            })?;
+            let mut file = edit::TextFile::decode(bytes)
+                .map_err(|message| ToolError::new(format!("{}: {message}", args.path)))?;
+            let after = edit::apply(&file.text, &args.edits).map_err(|message| {
                 ToolError::new(message).with_hint("read the file again and copy oldText exactly")
             })?;
             let diff = edit::fenced_diff(
-                &before.replace("\r\n", "\n"),
-                &after,
+                &file.text.replace("\r\n", "\n"),
+                &after.replace("\r\n", "\n"),
                 &resolved.display().display().to_string(),
             );
             if !args.dry_run {
-                ops::write_atomic(&resolved, after.as_bytes())?;
+                file.text = after;
+                ops::write_atomic(&resolved, &file.encode())?;
             }
             Ok(diff)
         })
