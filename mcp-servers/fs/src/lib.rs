@@ -29,10 +29,12 @@
 mod edit;
 mod error;
 mod ops;
+pub mod policy;
 mod search;
 mod server;
 mod walk;
 
 pub use error::FsError;
 pub use mcp_core::sandbox::{self, Sandbox, SandboxError};
+pub use policy::Policy;
 pub use server::{FsServer, Limits, WRITE_TOOLS};

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::{
     error::{At as _, FsError},
+    policy::{Hidden, Policy},
     sandbox::{FinalLink, Resolved, open_regular},
     walk::{Entry, WalkDir},
 };
@@ -176,6 +177,8 @@ pub fn line_range(
 struct Patterns {
     set: GlobSet,
     names_too: Vec<bool>,
+    /// Entries `--deny` hides, beside the ones the patterns leave out.
+    hidden: Option<Hidden>,
 }
 
 impl Patterns {
@@ -193,15 +196,26 @@ impl Patterns {
         let set = builder
             .build()
             .map_err(|error| ToolError::new(format!("invalid globs: {error}")))?;
-        Ok(Self { set, names_too })
+        Ok(Self {
+            set,
+            names_too,
+            hidden: None,
+        })
+    }
+
+    /// These patterns, and what `hidden` hides.
+    fn hiding(mut self, hidden: &Hidden) -> Self {
+        self.hidden = hidden.is_active().then(|| hidden.clone());
+        self
     }
 
     fn is_empty(&self) -> bool {
-        self.names_too.is_empty()
+        self.names_too.is_empty() && self.hidden.is_none()
     }
 
     fn matches(&self, relative: &Path) -> bool {
-        if self.set.is_match(relative) {
+        if self.set.is_match(relative) || self.hidden.as_ref().is_some_and(|h| h.matches(relative))
+        {
             return true;
         }
         match relative.file_name() {
@@ -287,11 +301,12 @@ impl Node {
 pub fn tree<T: Send>(
     resolved: &Resolved,
     excludes: &[String],
+    hidden: &Hidden,
     budget: usize,
     max_depth: Option<usize>,
     finish: &(dyn Fn(Node) -> T + Sync),
 ) -> Result<(Vec<T>, bool), ToolError> {
-    let excludes = Patterns::new(excludes)?;
+    let excludes = Patterns::new(excludes)?.hiding(hidden);
     let mut start = resolved
         .dir()
         .open_dir(&resolved.rel)
@@ -490,10 +505,11 @@ pub fn find(
     resolved: &Resolved,
     pattern: &str,
     excludes: &[String],
+    hidden: &Hidden,
     limit: usize,
 ) -> Result<(Vec<String>, bool), ToolError> {
     let wanted = Patterns::new(&[pattern.to_owned()])?;
-    let excludes = Patterns::new(excludes)?;
+    let excludes = Patterns::new(excludes)?.hiding(hidden);
     let base = resolved.display();
     let mut found = Vec::new();
     let mut truncated = false;
@@ -590,7 +606,11 @@ impl Sink for Collect<'_> {
 }
 
 /// Searches file contents under `resolved` (a file or a directory).
-pub fn grep(resolved: &Resolved, options: &GrepOptions) -> Result<GrepReport, ToolError> {
+pub fn grep(
+    resolved: &Resolved,
+    options: &GrepOptions,
+    policy: &Policy,
+) -> Result<GrepReport, ToolError> {
     let matcher = RegexMatcherBuilder::new()
         .case_insensitive(options.case_insensitive)
         .build(&options.pattern)
@@ -619,10 +639,20 @@ pub fn grep(resolved: &Resolved, options: &GrepOptions) -> Result<GrepReport, To
         truncated: false,
     };
     let mut matched = 0;
+    // Denied directories are not even entered; denied files are not opened.
+    let hidden = policy.for_walk(&real_start);
+    let skip = hidden.clone();
+    let start = real_start.clone();
     for entry in ignore::WalkBuilder::new(&real_start)
         .follow_links(false)
         // .gitignore applies in any folder, not only inside a git repository.
         .require_git(false)
+        .filter_entry(move |entry| {
+            entry
+                .path()
+                .strip_prefix(&start)
+                .is_ok_and(|below| below.as_os_str().is_empty() || !skip.matches(below))
+        })
         .build()
     {
         let Ok(entry) = entry else { continue };
@@ -634,6 +664,9 @@ pub fn grep(resolved: &Resolved, options: &GrepOptions) -> Result<GrepReport, To
         let Ok(below) = entry.path().strip_prefix(&real_start) else {
             continue;
         };
+        if hidden.matches(below) {
+            continue;
+        }
         if let Some(glob) = &glob
             && !glob.is_match(below)
             && !below.file_name().is_some_and(|name| glob.is_match(name))

@@ -465,3 +465,271 @@ async fn non_utf8_names_are_listed_without_breaking_anything() {
         .unwrap();
     assert_ne!(tree.is_error, Some(true));
 }
+
+// ---------------------------------------------------------------------------------------------
+// --deny and read-only roots
+
+/// `<tmp>/proj` writable with `.env`, `keys/server.pem` and `secrets/` denied, and inside it
+/// `archive`, allowed too and read-only; links in proj lead to the denied files and into the
+/// archive.
+struct Withheld {
+    _tmp: tempfile::TempDir,
+    proj: PathBuf,
+    archive: PathBuf,
+}
+
+impl Withheld {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().canonicalize().unwrap();
+        let proj = base.join("proj");
+        let archive = proj.join("archive");
+        for dir in [
+            proj.join("keys"),
+            proj.join("secrets/deep"),
+            proj.join("src"),
+            archive.join("old"),
+        ] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        fs::write(proj.join(".env"), SECRET).unwrap();
+        fs::write(proj.join("src/.ENV"), SECRET).unwrap();
+        fs::write(proj.join("keys/server.pem"), SECRET).unwrap();
+        fs::write(proj.join("secrets/deep/token.txt"), SECRET).unwrap();
+        fs::write(proj.join("src/main.rs"), "fn main() {}\n").unwrap();
+        fs::write(archive.join("old/report.txt"), "kept as it is").unwrap();
+        // Relative links, as a repository holds them (the sandbox refuses absolute ones).
+        symlink("../.env", proj.join("src/config.txt")).unwrap();
+        symlink("../secrets", proj.join("src/vault")).unwrap();
+        symlink("../archive/old", proj.join("src/old")).unwrap();
+        Self {
+            _tmp: tmp,
+            proj,
+            archive,
+        }
+    }
+
+    async fn client(&self) -> TestClient {
+        let dirs = [self.proj.clone(), self.archive.clone()];
+        let policy = mcp_server_fs::Policy::new(
+            &["**/.env".into(), "**/*.pem".into(), "secrets".into()],
+            &dirs,
+            std::slice::from_ref(&self.archive),
+        )
+        .unwrap();
+        let sandbox = Sandbox::new(&dirs).unwrap();
+        connect(FsServer::with_policy(
+            sandbox,
+            Limits::default(),
+            false,
+            policy,
+        ))
+        .await
+        .unwrap()
+    }
+
+    fn p(&self, relative: &str) -> String {
+        self.proj.join(relative).display().to_string()
+    }
+}
+
+/// Denied paths, however they are reached: by name, in another letter case, through `..`,
+/// through a link to the file or to its directory; and never listed, found or grepped.
+#[tokio::test]
+async fn denied_paths_are_refused_and_absent_however_they_are_reached() {
+    let w = Withheld::new();
+    let client = w.client().await;
+    let attempts = [
+        ("read_text_file", json!({"path": w.p(".env")})),
+        ("read_text_file", json!({"path": w.p("src/.ENV")})),
+        ("read_text_file", json!({"path": w.p("src/../.env")})),
+        ("read_text_file", json!({"path": w.p("src/config.txt")})),
+        (
+            "read_text_file",
+            json!({"path": w.p("src/vault/deep/token.txt")}),
+        ),
+        ("read_text_file", json!({"path": w.p("keys/server.pem")})),
+        (
+            "read_text_file",
+            json!({"path": w.p("KEYS/../keys/SERVER.PEM")}),
+        ),
+        ("read_lines", json!({"path": w.p(".env"), "start_line": 1})),
+        ("read_media_file", json!({"path": w.p("keys/server.pem")})),
+        ("get_file_info", json!({"path": w.p(".env")})),
+        ("list_directory", json!({"path": w.p("secrets")})),
+        ("directory_tree", json!({"path": w.p("src/vault")})),
+        ("grep", json!({"pattern": "SECRET", "path": w.p("secrets")})),
+        ("write_file", json!({"path": w.p(".env"), "content": "x"})),
+        (
+            "write_file",
+            json!({"path": w.p("secrets/new.txt"), "content": "x"}),
+        ),
+        (
+            "edit_file",
+            json!({"path": w.p(".env"), "edits": [{"oldText": "TOP", "newText": "x"}]}),
+        ),
+        (
+            "move_file",
+            json!({"source": w.p(".env"), "destination": w.p("src/free.txt")}),
+        ),
+        (
+            "move_file",
+            json!({"source": w.p("src/main.rs"), "destination": w.p("secrets/main.rs")}),
+        ),
+        (
+            "copy_file",
+            json!({"source": w.p("keys/server.pem"), "destination": w.p("src/k.txt")}),
+        ),
+        (
+            "copy_file",
+            json!({"source": w.p("src/config.txt"), "destination": w.p("src/c.txt")}),
+        ),
+        ("delete_file", json!({"path": w.p(".env")})),
+        ("create_directory", json!({"path": w.p("secrets/more")})),
+    ];
+    for (tool, arguments) in attempts {
+        let result = client.call(tool, arguments.clone()).await.unwrap();
+        let said = text(&result);
+        assert_eq!(result.is_error, Some(true), "{tool} {arguments}: {said}");
+        assert!(said.contains("(--deny "), "{tool} {arguments}: {said}");
+        assert!(!said.contains(SECRET), "{tool} {arguments}: {said}");
+    }
+    let multiple = client
+        .call(
+            "read_multiple_files",
+            json!({"paths": [w.p(".env"), w.p("src/main.rs")]}),
+        )
+        .await
+        .unwrap();
+    assert!(!text(&multiple).contains(SECRET), "{}", text(&multiple));
+    assert!(text(&multiple).contains("fn main()"));
+    // Listings, trees, searches and grep do not show them.
+    for (tool, arguments) in [
+        ("list_directory", json!({"path": w.p("")})),
+        ("list_directory_with_sizes", json!({"path": w.p("keys")})),
+        ("directory_tree", json!({"path": w.p("")})),
+        ("search_files", json!({"path": w.p(""), "pattern": "**/*"})),
+        ("grep", json!({"pattern": "SECRET|main", "path": w.p("")})),
+    ] {
+        let result = client.call(tool, arguments.clone()).await.unwrap();
+        let said = text(&result);
+        assert_ne!(result.is_error, Some(true), "{tool}: {said}");
+        for hidden in [
+            ".env",
+            ".ENV",
+            "server.pem",
+            "token.txt",
+            "\"secrets\"",
+            "] secrets",
+            SECRET,
+        ] {
+            assert!(!said.contains(hidden), "{tool} shows {hidden}: {said}");
+        }
+    }
+    // What is not denied still works, the files are as they were, and the listing says why.
+    assert!(
+        !text(
+            &client
+                .call("read_text_file", json!({"path": w.p("src/main.rs")}))
+                .await
+                .unwrap()
+        )
+        .contains("denied")
+    );
+    assert_eq!(fs::read_to_string(w.proj.join(".env")).unwrap(), SECRET);
+    assert_eq!(
+        fs::read_to_string(w.proj.join("src/main.rs")).unwrap(),
+        "fn main() {}\n"
+    );
+    let allowed = text(
+        &client
+            .call("list_allowed_directories", json!({}))
+            .await
+            .unwrap(),
+    );
+    assert!(
+        allowed.contains("**/.env") && allowed.contains("(read-only)"),
+        "{allowed}"
+    );
+}
+
+/// A read-only root can be read and copied from, never changed: not directly, not through a
+/// link from a writable root, not as a move's or copy's target.
+#[tokio::test]
+async fn read_only_roots_are_read_never_changed() {
+    let w = Withheld::new();
+    let client = w.client().await;
+    let report = w.archive.join("old/report.txt").display().to_string();
+    let read = client
+        .call("read_text_file", json!({"path": report}))
+        .await
+        .unwrap();
+    assert_eq!(text(&read), "kept as it is");
+    let into = w.archive.join("old/new.txt").display().to_string();
+    let attempts = [
+        ("write_file", json!({"path": report, "content": "x"})),
+        (
+            "write_file",
+            json!({"path": report, "content": "x", "mode": "append"}),
+        ),
+        (
+            "write_file",
+            json!({"path": into, "content": "x", "mode": "create"}),
+        ),
+        (
+            "write_file",
+            json!({"path": w.p("src/old/report.txt"), "content": "x"}),
+        ),
+        (
+            "edit_file",
+            json!({"path": report, "edits": [{"oldText": "kept", "newText": "x"}]}),
+        ),
+        (
+            "create_directory",
+            json!({"path": w.archive.join("new").display().to_string()}),
+        ),
+        ("delete_file", json!({"path": report})),
+        ("delete_file", json!({"path": w.p("src/old/report.txt")})),
+        (
+            "move_file",
+            json!({"source": report, "destination": w.p("src/r.txt")}),
+        ),
+        (
+            "move_file",
+            json!({"source": w.p("src/main.rs"), "destination": into}),
+        ),
+        (
+            "move_file",
+            json!({"source": w.p("src/main.rs"), "destination": w.p("src/old/main.rs")}),
+        ),
+        (
+            "copy_file",
+            json!({"source": w.p("src/main.rs"), "destination": into}),
+        ),
+    ];
+    for (tool, arguments) in attempts {
+        let result = client.call(tool, arguments.clone()).await.unwrap();
+        let said = text(&result);
+        assert_eq!(result.is_error, Some(true), "{tool} {arguments}: {said}");
+        assert!(
+            said.contains("is in a read-only directory"),
+            "{tool} {arguments}: {said}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(w.archive.join("old/report.txt")).unwrap(),
+        "kept as it is"
+    );
+    assert_eq!(fs::read_dir(w.archive.join("old")).unwrap().count(), 1);
+    assert_eq!(fs::read_dir(&w.archive).unwrap().count(), 1);
+    assert!(w.proj.join("src/main.rs").exists());
+    // Copying out of it is reading.
+    let copied = client
+        .call(
+            "copy_file",
+            json!({"source": report, "destination": w.p("src/report.txt")}),
+        )
+        .await
+        .unwrap();
+    assert_ne!(copied.is_error, Some(true), "{}", text(&copied));
+}

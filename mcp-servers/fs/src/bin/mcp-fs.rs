@@ -8,7 +8,7 @@ use clap::Parser;
 /// makes the call about 1.5x faster.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use mcp_server_fs::{FsServer, Limits, Sandbox};
+use mcp_server_fs::{FsServer, Limits, Policy, Sandbox};
 
 /// A filesystem MCP server: read, write, edit, list, search and grep files inside the allowed
 /// directories, and nowhere else.
@@ -18,13 +18,22 @@ use mcp_server_fs::{FsServer, Limits, Sandbox};
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// Directories the server may access (a client's roots replace them).
+    /// Directories the server may access (a client's roots narrow them). `DIR:ro` makes one
+    /// read-only: its files can be read, and no tool writes, moves, copies into or deletes
+    /// anything in it (a directory whose name really ends in `:ro` is taken as it is).
     #[arg(value_name = "DIR")]
     dirs: Vec<PathBuf>,
 
     /// Offer only the tools that read: no write, edit, move, copy, delete or mkdir.
     #[arg(long)]
     read_only: bool,
+
+    /// Keep paths matching GLOB from every tool (repeatable): absent from listings, trees,
+    /// searches and grep, and refused to read, write, move or copy, also through links and in
+    /// any letter case. A relative glob is anchored at each directory: '**/.env' anywhere,
+    /// 'secrets' that directory and all in it.
+    #[arg(long, value_name = "GLOB")]
+    deny: Vec<String>,
 
     /// Bytes of text per answer; longer files and results come in pages with a cursor.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_text_bytes)]
@@ -51,8 +60,27 @@ fn main() -> ExitCode {
     mcp_core::server_main("mcp-fs", cli.serve.log_level, 1, run(cli))
 }
 
+/// The directories, and which of them are read-only (`DIR:ro`).
+fn split_read_only(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut all = Vec::new();
+    let mut read_only = Vec::new();
+    for dir in dirs {
+        let text = dir.to_string_lossy();
+        match text.strip_suffix(":ro") {
+            Some(stripped) if !dir.is_dir() => {
+                all.push(PathBuf::from(stripped));
+                read_only.push(PathBuf::from(stripped));
+            }
+            _ => all.push(dir.clone()),
+        }
+    }
+    (all, read_only)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let sandbox = Sandbox::new(&cli.dirs)?;
+    let (dirs, read_only_dirs) = split_read_only(&cli.dirs);
+    let sandbox = Sandbox::new(&dirs)?;
+    let policy = Policy::new(&cli.deny, &dirs, &read_only_dirs).map_err(anyhow::Error::msg)?;
     if sandbox.is_empty() {
         tracing::warn!("no directories given: waiting for the client to offer roots");
     }
@@ -62,7 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         max_media_bytes: cli.max_media_bytes,
     };
     mcp_core::serve(
-        FsServer::sessions(sandbox, limits, cli.read_only),
+        FsServer::sessions_with_policy(sandbox, limits, cli.read_only, policy),
         cli.serve,
     )
     .await?;

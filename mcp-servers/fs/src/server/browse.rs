@@ -97,7 +97,9 @@ impl FsServer {
     fn list_directory(&self, Parameters(args): Parameters<ListArgs>) -> Result<String, ToolError> {
         in_place(|| {
             let resolved = self.resolve(&args.path)?;
-            let entries = ops::list(&resolved)?;
+            let hidden = self.hidden(&resolved);
+            let mut entries = ops::list(&resolved)?;
+            entries.retain(|e| !hidden.matches(std::path::Path::new(&e.name)));
             let start = mcp_core::tool::parse_offset(args.cursor.as_deref())?.min(entries.len());
             let end = (start + self.limits.max_entries).min(entries.len());
             let mut text: Vec<String> = entries[start..end]
@@ -132,7 +134,9 @@ impl FsServer {
     ) -> Result<CallToolResult, ToolError> {
         in_place(|| {
             let resolved = self.resolve(&args.path)?;
+            let hidden = self.hidden(&resolved);
             let mut entries = ops::list(&resolved)?;
+            entries.retain(|e| !hidden.matches(std::path::Path::new(&e.name)));
             if args.sort_by == SortBy::Size {
                 entries.sort_by_key(|e| std::cmp::Reverse(e.size.unwrap_or(0)));
             }
@@ -201,6 +205,7 @@ impl FsServer {
             let (rendered, truncated) = search::tree(
                 &resolved,
                 &args.exclude_patterns,
+                &self.hidden(&resolved),
                 limit,
                 args.max_depth,
                 &render,
@@ -235,6 +240,7 @@ impl FsServer {
                 &resolved,
                 &args.pattern,
                 &args.exclude_patterns,
+                &self.hidden(&resolved),
                 self.limits.max_entries,
             )?;
             if found.is_empty() {
@@ -283,7 +289,7 @@ impl FsServer {
                 context: args.context.min(20),
                 max_results: args.max_results.unwrap_or(200).clamp(1, 10_000),
             };
-            let report = search::grep(&resolved, &options)?;
+            let report = search::grep(&resolved, &options, &self.policy)?;
             let mut text = report
                 .matches
                 .iter()
@@ -318,8 +324,23 @@ impl FsServer {
         let dirs: Vec<String> = sandbox
             .roots()
             .iter()
-            .map(|r| r.path.display().to_string())
+            .map(|r| {
+                let mark = if self.policy.read_only(&r.canonical) {
+                    " (read-only)"
+                } else {
+                    ""
+                };
+                format!("{}{mark}", r.path.display())
+            })
             .collect();
-        format!("Allowed directories:\n{}", dirs.join("\n"))
+        let mut text = format!("Allowed directories:\n{}", dirs.join("\n"));
+        let denied = self.policy.deny_patterns();
+        if !denied.is_empty() {
+            text.push_str(&format!(
+                "\nDenied everywhere in them (absent from listings, refused to every tool): {}",
+                denied.join(", ")
+            ));
+        }
+        text
     }
 }

@@ -8,7 +8,7 @@ mod read;
 mod write;
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, RwLock},
 };
 
@@ -26,6 +26,7 @@ use serde::Deserialize;
 use crate::{
     error::FsError,
     ops,
+    policy::{Hidden, Policy},
     sandbox::{Resolved, Sandbox},
 };
 
@@ -68,6 +69,7 @@ pub struct FsServer {
     sandbox: Arc<RwLock<Arc<Sandbox>>>,
     limits: Limits,
     read_only: bool,
+    policy: Arc<Policy>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -98,8 +100,13 @@ impl FsServer {
     /// One session's server for `sandbox`. Unless read-only, it first sweeps, in a thread of its
     /// own, the temporary files that writes killed mid-way left in the allowed directories.
     pub fn new(sandbox: Sandbox, limits: Limits, read_only: bool) -> Self {
+        Self::with_policy(sandbox, limits, read_only, Policy::default())
+    }
+
+    /// [`FsServer::new`] that also withholds what `policy` says (denied paths, read-only roots).
+    pub fn with_policy(sandbox: Sandbox, limits: Limits, read_only: bool, policy: Policy) -> Self {
         sweep(&sandbox, read_only);
-        Self::with_sandbox(Arc::new(sandbox), limits, read_only)
+        Self::with_sandbox(Arc::new(sandbox), limits, read_only, Arc::new(policy))
     }
 
     /// What [`mcp_core::serve`] takes: a server per session, each starting from `sandbox` and
@@ -110,12 +117,30 @@ impl FsServer {
         limits: Limits,
         read_only: bool,
     ) -> impl Sessions<Handler = Self> {
-        sweep(&sandbox, read_only);
-        let configured = Arc::new(sandbox);
-        per_session(move || Self::with_sandbox(configured.clone(), limits, read_only))
+        Self::sessions_with_policy(sandbox, limits, read_only, Policy::default())
     }
 
-    fn with_sandbox(configured: Arc<Sandbox>, limits: Limits, read_only: bool) -> Self {
+    /// [`FsServer::sessions`] that also withholds what `policy` says.
+    pub fn sessions_with_policy(
+        sandbox: Sandbox,
+        limits: Limits,
+        read_only: bool,
+        policy: Policy,
+    ) -> impl Sessions<Handler = Self> {
+        sweep(&sandbox, read_only);
+        let configured = Arc::new(sandbox);
+        let policy = Arc::new(policy);
+        per_session(move || {
+            Self::with_sandbox(configured.clone(), limits, read_only, policy.clone())
+        })
+    }
+
+    fn with_sandbox(
+        configured: Arc<Sandbox>,
+        limits: Limits,
+        read_only: bool,
+        policy: Arc<Policy>,
+    ) -> Self {
         let mut tool_router = Self::read_tools() + Self::browse_tools();
         if !read_only {
             tool_router += Self::write_tools();
@@ -125,6 +150,7 @@ impl FsServer {
             configured,
             limits,
             read_only,
+            policy,
             tool_router,
         }
     }
@@ -138,18 +164,71 @@ impl FsServer {
 
     /// Resolves a path to a root and a clean path beneath it. Whatever is then done with it goes
     /// through the root's `Dir`, which refuses, at the moment of use, anything that leads out.
+    /// A denied path (`--deny`) is refused here.
     fn resolve(&self, path: &str) -> Result<Resolved, ToolError> {
-        Ok(self.sandbox().resolve(path).map_err(FsError)?)
+        let sandbox = self.sandbox();
+        let resolved = sandbox.resolve(path).map_err(FsError)?;
+        if self.policy.denies() {
+            let real = sandbox.real_path(&resolved).map_err(FsError)?;
+            self.check_denied(path, &resolved, &real)?;
+        }
+        Ok(resolved)
     }
 
     /// [`Self::resolve`], then also checks up front that the real location (through its nearest
     /// existing ancestor) stays inside: for writes, which should fail before any work, and for
     /// walks over real paths (`grep`), which must not even start outside.
     fn resolve_checked(&self, path: &str) -> Result<Resolved, ToolError> {
+        self.resolve_real(path).map(|(resolved, _)| resolved)
+    }
+
+    /// [`Self::resolve_checked`] for a path a tool changes (writes, creates, moves, removes):
+    /// refused in a read-only root (`DIR:ro`), by where it really is.
+    fn resolve_writable(&self, path: &str) -> Result<Resolved, ToolError> {
+        let (resolved, real) = self.resolve_real(path)?;
+        if self.policy.read_only(&real) {
+            return Err(ToolError::new(format!(
+                "{path} is in a read-only directory: this server may read it, not change it"
+            ))
+            .with_hint("write somewhere list_allowed_directories does not mark read-only"));
+        }
+        Ok(resolved)
+    }
+
+    fn resolve_real(&self, path: &str) -> Result<(Resolved, PathBuf), ToolError> {
         let sandbox = self.sandbox();
         let resolved = sandbox.resolve(path).map_err(FsError)?;
-        sandbox.check_beneath(&resolved).map_err(FsError)?;
-        Ok(resolved)
+        let real = sandbox.real_path(&resolved).map_err(FsError)?;
+        self.check_denied(path, &resolved, &real)?;
+        Ok((resolved, real))
+    }
+
+    /// Refuses a denied path, as asked for or where it really is.
+    fn check_denied(&self, asked: &str, resolved: &Resolved, real: &Path) -> Result<(), ToolError> {
+        if !self.policy.denies() {
+            return Ok(());
+        }
+        let lexical = lexical(resolved);
+        let pattern = self
+            .policy
+            .denied(&lexical)
+            .or_else(|| self.policy.denied(real));
+        match pattern {
+            Some(pattern) => Err(ToolError::new(format!(
+                "{asked} is denied to this server (--deny {pattern})"
+            ))
+            .with_hint("leave it out: the user keeps it from every tool")),
+            None => Ok(()),
+        }
+    }
+
+    /// The denied entries of a walk or listing that starts at `resolved`.
+    fn hidden(&self, resolved: &Resolved) -> Hidden {
+        if self.policy.denies() {
+            self.policy.for_walk(&lexical(resolved))
+        } else {
+            Hidden::nothing()
+        }
     }
 
     fn cap(&self) -> OutputCap {
@@ -207,6 +286,17 @@ async fn adopt_client_roots(
     *sandbox.write().unwrap_or_else(|p| p.into_inner()) = now;
 }
 
+/// The path as asked for: the root as the user named it, the clean path beneath it (`.` for
+/// the root itself, which a glob would not match).
+fn lexical(resolved: &Resolved) -> PathBuf {
+    resolved
+        .root
+        .path
+        .join(&resolved.rel)
+        .components()
+        .collect()
+}
+
 #[derive(Deserialize, schemars::JsonSchema)]
 struct PathArgs {
     path: String,
@@ -215,11 +305,20 @@ struct PathArgs {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for FsServer {
     fn get_info(&self) -> ServerConfig {
-        let mode = if self.read_only {
-            " Read-only: no tool changes files."
+        let mut mode = if self.read_only {
+            " Read-only: no tool changes files.".to_owned()
         } else {
-            ""
+            String::new()
         };
+        if self.policy.has_read_only() {
+            mode.push_str(" Some directories are read-only (list_allowed_directories marks them).");
+        }
+        if self.policy.denies() {
+            mode.push_str(&format!(
+                " Paths matching {} are denied.",
+                self.policy.deny_patterns().join(", ")
+            ));
+        }
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("mcp-fs", env!("CARGO_PKG_VERSION")))
             .with_instructions(format!(

@@ -127,7 +127,7 @@ impl FsServer {
     )]
     fn write_file(&self, Parameters(args): Parameters<WriteArgs>) -> Result<String, ToolError> {
         in_place(|| {
-            let resolved = self.resolve_checked(&args.path)?;
+            let resolved = self.resolve_writable(&args.path)?;
             let existing = sniff(&resolved)?;
             check_expected(
                 &args.path,
@@ -187,7 +187,7 @@ impl FsServer {
     )]
     fn edit_file(&self, Parameters(args): Parameters<EditArgs>) -> Result<String, ToolError> {
         in_place(|| {
-            let resolved = self.resolve_checked(&args.path)?;
+            let resolved = self.resolve_writable(&args.path)?;
             let bytes = ops::read_all(&resolved, 64 * 1024 * 1024)?;
             check_expected(&args.path, args.expected_sha256.as_deref(), || {
                 Ok(Some(ops::sha256_of(&bytes)))
@@ -223,7 +223,7 @@ impl FsServer {
         &self,
         Parameters(PathArgs { path }): Parameters<PathArgs>,
     ) -> Result<String, ToolError> {
-        let resolved = self.resolve_checked(&path)?;
+        let resolved = self.resolve_writable(&path)?;
         resolved.dir().create_dir_all(&resolved.rel).at(&resolved)?;
         Ok(format!("Successfully created directory {path}"))
     }
@@ -239,8 +239,8 @@ impl FsServer {
     )]
     fn move_file(&self, Parameters(args): Parameters<MoveArgs>) -> Result<String, ToolError> {
         in_place(|| {
-            let from = self.resolve_checked(&args.source)?;
-            let to = self.resolve_checked(&args.destination)?;
+            let from = self.resolve_writable(&args.source)?;
+            let to = self.resolve_writable(&args.destination)?;
             if to.dir().symlink_metadata(&to.rel).is_ok() {
                 return Err(ToolError::new(format!(
                     "destination {} already exists",
@@ -270,7 +270,7 @@ impl FsServer {
         Parameters(PathArgs { path }): Parameters<PathArgs>,
     ) -> Result<String, ToolError> {
         in_place(|| {
-            let resolved = self.resolve_checked(&path)?;
+            let resolved = self.resolve_writable(&path)?;
             let metadata = resolved
                 .dir()
                 .symlink_metadata(&resolved.rel)
@@ -297,7 +297,7 @@ impl FsServer {
     fn copy_file(&self, Parameters(args): Parameters<MoveArgs>) -> Result<String, ToolError> {
         in_place(|| {
             let from = self.resolve_checked(&args.source)?;
-            let to = self.resolve_checked(&args.destination)?;
+            let to = self.resolve_writable(&args.destination)?;
             ops::copy_new(&from, &to).map_err(|error| match &error.0 {
                 SandboxError::Io { source, .. }
                     if source.kind() == std::io::ErrorKind::AlreadyExists =>
