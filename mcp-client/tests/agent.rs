@@ -48,6 +48,8 @@ fn command(dir: &Path, args: &[&str]) -> Command {
         .env("XDG_CACHE_HOME", dir)
         .env("XDG_STATE_HOME", dir)
         .env("XDG_CONFIG_HOME", dir)
+        // mcp-fs's undo journal.
+        .env("XDG_DATA_HOME", dir)
         .env("FAKE_KEY", "sk-test")
         .env_remove("OPENAI_API_KEY")
         .env_remove("MCP_MODEL")

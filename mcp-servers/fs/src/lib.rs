@@ -28,6 +28,7 @@
 
 mod edit;
 mod error;
+mod journal;
 mod ops;
 pub mod policy;
 mod search;
@@ -35,6 +36,7 @@ mod server;
 mod walk;
 
 pub use error::FsError;
+pub use journal::Journal;
 pub use mcp_core::sandbox::{self, Sandbox, SandboxError};
 pub use policy::Policy;
-pub use server::{FsServer, Limits, WRITE_TOOLS};
+pub use server::{FsServer, Limits, Settings, WRITE_TOOLS};

@@ -25,14 +25,16 @@ async fn peer_clients_and_the_official_generic_scenarios_are_green_and_recorded(
     std::fs::write(root.join("notes.txt"), "über ✓ from mcp-fs\n").unwrap();
     std::fs::write(dir.path().join("secret.txt"), "outside").unwrap();
     let root_arg = root.display().to_string();
+    // The undo journal in the test's directory, not the user's.
+    let data_arg = dir.path().join("data").display().to_string();
 
-    let process = HttpProcess::start(MCP_FS.as_ref(), &[&root_arg])
+    let process = HttpProcess::start(MCP_FS.as_ref(), &[&root_arg, "--data-dir", &data_arg])
         .await
         .unwrap();
     let server = ServerUnderTest {
         name: "mcp-fs".to_owned(),
         program: MCP_FS.into(),
-        args: vec![root_arg.clone()],
+        args: vec![root_arg.clone(), "--data-dir".to_owned(), data_arg.clone()],
         base_url: process.url(""),
     };
     let probe = Probe {
@@ -73,9 +75,12 @@ async fn peer_clients_and_the_official_generic_scenarios_are_green_and_recorded(
 async fn mcp_check_finds_nothing_wrong_over_stdio() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+    let data = tempfile::tempdir().unwrap();
     let options = check::Options::new(Target::Stdio(vec![
         MCP_FS.to_owned(),
         dir.path().display().to_string(),
+        "--data-dir".to_owned(),
+        data.path().display().to_string(),
     ]));
     let report = check::run(&options).await;
     assert!(report.passed(), "{}", report.table());

@@ -518,14 +518,13 @@ impl Withheld {
         )
         .unwrap();
         let sandbox = Sandbox::new(&dirs).unwrap();
-        connect(FsServer::with_policy(
-            sandbox,
-            Limits::default(),
-            false,
+        let settings = mcp_server_fs::Settings {
             policy,
-        ))
-        .await
-        .unwrap()
+            ..Default::default()
+        };
+        connect(FsServer::with_settings(sandbox, settings))
+            .await
+            .unwrap()
     }
 
     fn p(&self, relative: &str) -> String {

@@ -1212,3 +1212,158 @@ async fn missed_edits_point_at_the_closest_lines_and_trees_stop_at_a_depth() {
     .await;
     assert!(error.contains("max_depth"), "{error}");
 }
+
+/// A server journaling into `data` for undo.
+fn journaled(d: &Dir, data: &std::path::Path, max_bytes: u64) -> FsServer {
+    FsServer::with_settings(
+        Sandbox::new(&[&d.path]).unwrap(),
+        mcp_server_fs::Settings {
+            journal: Some(mcp_server_fs::Journal::new(data, max_bytes)),
+            ..Default::default()
+        },
+    )
+}
+
+/// Every write tool's change undone, newest first, across a restart; a file changed since is
+/// left alone and said so; the journal stays within its bound; and a journal that names a path
+/// outside the allowed directory (tampered with) restores nothing there.
+#[tokio::test]
+async fn undo_puts_changes_back_newest_first_and_across_a_restart() {
+    let d = Dir::new();
+    let data = tempfile::tempdir().unwrap();
+    let read = |p: &str| fs::read_to_string(d.path.join(p)).ok();
+    fs::write(d.path.join("a.txt"), "one\n").unwrap();
+    fs::write(d.path.join("gone.txt"), "keep me\n").unwrap();
+    {
+        let client = connect(journaled(&d, data.path(), 1 << 20)).await.unwrap();
+        ok(
+            &client,
+            "write_file",
+            json!({"path": d.p("a.txt"), "content": "two\n"}),
+        )
+        .await;
+        ok(
+            &client,
+            "edit_file",
+            json!({"path": d.p("a.txt"), "edits": [{"oldText": "two", "newText": "three"}]}),
+        )
+        .await;
+        ok(
+            &client,
+            "write_file",
+            json!({"path": d.p("a.txt"), "content": "four\n", "mode": "append"}),
+        )
+        .await;
+        ok(&client, "create_directory", json!({"path": d.p("x/y")})).await;
+        ok(
+            &client,
+            "write_file",
+            json!({"path": d.p("x/y/new.txt"), "content": "new"}),
+        )
+        .await;
+        ok(
+            &client,
+            "move_file",
+            json!({"source": d.p("x/y/new.txt"), "destination": d.p("moved.txt")}),
+        )
+        .await;
+        ok(
+            &client,
+            "copy_file",
+            json!({"source": d.p("moved.txt"), "destination": d.p("copy.txt")}),
+        )
+        .await;
+        ok(&client, "delete_file", json!({"path": d.p("gone.txt")})).await;
+        let undone = ok(&client, "undo", json!({"steps": 2})).await;
+        assert!(text(&undone).contains("Undid 2"), "{}", text(&undone));
+        assert_eq!(read("gone.txt").as_deref(), Some("keep me\n"));
+        assert_eq!(read("copy.txt"), None);
+    }
+    // A restart: the journal is still there.
+    let client = connect(journaled(&d, data.path(), 1 << 20)).await.unwrap();
+    let undone = ok(&client, "undo", json!({})).await;
+    assert!(text(&undone).contains("moved"), "{}", text(&undone));
+    assert_eq!(read("moved.txt"), None);
+    assert_eq!(read("x/y/new.txt").as_deref(), Some("new"));
+    ok(&client, "undo", json!({"steps": 2})).await;
+    assert!(
+        !d.path.join("x").exists(),
+        "the directories it made are gone"
+    );
+    assert_eq!(read("a.txt").as_deref(), Some("three\nfour\n"));
+    // Someone else changes the file: undo leaves it and says so, and goes on.
+    fs::write(d.path.join("a.txt"), "theirs\n").unwrap();
+    let undone = ok(&client, "undo", json!({})).await;
+    assert!(text(&undone).contains("changed since"), "{}", text(&undone));
+    assert_eq!(read("a.txt").as_deref(), Some("theirs\n"));
+    fs::write(d.path.join("a.txt"), "three\n").unwrap();
+    ok(&client, "undo", json!({"steps": 5})).await;
+    assert_eq!(read("a.txt").as_deref(), Some("one\n"));
+    let empty = ok(&client, "undo", json!({})).await;
+    assert!(text(&empty).contains("Nothing to undo"), "{}", text(&empty));
+
+    // The bound: with room for about one snapshot, older changes are forgotten.
+    let small = tempfile::tempdir().unwrap();
+    let client = connect(journaled(&d, small.path(), 4096)).await.unwrap();
+    for i in 0..8 {
+        let content = format!("{i}").repeat(1000);
+        ok(
+            &client,
+            "write_file",
+            json!({"path": d.p("a.txt"), "content": content}),
+        )
+        .await;
+    }
+    let blobs: u64 = walk_sizes(small.path());
+    assert!(blobs <= 4096, "{blobs} bytes kept");
+    let undone = ok(&client, "undo", json!({"steps": 10})).await;
+    // The header, and at most the four changes whose snapshots fit.
+    let lines = text(&undone).lines().count();
+    assert!((2..=5).contains(&lines), "{}", text(&undone));
+
+    // A tampered journal pointing outside restores nothing there.
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim.txt");
+    fs::write(&victim, "untouched").unwrap();
+    let client = connect(journaled(&d, data.path(), 1 << 20)).await.unwrap();
+    ok(
+        &client,
+        "write_file",
+        json!({"path": d.p("a.txt"), "content": "mine"}),
+    )
+    .await;
+    let journal = fs::read_dir(data.path().join("journal"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let records = journal.join("records.jsonl");
+    let text_now = fs::read_to_string(&records).unwrap();
+    let inside = d.path.join("a.txt").display().to_string();
+    fs::write(
+        &records,
+        text_now.replace(&inside, &victim.display().to_string()),
+    )
+    .unwrap();
+    let undone = ok(&client, "undo", json!({})).await;
+    assert!(text(&undone).contains("left as it is"), "{}", text(&undone));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+}
+
+fn walk_sizes(dir: &std::path::Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| {
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                walk_sizes(&entry.path())
+            } else if entry.path().parent().is_some_and(|p| p.ends_with("blobs")) {
+                entry.metadata().unwrap().len()
+            } else {
+                0
+            }
+        })
+        .sum()
+}

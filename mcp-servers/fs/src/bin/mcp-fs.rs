@@ -8,7 +8,7 @@ use clap::Parser;
 /// makes the call about 1.5x faster.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use mcp_server_fs::{FsServer, Limits, Policy, Sandbox};
+use mcp_server_fs::{FsServer, Journal, Limits, Policy, Sandbox, Settings};
 
 /// A filesystem MCP server: read, write, edit, list, search and grep files inside the allowed
 /// directories, and nowhere else.
@@ -27,6 +27,21 @@ struct Cli {
     /// Offer only the tools that read: no write, edit, move, copy, delete or mkdir.
     #[arg(long)]
     read_only: bool,
+
+    /// Where undo's journal is kept (snapshots of what the write tools changed), one per
+    /// allowed directory [default: $XDG_DATA_HOME/mcp-toolkit/mcp-fs]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Bytes of snapshots undo's journal keeps per directory; past it the oldest changes are
+    /// forgotten, and a file over a quarter of it is changed without a copy (its change cannot
+    /// be undone).
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024 * 1024)]
+    journal_max_bytes: u64,
+
+    /// Keep no journal: the write tools leave no copies, and undo cannot undo.
+    #[arg(long)]
+    no_journal: bool,
 
     /// Keep paths matching GLOB from every tool (repeatable): absent from listings, trees,
     /// searches and grep, and refused to read, write, move or copy, also through links and in
@@ -84,13 +99,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if sandbox.is_empty() {
         tracing::warn!("no directories given: waiting for the client to offer roots");
     }
+    let journal = (!cli.no_journal && !cli.read_only).then(|| {
+        let dir = cli.data_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("XDG_DATA_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::home_dir().map(|home| home.join(".local/share")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("mcp-toolkit/mcp-fs")
+        });
+        Journal::new(&dir, cli.journal_max_bytes.max(1024))
+    });
     let limits = Limits {
         max_text_bytes: cli.max_text_bytes.max(1024),
         max_entries: cli.max_entries.max(1),
         max_media_bytes: cli.max_media_bytes,
     };
     mcp_core::serve(
-        FsServer::sessions_with_policy(sandbox, limits, cli.read_only, policy),
+        FsServer::sessions_with(
+            sandbox,
+            Settings {
+                limits,
+                read_only: cli.read_only,
+                policy,
+                journal,
+            },
+        ),
         cli.serve,
     )
     .await?;

@@ -5,6 +5,7 @@
 
 mod browse;
 mod read;
+mod undo;
 mod write;
 
 use std::{
@@ -25,6 +26,7 @@ use serde::Deserialize;
 
 use crate::{
     error::FsError,
+    journal::Journal,
     ops,
     policy::{Hidden, Policy},
     sandbox::{Resolved, Sandbox},
@@ -52,14 +54,28 @@ impl Default for Limits {
 }
 
 /// The tools that change files, hidden by `--read-only` (the `write` router's).
-pub const WRITE_TOOLS: [&str; 6] = [
+pub const WRITE_TOOLS: [&str; 7] = [
     "write_file",
     "edit_file",
     "create_directory",
     "move_file",
     "delete_file",
     "copy_file",
+    "undo",
 ];
+
+/// How a server is set up beyond its directories.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// How much one answer may carry.
+    pub limits: Limits,
+    /// Offer only the tools that read.
+    pub read_only: bool,
+    /// Denied paths and read-only roots.
+    pub policy: Policy,
+    /// Where changes are journaled for `undo` (`None`: not journaled; undo says so).
+    pub journal: Option<Journal>,
+}
 
 /// The filesystem server: one session's. Its roots begin as the configured directories and
 /// follow what that session's client offers; [`FsServer::sessions`] makes one per session.
@@ -70,7 +86,28 @@ pub struct FsServer {
     limits: Limits,
     read_only: bool,
     policy: Arc<Policy>,
+    journal: Option<Arc<Journal>>,
     tool_router: ToolRouter<Self>,
+}
+
+/// [`Settings`] as sessions share them.
+#[derive(Clone)]
+struct Shared {
+    limits: Limits,
+    read_only: bool,
+    policy: Arc<Policy>,
+    journal: Option<Arc<Journal>>,
+}
+
+impl From<Settings> for Shared {
+    fn from(settings: Settings) -> Self {
+        Self {
+            limits: settings.limits,
+            read_only: settings.read_only,
+            policy: Arc::new(settings.policy),
+            journal: settings.journal.map(Arc::new),
+        }
+    }
 }
 
 /// Unless read-only, removes in a thread of its own the temporary files that writes killed
@@ -100,13 +137,21 @@ impl FsServer {
     /// One session's server for `sandbox`. Unless read-only, it first sweeps, in a thread of its
     /// own, the temporary files that writes killed mid-way left in the allowed directories.
     pub fn new(sandbox: Sandbox, limits: Limits, read_only: bool) -> Self {
-        Self::with_policy(sandbox, limits, read_only, Policy::default())
+        Self::with_settings(
+            sandbox,
+            Settings {
+                limits,
+                read_only,
+                ..Settings::default()
+            },
+        )
     }
 
-    /// [`FsServer::new`] that also withholds what `policy` says (denied paths, read-only roots).
-    pub fn with_policy(sandbox: Sandbox, limits: Limits, read_only: bool, policy: Policy) -> Self {
-        sweep(&sandbox, read_only);
-        Self::with_sandbox(Arc::new(sandbox), limits, read_only, Arc::new(policy))
+    /// [`FsServer::new`] with everything [`Settings`] holds (denied paths, read-only roots, the
+    /// journal).
+    pub fn with_settings(sandbox: Sandbox, settings: Settings) -> Self {
+        sweep(&sandbox, settings.read_only);
+        Self::with_sandbox(Arc::new(sandbox), Shared::from(settings))
     }
 
     /// What [`mcp_core::serve`] takes: a server per session, each starting from `sandbox` and
@@ -117,30 +162,31 @@ impl FsServer {
         limits: Limits,
         read_only: bool,
     ) -> impl Sessions<Handler = Self> {
-        Self::sessions_with_policy(sandbox, limits, read_only, Policy::default())
+        Self::sessions_with(
+            sandbox,
+            Settings {
+                limits,
+                read_only,
+                ..Settings::default()
+            },
+        )
     }
 
-    /// [`FsServer::sessions`] that also withholds what `policy` says.
-    pub fn sessions_with_policy(
-        sandbox: Sandbox,
-        limits: Limits,
-        read_only: bool,
-        policy: Policy,
-    ) -> impl Sessions<Handler = Self> {
-        sweep(&sandbox, read_only);
+    /// [`FsServer::sessions`] with everything [`Settings`] holds.
+    pub fn sessions_with(sandbox: Sandbox, settings: Settings) -> impl Sessions<Handler = Self> {
+        sweep(&sandbox, settings.read_only);
         let configured = Arc::new(sandbox);
-        let policy = Arc::new(policy);
-        per_session(move || {
-            Self::with_sandbox(configured.clone(), limits, read_only, policy.clone())
-        })
+        let shared = Shared::from(settings);
+        per_session(move || Self::with_sandbox(configured.clone(), shared.clone()))
     }
 
-    fn with_sandbox(
-        configured: Arc<Sandbox>,
-        limits: Limits,
-        read_only: bool,
-        policy: Arc<Policy>,
-    ) -> Self {
+    fn with_sandbox(configured: Arc<Sandbox>, shared: Shared) -> Self {
+        let Shared {
+            limits,
+            read_only,
+            policy,
+            journal,
+        } = shared;
         let mut tool_router = Self::read_tools() + Self::browse_tools();
         if !read_only {
             tool_router += Self::write_tools();
@@ -151,6 +197,7 @@ impl FsServer {
             limits,
             read_only,
             policy,
+            journal: journal.filter(|_| !read_only),
             tool_router,
         }
     }
@@ -361,6 +408,6 @@ mod tests {
             others.iter().all(|name| !expected.contains(name)),
             "{others:?}"
         );
-        assert_eq!(others.len() + expected.len(), 18);
+        assert_eq!(others.len() + expected.len(), 19);
     }
 }

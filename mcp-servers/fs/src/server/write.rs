@@ -8,6 +8,7 @@ use super::{FsServer, PathArgs};
 use crate::{
     edit::{self, Edit},
     error::At as _,
+    journal::Step,
     ops,
     sandbox::SandboxError,
 };
@@ -109,6 +110,12 @@ fn shaped(content: &str, existing: &[u8], whole: bool) -> (Vec<u8>, Vec<&'static
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+struct UndoArgs {
+    /// How many changes to undo, newest first (1 to 100; 1 when omitted).
+    steps: Option<usize>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
 struct MoveArgs {
     source: String,
     destination: String,
@@ -137,37 +144,40 @@ impl FsServer {
                     None => Ok(None),
                 },
             )?;
-            let (done, kept) = match (args.mode, &existing) {
-                (WriteMode::Create, Some(_)) => {
-                    return Err(ToolError::new(format!("{} already exists", args.path))
-                        .with_hint("mode \"overwrite\" replaces it; \"append\" adds to it"));
-                }
-                (WriteMode::Create, None) => {
-                    ops::create_atomic(&resolved, args.content.as_bytes()).map_err(|error| {
-                        if error.is_already_exists() {
-                            ToolError::new(format!("{} already exists", args.path))
-                        } else {
-                            error.into()
-                        }
-                    })?;
-                    ("created", Vec::new())
-                }
-                (WriteMode::Overwrite, _) => {
-                    let (bytes, kept) =
-                        shaped(&args.content, existing.as_deref().unwrap_or_default(), true);
-                    ops::write_atomic(&resolved, &bytes)?;
-                    ("wrote to", kept)
-                }
-                (WriteMode::Append, _) => {
-                    let (bytes, kept) = shaped(
-                        &args.content,
-                        existing.as_deref().unwrap_or_default(),
-                        false,
-                    );
-                    ops::append(&resolved, &bytes)?;
-                    ("appended to", kept)
-                }
-            };
+            let (done, kept) =
+                self.journaled("write_file", &resolved, || match (args.mode, &existing) {
+                    (WriteMode::Create, Some(_)) => {
+                        Err(ToolError::new(format!("{} already exists", args.path))
+                            .with_hint("mode \"overwrite\" replaces it; \"append\" adds to it"))
+                    }
+                    (WriteMode::Create, None) => {
+                        ops::create_atomic(&resolved, args.content.as_bytes()).map_err(
+                            |error| {
+                                if error.is_already_exists() {
+                                    ToolError::new(format!("{} already exists", args.path))
+                                } else {
+                                    error.into()
+                                }
+                            },
+                        )?;
+                        Ok(("created", Vec::new()))
+                    }
+                    (WriteMode::Overwrite, _) => {
+                        let (bytes, kept) =
+                            shaped(&args.content, existing.as_deref().unwrap_or_default(), true);
+                        ops::write_atomic(&resolved, &bytes)?;
+                        Ok(("wrote to", kept))
+                    }
+                    (WriteMode::Append, _) => {
+                        let (bytes, kept) = shaped(
+                            &args.content,
+                            existing.as_deref().unwrap_or_default(),
+                            false,
+                        );
+                        ops::append(&resolved, &bytes)?;
+                        Ok(("appended to", kept))
+                    }
+                })?;
             let mut answer = format!("Successfully {done} {}", args.path);
             if !kept.is_empty() {
                 answer.push_str(&format!(" (kept the file's {})", kept.join(" and ")));
@@ -204,7 +214,9 @@ impl FsServer {
             );
             if !args.dry_run {
                 file.text = after;
-                ops::write_atomic(&resolved, &file.encode())?;
+                self.journaled("edit_file", &resolved, || {
+                    Ok(ops::write_atomic(&resolved, &file.encode())?)
+                })?;
             }
             Ok(diff)
         })
@@ -224,7 +236,22 @@ impl FsServer {
         Parameters(PathArgs { path }): Parameters<PathArgs>,
     ) -> Result<String, ToolError> {
         let resolved = self.resolve_writable(&path)?;
+        let made = match &self.journal {
+            Some(_) => self.missing_dirs(&resolved)?,
+            None => Vec::new(),
+        };
         resolved.dir().create_dir_all(&resolved.rel).at(&resolved)?;
+        if let Some(journal) = &self.journal
+            && !made.is_empty()
+        {
+            let root = self.root_for(&resolved)?;
+            self.keep_record(
+                journal,
+                "create_directory",
+                root,
+                vec![Step::MakeDirs { paths: made }],
+            );
+        }
         Ok(format!("Successfully created directory {path}"))
     }
 
@@ -248,7 +275,14 @@ impl FsServer {
                 ))
                 .with_hint("choose another name, or delete_file it first"));
             }
+            let step = match &self.journal {
+                Some(_) => Some((self.journal_move(&from, &to)?, self.root_for(&from)?)),
+                None => None,
+            };
             from.dir().rename(&from.rel, to.dir(), &to.rel).at(&from)?;
+            if let (Some(journal), Some((step, root))) = (&self.journal, step) {
+                self.keep_record(journal, "move_file", root, vec![step]);
+            }
             Ok(format!(
                 "Successfully moved {} to {}",
                 args.source, args.destination
@@ -280,7 +314,9 @@ impl FsServer {
                     "{path} is a directory; delete_file removes files only"
                 )));
             }
-            resolved.dir().remove_file(&resolved.rel).at(&resolved)?;
+            self.journaled("delete_file", &resolved, || {
+                Ok(resolved.dir().remove_file(&resolved.rel).at(&resolved)?)
+            })?;
             Ok(format!("Successfully deleted {path}"))
         })
     }
@@ -298,18 +334,60 @@ impl FsServer {
         in_place(|| {
             let from = self.resolve_checked(&args.source)?;
             let to = self.resolve_writable(&args.destination)?;
-            ops::copy_new(&from, &to).map_err(|error| match &error.0 {
-                SandboxError::Io { source, .. }
-                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
-                {
-                    ToolError::new(format!("destination {} already exists", args.destination))
-                        .with_hint("choose another name")
-                }
-                _ => error.into(),
+            self.journaled("copy_file", &to, || {
+                ops::copy_new(&from, &to).map_err(|error| match &error.0 {
+                    SandboxError::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        ToolError::new(format!("destination {} already exists", args.destination))
+                            .with_hint("choose another name")
+                    }
+                    _ => error.into(),
+                })
             })?;
             Ok(format!(
                 "Successfully copied {} to {}",
                 args.source, args.destination
+            ))
+        })
+    }
+
+    #[tool(
+        description = "Undo the last changes the write tools made (writes, edits, appends, copies, moves, deletions, new directories), newest first: each file is put back as it was, unless it changed since (then it is left as it is, and the answer says so). The journal survives restarts; steps defaults to 1.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    fn undo(&self, Parameters(args): Parameters<UndoArgs>) -> Result<String, ToolError> {
+        in_place(|| {
+            let Some(journal) = &self.journal else {
+                return Err(ToolError::new(
+                    "this server keeps no journal of its changes, so it cannot undo them",
+                )
+                .with_hint("mcp-fs keeps one unless started with --no-journal"));
+            };
+            let steps = args.steps.unwrap_or(1).clamp(1, 100);
+            let mut roots: Vec<std::path::PathBuf> = Vec::new();
+            for root in self.configured.roots().iter().chain(self.sandbox().roots()) {
+                if !roots.contains(&root.canonical) {
+                    roots.push(root.canonical.clone());
+                }
+            }
+            let said = journal
+                .undo_last(&roots, steps, &mut |record, blob| {
+                    self.undo_record(journal, record, blob)
+                })
+                .map_err(|e| ToolError::new(format!("the undo journal: {e}")))?;
+            if said.is_empty() {
+                return Ok("Nothing to undo: no change is on record".to_owned());
+            }
+            Ok(format!(
+                "Undid {} change(s), newest first:\n{}",
+                said.len(),
+                said.join("\n")
             ))
         })
     }
