@@ -1155,17 +1155,11 @@ pub fn sessions_dir() -> Option<PathBuf> {
 pub fn save_session(dir: &Path, id: &str, session: &Value) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let text = serde_json::to_string(session).map_err(std::io::Error::other)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut file, text.as_bytes())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    file.persist(dir.join(format!("{id}.json")))
-        .map_err(|e| e.error)?;
-    Ok(())
+    crate::write_whole(
+        &dir.join(format!("{id}.json")),
+        text.as_bytes(),
+        crate::Readers::Owner,
+    )
 }
 
 /// Session `id` from `dir`, or the one saved last; its id and content.
@@ -1196,17 +1190,10 @@ pub fn load_session(dir: &Path, id: Option<&str>) -> Result<(String, Value), Str
     Ok((id, session))
 }
 
-/// Writes a transcript as JSON, whole or not at all (a temporary file, then a rename).
+/// Writes a transcript as JSON, whole or not at all, owner-only (it holds what the tools read).
 pub fn save_transcript(path: &Path, transcript: &[Value]) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(transcript).map_err(std::io::Error::other)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut file, text.as_bytes())?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::write_whole(path, text.as_bytes(), crate::Readers::Owner)
 }
 
 #[cfg(test)]

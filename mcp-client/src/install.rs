@@ -216,15 +216,19 @@ fn write(path: &Path, object: Map<String, Value>, old: Option<String>) -> Result
     if let Some(old) = old {
         let mut backup = path.as_os_str().to_owned();
         backup.push(".bak");
-        std::fs::write(PathBuf::from(backup), old).map_err(io)?;
+        // A host's file may hold API keys in its env entries: the copy is the owner's only.
+        crate::write_whole(
+            &PathBuf::from(backup),
+            old.as_bytes(),
+            crate::Readers::Owner,
+        )
+        .map_err(io)?;
     }
     let mut text = serde_json::to_string_pretty(&Value::Object(object))
         .map_err(|error| io(std::io::Error::other(error)))?;
     text.push('\n');
-    let temp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    std::fs::write(temp.path(), text).map_err(io)?;
-    temp.persist(path).map_err(|error| io(error.error))?;
-    Ok(())
+    // The host's file keeps who may read it.
+    crate::write_whole(path, text.as_bytes(), crate::Readers::AsBefore).map_err(io)
 }
 
 /// Adds `name` to `host`'s file at `path`; with `replace`, over an entry of that name.

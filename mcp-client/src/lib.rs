@@ -52,3 +52,40 @@ pub fn xdg_dir(var: &str, fallback: &str) -> Option<std::path::PathBuf> {
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::home_dir().map(|home| home.join(fallback)))
 }
+
+/// Who may read a file [`write_whole`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readers {
+    /// Its owner only (0600), whatever it was: tokens, conversations, what tools read.
+    Owner,
+    /// As the file was (its permission bits kept); a new file 0644: a host's config file.
+    AsBefore,
+}
+
+/// Writes `bytes` to `path` whole or not at all: a temporary file beside it, synced, then
+/// renamed over it, so a reader (or a crash) never sees half of it.
+pub fn write_whole(path: &std::path::Path, bytes: &[u8], readers: Readers) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    // tempfile makes its files owner-only (0600) on Unix.
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    if readers == Readers::AsBefore {
+        match std::fs::metadata(path) {
+            Ok(existing) => file.as_file().set_permissions(existing.permissions())?,
+            #[cfg(unix)]
+            Err(_) => {
+                use std::os::unix::fs::PermissionsExt as _;
+                file.as_file()
+                    .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            }
+            #[cfg(not(unix))]
+            Err(_) => {}
+        }
+    }
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

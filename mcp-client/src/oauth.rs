@@ -320,8 +320,7 @@ impl TokenFile {
         }
     }
 
-    /// Changes the file under an exclusive lock, writing it whole (a temporary file renamed
-    /// over it, owner-only from its creation).
+    /// Changes the file under an exclusive lock, writing it whole and owner-only.
     fn update(&self, change: impl FnOnce(&mut TokenFileContents)) -> Result<(), AuthError> {
         let dir = self
             .path
@@ -334,15 +333,8 @@ impl TokenFile {
         change(&mut contents);
         let text = serde_json::to_vec_pretty(&contents)
             .map_err(|e| store_error(format!("cannot encode the tokens: {e}")))?;
-        // tempfile creates its files owner-only (0600) on Unix.
-        let mut file = tempfile::NamedTempFile::new_in(dir)
-            .map_err(|e| store_error(format!("cannot write in {}: {e}", dir.display())))?;
-        std::io::Write::write_all(&mut file, &text)
-            .and_then(|()| file.as_file().sync_all())
-            .map_err(|e| store_error(format!("cannot write the tokens: {e}")))?;
-        file.persist(&self.path)
-            .map_err(|e| store_error(format!("cannot replace {}: {e}", self.path.display())))?;
-        Ok(())
+        crate::write_whole(&self.path, &text, crate::Readers::Owner)
+            .map_err(|e| store_error(format!("cannot write {}: {e}", self.path.display())))
     }
 
     fn lock(&self, dir: &Path) -> Result<std::fs::File, AuthError> {

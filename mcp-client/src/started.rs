@@ -76,14 +76,12 @@ fn append_keeping(path: &Path, entry: &StartedTask, kept: usize) -> std::io::Res
         .count();
     if lines > 2 * kept {
         let all = read(path)?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut file = tempfile::NamedTempFile::new_in(dir)?;
+        let mut text = Vec::new();
         for entry in &all[all.len() - kept..] {
-            let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-            line.push(b'\n');
-            file.write_all(&line)?;
+            text.extend(serde_json::to_vec(entry).map_err(std::io::Error::other)?);
+            text.push(b'\n');
         }
-        file.persist(path).map_err(|e| e.error)?;
+        crate::write_whole(path, &text, crate::Readers::Owner)?;
     }
     Ok(())
 }

@@ -230,6 +230,8 @@ fn oversized_and_too_deep_answers_get_errors_that_say_so() {
 /// and what a host cannot say (a URL for Claude Desktop) refused with the file unchanged.
 #[test]
 fn add_and_remove_write_each_hosts_own_format() {
+    #[cfg(unix)]
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
     let mcp = |args: &[&str]| {
         Command::new(MCP)
@@ -261,6 +263,8 @@ fn add_and_remove_write_each_hosts_own_format() {
         let before =
             json!({ "theme": "dark", key: { "kept": { "command": "/bin/true", "args": [] } } });
         std::fs::write(&path, before.to_string()).unwrap();
+        #[cfg(unix)]
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         let file = path.display().to_string();
         let added = mcp(&[
             "add", "notes", "--host", host, "--file", &file, "--env", "A=1", "--", "sh", "-c",
@@ -287,6 +291,13 @@ fn add_and_remove_write_each_hosts_own_format() {
         let written: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(written["theme"], "dark", "{host}");
+        // The host's file keeps who may read it; the copy of the old text is the owner's only.
+        #[cfg(unix)]
+        {
+            let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&file), 0o640, "{host}");
+            assert_eq!(mode(&format!("{file}.bak")), 0o600, "{host}");
+        }
         let backup = std::fs::read_to_string(format!("{file}.bak")).unwrap();
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&backup).unwrap(),
