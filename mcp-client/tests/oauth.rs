@@ -106,32 +106,67 @@ fn authorizations(dir: &Path, issuer: &str) -> Vec<String> {
         .collect()
 }
 
+/// oidc-provider (access tokens that live 8 s, so a refresh comes within a test) and our
+/// fixture as the resource server behind it (`mcp:read` for everything, `tool_scopes` beside),
+/// a config naming it `secure`, and browser.mjs as the browser, in a directory of their own.
+struct Secured {
+    issuer: peers::OidcProvider,
+    _server: HttpServer,
+    url: String,
+    browser: PathBuf,
+    config: String,
+    home: tempfile::TempDir,
+}
+
+impl Secured {
+    async fn start(tool_scopes: &[&str]) -> Self {
+        let issuer = peers::OidcProvider::start(Some(8)).await.unwrap();
+        let server = HttpServer::start(
+            Everything::sessions(),
+            &ServeArgs {
+                auth_issuer: Some(issuer.url.clone()),
+                auth_scopes: vec!["mcp:read".into()],
+                auth_tool_scopes: tool_scopes.iter().map(|s| (*s).to_owned()).collect(),
+                ..ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Serve::Http])
+            },
+        )
+        .await
+        .unwrap();
+        let url = server.url("/mcp");
+        let node = tokio::task::spawn_blocking(peers::node22)
+            .await
+            .unwrap()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let browser = browser_script(dir.path(), &node);
+        let config = json!({"mcpServers": {"secure": {"type": "http", "url": url}}}).to_string();
+        std::fs::write(dir.path().join("mcp.json"), &config).unwrap();
+        Self {
+            issuer,
+            _server: server,
+            url,
+            browser,
+            config,
+            home: dir,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.home.path()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node.js and npm (oidc-provider); .ci/run runs it"]
 async fn login_calls_refresh_step_up_and_logout_against_a_real_authorization_server() {
-    // Access tokens that live 8 s: the refresh comes within the test.
-    let issuer = peers::OidcProvider::start(Some(8)).await.unwrap();
-    let server = HttpServer::start(
-        Everything::sessions(),
-        &ServeArgs {
-            auth_issuer: Some(issuer.url.clone()),
-            auth_scopes: vec!["mcp:read".into()],
-            auth_tool_scopes: vec!["greet=mcp:write".into()],
-            ..ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Serve::Http])
-        },
-    )
-    .await
-    .unwrap();
-    let url = server.url("/mcp");
-    let node = tokio::task::spawn_blocking(peers::node22)
-        .await
-        .unwrap()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let browser = browser_script(dir, &node);
-    let config = json!({"mcpServers": {"secure": {"type": "http", "url": url}}}).to_string();
-    std::fs::write(dir.join("mcp.json"), &config).unwrap();
+    let scene = Secured::start(&["greet=mcp:write"]).await;
+    let (issuer, url, browser, config, dir) = (
+        &scene.issuer,
+        scene.url.clone(),
+        scene.browser.clone(),
+        scene.config.clone(),
+        scene.dir(),
+    );
     let mut outputs = Vec::new();
 
     // Without a login and without a terminal, a call says what to run.
@@ -452,30 +487,13 @@ impl Drop for SecretService {
 #[ignore = "needs Node.js and npm (oidc-provider), dbus-daemon, gnome-keyring-daemon and secret-tool; .ci/run runs it"]
 async fn tokens_live_in_the_os_keyring_where_there_is_one() {
     let mut keyring = SecretService::start();
-    let issuer = peers::OidcProvider::start(Some(8)).await.unwrap();
-    let server = HttpServer::start(
-        Everything::sessions(),
-        &ServeArgs {
-            auth_issuer: Some(issuer.url.clone()),
-            auth_scopes: vec!["mcp:read".into()],
-            ..ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Serve::Http])
-        },
-    )
-    .await
-    .unwrap();
-    let url = server.url("/mcp");
-    let node = tokio::task::spawn_blocking(peers::node22)
-        .await
-        .unwrap()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    let browser = browser_script(dir, &node);
-    std::fs::write(
-        dir.join("mcp.json"),
-        json!({"mcpServers": {"secure": {"type": "http", "url": url}}}).to_string(),
-    )
-    .unwrap();
+    let scene = Secured::start(&[]).await;
+    let (issuer, url, browser, dir) = (
+        &scene.issuer,
+        scene.url.clone(),
+        scene.browser.clone(),
+        scene.dir(),
+    );
     let bus = keyring.bus.clone();
     let file = dir.join("config/mcp-toolkit/credentials.json");
     let mut outputs = Vec::new();
