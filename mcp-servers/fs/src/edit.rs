@@ -35,11 +35,11 @@ pub struct TextFile {
 
 impl TextFile {
     /// Reads a file's bytes as UTF-8 text; anything else is refused with what it seems to be.
-    pub fn decode(bytes: Vec<u8>) -> Result<Self, String> {
-        let (bom, bytes) = match bytes.strip_prefix(BOM) {
-            Some(rest) => (true, rest.to_vec()),
-            None => (false, bytes),
-        };
+    pub fn decode(mut bytes: Vec<u8>) -> Result<Self, String> {
+        let bom = bytes.starts_with(BOM);
+        if bom {
+            bytes.drain(..BOM.len());
+        }
         match String::from_utf8(bytes) {
             Ok(text) => Ok(Self { bom, text }),
             Err(error) => {

@@ -123,6 +123,8 @@ impl Journal {
                 file.write_all(content)?;
                 file.as_file().sync_all()?;
                 file.persist(&blob).map_err(|e| e.error)?;
+                let kept = Self::kept_bytes(&open).unwrap_or(0);
+                Self::set_kept_bytes(&open, kept + content.len() as u64)?;
             }
         }
         Ok(State::File {
@@ -133,8 +135,23 @@ impl Journal {
         })
     }
 
-    /// Appends a record, then drops the oldest records while the snapshots they alone hold
-    /// exceed the bound.
+    /// The bytes of snapshots kept, as counted in `kept-bytes` (kept up to date by
+    /// [`Journal::snapshot`] and [`Journal::prune`], so a record need not list the snapshots);
+    /// `None` when it is missing or unreadable.
+    fn kept_bytes(open: &Open) -> Option<u64> {
+        std::fs::read_to_string(open.dir.join("kept-bytes"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn set_kept_bytes(open: &Open, bytes: u64) -> std::io::Result<()> {
+        std::fs::write(open.dir.join("kept-bytes"), bytes.to_string())
+    }
+
+    /// Appends a record; past the bound (by the running count), drops the oldest records while
+    /// the snapshots they hold exceed it.
     pub(crate) fn record(&self, record: &Record) -> std::io::Result<()> {
         let open = self.open(&record.root)?;
         let mut line = serde_json::to_string(record).map_err(std::io::Error::other)?;
@@ -145,7 +162,10 @@ impl Journal {
             .open(open.dir.join("records.jsonl"))?;
         file.write_all(line.as_bytes())?;
         file.sync_data()?;
-        self.prune(&open)
+        if Self::kept_bytes(&open).is_none_or(|kept| kept > self.max_bytes) {
+            self.prune(&open)?;
+        }
+        Ok(())
     }
 
     fn read(open: &Open) -> std::io::Result<Vec<Record>> {
@@ -222,7 +242,7 @@ impl Journal {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        Ok(())
+        Self::set_kept_bytes(open, size_of(&records))
     }
 
     /// Takes the last `steps` records across the journals of `roots` (newest first) out of

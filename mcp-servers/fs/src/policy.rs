@@ -34,7 +34,8 @@ impl Policy {
     /// `deny` globs (relative ones anchored at each of `roots`) and the `read_only` roots.
     pub fn new(deny: &[String], roots: &[PathBuf], read_only: &[PathBuf]) -> Result<Self, String> {
         let mut anchors: Vec<PathBuf> = Vec::new();
-        for root in roots {
+        // Only globs need anchoring (a start without --deny pays no canonicalize).
+        for root in roots.iter().filter(|_| !deny.is_empty()) {
             let absolute = std::path::absolute(root).unwrap_or_else(|_| root.clone());
             for anchor in [
                 absolute.clone(),

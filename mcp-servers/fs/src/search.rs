@@ -640,8 +640,7 @@ pub fn grep(
     };
     let mut matched = 0;
     // Denied directories are not even entered; denied files are not opened.
-    let hidden = policy.for_walk(&real_start);
-    let skip = hidden.clone();
+    let skip = policy.for_walk(&real_start);
     let start = real_start.clone();
     for entry in ignore::WalkBuilder::new(&real_start)
         .follow_links(false)
@@ -664,9 +663,6 @@ pub fn grep(
         let Ok(below) = entry.path().strip_prefix(&real_start) else {
             continue;
         };
-        if hidden.matches(below) {
-            continue;
-        }
         if let Some(glob) = &glob
             && !glob.is_match(below)
             && !below.file_name().is_some_and(|name| glob.is_match(name))
