@@ -49,12 +49,7 @@ pub fn node_peers_dir() -> PathBuf {
 
 /// The toolkit's cache directory (`$XDG_CACHE_HOME/mcp-toolkit` or `~/.cache/mcp-toolkit`).
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("mcp-toolkit")
+    mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::Cache)
 }
 
 fn run(command: &mut Command) -> Result<String, PeerError> {

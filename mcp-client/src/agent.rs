@@ -1146,8 +1146,8 @@ impl Agent {
 
 /// Where chat sessions are kept: `$XDG_STATE_HOME/mcp-toolkit/sessions` (or
 /// `~/.local/state/…`).
-pub fn sessions_dir() -> Option<PathBuf> {
-    crate::xdg_dir("XDG_STATE_HOME", ".local/state").map(|state| state.join("mcp-toolkit/sessions"))
+pub fn sessions_dir() -> PathBuf {
+    mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::State).join("sessions")
 }
 
 /// Saves session `id` in `dir`, whole or not at all, readable by its owner only (a

@@ -91,9 +91,7 @@ impl Default for ConnectOptions {
 
 /// `$XDG_CACHE_HOME/mcp-toolkit/logs` (or `~/.cache/…`).
 pub fn default_log_dir() -> PathBuf {
-    crate::xdg_dir("XDG_CACHE_HOME", ".cache")
-        .unwrap_or_else(std::env::temp_dir)
-        .join("mcp-toolkit/logs")
+    mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::Cache).join("logs")
 }
 
 /// A connected server.

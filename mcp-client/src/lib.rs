@@ -44,15 +44,6 @@ pub mod provider;
 pub mod started;
 pub mod terminal;
 
-/// `$VAR` (an XDG base directory: `XDG_CONFIG_HOME`, `XDG_CACHE_HOME`, `XDG_STATE_HOME`), else
-/// `~/<fallback>` (`.config`, `.cache`, `.local/state`); `None` with neither.
-pub fn xdg_dir(var: &str, fallback: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os(var)
-        .filter(|dir| !dir.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|home| home.join(fallback)))
-}
-
 /// Who may read a file [`write_whole`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readers {

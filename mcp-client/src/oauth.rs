@@ -216,9 +216,7 @@ impl TokenFile {
 
     /// `$XDG_CONFIG_HOME/mcp-toolkit/credentials.json` (or `~/.config/…`).
     pub fn default_path() -> PathBuf {
-        crate::xdg_dir("XDG_CONFIG_HOME", ".config")
-            .unwrap_or_else(std::env::temp_dir)
-            .join("mcp-toolkit/credentials.json")
+        mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::Config).join("credentials.json")
     }
 
     /// Where the file is.

@@ -27,16 +27,13 @@ pub struct StartedTask {
 }
 
 /// `$XDG_STATE_HOME/mcp-toolkit/tasks.jsonl` (or `~/.local/state/…`).
-pub fn default_path() -> Option<PathBuf> {
-    crate::xdg_dir("XDG_STATE_HOME", ".local/state")
-        .map(|state| state.join("mcp-toolkit/tasks.jsonl"))
+pub fn default_path() -> PathBuf {
+    mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::State).join("tasks.jsonl")
 }
 
 /// Records a task at the default path; a failure is logged, never fatal (the task runs on).
 pub fn record(server: &str, task: &str, tool: &str) {
-    let Some(path) = default_path() else {
-        return;
-    };
+    let path = default_path();
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

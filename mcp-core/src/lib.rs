@@ -63,6 +63,7 @@ pub mod auth;
 pub mod blocking;
 pub mod changes;
 mod channel;
+pub mod dirs;
 mod guarded;
 mod http_policy;
 pub mod input;

@@ -957,9 +957,7 @@ async fn follow_task(
 /// `mcp tasks list [SERVER]`: what was recorded, with each task's status asked of its server
 /// (one connection per server).
 async fn list_tasks(context: &Context, only: Option<&str>, limit: usize) -> Result<u8, Failure> {
-    let path = mcp_client::started::default_path().ok_or_else(|| {
-        Failure::Usage("no place for the task record (set XDG_STATE_HOME or HOME)".into())
-    })?;
+    let path = mcp_client::started::default_path();
     let recorded = mcp_client::started::read(&path)
         .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
     let servers = context.chosen(only)?;
@@ -1231,8 +1229,7 @@ const CHAT_HELP: &str = "/tools  the tools the model can call
 
 /// Where chat history is kept between sessions.
 fn history_file() -> Option<PathBuf> {
-    let state = mcp_client::xdg_dir("XDG_STATE_HOME", ".local/state")?;
-    let dir = state.join("mcp-toolkit");
+    let dir = mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::State);
     std::fs::create_dir_all(&dir).ok()?;
     Some(dir.join("chat_history"))
 }
@@ -1241,15 +1238,10 @@ fn history_file() -> Option<PathBuf> {
 async fn chat(context: &Context, args: &AgentArgs, resume: Option<&str>) -> Result<u8, Failure> {
     let sessions = mcp_client::agent::sessions_dir();
     // The conversation to take up, read before connecting: a bad id costs no connection.
-    let resumed = match (resume, &sessions) {
-        (None, _) => None,
-        (Some(_), None) => {
-            return Err(Failure::Usage(
-                "--resume: no place for sessions (set XDG_STATE_HOME or HOME)".to_owned(),
-            ));
-        }
-        (Some(id), Some(dir)) => Some(
-            mcp_client::agent::load_session(dir, (!id.is_empty()).then_some(id))
+    let resumed = match resume {
+        None => None,
+        Some(id) => Some(
+            mcp_client::agent::load_session(&sessions, (!id.is_empty()).then_some(id))
                 .map_err(|e| Failure::Usage(format!("--resume: {e}")))?,
         ),
     };
@@ -1357,11 +1349,10 @@ async fn chat(context: &Context, args: &AgentArgs, resume: Option<&str>) -> Resu
                     Some(Err(error)) => say!("mcp: {error}"),
                     Some(Ok(_)) => {}
                 }
-                if let Some(dir) = &sessions
-                    && let Err(error) =
-                        mcp_client::agent::save_session(dir, &session_id, &agent.session())
+                if let Err(error) =
+                    mcp_client::agent::save_session(&sessions, &session_id, &agent.session())
                 {
-                    say!("mcp: saving the session in {}: {error}", dir.display());
+                    say!("mcp: saving the session in {}: {error}", sessions.display());
                 }
             }
         }

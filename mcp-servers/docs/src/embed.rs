@@ -135,11 +135,7 @@ pub fn docs_home() -> PathBuf {
     if let Some(home) = std::env::var_os("MCP_DOCS_HOME") {
         return PathBuf::from(home);
     }
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|h| h.join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("mcp-toolkit/docs-model")
+    mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::Cache).join("docs-model")
 }
 
 /// The first `libonnxruntime.so*` (a real file, newest version name last) in `dir`.

@@ -152,10 +152,7 @@ enum Command {
 
 /// `$XDG_DATA_HOME/mcp-toolkit/docs/<name>-<hash of the path>`.
 fn default_data_dir(root: &Path) -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|h| h.join(".local/share")))
-        .unwrap_or_else(std::env::temp_dir);
+    let base = mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::Data);
     let name = root
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -165,7 +162,7 @@ fn default_data_dir(root: &Path) -> PathBuf {
         .take(4)
         .map(|b| format!("{b:02x}"))
         .collect();
-    base.join("mcp-toolkit/docs").join(format!("{name}-{hash}"))
+    base.join("docs").join(format!("{name}-{hash}"))
 }
 
 struct Prepared {

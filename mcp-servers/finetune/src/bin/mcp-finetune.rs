@@ -117,11 +117,7 @@ fn parse_method(text: &str) -> Result<Method, String> {
 }
 
 fn default_data_dir() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|h| h.join(".local/share")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("mcp-toolkit/finetune")
+    mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::Data).join("finetune")
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

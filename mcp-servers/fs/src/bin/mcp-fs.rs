@@ -101,12 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let journal = (!cli.no_journal && !cli.read_only).then(|| {
         let dir = cli.data_dir.clone().unwrap_or_else(|| {
-            std::env::var_os("XDG_DATA_HOME")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| std::env::home_dir().map(|home| home.join(".local/share")))
-                .unwrap_or_else(std::env::temp_dir)
-                .join("mcp-toolkit/mcp-fs")
+            mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::Data).join("mcp-fs")
         });
         Journal::new(&dir, cli.journal_max_bytes.max(1024))
     });
