@@ -1116,3 +1116,43 @@ async fn a_call_that_asks_and_then_becomes_a_task_is_followed() {
     assert!(after_status.contains("labelled quartz"), "{after_status}");
     fx.shutdown().await.unwrap();
 }
+
+/// Tool schemas reach the model as the server wrote them: a JSON Schema 2020-12 schema keeps
+/// `$schema`, `$defs` (with `$anchor`), `$ref`, `additionalProperties`, `allOf`/`anyOf` and
+/// `if`/`then`/`else`, nothing dereferenced or dropped on the way (SEP-1613, SEP-2106).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_schemas_reach_the_model_as_the_server_wrote_them() {
+    let fx = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        json!({ "fx": { "type": "http", "url": fx.url("/mcp") } }),
+    );
+    let listed = mcp(dir.path(), &["--json", "tools", "fx"], "").await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let written = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|tool| tool["name"] == "json_schema_2020_12_tool")
+        .expect("the fixture's 2020-12 tool")["inputSchema"]
+        .clone();
+    for keyword in ["$schema", "$defs", "additionalProperties", "allOf", "if"] {
+        assert!(written.get(keyword).is_some(), "{keyword}: {written}");
+    }
+
+    let llm = FakeLlm::start(vec![text("Seen.")]).await;
+    let run = mcp(dir.path(), &run_args(&llm, &["look at the tools"]), "").await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let requests = llm.requests();
+    let offered = requests[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|tool| tool["function"]["name"] == "fx__json_schema_2020_12_tool")
+        .expect("offered to the model")["function"]["parameters"]
+        .clone();
+    assert_eq!(offered, written);
+    fx.shutdown().await.unwrap();
+}
