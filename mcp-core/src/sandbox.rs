@@ -330,7 +330,7 @@ fn home() -> Option<PathBuf> {
 }
 
 /// `~` and `~/…` → the home directory.
-fn expand_home(path: &str) -> PathBuf {
+pub fn expand_home(path: &str) -> PathBuf {
     match (path, home()) {
         ("~", Some(home)) => home,
         (p, Some(home)) if p.starts_with("~/") => home.join(&p[2..]),

@@ -7,7 +7,17 @@ use rmcp::schemars;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{postgres::Postgres, sqlite::Sqlite};
+use crate::{config::DenyRule, named::Style, postgres::Postgres, sqlite::Sqlite};
+
+/// Where an export's rows go, one at a time, as the engine reads them.
+pub trait RowWriter: Send {
+    /// The result's columns, before any row.
+    fn columns(&mut self, columns: &[Column]) -> Result<(), DbError>;
+    /// One row, a value per column.
+    fn row(&mut self, row: Vec<Value>) -> Result<(), DbError>;
+    /// After the last row: everything written is flushed and on disk.
+    fn end(&mut self) -> Result<(), DbError>;
+}
 
 /// Limits every call runs under.
 #[derive(Debug, Clone, Copy)]
@@ -106,10 +116,52 @@ impl Database {
     /// Opens what `target` names. PostgreSQL connects once here so a bad URL or password is
     /// reported at startup, not at the first call.
     pub async fn open(target: &Target, options: Options) -> Result<Self, DbError> {
+        Self::open_denying(target, options, &[]).await
+    }
+
+    /// [`Self::open`], with tables and columns no statement may read. SQLite refuses them in
+    /// its authorizer; PostgreSQL is not opened while the role can still read one of them.
+    pub async fn open_denying(
+        target: &Target,
+        options: Options,
+        deny: &[DenyRule],
+    ) -> Result<Self, DbError> {
         Ok(Self(match target {
-            Target::Sqlite(path) => Engine::Sqlite(Sqlite::open(path, options).await?),
-            Target::Postgres(url) => Engine::Postgres(Postgres::connect(url, options).await?),
+            Target::Sqlite(path) => Engine::Sqlite(Sqlite::open(path, options, deny).await?),
+            Target::Postgres(url) => Engine::Postgres(Postgres::connect(url, options, deny).await?),
         }))
+    }
+
+    /// How the engine writes placeholders.
+    pub(crate) fn placeholder_style(&self) -> Style {
+        match &self.0 {
+            Engine::Sqlite(_) => Style::QuestionNumbered,
+            Engine::Postgres(_) => Style::Dollar,
+        }
+    }
+
+    /// The database's size in bytes, where that is cheap to know.
+    pub async fn size(&self) -> Option<u64> {
+        match &self.0 {
+            Engine::Sqlite(db) => db.size(),
+            Engine::Postgres(db) => db.size().await,
+        }
+    }
+
+    /// Runs one read-only statement to its end, handing each row to `out` (for exports: no
+    /// row limit, the statement timeout still applies).
+    pub async fn stream(
+        &self,
+        sql: String,
+        params: Vec<Value>,
+        out: Box<dyn RowWriter>,
+    ) -> Result<Box<dyn RowWriter>, DbError> {
+        let statement = sql.clone();
+        match &self.0 {
+            Engine::Sqlite(db) => db.stream(sql, params, out).await,
+            Engine::Postgres(db) => db.stream(sql, params, out).await,
+        }
+        .map_err(|e| e.in_sql(&statement))
     }
 
     /// `sqlite` or `postgresql`.
@@ -391,6 +443,9 @@ pub struct ColumnInfo {
     /// Its default expression, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    /// Whether the server's deny list forbids reading it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub denied: bool,
 }
 
 /// A foreign key: columns of this table that reference another's.

@@ -12,15 +12,21 @@
 
 #![warn(missing_docs)]
 
+mod config;
 mod db;
+mod export;
+mod named;
 mod postgres;
 mod server;
 mod sqlite;
+mod ssh;
 mod tls;
 mod value;
 
+pub use config::{Config, DatabaseConfig, DenyRule, ParamConfig, ParamType, SshConfig, ToolConfig};
 pub use db::{
     Column, ColumnInfo, Database, DbError, ForeignKey, IndexInfo, ObjectMatch, Options,
-    QueryRequest, Rows, TableDescription, TableSummary, Target,
+    QueryRequest, RowWriter, Rows, TableDescription, TableSummary, Target,
 };
-pub use server::SqlServer;
+pub use export::{DEFAULT_MAX_EXPORT_BYTES, Export, ExportFormat, ExportSummary};
+pub use server::{Served, SqlServer};

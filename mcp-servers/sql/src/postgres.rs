@@ -18,9 +18,10 @@ use tokio_postgres::{
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
+    config::DenyRule,
     db::{
         Column, ColumnInfo, DbError, ForeignKey, IndexInfo, ObjectMatch, Options, QueryRequest,
-        RowSink, Rows, TableDescription, TableSummary,
+        RowSink, RowWriter, Rows, TableDescription, TableSummary,
     },
     tls::TlsOptions,
     value::{Cell, TextParam},
@@ -87,7 +88,7 @@ impl Drop for InFlight {
 impl Postgres {
     /// Connects once, so a wrong URL or password is reported now. The password may come from
     /// `PGPASSWORD` rather than the URL, to keep it out of host config files.
-    pub async fn connect(url: &str, options: Options) -> Result<Self, DbError> {
+    pub async fn connect(url: &str, options: Options, deny: &[DenyRule]) -> Result<Self, DbError> {
         let tls = TlsOptions::from_url(url)?;
         let mut config = Config::from_str(&tls.url).map_err(|e| {
             DbError::new(format!("invalid PostgreSQL URL: {e}"))
@@ -122,7 +123,155 @@ impl Postgres {
         };
         let client = this.client().await?;
         this.check_role(&client).await?;
+        this.check_deny(&client, deny).await?;
         Ok(this)
+    }
+
+    /// A deny list PostgreSQL enforces is one the role's privileges already enforce: the server
+    /// does not start while the role can read a denied column, directly (a table or column
+    /// grant, to it, to a role it is in, or to PUBLIC) or through a view it may read (a view
+    /// reads with its owner's privileges). The error shows the statements that fix it.
+    async fn check_deny(&self, client: &Client, deny: &[DenyRule]) -> Result<(), DbError> {
+        if deny.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.options.timeout;
+        let sql = format!(
+            "WITH denied AS ( \
+               SELECT c.oid AS rel, n.nspname, c.relname, a.attnum, a.attname \
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+               WHERE {USER_RELATIONS} AND lower(c.relname) = lower($1) \
+                 AND ($2::text IS NULL OR lower(a.attname) = lower($2))) \
+             SELECT format('%I.%I', d.nspname, d.relname), d.attname::text, NULL::text, \
+               (SELECT string_agg(quote_ident(o.attname), ', ' ORDER BY o.attnum) \
+                FROM pg_attribute o WHERE o.attrelid = d.rel AND o.attnum > 0 \
+                  AND NOT o.attisdropped AND o.attnum NOT IN (SELECT attnum FROM denied x WHERE x.rel = d.rel)) \
+             FROM denied d WHERE has_column_privilege(d.rel, d.attnum, 'SELECT') \
+             UNION ALL \
+             SELECT DISTINCT format('%I.%I', d.nspname, d.relname), d.attname::text, \
+               format('%I.%I', vn.nspname, v.relname), NULL \
+             FROM denied d \
+             JOIN pg_depend dep ON dep.refobjid = d.rel AND dep.refobjsubid = d.attnum \
+               AND dep.classid = 'pg_rewrite'::regclass \
+             JOIN pg_rewrite r ON r.oid = dep.objid \
+             JOIN pg_class v ON v.oid = r.ev_class AND v.oid <> d.rel \
+             JOIN pg_namespace vn ON vn.oid = v.relnamespace \
+             WHERE has_table_privilege(v.oid, 'SELECT') OR has_any_column_privilege(v.oid, 'SELECT') \
+             ORDER BY 1, 2, 3"
+        );
+        let role: String = client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .map_err(|e| pg_error(e, timeout))?
+            .get(0);
+        let mut readable = Vec::new();
+        let mut fixes: Vec<String> = Vec::new();
+        let mut matched_any = Vec::new();
+        for rule in deny {
+            let rows = client
+                .query(&sql, &[&rule.table, &rule.column])
+                .await
+                .map_err(|e| pg_error(e, timeout))?;
+            let exists = client
+                .query_one(
+                    &format!(
+                        "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE {USER_RELATIONS} AND lower(c.relname) = lower($1))"
+                    ),
+                    &[&rule.table],
+                )
+                .await
+                .map_err(|e| pg_error(e, timeout))?
+                .get::<_, bool>(0);
+            matched_any.push((rule, exists));
+            for row in rows {
+                let table: String = row.get(0);
+                let column: String = row.get(1);
+                let view: Option<String> = row.get(2);
+                let allowed: Option<String> = row.get(3);
+                match view {
+                    Some(view) => {
+                        readable.push(format!(
+                            "{table}.{column} through the view {view} (rule \"{rule}\")"
+                        ));
+                        fixes.push(format!("REVOKE SELECT ON {view} FROM {role};"));
+                    }
+                    None => {
+                        readable.push(format!("{table}.{column} (rule \"{rule}\")"));
+                        fixes.push(format!("REVOKE SELECT ON {table} FROM {role};"));
+                        if let Some(allowed) = allowed.filter(|_| rule.column.is_some()) {
+                            fixes.push(format!("GRANT SELECT ({allowed}) ON {table} TO {role};"));
+                        }
+                    }
+                }
+            }
+        }
+        for (rule, exists) in matched_any {
+            if !exists {
+                tracing::warn!(rule = %rule, "a deny rule names no table in this database");
+            }
+        }
+        if readable.is_empty() {
+            return Ok(());
+        }
+        fixes.dedup();
+        let mut seen = std::collections::HashSet::new();
+        fixes.retain(|fix| seen.insert(fix.clone()));
+        Err(DbError::new(format!(
+            "refusing to start: the deny list says these must not be read, and {role} can read them:\n  {}",
+            readable.join("\n  ")
+        ))
+        .with_hint(format!(
+            "PostgreSQL enforces the deny list through the role's privileges. As the tables' owner, run:\n  {}\n\
+             (a grant to PUBLIC or to a role {role} is in is revoked from that role instead)",
+            fixes.join("\n  ")
+        )))
+    }
+
+    /// The database's size (`pg_database_size`); `None` if the role may not ask.
+    pub async fn size(&self) -> Option<u64> {
+        let client = self.client().await.ok()?;
+        let row = client
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await
+            .ok()?;
+        u64::try_from(row.get::<_, i64>(0)).ok()
+    }
+
+    /// Runs one read-only statement to its end (in the read-only transaction, under the
+    /// timeout), handing each row to `out` as it arrives.
+    pub async fn stream(
+        &self,
+        sql: String,
+        params: Vec<Value>,
+        mut out: Box<dyn RowWriter>,
+    ) -> Result<Box<dyn RowWriter>, DbError> {
+        let timeout = self.options.timeout;
+        self.read_prepared(&sql, async |t, prepared| {
+            let fail = |e| pg_error(e, timeout);
+            let statement = prepared.map_err(fail)?;
+            if statement.columns().is_empty() {
+                return Err(DbError::refused_statement("PostgreSQL"));
+            }
+            out.columns(&columns_of(statement.columns()))?;
+            let params = bind(&statement, &params)?;
+            let stream = t
+                .query_raw(&statement, params.iter().map(|p| p as &dyn ToSql))
+                .await
+                .map_err(fail)?;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(row) = stream.next().await {
+                let row = row.map_err(fail)?;
+                let values = (0..row.len())
+                    .map(|i| row.try_get::<_, Cell>(i).map(|cell| cell.0))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(fail)?;
+                out.row(values)?;
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Read-only is the read-only transaction's, and a role that can write gets around it
@@ -357,6 +506,7 @@ impl Postgres {
                     type_name: row.get(1),
                     nullable: row.get(2),
                     default: row.get(3),
+                    denied: false,
                 })
                 .collect();
             let primary_key = t

@@ -1,4 +1,6 @@
-//! The MCP face of a database: few tools (so they cost few tokens), the schema as resources.
+//! The MCP face of one or more databases: few tools (so they cost few tokens), each taking an
+//! optional `database`; the tools a config file declares; the default database's schema as
+//! resources.
 
 use std::sync::Arc;
 
@@ -10,7 +12,11 @@ use mcp_core::{
 };
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
-    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    handler::server::{
+        router::tool::{ToolRoute, ToolRouter},
+        tool::ToolCallContext,
+        wrapper::Parameters,
+    },
     model::*,
     schemars,
     service::RequestContext,
@@ -19,41 +25,317 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::db::{Database, Options, QueryRequest, Rows, TableSummary, Target};
+use crate::{
+    config::{Config, DenyRule, ToolConfig},
+    db::{Database, Options, QueryRequest, Rows, TableSummary, Target},
+    export::{Export, ExportFormat},
+};
 
 /// Most matches `search_objects` returns.
 const MAX_MATCHES: usize = 1_000;
 /// Longest cell shown in the text table (the structured rows carry it whole).
 const MAX_CELL_CHARS: usize = 200;
 
-/// The SQL server: one database, shared by every session.
+/// One database the server serves, by name.
+pub struct Served {
+    name: String,
+    db: Arc<Database>,
+    shown: String,
+    options: Options,
+    deny: Vec<DenyRule>,
+    /// Kept open while the database is served (an SSH tunnel).
+    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Served {
+    /// A database opened under `options`, named `name` in tools; `shown` is how messages name
+    /// it (no password).
+    pub fn new(
+        name: impl Into<String>,
+        db: Database,
+        shown: impl Into<String>,
+        options: Options,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            db: Arc::new(db),
+            shown: shown.into(),
+            options,
+            deny: Vec::new(),
+            _keep: None,
+        }
+    }
+
+    /// With the deny list it was opened with (shown in `list_databases` and `describe_table`).
+    pub fn with_deny(mut self, deny: Vec<DenyRule>) -> Self {
+        self.deny = deny;
+        self
+    }
+
+    /// With something to keep alive as long as the database is served.
+    pub fn keeping(mut self, keep: Box<dyn std::any::Any + Send + Sync>) -> Self {
+        self._keep = Some(keep);
+        self
+    }
+
+    fn denies_column(&self, table: &str, column: &str) -> bool {
+        self.deny.iter().any(|rule| rule.covers(table, column))
+    }
+}
+
+struct Shared {
+    databases: Vec<Served>,
+    export: Option<Export>,
+}
+
+/// The SQL server: its databases, shared by every session.
 #[derive(Clone)]
 pub struct SqlServer {
-    db: Arc<Database>,
-    target: Arc<Target>,
-    options: Options,
+    shared: Arc<Shared>,
     tool_router: ToolRouter<Self>,
     resources: ResourceRouter<Arc<Database>>,
 }
 
 impl SqlServer {
-    /// The server for an open database; `execute` is offered only with `options.allow_write`.
+    /// The server for one open database; `execute` is offered only with `options.allow_write`.
     pub fn new(db: Database, target: Target, options: Options) -> Self {
+        let shown = target.display();
+        Self::serving(vec![Served::new("main", db, shown, options)], None, &[])
+    }
+
+    /// The server for several databases (the first is the default), with exports into
+    /// `export` when given and the config's tools. `execute` is offered when any database
+    /// allows writes.
+    pub fn serving(databases: Vec<Served>, export: Option<Export>, tools: &[ToolConfig]) -> Self {
+        assert!(!databases.is_empty(), "a server needs a database");
         let mut tool_router = Self::tool_router();
-        if !options.allow_write {
+        if !databases.iter().any(|d| d.options.allow_write) {
             tool_router.remove_route("execute");
         }
+        if export.is_none() {
+            tool_router.remove_route("export_query");
+        }
+        if databases.len() == 1 {
+            // One database: `database` would only cost tokens.
+            for route in tool_router.map.values_mut() {
+                let mut schema = (*route.attr.input_schema).clone();
+                if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+                    properties.remove("database");
+                }
+                route.attr.input_schema = Arc::new(schema);
+            }
+        }
+        for tool in tools {
+            tool_router.add_route(config_tool(tool.clone()));
+        }
         Self {
-            db: Arc::new(db),
-            target: Arc::new(target),
-            options,
+            shared: Arc::new(Shared { databases, export }),
             tool_router,
             resources: resources(),
         }
     }
+
+    /// Opens every database a config file names (through its SSH tunnel, if any), each under
+    /// `defaults` as the file's keys change them.
+    pub async fn open(config: &Config, defaults: Options) -> Result<Self, crate::DbError> {
+        let mut databases = Vec::new();
+        for entry in &config.databases {
+            let options = Options {
+                allow_write: !entry.read_only,
+                allow_privileged_role: entry.allow_privileged_role,
+                timeout: entry.timeout.unwrap_or(defaults.timeout),
+                max_rows: entry.max_rows.unwrap_or(defaults.max_rows),
+                ..defaults
+            };
+            let named = |e: crate::DbError| {
+                let mut named =
+                    crate::DbError::new(format!("database {:?}: {}", entry.name, e.message));
+                named.hint = e.hint;
+                named
+            };
+            let (target, keep) = crate::ssh::through_tunnel(entry).await.map_err(named)?;
+            let db = Database::open_denying(&target, options, &entry.deny)
+                .await
+                .map_err(named)?;
+            tracing::info!(database = %entry.name, url = %entry.shown, write = options.allow_write, "opened");
+            let mut served =
+                Served::new(&entry.name, db, &entry.shown, options).with_deny(entry.deny.clone());
+            if let Some(keep) = keep {
+                served = served.keeping(keep);
+            }
+            databases.push(served);
+        }
+        let export = match &config.export_dir {
+            Some(dir) => Some(Export::new(dir, config.max_export_bytes)?),
+            None => None,
+        };
+        Ok(Self::serving(databases, export, &config.tools))
+    }
+
+    fn served(&self, name: Option<&str>) -> Result<&Served, ToolError> {
+        let databases = &self.shared.databases;
+        match name {
+            None => Ok(&databases[0]),
+            Some(name) => databases.iter().find(|d| d.name == name).ok_or_else(|| {
+                ToolError::new(format!("no database named {name:?}")).with_hint(format!(
+                    "this server has {}; list_databases describes them",
+                    databases
+                        .iter()
+                        .map(|d| d.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }),
+        }
+    }
+
+    fn default_db(&self) -> Arc<Database> {
+        self.shared.databases[0].db.clone()
+    }
 }
 
-/// Every table at once, and each table by its schema and name.
+/// A `[[tools]]` entry as an MCP tool: its parameters' schema, read-only unless `write`.
+fn config_tool(tool: ToolConfig) -> ToolRoute<SqlServer> {
+    let mut properties = serde_json::Map::new();
+    let mut required = Vec::new();
+    for param in &tool.params {
+        properties.insert(param.name.clone(), param.schema());
+        if param.default.is_none() {
+            required.push(Value::from(param.name.clone()));
+        }
+    }
+    let mut schema = serde_json::Map::new();
+    schema.insert("type".into(), "object".into());
+    schema.insert("properties".into(), properties.into());
+    if !required.is_empty() {
+        schema.insert("required".into(), required.into());
+    }
+    schema.insert("additionalProperties".into(), false.into());
+    let annotations = if tool.write {
+        ToolAnnotations::new()
+            .read_only(false)
+            .destructive(true)
+            .idempotent(false)
+            .open_world(false)
+    } else {
+        ToolAnnotations::new().read_only(true).open_world(false)
+    };
+    let attr = Tool::new(
+        tool.name.clone(),
+        tool.description.clone(),
+        Arc::new(schema),
+    )
+    .with_annotations(annotations);
+    let tool = Arc::new(tool);
+    ToolRoute::new_dyn(attr, move |context: ToolCallContext<'_, SqlServer>| {
+        let tool = tool.clone();
+        Box::pin(async move {
+            let result = context
+                .service
+                .run_config_tool(&tool, context.arguments.unwrap_or_default())
+                .await
+                .unwrap_or_else(|error| {
+                    CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+                });
+            Ok(CallToolResponse::Complete(result))
+        })
+    })
+}
+
+impl SqlServer {
+    async fn run_config_tool(
+        &self,
+        tool: &ToolConfig,
+        mut arguments: serde_json::Map<String, Value>,
+    ) -> Result<CallToolResult, ToolError> {
+        if let Some(unknown) = arguments
+            .keys()
+            .find(|k| !tool.params.iter().any(|p| &p.name == *k))
+        {
+            return Err(
+                ToolError::new(format!("{} takes no argument {unknown:?}", tool.name)).with_hint(
+                    format!(
+                        "its arguments are: {}",
+                        tool.params
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            );
+        }
+        let mut values = std::collections::HashMap::new();
+        for param in &tool.params {
+            let value = match arguments.remove(&param.name).filter(|v| !v.is_null()) {
+                Some(value) => value,
+                None => match &param.default {
+                    Some(default) => default.clone(),
+                    None => {
+                        return Err(ToolError::new(format!(
+                            "{} needs {:?}",
+                            tool.name, param.name
+                        )));
+                    }
+                },
+            };
+            if !param.kind.admits(&value) {
+                return Err(ToolError::new(format!(
+                    "{:?} must be of type {:?}, not {value}",
+                    param.name, param.kind
+                )));
+            }
+            if let Some(choices) = &param.choices
+                && !choices.contains(&value)
+            {
+                return Err(ToolError::new(format!(
+                    "{:?} must be one of {}",
+                    param.name,
+                    Value::Array(choices.clone())
+                )));
+            }
+            values.insert(param.name.as_str(), value);
+        }
+        let served = self.served(Some(&tool.database))?;
+        let (sql, order) = crate::named::rewrite(&tool.sql, served.db.placeholder_style());
+        let params: Vec<Value> = order
+            .iter()
+            .map(|name| values[name.as_str()].clone())
+            .collect();
+        if tool.write {
+            let rows_affected = served.db.execute(sql, params).await?;
+            return Ok(structured(
+                format!("{rows_affected} row(s) affected"),
+                &ExecuteOutput { rows_affected },
+            ));
+        }
+        let rows = served
+            .db
+            .query(QueryRequest {
+                sql,
+                params,
+                offset: 0,
+                max_rows: served.options.max_rows,
+                max_bytes: served.options.max_bytes,
+            })
+            .await?;
+        let mut rows = rows;
+        // The tool's SQL is fixed: no cursor to a next page, only the note that there is more.
+        rows.next_cursor = None;
+        let mut text = text_table(&rows);
+        if rows.truncated {
+            text.push('\n');
+            text.push_str(&truncation_notice(
+                format_args!("the first {} rows", rows.rows.len()),
+                None,
+                Some("narrow the arguments"),
+            ));
+        }
+        Ok(structured_value(text, rows.into_value()))
+    }
+}
+
+/// Every table of the default database at once, and each table by its schema and name.
 fn resources() -> ResourceRouter<Arc<Database>> {
     ResourceRouter::new()
         .route(
@@ -85,8 +367,10 @@ fn resources() -> ResourceRouter<Arc<Database>> {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 struct ListTablesArgs {
-    /// Only this schema (PostgreSQL); all user schemas when left out.
+    /// Only this schema (PostgreSQL, MariaDB); all user schemas when left out.
     schema: Option<String>,
+    /// Which database (list_databases names them); the first when left out.
+    database: Option<String>,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -100,6 +384,8 @@ struct DescribeArgs {
     table: String,
     /// Its schema (PostgreSQL); the search path decides when left out.
     schema: Option<String>,
+    /// Which database (list_databases names them); the first when left out.
+    database: Option<String>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -109,6 +395,8 @@ struct SearchArgs {
     pattern: String,
     /// Most matches to return (default 100).
     limit: Option<usize>,
+    /// Which database (list_databases names them); the first when left out.
+    database: Option<String>,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -121,7 +409,7 @@ struct SearchOutput {
 #[derive(Deserialize, schemars::JsonSchema)]
 struct QueryArgs {
     /// One read-only statement that returns rows (SELECT, WITH … SELECT, VALUES, EXPLAIN).
-    /// Placeholders: ?1, ?2 (SQLite) or $1, $2 (PostgreSQL).
+    /// Placeholders: ?1, ?2 (SQLite), $1, $2 (PostgreSQL) or ? (MariaDB).
     sql: String,
     /// Values for the placeholders, in order.
     #[serde(default)]
@@ -131,6 +419,8 @@ struct QueryArgs {
     /// From a previous answer's next_cursor: continue after the rows already seen. The
     /// statement runs again, so give it an ORDER BY for stable pages.
     cursor: Option<String>,
+    /// Which database (list_databases names them); the first when left out.
+    database: Option<String>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -140,6 +430,8 @@ struct ExplainArgs {
     /// Values for the placeholders, for a realistic plan (NULLs when left out).
     #[serde(default)]
     params: Vec<Value>,
+    /// Which database (list_databases names them); the first when left out.
+    database: Option<String>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -149,11 +441,57 @@ struct ExecuteArgs {
     /// Values for the placeholders, in order.
     #[serde(default)]
     params: Vec<Value>,
+    /// Which database (list_databases names them); the first when left out.
+    database: Option<String>,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
 struct ExecuteOutput {
     rows_affected: u64,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ExportArgs {
+    /// One read-only statement that returns rows; every row is written, however many.
+    sql: String,
+    /// Values for the placeholders, in order.
+    #[serde(default)]
+    params: Vec<Value>,
+    /// csv (a header line, RFC 4180 quoting, NULL as an empty field) or jsonl (an object per
+    /// row).
+    format: ExportFormat,
+    /// The file to write, relative to the export directory (which it may not leave).
+    path: String,
+    /// Replace the file if it exists (refused otherwise).
+    #[serde(default)]
+    overwrite: bool,
+    /// Which database (list_databases names them); the first when left out.
+    database: Option<String>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct DatabaseInfo {
+    /// The name tools take as `database`.
+    name: String,
+    /// sqlite, postgresql or mariadb.
+    engine: String,
+    /// The URL, without its password.
+    url: String,
+    /// Whether writes are refused.
+    read_only: bool,
+    /// Whether tools use it when `database` is left out.
+    default: bool,
+    /// Its size in bytes, when cheap to know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_bytes: Option<u64>,
+    /// Tables and columns no statement may read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    denied: Vec<String>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct DatabaseList {
+    databases: Vec<DatabaseInfo>,
 }
 
 /// Rows as a compact table: a header, one line per row, ` | ` between cells. Written into one
@@ -259,6 +597,47 @@ fn table_line(table: &TableSummary) -> String {
 #[tool_router]
 impl SqlServer {
     #[tool(
+        description = "List the databases this server offers: name, engine, read-only, size and denied tables/columns. Every tool takes one of these names as `database`.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_databases(&self) -> Result<CallToolResult, ToolError> {
+        let mut databases = Vec::new();
+        let mut lines = Vec::new();
+        for (i, served) in self.shared.databases.iter().enumerate() {
+            let size_bytes = served.db.size().await;
+            let info = DatabaseInfo {
+                name: served.name.clone(),
+                engine: served.db.engine().to_owned(),
+                url: served.shown.clone(),
+                read_only: !served.options.allow_write,
+                default: i == 0,
+                size_bytes,
+                denied: served.deny.iter().map(ToString::to_string).collect(),
+            };
+            let mut line = format!(
+                "{} ({}, {}{}){}",
+                info.name,
+                info.engine,
+                if info.read_only {
+                    "read-only"
+                } else {
+                    "writable"
+                },
+                size_bytes
+                    .map(|b| format!(", {b} bytes"))
+                    .unwrap_or_default(),
+                if info.default { " default" } else { "" }
+            );
+            if !info.denied.is_empty() {
+                line.push_str(&format!(" denied: {}", info.denied.join(", ")));
+            }
+            lines.push(line);
+            databases.push(info);
+        }
+        Ok(structured(lines.join("\n"), &DatabaseList { databases }))
+    }
+
+    #[tool(
         description = "List the tables and views, with schema, kind and estimated row count.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
@@ -266,7 +645,11 @@ impl SqlServer {
         &self,
         Parameters(args): Parameters<ListTablesArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        let tables = self.db.list_tables(args.schema).await?;
+        let tables = self
+            .served(args.database.as_deref())?
+            .db
+            .list_tables(args.schema)
+            .await?;
         let text = if tables.is_empty() {
             "(no tables)".to_owned()
         } else {
@@ -283,7 +666,11 @@ impl SqlServer {
         &self,
         Parameters(args): Parameters<DescribeArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        let table = self.db.describe_table(args.table, args.schema).await?;
+        let served = self.served(args.database.as_deref())?;
+        let mut table = served.db.describe_table(args.table, args.schema).await?;
+        for column in &mut table.columns {
+            column.denied = served.denies_column(&table.name, &column.name);
+        }
         let mut lines = vec![format!(
             "{} {}",
             table.kind,
@@ -299,6 +686,9 @@ impl SqlServer {
             }
             if let Some(default) = &column.default {
                 line.push_str(&format!(" DEFAULT {default}"));
+            }
+            if column.denied {
+                line.push_str(" (denied: no statement may read it)");
             }
             lines.push(line);
         }
@@ -333,7 +723,11 @@ impl SqlServer {
         Parameters(args): Parameters<SearchArgs>,
     ) -> Result<CallToolResult, ToolError> {
         let limit = args.limit.unwrap_or(100).clamp(1, MAX_MATCHES);
-        let mut matches = self.db.search_objects(args.pattern, limit + 1).await?;
+        let mut matches = self
+            .served(args.database.as_deref())?
+            .db
+            .search_objects(args.pattern, limit + 1)
+            .await?;
         let truncated = matches.len() > limit;
         matches.truncate(limit);
         let mut lines: Vec<String> = matches
@@ -377,18 +771,19 @@ impl SqlServer {
         Parameters(args): Parameters<QueryArgs>,
     ) -> Result<CallToolResult, ToolError> {
         let offset = mcp_core::tool::parse_offset(args.cursor.as_deref())?;
+        let served = self.served(args.database.as_deref())?;
         let max_rows = args
             .max_rows
-            .unwrap_or(self.options.max_rows)
-            .clamp(1, self.options.max_rows);
-        let rows = self
+            .unwrap_or(served.options.max_rows)
+            .clamp(1, served.options.max_rows);
+        let rows = served
             .db
             .query(QueryRequest {
                 sql: args.sql,
                 params: args.params,
                 offset,
                 max_rows,
-                max_bytes: self.options.max_bytes,
+                max_bytes: served.options.max_bytes,
             })
             .await?;
         Ok(structured_value(text_table(&rows), rows.into_value()))
@@ -402,7 +797,11 @@ impl SqlServer {
         &self,
         Parameters(args): Parameters<ExplainArgs>,
     ) -> Result<String, ToolError> {
-        Ok(self.db.explain(args.sql, args.params).await?)
+        Ok(self
+            .served(args.database.as_deref())?
+            .db
+            .explain(args.sql, args.params)
+            .await?)
     }
 
     #[tool(
@@ -418,11 +817,50 @@ impl SqlServer {
         &self,
         Parameters(args): Parameters<ExecuteArgs>,
     ) -> Result<CallToolResult, ToolError> {
-        let rows_affected = self.db.execute(args.sql, args.params).await?;
+        let served = self.served(args.database.as_deref())?;
+        if !served.options.allow_write {
+            return Err(
+                ToolError::new(format!("database {:?} is read-only", served.name))
+                    .with_hint("list_databases shows which databases take writes"),
+            );
+        }
+        let rows_affected = served.db.execute(args.sql, args.params).await?;
         Ok(structured(
             format!("{rows_affected} row(s) affected"),
             &ExecuteOutput { rows_affected },
         ))
+    }
+
+    #[tool(
+        description = "Write a read-only statement's whole result to a CSV or JSON Lines file in the export directory, however many rows: for results too big to read here. Answers with a summary (rows, bytes, columns, the first rows).",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn export_query(
+        &self,
+        Parameters(args): Parameters<ExportArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let Some(export) = &self.shared.export else {
+            return Err(ToolError::new(
+                "exports are off: the server has no export_dir",
+            ));
+        };
+        let served = self.served(args.database.as_deref())?;
+        let summary = export
+            .run(
+                &served.db,
+                args.sql,
+                args.params,
+                args.format,
+                &args.path,
+                args.overwrite,
+            )
+            .await?;
+        Ok(structured(summary.text(), &summary))
     }
 }
 
@@ -457,10 +895,25 @@ fn json_resource(uri: &str, value: &impl Serialize) -> Result<ResourceContents, 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for SqlServer {
     fn get_info(&self) -> ServerConfig {
-        let mode = if self.options.allow_write {
+        let databases = &self.shared.databases;
+        let writable = databases.iter().any(|d| d.options.allow_write);
+        let mode = if !writable {
+            "Read-only: query runs in a read-only transaction; there is no execute."
+        } else if databases.len() == 1 {
             "Writes go through execute."
         } else {
-            "Read-only: query runs in a read-only transaction; there is no execute."
+            "Writes go through execute, on the databases list_databases shows as writable."
+        };
+        let databases = match databases.as_slice() {
+            [one] => format!("the {} database {}", one.db.engine(), one.shown),
+            many => format!(
+                "{} databases ({}; the first is the default, every tool takes `database`)",
+                many.len(),
+                many.iter()
+                    .map(|d| format!("{}: {}", d.name, d.db.engine()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         ServerConfig::new(
             ServerCapabilities::builder()
@@ -470,10 +923,8 @@ impl ServerHandler for SqlServer {
         )
         .with_server_info(Implementation::new("mcp-sql", env!("CARGO_PKG_VERSION")))
         .with_instructions(format!(
-            "SQL access to the {} database {}. {mode} Start with list_tables or search_objects, \
+            "SQL access to {databases}. {mode} Start with list_tables or search_objects, \
              then describe_table; query takes bound parameters (never paste values into SQL).",
-            self.db.engine(),
-            self.target.display()
         ))
     }
 
@@ -483,7 +934,7 @@ impl ServerHandler for SqlServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let tables = self
-            .db
+            .default_db()
             .list_tables(None)
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
@@ -507,7 +958,7 @@ impl ServerHandler for SqlServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        self.resources.read(self.db.clone(), &request.uri).await
+        self.resources.read(self.default_db(), &request.uri).await
     }
 }
 

@@ -23,9 +23,10 @@ use rusqlite::{
 };
 use serde_json::Value;
 
+use crate::config::DenyRule;
 use crate::db::{
     Column, ColumnInfo, DbError, ForeignKey, IndexInfo, ObjectMatch, Options, QueryRequest,
-    RowSink, Rows, TableDescription, TableSummary, row_size,
+    RowSink, RowWriter, Rows, TableDescription, TableSummary, row_size,
 };
 
 /// Pragmas whose "value" is an argument naming what to report on, not a setting.
@@ -47,6 +48,13 @@ pub struct Sqlite {
     reader: Arc<Handle>,
     writer: Option<Arc<Handle>>,
     options: Options,
+    path: PathBuf,
+}
+
+std::thread_local! {
+    /// The deny rule the authorizer last refused a statement by, on this thread (the one
+    /// preparing it), so that the error can name it.
+    static DENIED_BY: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
 /// One connection and the deadline its progress handler watches.
@@ -124,6 +132,7 @@ impl Handle {
         work: impl FnOnce(&mut Connection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        DENIED_BY.with(|slot| *slot.borrow_mut() = None);
         if abandoned.load(Ordering::Relaxed) {
             return Err(DbError::new("the call was cancelled"));
         }
@@ -155,7 +164,12 @@ impl Handle {
 /// The longest string or blob the read-only connection handles (SQLite's own default is 1 GB).
 const MAX_VALUE_BYTES: i32 = 64 * 1024 * 1024;
 
-fn harden(connection: &mut Connection, read_only: bool, timeout: Duration) -> rusqlite::Result<()> {
+fn harden(
+    connection: &mut Connection,
+    read_only: bool,
+    timeout: Duration,
+    deny: Arc<[DenyRule]>,
+) -> rusqlite::Result<()> {
     connection.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
     connection.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
     connection.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
@@ -167,17 +181,46 @@ fn harden(connection: &mut Connection, read_only: bool, timeout: Duration) -> ru
         // allocating gigabytes that the row-size check below would only refuse afterwards.
         connection.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)?;
     }
-    connection.authorizer(Some(|context: AuthContext<'_>| match context.action {
-        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
-        AuthAction::Pragma {
-            pragma_name,
-            pragma_value: Some(_),
-        } if !REPORTING_PRAGMAS.contains(&pragma_name.to_ascii_lowercase().as_str()) => {
-            Authorization::Deny
+    connection.authorizer(Some(move |context: AuthContext<'_>| {
+        match context.action {
+            AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+            AuthAction::Pragma {
+                pragma_name,
+                pragma_value: Some(_),
+            } if !REPORTING_PRAGMAS.contains(&pragma_name.to_ascii_lowercase().as_str()) => {
+                Authorization::Deny
+            }
+            // `count(*)` reads a table with an empty column name: a table rule covers it.
+            AuthAction::Read {
+                table_name,
+                column_name,
+            } => refuse_denied(&deny, table_name, Some(column_name)),
+            AuthAction::Update {
+                table_name,
+                column_name,
+            } => refuse_denied(&deny, table_name, Some(column_name)),
+            AuthAction::Insert { table_name } | AuthAction::Delete { table_name } => {
+                refuse_denied(&deny, table_name, None)
+            }
+            _ => Authorization::Allow,
         }
-        _ => Authorization::Allow,
     }))?;
     Ok(())
+}
+
+/// Deny when a rule covers the table (and column, when one is read), and note which rule.
+fn refuse_denied(deny: &[DenyRule], table: &str, column: Option<&str>) -> Authorization {
+    let rule = deny.iter().find(|rule| match column {
+        Some(column) => rule.covers(table, column),
+        None => rule.covers_table(table),
+    });
+    match rule {
+        Some(rule) => {
+            DENIED_BY.with(|slot| *slot.borrow_mut() = Some(rule.to_string()));
+            Authorization::Deny
+        }
+        None => Authorization::Allow,
+    }
 }
 
 async fn run_blocking<T: Send + 'static>(
@@ -191,12 +234,17 @@ async fn run_blocking<T: Send + 'static>(
 impl Sqlite {
     /// Opens the file read-only (and, with `allow_write`, a second connection that may write,
     /// creating the file if needed).
-    pub async fn open(path: &Path, options: Options) -> Result<Self, DbError> {
+    pub async fn open(path: &Path, options: Options, deny: &[DenyRule]) -> Result<Self, DbError> {
         let path = path.to_owned();
-        run_blocking(move || Self::open_blocking(path, options)).await
+        let deny: Arc<[DenyRule]> = deny.into();
+        run_blocking(move || Self::open_blocking(path, options, deny)).await
     }
 
-    fn open_blocking(path: PathBuf, options: Options) -> Result<Self, DbError> {
+    fn open_blocking(
+        path: PathBuf,
+        options: Options,
+        deny: Arc<[DenyRule]>,
+    ) -> Result<Self, DbError> {
         let opening = |e: rusqlite::Error| {
             DbError::new(format!(
                 "cannot open SQLite database {}: {e}",
@@ -211,7 +259,7 @@ impl Sqlite {
                     | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(opening)?;
-            harden(&mut connection, false, options.timeout).map_err(opening)?;
+            harden(&mut connection, false, options.timeout, deny.clone()).map_err(opening)?;
             Some(Arc::new(Handle::new(connection)?))
         } else {
             if !path.is_file() {
@@ -230,7 +278,7 @@ impl Sqlite {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(opening)?;
-        harden(&mut connection, true, options.timeout).map_err(opening)?;
+        harden(&mut connection, true, options.timeout, deny).map_err(opening)?;
         // A file that is not a database fails here, at startup, rather than at the first call.
         connection
             .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
@@ -239,6 +287,7 @@ impl Sqlite {
             reader: Arc::new(Handle::new(connection)?),
             writer,
             options,
+            path,
         })
     }
 
@@ -247,6 +296,51 @@ impl Sqlite {
         work: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
         self.reader.clone().run(self.options.timeout, work).await
+    }
+
+    /// The file's size, with its write-ahead log.
+    pub fn size(&self) -> Option<u64> {
+        let size = std::fs::metadata(&self.path).ok()?.len();
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        Some(size + std::fs::metadata(wal).map_or(0, |m| m.len()))
+    }
+
+    /// Runs one read-only statement to its end, handing each row to `out`.
+    pub async fn stream(
+        &self,
+        sql: String,
+        params: Vec<Value>,
+        mut out: Box<dyn RowWriter>,
+    ) -> Result<Box<dyn RowWriter>, DbError> {
+        let timeout = self.options.timeout;
+        self.read(move |c| {
+            let fail = |e: rusqlite::Error| engine_error(e, &sql, timeout);
+            let mut statement = c.prepare(&sql).map_err(fail)?;
+            if statement.column_count() == 0 || !statement.readonly() {
+                return Err(DbError::refused_statement("SQLite"));
+            }
+            bind(&mut statement, &params).map_err(fail)?;
+            let columns: Vec<Column> = statement
+                .columns()
+                .map(|column| Column {
+                    name: column.name().to_owned(),
+                    type_name: column.decl_type().unwrap_or_default().to_owned(),
+                })
+                .collect();
+            out.columns(&columns)?;
+            let width = columns.len();
+            let mut rows = statement.raw_query();
+            while let Some(row) = rows.next().map_err(fail)? {
+                let cells = (0..width)
+                    .map(|i| row.get_ref(i).map(to_json))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(fail)?;
+                out.row(cells)?;
+            }
+            Ok(out)
+        })
+        .await
     }
 
     pub async fn list_tables(&self) -> Result<Vec<TableSummary>, DbError> {
@@ -331,6 +425,7 @@ impl Sqlite {
                             type_name: row.get(1)?,
                             nullable: row.get::<_, i64>(2)? == 0,
                             default: row.get(3)?,
+                            denied: false,
                         },
                         (pk > 0).then_some((pk, name)),
                     ))
@@ -658,9 +753,20 @@ fn engine_error(error: rusqlite::Error, sql: &str, timeout: Duration) -> DbError
         rusqlite::Error::SqliteFailure(failure, message) => {
             let text = message.unwrap_or_else(|| failure.to_string());
             match failure.code {
-                ErrorCode::AuthorizationForStatementDenied => DbError::new(text).with_hint(
-                    "this server refuses ATTACH, DETACH, load_extension and pragmas that change settings",
-                ),
+                ErrorCode::AuthorizationForStatementDenied => {
+                    match DENIED_BY.with(|slot| slot.borrow_mut().take()) {
+                        Some(rule) => DbError::new(format!(
+                            "{text}: the server's deny rule \"{rule}\" covers it"
+                        ))
+                        .with_hint(
+                            "denied tables and columns cannot be read in any part of a statement \
+                             (SELECT *, WHERE, functions, views); name the other columns",
+                        ),
+                        None => DbError::new(text).with_hint(
+                            "this server refuses ATTACH, DETACH, load_extension and pragmas that change settings",
+                        ),
+                    }
+                }
                 ErrorCode::ReadOnly => DbError::new(text).with_hint(
                     "query is read-only; changes go through execute (start the server with --allow-write)",
                 ),

@@ -60,6 +60,7 @@ async fn the_tools_answer_with_structured_data_and_text() {
         [
             "describe_table",
             "explain",
+            "list_databases",
             "list_tables",
             "query",
             "search_objects"

@@ -2,29 +2,49 @@
 use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
-use mcp_server_sql::{Database, Options, SqlServer, Target};
+use mcp_server_sql::{Config, Database, Export, Options, Served, SqlServer, Target};
 
-/// A SQL MCP server: SQLite (embedded) or PostgreSQL, read-only unless --allow-write.
+/// A SQL MCP server: SQLite (embedded), PostgreSQL or MariaDB/MySQL, read-only unless told.
 ///
 /// Examples:
 ///   mcp-sql data/app.db
 ///   mcp-sql sqlite:data/app.db --allow-write
 ///   PGPASSWORD=… mcp-sql postgres://reader@127.0.0.1:5432/shop
+///   mcp-sql --config sql.toml          # several databases, deny lists, SSH, custom tools
 #[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
-    /// The database: a SQLite file (`sqlite:path` or a plain path) or `postgres://user@host/db`.
-    /// A PostgreSQL password may come from PGPASSWORD instead of the URL.
+    /// The database: a SQLite file (`sqlite:path` or a plain path), `postgres://user@host/db`
+    /// or `mysql://user@host/db` (MariaDB or MySQL). A PostgreSQL password may come from
+    /// PGPASSWORD, a MariaDB one from MYSQL_PWD, instead of the URL.
     #[arg(
         value_name = "DATABASE_URL",
         env = "MCP_SQL_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        required_unless_present = "config",
+        conflicts_with = "config"
     )]
-    database: String,
+    database: Option<String>,
 
-    /// Offer the `execute` tool and open SQLite writable (creating the file if missing).
-    #[arg(long)]
+    /// A config file (TOML): several databases, each with read_only, max_rows, timeout, deny
+    /// and ssh; export_dir; tools declared as SQL with named parameters. The README's mcp-sql
+    /// section has a full example.
+    #[arg(long, value_name = "FILE", env = "MCP_SQL_CONFIG")]
+    config: Option<std::path::PathBuf>,
+
+    /// Offer the `execute` tool and open SQLite writable (creating the file if missing). With
+    /// --config, each database's read_only says this instead.
+    #[arg(long, conflicts_with = "config")]
     allow_write: bool,
+
+    /// Offer `export_query`, writing files into this directory (and nowhere else). With
+    /// --config, export_dir says this instead.
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    export_dir: Option<std::path::PathBuf>,
+
+    /// Largest file one export may write.
+    #[arg(long, value_name = "BYTES", default_value_t = mcp_server_sql::DEFAULT_MAX_EXPORT_BYTES)]
+    max_export_bytes: u64,
 
     /// PostgreSQL: serve read-only even when the role could write (a superuser, a table owner,
     /// INSERT/UPDATE/DELETE/TRUNCATE grants). Refused without it, since such a role writes
@@ -73,12 +93,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         max_rows: cli.max_rows.max(1),
         max_bytes: cli.max_bytes.max(1024),
     };
-    let target = Target::parse(&cli.database).map_err(|e| anyhow::anyhow!(describe(&e)))?;
-    let db = Database::open(&target, options)
-        .await
-        .map_err(|e| anyhow::anyhow!(describe(&e)))?;
-    tracing::info!(database = %target.display(), write = options.allow_write, "opened");
-    mcp_core::serve(SqlServer::new(db, target, options), cli.serve).await?;
+    let fail = |e: mcp_server_sql::DbError| anyhow::anyhow!(describe(&e));
+    let server = match (&cli.config, &cli.database) {
+        (Some(path), _) => {
+            let mut config = Config::load(path).map_err(fail)?;
+            config.max_export_bytes.get_or_insert(cli.max_export_bytes);
+            SqlServer::open(&config, options).await.map_err(fail)?
+        }
+        (None, Some(url)) => {
+            let target = Target::parse(url).map_err(fail)?;
+            let db = Database::open(&target, options).await.map_err(fail)?;
+            tracing::info!(database = %target.display(), write = options.allow_write, "opened");
+            let export = cli
+                .export_dir
+                .as_deref()
+                .map(|dir| Export::new(dir, Some(cli.max_export_bytes)))
+                .transpose()
+                .map_err(fail)?;
+            let served = Served::new("main", db, target.display(), options);
+            SqlServer::serving(vec![served], export, &[])
+        }
+        (None, None) => anyhow::bail!("give a DATABASE_URL or --config FILE"),
+    };
+    mcp_core::serve(server, cli.serve).await?;
     Ok(())
 }
 
