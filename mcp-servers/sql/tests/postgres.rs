@@ -16,7 +16,7 @@ use crate::support::{
     refused, server,
 };
 use mcp_core::testing::text;
-use mcp_server_sql::{Database, Options, Target};
+use mcp_server_sql::{Database, DenyRule, Options, Target};
 use rmcp::{
     ServiceExt,
     model::{ClientConfig, ReadResourceRequestParams, ResourceContents},
@@ -790,4 +790,117 @@ async fn session_state_does_not_leak_and_the_first_error_is_reported() {
             "{sql}: {message}"
         );
     }
+}
+
+/// PostgreSQL enforces a deny list through the role's privileges: the server does not start
+/// while the role can read a denied column, directly or through a view, and says what to run.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (MCP_SQL_TEST_PG or Debian's postgresql package); .ci/run runs it"]
+async fn a_deny_list_is_checked_against_the_roles_privileges() {
+    let name = fresh_database("mcp_deny").await;
+    let reader = url_for(&name, Some((&format!("{name}_reader"), Some("reader"))));
+    let target = Target::parse(&reader).unwrap();
+    let deny = |rules: &[&str]| -> Vec<DenyRule> {
+        rules.iter().map(|r| DenyRule::parse(r).unwrap()).collect()
+    };
+    let open = |rules: Vec<DenyRule>, options: Options| {
+        let target = target.clone();
+        async move { Database::open_denying(&target, options, &rules).await }
+    };
+
+    // The reader was granted SELECT on every table: refused, with the statements that fix it.
+    let error = open(deny(&["T.Email"]), Options::default())
+        .await
+        .err()
+        .expect("served a role that reads a denied column");
+    assert!(
+        error.message.contains("public.t.email"),
+        "{}",
+        error.message
+    );
+    let hint = error.hint.clone().unwrap();
+    let revoke = format!("REVOKE SELECT ON public.t FROM {name}_reader;");
+    let grant = format!("GRANT SELECT (id, name, created) ON public.t TO {name}_reader;");
+    assert!(hint.contains(&revoke) && hint.contains(&grant), "{hint}");
+    let db = admin(&name).await;
+    db.batch_execute(&format!("{revoke} {grant}"))
+        .await
+        .unwrap();
+
+    // A view that shows the column is another way to read it.
+    db.batch_execute(&format!(
+        "CREATE VIEW contacts AS SELECT id, email AS address FROM t;
+         GRANT SELECT ON contacts TO {name}_reader;"
+    ))
+    .await
+    .unwrap();
+    let error = open(deny(&["t.email"]), Options::default())
+        .await
+        .err()
+        .expect("served a role that reads a denied column through a view");
+    assert!(
+        error.message.contains("through the view public.contacts"),
+        "{}",
+        error.message
+    );
+    db.batch_execute(&format!("REVOKE SELECT ON contacts FROM {name}_reader"))
+        .await
+        .unwrap();
+
+    // Now the engine enforces it, whatever the statement.
+    let opened = open(deny(&["t.email"]), Options::default()).await.unwrap();
+    let served = mcp_server_sql::Served::new("main", opened, target.display(), Options::default())
+        .with_deny(deny(&["t.email"]));
+    let client =
+        mcp_core::testing::connect(mcp_server_sql::SqlServer::serving(vec![served], None, &[]))
+            .await
+            .unwrap();
+    for sql in [
+        "SELECT * FROM t",
+        "SELECT upper(email) FROM t",
+        "SELECT string_agg(email, ',') FROM t",
+        "SELECT id FROM t WHERE email LIKE 'u1%'",
+        "SELECT (SELECT email FROM t LIMIT 1)",
+        "SELECT * FROM contacts",
+        "SELECT to_jsonb(t) FROM t",
+    ] {
+        let message = refused(&client, "query", json!({ "sql": sql })).await;
+        assert!(message.contains("permission denied"), "{sql}: {message}");
+    }
+    let allowed = client
+        .call(
+            "query",
+            json!({ "sql": "SELECT id, name FROM t ORDER BY id LIMIT 1" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok(&allowed)["rows"], json!([[1, "user 1"]]));
+
+    // A whole table, which a view reads too; and a superuser reads everything, flag or not.
+    let error = open(deny(&["orders"]), Options::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        error.message.contains("public.orders.customer_id (rule")
+            && error
+                .message
+                .contains("through the view public.big_spenders"),
+        "{}",
+        error.message
+    );
+    let superuser = Target::parse(&url_for(&name, None)).unwrap();
+    let privileged = Options {
+        allow_privileged_role: true,
+        ..Options::default()
+    };
+    let error = Database::open_denying(&superuser, privileged, &deny(&["t.email"]))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        error.message.contains("public.t.email"),
+        "{}",
+        error.message
+    );
 }
