@@ -7,7 +7,7 @@ use rmcp::schemars;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{config::DenyRule, named::Style, postgres::Postgres, sqlite::Sqlite};
+use crate::{config::DenyRule, mariadb::MariaDb, named::Style, postgres::Postgres, sqlite::Sqlite};
 
 /// Where an export's rows go, one at a time, as the engine reads them.
 pub trait RowWriter: Send {
@@ -56,6 +56,8 @@ pub enum Target {
     Sqlite(PathBuf),
     /// `postgres://…` or `postgresql://…`, as libpq takes it.
     Postgres(String),
+    /// `mysql://…` or `mariadb://…`: MariaDB or MySQL.
+    MariaDb(String),
 }
 
 impl Target {
@@ -70,6 +72,9 @@ impl Target {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self::Postgres(url.to_owned()));
         }
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            return Ok(Self::MariaDb(url.to_owned()));
+        }
         if let Some(rest) = url.strip_prefix("sqlite:") {
             // sqlite:///abs, sqlite://rel and sqlite:rel all name a file.
             let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -83,7 +88,7 @@ impl Target {
         if let Some((scheme, _)) = url.split_once("://") {
             return Err(
                 DbError::new(format!("unsupported database scheme {scheme}://"))
-                    .with_hint("use sqlite:path or postgres://user@host/db"),
+                    .with_hint("use sqlite:path, postgres://user@host/db or mysql://user@host/db"),
             );
         }
         Ok(Self::Sqlite(PathBuf::from(url)))
@@ -93,7 +98,7 @@ impl Target {
     pub fn display(&self) -> String {
         match self {
             Self::Sqlite(path) => format!("sqlite:{}", path.display()),
-            Self::Postgres(url) => match url::Url::parse(url) {
+            Self::Postgres(url) | Self::MariaDb(url) => match url::Url::parse(url) {
                 Ok(mut parsed) if parsed.password().is_some() => {
                     let _ = parsed.set_password(Some("***"));
                     parsed.to_string()
@@ -110,6 +115,7 @@ pub struct Database(Engine);
 enum Engine {
     Sqlite(Sqlite),
     Postgres(Postgres),
+    MariaDb(MariaDb),
 }
 
 impl Database {
@@ -129,6 +135,7 @@ impl Database {
         Ok(Self(match target {
             Target::Sqlite(path) => Engine::Sqlite(Sqlite::open(path, options, deny).await?),
             Target::Postgres(url) => Engine::Postgres(Postgres::connect(url, options, deny).await?),
+            Target::MariaDb(url) => Engine::MariaDb(MariaDb::connect(url, options, deny).await?),
         }))
     }
 
@@ -137,6 +144,7 @@ impl Database {
         match &self.0 {
             Engine::Sqlite(_) => Style::QuestionNumbered,
             Engine::Postgres(_) => Style::Dollar,
+            Engine::MariaDb(_) => Style::Question,
         }
     }
 
@@ -145,6 +153,7 @@ impl Database {
         match &self.0 {
             Engine::Sqlite(db) => db.size(),
             Engine::Postgres(db) => db.size().await,
+            Engine::MariaDb(db) => db.size().await,
         }
     }
 
@@ -160,15 +169,17 @@ impl Database {
         match &self.0 {
             Engine::Sqlite(db) => db.stream(sql, params, out).await,
             Engine::Postgres(db) => db.stream(sql, params, out).await,
+            Engine::MariaDb(db) => db.stream(sql, params, out).await,
         }
         .map_err(|e| e.in_sql(&statement))
     }
 
-    /// `sqlite` or `postgresql`.
+    /// `sqlite`, `postgresql` or `mariadb` (MariaDB or MySQL).
     pub fn engine(&self) -> &'static str {
         match &self.0 {
             Engine::Sqlite(_) => "sqlite",
             Engine::Postgres(_) => "postgresql",
+            Engine::MariaDb(_) => "mariadb",
         }
     }
 
@@ -177,6 +188,7 @@ impl Database {
         match &self.0 {
             Engine::Sqlite(db) => db.list_tables().await,
             Engine::Postgres(db) => db.list_tables(schema).await,
+            Engine::MariaDb(db) => db.list_tables(schema).await,
         }
     }
 
@@ -189,6 +201,7 @@ impl Database {
         match &self.0 {
             Engine::Sqlite(db) => db.describe_table(table).await,
             Engine::Postgres(db) => db.describe_table(table, schema).await,
+            Engine::MariaDb(db) => db.describe_table(table, schema).await,
         }
     }
 
@@ -202,6 +215,7 @@ impl Database {
         match &self.0 {
             Engine::Sqlite(db) => db.search_objects(pattern, limit).await,
             Engine::Postgres(db) => db.search_objects(pattern, limit).await,
+            Engine::MariaDb(db) => db.search_objects(pattern, limit).await,
         }
     }
 
@@ -213,6 +227,7 @@ impl Database {
         match &self.0 {
             Engine::Sqlite(db) => db.query(request).await,
             Engine::Postgres(db) => db.query(request).await,
+            Engine::MariaDb(db) => db.query(request).await,
         }
         .map_err(|e| e.in_sql(&sql))
     }
@@ -223,6 +238,7 @@ impl Database {
         match &self.0 {
             Engine::Sqlite(db) => db.explain(sql, params).await,
             Engine::Postgres(db) => db.explain(sql, params).await,
+            Engine::MariaDb(db) => db.explain(sql, params).await,
         }
         .map_err(|e| e.in_sql(&statement))
     }
@@ -233,6 +249,7 @@ impl Database {
         match &self.0 {
             Engine::Sqlite(db) => db.execute(sql, params).await,
             Engine::Postgres(db) => db.execute(sql, params).await,
+            Engine::MariaDb(db) => db.execute(sql, params).await,
         }
         .map_err(|e| e.in_sql(&statement))
     }
@@ -651,7 +668,11 @@ mod tests {
             Target::parse("postgresql://u@127.0.0.1/db").unwrap(),
             Target::Postgres(_)
         ));
-        assert!(Target::parse("mysql://u@h/db").is_err());
+        assert!(matches!(
+            Target::parse("mysql://u@h/db").unwrap(),
+            Target::MariaDb(_)
+        ));
+        assert!(Target::parse("mssql://u@h/db").is_err());
         assert!(Target::parse("  ").is_err());
         assert!(Target::parse("sqlite:").is_err());
     }

@@ -15,6 +15,7 @@
 mod config;
 mod db;
 mod export;
+mod mariadb;
 mod named;
 mod postgres;
 mod server;

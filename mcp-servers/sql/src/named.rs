@@ -11,7 +11,6 @@ pub enum Style {
     /// `?1`, `?2` (SQLite); a name used twice keeps its number.
     QuestionNumbered,
     /// `?` for each use, bound in order (MariaDB/MySQL).
-    #[allow(dead_code)] // until the MariaDB engine lands
     Question,
 }
 

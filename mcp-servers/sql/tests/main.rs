@@ -3,6 +3,7 @@
 //! service or model files is marked `#[ignore = "needs …"]` (`.ci/run` runs those too).
 //!
 //! - `config`: `mcp-sql --config`: several databases, config tools, deny lists, exports.
+//! - `mariadb`: `mcp-sql` on a real MariaDB.
 //! - `postgres`: `mcp-sql` on a real PostgreSQL.
 //! - `postgres_tls`: tLS to a real PostgreSQL with libpq's `sslmode`.
 //! - `protocol`: `mcp-sql` as hosts run it.
@@ -10,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
+mod mariadb;
 mod postgres;
 mod postgres_tls;
 mod protocol;

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests and the benchmark.
 #![allow(dead_code)]
 
+pub mod mariadb;
 pub mod pg;
 
 use std::time::Duration;
