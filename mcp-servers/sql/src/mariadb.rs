@@ -82,6 +82,8 @@ impl MariaDb {
             Some(rest) => format!("mysql://{rest}"),
             None => url.to_owned(),
         };
+        // Through an SSH tunnel the URL names 127.0.0.1; TLS still checks the real host name.
+        let (url, tls_host) = take_param(&url, TLS_HOST_PARAM);
         let opts = Opts::from_url(&url).map_err(|e| {
             DbError::new(format!("invalid MariaDB/MySQL URL: {e}"))
                 .with_hint("the form is mysql://user[:password]@host[:port]/database")
@@ -93,6 +95,9 @@ impl MariaDb {
                     .with_reset_connection(true),
             )
             .init(vec!["SET NAMES utf8mb4"]);
+        if let (Some(ssl), Some(host)) = (opts.ssl_opts(), tls_host) {
+            builder = builder.ssl_opts(ssl.clone().with_danger_tls_hostname_override(Some(host)));
+        }
         if opts.pass().is_none()
             && let Ok(password) = std::env::var("MYSQL_PWD")
         {
@@ -718,6 +723,37 @@ impl MariaDb {
         })
         .await
     }
+}
+
+/// The query parameter an SSH tunnel adds to say which host name TLS should verify.
+pub const TLS_HOST_PARAM: &str = "mcp_tls_host";
+
+/// The URL without the query parameter `name`, and its value.
+fn take_param(url: &str, name: &str) -> (String, Option<String>) {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_owned(), None);
+    };
+    let mut value = None;
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter_map(|(k, v)| {
+            if k == name {
+                value = Some(v.into_owned());
+                None
+            } else {
+                Some((k.into_owned(), v.into_owned()))
+            }
+        })
+        .collect();
+    if value.is_none() {
+        return (url.to_owned(), None);
+    }
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    (parsed.to_string(), value)
 }
 
 /// `` `name` ``, with embedded backticks doubled.

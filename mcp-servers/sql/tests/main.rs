@@ -8,6 +8,7 @@
 //! - `postgres_tls`: tLS to a real PostgreSQL with libpq's `sslmode`.
 //! - `protocol`: `mcp-sql` as hosts run it.
 //! - `sqlite`: `mcp-sql` on SQLite through the protocol.
+//! - `ssh`: databases behind an SSH bastion (a real sshd).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
@@ -16,4 +17,5 @@ mod postgres;
 mod postgres_tls;
 mod protocol;
 mod sqlite;
+mod ssh;
 mod support;
