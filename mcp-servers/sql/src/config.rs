@@ -376,8 +376,15 @@ impl Config {
                     "database name {name:?}: use letters, digits, _ and - (at most 64)"
                 )));
             }
-            let target = Target::parse(&expand(&db.url, &key("url"))?)
-                .map_err(|e| DbError::new(format!("{}: {}", key("url"), e.message)))?;
+            let target = match Target::parse(&expand(&db.url, &key("url"))?)
+                .map_err(|e| DbError::new(format!("{}: {}", key("url"), e.message)))?
+            {
+                // `sqlite:~/notes.db`: a path in the home directory.
+                Target::Sqlite(path) => {
+                    Target::Sqlite(mcp_core::sandbox::expand_home(&path.to_string_lossy()))
+                }
+                other => other,
+            };
             let shown = Target::parse(&db.url)
                 .map(|t| t.display())
                 .unwrap_or_else(|_| db.url.clone());
@@ -747,6 +754,26 @@ type = "string"
             .unwrap_err()
             .to_string();
         assert!(!odd.contains("s3cret"), "{odd}");
+    }
+
+    #[test]
+    fn the_readmes_example_is_a_valid_config() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("### The config file").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let config = Config::parse(example, &|name| {
+            (name == "SHOP_PASSWORD").then(|| "pw".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.databases.len(), 3);
+        assert_eq!(config.databases[0].deny.len(), 3);
+        assert!(config.databases[0].ssh.is_some());
+        assert_eq!(config.tools.len(), 2);
+        assert!(matches!(
+            &config.databases[2].target,
+            Target::Sqlite(path) if !path.starts_with("~")
+        ));
     }
 
     #[test]
