@@ -28,7 +28,10 @@ pub fn read_window(
     let io = |e| FsError(resolved.error(e));
     let (mut file, size) = open_regular(resolved, FinalLink::Follow)?;
     file.seek(SeekFrom::Start(offset)).map_err(io)?;
-    let mut bytes = Vec::with_capacity(limit.min(1 << 20));
+    // What the file holds past the offset (one byte more, so a file that grew meanwhile needs
+    // no second allocation to be seen): a 4 KB read must not allocate (and fault in) a megabyte.
+    let expected = usize::try_from(size.saturating_sub(offset)).unwrap_or(usize::MAX);
+    let mut bytes = Vec::with_capacity(limit.min(expected.saturating_add(1)).min(1 << 20));
     file.take(limit as u64)
         .read_to_end(&mut bytes)
         .map_err(io)?;
@@ -199,11 +202,13 @@ pub fn sha256_of(bytes: &[u8]) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Whether `name` is one of [`write_atomic`]'s temporary files: a write in progress, or one a

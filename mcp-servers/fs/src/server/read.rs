@@ -130,7 +130,7 @@ impl FsServer {
         } else {
             let offset = mcp_core::tool::parse_offset(args.cursor.as_deref())?;
             let limit = self.limits.max_text_bytes;
-            let (bytes, size) = ops::read_window(&resolved, offset as u64, limit)?;
+            let (mut bytes, size) = ops::read_window(&resolved, offset as u64, limit)?;
             if offset == 0 && bytes.len() as u64 == size {
                 whole_hash = Some(ops::sha256_of(&bytes));
             }
@@ -146,7 +146,10 @@ impl FsServer {
                     .with_hint("use read_media_file for binary files"));
                 }
             };
-            let mut text = String::from_utf8_lossy(&bytes[..valid]).into_owned();
+            // Valid UTF-8 up to `valid`: the bytes become the string without a copy.
+            bytes.truncate(valid);
+            let mut text = String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             let next = offset + valid;
             if (next as u64) < size {
                 text.push('\n');
