@@ -196,7 +196,8 @@ pub enum ParamType {
 }
 
 impl ParamType {
-    fn json_name(self) -> &'static str {
+    /// Its name in JSON Schema.
+    pub fn json_name(self) -> &'static str {
         match self {
             Self::String => "string",
             Self::Integer => "integer",
@@ -240,7 +241,7 @@ struct RawConfig {
     export_dir: Option<String>,
     max_export_bytes: Option<u64>,
     #[serde(default)]
-    databases: indexmap_like::Ordered<RawDatabase>,
+    databases: ordered::Ordered<RawDatabase>,
     #[serde(default)]
     tools: Vec<RawTool>,
 }
@@ -278,7 +279,7 @@ struct RawTool {
     #[serde(default)]
     write: bool,
     #[serde(default)]
-    params: indexmap_like::Ordered<RawParam>,
+    params: ordered::Ordered<RawParam>,
 }
 
 #[derive(Deserialize)]
@@ -293,7 +294,7 @@ struct RawParam {
 }
 
 /// A map read in the file's order.
-mod indexmap_like {
+mod ordered {
     use serde::{Deserialize, Deserializer, de};
 
     pub struct Ordered<T>(pub Vec<(String, T)>);
@@ -347,11 +348,7 @@ impl Config {
                 path.display()
             ))
         })?;
-        Self::parse(&text, &|name| std::env::var(name).ok()).map_err(|e| {
-            let mut named = DbError::new(format!("{}: {}", path.display(), e.message));
-            named.hint = e.hint;
-            named
-        })
+        Self::parse(&text, &|name| std::env::var(name).ok()).map_err(|e| e.context(path.display()))
     }
 
     /// Reads and checks a config file's text; `env` looks up `${VAR}`s.
@@ -377,7 +374,7 @@ impl Config {
                 )));
             }
             let target = match Target::parse(&expand(&db.url, &key("url"))?)
-                .map_err(|e| DbError::new(format!("{}: {}", key("url"), e.message)))?
+                .map_err(|e| e.context(key("url")))?
             {
                 // `sqlite:~/notes.db`: a path in the home directory.
                 Target::Sqlite(path) => {

@@ -159,12 +159,12 @@ impl Database {
 
     /// Runs one read-only statement to its end, handing each row to `out` (for exports: no
     /// row limit, the statement timeout still applies).
-    pub async fn stream(
+    pub async fn stream<W: RowWriter + 'static>(
         &self,
         sql: String,
         params: Vec<Value>,
-        out: Box<dyn RowWriter>,
-    ) -> Result<Box<dyn RowWriter>, DbError> {
+        out: W,
+    ) -> Result<W, DbError> {
         let statement = sql.clone();
         match &self.0 {
             Engine::Sqlite(db) => db.stream(sql, params, out).await,
@@ -574,6 +574,12 @@ impl DbError {
         if self.position.is_some() && self.sql.is_none() {
             self.sql = Some(sql.to_owned());
         }
+        self
+    }
+
+    /// Named after what it happened to (`database "shop": …`), keeping the rest.
+    pub fn context(mut self, what: impl std::fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
         self
     }
 

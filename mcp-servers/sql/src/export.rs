@@ -10,10 +10,6 @@
 use std::{
     io::{self, Write},
     path::Path,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
 };
 
 use mcp_core::sandbox::{Sandbox, SandboxError};
@@ -136,43 +132,36 @@ impl Export {
             .map_err(|e| sandbox_error(resolved.error(e)))?
             .into_std();
 
-        let written = Arc::new(AtomicU64::new(0));
-        let preview = Arc::new(Mutex::new(Preview::default()));
-        let counter = Counting {
+        // The temporary file goes, whatever happens: once moved into place there is nothing
+        // left under its name.
+        let _cleanup = RemoveOnDrop {
+            dir: &parent_dir,
+            name: temp_name.clone(),
+        };
+        let out = Counting {
             file: io::BufWriter::with_capacity(256 * 1024, file),
-            written: written.clone(),
+            written: 0,
             limit: self.max_bytes,
         };
-        let writer: Box<dyn RowWriter> = match format {
-            ExportFormat::Csv => Box::new(CsvRows {
-                out: csv::WriterBuilder::new().from_writer(counter),
-                preview: preview.clone(),
-            }),
-            ExportFormat::Jsonl => Box::new(JsonlRows {
-                out: counter,
-                keys: Vec::new(),
-                preview: preview.clone(),
-            }),
+        let writer = ExportWriter {
+            out: match format {
+                ExportFormat::Csv => {
+                    Output::Csv(Box::new(csv::WriterBuilder::new().from_writer(out)))
+                }
+                ExportFormat::Jsonl => Output::Jsonl {
+                    out,
+                    keys: Vec::new(),
+                },
+            },
+            preview: Preview::default(),
         };
-        // The temporary file goes, whatever happens, unless it was moved into place.
-        let cleanup = RemoveOnDrop {
-            dir: &parent_dir,
-            name: Some(temp_name.clone()),
-        };
-        let outcome = db.stream(sql, params, writer).await;
-        let mut writer = match outcome {
-            Ok(writer) => writer,
-            Err(error) => return Err(error),
-        };
+        let mut writer = db.stream(sql, params, writer).await?;
         writer.end()?;
-        drop(writer);
         let placed = if overwrite {
             parent_dir.rename(&temp_name, &parent_dir, &name)
         } else {
             // A hard link fails if the name was taken meanwhile: nothing is replaced.
-            parent_dir
-                .hard_link(&temp_name, &parent_dir, &name)
-                .and_then(|()| parent_dir.remove_file(&temp_name))
+            parent_dir.hard_link(&temp_name, &parent_dir, &name)
         };
         placed.map_err(|e| {
             let error = sandbox_error(resolved.error(e));
@@ -182,8 +171,8 @@ impl Export {
                 error
             }
         })?;
-        drop(cleanup.disarm());
-        let preview = std::mem::take(&mut *preview.lock().unwrap_or_else(|p| p.into_inner()));
+        let bytes = writer.out.counting().written;
+        let preview = writer.preview;
         Ok(ExportSummary {
             path: self
                 .sandbox
@@ -193,7 +182,7 @@ impl Export {
                 .to_string(),
             format,
             rows: preview.rows,
-            bytes: written.load(Ordering::Relaxed),
+            bytes,
             columns: preview.columns,
             first_rows: preview.first,
         })
@@ -201,27 +190,26 @@ impl Export {
 }
 
 fn sandbox_error(error: SandboxError) -> DbError {
-    DbError::new(error.to_string())
-        .with_hint("the path is relative to the export directory and may not leave it")
+    let escape = matches!(
+        error,
+        SandboxError::Outside { .. } | SandboxError::Escape { .. }
+    );
+    let refused = DbError::new(error.to_string());
+    if escape {
+        refused.with_hint("the path is relative to the export directory and may not leave it")
+    } else {
+        refused
+    }
 }
 
 struct RemoveOnDrop<'a> {
     dir: &'a cap_std::fs::Dir,
-    name: Option<String>,
-}
-
-impl RemoveOnDrop<'_> {
-    fn disarm(mut self) -> Self {
-        self.name = None;
-        self
-    }
+    name: String,
 }
 
 impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
-        if let Some(name) = self.name.take() {
-            let _ = self.dir.remove_file(name);
-        }
+        let _ = self.dir.remove_file(&self.name);
     }
 }
 
@@ -233,42 +221,25 @@ struct Preview {
     rows: u64,
 }
 
-impl Preview {
-    fn saw(&mut self, row: &[Value]) {
-        self.rows += 1;
-        if self.first.len() < PREVIEW_ROWS {
-            self.first.push(row.to_vec());
-        }
-    }
-}
-
 /// A file that counts what it takes and refuses to grow past its limit.
 struct Counting {
     file: io::BufWriter<std::fs::File>,
-    written: Arc<AtomicU64>,
+    written: u64,
     limit: u64,
 }
 
 impl Write for Counting {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let total = self.written.load(Ordering::Relaxed) + buf.len() as u64;
-        if total > self.limit {
+        if self.written + buf.len() as u64 > self.limit {
             return Err(io::Error::other(LimitReached(self.limit)));
         }
         let n = self.file.write(buf)?;
-        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.written += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
-    }
-}
-
-impl Counting {
-    fn finish(&mut self) -> io::Result<()> {
-        self.file.flush()?;
-        self.file.get_ref().sync_all()
     }
 }
 
@@ -290,11 +261,6 @@ fn write_error(error: io::Error) -> DbError {
     DbError::new(format!("cannot write the export: {error}"))
 }
 
-struct CsvRows {
-    out: csv::Writer<Counting>,
-    preview: Arc<Mutex<Preview>>,
-}
-
 fn csv_error(error: csv::Error) -> DbError {
     match error.into_kind() {
         csv::ErrorKind::Io(error) => write_error(error),
@@ -302,96 +268,107 @@ fn csv_error(error: csv::Error) -> DbError {
     }
 }
 
-impl RowWriter for CsvRows {
+/// The rows of an export, in its format, and what its summary shows.
+struct ExportWriter {
+    out: Output,
+    preview: Preview,
+}
+
+enum Output {
+    // Boxed: the CSV writer carries its own state, much larger than the JSONL variant.
+    Csv(Box<csv::Writer<Counting>>),
+    Jsonl {
+        out: Counting,
+        /// Column names as object keys, each JSON-quoted once, made unique (`id`, `id_2`).
+        keys: Vec<String>,
+    },
+}
+
+impl Output {
+    fn counting(&self) -> &Counting {
+        match self {
+            Self::Csv(out) => out.get_ref(),
+            Self::Jsonl { out, .. } => out,
+        }
+    }
+}
+
+impl RowWriter for ExportWriter {
     fn columns(&mut self, columns: &[Column]) -> Result<(), DbError> {
-        self.preview
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .columns = columns.to_vec();
-        self.out
-            .write_record(columns.iter().map(|c| c.name.as_bytes()))
-            .map_err(csv_error)
+        self.preview.columns = columns.to_vec();
+        match &mut self.out {
+            Output::Csv(out) => out
+                .write_record(columns.iter().map(|c| c.name.as_bytes()))
+                .map_err(csv_error),
+            Output::Jsonl { keys, .. } => {
+                let mut seen = std::collections::HashSet::new();
+                *keys = columns
+                    .iter()
+                    .map(|c| {
+                        let mut key = c.name.clone();
+                        let mut n = 1;
+                        while !seen.insert(key.clone()) {
+                            n += 1;
+                            key = format!("{}_{n}", c.name);
+                        }
+                        Value::from(key).to_string()
+                    })
+                    .collect();
+                Ok(())
+            }
+        }
     }
 
     fn row(&mut self, row: Vec<Value>) -> Result<(), DbError> {
-        self.preview
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .saw(&row);
-        let mut field = String::new();
-        for value in &row {
-            field.clear();
-            match value {
-                Value::Null => {}
-                Value::String(s) => field.push_str(s),
-                other => field.push_str(&other.to_string()),
+        match &mut self.out {
+            Output::Csv(out) => {
+                let mut field = String::new();
+                for value in &row {
+                    field.clear();
+                    match value {
+                        Value::Null => {}
+                        Value::String(s) => field.push_str(s),
+                        other => field.push_str(&other.to_string()),
+                    }
+                    out.write_field(&field).map_err(csv_error)?;
+                }
+                out.write_record(None::<&[u8]>).map_err(csv_error)?;
             }
-            self.out.write_field(&field).map_err(csv_error)?;
+            Output::Jsonl { out, keys } => {
+                let mut line = Vec::with_capacity(128);
+                line.push(b'{');
+                for (i, (key, value)) in keys.iter().zip(&row).enumerate() {
+                    if i > 0 {
+                        line.push(b',');
+                    }
+                    line.extend_from_slice(key.as_bytes());
+                    line.push(b':');
+                    serde_json::to_writer(&mut line, value)
+                        .map_err(|e| DbError::new(format!("cannot write JSON: {e}")))?;
+                }
+                line.extend_from_slice(b"}\n");
+                out.write_all(&line).map_err(write_error)?;
+            }
         }
-        self.out.write_record(None::<&[u8]>).map_err(csv_error)
+        self.preview.rows += 1;
+        if self.preview.first.len() < PREVIEW_ROWS {
+            self.preview.first.push(row);
+        }
+        Ok(())
     }
 
     fn end(&mut self) -> Result<(), DbError> {
-        self.out.flush().map_err(write_error)?;
+        match &mut self.out {
+            // Through to the file: csv's buffer, then ours.
+            Output::Csv(out) => out.flush(),
+            Output::Jsonl { out, .. } => out.flush(),
+        }
+        .map_err(write_error)?;
         self.out
-            .get_ref()
+            .counting()
             .file
             .get_ref()
             .sync_all()
             .map_err(write_error)
-    }
-}
-
-struct JsonlRows {
-    out: Counting,
-    /// Column names as object keys, each JSON-quoted once, made unique (`id`, `id_2`).
-    keys: Vec<String>,
-    preview: Arc<Mutex<Preview>>,
-}
-
-impl RowWriter for JsonlRows {
-    fn columns(&mut self, columns: &[Column]) -> Result<(), DbError> {
-        self.preview
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .columns = columns.to_vec();
-        let mut seen = std::collections::HashSet::new();
-        self.keys = columns
-            .iter()
-            .map(|c| {
-                let mut key = c.name.clone();
-                let mut n = 1;
-                while !seen.insert(key.clone()) {
-                    n += 1;
-                    key = format!("{}_{n}", c.name);
-                }
-                Value::from(key).to_string()
-            })
-            .collect();
-        Ok(())
-    }
-
-    fn row(&mut self, row: Vec<Value>) -> Result<(), DbError> {
-        self.preview
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .saw(&row);
-        let mut line = Vec::with_capacity(128);
-        line.push(b'{');
-        for (i, (key, value)) in self.keys.iter().zip(&row).enumerate() {
-            if i > 0 {
-                line.push(b',');
-            }
-            line.extend_from_slice(key.as_bytes());
-            line.push(b':');
-            serde_json::to_writer(&mut line, value)
-                .map_err(|e| DbError::new(format!("cannot write JSON: {e}")))?;
-        }
-        line.extend_from_slice(b"}\n");
-        self.out.write_all(&line).map_err(write_error)
-    }
-
-    fn end(&mut self) -> Result<(), DbError> {
-        self.out.finish().map_err(write_error)
     }
 }

@@ -199,6 +199,30 @@ impl MariaDb {
         let user = self.current_user(conn).await?;
         let mut readable = Vec::new();
         let mut fixes: Vec<String> = Vec::new();
+        // Every view, once: its definition (lowercased), or none when hidden from this user
+        // (without SHOW VIEW), and then a view it may read may read anything.
+        let views: Vec<(String, String, String)> = conn
+            .query(format!(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS \
+                 WHERE TABLE_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
+            ))
+            .await
+            .map_err(|e| my_error(e, timeout))?;
+        let mut visible = Vec::new();
+        for (schema, view, definition) in views {
+            if !definition.is_empty() {
+                visible.push((schema, view, definition.to_ascii_lowercase()));
+            } else if readable_relation(conn, &schema, &view).await {
+                readable.push(format!(
+                    "perhaps through the view {schema}.{view}, whose definition {user} may not see"
+                ));
+                fixes.push(format!(
+                    "GRANT SHOW VIEW ON {}.{} TO {user};  -- so that the check can read it",
+                    quote(&schema),
+                    quote(&view)
+                ));
+            }
+        }
         for rule in deny {
             let columns: Vec<(String, String, String)> = conn
                 .exec(
@@ -253,46 +277,18 @@ impl MariaDb {
                 }
             }
             // Views that read the column with their definer's rights.
-            let views: Vec<(String, String, String)> = conn
-                .query(format!(
-                    "SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS \
-                     WHERE TABLE_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
-                ))
-                .await
-                .map_err(|e| my_error(e, timeout))?;
-            for (schema, view, definition) in views {
-                let probe = format!("SELECT * FROM {}.{} LIMIT 0", quote(&schema), quote(&view));
-                if definition.is_empty() {
-                    // Hidden without SHOW VIEW: a view we cannot read may read anything.
-                    if conn.query_drop(probe).await.is_ok() {
-                        readable.push(format!(
-                            "perhaps through the view {schema}.{view}, whose definition {user} may \
-                             not see"
-                        ));
-                        fixes.push(format!(
-                            "GRANT SHOW VIEW ON {}.{} TO {user};  -- so that the check can read it",
-                            quote(&schema),
-                            quote(&view)
-                        ));
-                    }
-                    continue;
-                }
-                let definition = definition.to_ascii_lowercase();
+            for (schema, view, definition) in &visible {
                 let mentions =
                     |name: &str| definition.contains(&format!("`{}`", name.to_ascii_lowercase()));
                 let reads = mentions(&rule.table) && rule.column.as_deref().is_none_or(mentions);
-                if reads && conn.query_drop(probe).await.is_ok() {
+                if reads && readable_relation(conn, schema, view).await {
                     readable.push(format!(
-                        "{} through the view {schema}.{view} (rule \"{rule}\")",
-                        match &rule.column {
-                            Some(column) => format!("{}.{column}", rule.table),
-                            None => rule.table.clone(),
-                        }
+                        "through the view {schema}.{view} (rule \"{rule}\")"
                     ));
                     fixes.push(format!(
                         "REVOKE SELECT ON {}.{} FROM {user};",
-                        quote(&schema),
-                        quote(&view)
+                        quote(schema),
+                        quote(view)
                     ));
                 }
             }
@@ -302,7 +298,6 @@ impl MariaDb {
         }
         let mut seen = std::collections::HashSet::new();
         fixes.retain(|fix| seen.insert(fix.clone()));
-        readable.retain(|line| seen.insert(line.clone()));
         Err(DbError::new(format!(
             "refusing to start: the deny list says these must not be read, and {user} can read them:\n  {}",
             readable.join("\n  ")
@@ -635,12 +630,12 @@ impl MariaDb {
         .await
     }
 
-    pub async fn stream(
+    pub async fn stream<W: RowWriter + 'static>(
         &self,
         sql: String,
         params: Vec<Value>,
-        mut out: Box<dyn RowWriter>,
-    ) -> Result<Box<dyn RowWriter>, DbError> {
+        mut out: W,
+    ) -> Result<W, DbError> {
         let timeout = self.options.timeout;
         self.read(async |conn| {
             let statement = self.prepare_query(conn, &sql).await?;
@@ -754,6 +749,17 @@ fn take_param(url: &str, name: &str) -> (String, Option<String>) {
         parsed.query_pairs_mut().clear().extend_pairs(kept);
     }
     (parsed.to_string(), value)
+}
+
+/// Whether the user may read `schema.relation` (the server answers, not the catalog).
+async fn readable_relation(conn: &mut Conn, schema: &str, relation: &str) -> bool {
+    conn.query_drop(format!(
+        "SELECT * FROM {}.{} LIMIT 0",
+        quote(schema),
+        quote(relation)
+    ))
+    .await
+    .is_ok()
 }
 
 /// `` `name` ``, with embedded backticks doubled.
@@ -961,7 +967,7 @@ fn my_error(error: mysql_async::Error, timeout: Duration) -> DbError {
             "query runs in a read-only transaction; changes go through execute (start the \
              server with --allow-write)",
         ),
-        1064 if server.message.contains("near ';") || server.message.contains(";") => {
+        1064 if server.message.contains(';') => {
             DbError::new(format!("ERROR 1064: {}", server.message))
                 .with_hint("one statement per call: send each statement in its own call")
         }

@@ -167,24 +167,28 @@ impl Postgres {
             .get(0);
         let mut readable = Vec::new();
         let mut fixes: Vec<String> = Vec::new();
-        let mut matched_any = Vec::new();
         for rule in deny {
             let rows = client
                 .query(&sql, &[&rule.table, &rule.column])
                 .await
                 .map_err(|e| pg_error(e, timeout))?;
-            let exists = client
+            let names_something = client
                 .query_one(
                     &format!(
-                        "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                         WHERE {USER_RELATIONS} AND lower(c.relname) = lower($1))"
+                        "SELECT EXISTS (SELECT 1 FROM pg_class c \
+                           JOIN pg_namespace n ON n.oid = c.relnamespace \
+                           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                         WHERE {USER_RELATIONS} AND lower(c.relname) = lower($1) \
+                           AND ($2::text IS NULL OR lower(a.attname) = lower($2)))"
                     ),
-                    &[&rule.table],
+                    &[&rule.table, &rule.column],
                 )
                 .await
                 .map_err(|e| pg_error(e, timeout))?
                 .get::<_, bool>(0);
-            matched_any.push((rule, exists));
+            if !names_something {
+                tracing::warn!(rule = %rule, "a deny rule names no table or column in this database");
+            }
             for row in rows {
                 let table: String = row.get(0);
                 let column: String = row.get(1);
@@ -207,15 +211,9 @@ impl Postgres {
                 }
             }
         }
-        for (rule, exists) in matched_any {
-            if !exists {
-                tracing::warn!(rule = %rule, "a deny rule names no table in this database");
-            }
-        }
         if readable.is_empty() {
             return Ok(());
         }
-        fixes.dedup();
         let mut seen = std::collections::HashSet::new();
         fixes.retain(|fix| seen.insert(fix.clone()));
         Err(DbError::new(format!(
@@ -241,12 +239,12 @@ impl Postgres {
 
     /// Runs one read-only statement to its end (in the read-only transaction, under the
     /// timeout), handing each row to `out` as it arrives.
-    pub async fn stream(
+    pub async fn stream<W: RowWriter + 'static>(
         &self,
         sql: String,
         params: Vec<Value>,
-        mut out: Box<dyn RowWriter>,
-    ) -> Result<Box<dyn RowWriter>, DbError> {
+        mut out: W,
+    ) -> Result<W, DbError> {
         let timeout = self.options.timeout;
         self.read_prepared(&sql, async |t, prepared| {
             let fail = |e| pg_error(e, timeout);

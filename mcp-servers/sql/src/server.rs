@@ -44,7 +44,7 @@ pub struct Served {
     options: Options,
     deny: Vec<DenyRule>,
     /// Kept open while the database is served (an SSH tunnel).
-    _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
+    _keep: Option<crate::ssh::Keep>,
 }
 
 impl Served {
@@ -73,7 +73,7 @@ impl Served {
     }
 
     /// With something to keep alive as long as the database is served.
-    pub fn keeping(mut self, keep: Box<dyn std::any::Any + Send + Sync>) -> Self {
+    pub fn keeping(mut self, keep: crate::ssh::Keep) -> Self {
         self._keep = Some(keep);
         self
     }
@@ -100,14 +100,21 @@ impl SqlServer {
     /// The server for one open database; `execute` is offered only with `options.allow_write`.
     pub fn new(db: Database, target: Target, options: Options) -> Self {
         let shown = target.display();
-        Self::serving(vec![Served::new("main", db, shown, options)], None, &[])
+        let served = Served::new("main", db, shown, options);
+        Self::build(vec![served], None)
     }
 
     /// The server for several databases (the first is the default), with exports into
-    /// `export` when given and the config's tools. `execute` is offered when any database
-    /// allows writes.
-    pub fn serving(databases: Vec<Served>, export: Option<Export>, tools: &[ToolConfig]) -> Self {
-        assert!(!databases.is_empty(), "a server needs a database");
+    /// `export` when given. `execute` is offered when any database allows writes.
+    pub fn serving(databases: Vec<Served>, export: Option<Export>) -> Result<Self, crate::DbError> {
+        if databases.is_empty() {
+            return Err(crate::DbError::new("a server needs at least one database"));
+        }
+        Ok(Self::build(databases, export))
+    }
+
+    /// [`Self::serving`] for a list known not to be empty.
+    fn build(databases: Vec<Served>, export: Option<Export>) -> Self {
         let mut tool_router = Self::tool_router();
         if !databases.iter().any(|d| d.options.allow_write) {
             tool_router.remove_route("execute");
@@ -125,14 +132,47 @@ impl SqlServer {
                 route.attr.input_schema = Arc::new(schema);
             }
         }
-        for tool in tools {
-            tool_router.add_route(config_tool(tool.clone()));
-        }
         Self {
             shared: Arc::new(Shared { databases, export }),
             tool_router,
             resources: resources(),
         }
+    }
+
+    /// With the tools a config file declares, each prepared once for its database's engine.
+    pub fn with_tools(mut self, tools: &[ToolConfig]) -> Result<Self, crate::DbError> {
+        for tool in tools {
+            let database = self
+                .shared
+                .databases
+                .iter()
+                .position(|d| d.name == tool.database)
+                .ok_or_else(|| {
+                    crate::DbError::new(format!(
+                        "tool {:?}: no database named {:?}",
+                        tool.name, tool.database
+                    ))
+                })?;
+            let style = self.shared.databases[database].db.placeholder_style();
+            let (sql, order) = crate::named::rewrite(&tool.sql, style);
+            let binds = order
+                .iter()
+                .map(|name| tool.params.iter().position(|p| &p.name == name))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    crate::DbError::new(format!(
+                        "tool {:?}: its SQL uses a parameter it does not declare",
+                        tool.name
+                    ))
+                })?;
+            self.tool_router.add_route(config_tool(Prepared {
+                tool: tool.clone(),
+                database,
+                sql,
+                binds,
+            }));
+        }
+        Ok(self)
     }
 
     /// Opens every database a config file names (through its SSH tunnel, if any), each under
@@ -147,12 +187,7 @@ impl SqlServer {
                 max_rows: entry.max_rows.unwrap_or(defaults.max_rows),
                 ..defaults
             };
-            let named = |e: crate::DbError| {
-                let mut named =
-                    crate::DbError::new(format!("database {:?}: {}", entry.name, e.message));
-                named.hint = e.hint;
-                named
-            };
+            let named = |e: crate::DbError| e.context(format_args!("database {:?}", entry.name));
             let (target, keep) = crate::ssh::through_tunnel(entry).await.map_err(named)?;
             let db = Database::open_denying(&target, options, &entry.deny)
                 .await
@@ -169,7 +204,7 @@ impl SqlServer {
             Some(dir) => Some(Export::new(dir, config.max_export_bytes)?),
             None => None,
         };
-        Ok(Self::serving(databases, export, &config.tools))
+        Self::serving(databases, export)?.with_tools(&config.tools)
     }
 
     fn served(&self, name: Option<&str>) -> Result<&Served, ToolError> {
@@ -194,8 +229,18 @@ impl SqlServer {
     }
 }
 
+/// A `[[tools]]` entry ready to run: its SQL in its database's placeholders, and for each
+/// placeholder the parameter that fills it.
+struct Prepared {
+    tool: ToolConfig,
+    database: usize,
+    sql: String,
+    binds: Vec<usize>,
+}
+
 /// A `[[tools]]` entry as an MCP tool: its parameters' schema, read-only unless `write`.
-fn config_tool(tool: ToolConfig) -> ToolRoute<SqlServer> {
+fn config_tool(prepared: Prepared) -> ToolRoute<SqlServer> {
+    let tool = &prepared.tool;
     let mut properties = serde_json::Map::new();
     let mut required = Vec::new();
     for param in &tool.params {
@@ -226,13 +271,13 @@ fn config_tool(tool: ToolConfig) -> ToolRoute<SqlServer> {
         Arc::new(schema),
     )
     .with_annotations(annotations);
-    let tool = Arc::new(tool);
+    let prepared = Arc::new(prepared);
     ToolRoute::new_dyn(attr, move |context: ToolCallContext<'_, SqlServer>| {
-        let tool = tool.clone();
+        let prepared = prepared.clone();
         Box::pin(async move {
             let result = context
                 .service
-                .run_config_tool(&tool, context.arguments.unwrap_or_default())
+                .run_config_tool(&prepared, context.arguments.unwrap_or_default())
                 .await
                 .unwrap_or_else(|error| {
                     CallToolResult::error(vec![ContentBlock::text(error.to_string())])
@@ -245,9 +290,10 @@ fn config_tool(tool: ToolConfig) -> ToolRoute<SqlServer> {
 impl SqlServer {
     async fn run_config_tool(
         &self,
-        tool: &ToolConfig,
+        prepared: &Prepared,
         mut arguments: serde_json::Map<String, Value>,
     ) -> Result<CallToolResult, ToolError> {
+        let tool = &prepared.tool;
         if let Some(unknown) = arguments
             .keys()
             .find(|k| !tool.params.iter().any(|p| &p.name == *k))
@@ -265,7 +311,8 @@ impl SqlServer {
                 ),
             );
         }
-        let mut values = std::collections::HashMap::new();
+        // Each parameter's value, in the order the parameters are declared.
+        let mut values = Vec::with_capacity(tool.params.len());
         for param in &tool.params {
             let value = match arguments.remove(&param.name).filter(|v| !v.is_null()) {
                 Some(value) => value,
@@ -281,8 +328,9 @@ impl SqlServer {
             };
             if !param.kind.admits(&value) {
                 return Err(ToolError::new(format!(
-                    "{:?} must be of type {:?}, not {value}",
-                    param.name, param.kind
+                    "{:?} must be of type {}, not {value}",
+                    param.name,
+                    param.kind.json_name()
                 )));
             }
             if let Some(choices) = &param.choices
@@ -294,14 +342,11 @@ impl SqlServer {
                     Value::Array(choices.clone())
                 )));
             }
-            values.insert(param.name.as_str(), value);
+            values.push(value);
         }
-        let served = self.served(Some(&tool.database))?;
-        let (sql, order) = crate::named::rewrite(&tool.sql, served.db.placeholder_style());
-        let params: Vec<Value> = order
-            .iter()
-            .map(|name| values[name.as_str()].clone())
-            .collect();
+        let served = &self.shared.databases[prepared.database];
+        let sql = prepared.sql.clone();
+        let params: Vec<Value> = prepared.binds.iter().map(|&i| values[i].clone()).collect();
         if tool.write {
             let rows_affected = served.db.execute(sql, params).await?;
             return Ok(structured(
@@ -309,7 +354,7 @@ impl SqlServer {
                 &ExecuteOutput { rows_affected },
             ));
         }
-        let rows = served
+        let mut rows = served
             .db
             .query(QueryRequest {
                 sql,
@@ -319,7 +364,6 @@ impl SqlServer {
                 max_bytes: served.options.max_bytes,
             })
             .await?;
-        let mut rows = rows;
         // The tool's SQL is fixed: no cursor to a next page, only the note that there is more.
         rows.next_cursor = None;
         let mut text = text_table(&rows);
@@ -1022,6 +1066,19 @@ mod tests {
             }
             assert_eq!(lines[count + 1], format!("({count} rows)"));
         }
+    }
+
+    #[test]
+    fn config_tools_may_not_take_a_built_in_name() {
+        let mut routed: Vec<String> = SqlServer::tool_router()
+            .list_all()
+            .into_iter()
+            .map(|tool| tool.name.to_string())
+            .collect();
+        routed.sort();
+        let mut reserved = crate::config::BUILT_IN_TOOLS.map(str::to_owned).to_vec();
+        reserved.sort();
+        assert_eq!(routed, reserved);
     }
 
     #[test]

@@ -278,11 +278,26 @@ impl Sqlite {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(opening)?;
-        harden(&mut connection, true, options.timeout, deny).map_err(opening)?;
+        harden(&mut connection, true, options.timeout, deny.clone()).map_err(opening)?;
         // A file that is not a database fails here, at startup, rather than at the first call.
         connection
             .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
             .map_err(opening)?;
+        // A rule that names nothing protects nothing: most likely a typo.
+        for rule in deny.iter() {
+            let named: bool = connection
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_schema m JOIN pragma_table_info(m.name) p \
+                     WHERE m.type IN ('table', 'view') AND lower(m.name) = lower(?1) \
+                       AND (?2 IS NULL OR lower(p.name) = lower(?2)))",
+                    rusqlite::params![rule.table, rule.column],
+                    |row| row.get(0),
+                )
+                .map_err(opening)?;
+            if !named {
+                tracing::warn!(rule = %rule, "a deny rule names no table or column in this database");
+            }
+        }
         Ok(Self {
             reader: Arc::new(Handle::new(connection)?),
             writer,
@@ -307,12 +322,12 @@ impl Sqlite {
     }
 
     /// Runs one read-only statement to its end, handing each row to `out`.
-    pub async fn stream(
+    pub async fn stream<W: RowWriter + 'static>(
         &self,
         sql: String,
         params: Vec<Value>,
-        mut out: Box<dyn RowWriter>,
-    ) -> Result<Box<dyn RowWriter>, DbError> {
+        mut out: W,
+    ) -> Result<W, DbError> {
         let timeout = self.options.timeout;
         self.read(move |c| {
             let fail = |e: rusqlite::Error| engine_error(e, &sql, timeout);

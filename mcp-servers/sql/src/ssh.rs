@@ -62,24 +62,21 @@ pub async fn through_tunnel(entry: &DatabaseConfig) -> Result<(Target, Option<Ke
         _ => 3306,
     });
     let tunnel = Tunnel::open(ssh.clone(), db_host.clone(), db_port).await?;
-    let mut local = parsed.clone();
-    local
-        .set_host(Some("127.0.0.1"))
-        .map_err(|e| DbError::new(format!("cannot point the URL at the tunnel: {e}")))?;
-    let _ = local.set_port(Some(tunnel.port));
+    let mut via = parsed;
+    let _ = via.set_port(Some(tunnel.port));
     let target = match entry.target {
         Target::Postgres(_) => {
             // The host name stays for TLS; hostaddr says where to connect.
-            let mut via = parsed;
-            let _ = via.set_port(Some(tunnel.port));
             via.query_pairs_mut().append_pair("hostaddr", "127.0.0.1");
             Target::Postgres(via.to_string())
         }
         _ => {
-            local
-                .query_pairs_mut()
+            // 127.0.0.1 to connect to; the real host name for TLS.
+            via.set_host(Some("127.0.0.1"))
+                .map_err(|e| DbError::new(format!("cannot point the URL at the tunnel: {e}")))?;
+            via.query_pairs_mut()
                 .append_pair(crate::mariadb::TLS_HOST_PARAM, &db_host);
-            Target::MariaDb(local.to_string())
+            Target::MariaDb(via.to_string())
         }
     };
     tracing::info!(
@@ -140,8 +137,14 @@ impl Tunnel {
             .port();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut socket, peer)) = listener.accept().await else {
-                    continue;
+                let (mut socket, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of descriptors, say: wait rather than spin.
+                        tracing::warn!(%error, "ssh tunnel: cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                 };
                 let bastion = bastion.clone();
                 let db_host = db_host.clone();

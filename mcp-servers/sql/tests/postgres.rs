@@ -852,7 +852,7 @@ async fn a_deny_list_is_checked_against_the_roles_privileges() {
     let served = mcp_server_sql::Served::new("main", opened, target.display(), Options::default())
         .with_deny(deny(&["t.email"]));
     let client =
-        mcp_core::testing::connect(mcp_server_sql::SqlServer::serving(vec![served], None, &[]))
+        mcp_core::testing::connect(mcp_server_sql::SqlServer::serving(vec![served], None).unwrap())
             .await
             .unwrap();
     for sql in [

@@ -28,11 +28,7 @@ struct Sshd {
 impl Sshd {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::support::free_port();
         let output = Command::new(script())
             .arg("start")
             .arg(dir.path())

@@ -111,7 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .transpose()
                 .map_err(fail)?;
             let served = Served::new("main", db, target.display(), options);
-            SqlServer::serving(vec![served], export, &[])
+            SqlServer::serving(vec![served], export).map_err(fail)?
         }
         (None, None) => anyhow::bail!("give a DATABASE_URL or --config FILE"),
     };

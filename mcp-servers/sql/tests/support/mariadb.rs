@@ -16,8 +16,6 @@ fn script() -> PathBuf {
 }
 
 /// The test server's root URL.
-// The watcher process outlives this one by design: it stops the server after we exit.
-#[allow(clippy::zombie_processes)]
 pub fn root_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
@@ -25,36 +23,12 @@ pub fn root_url() -> &'static str {
             return url;
         }
         let base = std::env::temp_dir().join(format!("mcp-sql-mariadb-{}", std::process::id()));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let output = Command::new(script())
-            .arg("start")
-            .arg(&base)
-            .arg(port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "could not start MariaDB (set MCP_SQL_TEST_MARIADB to use a running one):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{script}' stop '{base}'; rm -rf '{base}'",
-                pid = std::process::id(),
-                script = script().display(),
-                base = base.display()
-            ))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        super::start_throwaway(
+            &script(),
+            &base,
+            &base,
+            "MariaDB: set MCP_SQL_TEST_MARIADB to use a running one",
+        )
     })
 }
 

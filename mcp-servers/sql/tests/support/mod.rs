@@ -12,6 +12,54 @@ use mcp_server_sql::{Database, Options, SqlServer, Target};
 use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
 
+/// A free TCP port on 127.0.0.1, as the kernel picks one.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a service the tests run themselves (`SCRIPT start DIR PORT`) and returns what the
+/// script printed (its URL). A watcher runs `SCRIPT stop DIR` and removes `base` once this
+/// process is gone: a static is never dropped.
+// The watcher outlives this process by design.
+#[allow(clippy::zombie_processes)]
+pub fn start_throwaway(
+    script: &std::path::Path,
+    dir: &std::path::Path,
+    base: &std::path::Path,
+    hint: &str,
+) -> String {
+    let output = std::process::Command::new(script)
+        .arg("start")
+        .arg(dir)
+        .arg(free_port().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "could not start it ({hint}):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{script}' stop '{dir}'; rm -rf '{base}'",
+            pid = std::process::id(),
+            script = script.display(),
+            dir = dir.display(),
+            base = base.display()
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 /// An in-process server on the database `url` names, and a client of it.
 pub async fn server(url: &str, options: Options) -> TestClient {
     let target = Target::parse(url).unwrap();

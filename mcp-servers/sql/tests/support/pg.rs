@@ -6,7 +6,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
     sync::OnceLock,
 };
 
@@ -19,8 +18,6 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pg-cluster.sh")
 }
 
-// The watcher process outlives this one by design: it stops the cluster after we exit.
-#[allow(clippy::zombie_processes)]
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
@@ -34,41 +31,13 @@ pub fn cluster() -> &'static Cluster {
         let mut permissions = std::fs::metadata(&base).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
         std::fs::set_permissions(&base, permissions).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let data = base.join("data");
-        let output = Command::new(script())
-            .arg("start")
-            .arg(&data)
-            .arg(port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "could not start a PostgreSQL cluster (set MCP_SQL_TEST_PG to use a running one):\n{}",
-            String::from_utf8_lossy(&output.stderr)
+        let url = super::start_throwaway(
+            &script(),
+            &base.join("data"),
+            &base,
+            "a PostgreSQL cluster: set MCP_SQL_TEST_PG to use a running one",
         );
-        // A static is never dropped: a watcher stops the cluster once this process is gone.
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{script}' stop '{data}'; rm -rf '{base}'",
-                pid = std::process::id(),
-                script = script().display(),
-                data = data.display(),
-                base = base.display()
-            ))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Cluster {
-            url: String::from_utf8(output.stdout).unwrap().trim().to_owned(),
-        }
+        Cluster { url }
     })
 }
 
