@@ -1,7 +1,10 @@
 //! What our side-by-side benchmarks (`mcp-servers/*/benches/vs_official.rs`) share: medians,
 //! milliseconds, the peer's Node.js version, the machine's cores, and writing the report.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 /// The median of `samples` (the upper one of an even count); zero for none.
 pub fn median(mut samples: Vec<Duration>) -> Duration {
@@ -43,6 +46,19 @@ pub fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0)
+}
+
+/// The build to set beside this one, from `MCP_BENCH_BASELINE=[LABEL=]PATH`: the same server
+/// built from an earlier commit (LABEL names it in the report, PATH is its binary). "No slower
+/// than before" is then measured in one run, in the same machine weather, instead of read off an
+/// old report: ratios against a peer move by a quarter from one run to the next on a shared
+/// machine, for the same code.
+pub fn baseline() -> Option<(String, PathBuf)> {
+    let value = std::env::var("MCP_BENCH_BASELINE").ok()?;
+    Some(match value.split_once('=') {
+        Some((label, path)) => (label.to_owned(), PathBuf::from(path)),
+        None => (value.clone(), PathBuf::from(value)),
+    })
 }
 
 /// Prints `report` and writes it to `BENCHMARKS.md` in `crate_dir`.

@@ -7,7 +7,9 @@
 //! (c) cold start: spawn to the first `tools/list` answer.
 //!
 //! Run with `cargo bench -p mcp-server-fs --bench vs_official`; it writes
-//! `mcp-servers/fs/BENCHMARKS.md`. Times are medians; the ratio is official ÷ ours.
+//! `mcp-servers/fs/BENCHMARKS.md`. Times are medians; the ratio is official ÷ ours. With
+//! `MCP_BENCH_BASELINE=LABEL=PATH` (an `mcp-fs` built from an earlier commit) the report also
+//! sets this build beside that one, in the same run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -213,6 +215,37 @@ async fn cold_start(contender: &Contender, dir: &Path) -> Duration {
     elapsed
 }
 
+/// The lean client's rounds over two servers, interleaved so that both meet the same weather.
+fn lean_rounds(
+    contenders: [&Contender; 2],
+    dir: &Path,
+    tree_args: &serde_json::Value,
+    search_args: &serde_json::Value,
+) -> Measured {
+    let mut lean = Measured::default();
+    for _ in 0..ROUNDS {
+        for (i, contender) in contenders.iter().enumerate() {
+            lean.reads[i].push(raw_reads(contender, dir));
+            lean.pings[i].push(raw_pings(contender, dir));
+            let call = |tool, arguments| raw_one_call(contender, dir, tool, arguments);
+            lean.tree[i].push(call("directory_tree", tree_args.clone()));
+            lean.search[i].push(call("search_files", search_args.clone()));
+        }
+    }
+    lean
+}
+
+/// (c) for two servers, interleaved.
+async fn cold_starts(contenders: [&Contender; 2], dir: &Path) -> [Vec<Duration>; 2] {
+    let mut cold = [Vec::new(), Vec::new()];
+    for _ in 0..COLD_STARTS {
+        for (i, contender) in contenders.iter().enumerate() {
+            cold[i].push(cold_start(contender, dir).await);
+        }
+    }
+    cold
+}
+
 /// One client's measurements of both servers (ours first): (a), its ping floor, and (b).
 #[derive(Default)]
 struct Measured {
@@ -223,35 +256,40 @@ struct Measured {
 }
 
 impl Measured {
-    /// The table's rows; with the answers' sizes (directory_tree, search_files) if known.
-    fn rows(&self, sizes: Option<[(usize, usize); 2]>) -> Vec<String> {
+    /// The table's rows, ratios with `digits` decimals; with the answers' sizes
+    /// (directory_tree, search_files) if known.
+    fn rows(&self, sizes: Option<[(usize, usize); 2]>, digits: usize) -> Vec<String> {
         vec![
             calls_row(
                 &format!("(a) {READS} × read_text_file, 4 KB"),
                 &self.reads,
                 true,
+                digits,
             ),
             calls_row(
                 &format!("(a, floor) {READS} × ping: client and transport alone"),
                 &self.pings,
                 false,
+                digits,
             ),
             time_row(
                 "(b) directory_tree, 50,000 files",
                 &self.tree,
                 sizes.map(|s| s.map(|s| s.0)),
+                digits,
             ),
             time_row(
                 "(b) search_files `**/*.rs`, 50,000 files",
                 &self.search,
                 sizes.map(|s| s.map(|s| s.1)),
+                digits,
             ),
         ]
     }
 }
 
 /// A row of `READS` calls: throughput and time for each server, and the ratio.
-fn calls_row(label: &str, times: &[Vec<Duration>; 2], bold: bool) -> String {
+fn calls_row(label: &str, times: &[Vec<Duration>; 2], bold: bool, digits: usize) -> String {
     let (o, t) = (median(times[0].clone()), median(times[1].clone()));
     let throughput = |d: Duration| READS as f64 / d.as_secs_f64();
     let ratio = t.as_secs_f64() / o.as_secs_f64();
@@ -262,22 +300,27 @@ fn calls_row(label: &str, times: &[Vec<Duration>; 2], bold: bool) -> String {
         throughput(t),
         ms(t),
         if bold {
-            format!("**{ratio:.1}×**")
+            format!("**{ratio:.digits$}×**")
         } else {
-            format!("{ratio:.1}×")
+            format!("{ratio:.digits$}×")
         }
     )
 }
 
 /// A row of one call's time for each server (and its answer's size), and the ratio.
-fn time_row(label: &str, times: &[Vec<Duration>; 2], size: Option<[usize; 2]>) -> String {
+fn time_row(
+    label: &str,
+    times: &[Vec<Duration>; 2],
+    size: Option<[usize; 2]>,
+    digits: usize,
+) -> String {
     let (o, t) = (median(times[0].clone()), median(times[1].clone()));
     let out = |i: usize| {
         size.map(|s| format!(" ({} KB out)", s[i] / 1024))
             .unwrap_or_default()
     };
     format!(
-        "| {label} | {}{} | {}{} | **{:.1}×** |",
+        "| {label} | {}{} | {}{} | **{:.digits$}×** |",
         ms(o),
         out(0),
         ms(t),
@@ -307,6 +350,13 @@ async fn main() {
         command: vec![node.clone(), peers::node_bin("mcp-server-filesystem")],
     };
     let contenders = [&ours, &official];
+    let baseline = bench::baseline().map(|(label, binary)| {
+        let base = Contender {
+            name: "baseline",
+            command: vec![binary, "--max-entries".into(), "100000".into()],
+        };
+        (label, base)
+    });
 
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().canonicalize().unwrap();
@@ -335,16 +385,7 @@ async fn main() {
         }
     }
     // The lean client: the same workloads, the client's own cost as small as it gets.
-    let mut lean = Measured::default();
-    for _ in 0..ROUNDS {
-        for (i, contender) in contenders.iter().enumerate() {
-            lean.reads[i].push(raw_reads(contender, &dir));
-            lean.pings[i].push(raw_pings(contender, &dir));
-            let call = |tool, arguments| raw_one_call(contender, &dir, tool, arguments);
-            lean.tree[i].push(call("directory_tree", tree_args.clone()));
-            lean.search[i].push(call("search_files", search_args.clone()));
-        }
-    }
+    let lean = lean_rounds(contenders, &dir, &tree_args, &search_args);
     // The official TypeScript SDK's client: the same workloads again.
     let mut typescript = Measured::default();
     for _ in 0..ROUNDS {
@@ -359,15 +400,40 @@ async fn main() {
             typescript.search[i].push(median(calls("search_files", search_args.clone(), warmed)));
         }
     }
-    let mut cold = [Vec::new(), Vec::new()];
-    for _ in 0..COLD_STARTS {
-        for (i, contender) in contenders.iter().enumerate() {
-            cold[i].push(cold_start(contender, &dir).await);
+    let cold = cold_starts(contenders, &dir).await;
+    let against_baseline = match &baseline {
+        Some((label, base)) => {
+            let pair = [&ours, base];
+            let lean = lean_rounds(pair, &dir, &tree_args, &search_args);
+            let mut rows = lean.rows(None, 2);
+            rows.push(time_row(
+                "(c) cold start to first tools/list",
+                &cold_starts(pair, &dir).await,
+                None,
+                2,
+            ));
+            format!(
+                "\n## This build against a baseline build\n\n\
+                 This build against `{label}` (given as `MCP_BENCH_BASELINE`), the same server \
+                 built from an earlier commit, through the lean client (cold starts through rmcp's), \
+                 rounds interleaved in this same run. Ratio = the baseline's time ÷ this build's: \
+                 1.00 is as fast, below 1.00 slower. Ratios against the official server move by a \
+                 quarter from one run to the next on this shared machine for the same code; this \
+                 table is what says whether a change made the server slower.\n\n\
+                 | workload | this build | baseline | ratio |\n|---|---|---|---|\n{}\n",
+                rows.join("\n")
+            )
         }
-    }
+        None => String::new(),
+    };
 
-    let mut rmcp_rows = rmcp.rows(Some(sizes));
-    rmcp_rows.push(time_row("(c) cold start to first tools/list", &cold, None));
+    let mut rmcp_rows = rmcp.rows(Some(sizes), 1);
+    rmcp_rows.push(time_row(
+        "(c) cold start to first tools/list",
+        &cold,
+        None,
+        1,
+    ));
 
     let report = format!(
         "# mcp-fs benchmarks\n\n\
@@ -402,13 +468,13 @@ async fn main() {
          `directory_tree` that is 50,000 objects from mcp-fs (its structured output is the tree) \
          against one string from the official server (whose structured content is its text again), \
          and most of the time of mcp-fs's row is the client's.\n\n\
-         | workload | mcp-fs | official | ratio |\n|---|---|---|---|\n{}\n",
+         | workload | mcp-fs | official | ratio |\n|---|---|---|---|\n{}\n{against_baseline}",
         ours.name,
         official.name,
         node_version(&node),
         bench::cores(),
-        lean.rows(None).join("\n"),
-        typescript.rows(None).join("\n"),
+        lean.rows(None, 1).join("\n"),
+        typescript.rows(None, 1).join("\n"),
         rmcp_rows.join("\n"),
     );
     bench::write_report(Path::new(env!("CARGO_MANIFEST_DIR")), &report).unwrap();

@@ -7,6 +7,8 @@
 //! (a) 1,000 sequential point-lookup queries; (b) one query returning 10,000 rows; (c) cold start
 //! to the first `tools/list` answer. Run with `cargo bench -p mcp-server-sql --bench vs_official`;
 //! it writes `mcp-servers/sql/BENCHMARKS.md`. Times are medians; the ratio is theirs ÷ ours.
+//! With `MCP_BENCH_BASELINE=LABEL=PATH` (an `mcp-sql` built from an earlier commit) the report
+//! also sets this build beside that one, in the same run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/support/mod.rs"]
@@ -95,6 +97,18 @@ async fn big(contender: &Contender) -> (Duration, usize) {
 }
 
 impl Contender {
+    /// The same contender run by another build of the same server.
+    fn with_binary(&self, binary: &Path) -> Self {
+        let mut command = vec![binary.display().to_string()];
+        command.extend(self.command[1..].iter().cloned());
+        Self {
+            name: "baseline".into(),
+            command,
+            tool: self.tool,
+            argument: self.argument,
+        }
+    }
+
     /// The lean client (blocking; the benchmark's runtime has nothing else to do meanwhile).
     fn raw(&self) -> RawClient {
         let mut command = std::process::Command::new(&self.command[0]);
@@ -169,12 +183,13 @@ async fn cold_start(contender: &Contender) -> Duration {
     elapsed
 }
 
-/// Rows for one engine's pair of contenders, measured in interleaved rounds; and the
-/// reference's (a) and (b) times with the lean client.
+/// Rows for one engine's pair of contenders, measured in interleaved rounds, ratios with
+/// `digits` decimals; and the reference's (a) and (b) times with the lean client.
 async fn measure(
     engine: &str,
     ours: &Contender,
     theirs: &Contender,
+    digits: usize,
 ) -> (Vec<String>, [Duration; 2]) {
     let contenders = [ours, theirs];
     let mut a = [Vec::new(), Vec::new()];
@@ -211,7 +226,7 @@ async fn measure(
     let (rbo, rbt) = (median(raw_b[0].clone()), median(raw_b[1].clone()));
     let rows = vec![
         format!(
-            "| {engine} | (a) {LOOKUPS} point lookups | lean | {:.0} q/s ({}) | {:.0} q/s ({}) | **{:.1}×** |",
+            "| {engine} | (a) {LOOKUPS} point lookups | lean | {:.0} q/s ({}) | {:.0} q/s ({}) | **{:.digits$}×** |",
             throughput(rao),
             ms(rao),
             throughput(rat),
@@ -219,13 +234,13 @@ async fn measure(
             ratio(rat, rao)
         ),
         format!(
-            "| {engine} | (b) one query, {BIG} rows | lean | {} | {} | **{:.1}×** |",
+            "| {engine} | (b) one query, {BIG} rows | lean | {} | {} | **{:.digits$}×** |",
             ms(rbo),
             ms(rbt),
             ratio(rbt, rbo)
         ),
         format!(
-            "| {engine} | (a) {LOOKUPS} point lookups | rmcp | {:.0} q/s ({}) | {:.0} q/s ({}) | **{:.1}×** |",
+            "| {engine} | (a) {LOOKUPS} point lookups | rmcp | {:.0} q/s ({}) | {:.0} q/s ({}) | **{:.digits$}×** |",
             throughput(oa),
             ms(oa),
             throughput(ta),
@@ -233,7 +248,7 @@ async fn measure(
             ratio(ta, oa)
         ),
         format!(
-            "| {engine} | (b) one query, {BIG} rows | rmcp | {} ({} KB out) | {} ({} KB out) | **{:.1}×** |",
+            "| {engine} | (b) one query, {BIG} rows | rmcp | {} ({} KB out) | {} ({} KB out) | **{:.digits$}×** |",
             ms(ob),
             sizes[0] / 1024,
             ms(tb),
@@ -241,7 +256,7 @@ async fn measure(
             ratio(tb, ob)
         ),
         format!(
-            "| {engine} | (c) cold start to first tools/list | rmcp | {} | {} | **{:.1}×** |",
+            "| {engine} | (c) cold start to first tools/list | rmcp | {} | {} | **{:.digits$}×** |",
             ms(oc),
             ms(tc),
             ratio(tc, oc)
@@ -300,7 +315,13 @@ async fn main() {
         tool: "read_query",
         argument: "query",
     };
-    let (mut rows, _) = measure("SQLite", &ours_sqlite, &reference_sqlite).await;
+    let (mut rows, _) = measure("SQLite", &ours_sqlite, &reference_sqlite, 1).await;
+    let baseline = bench::baseline();
+    let mut baseline_rows = Vec::new();
+    if let Some((_, binary)) = &baseline {
+        let base = ours_sqlite.with_binary(binary);
+        baseline_rows.extend(measure("SQLite", &ours_sqlite, &base, 2).await.0);
+    }
 
     // PostgreSQL: one database for both.
     let admin = support::pg::admin("postgres").await;
@@ -347,8 +368,26 @@ async fn main() {
         argument: "sql",
     };
     let (pg_rows, [reference_a, reference_b]) =
-        measure("PostgreSQL", &ours_pg, &reference_pg).await;
+        measure("PostgreSQL", &ours_pg, &reference_pg, 1).await;
     rows.extend(pg_rows);
+    if let Some((_, binary)) = &baseline {
+        let base = ours_pg.with_binary(binary);
+        baseline_rows.extend(measure("PostgreSQL", &ours_pg, &base, 2).await.0);
+    }
+    let against_baseline = match &baseline {
+        Some((label, _)) => format!(
+            "\n## This build against a baseline build\n\n\
+             This build against `{label}` (given as `MCP_BENCH_BASELINE`), the same server built \
+             from an earlier commit, with the same flags, data and rounds, interleaved in this same \
+             run. Ratio = the baseline's time ÷ this build's: 1.00 is as fast, below 1.00 slower. \
+             Ratios against the references move by a tenth or more from one run to the next on \
+             this shared machine for the same code (so does PostgreSQL alone); this table is what \
+             says whether a change made the server slower.\n\n\
+             | engine | workload | client | this build | baseline | ratio |\n|---|---|---|---|---|---|\n{}\n",
+            baseline_rows.join("\n")
+        ),
+        None => String::new(),
+    };
     let (alone_a, alone_b) = database_alone(&support::pg::url_for("mcp_bench", None)).await;
     let ceiling = |reference: Duration, alone: Duration| {
         format!("{:.1}×", reference.as_secs_f64() / alone.as_secs_f64())
@@ -394,7 +433,7 @@ async fn main() {
          and no transaction around them, in the same run. No server answers faster than its \
          database, so the reference's time (lean client) over this one bounds the ratio any server \
          can reach against it, whatever language it is written in.\n\n\
-         | workload | PostgreSQL alone | reference (lean) | highest possible ratio |\n|---|---|---|---|\n{}\n",
+         | workload | PostgreSQL alone | reference (lean) | highest possible ratio |\n|---|---|---|---|\n{}\n{against_baseline}",
         server_version().await,
         node_version(&node),
         bench::cores(),
