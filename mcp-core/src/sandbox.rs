@@ -241,9 +241,20 @@ pub fn read_regular(
     limit: u64,
     link: FinalLink,
 ) -> Result<Vec<u8>, SandboxError> {
+    let (file, size) = open_regular(resolved, link)?;
+    read_open(file, size, resolved, limit)
+}
+
+/// Reads a file [`open_regular`] opened (whose size it gave), whole, refusing more than `limit`
+/// bytes: by its size, or by what was read if it grows while being read.
+pub fn read_open(
+    file: cap_std::fs::File,
+    size: u64,
+    resolved: &Resolved,
+    limit: u64,
+) -> Result<Vec<u8>, SandboxError> {
     use std::io::Read;
 
-    let (file, size) = open_regular(resolved, link)?;
     let too_large = |size| SandboxError::TooLarge {
         path: resolved.display().display().to_string(),
         size,

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
+mod formats;
+
 /// The kinds of file we read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -18,6 +20,14 @@ pub enum Kind {
     Html,
     /// PDF.
     Pdf,
+    /// reStructuredText.
+    Rst,
+    /// A Word document (`.docx`).
+    Docx,
+    /// An EPUB book.
+    Epub,
+    /// A Jupyter notebook (`.ipynb`).
+    Notebook,
     /// Source code; the language's name.
     Code(&'static str),
 }
@@ -30,6 +40,10 @@ impl Kind {
             Kind::Text => "text",
             Kind::Html => "html",
             Kind::Pdf => "pdf",
+            Kind::Rst => "rst",
+            Kind::Docx => "docx",
+            Kind::Epub => "epub",
+            Kind::Notebook => "notebook",
             Kind::Code(language) => language,
         }
     }
@@ -43,7 +57,11 @@ impl Kind {
         let extension = name.rsplit_once('.')?.1;
         Some(match extension {
             "md" | "markdown" | "mdx" | "mdown" => Kind::Markdown,
-            "txt" | "text" | "rst" | "adoc" | "org" | "csv" | "tsv" | "log" => Kind::Text,
+            "txt" | "text" | "adoc" | "org" | "csv" | "tsv" | "log" => Kind::Text,
+            "rst" | "rest" => Kind::Rst,
+            "docx" => Kind::Docx,
+            "epub" => Kind::Epub,
+            "ipynb" => Kind::Notebook,
             "html" | "htm" | "xhtml" => Kind::Html,
             "pdf" => Kind::Pdf,
             "rs" => Kind::Code("rust"),
@@ -117,6 +135,9 @@ pub enum ExtractError {
         "{MAX_PDF_READERS} slow PDFs are still being read; this one was left out (index again later)"
     )]
     Busy,
+    /// A docx or epub that cannot be read as one.
+    #[error("{0}")]
+    Container(String),
     /// A PDF's streams inflate past the limit.
     #[error(
         "the PDF's compressed streams inflate to more than {} MB (a decompression bomb?); not read",
@@ -178,6 +199,12 @@ pub fn extract(path: &Path, kind: Kind, bytes: &[u8]) -> Result<Extracted, Extra
         Kind::Markdown => markdown(stem, text_of(bytes)?),
         Kind::Text => plain(kind, stem, text_of(bytes)?),
         Kind::Code(_) => code(kind, stem, text_of(bytes)?),
+        Kind::Rst => formats::rst(stem, text_of(bytes)?),
+        Kind::Docx => formats::docx(stem, bytes)?,
+        Kind::Epub => formats::epub(stem, bytes)?,
+        Kind::Notebook => {
+            markdown_titled(Kind::Notebook, stem, formats::notebook(&text_of(bytes)?)?)
+        }
     };
     if extracted.blocks.iter().all(|b| b.text.trim().is_empty()) {
         return Err(ExtractError::Empty);
@@ -185,7 +212,7 @@ pub fn extract(path: &Path, kind: Kind, bytes: &[u8]) -> Result<Extracted, Extra
     Ok(extracted)
 }
 
-fn text_of(bytes: &[u8]) -> Result<String, ExtractError> {
+pub(crate) fn text_of(bytes: &[u8]) -> Result<String, ExtractError> {
     let text = std::str::from_utf8(bytes).map_err(|_| ExtractError::NotText)?;
     if text.contains('\0') {
         return Err(ExtractError::NotText);
@@ -277,10 +304,10 @@ fn within(
 }
 
 /// Byte offset → 1-based line number.
-struct Lines(Vec<usize>);
+pub(crate) struct Lines(Vec<usize>);
 
 impl Lines {
-    fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         Self(
             std::iter::once(0)
                 .chain(text.match_indices('\n').map(|(i, _)| i + 1))
@@ -293,13 +320,13 @@ impl Lines {
     }
 
     /// Lines of the byte range `start..end` (an empty range is its start's line).
-    fn span(&self, start: usize, end: usize) -> (usize, usize) {
+    pub(crate) fn span(&self, start: usize, end: usize) -> (usize, usize) {
         (self.at(start), self.at(end.saturating_sub(1).max(start)))
     }
 }
 
 /// Text split at blank lines into paragraphs.
-fn plain(kind: Kind, title: String, text: String) -> Extracted {
+pub(crate) fn plain(kind: Kind, title: String, text: String) -> Extracted {
     let lines = Lines::new(&text);
     let mut blocks = Vec::new();
     let mut start: Option<usize> = None;
@@ -325,7 +352,13 @@ fn plain(kind: Kind, title: String, text: String) -> Extracted {
     }
 }
 
-fn paragraph(text: &str, lines: &Lines, start: usize, end: usize, headings: &[String]) -> Block {
+pub(crate) fn paragraph(
+    text: &str,
+    lines: &Lines,
+    start: usize,
+    end: usize,
+    headings: &[String],
+) -> Block {
     Block {
         headings: headings.to_vec(),
         text: text[start..end].trim_end().to_owned(),
@@ -337,6 +370,11 @@ fn paragraph(text: &str, lines: &Lines, start: usize, end: usize, headings: &[St
 /// Markdown: top-level blocks under their headings; fences are atomic; front matter is skipped
 /// (its `title:` is used).
 fn markdown(stem: String, text: String) -> Extracted {
+    markdown_titled(Kind::Markdown, stem, text)
+}
+
+/// [`markdown`] for a document of `kind` that is written as Markdown (a notebook).
+fn markdown_titled(kind: Kind, stem: String, text: String) -> Extracted {
     let lines = Lines::new(&text);
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS
@@ -401,7 +439,7 @@ fn markdown(stem: String, text: String) -> Extracted {
         }
     }
     Extracted {
-        kind: Kind::Markdown,
+        kind,
         title: title.filter(|t| !t.is_empty()).unwrap_or(stem),
         blocks,
         text,
@@ -411,47 +449,76 @@ fn markdown(stem: String, text: String) -> Extracted {
 /// HTML: the text of the main content, headings kept as the structure; `pre` blocks atomic.
 fn html(stem: String, source: &str) -> Extracted {
     let document = scraper::Html::parse_document(source);
-    let select = |css: &str| scraper::Selector::parse(css).ok();
-    let title = select("title")
-        .and_then(|s| document.select(&s).next())
-        .map(|t| collapse(&t.text().collect::<String>()))
-        .filter(|t| !t.is_empty());
-    let root = ["main", "#main-content", "article", "body"]
-        .iter()
-        .filter_map(|css| select(css))
-        .find_map(|s| document.select(&s).next());
+    let title = html_title(&document);
     let mut walker = HtmlWalker::default();
-    if let Some(root) = root {
+    if let Some(root) = html_content(&document) {
         walker.walk(root);
     }
-    let first_heading = walker.first_h1.clone();
     walker.flush();
-    Extracted {
-        kind: Kind::Html,
-        title: title.or(first_heading).unwrap_or(stem),
-        blocks: walker.blocks,
-        text: walker.text,
-    }
+    walker.outline.finish(Kind::Html, title, stem)
+}
+
+fn selector(css: &str) -> Option<scraper::Selector> {
+    scraper::Selector::parse(css).ok()
+}
+
+/// A page's `<title>`, if it has one with text.
+pub(crate) fn html_title(document: &scraper::Html) -> Option<String> {
+    selector("title")
+        .and_then(|s| document.select(&s).next())
+        .map(|t| collapse(&t.text().collect::<String>()))
+        .filter(|t| !t.is_empty())
+}
+
+/// Where a page's content is: its `main`, its article, or its body.
+pub(crate) fn html_content(document: &scraper::Html) -> Option<scraper::ElementRef<'_>> {
+    ["main", "#main-content", "article", "body"]
+        .iter()
+        .filter_map(|css| selector(css))
+        .find_map(|s| document.select(&s).next())
 }
 
 fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A document written block by block (HTML, docx, epub), its headings as `#` lines in its
+/// text: the text `get_document` shows and line numbers count.
 #[derive(Default)]
-struct HtmlWalker {
+pub(crate) struct Outline {
     text: String,
     line: usize,
     blocks: Vec<Block>,
     headings: Vec<(u8, String)>,
     first_h1: Option<String>,
-    /// Inline text gathered outside any block element.
-    loose: String,
 }
 
-impl HtmlWalker {
-    /// Appends a block of text to the document text, one line per line.
-    fn push(&mut self, text: &str, atomic: bool) {
+impl Outline {
+    /// A heading of `level` (1–6): the blocks after it are under it, and under the headings
+    /// above it of lower levels.
+    pub(crate) fn heading(&mut self, level: u8, heading: &str) {
+        let heading = collapse(heading);
+        if heading.is_empty() {
+            return;
+        }
+        let level = level.clamp(1, 6);
+        if level == 1 && self.first_h1.is_none() {
+            self.first_h1 = Some(heading.clone());
+        }
+        self.headings.retain(|(l, _)| *l < level);
+        self.headings.push((level, heading.clone()));
+        self.text
+            .push_str(&format!("{} {heading}\n\n", "#".repeat(level.into())));
+        self.line += 2;
+    }
+
+    /// Forgets the headings (a new chapter).
+    pub(crate) fn reset_headings(&mut self) {
+        self.headings.clear();
+    }
+
+    /// Appends a block of text, one line per line; `atomic` blocks are never split.
+    pub(crate) fn push(&mut self, text: &str, atomic: bool) {
         let text = text.trim_matches('\n');
         if text.trim().is_empty() {
             return;
@@ -469,14 +536,35 @@ impl HtmlWalker {
         });
     }
 
-    fn flush(&mut self) {
+    /// The document: titled `title`, else by its first top-level heading, else `stem`.
+    pub(crate) fn finish(self, kind: Kind, title: Option<String>, stem: String) -> Extracted {
+        Extracted {
+            kind,
+            title: title.or(self.first_h1).unwrap_or(stem),
+            blocks: self.blocks,
+            text: self.text,
+        }
+    }
+}
+
+/// Walks an HTML element into an [`Outline`].
+#[derive(Default)]
+pub(crate) struct HtmlWalker {
+    pub(crate) outline: Outline,
+    /// Inline text gathered outside any block element.
+    loose: String,
+}
+
+impl HtmlWalker {
+    /// Ends the block of loose text gathered so far.
+    pub(crate) fn flush(&mut self) {
         let loose = collapse(&std::mem::take(&mut self.loose));
         if !loose.is_empty() {
-            self.push(&loose, false);
+            self.outline.push(&loose, false);
         }
     }
 
-    fn walk(&mut self, element: scraper::ElementRef<'_>) {
+    pub(crate) fn walk(&mut self, element: scraper::ElementRef<'_>) {
         for child in element.children() {
             if let Some(text) = child.value().as_text() {
                 self.loose.push_str(text);
@@ -492,23 +580,13 @@ impl HtmlWalker {
                 "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
                     self.flush();
                     let level = name.as_bytes()[1] - b'0';
-                    let heading = collapse(&child.text().collect::<String>());
-                    if heading.is_empty() {
-                        continue;
-                    }
-                    if level == 1 && self.first_h1.is_none() {
-                        self.first_h1 = Some(heading.clone());
-                    }
-                    self.headings.retain(|(l, _)| *l < level);
-                    self.headings.push((level, heading.clone()));
-                    self.text
-                        .push_str(&format!("{} {heading}\n\n", "#".repeat(level.into())));
-                    self.line += 2;
+                    self.outline
+                        .heading(level, &child.text().collect::<String>());
                 }
                 "pre" => {
                     self.flush();
                     let code: String = child.text().collect();
-                    self.push(&code, true);
+                    self.outline.push(&code, true);
                 }
                 "p" | "li" | "dt" | "dd" | "td" | "th" | "figcaption" | "summary" | "caption"
                 | "blockquote"
@@ -516,7 +594,7 @@ impl HtmlWalker {
                 {
                     self.flush();
                     let text = collapse(&child.text().collect::<String>());
-                    self.push(&text, false);
+                    self.outline.push(&text, false);
                 }
                 _ => {
                     let block_level = matches!(

@@ -149,7 +149,8 @@ struct SearchArgs {
     mode: Option<Mode>,
     /// Only documents whose path (relative to the indexed folder) matches this glob, e.g. `docs/**/*.md`.
     path_glob: Option<String>,
-    /// Only these kinds (markdown, text, html, pdf, rust, python, …) or extensions (md, rs, …).
+    /// Only these kinds (markdown, text, html, pdf, rst, docx, epub, notebook, rust, python, …)
+    /// or extensions (md, rs, ipynb, …).
     file_types: Option<Vec<String>>,
 }
 

@@ -4,12 +4,14 @@
 //!
 //! - `attacks`: attacks on the server, through the protocol, as a hostile client or a hostile
 //!   file would try them.
+//! - `formats`: docx, epub, notebooks, reStructuredText and zip archives (no model).
 //! - `index`: the index with the real model.
 //! - `protocol`: `mcp-docs` under the peer clients and the official suite (its RESULTS.md row).
 //! - `server`: the `mcp-docs` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attacks;
+mod formats;
 mod index;
 mod protocol;
 mod server;

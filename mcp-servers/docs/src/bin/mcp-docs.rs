@@ -117,7 +117,8 @@ enum Command {
         #[arg(long, value_name = "GLOB")]
         path_glob: Option<String>,
 
-        /// Only these kinds or extensions (repeatable): markdown, html, pdf, rust, md, …
+        /// Only these kinds or extensions (repeatable): markdown, html, pdf, docx, epub, notebook,
+        /// rst, rust, md, …
         #[arg(long = "type", value_name = "TYPE")]
         file_types: Vec<String>,
 

@@ -8,6 +8,7 @@
 //! [`Library`] is opened here; `update` writes it, `search` reads it, `catalog` keeps every
 //! chunk's file and vector in memory, `schema` says what tantivy stores.
 
+mod archive;
 mod catalog;
 mod schema;
 mod search;
@@ -22,7 +23,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use mcp_core::sandbox::{FinalLink, Resolved, Sandbox, SandboxError, read_regular};
+use mcp_core::sandbox::{FinalLink, Resolved, Sandbox, SandboxError, open_regular, read_open};
 use rusqlite::{Connection, OptionalExtension as _};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, directory::MmapDirectory, doc};
 
@@ -213,9 +214,9 @@ impl Selection {
             None | Some("") | Some(".") => true,
             Some(scope) => {
                 relative == scope
-                    || relative
-                        .strip_prefix(scope)
-                        .is_some_and(|rest| rest.starts_with('/'))
+                    || relative.strip_prefix(scope).is_some_and(|rest| {
+                        rest.starts_with('/') || rest.starts_with(archive::SEPARATOR)
+                    })
             }
         }
     }
@@ -470,10 +471,10 @@ impl Library {
         })
     }
 
-    /// The bytes of the file at `relative` (a path the walk gave: clean, beneath the folder),
-    /// read through the folder's sandbox: a regular file of at most [`MAX_FILE_BYTES`], never
-    /// through a symbolic link (the walk lists none, so one found now was swapped in).
-    fn read(&self, relative: &str) -> Result<Vec<u8>, String> {
+    /// The file at `relative` (a path the walk gave: clean, beneath the folder), opened through
+    /// the folder's sandbox: a regular file, never through a symbolic link (the walk lists none,
+    /// so one found now was swapped in). Returns it with its size and where it is.
+    fn open_file(&self, relative: &str) -> Result<(cap_std::fs::File, u64, Resolved), String> {
         let folder = self.folder.as_ref().ok_or_else(|| {
             format!(
                 "the indexed folder {} cannot be opened",
@@ -497,7 +498,20 @@ impl Library {
             root: root.clone(),
             rel: rel.to_owned(),
         };
-        read_regular(&resolved, MAX_FILE_BYTES, FinalLink::Refuse).map_err(|error| match error {
+        let (file, size) = open_regular(&resolved, FinalLink::Refuse).map_err(|e| e.to_string())?;
+        Ok((file, size, resolved))
+    }
+
+    /// The bytes of the document at `relative`: a file of at most [`MAX_FILE_BYTES`] read
+    /// through the folder's sandbox ([`Library::open_file`]), or a document inside an archive
+    /// (`archive.zip!/inner/path`), read from the archive `open` holds if it is that one, else
+    /// from the archive opened (and left in `open`) now.
+    fn read(&self, relative: &str, open: &mut Option<archive::Open>) -> Result<Vec<u8>, String> {
+        if let Some((archive, inner)) = archive::split(relative) {
+            return self.open_archive(archive, open)?.read(inner);
+        }
+        let (file, size, resolved) = self.open_file(relative)?;
+        read_open(file, size, &resolved, MAX_FILE_BYTES).map_err(|error| match error {
             SandboxError::TooLarge { size, .. } => format!(
                 "too large ({} MB; the limit is {} MB)",
                 size / (1024 * 1024),
@@ -505,6 +519,22 @@ impl Library {
             ),
             other => other.to_string(),
         })
+    }
+
+    /// The archive `relative`: the one `open` holds if it is that one, else opened now and left
+    /// in `open`.
+    fn open_archive<'a>(
+        &self,
+        relative: &str,
+        open: &'a mut Option<archive::Open>,
+    ) -> Result<&'a mut archive::Open, String> {
+        if !open.as_ref().is_some_and(|o| o.is(relative)) {
+            *open = None;
+            let (file, _, _) = self.open_file(relative)?;
+            *open = Some(archive::Open::new(relative, file)?);
+        }
+        open.as_mut()
+            .ok_or_else(|| format!("{relative} could not be opened"))
     }
 
     /// A document's text (as `extract` sees it), whole or lines `start..=end`, with its title.
@@ -530,7 +560,7 @@ impl Library {
         let full = self.root.join(&relative);
         let kind = Kind::of(&full).ok_or_else(|| DocsError::UnknownDocument(path.to_owned()))?;
         let bytes = self
-            .read(&relative)
+            .read(&relative, &mut None)
             .map_err(|e| DocsError::Io(std::io::Error::other(e)))?;
         let document = extract::extract(&full, kind, &bytes)
             .map_err(|e| DocsError::Io(std::io::Error::other(e.to_string())))?;

@@ -10,7 +10,7 @@ use rusqlite::params;
 use sha2::{Digest as _, Sha256};
 use tantivy::{Term, doc};
 
-use super::{DocsError, Library, Progress, Report, Selection, Writer, file_stem, now};
+use super::{DocsError, Library, Progress, Report, Selection, Writer, archive, file_stem, now};
 use crate::{
     chunk::{self, Chunk, Sizes},
     embed::Embedder,
@@ -121,10 +121,43 @@ impl Library {
                 reason: "load the model (see `mcp-docs index --help`)".into(),
             });
         }
-        let files: Vec<(String, PathBuf, Kind)> = walk(&self.root, selection)?
-            .into_iter()
-            .filter(|(relative, _, _)| selection.in_scope(relative))
-            .collect();
+        let (mut files, archives) = walk(&self.root, selection)?;
+        files.retain(|(relative, _, _)| selection.in_scope(relative));
+        // The documents inside archives, under the archive's path; an archive that cannot be
+        // read is reported (and its documents, if they were indexed, dropped).
+        let mut failed: Vec<(String, String)> = Vec::new();
+        for (relative, path) in archives {
+            if !selection.in_scope(&relative) {
+                continue;
+            }
+            let mut open = None;
+            match self.open_archive(&relative, &mut open) {
+                Ok(archive) => {
+                    let (documents, left_out) = archive.documents();
+                    for (inner, kind) in documents {
+                        let member = format!("{relative}{}{inner}", archive::SEPARATOR);
+                        let path = PathBuf::from(format!(
+                            "{}{}{inner}",
+                            path.display(),
+                            archive::SEPARATOR
+                        ));
+                        files.push((member, path, kind));
+                    }
+                    if left_out > 0 {
+                        failed.push((
+                            relative,
+                            format!(
+                                "{left_out} documents left out: at most {} are indexed from one archive",
+                                archive::MAX_DOCUMENTS
+                            ),
+                        ));
+                    }
+                }
+                Err(reason) => failed.push((relative, reason)),
+            }
+        }
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        files.dedup_by(|a, b| a.0 == b.0);
         let known: HashMap<String, String> = {
             let db = self.db();
             let mut statement = db.prepare("SELECT path, hash FROM files")?;
@@ -154,7 +187,7 @@ impl Library {
         // the first one not yet written.
         progress.stage("indexing", files.len());
         let mut batch = Batch::default();
-        let mut failed: Vec<(String, String)> = Vec::new();
+        let mut open = None;
         for (at, (relative, path, kind)) in files.iter().enumerate() {
             if progress.stopped() {
                 // What was read is written (as at the end), so the next update finds it done.
@@ -162,7 +195,7 @@ impl Library {
                 return Err(DocsError::Stopped);
             }
             let previous = known.get(relative);
-            match self.read_changed(relative, path, *kind, previous) {
+            match self.read_changed(relative, path, *kind, previous, &mut open) {
                 Ok(None) => report.unchanged += 1,
                 Ok(Some(fresh)) => {
                     if previous.is_some() {
@@ -281,21 +314,39 @@ impl Library {
     }
 
     /// The file at `relative` read, hashed and chunked; `None` when its hash is `previous`.
+    ///
+    /// A document inside an archive is known by what the archive says of it (its CRC-32 and
+    /// size), so an unchanged one is not inflated again; `open` keeps the archive open from one
+    /// of its documents to the next.
     fn read_changed(
         &self,
         relative: &str,
         path: &Path,
         kind: Kind,
         previous: Option<&String>,
+        open: &mut Option<archive::Open>,
     ) -> Result<Option<Fresh>, String> {
-        let bytes = self.read(relative)?;
-        let hash: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if previous == Some(&hash) {
-            return Ok(None);
-        }
+        let (bytes, hash) = match archive::split(relative) {
+            Some((archive, inner)) => {
+                let archive = self.open_archive(archive, open)?;
+                let stamp = archive.stamp(inner)?;
+                if previous == Some(&stamp) {
+                    return Ok(None);
+                }
+                (archive.read(inner)?, stamp)
+            }
+            None => {
+                let bytes = self.read(relative, open)?;
+                let hash: String = Sha256::digest(&bytes)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                if previous == Some(&hash) {
+                    return Ok(None);
+                }
+                (bytes, hash)
+            }
+        };
         let (title, chunks) = match extract::extract(path, kind, &bytes) {
             Ok(document) => (
                 document.title,
@@ -427,9 +478,16 @@ pub fn embedding_text(title: &str, chunk: &Chunk) -> String {
     format!("{}\n{}", context.join(" > "), chunk.text)
 }
 
+/// Documents found by [`walk`]: (relative path, full path, kind).
+type Documents = Vec<(String, PathBuf, Kind)>;
+
 /// The files to index under `root` (as git sees them: `.gitignore` and hidden files are
-/// honoured even outside a repository): (relative path, full path, kind).
-pub fn walk(root: &Path, selection: &Selection) -> Result<Vec<(String, PathBuf, Kind)>, DocsError> {
+/// honoured even outside a repository): the documents (relative path, full path, kind), and the
+/// zip archives to look into (relative path, full path).
+pub fn walk(
+    root: &Path,
+    selection: &Selection,
+) -> Result<(Documents, Vec<(String, PathBuf)>), DocsError> {
     let build = |patterns: &[String]| -> Result<Option<GlobSet>, DocsError> {
         if patterns.is_empty() {
             return Ok(None);
@@ -448,6 +506,7 @@ pub fn walk(root: &Path, selection: &Selection) -> Result<Vec<(String, PathBuf, 
     let include = build(&selection.include)?;
     let exclude = build(&selection.exclude)?;
     let mut files = Vec::new();
+    let mut archives = Vec::new();
     let walker = ignore::WalkBuilder::new(root)
         .require_git(false)
         .follow_links(false)
@@ -475,7 +534,9 @@ pub fn walk(root: &Path, selection: &Selection) -> Result<Vec<(String, PathBuf, 
         }
         if let Some(kind) = Kind::of(path) {
             files.push((relative_text, path.to_owned(), kind));
+        } else if archive::is_archive(path) {
+            archives.push((relative_text, path.to_owned()));
         }
     }
-    Ok(files)
+    Ok((files, archives))
 }
