@@ -1,16 +1,20 @@
 //! `mcp-docs`: hybrid search over a folder of documents, privately, with local embeddings.
 //!
-//! - [`extract`]: files (Markdown, text, HTML, PDF, source code) into titled, headed blocks.
+//! - [`extract`]: files (Markdown, text, HTML, PDF, reStructuredText, docx, epub, notebooks,
+//!   source code) into titled, headed blocks.
 //! - [`chunk`]: blocks into overlapping chunks that never cut a code fence.
 //! - [`embed`]: local embeddings (fastembed on an ONNX Runtime found at run time).
 //! - [`index`]: tantivy (BM25, stored chunks) and SQLite (files, hashes, failures, vectors and
 //!   the model they came from) in a data directory; incremental updates; hybrid search.
+//! - [`budget`]: search answers fitted to a token budget (passages merged, near-duplicates
+//!   dropped, citations kept).
 //! - [`server`]: the MCP tools and resources.
 //! - [`setup`]: first use: ONNX Runtime and the model fetched from PyPI, checked, cached.
 //! - [`watch`]: `serve --watch`, the folder followed live.
 
 #![warn(missing_docs)]
 
+pub mod budget;
 mod chunk;
 pub mod embed;
 pub mod extract;

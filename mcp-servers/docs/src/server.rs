@@ -22,6 +22,7 @@ use rmcp::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    budget,
     embed::Embedder,
     index::{Filter, Hit, Library, Mode, Progress, Report, Selection, Writer},
 };
@@ -152,12 +153,25 @@ struct SearchArgs {
     /// Only these kinds (markdown, text, html, pdf, rst, docx, epub, notebook, rust, python, …)
     /// or extensions (md, rs, ipynb, …).
     file_types: Option<Vec<String>>,
+    /// Answer with whole passages that fit this many tokens (estimated high) instead of
+    /// snippets: hits of one file that touch are merged, near-duplicates dropped, each passage
+    /// cited by path, lines and headings. k then defaults to 20.
+    max_tokens: Option<usize>,
 }
+
+/// Least `max_tokens` a search takes: a citation and a few lines.
+const MIN_MAX_TOKENS: usize = 50;
 
 #[derive(Serialize)]
 struct SearchAnswer {
     mode: Mode,
-    hits: Vec<Hit>,
+    /// The hits, unless the answer is fitted to a budget (then its passages).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hits: Option<Vec<Hit>>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    fitted: Option<budget::Fitted>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
 }
@@ -189,13 +203,7 @@ struct ReindexArgs {
 }
 
 fn hit_text(rank: usize, hit: &Hit) -> String {
-    let mut place = hit.title.clone();
-    for heading in &hit.headings {
-        if *heading != hit.title {
-            place.push_str(" › ");
-            place.push_str(heading);
-        }
-    }
+    let place = budget::place(&hit.title, &hit.headings);
     format!(
         "{rank}. {}:{}-{} — {place} (score {:.3})\n   {}",
         hit.path,
@@ -316,7 +324,7 @@ pub fn report_text(report: &Report) -> String {
 #[tool_router]
 impl DocsServer {
     #[tool(
-        description = "Search the indexed documents. Answers with passages (path, line range, title and heading path, a snippet with matched words in **bold**, score); open one with get_document.",
+        description = "Search the indexed documents. Answers with passages (path, line range, title and heading path, a snippet with matched words in **bold**, score); open one with get_document. With max_tokens, answers instead with whole passages that fit that budget (touching hits of a file merged, near-duplicates dropped, each cited by path, lines and headings).",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn search(
@@ -332,7 +340,16 @@ impl DocsServer {
             path_glob: args.path_glob,
             file_types: args.file_types.unwrap_or_default(),
         };
-        let k = args.k.unwrap_or(10);
+        if let Some(max) = args.max_tokens
+            && max < MIN_MAX_TOKENS
+        {
+            return Err(ToolError::new(format!(
+                "max_tokens is {max}; a passage and its citation need at least {MIN_MAX_TOKENS}"
+            )));
+        }
+        let k = args
+            .k
+            .unwrap_or(if args.max_tokens.is_some() { 20 } else { 10 });
         let query = args.query.clone();
         let hits = on_pool("the search", move || {
             shared
@@ -355,8 +372,11 @@ impl DocsServer {
         } else {
             (requested, None)
         };
+        let fitted = args.max_tokens.map(|max| budget::fit(&hits, max));
         let mut text = if hits.is_empty() {
             format!("No passages match {:?}.", args.query)
+        } else if let Some(fitted) = &fitted {
+            budget::render(fitted)
         } else {
             hits.iter()
                 .enumerate()
@@ -367,7 +387,15 @@ impl DocsServer {
         if let Some(note) = &note {
             text.push_str(&format!("\n({note})"));
         }
-        Ok(structured(text, &SearchAnswer { mode, hits, note }))
+        let hits = fitted.is_none().then_some(hits);
+        let answer = SearchAnswer {
+            mode,
+            hits,
+            fitted,
+            max_tokens: args.max_tokens,
+            note,
+        };
+        Ok(structured(text, &answer))
     }
 
     #[tool(

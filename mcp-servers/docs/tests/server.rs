@@ -221,6 +221,37 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
     .await;
     assert_eq!(outside.is_error, Some(true));
 
+    // Fitted to a token budget: whole passages, cited, the answer within the budget.
+    for budget in [120, 400] {
+        let result = call(
+            &client,
+            "search",
+            json!({"query": "kettle installer restart", "mode": "bm25", "max_tokens": budget}),
+        )
+        .await;
+        let fitted = structured(&result);
+        assert!(fitted.get("hits").is_none(), "{fitted}");
+        let passages = fitted["passages"].as_array().unwrap();
+        assert!(!passages.is_empty(), "{fitted}");
+        assert_eq!(passages[0]["path"], "guide/install.md");
+        assert!(passages[0]["headings"].as_array().is_some(), "{fitted}");
+        let used = fitted["tokens"].as_u64().unwrap();
+        assert!(used <= budget, "{fitted}");
+        let text = &result.content[0].as_text().unwrap().text;
+        assert!(
+            mcp_server_docs::budget::tokens(text) <= budget as usize,
+            "{text}"
+        );
+        assert!(text.starts_with("[1] guide/install.md:"), "{text}");
+    }
+    let too_small = call(
+        &client,
+        "search",
+        json!({"query": "kettle", "max_tokens": 10}),
+    )
+    .await;
+    assert_eq!(too_small.is_error, Some(true));
+
     let status = structured(&call(&client, "index_status", json!({})).await);
     assert_eq!(status["files"], 7);
     assert_eq!(status["failures"].as_array().unwrap().len(), 2);

@@ -106,9 +106,9 @@ enum Command {
         #[command(flatten)]
         args: IndexArgs,
 
-        /// How many results.
-        #[arg(short, default_value_t = 10)]
-        k: usize,
+        /// How many results [default: 10, or 20 with --max-tokens].
+        #[arg(short)]
+        k: Option<usize>,
 
         #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
         mode: Mode,
@@ -121,6 +121,11 @@ enum Command {
         /// rst, rust, md, …
         #[arg(long = "type", value_name = "TYPE")]
         file_types: Vec<String>,
+
+        /// Print whole passages that fit this many tokens (estimated high) instead of snippets:
+        /// touching hits of a file merged, near-duplicates dropped, each cited (k defaults to 20).
+        #[arg(long, value_name = "N")]
+        max_tokens: Option<usize>,
 
         /// Print JSON.
         #[arg(long)]
@@ -327,6 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mode,
             path_glob,
             file_types,
+            max_tokens,
             json,
         } => {
             let setup = prepare(&args, false)?;
@@ -337,9 +343,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 path_glob,
                 file_types,
             };
+            let k = k.unwrap_or(if max_tokens.is_some() { 20 } else { 10 });
             let hits = library.search(&query, k, mode, &filter, setup.embedder.as_ref())?;
             let mut out = std::io::stdout().lock();
-            if json {
+            if let Some(max) = max_tokens {
+                let fitted = mcp_server_docs::budget::fit(&hits, max);
+                if json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&fitted)?)?;
+                } else {
+                    write!(out, "{}", mcp_server_docs::budget::render(&fitted))?;
+                }
+            } else if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&hits)?)?;
             } else if hits.is_empty() {
                 writeln!(out, "no passages match {query:?}")?;

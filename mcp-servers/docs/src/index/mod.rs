@@ -162,6 +162,9 @@ pub struct Hit {
     pub lines: [u64; 2],
     /// The best passage, matched terms in `**bold**`.
     pub snippet: String,
+    /// The chunk's whole text (for answers fitted to a token budget).
+    #[serde(skip)]
+    pub text: String,
     /// The fused score (higher is better).
     pub score: f32,
     /// The chunk's id in the index.

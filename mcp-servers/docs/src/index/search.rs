@@ -175,6 +175,7 @@ impl Library {
                     u64_of(&document, f.line_end),
                 ],
                 snippet: snippet.trim().to_owned(),
+                text,
                 score,
                 id,
             });
