@@ -340,12 +340,18 @@ fn home() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// `~` and `~/…` → the home directory.
+/// `~` and `~/…` → the home directory. The environment is read only for a path that starts with
+/// `~` (every tool call resolves a path through here).
 pub fn expand_home(path: &str) -> PathBuf {
-    match (path, home()) {
-        ("~", Some(home)) => home,
-        (p, Some(home)) if p.starts_with("~/") => home.join(&p[2..]),
-        (p, _) => PathBuf::from(p),
+    let rest = match path.strip_prefix('~') {
+        Some("") => "",
+        Some(rest) if rest.starts_with('/') => &rest[1..],
+        _ => return PathBuf::from(path),
+    };
+    match home() {
+        Some(home) if rest.is_empty() => home,
+        Some(home) => home.join(rest),
+        None => PathBuf::from(path),
     }
 }
 
