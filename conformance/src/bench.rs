@@ -61,6 +61,24 @@ pub fn baseline() -> Option<(String, PathBuf)> {
     })
 }
 
+/// The report's section setting this build beside the [`baseline`] `label`: what the ratio
+/// means, then a table of `columns` (its first ones naming the workload, then this build,
+/// baseline, ratio) with `rows`. `how` says how both were measured.
+pub fn baseline_section(label: &str, how: &str, columns: &[&str], rows: &[String]) -> String {
+    format!(
+        "\n## This build against a baseline build\n\n\
+         This build against `{label}` (given as `MCP_BENCH_BASELINE`), the same server built from \
+         an earlier commit, {how}, rounds interleaved in this same run. Ratio = the baseline's \
+         time ÷ this build's: 1.00 is as fast, below 1.00 slower. Ratios against a peer move by a \
+         tenth to a quarter from one run to the next on a shared machine for the same code; this \
+         table is what says whether a change made the server slower.\n\n\
+         | {} |\n|{}\n{}\n",
+        columns.join(" | "),
+        "---|".repeat(columns.len()),
+        rows.join("\n")
+    )
+}
+
 /// Prints `report` and writes it to `BENCHMARKS.md` in `crate_dir`.
 pub fn write_report(crate_dir: &Path, report: &str) -> std::io::Result<()> {
     #[allow(clippy::print_stdout)]

@@ -95,53 +95,28 @@ pub fn render(fitted: &Fitted) -> String {
 /// Fits `hits` (best first, each with its chunk's whole text) into `max_tokens`.
 pub fn fit(hits: &[Hit], max_tokens: usize) -> Fitted {
     let mut fitted = Fitted::default();
-    // Merge, keeping the rank of each passage's best hit.
-    let mut passages: Vec<Passage> = Vec::new();
-    for hit in hits {
-        let touching = passages.iter_mut().find(|p| {
-            p.path == hit.path && hit.lines[0] <= p.lines[1] + 1 && p.lines[0] <= hit.lines[1] + 1
-        });
-        match touching {
-            Some(passage) => {
-                merge(passage, hit);
-                fitted.merged += 1;
-            }
-            None => passages.push(Passage {
-                path: hit.path.clone(),
-                title: hit.title.clone(),
-                headings: hit.headings.clone(),
-                lines: hit.lines,
-                text: hit.text.clone(),
-                score: hit.score,
-                truncated: false,
-            }),
-        }
-    }
-    // A merge can make two passages touch that did not: merge until none do.
-    let mut i = 0;
-    while i < passages.len() {
-        let touching = (i + 1..passages.len()).find(|&j| {
-            let (a, b) = (&passages[i], &passages[j]);
-            a.path == b.path && b.lines[0] <= a.lines[1] + 1 && a.lines[0] <= b.lines[1] + 1
-        });
-        match touching {
-            Some(j) => {
-                let later = passages.remove(j);
-                let as_hit = Hit {
-                    path: later.path,
-                    title: later.title,
-                    headings: later.headings,
-                    lines: later.lines,
-                    snippet: String::new(),
-                    text: later.text,
-                    score: later.score,
-                    id: 0,
-                };
-                merge(&mut passages[i], &as_hit);
-                fitted.merged += 1;
-            }
-            None => i += 1,
-        }
+    // Each hit a passage, best first; then touching passages of a file merged, the later into
+    // the earlier (which keeps the better rank), until none touch: a merge can make a passage
+    // reach one it did not.
+    let mut passages: Vec<Passage> = hits
+        .iter()
+        .map(|hit| Passage {
+            path: hit.path.clone(),
+            title: hit.title.clone(),
+            headings: hit.headings.clone(),
+            lines: hit.lines,
+            text: hit.text.clone(),
+            score: hit.score,
+            truncated: false,
+        })
+        .collect();
+    while let Some((i, j)) = (0..passages.len())
+        .flat_map(|i| (i + 1..passages.len()).map(move |j| (i, j)))
+        .find(|&(i, j)| touch(&passages[i], &passages[j]))
+    {
+        let later = passages.remove(j);
+        merge(&mut passages[i], later);
+        fitted.merged += 1;
     }
     // Drop near-duplicates of better passages.
     let mut kept: Vec<(Passage, HashSet<u64>)> = Vec::new();
@@ -188,17 +163,21 @@ const NEAR_DUPLICATE: f64 = 0.8;
 /// A passage is cut to fit only if this many tokens of it fit.
 const MIN_CUT_TOKENS: usize = 40;
 
-/// Appends `hit` (of the same file, touching or overlapping `passage`) to `passage`: the line
-/// range's union, the text joined where the two overlap (chunks of a section share about 150
-/// bytes), the headings both share.
-fn merge(passage: &mut Passage, hit: &Hit) {
-    let (first, second) = if hit.lines[0] < passage.lines[0] {
-        (hit.text.as_str(), passage.text.as_str())
+/// Whether two passages are of one file and their lines overlap or follow each other.
+fn touch(a: &Passage, b: &Passage) -> bool {
+    a.path == b.path && b.lines[0] <= a.lines[1] + 1 && a.lines[0] <= b.lines[1] + 1
+}
+
+/// Joins `other` (of the same file, touching `passage`) to `passage`: the line range's union,
+/// the text joined where the two overlap (chunks of a section share about 150 bytes), the
+/// headings both share, the better score.
+fn merge(passage: &mut Passage, other: Passage) {
+    let (first, second) = if other.lines[0] < passage.lines[0] {
+        (other.text.as_str(), passage.text.as_str())
     } else {
-        (passage.text.as_str(), hit.text.as_str())
+        (passage.text.as_str(), other.text.as_str())
     };
-    let contained = first.contains(second);
-    let text = if contained {
+    let text = if first.contains(second) {
         first.to_owned()
     } else if second.contains(first) {
         second.to_owned()
@@ -219,17 +198,17 @@ fn merge(passage: &mut Passage, hit: &Hit) {
     };
     passage.text = text;
     passage.lines = [
-        passage.lines[0].min(hit.lines[0]),
-        passage.lines[1].max(hit.lines[1]),
+        passage.lines[0].min(other.lines[0]),
+        passage.lines[1].max(other.lines[1]),
     ];
     let shared = passage
         .headings
         .iter()
-        .zip(&hit.headings)
+        .zip(&other.headings)
         .take_while(|(a, b)| a == b)
         .count();
     passage.headings.truncate(shared);
-    passage.score = passage.score.max(hit.score);
+    passage.score = passage.score.max(other.score);
 }
 
 /// Cuts `passage` to its first lines that fit in `budget` tokens; false if not even one does.
@@ -327,6 +306,22 @@ mod tests {
         assert_eq!(first.headings, vec!["Guide", "Install"]);
         assert_eq!(first.score, 0.9);
         assert_eq!(fitted.passages[2].lines, [40, 41]);
+    }
+
+    #[test]
+    fn a_merge_that_reaches_an_earlier_passage_joins_it_too() {
+        // 1 and 3 do not touch; 2 joins 3 and then reaches 1.
+        let hits = [
+            hit("a.md", [1, 5], &[], "one", 0.9),
+            hit("a.md", [12, 20], &[], "three", 0.8),
+            hit("a.md", [6, 11], &[], "two", 0.7),
+        ];
+        let fitted = fit(&hits, 10_000);
+        assert_eq!(fitted.merged, 2);
+        assert_eq!(fitted.passages.len(), 1);
+        assert_eq!(fitted.passages[0].lines, [1, 20]);
+        assert_eq!(fitted.passages[0].text, "one\ntwo\nthree");
+        assert_eq!(fitted.passages[0].score, 0.9);
     }
 
     #[test]

@@ -412,16 +412,11 @@ async fn main() {
                 None,
                 2,
             ));
-            format!(
-                "\n## This build against a baseline build\n\n\
-                 This build against `{label}` (given as `MCP_BENCH_BASELINE`), the same server \
-                 built from an earlier commit, through the lean client (cold starts through rmcp's), \
-                 rounds interleaved in this same run. Ratio = the baseline's time ÷ this build's: \
-                 1.00 is as fast, below 1.00 slower. Ratios against the official server move by a \
-                 quarter from one run to the next on this shared machine for the same code; this \
-                 table is what says whether a change made the server slower.\n\n\
-                 | workload | this build | baseline | ratio |\n|---|---|---|---|\n{}\n",
-                rows.join("\n")
+            bench::baseline_section(
+                label,
+                "through the lean client (cold starts through rmcp's)",
+                &["workload", "this build", "baseline", "ratio"],
+                &rows,
             )
         }
         None => String::new(),

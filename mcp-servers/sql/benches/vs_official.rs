@@ -375,16 +375,18 @@ async fn main() {
         baseline_rows.extend(measure("PostgreSQL", &ours_pg, &base, 2).await.0);
     }
     let against_baseline = match &baseline {
-        Some((label, _)) => format!(
-            "\n## This build against a baseline build\n\n\
-             This build against `{label}` (given as `MCP_BENCH_BASELINE`), the same server built \
-             from an earlier commit, with the same flags, data and rounds, interleaved in this same \
-             run. Ratio = the baseline's time ÷ this build's: 1.00 is as fast, below 1.00 slower. \
-             Ratios against the references move by a tenth or more from one run to the next on \
-             this shared machine for the same code (so does PostgreSQL alone); this table is what \
-             says whether a change made the server slower.\n\n\
-             | engine | workload | client | this build | baseline | ratio |\n|---|---|---|---|---|---|\n{}\n",
-            baseline_rows.join("\n")
+        Some((label, _)) => bench::baseline_section(
+            label,
+            "with the same flags, data and clients",
+            &[
+                "engine",
+                "workload",
+                "client",
+                "this build",
+                "baseline",
+                "ratio",
+            ],
+            &baseline_rows,
         ),
         None => String::new(),
     };

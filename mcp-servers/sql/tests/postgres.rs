@@ -11,7 +11,7 @@ use crate::support;
 use std::{process::Command, time::Duration};
 
 use crate::support::{
-    all_refused, cancel_a_slow_query, count_t, ok,
+    all_refused, assert_unchanged, cancel_a_slow_query, count_t, ok,
     pg::{admin, url_for},
     refused, server,
 };
@@ -100,25 +100,6 @@ fn dump(database: &str) -> String {
         .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// The first line where two dumps differ, for a readable failure.
-fn first_difference(before: &str, after: &str) -> Option<(usize, String, String)> {
-    let (mut a, mut b) = (before.lines(), after.lines());
-    for number in 1.. {
-        match (a.next(), b.next()) {
-            (None, None) => return None,
-            (x, y) if x == y => continue,
-            (x, y) => {
-                return Some((
-                    number,
-                    x.unwrap_or("<end>").to_owned(),
-                    y.unwrap_or("<end>").to_owned(),
-                ));
-            }
-        }
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,12 +436,7 @@ async fn every_attack_fails_and_the_database_is_unchanged() {
     assert_eq!(ok(&count)["rows"][0][0], 2500);
     drop(client);
     assert!(!pwned.exists(), "COPY TO PROGRAM ran");
-    let after = dump(&name);
-    assert_eq!(
-        first_difference(&before, &after),
-        None,
-        "the database changed (line, before, after)"
-    );
+    assert_unchanged(&before, &dump(&name));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,3 +136,20 @@ pub async fn count_t(wire: &mut Wire, within: Duration) -> Value {
         .unwrap();
     next["result"]["structuredContent"]["rows"][0][0].clone()
 }
+
+/// Fails, naming the first line that differs, when a database's dump after the attacks is not
+/// the dump before them.
+pub fn assert_unchanged(before: &str, after: &str) {
+    let (mut a, mut b) = (before.lines(), after.lines());
+    for number in 1.. {
+        match (a.next(), b.next()) {
+            (None, None) => return,
+            (x, y) if x == y => {}
+            (x, y) => panic!(
+                "the database changed at line {number} of its dump:\n  before: {}\n  after:  {}",
+                x.unwrap_or("<end>"),
+                y.unwrap_or("<end>")
+            ),
+        }
+    }
+}
