@@ -236,11 +236,16 @@ impl ServerHandler for Lab {
     }
 }
 
+/// The lab over Streamable HTTP.
 async fn lab() -> (Lab, HttpServer) {
+    lab_over(Transport::Http).await
+}
+
+async fn lab_over(transport: Transport) -> (Lab, HttpServer) {
     let lab = Lab::default();
     let server = HttpServer::start(
         lab.clone(),
-        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
+        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[transport]),
     )
     .await
     .unwrap();
@@ -540,12 +545,16 @@ async fn approvals_limits_and_a_tool_call_written_as_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_ask_back_sampling_elicitation_roots_and_report_progress_logs_and_new_tools() {
     let fx = fixture().await;
-    let (_lab, lab_server) = lab().await;
+    // The lab over legacy SSE, where its `tools/list_changed` and the answer to `unlock` share
+    // one stream, in order. Over Streamable HTTP rmcp sends that notification on the GET stream,
+    // another connection, so it may arrive after the answer (the client then follows it before
+    // the model request after next); only the one-stream order makes the check below exact.
+    let (_lab, lab_server) = lab_over(Transport::Sse).await;
     let dir = tempfile::tempdir().unwrap();
     write_config(
         dir.path(),
         json!({"fx": {"type": "http", "url": fx.url("/mcp")},
-               "lab": {"type": "http", "url": lab_server.url("/mcp")}}),
+               "lab": {"type": "sse", "url": lab_server.url("/sse")}}),
     );
     let llm = FakeLlm::start(vec![
         call("fx__test_sampling", json!({"prompt": "What is 2+2?"})),
