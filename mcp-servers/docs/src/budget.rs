@@ -23,6 +23,9 @@ pub fn tokens(text: &str) -> usize {
 /// A passage of the answer.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Passage {
+    /// The collection the document is in (empty when one index was searched alone).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub collection: String,
     /// The document's path, relative to the indexed folder.
     pub path: String,
     /// The document's title.
@@ -68,8 +71,13 @@ pub fn place(title: &str, headings: &[String]) -> String {
 /// The header a passage is shown under, as [`render`] writes it.
 fn header(rank: usize, passage: &Passage) -> String {
     let place = place(&passage.title, &passage.headings);
+    let collection = if passage.collection.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", passage.collection)
+    };
     format!(
-        "[{rank}] {}:{}-{} — {place}{}\n",
+        "[{rank}] {collection}{}:{}-{} — {place}{}\n",
         passage.path,
         passage.lines[0],
         passage.lines[1],
@@ -101,6 +109,7 @@ pub fn fit(hits: &[Hit], max_tokens: usize) -> Fitted {
     let mut passages: Vec<Passage> = hits
         .iter()
         .map(|hit| Passage {
+            collection: hit.collection.clone(),
             path: hit.path.clone(),
             title: hit.title.clone(),
             headings: hit.headings.clone(),
@@ -165,7 +174,10 @@ const MIN_CUT_TOKENS: usize = 40;
 
 /// Whether two passages are of one file and their lines overlap or follow each other.
 fn touch(a: &Passage, b: &Passage) -> bool {
-    a.path == b.path && b.lines[0] <= a.lines[1] + 1 && a.lines[0] <= b.lines[1] + 1
+    a.collection == b.collection
+        && a.path == b.path
+        && b.lines[0] <= a.lines[1] + 1
+        && a.lines[0] <= b.lines[1] + 1
 }
 
 /// Joins `other` (of the same file, touching `passage`) to `passage`: the line range's union,
@@ -266,6 +278,7 @@ mod tests {
 
     fn hit(path: &str, lines: [u64; 2], headings: &[&str], text: &str, score: f32) -> Hit {
         Hit {
+            collection: String::new(),
             path: path.into(),
             title: "Guide".into(),
             headings: headings.iter().map(|h| h.to_string()).collect(),

@@ -8,6 +8,7 @@
 //!   the model they came from) in a data directory; incremental updates; hybrid search.
 //! - [`budget`]: search answers fitted to a token budget (passages merged, near-duplicates
 //!   dropped, citations kept).
+//! - [`collection`]: named collections, each source indexed apart.
 //! - [`server`]: the MCP tools and resources.
 //! - [`setup`]: first use: ONNX Runtime and the model fetched from PyPI, checked, cached.
 //! - [`watch`]: `serve --watch`, the folder followed live.
@@ -16,6 +17,7 @@
 
 pub mod budget;
 mod chunk;
+pub mod collection;
 pub mod embed;
 pub mod extract;
 pub mod index;

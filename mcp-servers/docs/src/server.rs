@@ -1,7 +1,7 @@
 //! The MCP face of the index: `search`, `get_document`, `list_sources`, `index_status`,
 //! `reindex` (with progress notifications), and every document as a `docs://` resource.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use mcp_core::{
     ToolError,
@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     budget,
+    collection::Collection,
     embed::Embedder,
-    index::{Filter, Hit, Library, Mode, Progress, Report, Selection, Writer},
+    index::{self, DocsError, Filter, Hit, Library, Mode, Progress, Report, Source, Status},
 };
 
 /// Most bytes of a document `get_document` returns at once.
@@ -33,21 +34,99 @@ const MAX_DOCUMENT_BYTES: usize = 200_000;
 const MAX_SOURCES: usize = 2_000;
 const URI_PREFIX: &str = "docs://";
 
-/// Everything a session shares: the index, its writer, the model.
+/// Everything a session shares: the collections, the model.
 pub struct Shared {
-    /// The index.
-    pub library: Library,
-    /// `None` when another process holds the index (then `reindex` says so).
-    pub writer: Mutex<Option<Writer>>,
+    /// The collections, at least one, in the order they were given.
+    pub collections: Vec<Collection>,
     /// The model, when semantic search is on.
     pub embedder: Option<Embedder>,
-    /// Which files `reindex` reads.
-    pub selection: Selection,
     /// Why semantic search is off, if it is.
     pub model_note: Option<String>,
 }
 
-/// The MCP server: the tools and `docs://` resources over one shared index.
+impl Shared {
+    /// The collections (at least one) with the model, if any, and why there is none.
+    pub fn new(
+        collections: Vec<Collection>,
+        embedder: Option<Embedder>,
+        model_note: Option<String>,
+    ) -> Self {
+        assert!(!collections.is_empty(), "a server needs a collection");
+        Self {
+            collections,
+            embedder,
+            model_note,
+        }
+    }
+
+    /// Whether there is more than one collection (then hits and resources name theirs).
+    fn several(&self) -> bool {
+        self.collections.len() > 1
+    }
+
+    /// The position of the collection called `name`.
+    fn position(&self, name: &str) -> Result<usize, ToolError> {
+        self.collections
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| {
+                ToolError::new(format!("there is no collection {name:?}")).with_hint(format!(
+                    "the collections are {}",
+                    self.collections
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+
+    /// The positions of the collection `name`, or of every one.
+    fn chosen(&self, name: Option<&str>) -> Result<Vec<usize>, ToolError> {
+        match name {
+            Some(name) => Ok(vec![self.position(name)?]),
+            None => Ok((0..self.collections.len()).collect()),
+        }
+    }
+
+    /// The collection that holds the document `path`: the one named, the only one, or the one
+    /// of them that has it.
+    fn holder(&self, name: Option<&str>, path: &str) -> Result<&Collection, ToolError> {
+        if let Some(name) = name {
+            return Ok(&self.collections[self.position(name)?]);
+        }
+        if !self.several() {
+            return Ok(&self.collections[0]);
+        }
+        let holders: Vec<&Collection> = self
+            .collections
+            .iter()
+            .filter(|c| c.library.has(path).unwrap_or(false))
+            .collect();
+        match holders.as_slice() {
+            [one] => Ok(one),
+            [] => Err(ToolError::from(DocsError::UnknownDocument(path.to_owned()))),
+            many => Err(ToolError::new(format!(
+                "{path} is in several collections: {}",
+                many.iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .with_hint("say which with collection")),
+        }
+    }
+
+    /// Whether semantic search is off for every collection searched.
+    fn semantic_off(&self, chosen: &[usize]) -> bool {
+        self.embedder.is_none()
+            || chosen
+                .iter()
+                .all(|&i| self.collections[i].library.model().is_none())
+    }
+}
+
+/// The MCP server: the tools and `docs://` resources over the shared collections.
 #[derive(Clone)]
 pub struct DocsServer {
     shared: Arc<Shared>,
@@ -56,12 +135,37 @@ pub struct DocsServer {
     resources: ResourceRouter<Arc<Shared>>,
 }
 
+/// What a reindex task records to be run again: which collection and path.
+#[derive(Serialize, Deserialize)]
+struct Scope {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collection: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+}
+
 /// The task store in `data_dir` (`tasks.sqlite`, beside the index). A reindex the last run left
 /// unfinished runs again: updates are idempotent, and the batches it wrote are found unchanged.
 pub fn open_tasks(shared: &Arc<Shared>, data_dir: &std::path::Path) -> Result<Tasks, TasksError> {
     let shared = shared.clone();
     Tasks::open(&data_dir.join("tasks.sqlite"), move |orphan| {
-        let scope = orphan.link.clone().filter(|scope| !scope.is_empty());
+        let scope = match orphan.link.as_deref() {
+            None | Some("") => Scope {
+                collection: None,
+                path: None,
+            },
+            // Before collections, the link was the path alone.
+            Some(link) => serde_json::from_str(link).unwrap_or(Scope {
+                collection: None,
+                path: Some(link.to_owned()),
+            }),
+        };
+        // A collection this server does not have is not this server's to resume.
+        if let Some(name) = &scope.collection
+            && shared.position(name).is_err()
+        {
+            return None;
+        }
         let shared = shared.clone();
         let resumed: Resumed = Box::new(move |task| Box::pin(reindex_task(shared, scope, task)));
         Some(resumed)
@@ -72,18 +176,18 @@ pub fn open_tasks(shared: &Arc<Shared>, data_dir: &std::path::Path) -> Result<Ta
 /// between files (what it wrote stays).
 async fn reindex_task(
     shared: Arc<Shared>,
-    scope: Option<String>,
+    scope: Scope,
     task: Running,
 ) -> Result<CallToolResult, Exit> {
-    task.link(scope.clone().unwrap_or_default());
+    task.link(serde_json::to_string(&scope).unwrap_or_default());
     let progress = TaskProgress {
         task: task.clone(),
         stage: String::new(),
         total: 0,
         told: None,
     };
-    match update(shared, scope, Box::new(progress)).await {
-        Ok(report) => Ok(structured(report_text(&report), &report)),
+    match update(shared, scope.collection, scope.path, Box::new(progress)).await {
+        Ok(answer) => Ok(structured(answer.text(), &answer)),
         Err(_) if task.is_cancelled() => Err(Exit::Cancelled),
         Err(error) => Ok(CallToolResult::error(vec![ContentBlock::text(
             error.to_string(),
@@ -127,16 +231,36 @@ impl DocsServer {
     /// The server over `shared` and the reindex tasks in `tasks` ([`open_tasks`]); clone it
     /// per session: the state is shared.
     pub fn new(shared: Arc<Shared>, tasks: Tasks) -> Self {
+        // One collection: `docs://{path}`, as before collections; several: the name first.
+        let template = if shared.several() {
+            ResourceTemplate::new(format!("{URI_PREFIX}{{collection}}/{{path}}"), "document")
+                .with_description("An indexed document's text, by its collection and path")
+        } else {
+            ResourceTemplate::new(format!("{URI_PREFIX}{{path}}"), "document")
+                .with_description("An indexed document's text, by its path")
+        };
         Self {
             shared,
             tasks,
             tool_router: Self::tool_router(),
-            resources: ResourceRouter::new().route(
-                ResourceTemplate::new(format!("{URI_PREFIX}{{path}}"), "document")
-                    .with_description("An indexed document's text, by its path"),
-                read_document,
-            ),
+            resources: ResourceRouter::new().route(template, read_document),
         }
+    }
+
+    /// Every collection at a glance.
+    fn summaries(&self) -> Result<Vec<CollectionSummary>, DocsError> {
+        self.shared
+            .collections
+            .iter()
+            .map(|c| {
+                Ok(CollectionSummary {
+                    name: c.name.clone(),
+                    kind: c.source.kind(),
+                    source: c.source.display(),
+                    status: c.library.status()?,
+                })
+            })
+            .collect()
     }
 }
 
@@ -144,6 +268,8 @@ impl DocsServer {
 struct SearchArgs {
     /// What to look for, in words.
     query: String,
+    /// Only this collection (list_sources names them); all of them when left out.
+    collection: Option<String>,
     /// How many results (default 10, at most 100).
     k: Option<usize>,
     /// hybrid (default): words and meaning fused; bm25: words; semantic: meaning.
@@ -178,8 +304,10 @@ struct SearchAnswer {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 struct DocumentArgs {
-    /// The document's path as search gives it (relative to the indexed folder).
+    /// The document's path as search gives it (relative to its collection's folder).
     path: String,
+    /// The collection search gave with it; needed only when two collections hold that path.
+    collection: Option<String>,
     /// First line to return (1-based).
     start_line: Option<usize>,
     /// Last line to return (inclusive).
@@ -188,6 +316,8 @@ struct DocumentArgs {
 
 #[derive(Serialize)]
 struct DocumentAnswer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collection: Option<String>,
     path: String,
     title: String,
     start_line: usize,
@@ -198,14 +328,80 @@ struct DocumentAnswer {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 struct ReindexArgs {
-    /// Only this file or folder (relative to the indexed folder); everything when left out.
+    /// Only this collection; every one when left out.
+    collection: Option<String>,
+    /// Only this file or folder (relative to the collection's folder); everything when left out.
     path: Option<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct SourcesArgs {
+    /// Only this collection's documents; every collection's when left out.
+    collection: Option<String>,
+}
+
+/// A collection at a glance, as list_sources and index_status show it.
+#[derive(Serialize)]
+struct CollectionSummary {
+    name: String,
+    /// What it indexes: a folder or a file.
+    kind: &'static str,
+    source: String,
+    #[serde(flatten)]
+    status: Status,
+}
+
+/// An indexed document and its collection.
+#[derive(Serialize)]
+struct Document {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collection: Option<String>,
+    #[serde(flatten)]
+    source: Source,
+}
+
+/// `index_status`: the sums, then each collection.
+#[derive(Serialize)]
+struct StatusAnswer {
+    files: usize,
+    chunks: usize,
+    vectors: usize,
+    model: Option<String>,
+    dimensions: Option<usize>,
+    /// The latest update of any collection (Unix seconds).
+    updated_at: Option<i64>,
+    /// Every failure (named `collection: path` when there are several).
+    failures: Vec<(String, String)>,
+    collections: Vec<CollectionSummary>,
+}
+
+/// How long ago `at` (Unix seconds) was, in words.
+fn ago(at: Option<i64>) -> String {
+    let Some(at) = at else {
+        return "never updated".into();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(at);
+    let seconds = (now - at).max(0);
+    match seconds {
+        0..60 => "updated just now".into(),
+        60..7200 => format!("updated {} min ago", seconds / 60),
+        7200..172_800 => format!("updated {} h ago", seconds / 3600),
+        _ => format!("updated {} days ago", seconds / 86_400),
+    }
 }
 
 fn hit_text(rank: usize, hit: &Hit) -> String {
     let place = budget::place(&hit.title, &hit.headings);
+    let collection = if hit.collection.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", hit.collection)
+    };
     format!(
-        "{rank}. {}:{}-{} — {place} (score {:.3})\n   {}",
+        "{rank}. {collection}{}:{}-{} — {place} (score {:.3})\n   {}",
         hit.path,
         hit.lines[0],
         hit.lines[1],
@@ -272,31 +468,126 @@ impl Progress for Notifier {
     }
 }
 
-/// Runs an update on a blocking thread (embedding is CPU work).
+/// An update's progress with the collection's name before each stage (when there are several).
+struct Named<'a> {
+    name: Option<&'a str>,
+    inner: &'a mut (dyn Progress + Send),
+}
+
+impl Progress for Named<'_> {
+    fn stage(&mut self, name: &str, total: usize) {
+        match self.name {
+            Some(collection) => self.inner.stage(&format!("{collection}: {name}"), total),
+            None => self.inner.stage(name, total),
+        }
+    }
+
+    fn advance(&mut self, done: usize) {
+        self.inner.advance(done);
+    }
+
+    fn stopped(&self) -> bool {
+        self.inner.stopped()
+    }
+}
+
+/// One collection's update report.
+#[derive(Serialize)]
+pub struct CollectionReport {
+    /// The collection.
+    pub collection: String,
+    /// What its update did.
+    #[serde(flatten)]
+    pub report: Report,
+}
+
+/// What an update of one or more collections did: the sums (failures named by collection when
+/// there are several), then each collection's own report.
+#[derive(Serialize)]
+pub struct UpdateAnswer {
+    /// The sums.
+    #[serde(flatten)]
+    pub total: Report,
+    /// Each collection's report.
+    pub collections: Vec<CollectionReport>,
+}
+
+impl UpdateAnswer {
+    /// The sums of `collections`' reports, and the reports.
+    pub fn new(collections: Vec<CollectionReport>) -> Self {
+        let several = collections.len() > 1;
+        let mut total = Report::default();
+        for one in &collections {
+            let r = &one.report;
+            total.added += r.added;
+            total.updated += r.updated;
+            total.removed += r.removed;
+            total.unchanged += r.unchanged;
+            total.chunks += r.chunks;
+            total.embedded += r.embedded;
+            total.failed.extend(r.failed.iter().map(|(path, reason)| {
+                let path = if several {
+                    format!("{}: {path}", one.collection)
+                } else {
+                    path.clone()
+                };
+                (path, reason.clone())
+            }));
+        }
+        Self { total, collections }
+    }
+
+    /// The sums in a line and the failures ([`report_text`]).
+    pub fn text(&self) -> String {
+        report_text(&self.total)
+    }
+}
+
+/// Runs an update of the collection `collection` (every one when `None`), of `path` in it (all
+/// of it when `None`), on a blocking thread (embedding is CPU work).
 pub async fn update(
     shared: Arc<Shared>,
-    scope: Option<String>,
+    collection: Option<String>,
+    path: Option<String>,
     mut progress: Box<dyn Progress + Send>,
-) -> Result<Report, ToolError> {
+) -> Result<UpdateAnswer, ToolError> {
+    let chosen = shared.chosen(collection.as_deref())?;
+    if path.is_some() && chosen.len() > 1 {
+        return Err(ToolError::new(
+            "a path is in one collection; say which with collection",
+        ));
+    }
     on_pool("the update", move || {
-        let mut guard = shared
-            .writer
-            .lock()
-            .map_err(|_| ToolError::new("the index writer is poisoned"))?;
-        let Some(writer) = guard.as_mut() else {
-            return Err(ToolError::new(
-                "another mcp-docs process holds this index, so this one only searches it",
-            )
-            .with_hint("reindex from the process that holds it, or stop that one"));
-        };
-        let selection = Selection {
-            scope,
-            ..shared.selection.clone()
-        };
-        shared
-            .library
-            .update(writer, &selection, shared.embedder.as_ref(), &mut *progress)
-            .map_err(ToolError::from)
+        let several = shared.several();
+        let mut reports = Vec::new();
+        for at in chosen {
+            let one = &shared.collections[at];
+            let selection = one.selection_of(path.clone()).map_err(ToolError::new)?;
+            let mut guard = one
+                .writer
+                .lock()
+                .map_err(|_| ToolError::new("the index writer is poisoned"))?;
+            let Some(writer) = guard.as_mut() else {
+                return Err(ToolError::new(format!(
+                    "another mcp-docs process holds the index of {}, so this one only searches it",
+                    one.name
+                ))
+                .with_hint("reindex from the process that holds it, or stop that one"));
+            };
+            let mut named = Named {
+                name: several.then_some(one.name.as_str()),
+                inner: &mut *progress,
+            };
+            let report = one
+                .library
+                .update(writer, &selection, shared.embedder.as_ref(), &mut named)
+                .map_err(ToolError::from)?;
+            reports.push(CollectionReport {
+                collection: one.name.clone(),
+                report,
+            });
+        }
+        Ok(UpdateAnswer::new(reports))
     })
     .await?
 }
@@ -351,13 +642,28 @@ impl DocsServer {
             .k
             .unwrap_or(if args.max_tokens.is_some() { 20 } else { 10 });
         let query = args.query.clone();
+        let chosen = self.shared.chosen(args.collection.as_deref())?;
+        let semantic_off = self.shared.semantic_off(&chosen);
         let hits = on_pool("the search", move || {
-            shared
-                .library
-                .search(&query, k, requested, &filter, shared.embedder.as_ref())
+            // Hits name their collection when there are several.
+            let several = shared.several();
+            let libraries: Vec<(&str, &Library)> = chosen
+                .iter()
+                .map(|&at| {
+                    let c = &shared.collections[at];
+                    (if several { c.name.as_str() } else { "" }, &c.library)
+                })
+                .collect();
+            index::search(
+                &libraries,
+                &query,
+                k,
+                requested,
+                &filter,
+                shared.embedder.as_ref(),
+            )
         })
         .await??;
-        let semantic_off = self.shared.embedder.is_none() || self.shared.library.model().is_none();
         let (mode, note) = if requested != Mode::Bm25 && semantic_off {
             (
                 Mode::Bm25,
@@ -412,8 +718,13 @@ impl DocsServer {
             (None, None) => None,
             (start, end) => Some((start.unwrap_or(1).max(1), end.unwrap_or(usize::MAX))),
         };
-        let (title, text, total) =
-            on_pool("reading", move || shared.library.document(&path, range)).await??;
+        let collection = args.collection.clone();
+        let (name, (title, text, total)) = on_pool("reading", move || {
+            let holder = shared.holder(collection.as_deref(), &path)?;
+            let document = holder.library.document(&path, range)?;
+            Ok::<_, ToolError>((shared.several().then(|| holder.name.clone()), document))
+        })
+        .await??;
         let (start, end) = range.unwrap_or((1, total));
         let mut shown = text;
         let truncated = shown.len() > MAX_DOCUMENT_BYTES;
@@ -439,6 +750,7 @@ impl DocsServer {
         Ok(structured(
             shown,
             &DocumentAnswer {
+                collection: name,
                 path: args.path,
                 title,
                 start_line: start,
@@ -450,55 +762,128 @@ impl DocsServer {
     }
 
     #[tool(
-        description = "List the indexed documents: path, kind, title, number of chunks.",
+        description = "List the collections (name, source, documents, chunks, when each was last updated) and the indexed documents (path, kind, title, chunks), of every collection or of one.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
-    async fn list_sources(&self) -> Result<CallToolResult, ToolError> {
-        let mut sources = self.shared.library.sources()?;
-        let total = sources.len();
-        sources.truncate(MAX_SOURCES);
-        let mut text = sources
+    async fn list_sources(
+        &self,
+        Parameters(args): Parameters<SourcesArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let chosen = self.shared.chosen(args.collection.as_deref())?;
+        let several = self.shared.several();
+        let collections = self.summaries()?;
+        let mut documents = Vec::new();
+        let mut total = 0;
+        for &at in &chosen {
+            let collection = &self.shared.collections[at];
+            let sources = collection.library.sources()?;
+            total += sources.len();
+            let room = MAX_SOURCES.saturating_sub(documents.len());
+            documents.extend(sources.into_iter().take(room).map(|source| Document {
+                collection: several.then(|| collection.name.clone()),
+                source,
+            }));
+        }
+        let mut text = collections
             .iter()
-            .map(|s| format!("{}\t{}\t{}\t{} chunks", s.path, s.kind, s.title, s.chunks))
+            .map(|c| {
+                format!(
+                    "collection {}: {} {} ({} documents, {} chunks, {})",
+                    c.name,
+                    c.kind,
+                    c.source,
+                    c.status.files,
+                    c.status.chunks,
+                    ago(c.status.updated_at)
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n");
-        if total > MAX_SOURCES {
+        for document in &documents {
+            let s = &document.source;
+            let collection = document
+                .collection
+                .as_deref()
+                .map(|c| format!("{c}: "))
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "\n{collection}{}\t{}\t{}\t{} chunks",
+                s.path, s.kind, s.title, s.chunks
+            ));
+        }
+        if total > documents.len() {
             text.push_str(&format!(
                 "\n[… {} more; search finds them]",
-                total - MAX_SOURCES
+                total - documents.len()
             ));
         }
         Ok(structured(
             text,
-            &serde_json::json!({"sources": sources, "total": total}),
+            &serde_json::json!({"collections": collections, "sources": documents, "total": total}),
         ))
     }
 
     #[tool(
-        description = "The index at a glance: folder, files, chunks, vectors, the embedding model, the last update and every file that failed, with the reason.",
+        description = "The index at a glance: for each collection its source, files, chunks, vectors and last update; the embedding model; every file that failed, with the reason.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn index_status(&self) -> Result<CallToolResult, ToolError> {
-        let status = self.shared.library.status()?;
-        let mut text = format!(
-            "{} files, {} chunks ({} with vectors) from {}; model: {}.",
-            status.files,
-            status.chunks,
-            status.vectors,
-            status.root,
-            status.model.as_deref().unwrap_or("none (BM25 only)")
-        );
+        let collections = self.summaries()?;
+        let several = self.shared.several();
+        let model = collections.iter().find_map(|c| c.status.model.clone());
+        let answer = StatusAnswer {
+            files: collections.iter().map(|c| c.status.files).sum(),
+            chunks: collections.iter().map(|c| c.status.chunks).sum(),
+            vectors: collections.iter().map(|c| c.status.vectors).sum(),
+            dimensions: collections.iter().find_map(|c| c.status.dimensions),
+            updated_at: collections.iter().filter_map(|c| c.status.updated_at).max(),
+            failures: collections
+                .iter()
+                .flat_map(|c| {
+                    c.status.failures.iter().map(|(path, reason)| {
+                        let path = if several {
+                            format!("{}: {path}", c.name)
+                        } else {
+                            path.clone()
+                        };
+                        (path, reason.clone())
+                    })
+                })
+                .collect(),
+            model,
+            collections,
+        };
+        let mut text = answer
+            .collections
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {} files, {} chunks ({} with vectors) from {}; {}.",
+                    c.name,
+                    c.status.files,
+                    c.status.chunks,
+                    c.status.vectors,
+                    c.source,
+                    ago(c.status.updated_at)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        text.push_str(&format!(
+            "\nmodel: {}.",
+            answer.model.as_deref().unwrap_or("none (BM25 only)")
+        ));
         if let Some(note) = &self.shared.model_note {
             text.push_str(&format!("\nSemantic search is off: {note}"));
         }
-        for (path, reason) in &status.failures {
+        for (path, reason) in &answer.failures {
             text.push_str(&format!("\nfailed: {path}: {reason}"));
         }
-        Ok(structured(text, &status))
+        Ok(structured(text, &answer))
     }
 
     #[tool(
-        description = "Bring the index up to date with the folder (only changed files are read again; deleted ones are dropped), or just one file or folder. Reports progress while it runs.",
+        description = "Bring the index up to date with the sources (only changed files are read again; deleted ones are dropped): every collection, one, or one file or folder of one. Reports progress while it runs.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -521,7 +906,11 @@ impl DocsServer {
             return self
                 .tasks
                 .run(&context, "reindex", options, move |task| {
-                    reindex_task(shared, args.path, task)
+                    let scope = Scope {
+                        collection: args.collection,
+                        path: args.path,
+                    };
+                    reindex_task(shared, scope, task)
                 })
                 .await;
         }
@@ -533,12 +922,12 @@ impl DocsServer {
             }
             None => (Box::new(()), None),
         };
-        let report = update(self.shared.clone(), args.path, progress).await;
+        let answer = update(self.shared.clone(), args.collection, args.path, progress).await;
         if let Some(sending) = sending {
             let _ = sending.await;
         }
-        Ok(match report {
-            Ok(report) => structured(report_text(&report), &report).into(),
+        Ok(match answer {
+            Ok(answer) => structured(answer.text(), &answer).into(),
             Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]).into(),
         })
     }
@@ -556,11 +945,24 @@ fn resource_text(uri: &str, text: String, path: &str) -> ResourceContents {
 /// `docs://{path}`: the document's whole text.
 async fn read_document(shared: Arc<Shared>, read: Read) -> Result<ResourceContents, ResourceError> {
     let path = read.var("path").to_owned();
+    let collection = read.var("collection").to_owned();
     let lookup = path.clone();
-    let (_, text, _) = on_pool("reading", move || shared.library.document(&lookup, None))
-        .await
-        .map_err(ResourceError::failed)?
-        .map_err(ResourceError::not_found)?;
+    let (_, text, _) = on_pool("reading", move || {
+        let at = if shared.several() {
+            shared
+                .position(&collection)
+                .map_err(|e| e.message().to_owned())?
+        } else {
+            0
+        };
+        shared.collections[at]
+            .library
+            .document(&lookup, None)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(ResourceError::failed)?
+    .map_err(ResourceError::not_found)?;
     Ok(resource_text(read.uri(), text, &path))
 }
 
@@ -576,10 +978,16 @@ impl ServerHandler for DocsServer {
         )
         .with_server_info(Implementation::new("mcp-docs", env!("CARGO_PKG_VERSION")))
         .with_instructions(format!(
-            "Search over the documents in {} (Markdown, text, HTML, PDF, source code). Use search \
-             first (hybrid by default), then get_document with the path and lines it gives; cite \
-             the path and lines.",
-            self.shared.library.root().display()
+            "Search over the documents in {} (Markdown, text, HTML, PDF, Word, EPUB, notebooks, \
+             source code). Use search first (hybrid by default; collection narrows it to one), \
+             then get_document with the path and lines it gives (and its collection, if it \
+             names one); cite the path and lines.",
+            self.shared
+                .collections
+                .iter()
+                .map(|c| format!("{} ({})", c.name, c.source.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     }
 
@@ -591,21 +999,24 @@ impl ServerHandler for DocsServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let sources = self
-            .shared
-            .library
-            .sources()
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        Ok(ListResourcesResult::with_all_items(
-            sources
-                .iter()
-                .take(MAX_SOURCES)
-                .map(|s| {
-                    Resource::new(format!("{URI_PREFIX}{}", s.path), s.title.clone())
-                        .with_description(format!("{} ({} chunks)", s.kind, s.chunks))
-                })
-                .collect(),
-        ))
+        let mut resources = Vec::new();
+        for collection in &self.shared.collections {
+            let sources = collection
+                .library
+                .sources()
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            let prefix = if self.shared.several() {
+                format!("{URI_PREFIX}{}/", collection.name)
+            } else {
+                URI_PREFIX.to_owned()
+            };
+            let room = MAX_SOURCES.saturating_sub(resources.len());
+            resources.extend(sources.iter().take(room).map(|s| {
+                Resource::new(format!("{prefix}{}", s.path), s.title.clone())
+                    .with_description(format!("{} ({} chunks)", s.kind, s.chunks))
+            }));
+        }
+        Ok(ListResourcesResult::with_all_items(resources))
     }
 
     async fn list_resource_templates(

@@ -1,49 +1,80 @@
-//! `serve --watch`: the folder followed live. File events are gathered until the folder has been
-//! quiet for half a second (a save is often several events), then the index is brought up to
-//! date the usual way (only changed files are read); searches go on meanwhile.
+//! `serve --watch`: the sources followed live. File events are gathered until the sources have
+//! been quiet for half a second (a save is often several events), then each collection they
+//! touched is brought up to date the usual way (only changed files are read); searches go on
+//! meanwhile.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 
-use crate::server::{Shared, report_text, update};
+use crate::{
+    collection::Source,
+    server::{Shared, update},
+};
 
-/// How long the folder must be quiet before an update starts.
+/// How long the sources must be quiet before an update starts.
 const QUIET: Duration = Duration::from_millis(500);
 
-/// Starts following the folder; it is followed for as long as the returned watcher lives.
-/// Needs a Tokio runtime.
+/// Starts following every collection's source (a folder, recursively; a file, through its
+/// folder); they are followed for as long as the returned watcher lives. Needs a Tokio runtime.
 pub fn follow(shared: Arc<Shared>) -> Result<RecommendedWatcher, notify::Error> {
-    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let data_dir = shared.library.dir().to_owned();
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let watched: Vec<(Source, std::path::PathBuf)> = shared
+        .collections
+        .iter()
+        .map(|c| (c.source.clone(), c.library.dir().to_owned()))
+        .collect();
+    let touched = watched.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
-        // Reads are not changes, and neither are the index's own writes when it lives inside
+        // Reads are not changes, and neither are an index's own writes when it lives inside
         // the folder.
-        if event.kind.is_access() || event.paths.iter().all(|p| p.starts_with(&data_dir)) {
+        if event.kind.is_access() {
             return;
         }
-        let _ = sender.send(());
+        for (at, (source, data_dir)) in touched.iter().enumerate() {
+            let concerns = |path: &std::path::Path| match source {
+                Source::Folder(folder) => path.starts_with(folder) && !path.starts_with(data_dir),
+                Source::File(file) => path == file,
+            };
+            if event.paths.iter().any(|p| concerns(p)) {
+                let _ = sender.send(at);
+            }
+        }
     })?;
-    watcher.watch(shared.library.root(), RecursiveMode::Recursive)?;
+    for (source, _) in &watched {
+        match source {
+            Source::Folder(folder) => watcher.watch(folder, RecursiveMode::Recursive)?,
+            Source::File(_) => watcher.watch(source.root(), RecursiveMode::NonRecursive)?,
+        }
+    }
     tokio::spawn(async move {
-        while events.recv().await.is_some() {
+        while let Some(first) = events.recv().await {
+            let mut changed = BTreeSet::from([first]);
             loop {
                 match tokio::time::timeout(QUIET, events.recv()).await {
-                    Ok(Some(())) => continue,
+                    Ok(Some(at)) => {
+                        changed.insert(at);
+                    }
                     Ok(None) => return,
                     Err(_) => break,
                 }
             }
-            match update(shared.clone(), None, Box::new(())).await {
-                Ok(report) if report.added + report.updated + report.removed > 0 => {
-                    tracing::info!("folder changed: {}", report_text(&report));
+            for at in changed {
+                let name = shared.collections[at].name.clone();
+                match update(shared.clone(), Some(name.clone()), None, Box::new(())).await {
+                    Ok(answer) => {
+                        let r = &answer.total;
+                        if !r.failed.is_empty() {
+                            tracing::warn!("{name} changed: {}", answer.text());
+                        } else if r.added + r.updated + r.removed > 0 {
+                            tracing::info!("{name} changed: {}", answer.text());
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!("updating {name} after a change failed: {}", error.message())
+                    }
                 }
-                Ok(report) if !report.failed.is_empty() => {
-                    tracing::warn!("folder changed: {}", report_text(&report));
-                }
-                Ok(_) => {}
-                Err(error) => tracing::warn!("updating after a change failed: {}", error.message()),
             }
         }
     });

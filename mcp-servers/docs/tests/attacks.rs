@@ -3,13 +3,11 @@
 
 use crate::support;
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-};
+use std::{path::Path, sync::Arc};
 
 use mcp_core::testing::{TestClient, connect, text};
 use mcp_server_docs::{
+    collection::Collection,
     index::{Filter, Library, Mode, Progress, Selection},
     server::{DocsServer, Shared},
 };
@@ -26,13 +24,11 @@ async fn served(root: &Path, data: &Path) -> TestClient {
         .update(&mut writer, &Selection::default(), None, &mut ())
         .unwrap();
     assert!(report.added >= 2, "{report:#?}");
-    let shared = Arc::new(Shared {
-        library,
-        writer: Mutex::new(Some(writer)),
-        embedder: None,
-        selection: Selection::default(),
-        model_note: None,
-    });
+    let shared = Arc::new(Shared::new(
+        vec![Collection::of_folder(library, Some(writer))],
+        None,
+        None,
+    ));
     let tasks = mcp_core::tasks::Tasks::in_memory().unwrap();
     connect(DocsServer::new(shared, tasks)).await.unwrap()
 }
@@ -305,13 +301,11 @@ async fn reindex_runs_as_a_task_and_a_stopped_update_loses_nothing() {
     );
 
     std::fs::write(root.join("late.md"), "# Late\n\nlate words\n").unwrap();
-    let shared = Arc::new(Shared {
-        library,
-        writer: Mutex::new(Some(writer)),
-        embedder: None,
-        selection: Selection::default(),
-        model_note: None,
-    });
+    let shared = Arc::new(Shared::new(
+        vec![Collection::of_folder(library, Some(writer))],
+        None,
+        None,
+    ));
     let tasks = mcp_core::tasks::Tasks::in_memory().unwrap();
     let mut config = ClientConfig::default();
     config.capabilities = ClientCapabilities::builder().enable_tasks().build();

@@ -4,6 +4,7 @@
 //!
 //! - `attacks`: attacks on the server, through the protocol, as a hostile client or a hostile
 //!   file would try them.
+//! - `collections`: named collections through the binary (no model).
 //! - `formats`: docx, epub, notebooks, reStructuredText and zip archives (no model).
 //! - `index`: the index with the real model.
 //! - `protocol`: `mcp-docs` under the peer clients and the official suite (its RESULTS.md row).
@@ -11,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attacks;
+mod collections;
 mod formats;
 mod index;
 mod protocol;

@@ -89,10 +89,14 @@ fn the_cli_indexes_searches_and_says_what_failed() {
     assert!(text.starts_with("1. guide/install.md:"), "{text}");
     assert!(text.contains("**kettle**"), "{text}");
 
-    // Not a folder, and a folder never indexed: clear errors, exit 2.
-    let not_dir = cli(&["index", &format!("{dir}/notes/trip.txt")], data.path());
-    assert_eq!(not_dir.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&not_dir.stderr).contains("is not a folder"));
+    // Nothing there, and a folder never indexed: clear errors, exit 2.
+    let missing = cli(&["index", &format!("{dir}/notes/nothing.txt")], data.path());
+    assert_eq!(missing.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        said.contains("nothing.txt") && said.contains("give a folder or a file"),
+        "{said}"
+    );
     let empty = tempfile::tempdir().unwrap();
     let never = cli(&["search", "x", dir], empty.path());
     assert_eq!(never.status.code(), Some(2));

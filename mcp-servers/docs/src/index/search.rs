@@ -14,8 +14,120 @@ use tantivy::{
 use super::{DocsError, Filter, Hit, Library, Mode};
 use crate::embed::Embedder;
 
+/// One index's candidates for a query: its best BM25 and dense chunks, unfused.
+struct Candidates {
+    bm25: Vec<(u64, f32)>,
+    dense: Vec<(u64, f32)>,
+    used_bm25: bool,
+    used_dense: bool,
+}
+
+/// Searches several indexes as one (named collections): each gives its best BM25 and dense
+/// candidates, and the lists are fused together, so a collection's best chunk counts for what
+/// it scores rather than for being its collection's best. Each hit says which collection it is
+/// from. `embedder` is needed for `semantic` and `hybrid` (without it they use BM25); the query
+/// is embedded once.
+pub fn search(
+    libraries: &[(&str, &Library)],
+    query: &str,
+    k: usize,
+    mode: Mode,
+    filter: &Filter,
+    embedder: Option<&Embedder>,
+) -> Result<Vec<Hit>, DocsError> {
+    let k = k.clamp(1, 100);
+    let vector = match embedder {
+        Some(embedder)
+            if mode != Mode::Bm25 && libraries.iter().any(|(_, l)| l.model().is_some()) =>
+        {
+            Some(embedder.embed_query(query)?)
+        }
+        _ => None,
+    };
+    let (mut bm25, mut dense) = (Vec::new(), Vec::new());
+    let (mut used_bm25, mut used_dense) = (false, false);
+    for (at, (_, library)) in libraries.iter().enumerate() {
+        let found = library.candidates(query, k, mode, filter, vector.as_deref())?;
+        bm25.extend(found.bm25.into_iter().map(|(id, s)| ((at, id), s)));
+        dense.extend(found.dense.into_iter().map(|(id, s)| ((at, id), s)));
+        used_bm25 |= found.used_bm25;
+        used_dense |= found.used_dense;
+    }
+    let best_first = |list: &mut Vec<((usize, u64), f32)>| {
+        list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        list.truncate(k);
+    };
+    let ranked = match (used_bm25, used_dense) {
+        (true, true) => fuse(&bm25, &dense, k),
+        (true, false) => {
+            best_first(&mut bm25);
+            bm25
+        }
+        (false, _) => {
+            best_first(&mut dense);
+            dense
+        }
+    };
+    let mut makers: Vec<Option<HitMaker>> = libraries.iter().map(|_| None).collect();
+    let mut hits = Vec::with_capacity(ranked.len());
+    for ((at, id), score) in ranked {
+        let (name, library) = libraries[at];
+        let maker = match &mut makers[at] {
+            Some(maker) => maker,
+            empty => empty.insert(library.hit_maker(query)?),
+        };
+        if let Some(mut hit) = maker.hit(library, id, score)? {
+            hit.collection = name.to_owned();
+            hits.push(hit);
+        }
+    }
+    Ok(hits)
+}
+
+/// What turns one index's chunk ids into hits for one query: its searcher and snippets.
+struct HitMaker {
+    searcher: tantivy::Searcher,
+    snippets: SnippetGenerator,
+}
+
+impl HitMaker {
+    fn hit(&self, library: &Library, id: u64, score: f32) -> Result<Option<Hit>, DocsError> {
+        let f = library.fields;
+        let Some(document) = library.chunk(&self.searcher, id)? else {
+            return Ok(None);
+        };
+        let text = text_of(&document, f.text);
+        let snippet = self.snippets.snippet(&text);
+        let snippet = if snippet.highlighted().is_empty() {
+            text.chars().take(240).collect::<String>()
+        } else {
+            mark(snippet.fragment(), snippet.highlighted())
+        };
+        let headings = text_of(&document, f.headings);
+        Ok(Some(Hit {
+            collection: String::new(),
+            path: text_of(&document, f.path),
+            title: text_of(&document, f.title),
+            headings: if headings.is_empty() {
+                Vec::new()
+            } else {
+                headings.split(" > ").map(str::to_owned).collect()
+            },
+            lines: [
+                u64_of(&document, f.line_start),
+                u64_of(&document, f.line_end),
+            ],
+            snippet: snippet.trim().to_owned(),
+            text,
+            score,
+            id,
+        }))
+    }
+}
+
 impl Library {
-    /// Searches; `embedder` is needed for `semantic` and `hybrid` (without it they use BM25).
+    /// Searches this index alone; `embedder` is needed for `semantic` and `hybrid` (without it
+    /// they use BM25).
     pub fn search(
         &self,
         query: &str,
@@ -24,7 +136,19 @@ impl Library {
         filter: &Filter,
         embedder: Option<&Embedder>,
     ) -> Result<Vec<Hit>, DocsError> {
-        let k = k.clamp(1, 100);
+        search(&[("", self)], query, k, mode, filter, embedder)
+    }
+
+    /// The best BM25 and dense candidates for `query` (`vector`, its embedding, when dense
+    /// search is asked for), filtered.
+    fn candidates(
+        &self,
+        query: &str,
+        k: usize,
+        mode: Mode,
+        filter: &Filter,
+        vector: Option<&[f32]>,
+    ) -> Result<Candidates, DocsError> {
         let searcher = self.reader.searcher();
         let f = self.fields;
         let globs = match &filter.path_glob {
@@ -52,10 +176,10 @@ impl Library {
             })
             .collect();
         let bm25_query: Box<dyn Query> = if kinds.is_empty() {
-            text_query.box_clone()
+            text_query
         } else {
             Box::new(BooleanQuery::new(vec![
-                (Occur::Must, text_query.box_clone()),
+                (Occur::Must, text_query),
                 (Occur::Must, Box::new(TermSetQuery::new(kinds))),
             ]))
         };
@@ -84,12 +208,13 @@ impl Library {
             })
         };
         let pool = (k * 5).max(50);
-        let use_dense = mode != Mode::Bm25 && embedder.is_some() && self.model().is_some();
-        let use_bm25 = mode != Mode::Semantic || !use_dense;
+        let vector = vector.filter(|_| mode != Mode::Bm25 && self.model().is_some());
+        let used_dense = vector.is_some();
+        let used_bm25 = mode != Mode::Semantic || !used_dense;
 
         // BM25 candidates, filtered by path.
         let mut bm25: Vec<(u64, f32)> = Vec::new();
-        if use_bm25 {
+        if used_bm25 {
             // The types are in the query; a path glob is checked on the best candidates. Ids
             // come from their column: no document is decompressed.
             let wanted = if globs.is_some() { pool * 10 } else { pool };
@@ -136,51 +261,25 @@ impl Library {
             }
         }
         // Dense candidates: exact search over every vector the filter allows.
-        let mut dense: Vec<(u64, f32)> = Vec::new();
-        if use_dense && let Some(embedder) = embedder {
-            let vector = embedder.embed_query(query)?;
-            // Exact among the chunks the filter allows.
-            dense = catalog.nearest(&vector, pool, |file| !filtered || allowed(file));
-        }
-        let ranked: Vec<(u64, f32)> = match (use_bm25, use_dense) {
-            (true, true) => fuse(&bm25, &dense, k),
-            (true, false) => bm25.into_iter().take(k).collect(),
-            (false, _) => dense.into_iter().take(k).collect(),
+        let dense = match vector {
+            Some(vector) => catalog.nearest(vector, pool, |file| !filtered || allowed(file)),
+            None => Vec::new(),
         };
-        let mut snippets = SnippetGenerator::create(&searcher, &*text_query, f.text)?;
+        Ok(Candidates {
+            bm25,
+            dense,
+            used_bm25,
+            used_dense,
+        })
+    }
+
+    /// What makes hits of this index's chunks for `query`.
+    fn hit_maker(&self, query: &str) -> Result<HitMaker, DocsError> {
+        let searcher = self.reader.searcher();
+        let text_query = self.words_query(query)?;
+        let mut snippets = SnippetGenerator::create(&searcher, &*text_query, self.fields.text)?;
         snippets.set_max_num_chars(240);
-        let mut hits = Vec::new();
-        for (id, score) in ranked {
-            let Some(document) = self.chunk(&searcher, id)? else {
-                continue;
-            };
-            let text = text_of(&document, f.text);
-            let snippet = snippets.snippet(&text);
-            let snippet = if snippet.highlighted().is_empty() {
-                text.chars().take(240).collect::<String>()
-            } else {
-                mark(snippet.fragment(), snippet.highlighted())
-            };
-            let headings = text_of(&document, f.headings);
-            hits.push(Hit {
-                path: text_of(&document, f.path),
-                title: text_of(&document, f.title),
-                headings: if headings.is_empty() {
-                    Vec::new()
-                } else {
-                    headings.split(" > ").map(str::to_owned).collect()
-                },
-                lines: [
-                    u64_of(&document, f.line_start),
-                    u64_of(&document, f.line_end),
-                ],
-                snippet: snippet.trim().to_owned(),
-                text,
-                score,
-                id,
-            });
-        }
-        Ok(hits)
+        Ok(HitMaker { searcher, snippets })
     }
 
     /// The query's words, each looked for in the title, headings, text and path (boosted 2, 1.5,
@@ -242,8 +341,12 @@ pub const DENSE_WEIGHT: f32 = 0.4;
 
 /// Fuses a BM25 and a dense ranking: each list's scores scaled to 0..1 (min to max), then
 /// mixed by [`DENSE_WEIGHT`] (a chunk missing from a list scores 0 there); the best `n`.
-pub fn fuse(bm25: &[(u64, f32)], dense: &[(u64, f32)], n: usize) -> Vec<(u64, f32)> {
-    let mut scores: HashMap<u64, f32> = HashMap::new();
+pub fn fuse<K: Copy + Eq + std::hash::Hash + Ord>(
+    bm25: &[(K, f32)],
+    dense: &[(K, f32)],
+    n: usize,
+) -> Vec<(K, f32)> {
+    let mut scores: HashMap<K, f32> = HashMap::new();
     for (list, weight) in [(bm25, 1.0 - DENSE_WEIGHT), (dense, DENSE_WEIGHT)] {
         let max = list.iter().map(|x| x.1).fold(f32::MIN, f32::max);
         let min = list.iter().map(|x| x.1).fold(f32::MAX, f32::min);
@@ -252,7 +355,7 @@ pub fn fuse(bm25: &[(u64, f32)], dense: &[(u64, f32)], n: usize) -> Vec<(u64, f3
             *scores.entry(*id).or_default() += weight * (score - min) / span;
         }
     }
-    let mut fused: Vec<(u64, f32)> = scores.into_iter().collect();
+    let mut fused: Vec<(K, f32)> = scores.into_iter().collect();
     fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     fused.truncate(n);
     fused

@@ -507,7 +507,22 @@ pub fn walk(
     let exclude = build(&selection.exclude)?;
     let mut files = Vec::new();
     let mut archives = Vec::new();
-    let walker = ignore::WalkBuilder::new(root)
+    // An update of one file or folder walks that one only.
+    let start = match selection.scope.as_deref().map(|s| s.trim_matches('/')) {
+        Some(scope) if !scope.is_empty() && scope != "." => {
+            let on_disk = Path::new(archive::split(scope).map_or(scope, |(archive, _)| archive));
+            if on_disk
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                root.join(on_disk)
+            } else {
+                root.to_owned()
+            }
+        }
+        _ => root.to_owned(),
+    };
+    let walker = ignore::WalkBuilder::new(start)
         .require_git(false)
         .follow_links(false)
         .sort_by_file_name(|a, b| a.cmp(b))

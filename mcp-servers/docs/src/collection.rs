@@ -1,0 +1,303 @@
+//! Named collections: `mcp-docs serve|index [NAME=]SOURCE…`. Each source (a folder or one file)
+//! is indexed apart, in a data directory of its own, so adding, updating or dropping one leaves
+//! the others' index as it was; a search covers them all, or the one it names.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use crate::index::{Library, Selection, Writer};
+
+/// Longest collection name.
+pub const MAX_NAME: usize = 64;
+
+/// Whether `name` may name a collection: 1 to [`MAX_NAME`] letters, digits and `. _ - + : @`,
+/// starting with a letter or digit (so `cargo:serde@1.0.219` is one, and none is a path).
+pub fn valid_name(name: &str) -> bool {
+    name.len() <= MAX_NAME
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+:@".contains(c))
+}
+
+/// A name for a source that was not given one: its file or folder name with anything a name
+/// may not hold made `-` (`docs` for `~/work/docs`).
+pub fn default_name(path: &Path) -> String {
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into());
+    let mut name: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-+:@".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(MAX_NAME)
+        .collect();
+    if !name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+    {
+        name.insert(0, 'd');
+        name.truncate(MAX_NAME);
+    }
+    name
+}
+
+/// What a collection indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Every document in a folder (canonical).
+    Folder(PathBuf),
+    /// One file (canonical).
+    File(PathBuf),
+}
+
+impl Source {
+    /// The folder the collection's paths are relative to: the folder, or the file's own.
+    pub fn root(&self) -> &Path {
+        match self {
+            Source::Folder(folder) => folder,
+            Source::File(file) => file.parent().unwrap_or(Path::new("/")),
+        }
+    }
+
+    /// The one path the collection holds, relative to [`Source::root`], for a file.
+    pub fn only(&self) -> Option<String> {
+        match self {
+            Source::Folder(_) => None,
+            Source::File(file) => file.file_name().map(|n| n.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// `folder` or `file`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Folder(_) => "folder",
+            Source::File(_) => "file",
+        }
+    }
+
+    /// The folder's or the file's path.
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::Folder(path) | Source::File(path) => path,
+        }
+    }
+
+    /// The source as it is shown: its path.
+    pub fn display(&self) -> String {
+        self.path().display().to_string()
+    }
+}
+
+/// `[NAME=]SOURCE` as given on the command line, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// The collection's name.
+    pub name: String,
+    /// Whether the name was given (else it is [`default_name`]'s).
+    pub named: bool,
+    /// What it indexes.
+    pub source: Source,
+}
+
+impl Spec {
+    /// Reads `[NAME=]SOURCE`: the text before the first `=` is a name when it is a valid one
+    /// (a folder whose name holds `=` is given as `./a=b`). The source must exist.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (name, source) = match text.split_once('=') {
+            Some((name, source)) if valid_name(name) => (Some(name.to_owned()), source),
+            Some((name, _)) if !name.contains('/') && !Path::new(text).exists() => {
+                return Err(format!(
+                    "{name:?} cannot name a collection: use letters, digits and . _ - + : @ \
+                     (at most {MAX_NAME}, starting with a letter or digit)"
+                ));
+            }
+            _ => (None, text),
+        };
+        if source.starts_with("http://") || source.starts_with("https://") {
+            return Err(format!(
+                "{source}: this build of mcp-docs indexes folders and files only; web sources \
+                 are not available yet"
+            ));
+        }
+        let path = Path::new(if source.is_empty() { "." } else { source });
+        let canonical = path.canonicalize().map_err(|e| {
+            format!(
+                "{}: {e} (give a folder or a file of documents)",
+                path.display()
+            )
+        })?;
+        let source = if canonical.is_dir() {
+            Source::Folder(canonical)
+        } else if canonical.is_file() {
+            Source::File(canonical)
+        } else {
+            return Err(format!(
+                "{} is neither a folder nor a file",
+                canonical.display()
+            ));
+        };
+        Ok(Self {
+            named: name.is_some(),
+            name: name.unwrap_or_else(|| default_name(source.path())),
+            source,
+        })
+    }
+}
+
+/// Names every spec uniquely, or says which two share a name and how to tell them apart.
+pub fn check_names(specs: &[Spec]) -> Result<(), String> {
+    for (i, spec) in specs.iter().enumerate() {
+        if let Some(other) = specs[..i].iter().find(|s| s.name == spec.name) {
+            return Err(format!(
+                "two collections are named {:?} ({} and {}); name them: NAME=SOURCE",
+                spec.name,
+                other.source.display(),
+                spec.source.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A collection, open: its index and the writer that keeps it up to date.
+pub struct Collection {
+    /// Its name.
+    pub name: String,
+    /// What it indexes.
+    pub source: Source,
+    /// Its index.
+    pub library: Library,
+    /// `None` when another process holds the index (then `reindex` says so).
+    pub writer: Mutex<Option<Writer>>,
+    /// Which files an update reads.
+    pub selection: Selection,
+}
+
+impl Collection {
+    /// A collection over `library`, whose writer (if this process holds it) is `writer`.
+    pub fn new(
+        name: impl Into<String>,
+        source: Source,
+        library: Library,
+        writer: Option<Writer>,
+        selection: Selection,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            source,
+            library,
+            writer: Mutex::new(writer),
+            selection,
+        }
+    }
+
+    /// The collection of a whole folder (`library`'s), named after it.
+    pub fn of_folder(library: Library, writer: Option<Writer>) -> Self {
+        let root = library.root().to_owned();
+        Self::new(
+            default_name(&root),
+            Source::Folder(root),
+            library,
+            writer,
+            Selection::default(),
+        )
+    }
+
+    /// The selection of an update of `path` (relative to the collection's folder; all of it
+    /// when `None`). A file's collection holds that file only.
+    pub fn selection_of(&self, path: Option<String>) -> Result<Selection, String> {
+        let scope = match (self.source.only(), path) {
+            (Some(only), Some(path)) if path.trim_matches('/') != only => {
+                return Err(format!(
+                    "the collection {} holds only {only}; {path} is not in it",
+                    self.name
+                ));
+            }
+            (Some(only), _) => Some(only),
+            (None, path) => path,
+        };
+        Ok(Selection {
+            scope,
+            ..self.selection.clone()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_words_not_paths() {
+        for good in [
+            "docs",
+            "cargo:serde@1.0.219",
+            "npm:@types",
+            "a",
+            "v1.2_beta-3+x",
+        ] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "-x",
+            ".hidden",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+        assert_eq!(default_name(Path::new("/home/me/My Notes")), "My-Notes");
+        assert_eq!(default_name(Path::new("/srv/.docs")), "d.docs");
+        assert!(valid_name(&default_name(Path::new("/x/ééé"))));
+    }
+
+    #[test]
+    fn specs_name_folders_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("guide")).unwrap();
+        std::fs::write(root.join("notes.md"), "# Notes\n").unwrap();
+        std::fs::create_dir(root.join("a=b")).unwrap();
+
+        let named = Spec::parse(&format!("handbook={}", root.join("guide").display())).unwrap();
+        assert_eq!(named.name, "handbook");
+        assert!(named.named);
+        assert_eq!(named.source, Source::Folder(root.join("guide")));
+
+        let file = Spec::parse(root.join("notes.md").to_str().unwrap()).unwrap();
+        assert_eq!(file.name, "notes.md");
+        assert_eq!(file.source.root(), root);
+        assert_eq!(file.source.only().as_deref(), Some("notes.md"));
+
+        // A folder whose name holds `=` is a path, not a name.
+        let odd = Spec::parse(root.join("a=b").to_str().unwrap()).unwrap();
+        assert_eq!(odd.source, Source::Folder(root.join("a=b")));
+        assert!(!odd.named);
+
+        let missing = Spec::parse(&format!("x={}", root.join("nope").display())).unwrap_err();
+        assert!(missing.contains("nope"), "{missing}");
+        let bad = Spec::parse("bad name=.").unwrap_err();
+        assert!(bad.contains("cannot name a collection"), "{bad}");
+
+        let twice = [named.clone(), Spec { ..named }];
+        let clash = check_names(&twice).unwrap_err();
+        assert!(clash.contains("NAME=SOURCE"), "{clash}");
+    }
+}
