@@ -95,21 +95,22 @@ fn indexing_a_collection_leaves_the_others_index_as_it_was() {
     let data_arg = data.to_str().unwrap();
     let spec = |name: &str, path: &Path| format!("{name}={}", path.display());
 
-    let first = mcp_docs(&[
-        "index",
-        &spec("handbook", &handbook),
-        &spec("notes", &notes),
-        "--bm25-only",
-        "--data-dir",
-        data_arg,
-        "--json",
-    ]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    let report: Value = serde_json::from_slice(&first.stdout).unwrap();
+    // `index SPECS… --json`, which must succeed: its report.
+    let index = |specs: &[String]| -> Value {
+        let mut args = vec!["index".to_owned()];
+        args.extend(specs.iter().cloned());
+        args.extend(["--bm25-only", "--data-dir", data_arg, "--json"].map(str::to_owned));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = mcp_docs(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+
+    let report = index(&[spec("handbook", &handbook), spec("notes", &notes)]);
     assert_eq!(report["added"], 3, "{report}");
     let names: Vec<&str> = report["collections"]
         .as_array()
@@ -128,21 +129,7 @@ fn indexing_a_collection_leaves_the_others_index_as_it_was() {
         "# Descaling\n\nvinegar works too\n",
     )
     .unwrap();
-    let second = mcp_docs(&[
-        "index",
-        &spec("handbook", &handbook),
-        &spec("recipe", &recipe),
-        "--bm25-only",
-        "--data-dir",
-        data_arg,
-        "--json",
-    ]);
-    assert!(
-        second.status.success(),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
-    let report: Value = serde_json::from_slice(&second.stdout).unwrap();
+    let report = index(&[spec("handbook", &handbook), spec("recipe", &recipe)]);
     assert_eq!(report["collections"][0]["added"], 1, "{report}");
     assert_eq!(report["collections"][0]["unchanged"], 2, "{report}");
     // A file's collection holds that file, not its neighbours.
