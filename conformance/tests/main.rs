@@ -12,6 +12,15 @@
 //!   SIGKILL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Held by every test that runs the official suite or other Node/Python peers, so that they run
+/// one at a time: the suite's checks wait a fixed 1.5 s for a notification (a `subscriptions/
+/// listen` stream's `prompts/list_changed`, …), which two peer-heavy tests side by side on two
+/// cores made it miss (a false WARNING, seen once in CI).
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static PEERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    PEERS.lock().await
+}
+
 mod fixture;
 mod matrix;
 mod mcp_check;

@@ -192,6 +192,7 @@ async fn asserted(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node.js, npm and python3 (the official SDK peers); .ci/run runs it"]
 async fn interop_matrix_is_all_green_and_recorded_in_results_md() {
+    let _alone = crate::one_at_a_time().await;
     let process = HttpProcess::start(EVERYTHING.as_ref(), &[]).await.unwrap();
     let server = ServerUnderTest {
         name: "mcp-everything".to_owned(),

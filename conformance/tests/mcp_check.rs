@@ -82,6 +82,7 @@ async fn the_everything_fixture_passes_over_stdio_and_http() {
 #[tokio::test]
 #[ignore = "needs python3 (the defective servers are Python scripts); .ci/run runs it"]
 async fn a_correct_minimal_server_passes() {
+    let _alone = crate::one_at_a_time().await;
     let report = run(&broken("")).await;
     assert!(report.passed(), "{}", report.table());
     assert_eq!(
@@ -108,6 +109,7 @@ async fn a_correct_minimal_server_passes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs python3 (the defective servers are Python scripts); .ci/run runs it"]
 async fn every_defect_is_caught_by_the_right_check() {
+    let _alone = crate::one_at_a_time().await;
     let cases = [
         ("stdout-noise", "stdout-hygiene", Status::Fail),
         ("bad-tool-name", "tool-names", Status::Fail),
@@ -145,6 +147,7 @@ async fn every_defect_is_caught_by_the_right_check() {
 #[tokio::test]
 #[ignore = "needs python3 (the defective servers are Python scripts); .ci/run runs it"]
 async fn the_binary_prints_a_table_or_json_and_exits_by_verdict() {
+    let _alone = crate::one_at_a_time().await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/broken_server.py"

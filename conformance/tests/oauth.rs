@@ -146,6 +146,7 @@ fn everything() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node.js and npm (oidc-provider); .ci/run runs it"]
 async fn tokens_from_a_real_issuer_are_taken_and_every_bad_one_refused() {
+    let _alone = crate::one_at_a_time().await;
     let issuer = Issuer::start().await;
     let server = HttpProcess::start_with(
         &everything(),
@@ -345,6 +346,7 @@ async fn tokens_from_a_real_issuer_are_taken_and_every_bad_one_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node.js and npm (oidc-provider); .ci/run runs it"]
 async fn an_unreachable_issuer_leaves_the_metadata_served_and_requests_refused() {
+    let _alone = crate::one_at_a_time().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let issuer = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);

@@ -11,6 +11,7 @@ use mcp_core::{HttpServer, ServeArgs, Transport};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node.js and npm (the official SDK peers); .ci/run runs it"]
 async fn the_suite_catches_a_server_without_dns_rebinding_protection() {
+    let _alone = crate::one_at_a_time().await;
     // Proof that the harness reports real failures: the same fixture behind rmcp's bare
     // Streamable HTTP service with host checks turned off fails the rebinding scenario.
     use rmcp::transport::{
@@ -37,6 +38,7 @@ async fn the_suite_catches_a_server_without_dns_rebinding_protection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node.js and npm (the official SDK peers); .ci/run runs it"]
 async fn generic_scenarios_pass_over_every_listener_configuration() {
+    let _alone = crate::one_at_a_time().await;
     // The same listener code every real server uses, with legacy SSE beside it and a token-less
     // default: the generic scenarios must hold in each.
     let args = ServeArgs::http(
@@ -59,6 +61,7 @@ async fn generic_scenarios_pass_over_every_listener_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node.js and npm (the official SDK peers); .ci/run runs it"]
 async fn the_2026_suite_on_the_fixture_meets_its_baseline() {
+    let _alone = crate::one_at_a_time().await;
     let server = HttpServer::start(
         Everything::sessions(),
         &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
