@@ -71,13 +71,9 @@ pub fn place(title: &str, headings: &[String]) -> String {
 /// The header a passage is shown under, as [`render`] writes it.
 fn header(rank: usize, passage: &Passage) -> String {
     let place = place(&passage.title, &passage.headings);
-    let collection = if passage.collection.is_empty() {
-        String::new()
-    } else {
-        format!("{}: ", passage.collection)
-    };
     format!(
-        "[{rank}] {collection}{}:{}-{} — {place}{}\n",
+        "[{rank}] {}{}:{}-{} — {place}{}\n",
+        crate::collection::label(&passage.collection),
         passage.path,
         passage.lines[0],
         passage.lines[1],

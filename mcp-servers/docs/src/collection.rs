@@ -54,6 +54,16 @@ pub fn default_name(path: &Path) -> String {
     name
 }
 
+/// `name: `, what a citation starts with when there are several collections (nothing for the
+/// empty name a lone collection is searched under).
+pub fn label(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!("{name}: ")
+    }
+}
+
 /// What a collection indexes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

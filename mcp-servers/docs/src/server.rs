@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     budget,
-    collection::Collection,
+    collection::{self, Collection},
     embed::Embedder,
     index::{self, DocsError, Filter, Hit, Library, Mode, Progress, Report, Source, Status},
 };
@@ -117,12 +117,48 @@ impl Shared {
         }
     }
 
-    /// Whether semantic search is off for every collection searched.
-    fn semantic_off(&self, chosen: &[usize]) -> bool {
-        self.embedder.is_none()
-            || chosen
+    /// The name a collection's hits and failures are labelled with: its own when there are
+    /// several, else none.
+    fn label_of<'a>(&self, collection: &'a Collection) -> &'a str {
+        if self.several() { &collection.name } else { "" }
+    }
+
+    /// Whether semantic search is off for every collection a search of `collection` (every one
+    /// when `None`) covers.
+    pub fn semantic_off(&self, collection: Option<&str>) -> Result<bool, ToolError> {
+        Ok(self.embedder.is_none()
+            || self
+                .chosen(collection)?
                 .iter()
-                .all(|&i| self.collections[i].library.model().is_none())
+                .all(|&i| self.collections[i].library.model().is_none()))
+    }
+
+    /// Searches the collection `collection`, or every one (blocking: run it on the pool); hits
+    /// name their collection when there are several.
+    pub fn search(
+        &self,
+        collection: Option<&str>,
+        query: &str,
+        k: usize,
+        mode: Mode,
+        filter: &Filter,
+    ) -> Result<Vec<Hit>, ToolError> {
+        let libraries: Vec<(&str, &Library)> = self
+            .chosen(collection)?
+            .into_iter()
+            .map(|at| {
+                let c = &self.collections[at];
+                (self.label_of(c), &c.library)
+            })
+            .collect();
+        Ok(index::search(
+            &libraries,
+            query,
+            k,
+            mode,
+            filter,
+            self.embedder.as_ref(),
+        )?)
     }
 }
 
@@ -395,13 +431,9 @@ fn ago(at: Option<i64>) -> String {
 
 fn hit_text(rank: usize, hit: &Hit) -> String {
     let place = budget::place(&hit.title, &hit.headings);
-    let collection = if hit.collection.is_empty() {
-        String::new()
-    } else {
-        format!("{}: ", hit.collection)
-    };
     format!(
-        "{rank}. {collection}{}:{}-{} — {place} (score {:.3})\n   {}",
+        "{rank}. {}{}:{}-{} — {place} (score {:.3})\n   {}",
+        collection::label(&hit.collection),
         hit.path,
         hit.lines[0],
         hit.lines[1],
@@ -491,6 +523,16 @@ impl Progress for Named<'_> {
     }
 }
 
+/// `failures` (path, reason) with each path labelled by the collection `name` ([`collection::label`]).
+fn labelled<'a>(
+    name: &'a str,
+    failures: &'a [(String, String)],
+) -> impl Iterator<Item = (String, String)> + 'a {
+    failures
+        .iter()
+        .map(move |(path, reason)| (format!("{}{path}", collection::label(name)), reason.clone()))
+}
+
 /// One collection's update report.
 #[derive(Serialize)]
 pub struct CollectionReport {
@@ -514,7 +556,7 @@ pub struct UpdateAnswer {
 
 impl UpdateAnswer {
     /// The sums of `collections`' reports, and the reports.
-    pub fn new(collections: Vec<CollectionReport>) -> Self {
+    fn new(collections: Vec<CollectionReport>) -> Self {
         let several = collections.len() > 1;
         let mut total = Report::default();
         for one in &collections {
@@ -525,14 +567,8 @@ impl UpdateAnswer {
             total.unchanged += r.unchanged;
             total.chunks += r.chunks;
             total.embedded += r.embedded;
-            total.failed.extend(r.failed.iter().map(|(path, reason)| {
-                let path = if several {
-                    format!("{}: {path}", one.collection)
-                } else {
-                    path.clone()
-                };
-                (path, reason.clone())
-            }));
+            let name = if several { one.collection.as_str() } else { "" };
+            total.failed.extend(labelled(name, &r.failed));
         }
         Self { total, collections }
     }
@@ -543,51 +579,61 @@ impl UpdateAnswer {
     }
 }
 
-/// Runs an update of the collection `collection` (every one when `None`), of `path` in it (all
-/// of it when `None`), on a blocking thread (embedding is CPU work).
+/// Updates the collection `collection` (every one when `None`), or `path` in it (all of it when
+/// `None`), here and now (blocking: embedding is CPU work).
+pub fn update_now(
+    shared: &Shared,
+    collection: Option<&str>,
+    path: Option<String>,
+    progress: &mut (dyn Progress + Send),
+) -> Result<UpdateAnswer, ToolError> {
+    let chosen = shared.chosen(collection)?;
+    if path.is_some() && chosen.len() > 1 {
+        return Err(ToolError::new(
+            "a path is in one collection; say which with collection",
+        ));
+    }
+    let mut reports = Vec::new();
+    for at in chosen {
+        let one = &shared.collections[at];
+        let selection = one.selection_of(path.clone()).map_err(ToolError::new)?;
+        let mut guard = one
+            .writer
+            .lock()
+            .map_err(|_| ToolError::new("the index writer is poisoned"))?;
+        let Some(writer) = guard.as_mut() else {
+            return Err(ToolError::new(format!(
+                "another mcp-docs process holds the index of {}, so this one only searches it",
+                one.name
+            ))
+            .with_hint("reindex from the process that holds it, or stop that one"));
+        };
+        let label = shared.label_of(one);
+        let mut named = Named {
+            name: (!label.is_empty()).then_some(label),
+            inner: &mut *progress,
+        };
+        let report = one
+            .library
+            .update(writer, &selection, shared.embedder.as_ref(), &mut named)
+            .map_err(ToolError::from)?;
+        reports.push(CollectionReport {
+            collection: one.name.clone(),
+            report,
+        });
+    }
+    Ok(UpdateAnswer::new(reports))
+}
+
+/// [`update_now`] on a blocking thread.
 pub async fn update(
     shared: Arc<Shared>,
     collection: Option<String>,
     path: Option<String>,
     mut progress: Box<dyn Progress + Send>,
 ) -> Result<UpdateAnswer, ToolError> {
-    let chosen = shared.chosen(collection.as_deref())?;
-    if path.is_some() && chosen.len() > 1 {
-        return Err(ToolError::new(
-            "a path is in one collection; say which with collection",
-        ));
-    }
     on_pool("the update", move || {
-        let several = shared.several();
-        let mut reports = Vec::new();
-        for at in chosen {
-            let one = &shared.collections[at];
-            let selection = one.selection_of(path.clone()).map_err(ToolError::new)?;
-            let mut guard = one
-                .writer
-                .lock()
-                .map_err(|_| ToolError::new("the index writer is poisoned"))?;
-            let Some(writer) = guard.as_mut() else {
-                return Err(ToolError::new(format!(
-                    "another mcp-docs process holds the index of {}, so this one only searches it",
-                    one.name
-                ))
-                .with_hint("reindex from the process that holds it, or stop that one"));
-            };
-            let mut named = Named {
-                name: several.then_some(one.name.as_str()),
-                inner: &mut *progress,
-            };
-            let report = one
-                .library
-                .update(writer, &selection, shared.embedder.as_ref(), &mut named)
-                .map_err(ToolError::from)?;
-            reports.push(CollectionReport {
-                collection: one.name.clone(),
-                report,
-            });
-        }
-        Ok(UpdateAnswer::new(reports))
+        update_now(&shared, collection.as_deref(), path, &mut *progress)
     })
     .await?
 }
@@ -642,26 +688,10 @@ impl DocsServer {
             .k
             .unwrap_or(if args.max_tokens.is_some() { 20 } else { 10 });
         let query = args.query.clone();
-        let chosen = self.shared.chosen(args.collection.as_deref())?;
-        let semantic_off = self.shared.semantic_off(&chosen);
+        let collection = args.collection.clone();
+        let semantic_off = self.shared.semantic_off(collection.as_deref())?;
         let hits = on_pool("the search", move || {
-            // Hits name their collection when there are several.
-            let several = shared.several();
-            let libraries: Vec<(&str, &Library)> = chosen
-                .iter()
-                .map(|&at| {
-                    let c = &shared.collections[at];
-                    (if several { c.name.as_str() } else { "" }, &c.library)
-                })
-                .collect();
-            index::search(
-                &libraries,
-                &query,
-                k,
-                requested,
-                &filter,
-                shared.embedder.as_ref(),
-            )
+            shared.search(collection.as_deref(), &query, k, requested, &filter)
         })
         .await??;
         let (mode, note) = if requested != Mode::Bm25 && semantic_off {
@@ -801,14 +831,13 @@ impl DocsServer {
             .join("\n");
         for document in &documents {
             let s = &document.source;
-            let collection = document
-                .collection
-                .as_deref()
-                .map(|c| format!("{c}: "))
-                .unwrap_or_default();
             text.push_str(&format!(
-                "\n{collection}{}\t{}\t{}\t{} chunks",
-                s.path, s.kind, s.title, s.chunks
+                "\n{}{}\t{}\t{}\t{} chunks",
+                collection::label(document.collection.as_deref().unwrap_or_default()),
+                s.path,
+                s.kind,
+                s.title,
+                s.chunks
             ));
         }
         if total > documents.len() {
@@ -839,16 +868,7 @@ impl DocsServer {
             updated_at: collections.iter().filter_map(|c| c.status.updated_at).max(),
             failures: collections
                 .iter()
-                .flat_map(|c| {
-                    c.status.failures.iter().map(|(path, reason)| {
-                        let path = if several {
-                            format!("{}: {path}", c.name)
-                        } else {
-                            path.clone()
-                        };
-                        (path, reason.clone())
-                    })
-                })
+                .flat_map(|c| labelled(if several { &c.name } else { "" }, &c.status.failures))
                 .collect(),
             model,
             collections,

@@ -59,31 +59,30 @@ fn sources(base: &Path) -> (PathBuf, PathBuf, PathBuf) {
     for dir in [&handbook, &notes, &kitchen] {
         std::fs::create_dir(dir).unwrap();
     }
-    std::fs::write(
-        handbook.join("README.md"),
-        "# Handbook\n\nDescale the kettle every month with citric acid.\n",
-    )
-    .unwrap();
-    std::fs::write(
-        handbook.join("safety.md"),
-        "# Safety\n\nNever fill the kettle above the line.\n",
-    )
-    .unwrap();
-    std::fs::write(
-        notes.join("README.md"),
-        "# Notes\n\nThe old kettle whistles; the ice axe is in the shed.\n",
-    )
-    .unwrap();
-    std::fs::write(
-        kitchen.join("recipe.md"),
-        "# Flatbread\n\nKnead the dough with yoghurt and rest it.\n",
-    )
-    .unwrap();
-    std::fs::write(
-        kitchen.join("shopping.md"),
-        "# Shopping\n\nyoghurt flour kettle\n",
-    )
-    .unwrap();
+    for (path, text) in [
+        (
+            handbook.join("README.md"),
+            "# Handbook\n\nDescale the kettle every month with citric acid.\n",
+        ),
+        (
+            handbook.join("safety.md"),
+            "# Safety\n\nNever fill the kettle above the line.\n",
+        ),
+        (
+            notes.join("README.md"),
+            "# Notes\n\nThe old kettle whistles; the ice axe is in the shed.\n",
+        ),
+        (
+            kitchen.join("recipe.md"),
+            "# Flatbread\n\nKnead the dough with yoghurt and rest it.\n",
+        ),
+        (
+            kitchen.join("shopping.md"),
+            "# Shopping\n\nyoghurt flour kettle\n",
+        ),
+    ] {
+        std::fs::write(path, text).unwrap();
+    }
     (handbook, notes, kitchen.join("recipe.md"))
 }
 

@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mcp_server_docs::{
     collection::{self, Collection, Spec},
     embed::{Embedder, ModelOptions, docs_home},
-    index::{self, DocsError, Filter, Library, Mode, Progress, Selection},
-    server::{CollectionReport, DocsServer, Shared, UpdateAnswer, open_tasks, report_text},
+    index::{DocsError, Filter, Library, Mode, Progress, Selection},
+    server::{DocsServer, Shared, open_tasks, report_text, update_now},
     setup,
 };
 use sha2::{Digest as _, Sha256};
@@ -202,24 +202,29 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// Opens every collection's index (creating it when `create`; with its writer when `write`).
-    fn open(&self, create: bool, write: bool) -> anyhow::Result<Vec<Collection>> {
+    /// Opens every collection's index (creating it when `create`; with its writer when `write`),
+    /// shared with the model; and where each index is.
+    fn into_shared(self, create: bool, write: bool) -> anyhow::Result<(Shared, Vec<PathBuf>)> {
         let id = self.embedder.as_ref().map(|e| e.id.clone());
-        self.collections
-            .iter()
-            .map(|planned| {
-                let source = &planned.spec.source;
-                let (library, writer) =
-                    Library::open(&planned.data_dir, source.root(), id.as_ref(), create, write)?;
-                Ok(Collection::new(
-                    planned.spec.name.clone(),
-                    source.clone(),
-                    library,
-                    writer,
-                    self.selection.clone(),
-                ))
-            })
-            .collect()
+        let mut collections = Vec::new();
+        let mut dirs = Vec::new();
+        for planned in self.collections {
+            let source = planned.spec.source;
+            let (library, writer) =
+                Library::open(&planned.data_dir, source.root(), id.as_ref(), create, write)?;
+            collections.push(Collection::new(
+                planned.spec.name,
+                source,
+                library,
+                writer,
+                self.selection.clone(),
+            ));
+            dirs.push(planned.data_dir);
+        }
+        Ok((
+            Shared::new(collections, self.embedder, self.model_note),
+            dirs,
+        ))
     }
 }
 
@@ -350,50 +355,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Library::remove(&planned.data_dir)?;
                 }
             }
-            let collections = setup.open(true, true)?;
-            let several = collections.len() > 1;
+            let (shared, dirs) = setup.into_shared(true, true)?;
             let mut bar = Bar::new();
-            let mut reports = Vec::new();
-            for one in &collections {
-                let mut writer = one
-                    .writer
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("the index writer is poisoned"))?;
-                let Some(writer) = writer.as_mut() else {
-                    anyhow::bail!("no writer");
-                };
-                if several {
-                    bar.0
-                        .println(format!("{}: {}", one.name, one.source.display()));
-                }
-                let report = one.library.update(
-                    writer,
-                    &one.selection_of(None).map_err(anyhow::Error::msg)?,
-                    setup.embedder.as_ref(),
-                    &mut bar,
-                )?;
-                reports.push(CollectionReport {
-                    collection: one.name.clone(),
-                    report,
-                });
-            }
+            let answer = update_now(&shared, None, None, &mut bar)?;
             bar.0.finish_and_clear();
-            let answer = UpdateAnswer::new(reports);
             let mut out = std::io::stdout().lock();
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
             } else {
-                if several {
+                if answer.collections.len() > 1 {
                     for one in &answer.collections {
                         writeln!(out, "{}: {}", one.collection, report_text(&one.report))?;
                     }
                 } else {
                     writeln!(out, "{}", answer.text())?;
                 }
-                for (one, planned) in collections.iter().zip(&setup.collections) {
-                    writeln!(out, "index of {}: {}", one.name, planned.data_dir.display())?;
+                for (one, dir) in shared.collections.iter().zip(&dirs) {
+                    writeln!(out, "index of {}: {}", one.name, dir.display())?;
                 }
-                if let Some(note) = &setup.model_note {
+                if let Some(note) = &shared.model_note {
                     writeln!(out, "semantic search is off (BM25 only): {note}")?;
                 }
             }
@@ -416,38 +396,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let setup = prepare(&args, false)?;
-            let collections = setup.open(false, false)?;
-            if let Some(name) = &collection
-                && !collections.iter().any(|c| &c.name == name)
-            {
-                anyhow::bail!(
-                    "there is no collection {name:?}; the collections are {}",
-                    collections
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            let several = collections.len() > 1 && collection.is_none();
-            let libraries: Vec<(&str, &Library)> = collections
-                .iter()
-                .filter(|c| collection.as_ref().is_none_or(|name| &c.name == name))
-                .map(|c| (if several { c.name.as_str() } else { "" }, &c.library))
-                .collect();
+            let (shared, _) = setup.into_shared(false, false)?;
             let filter = Filter {
                 path_glob,
                 file_types,
             };
             let k = k.unwrap_or(if max_tokens.is_some() { 20 } else { 10 });
-            let hits = index::search(
-                &libraries,
-                &query,
-                k,
-                mode,
-                &filter,
-                setup.embedder.as_ref(),
-            )?;
+            let hits = shared.search(collection.as_deref(), &query, k, mode, &filter)?;
             let mut out = std::io::stdout().lock();
             if let Some(max) = max_tokens {
                 let fitted = mcp_server_docs::budget::fit(&hits, max);
@@ -468,15 +423,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .filter(|h| **h != hit.title)
                         .map(|h| format!(" › {h}"))
                         .collect();
-                    let collection = if hit.collection.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{}: ", hit.collection)
-                    };
                     writeln!(
                         out,
-                        "{}. {collection}{}:{}-{}  {}{headings}  ({:.3})\n   {}\n",
+                        "{}. {}{}:{}-{}  {}{headings}  ({:.3})\n   {}\n",
                         i + 1,
+                        collection::label(&hit.collection),
                         hit.path,
                         hit.lines[0],
                         hit.lines[1],
@@ -486,12 +437,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     )?;
                 }
             }
-            if mode != Mode::Bm25
-                && (setup.embedder.is_none() || libraries.iter().all(|l| l.1.model().is_none()))
-            {
+            if mode != Mode::Bm25 && shared.semantic_off(collection.as_deref())? {
                 eprintln!(
                     "note: BM25 only ({})",
-                    setup
+                    shared
                         .model_note
                         .as_deref()
                         .unwrap_or("the index has no vectors; index it with the model")
@@ -518,8 +467,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { args, watch, serve } => {
             let setup = prepare(&args, false)?;
-            let collections = setup.open(true, true)?;
-            for one in &collections {
+            let (shared, dirs) = setup.into_shared(true, true)?;
+            // Each collection brought up to date; one whose index has vectors while no model
+            // is loaded is served as it is, BM25 only (update_now would stop at it).
+            for one in &shared.collections {
                 let mut writer = one
                     .writer
                     .lock()
@@ -528,18 +479,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let selection = one.selection_of(None).map_err(anyhow::Error::msg)?;
                     match one
                         .library
-                        .update(writer, &selection, setup.embedder.as_ref(), &mut ())
+                        .update(writer, &selection, shared.embedder.as_ref(), &mut ())
                     {
                         Ok(report) => tracing::info!("{}: {}", one.name, report_text(&report)),
-                        // An index with vectors and no model: serve what is there, BM25 only.
                         Err(error @ DocsError::ModelMissing { .. }) => tracing::warn!("{error}"),
                         Err(error) => return Err(error.into()),
                     }
                 }
             }
             // Reindex tasks are kept beside the first collection's index.
-            let tasks_dir = setup.collections[0].data_dir.clone();
-            let shared = Arc::new(Shared::new(collections, setup.embedder, setup.model_note));
+            let tasks_dir = dirs[0].clone();
+            let shared = Arc::new(shared);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
                 let _watcher = if watch {
