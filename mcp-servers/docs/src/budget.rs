@@ -28,6 +28,9 @@ pub struct Passage {
     pub collection: String,
     /// The document's path, relative to the indexed folder.
     pub path: String,
+    /// A web page's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// The document's title.
     pub title: String,
     /// The headings above the passage, outermost first (those its merged hits share).
@@ -72,11 +75,16 @@ pub fn place(title: &str, headings: &[String]) -> String {
 fn header(rank: usize, passage: &Passage) -> String {
     let place = place(&passage.title, &passage.headings);
     format!(
-        "[{rank}] {}{}:{}-{} — {place}{}\n",
+        "[{rank}] {}{}:{}-{}{} — {place}{}\n",
         crate::collection::label(&passage.collection),
         passage.path,
         passage.lines[0],
         passage.lines[1],
+        passage
+            .url
+            .as_deref()
+            .map(|url| format!(" <{url}>"))
+            .unwrap_or_default(),
         if passage.truncated {
             " (cut short)"
         } else {
@@ -107,6 +115,7 @@ pub fn fit(hits: &[Hit], max_tokens: usize) -> Fitted {
         .map(|hit| Passage {
             collection: hit.collection.clone(),
             path: hit.path.clone(),
+            url: hit.url.clone(),
             title: hit.title.clone(),
             headings: hit.headings.clone(),
             lines: hit.lines,
@@ -276,6 +285,7 @@ mod tests {
         Hit {
             collection: String::new(),
             path: path.into(),
+            url: None,
             title: "Guide".into(),
             headings: headings.iter().map(|h| h.to_string()).collect(),
             lines,

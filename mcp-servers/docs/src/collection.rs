@@ -1,5 +1,5 @@
-//! Named collections: `mcp-docs serve|index [NAME=]SOURCE…`. Each source (a folder or one file)
-//! is indexed apart, in a data directory of its own, so adding, updating or dropping one leaves
+//! Named collections: `mcp-docs serve|index [NAME=]SOURCE…`. Each source (a folder, one file or
+//! a web prefix) is indexed apart, in a data directory of its own, so adding, updating or dropping one leaves
 //! the others' index as it was; a search covers them all, or the one it names.
 
 use std::{
@@ -7,7 +7,10 @@ use std::{
     sync::Mutex,
 };
 
-use crate::index::{Library, Selection, Writer};
+use crate::{
+    index::{Library, Selection, Writer},
+    web::{Prefix, Site},
+};
 
 /// Longest collection name.
 pub const MAX_NAME: usize = 64;
@@ -32,6 +35,23 @@ pub fn default_name(path: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "root".into());
+    name_from(&base)
+}
+
+/// A name for a web source that was not given one: its host and path (`doc.rust-lang.org-book`
+/// for `https://doc.rust-lang.org/book/`).
+pub fn default_web_name(prefix: &Prefix) -> String {
+    let url = &prefix.start;
+    let mut base = url.host_str().unwrap_or("web").to_owned();
+    for segment in url.path().split('/').filter(|s| !s.is_empty()) {
+        base.push('-');
+        base.push_str(segment);
+    }
+    name_from(&base)
+}
+
+/// `base` with anything a name may not hold made `-`, cut to [`MAX_NAME`].
+fn name_from(base: &str) -> String {
     let mut name: String = base
         .chars()
         .map(|c| {
@@ -71,43 +91,44 @@ pub enum Source {
     Folder(PathBuf),
     /// One file (canonical).
     File(PathBuf),
+    /// The pages under a URL prefix, crawled into a mirror beside the index.
+    Web(Prefix),
 }
 
 impl Source {
-    /// The folder the collection's paths are relative to: the folder, or the file's own.
-    pub fn root(&self) -> &Path {
+    /// The folder the collection's paths are relative to: the folder, or the file's own
+    /// (`None` for the web: its mirror is in its data directory).
+    pub fn root(&self) -> Option<&Path> {
         match self {
-            Source::Folder(folder) => folder,
-            Source::File(file) => file.parent().unwrap_or(Path::new("/")),
+            Source::Folder(folder) => Some(folder),
+            Source::File(file) => Some(file.parent().unwrap_or(Path::new("/"))),
+            Source::Web(_) => None,
         }
     }
 
-    /// The one path the collection holds, relative to [`Source::root`], for a file.
+    /// The one path the collection holds, relative to its root, for a file.
     pub fn only(&self) -> Option<String> {
         match self {
-            Source::Folder(_) => None,
             Source::File(file) => file.file_name().map(|n| n.to_string_lossy().into_owned()),
+            Source::Folder(_) | Source::Web(_) => None,
         }
     }
 
-    /// `folder` or `file`.
+    /// `folder`, `file` or `web`.
     pub fn kind(&self) -> &'static str {
         match self {
             Source::Folder(_) => "folder",
             Source::File(_) => "file",
+            Source::Web(_) => "web",
         }
     }
 
-    /// The folder's or the file's path.
-    pub fn path(&self) -> &Path {
-        match self {
-            Source::Folder(path) | Source::File(path) => path,
-        }
-    }
-
-    /// The source as it is shown: its path.
+    /// The source as it is shown: its path or URL.
     pub fn display(&self) -> String {
-        self.path().display().to_string()
+        match self {
+            Source::Folder(path) | Source::File(path) => path.display().to_string(),
+            Source::Web(prefix) => prefix.start.to_string(),
+        }
     }
 }
 
@@ -137,10 +158,12 @@ impl Spec {
             _ => (None, text),
         };
         if source.starts_with("http://") || source.starts_with("https://") {
-            return Err(format!(
-                "{source}: this build of mcp-docs indexes folders and files only; web sources \
-                 are not available yet"
-            ));
+            let prefix = Prefix::parse(source)?;
+            return Ok(Self {
+                named: name.is_some(),
+                name: name.unwrap_or_else(|| default_web_name(&prefix)),
+                source: Source::Web(prefix),
+            });
         }
         let path = Path::new(if source.is_empty() { "." } else { source });
         let canonical = path.canonicalize().map_err(|e| {
@@ -161,7 +184,10 @@ impl Spec {
         };
         Ok(Self {
             named: name.is_some(),
-            name: name.unwrap_or_else(|| default_name(source.path())),
+            name: name.unwrap_or_else(|| match &source {
+                Source::Folder(path) | Source::File(path) => default_name(path),
+                Source::Web(prefix) => default_web_name(prefix),
+            }),
             source,
         })
     }
@@ -194,6 +220,8 @@ pub struct Collection {
     pub writer: Mutex<Option<Writer>>,
     /// Which files an update reads.
     pub selection: Selection,
+    /// A web collection's site (its mirror and crawl state).
+    pub site: Option<Site>,
 }
 
 impl Collection {
@@ -211,7 +239,14 @@ impl Collection {
             library,
             writer: Mutex::new(writer),
             selection,
+            site: None,
         }
+    }
+
+    /// The same collection, a web one crawled as `site` says.
+    pub fn with_site(mut self, site: Site) -> Self {
+        self.site = Some(site);
+        self
     }
 
     /// The collection of a whole folder (`library`'s), named after it.
@@ -229,6 +264,12 @@ impl Collection {
     /// The selection of an update of `path` (relative to the collection's folder; all of it
     /// when `None`). A file's collection holds that file only.
     pub fn selection_of(&self, path: Option<String>) -> Result<Selection, String> {
+        if self.site.is_some() && path.is_some() {
+            return Err(format!(
+                "the web collection {} is crawled whole; reindex it without a path",
+                self.name
+            ));
+        }
         let scope = match (self.source.only(), path) {
             (Some(only), Some(path)) if path.trim_matches('/') != only => {
                 return Err(format!(
@@ -293,13 +334,21 @@ mod tests {
 
         let file = Spec::parse(root.join("notes.md").to_str().unwrap()).unwrap();
         assert_eq!(file.name, "notes.md");
-        assert_eq!(file.source.root(), root);
+        assert_eq!(file.source.root(), Some(root.as_path()));
         assert_eq!(file.source.only().as_deref(), Some("notes.md"));
 
         // A folder whose name holds `=` is a path, not a name.
         let odd = Spec::parse(root.join("a=b").to_str().unwrap()).unwrap();
         assert_eq!(odd.source, Source::Folder(root.join("a=b")));
         assert!(!odd.named);
+
+        let web = Spec::parse("https://doc.rust-lang.org/book/").unwrap();
+        assert_eq!(web.name, "doc.rust-lang.org-book");
+        assert_eq!(web.source.kind(), "web");
+        let named_web = Spec::parse("std=https://doc.rust-lang.org/std/").unwrap();
+        assert_eq!(named_web.name, "std");
+        let refused = Spec::parse("https://x/docs?page=2").unwrap_err();
+        assert!(refused.contains("query"), "{refused}");
 
         let missing = Spec::parse(&format!("x={}", root.join("nope").display())).unwrap_err();
         assert!(missing.contains("nope"), "{missing}");

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
-mod formats;
+pub(crate) mod formats;
 
 /// The kinds of file we read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 //! - [`server`]: the MCP tools and resources.
 //! - [`setup`]: first use: ONNX Runtime and the model fetched from PyPI, checked, cached.
 //! - [`watch`]: `serve --watch`, the folder followed live.
+//! - [`web`]: web sources, crawled into a mirror folder (robots.txt, sitemaps, caps, validators).
 
 #![warn(missing_docs)]
 
@@ -24,5 +25,6 @@ pub mod index;
 pub mod server;
 pub mod setup;
 pub mod watch;
+pub mod web;
 
 pub use chunk::Chunk;

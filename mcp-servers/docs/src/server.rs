@@ -26,6 +26,7 @@ use crate::{
     collection::{self, Collection},
     embed::Embedder,
     index::{self, DocsError, Filter, Hit, Library, Mode, Progress, Report, Source, Status},
+    web::CrawlReport,
 };
 
 /// Most bytes of a document `get_document` returns at once.
@@ -151,14 +152,22 @@ impl Shared {
                 (self.label_of(c), &c.library)
             })
             .collect();
-        Ok(index::search(
-            &libraries,
-            query,
-            k,
-            mode,
-            filter,
-            self.embedder.as_ref(),
-        )?)
+        let mut hits = index::search(&libraries, query, k, mode, filter, self.embedder.as_ref())?;
+        for hit in &mut hits {
+            hit.url = self.url_of(&hit.collection, &hit.path);
+        }
+        Ok(hits)
+    }
+
+    /// The URL of a web collection's page saved as `path`; the collection is the one labelled
+    /// `label` ([`Shared::label_of`]).
+    fn url_of(&self, label: &str, path: &str) -> Option<String> {
+        let collection = if label.is_empty() {
+            self.collections.first()
+        } else {
+            self.collections.iter().find(|c| c.name == label)
+        };
+        collection?.site.as_ref()?.url_of(path)
     }
 }
 
@@ -355,6 +364,9 @@ struct DocumentAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     collection: Option<String>,
     path: String,
+    /// A web page's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
     title: String,
     start_line: usize,
     end_line: usize,
@@ -367,6 +379,7 @@ struct ReindexArgs {
     /// Only this collection; every one when left out.
     collection: Option<String>,
     /// Only this file or folder (relative to the collection's folder); everything when left out.
+    /// A web collection is crawled whole.
     path: Option<String>,
 }
 
@@ -380,7 +393,7 @@ struct SourcesArgs {
 #[derive(Serialize)]
 struct CollectionSummary {
     name: String,
-    /// What it indexes: a folder or a file.
+    /// What it indexes: a folder, a file or a web prefix.
     kind: &'static str,
     source: String,
     #[serde(flatten)]
@@ -431,8 +444,13 @@ fn ago(at: Option<i64>) -> String {
 
 fn hit_text(rank: usize, hit: &Hit) -> String {
     let place = budget::place(&hit.title, &hit.headings);
+    let url = hit
+        .url
+        .as_deref()
+        .map(|url| format!(" <{url}>"))
+        .unwrap_or_default();
     format!(
-        "{rank}. {}{}:{}-{} — {place} (score {:.3})\n   {}",
+        "{rank}. {}{}:{}-{}{url} — {place} (score {:.3})\n   {}",
         collection::label(&hit.collection),
         hit.path,
         hit.lines[0],
@@ -538,9 +556,12 @@ fn labelled<'a>(
 pub struct CollectionReport {
     /// The collection.
     pub collection: String,
-    /// What its update did.
+    /// What its update did (a web collection's pages that failed among the failures, by URL).
     #[serde(flatten)]
     pub report: Report,
+    /// What the crawl did, for a web collection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crawl: Option<CrawlReport>,
 }
 
 /// What an update of one or more collections did: the sums (failures named by collection when
@@ -573,9 +594,22 @@ impl UpdateAnswer {
         Self { total, collections }
     }
 
-    /// The sums in a line and the failures ([`report_text`]).
+    /// The sums in a line, what each crawl did, and the failures ([`report_text`]).
     pub fn text(&self) -> String {
-        report_text(&self.total)
+        let several = self.collections.len() > 1;
+        let mut text = String::new();
+        for one in &self.collections {
+            if let Some(crawl) = &one.crawl {
+                let name = if several { one.collection.as_str() } else { "" };
+                text.push_str(&format!(
+                    "{}{}\n",
+                    collection::label(name),
+                    crawl_text(crawl)
+                ));
+            }
+        }
+        text.push_str(&report_text(&self.total));
+        text
     }
 }
 
@@ -613,16 +647,65 @@ pub fn update_now(
             name: (!label.is_empty()).then_some(label),
             inner: &mut *progress,
         };
+        let crawl = match &one.site {
+            Some(site) => Some(
+                site.crawl(&mut named)
+                    .map_err(|e| ToolError::new(format!("{}{e}", collection::label(label))))?,
+            ),
+            None => None,
+        };
         let report = one
             .library
             .update(writer, &selection, shared.embedder.as_ref(), &mut named)
             .map_err(ToolError::from)?;
-        reports.push(CollectionReport {
-            collection: one.name.clone(),
-            report,
-        });
+        reports.push(collection_report(one, report, crawl));
     }
     Ok(UpdateAnswer::new(reports))
+}
+
+/// One collection's report: for a web collection, the files that failed named by their URL and
+/// the crawl's failures first among them.
+pub fn collection_report(
+    collection: &Collection,
+    mut report: Report,
+    mut crawl: Option<CrawlReport>,
+) -> CollectionReport {
+    if let Some(site) = &collection.site {
+        for (path, _) in &mut report.failed {
+            if let Some(url) = site.url_of(path) {
+                *path = url;
+            }
+        }
+    }
+    if let Some(crawl) = &mut crawl {
+        report.failed.splice(0..0, crawl.failed.drain(..));
+    }
+    CollectionReport {
+        collection: collection.name.clone(),
+        report,
+        crawl,
+    }
+}
+
+/// A crawl's report in a line.
+pub fn crawl_text(crawl: &CrawlReport) -> String {
+    let mut text = format!(
+        "crawled: {} pages fetched, {} unchanged, {} dropped; {} pages kept",
+        crawl.fetched, crawl.not_modified, crawl.removed, crawl.pages
+    );
+    for (count, what) in [
+        (crawl.redirects.len(), "redirects followed"),
+        (crawl.robots_excluded.len(), "URLs excluded by robots.txt"),
+        (crawl.left_out, "links left out at the page cap"),
+        (crawl.too_deep, "links past the depth cap"),
+        (crawl.other_types, "links to files that are not documents"),
+    ] {
+        if count > 0 {
+            text.push_str(&format!(", {count} {what}"));
+        }
+    }
+    text.push('.');
+    text
 }
 
 /// [`update_now`] on a blocking thread.
@@ -749,10 +832,11 @@ impl DocsServer {
             (start, end) => Some((start.unwrap_or(1).max(1), end.unwrap_or(usize::MAX))),
         };
         let collection = args.collection.clone();
-        let (name, (title, text, total)) = on_pool("reading", move || {
+        let (name, url, (title, text, total)) = on_pool("reading", move || {
             let holder = shared.holder(collection.as_deref(), &path)?;
             let document = holder.library.document(&path, range)?;
-            Ok::<_, ToolError>((shared.several().then(|| holder.name.clone()), document))
+            let url = holder.site.as_ref().and_then(|site| site.url_of(&path));
+            Ok::<_, ToolError>((shared.several().then(|| holder.name.clone()), url, document))
         })
         .await??;
         let (start, end) = range.unwrap_or((1, total));
@@ -782,6 +866,7 @@ impl DocsServer {
             &DocumentAnswer {
                 collection: name,
                 path: args.path,
+                url,
                 title,
                 start_line: start,
                 end_line: last,

@@ -36,6 +36,8 @@ pub fn follow(shared: Arc<Shared>) -> Result<RecommendedWatcher, notify::Error> 
             let concerns = |path: &std::path::Path| match source {
                 Source::Folder(folder) => path.starts_with(folder) && !path.starts_with(data_dir),
                 Source::File(file) => path == file,
+                // A web collection changes when it is crawled, not when a file is saved.
+                Source::Web(_) => false,
             };
             if event.paths.iter().any(|p| concerns(p)) {
                 let _ = sender.send(at);
@@ -43,9 +45,12 @@ pub fn follow(shared: Arc<Shared>) -> Result<RecommendedWatcher, notify::Error> 
         }
     })?;
     for (source, _) in &watched {
-        match source {
-            Source::Folder(folder) => watcher.watch(folder, RecursiveMode::Recursive)?,
-            Source::File(_) => watcher.watch(source.root(), RecursiveMode::NonRecursive)?,
+        match (source, source.root()) {
+            (Source::Folder(folder), _) => watcher.watch(folder, RecursiveMode::Recursive)?,
+            (Source::File(_), Some(folder)) => {
+                watcher.watch(folder, RecursiveMode::NonRecursive)?
+            }
+            _ => {}
         }
     }
     tokio::spawn(async move {

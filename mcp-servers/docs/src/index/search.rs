@@ -107,6 +107,7 @@ impl HitMaker {
         Ok(Some(Hit {
             collection: String::new(),
             path: text_of(&document, f.path),
+            url: None,
             title: text_of(&document, f.title),
             headings: if headings.is_empty() {
                 Vec::new()
