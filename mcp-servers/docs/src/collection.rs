@@ -8,6 +8,7 @@ use std::{
 };
 
 use crate::{
+    deps::{Dependencies, Ecosystem},
     index::{Library, Selection, Writer},
     web::{Prefix, Site},
 };
@@ -93,6 +94,9 @@ pub enum Source {
     File(PathBuf),
     /// The pages under a URL prefix, crawled into a mirror beside the index.
     Web(Prefix),
+    /// The packages a lock file (canonical) pins, their docs written into a mirror beside the
+    /// index.
+    Deps(PathBuf, Ecosystem),
 }
 
 impl Source {
@@ -102,7 +106,7 @@ impl Source {
         match self {
             Source::Folder(folder) => Some(folder),
             Source::File(file) => Some(file.parent().unwrap_or(Path::new("/"))),
-            Source::Web(_) => None,
+            Source::Web(_) | Source::Deps(..) => None,
         }
     }
 
@@ -110,7 +114,7 @@ impl Source {
     pub fn only(&self) -> Option<String> {
         match self {
             Source::File(file) => file.file_name().map(|n| n.to_string_lossy().into_owned()),
-            Source::Folder(_) | Source::Web(_) => None,
+            Source::Folder(_) | Source::Web(_) | Source::Deps(..) => None,
         }
     }
 
@@ -120,13 +124,16 @@ impl Source {
             Source::Folder(_) => "folder",
             Source::File(_) => "file",
             Source::Web(_) => "web",
+            Source::Deps(..) => "deps",
         }
     }
 
     /// The source as it is shown: its path or URL.
     pub fn display(&self) -> String {
         match self {
-            Source::Folder(path) | Source::File(path) => path.display().to_string(),
+            Source::Folder(path) | Source::File(path) | Source::Deps(path, _) => {
+                path.display().to_string()
+            }
             Source::Web(prefix) => prefix.start.to_string(),
         }
     }
@@ -187,8 +194,26 @@ impl Spec {
             name: name.unwrap_or_else(|| match &source {
                 Source::Folder(path) | Source::File(path) => default_name(path),
                 Source::Web(prefix) => default_web_name(prefix),
+                Source::Deps(_, ecosystem) => ecosystem.name().to_owned(),
             }),
             source,
+        })
+    }
+}
+
+impl Spec {
+    /// Reads `[NAME=]LOCK` (`--deps`): a lock file mcp-docs reads, named after its ecosystem
+    /// (`cargo`, `npm`, `pypi`) unless named.
+    pub fn parse_deps(text: &str) -> Result<Self, String> {
+        let (name, file) = match text.split_once('=') {
+            Some((name, file)) if valid_name(name) => (Some(name.to_owned()), file),
+            _ => (None, text),
+        };
+        let lock = crate::deps::Lock::read(Path::new(file))?;
+        Ok(Self {
+            named: name.is_some(),
+            name: name.unwrap_or_else(|| lock.ecosystem.name().to_owned()),
+            source: Source::Deps(lock.path, lock.ecosystem),
         })
     }
 }
@@ -222,6 +247,8 @@ pub struct Collection {
     pub selection: Selection,
     /// A web collection's site (its mirror and crawl state).
     pub site: Option<Site>,
+    /// A dependency collection's lock file and mirror.
+    pub deps: Option<Dependencies>,
 }
 
 impl Collection {
@@ -240,7 +267,14 @@ impl Collection {
             writer: Mutex::new(writer),
             selection,
             site: None,
+            deps: None,
         }
+    }
+
+    /// The same collection, the docs of a lock file's packages.
+    pub fn with_deps(mut self, deps: Dependencies) -> Self {
+        self.deps = Some(deps);
+        self
     }
 
     /// The same collection, a web one crawled as `site` says.
@@ -264,9 +298,10 @@ impl Collection {
     /// The selection of an update of `path` (relative to the collection's folder; all of it
     /// when `None`). A file's collection holds that file only.
     pub fn selection_of(&self, path: Option<String>) -> Result<Selection, String> {
-        if self.site.is_some() && path.is_some() {
+        if (self.site.is_some() || self.deps.is_some()) && path.is_some() {
             return Err(format!(
-                "the web collection {} is crawled whole; reindex it without a path",
+                "the {} collection {} is updated whole; reindex it without a path",
+                self.source.kind(),
                 self.name
             ));
         }

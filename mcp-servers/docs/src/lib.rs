@@ -9,6 +9,7 @@
 //! - [`budget`]: search answers fitted to a token budget (passages merged, near-duplicates
 //!   dropped, citations kept).
 //! - [`collection`]: named collections, each source indexed apart.
+//! - [`deps`]: dependency docs from a lock file, read where the package manager keeps them.
 //! - [`server`]: the MCP tools and resources.
 //! - [`setup`]: first use: ONNX Runtime and the model fetched from PyPI, checked, cached.
 //! - [`watch`]: `serve --watch`, the folder followed live.
@@ -19,6 +20,7 @@
 pub mod budget;
 mod chunk;
 pub mod collection;
+pub mod deps;
 pub mod embed;
 pub mod extract;
 pub mod index;

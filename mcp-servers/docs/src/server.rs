@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     budget,
     collection::{self, Collection},
+    deps::{self, SyncReport},
     embed::Embedder,
     index::{self, DocsError, Filter, Hit, Library, Mode, Progress, Report, Source, Status},
     web::CrawlReport,
@@ -134,18 +135,52 @@ impl Shared {
                 .all(|&i| self.collections[i].library.model().is_none()))
     }
 
-    /// Searches the collection `collection`, or every one (blocking: run it on the pool); hits
-    /// name their collection when there are several.
+    /// The libraries of dependency collections (of `collection`, or every one) that `wanted`
+    /// names ([`deps::names`]): each with the position of its collection.
+    pub fn libraries(
+        &self,
+        collection: Option<&str>,
+        wanted: &str,
+    ) -> Result<Vec<(usize, String)>, ToolError> {
+        let mut found = Vec::new();
+        for at in self.chosen(collection)? {
+            if let Some(deps) = &self.collections[at].deps {
+                found.extend(
+                    deps.libraries()
+                        .into_keys()
+                        .filter(|id| deps::names(id, wanted))
+                        .map(|id| (at, id)),
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    /// Searches the collection `collection`, or every one, or only the library `library` of
+    /// their dependencies (blocking: run it on the pool); hits name their collection when there
+    /// are several.
     pub fn search(
         &self,
         collection: Option<&str>,
+        library: Option<&str>,
         query: &str,
         k: usize,
         mode: Mode,
         filter: &Filter,
     ) -> Result<Vec<Hit>, ToolError> {
-        let libraries: Vec<(&str, &Library)> = self
-            .chosen(collection)?
+        let mut chosen = self.chosen(collection)?;
+        let mut filter = filter.clone();
+        if let Some(wanted) = library {
+            let found = self.libraries(collection, wanted)?;
+            if found.is_empty() {
+                return Err(ToolError::new(format!("no indexed library is {wanted:?}"))
+                    .with_hint("resolve_library lists the libraries and their versions"));
+            }
+            chosen.retain(|at| found.iter().any(|(c, _)| c == at));
+            filter.libraries = found.into_iter().map(|(_, id)| id).collect();
+        }
+        let filter = &filter;
+        let libraries: Vec<(&str, &Library)> = chosen
             .into_iter()
             .map(|at| {
                 let c = &self.collections[at];
@@ -315,6 +350,9 @@ struct SearchArgs {
     query: String,
     /// Only this collection (list_sources names them); all of them when left out.
     collection: Option<String>,
+    /// Only this dependency library: `serde`, `cargo:serde`, `serde@1.0.219` or
+    /// `cargo:serde@1.0.219` (resolve_library lists them).
+    library: Option<String>,
     /// How many results (default 10, at most 100).
     k: Option<usize>,
     /// hybrid (default): words and meaning fused; bm25: words; semantic: meaning.
@@ -381,6 +419,65 @@ struct ReindexArgs {
     /// Only this file or folder (relative to the collection's folder); everything when left out.
     /// A web collection is crawled whole.
     path: Option<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct ResolveArgs {
+    /// A library's name (`serde`, `@types/node`, `requests`), with or without its ecosystem and
+    /// version (`cargo:serde@1.0.219`).
+    name: String,
+}
+
+/// A dependency library, as resolve_library lists it.
+#[derive(Serialize)]
+struct Resolved {
+    /// `cargo:serde@1.0.219`: what search's `library` takes.
+    library: String,
+    ecosystem: String,
+    name: String,
+    version: String,
+    /// The collection it is in.
+    collection: String,
+    /// Its indexed documents (README, API docs).
+    documents: usize,
+    /// Whether it is the name asked for (else a name that holds it: `serde` finds serde_json).
+    exact: bool,
+}
+
+/// The libraries `wanted` names, or whose name holds it, exact ones first.
+fn resolve(shared: &Shared, wanted: &str) -> Result<Vec<Resolved>, DocsError> {
+    let needle = wanted.to_ascii_lowercase();
+    let mut found = Vec::new();
+    for collection in &shared.collections {
+        let Some(dependencies) = &collection.deps else {
+            continue;
+        };
+        let documents = collection.library.sources()?;
+        for id in dependencies.libraries().into_keys() {
+            let Some((ecosystem, name, version)) = deps::parse_id(&id) else {
+                continue;
+            };
+            let exact = deps::names(&id, wanted);
+            if !exact && !name.to_ascii_lowercase().contains(&needle) {
+                continue;
+            }
+            let prefix = format!("{id}/");
+            found.push(Resolved {
+                exact,
+                ecosystem: ecosystem.to_owned(),
+                name: name.to_owned(),
+                version: version.to_owned(),
+                collection: collection.name.clone(),
+                documents: documents
+                    .iter()
+                    .filter(|d| d.path.starts_with(&prefix))
+                    .count(),
+                library: id,
+            });
+        }
+    }
+    found.sort_by(|a, b| b.exact.cmp(&a.exact).then(a.library.cmp(&b.library)));
+    Ok(found)
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -562,6 +659,9 @@ pub struct CollectionReport {
     /// What the crawl did, for a web collection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crawl: Option<CrawlReport>,
+    /// Which libraries were added, kept and dropped, for a dependency collection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub libraries: Option<SyncReport>,
 }
 
 /// What an update of one or more collections did: the sums (failures named by collection when
@@ -599,12 +699,19 @@ impl UpdateAnswer {
         let several = self.collections.len() > 1;
         let mut text = String::new();
         for one in &self.collections {
+            let name = if several { one.collection.as_str() } else { "" };
             if let Some(crawl) = &one.crawl {
-                let name = if several { one.collection.as_str() } else { "" };
                 text.push_str(&format!(
                     "{}{}\n",
                     collection::label(name),
                     crawl_text(crawl)
+                ));
+            }
+            if let Some(libraries) = &one.libraries {
+                text.push_str(&format!(
+                    "{}{}\n",
+                    collection::label(name),
+                    libraries_text(libraries)
                 ));
             }
         }
@@ -654,11 +761,18 @@ pub fn update_now(
             ),
             None => None,
         };
+        let libraries = match &one.deps {
+            Some(deps) => Some(
+                deps.sync()
+                    .map_err(|e| ToolError::new(format!("{}{e}", collection::label(label))))?,
+            ),
+            None => None,
+        };
         let report = one
             .library
             .update(writer, &selection, shared.embedder.as_ref(), &mut named)
             .map_err(ToolError::from)?;
-        reports.push(collection_report(one, report, crawl));
+        reports.push(collection_report(one, report, crawl, libraries));
     }
     Ok(UpdateAnswer::new(reports))
 }
@@ -669,6 +783,7 @@ pub fn collection_report(
     collection: &Collection,
     mut report: Report,
     mut crawl: Option<CrawlReport>,
+    mut libraries: Option<SyncReport>,
 ) -> CollectionReport {
     if let Some(site) = &collection.site {
         for (path, _) in &mut report.failed {
@@ -680,10 +795,14 @@ pub fn collection_report(
     if let Some(crawl) = &mut crawl {
         report.failed.splice(0..0, crawl.failed.drain(..));
     }
+    if let Some(libraries) = &mut libraries {
+        report.failed.splice(0..0, libraries.failed.drain(..));
+    }
     CollectionReport {
         collection: collection.name.clone(),
         report,
         crawl,
+        libraries,
     }
 }
 
@@ -703,6 +822,31 @@ pub fn crawl_text(crawl: &CrawlReport) -> String {
         if count > 0 {
             text.push_str(&format!(", {count} {what}"));
         }
+    }
+    text.push('.');
+    text
+}
+
+/// A dependency sync's report in a line.
+pub fn libraries_text(libraries: &SyncReport) -> String {
+    let mut text = format!(
+        "libraries: {} added, {} unchanged, {} dropped",
+        libraries.added.len(),
+        libraries.unchanged,
+        libraries.removed.len()
+    );
+    if !libraries.undocumented.is_empty() {
+        text.push_str(&format!(
+            "; {} with no README and no documented API ({})",
+            libraries.undocumented.len(),
+            libraries.undocumented.join(", ")
+        ));
+    }
+    if libraries.optional_missing > 0 {
+        text.push_str(&format!(
+            "; {} optional packages not installed (another platform's), left out",
+            libraries.optional_missing
+        ));
     }
     text.push('.');
     text
@@ -759,6 +903,7 @@ impl DocsServer {
         let filter = Filter {
             path_glob: args.path_glob,
             file_types: args.file_types.unwrap_or_default(),
+            libraries: Vec::new(),
         };
         if let Some(max) = args.max_tokens
             && max < MIN_MAX_TOKENS
@@ -772,9 +917,17 @@ impl DocsServer {
             .unwrap_or(if args.max_tokens.is_some() { 20 } else { 10 });
         let query = args.query.clone();
         let collection = args.collection.clone();
+        let library = args.library.clone();
         let semantic_off = self.shared.semantic_off(collection.as_deref())?;
         let hits = on_pool("the search", move || {
-            shared.search(collection.as_deref(), &query, k, requested, &filter)
+            shared.search(
+                collection.as_deref(),
+                library.as_deref(),
+                &query,
+                k,
+                requested,
+                &filter,
+            )
         })
         .await??;
         let (mode, note) = if requested != Mode::Bm25 && semantic_off {
@@ -938,6 +1091,40 @@ impl DocsServer {
     }
 
     #[tool(
+        description = "Find the dependency libraries indexed under a name (from Cargo.lock, package-lock.json, uv.lock or requirements.txt): each library's id (`cargo:serde@1.0.219`), ecosystem, name, version, collection and documents. Pass an id or a name to search's `library`.",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn resolve_library(
+        &self,
+        Parameters(args): Parameters<ResolveArgs>,
+    ) -> Result<CallToolResult, ToolError> {
+        let wanted = args.name.trim().to_owned();
+        if wanted.is_empty() {
+            return Err(ToolError::new("the name is empty"));
+        }
+        let shared = self.shared.clone();
+        let found = on_pool("resolving", move || resolve(&shared, &wanted)).await??;
+        let text = if found.is_empty() {
+            format!(
+                "No indexed library is called {:?}. Index a project's lock file: mcp-docs serve --deps Cargo.lock",
+                args.name
+            )
+        } else {
+            found
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} ({} documents, in {})",
+                        l.library, l.documents, l.collection
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        Ok(structured(text, &serde_json::json!({ "libraries": found })))
+    }
+
+    #[tool(
         description = "The index at a glance: for each collection its source, files, chunks, vectors and last update; the embedding model; every file that failed, with the reason.",
         annotations(read_only_hint = true, open_world_hint = false)
     )]
@@ -1086,13 +1273,19 @@ impl ServerHandler for DocsServer {
             "Search over the documents in {} (Markdown, text, HTML, PDF, Word, EPUB, notebooks, \
              source code). Use search first (hybrid by default; collection narrows it to one), \
              then get_document with the path and lines it gives (and its collection, if it \
-             names one); cite the path and lines.",
+             names one); cite the path and lines (and the url, for web pages).{}",
             self.shared
                 .collections
                 .iter()
                 .map(|c| format!("{} ({})", c.name, c.source.display()))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            if self.shared.collections.iter().any(|c| c.deps.is_some()) {
+                " For a dependency's docs at the version the project pins, resolve_library \
+                 gives its id; pass it (or its name) to search as library."
+            } else {
+                ""
+            }
         ))
     }
 

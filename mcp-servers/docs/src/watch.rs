@@ -35,7 +35,7 @@ pub fn follow(shared: Arc<Shared>) -> Result<RecommendedWatcher, notify::Error> 
         for (at, (source, data_dir)) in touched.iter().enumerate() {
             let concerns = |path: &std::path::Path| match source {
                 Source::Folder(folder) => path.starts_with(folder) && !path.starts_with(data_dir),
-                Source::File(file) => path == file,
+                Source::File(file) | Source::Deps(file, _) => path == file,
                 // A web collection changes when it is crawled, not when a file is saved.
                 Source::Web(_) => false,
             };
@@ -47,6 +47,11 @@ pub fn follow(shared: Arc<Shared>) -> Result<RecommendedWatcher, notify::Error> 
     for (source, _) in &watched {
         match (source, source.root()) {
             (Source::Folder(folder), _) => watcher.watch(folder, RecursiveMode::Recursive)?,
+            (Source::Deps(lock, _), _) => {
+                if let Some(folder) = lock.parent() {
+                    watcher.watch(folder, RecursiveMode::NonRecursive)?
+                }
+            }
             (Source::File(_), Some(folder)) => {
                 watcher.watch(folder, RecursiveMode::NonRecursive)?
             }

@@ -5,6 +5,7 @@
 //! - `attacks`: attacks on the server, through the protocol, as a hostile client or a hostile
 //!   file would try them.
 //! - `collections`: named collections through the binary (no model).
+//! - `deps`: dependency docs from lock files (no model; the real SDK peers' in the gated test).
 //! - `formats`: docx, epub, notebooks, reStructuredText and zip archives (no model).
 //! - `index`: the index with the real model.
 //! - `protocol`: `mcp-docs` under the peer clients and the official suite (its RESULTS.md row).
@@ -14,6 +15,7 @@
 
 mod attacks;
 mod collections;
+mod deps;
 mod formats;
 mod index;
 mod protocol;

@@ -12,10 +12,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mcp_server_docs::{
     collection::Source,
     collection::{self, Collection, Spec},
+    deps::Dependencies,
     embed::{Embedder, ModelOptions, docs_home},
     index::{DocsError, Filter, Library, Mode, Progress, Selection},
     server::{
-        DocsServer, Shared, collection_report, crawl_text, open_tasks, report_text, update_now,
+        DocsServer, Shared, collection_report, crawl_text, libraries_text, open_tasks, report_text,
+        update_now,
     },
     setup,
     web::{Limits, Site},
@@ -45,8 +47,21 @@ struct IndexArgs {
     /// The collections: folders or files of documents, or http(s) URL prefixes to crawl, each
     /// optionally named (`NAME=SOURCE`; names are letters, digits and . _ - + : @), else named
     /// after the folder, file or URL.
-    #[arg(value_name = "[NAME=]SOURCE", default_value = ".")]
+    /// [default: `.` when no --deps is given either]
+    #[arg(value_name = "[NAME=]SOURCE")]
     sources: Vec<String>,
+
+    /// A lock file whose packages' docs to index (repeatable): Cargo.lock (from Cargo's
+    /// registry), package-lock.json (from node_modules), uv.lock or requirements.txt (from the
+    /// virtualenv). One collection per lock, named NAME= or cargo, npm, pypi; each package is a
+    /// library in it (`cargo:serde@1.0.219`).
+    #[arg(long = "deps", value_name = "[NAME=]LOCK")]
+    deps: Vec<String>,
+
+    /// The virtualenv a Python lock's packages are installed in [default: the project's .venv,
+    /// then VIRTUAL_ENV].
+    #[arg(long, value_name = "DIR")]
+    venv: Option<PathBuf>,
 
     /// Where the indexes live: one unnamed SOURCE's index itself, else a folder with one index
     /// per collection, by name [default: $XDG_DATA_HOME/mcp-toolkit/docs/<folder>-<hash>,
@@ -167,6 +182,11 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         collection: Option<String>,
 
+        /// Only this dependency library: serde, cargo:serde, serde@1.0.219 or
+        /// cargo:serde@1.0.219.
+        #[arg(long, value_name = "NAME")]
+        library: Option<String>,
+
         /// How many results [default: 10, or 20 with --max-tokens].
         #[arg(short)]
         k: Option<usize>,
@@ -233,6 +253,10 @@ fn default_data_dir(source: &Source) -> PathBuf {
             collection::default_web_name(prefix),
             prefix.start.as_str().as_bytes().to_vec(),
         ),
+        Source::Deps(lock, ecosystem) => (
+            format!("{}-deps", ecosystem.name()),
+            lock.as_os_str().as_encoded_bytes().to_vec(),
+        ),
     };
     let hash: String = Sha256::digest(&key)
         .iter()
@@ -252,6 +276,7 @@ struct Prepared {
     collections: Vec<Planned>,
     selection: Selection,
     limits: Limits,
+    venv: Option<PathBuf>,
     embedder: Option<Embedder>,
     model_note: Option<String>,
 }
@@ -274,9 +299,25 @@ impl Prepared {
                 )?),
                 _ => None,
             };
-            let root = match source.root() {
-                Some(root) => root.to_owned(),
-                None => Site::mirror_of(&planned.data_dir),
+            let root = match &source {
+                Source::Web(_) => Site::mirror_of(&planned.data_dir),
+                Source::Deps(..) => Dependencies::mirror_of(&planned.data_dir),
+                Source::Folder(_) | Source::File(_) => {
+                    source.root().unwrap_or(Path::new("/")).to_owned()
+                }
+            };
+            let deps = match &source {
+                Source::Deps(lock, _) => {
+                    if create {
+                        std::fs::create_dir_all(&root)?;
+                    }
+                    Some(Dependencies::new(
+                        lock,
+                        &planned.data_dir,
+                        self.venv.clone(),
+                    ))
+                }
+                _ => None,
             };
             let (library, writer) =
                 Library::open(&planned.data_dir, &root, id.as_ref(), create, write)?;
@@ -289,6 +330,9 @@ impl Prepared {
             );
             if let Some(site) = site {
                 collection = collection.with_site(site);
+            }
+            if let Some(deps) = deps {
+                collection = collection.with_deps(deps);
             }
             collections.push(collection);
             dirs.push(planned.data_dir);
@@ -337,11 +381,18 @@ fn install(force: bool) -> anyhow::Result<setup::Installed> {
 
 /// `fetch_model`: on first use, fetch the model when it is looked for in the default places.
 fn prepare(args: &IndexArgs, fetch_model: bool) -> anyhow::Result<Prepared> {
-    let specs = args
-        .sources
+    let folder = [".".to_owned()];
+    let sources = if args.sources.is_empty() && args.deps.is_empty() {
+        &folder[..]
+    } else {
+        &args.sources[..]
+    };
+    let specs = sources
         .iter()
-        .map(|text| Spec::parse(text).map_err(anyhow::Error::msg))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|text| Spec::parse(text))
+        .chain(args.deps.iter().map(|text| Spec::parse_deps(text)))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
     collection::check_names(&specs).map_err(anyhow::Error::msg)?;
     let collections = plan(specs, args.data_dir.as_deref());
     if fetch_model && default_model(&args.model) && !setup::is_installed(&docs_home()) {
@@ -380,6 +431,7 @@ fn prepare(args: &IndexArgs, fetch_model: bool) -> anyhow::Result<Prepared> {
             scope: None,
         },
         limits: args.crawl.limits(),
+        venv: args.venv.clone(),
         embedder,
         model_note,
     })
@@ -441,6 +493,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         if let Some(crawl) = &one.crawl {
                             writeln!(out, "{}: {}", one.collection, crawl_text(crawl))?;
                         }
+                        if let Some(libraries) = &one.libraries {
+                            writeln!(out, "{}: {}", one.collection, libraries_text(libraries))?;
+                        }
                         writeln!(out, "{}: {}", one.collection, report_text(&one.report))?;
                     }
                 } else {
@@ -464,6 +519,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             query,
             args,
             collection,
+            library,
             k,
             mode,
             path_glob,
@@ -476,9 +532,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let filter = Filter {
                 path_glob,
                 file_types,
+                libraries: Vec::new(),
             };
             let k = k.unwrap_or(if max_tokens.is_some() { 20 } else { 10 });
-            let hits = shared.search(collection.as_deref(), &query, k, mode, &filter)?;
+            let hits = shared.search(
+                collection.as_deref(),
+                library.as_deref(),
+                &query,
+                k,
+                mode,
+                &filter,
+            )?;
             let mut out = std::io::stdout().lock();
             if let Some(max) = max_tokens {
                 let fitted = mcp_server_docs::budget::fit(&hits, max);
@@ -559,14 +623,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         Some(site) if !site.crawled() => Some(site.crawl(&mut ())?),
                         _ => None,
                     };
+                    // Dependencies are read again (only libraries new to the lock are).
+                    let libraries = match &one.deps {
+                        Some(deps) => Some(deps.sync().map_err(anyhow::Error::msg)?),
+                        None => None,
+                    };
                     match one
                         .library
                         .update(writer, &selection, shared.embedder.as_ref(), &mut ())
                     {
                         Ok(report) => {
-                            let report = collection_report(one, report, crawl);
+                            let report = collection_report(one, report, crawl, libraries);
                             if let Some(crawl) = &report.crawl {
                                 tracing::info!("{}: {}", one.name, crawl_text(crawl));
+                            }
+                            if let Some(libraries) = &report.libraries {
+                                tracing::info!("{}: {}", one.name, libraries_text(libraries));
                             }
                             tracing::info!("{}: {}", one.name, report_text(&report.report));
                         }

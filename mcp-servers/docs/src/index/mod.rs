@@ -185,6 +185,8 @@ pub struct Filter {
     pub path_glob: Option<String>,
     /// Kinds (`markdown`, `html`, `pdf`, `rust`, …) or extensions (`md`, `rs`).
     pub file_types: Vec<String>,
+    /// Only documents of these libraries (`cargo:serde@1.0.219`: the folder they are in).
+    pub libraries: Vec<String>,
 }
 
 /// What an update did.

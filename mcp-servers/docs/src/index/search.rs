@@ -194,7 +194,9 @@ impl Library {
             .iter()
             .map(|t| t.trim_start_matches('.').to_ascii_lowercase())
             .collect();
-        let filtered = globs.is_some() || !filter.file_types.is_empty();
+        // Paths narrowed: by a glob, or to libraries (each a folder, `cargo:serde@1.0.219/`).
+        let narrowed = globs.is_some() || !filter.libraries.is_empty();
+        let filtered = narrowed || !filter.file_types.is_empty();
         // Whether a file passes the filter, worked out once per file (asked only when filtered).
         let mut verdicts: Vec<Option<bool>> =
             vec![None; if filtered { catalog.files.len() } else { 0 }];
@@ -202,6 +204,11 @@ impl Library {
             *verdicts[file].get_or_insert_with(|| {
                 let (path, kind) = &catalog.files[file];
                 globs.as_ref().is_none_or(|g: &GlobSet| g.is_match(path))
+                    && (filter.libraries.is_empty()
+                        || filter.libraries.iter().any(|library| {
+                            path.strip_prefix(library.as_str())
+                                .is_some_and(|rest| rest.starts_with('/'))
+                        }))
                     && (types.is_empty()
                         || types.iter().any(|t| {
                             t == kind || path.to_ascii_lowercase().ends_with(&format!(".{t}"))
@@ -218,7 +225,7 @@ impl Library {
         if used_bm25 {
             // The types are in the query; a path glob is checked on the best candidates. Ids
             // come from their column: no document is decompressed.
-            let wanted = if globs.is_some() { pool * 10 } else { pool };
+            let wanted = if narrowed { pool * 10 } else { pool };
             let columns = searcher
                 .segment_readers()
                 .iter()
@@ -245,7 +252,7 @@ impl Library {
             }
             // The glob admitted too few of them and more exist: search again among the files it
             // admits (every file's path checked once), so none is missed.
-            if globs.is_some() && bm25.len() < pool && more {
+            if narrowed && bm25.len() < pool && more {
                 let paths: Vec<Term> = (0..catalog.files.len())
                     .filter(|&file| allowed(file))
                     .map(|file| Term::from_field_text(f.path, &catalog.files[file].0))
