@@ -525,12 +525,24 @@ mod tests {
 
     #[test]
     fn every_server_handler_method_of_this_rmcp_is_forwarded() {
+        // Only this machine's platform: offline, cargo cannot resolve packages of others that
+        // no build here ever downloaded (android_system_properties on a fresh machine).
+        let rustc = std::process::Command::new("rustc")
+            .arg("-vV")
+            .output()
+            .expect("rustc -vV");
+        let host = String::from_utf8_lossy(&rustc.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("host: ").map(str::to_owned))
+            .expect("rustc -vV names the host");
         let metadata = std::process::Command::new(env!("CARGO"))
             .args([
                 "metadata",
                 "--format-version",
                 "1",
                 "--offline",
+                "--filter-platform",
+                &host,
                 "--manifest-path",
             ])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
