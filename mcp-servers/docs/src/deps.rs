@@ -380,14 +380,23 @@ fn cargo_docs(package: &Package, places: &Places) -> Result<Docs, String> {
             crate_files(&archive, &folder)?
         }
     };
+    Ok(written(files, ".rs", |path, text| {
+        rust_api(&package.name, path, text)
+    }))
+}
+
+/// A package's docs from its files: each source file (ending in `source`) as the API docs `api`
+/// writes of it (`path.md`; left out when it documents nothing), the others (READMEs) as they
+/// are, up to [`MAX_PACKAGE_BYTES`] in all.
+fn written(files: Files, source: &str, api: impl Fn(&str, &str) -> Option<String>) -> Docs {
     let mut docs = Vec::new();
     let mut total = 0;
     for (path, bytes) in files {
         let Ok(text) = String::from_utf8(bytes) else {
             continue;
         };
-        let doc = if path.ends_with(".rs") {
-            match rust_api(&package.name, &path, &text) {
+        let doc = if path.ends_with(source) {
+            match api(&path, &text) {
                 Some(doc) => (format!("{path}.md"), doc),
                 None => continue,
             }
@@ -400,7 +409,7 @@ fn cargo_docs(package: &Package, places: &Places) -> Result<Docs, String> {
         }
         docs.push(doc);
     }
-    Ok(docs)
+    docs
 }
 
 /// A crate's README and its `src/**/*.rs`.
@@ -720,27 +729,9 @@ fn npm_docs(package: &Package, project: &Path) -> Result<Docs, String> {
     let files = files_in(&dir, |p| {
         is_readme(p) || (p.ends_with(".d.ts") && !p.starts_with("node_modules/"))
     })?;
-    let mut docs = Vec::new();
-    let mut total = 0;
-    for (path, bytes) in files {
-        let Ok(text) = String::from_utf8(bytes) else {
-            continue;
-        };
-        let doc = if path.ends_with(".d.ts") {
-            match typescript_api(&package.name, &path, &text) {
-                Some(doc) => (format!("{path}.md"), doc),
-                None => continue,
-            }
-        } else {
-            (path, text)
-        };
-        total += doc.1.len();
-        if total > MAX_PACKAGE_BYTES {
-            break;
-        }
-        docs.push(doc);
-    }
-    Ok(docs)
+    Ok(written(files, ".d.ts", |path, text| {
+        typescript_api(&package.name, path, text)
+    }))
 }
 
 /// A TypeScript declaration file's JSDoc as Markdown: each `/** … */` with the declaration

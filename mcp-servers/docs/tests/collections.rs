@@ -9,11 +9,11 @@ use std::{
 };
 
 use rmcp::{
-    RoleClient, ServiceExt as _,
-    model::{CallToolRequestParams, CallToolResult, ReadResourceRequestParams},
-    service::RunningService,
+    RoleClient, ServiceExt as _, model::ReadResourceRequestParams, service::RunningService,
     transport::TokioChildProcess,
 };
+
+use crate::support::{call, ok, refused};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -199,26 +199,6 @@ fn indexing_a_collection_leaves_the_others_index_as_it_was() {
     assert!(!data.join("x").exists() && !base.path().join("x").exists());
 }
 
-type Client = RunningService<RoleClient, ()>;
-
-async fn call(client: &Client, name: &str, arguments: Value) -> CallToolResult {
-    let mut request = CallToolRequestParams::new(name.to_owned());
-    if let Value::Object(map) = arguments {
-        request = request.with_arguments(map);
-    }
-    client.call_tool(request).await.unwrap()
-}
-
-fn ok(result: &CallToolResult) -> Value {
-    assert_ne!(result.is_error, Some(true), "{result:?}");
-    result.structured_content.clone().unwrap()
-}
-
-fn refused(result: &CallToolResult) -> String {
-    assert_eq!(result.is_error, Some(true), "{result:?}");
-    result.content[0].as_text().unwrap().text.clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_server_serves_named_collections_and_every_tool_takes_one() {
     let base = tempfile::tempdir().unwrap();
@@ -236,7 +216,7 @@ async fn one_server_serves_named_collections_and_every_tool_takes_one() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let client: Client = ().serve(transport).await.unwrap();
+    let client: RunningService<RoleClient, ()> = ().serve(transport).await.unwrap();
 
     let listed = ok(&call(&client, "list_sources", json!({})).await);
     let collections = listed["collections"].as_array().unwrap();

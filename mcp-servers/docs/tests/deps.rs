@@ -9,12 +9,9 @@ use std::{
     process::Stdio,
 };
 
-use rmcp::{
-    RoleClient, ServiceExt as _,
-    model::{CallToolRequestParams, CallToolResult},
-    service::RunningService,
-    transport::TokioChildProcess,
-};
+use rmcp::{RoleClient, ServiceExt as _, service::RunningService, transport::TokioChildProcess};
+
+use crate::support::{call, ok};
 use serde_json::{Value, json};
 
 const MCP_DOCS: &str = env!("CARGO_BIN_EXE_mcp-docs");
@@ -65,6 +62,27 @@ fn mcp_docs(args: &[&str], envs: &[(&str, &Path)]) -> (Option<i32>, String, Stri
     )
 }
 
+/// `mcp-docs index SOURCES… --bm25-only --json`: its exit code and report.
+fn index_json(sources: &[&str], envs: &[(&str, &Path)]) -> (Option<i32>, Value) {
+    let args = [&["index"], sources, &["--bm25-only", "--json"]].concat();
+    let (code, out, err) = mcp_docs(&args, envs);
+    let report = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
+    (code, report)
+}
+
+/// `mcp-docs search QUERY SOURCES… --library LIBRARY --bm25-only --json`: the hits.
+fn search_json(sources: &[&str], query: &str, library: &str) -> Vec<Value> {
+    let args = [
+        &["search", query, "--library", library],
+        sources,
+        &["--bm25-only", "--json"],
+    ]
+    .concat();
+    let (code, out, err) = mcp_docs(&args, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
 fn failure<'a>(report: &'a Value, id: &str) -> Option<&'a str> {
     report["failed"]
         .as_array()
@@ -93,24 +111,9 @@ fn a_cargo_lock_indexes_each_crates_readme_and_api_docs_at_its_version() {
     .unwrap();
     let data = base.path().join("data");
     let (lock_arg, data_arg) = (lock.to_str().unwrap(), data.to_str().unwrap());
-    let index = |envs: &[(&str, &Path)]| {
-        let (code, out, err) = mcp_docs(
-            &[
-                "index",
-                "--deps",
-                lock_arg,
-                "--bm25-only",
-                "--json",
-                "--data-dir",
-                data_arg,
-            ],
-            envs,
-        );
-        let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
-        (code, report)
-    };
+    let sources = ["--deps", lock_arg, "--data-dir", data_arg];
 
-    let (code, report) = index(&[]);
+    let (code, report) = index_json(&sources, &[]);
     // The missing crate is reported by name, with what to do; the rest is indexed.
     assert_eq!(code, Some(1), "{report:#}");
     let missing = failure(&report, "cargo:no-such-crate@9.9.9").unwrap();
@@ -126,25 +129,7 @@ fn a_cargo_lock_indexes_each_crates_readme_and_api_docs_at_its_version() {
         "{report:#}"
     );
 
-    let search = |query: &str, library: &str| -> Vec<Value> {
-        let (code, out, err) = mcp_docs(
-            &[
-                "search",
-                query,
-                "--deps",
-                lock_arg,
-                "--library",
-                library,
-                "--bm25-only",
-                "--json",
-                "--data-dir",
-                data_arg,
-            ],
-            &[],
-        );
-        assert_eq!(code, Some(0), "{err}");
-        serde_json::from_str(&out).unwrap()
-    };
+    let search = |query: &str, library: &str| search_json(&sources, query, library);
     // API docs: the doc comment with its signature, under the item's heading.
     let hits = search("allowed by robots user agent", "robotstxt");
     assert!(!hits.is_empty());
@@ -200,7 +185,7 @@ fn a_cargo_lock_indexes_each_crates_readme_and_api_docs_at_its_version() {
         cargo_lock(&[("serde", &serde), ("robotstxt", &robots)]),
     )
     .unwrap();
-    let (code, report) = index(&[]);
+    let (code, report) = index_json(&sources, &[]);
     assert_eq!(code, Some(0), "{report:#}");
     let libraries = &report["collections"][0]["libraries"];
     assert_eq!(libraries["removed"], json!([format!("cargo:tar@{tar}")]));
@@ -228,19 +213,15 @@ fn a_cargo_lock_indexes_each_crates_readme_and_api_docs_at_its_version() {
     )
     .unwrap();
     let other_data = base.path().join("other-data");
-    let (code, out, err) = mcp_docs(
+    let (code, report) = index_json(
         &[
-            "index",
             "--deps",
             other_lock.to_str().unwrap(),
-            "--bm25-only",
-            "--json",
             "--data-dir",
             other_data.to_str().unwrap(),
         ],
         &[("CARGO_HOME", &fetched)],
     );
-    let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
     assert_eq!(code, Some(1), "{report:#}");
     assert_eq!(
         report["collections"][0]["libraries"]["added"],
@@ -452,24 +433,18 @@ async fn the_real_sdk_peers_docs_are_indexed_from_their_locks() {
     let data = base.path().join("data");
     let npm_lock = peers.join("node/package-lock.json");
     let requirements = peers.join("python/requirements.txt");
-    let (code, out, err) = mcp_docs(
-        &[
-            "index",
-            "--deps",
-            npm_lock.to_str().unwrap(),
-            "--deps",
-            requirements.to_str().unwrap(),
-            "--venv",
-            venv.to_str().unwrap(),
-            "--bm25-only",
-            "--json",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &[],
-    );
-    let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
-    assert!(code == Some(0) || code == Some(1), "{err}");
+    let sources = [
+        "--deps",
+        npm_lock.to_str().unwrap(),
+        "--deps",
+        requirements.to_str().unwrap(),
+        "--venv",
+        venv.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let (code, report) = index_json(&sources, &[]);
+    assert!(code == Some(0) || code == Some(1), "{report:#}");
     let added: Vec<String> = report["collections"]
         .as_array()
         .unwrap()
@@ -490,29 +465,7 @@ async fn the_real_sdk_peers_docs_are_indexed_from_their_locks() {
     );
     assert!(added.iter().any(|id| id == "pypi:mcp@2.3.0"), "{report:#}");
 
-    let search = |query: &str, library: &str| -> Vec<Value> {
-        let (code, out, err) = mcp_docs(
-            &[
-                "search",
-                query,
-                "--deps",
-                npm_lock.to_str().unwrap(),
-                "--deps",
-                requirements.to_str().unwrap(),
-                "--venv",
-                venv.to_str().unwrap(),
-                "--library",
-                library,
-                "--bm25-only",
-                "--json",
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert_eq!(code, Some(0), "{err}");
-        serde_json::from_str(&out).unwrap()
-    };
+    let search = |query: &str, library: &str| search_json(&sources, query, library);
     let ts = search("connect transport client", "@modelcontextprotocol/sdk");
     assert!(!ts.is_empty());
     assert!(ts.iter().all(|h| {
@@ -527,21 +480,4 @@ async fn the_real_sdk_peers_docs_are_indexed_from_their_locks() {
         py.iter()
             .all(|h| h["path"].as_str().unwrap().starts_with("pypi:mcp@2.3.0/"))
     );
-}
-
-async fn call(
-    client: &RunningService<RoleClient, ()>,
-    name: &str,
-    arguments: Value,
-) -> CallToolResult {
-    let mut request = CallToolRequestParams::new(name.to_owned());
-    if let Value::Object(map) = arguments {
-        request = request.with_arguments(map);
-    }
-    client.call_tool(request).await.unwrap()
-}
-
-fn ok(result: &CallToolResult) -> Value {
-    assert_ne!(result.is_error, Some(true), "{result:?}");
-    result.structured_content.clone().unwrap()
 }

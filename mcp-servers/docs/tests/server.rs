@@ -2,16 +2,16 @@
 //! stdio with rmcp as the client (every tool, progress while reindexing, resources), and a second
 //! process refused while the first holds the index.
 
-use crate::support;
+use crate::support::{self, call, ok};
 
 use std::{path::Path, process::Stdio};
 
 use mcp_core::testing::ProgressRecorder;
 use rmcp::{
-    RoleClient, ServiceExt as _,
+    ServiceExt as _,
     model::{
-        CallToolRequestParams, CallToolResult, NumberOrString, ProgressToken,
-        ReadResourceRequestParams, RequestParamsMeta as _,
+        CallToolRequestParams, NumberOrString, ProgressToken, ReadResourceRequestParams,
+        RequestParamsMeta as _,
     },
     transport::TokioChildProcess,
 };
@@ -26,23 +26,6 @@ fn cli(args: &[&str], data: &Path) -> std::process::Output {
         .arg(data)
         .output()
         .unwrap()
-}
-
-fn structured(result: &CallToolResult) -> Value {
-    assert_ne!(result.is_error, Some(true), "{result:?}");
-    result.structured_content.clone().unwrap()
-}
-
-async fn call(
-    client: &rmcp::service::RunningService<RoleClient, ProgressRecorder>,
-    name: &str,
-    arguments: Value,
-) -> CallToolResult {
-    let mut request = CallToolRequestParams::new(name.to_owned());
-    if let Value::Object(map) = arguments {
-        request = request.with_arguments(map);
-    }
-    client.call_tool(request).await.unwrap()
 }
 
 #[test]
@@ -192,14 +175,12 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
     }
 
     // The server indexed the folder before answering.
-    let found = structured(
-        &call(
-            &client,
-            "search",
-            json!({"query": "pruning apple trees in winter", "k": 3}),
-        )
-        .await,
-    );
+    let found = ok(&call(
+        &client,
+        "search",
+        json!({"query": "pruning apple trees in winter", "k": 3}),
+    )
+    .await);
     assert_eq!(found["mode"], "hybrid");
     let hit = &found["hits"][0];
     assert_eq!(hit["path"], "site/page.html");
@@ -233,7 +214,7 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
             json!({"query": "kettle installer restart", "mode": "bm25", "max_tokens": budget}),
         )
         .await;
-        let fitted = structured(&result);
+        let fitted = ok(&result);
         assert!(fitted.get("hits").is_none(), "{fitted}");
         let passages = fitted["passages"].as_array().unwrap();
         assert!(!passages.is_empty(), "{fitted}");
@@ -256,10 +237,10 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
     .await;
     assert_eq!(too_small.is_error, Some(true));
 
-    let status = structured(&call(&client, "index_status", json!({})).await);
+    let status = ok(&call(&client, "index_status", json!({})).await);
     assert_eq!(status["files"], 7);
     assert_eq!(status["failures"].as_array().unwrap().len(), 2);
-    let sources = structured(&call(&client, "list_sources", json!({})).await);
+    let sources = ok(&call(&client, "list_sources", json!({})).await);
     assert_eq!(sources["total"], 7);
 
     // Reindex after a change, with progress notifications.
@@ -270,7 +251,7 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
     .unwrap();
     let mut request = CallToolRequestParams::new("reindex");
     request.set_progress_token(ProgressToken(NumberOrString::Number(7)));
-    let report = structured(&client.call_tool(request).await.unwrap());
+    let report = ok(&client.call_tool(request).await.unwrap());
     assert_eq!(report["added"], 1);
     assert_eq!(report["embedded"], 1);
     // Every notification is sent before the response; rmcp's client may hand the last ones to
@@ -306,14 +287,12 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
         last.message.as_deref().unwrap().starts_with("writing"),
         "{progress:?}"
     );
-    let found = structured(
-        &call(
-            &client,
-            "search",
-            json!({"query": "ice axe", "mode": "bm25"}),
-        )
-        .await,
-    );
+    let found = ok(&call(
+        &client,
+        "search",
+        json!({"query": "ice axe", "mode": "bm25"}),
+    )
+    .await);
     assert_eq!(found["hits"][0]["path"], "notes/new.md");
 
     // Documents as resources.
@@ -365,8 +344,7 @@ async fn serve_watch_follows_the_folder() {
         .unwrap();
     let client = ProgressRecorder::default().serve(transport).await.unwrap();
     let find = async |query: &str| -> Vec<String> {
-        let found =
-            structured(&call(&client, "search", json!({"query": query, "mode": "bm25"})).await);
+        let found = ok(&call(&client, "search", json!({"query": query, "mode": "bm25"})).await);
         found["hits"]
             .as_array()
             .unwrap()

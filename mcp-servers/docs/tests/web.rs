@@ -20,12 +20,9 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::Response,
 };
-use rmcp::{
-    RoleClient, ServiceExt as _,
-    model::{CallToolRequestParams, CallToolResult},
-    service::RunningService,
-    transport::TokioChildProcess,
-};
+use rmcp::{RoleClient, ServiceExt as _, service::RunningService, transport::TokioChildProcess};
+
+use crate::support::{call, ok};
 use serde_json::{Value, json};
 
 const MCP_DOCS: &str = env!("CARGO_BIN_EXE_mcp-docs");
@@ -406,22 +403,14 @@ async fn a_site_is_crawled_politely_refreshed_by_validators_and_served_with_urls
     )
     .await;
     assert_eq!(path.is_error, Some(true));
+    // A reindex through the server crawls again (on the server's runtime, from its blocking
+    // pool): the site is back, and the guide is still unchanged.
+    site.round.store(2, Ordering::SeqCst);
+    let again = ok(&call(&client, "reindex", json!({})).await);
+    assert_eq!(
+        again["collections"][0]["crawl"]["not_modified"], 1,
+        "{again:#}"
+    );
+    assert_eq!(again["unchanged"], 8, "{again:#}");
     client.cancel().await.unwrap();
-}
-
-async fn call(
-    client: &RunningService<RoleClient, ()>,
-    name: &str,
-    arguments: Value,
-) -> CallToolResult {
-    let mut request = CallToolRequestParams::new(name.to_owned());
-    if let Value::Object(map) = arguments {
-        request = request.with_arguments(map);
-    }
-    client.call_tool(request).await.unwrap()
-}
-
-fn ok(result: &CallToolResult) -> Value {
-    assert_ne!(result.is_error, Some(true), "{result:?}");
-    result.structured_content.clone().unwrap()
 }

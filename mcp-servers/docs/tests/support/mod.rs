@@ -8,6 +8,32 @@ use std::{
 };
 
 use mcp_server_docs::embed::{Embedder, ModelOptions, docs_home};
+use rmcp::{
+    Peer, RoleClient,
+    model::{CallToolRequestParams, CallToolResult},
+};
+use serde_json::Value;
+
+/// Calls the tool `name` with `arguments` (a JSON object) through `client`.
+pub async fn call(client: &Peer<RoleClient>, name: &str, arguments: Value) -> CallToolResult {
+    let mut request = CallToolRequestParams::new(name.to_owned());
+    if let Value::Object(map) = arguments {
+        request = request.with_arguments(map);
+    }
+    client.call_tool(request).await.unwrap()
+}
+
+/// A tool's structured answer, which must not be an error.
+pub fn ok(result: &CallToolResult) -> Value {
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    result.structured_content.clone().unwrap()
+}
+
+/// A tool's error text, which it must be.
+pub fn refused(result: &CallToolResult) -> String {
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    result.content[0].as_text().unwrap().text.clone()
+}
 
 /// Installs the model and runtime once (a complete install is left alone), on a thread of its
 /// own: callers may be inside a tokio runtime.
