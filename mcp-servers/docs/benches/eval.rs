@@ -7,6 +7,11 @@
 //! nDCG@10 and recall@10 for BM25, dense, and fusions of the two; the fusion's weight is chosen
 //! on the even-numbered queries and reported on the odd ones (and on all).
 //!
+//! The same passages are then served as a web site (each an HTML page in a site's chrome,
+//! linked from an index page) on 127.0.0.1, crawled by mcp-docs's crawler into its mirror and
+//! indexed from there, and ranked again: the web path (crawl, HTML extraction) must keep the
+//! quality of the local one.
+//!
 //! `cargo bench -p mcp-server-docs --bench eval` (needs the model: setup-model.sh) writes
 //! `mcp-servers/docs/EVALUATION.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -18,7 +23,8 @@ use std::{
 
 use mcp_server_docs::{
     embed::Embedder,
-    index::{Filter, Mode},
+    index::{Filter, Library, Mode, Selection},
+    web::{CrawlReport, Limits, Prefix, Site},
 };
 
 mod common;
@@ -120,6 +126,153 @@ fn bare_vectors(scratch: &Path, embedder: &Embedder, passages: &[String]) -> Vec
     vectors
 }
 
+/// Each query's BM25, dense and served-hybrid rankings in `library`, as passage ids
+/// (`id_of` reads one from a document's path; a passage cut into two chunks counts once).
+fn rankings(
+    library: &Library,
+    embedder: &Embedder,
+    queries: &[common::Query],
+    id_of: &dyn Fn(&str) -> usize,
+) -> (Vec<Ranked>, Vec<Ranked>, Vec<Vec<usize>>) {
+    let mut bm25_lists = Vec::new();
+    let mut dense_lists = Vec::new();
+    let mut served: Vec<Vec<usize>> = Vec::new();
+    for query in queries {
+        let run = |mode| -> Ranked {
+            let mut seen = HashSet::new();
+            library
+                .search(&query.text, POOL, mode, &Filter::default(), Some(embedder))
+                .unwrap()
+                .into_iter()
+                .map(|h| (id_of(&h.path), h.score))
+                .filter(|(id, _)| seen.insert(*id))
+                .collect()
+        };
+        bm25_lists.push(run(Mode::Bm25));
+        dense_lists.push(run(Mode::Semantic));
+        served.push(
+            library
+                .search(
+                    &query.text,
+                    K,
+                    Mode::Hybrid,
+                    &Filter::default(),
+                    Some(embedder),
+                )
+                .unwrap()
+                .into_iter()
+                .map(|h| id_of(&h.path))
+                .fold(Vec::new(), |mut ids, id| {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                    ids
+                }),
+        );
+    }
+    (bm25_lists, dense_lists, served)
+}
+
+/// A documentation page around `text`, as sites wrap theirs: a header, a navigation bar with
+/// links to the rest of the site, a footer.
+fn page(n: usize, count: usize, text: &str) -> String {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let previous = n.saturating_sub(1);
+    let next = (n + 1).min(count - 1);
+    format!(
+        "<!DOCTYPE html><html><head><title>Passage {n}</title></head><body>\
+         <header><a href=\"../index.html\">The Books</a> <input placeholder=\"Search\"></header>\
+         <nav><a href=\"{previous}.html\">Previous</a> <a href=\"{next}.html\">Next</a> \
+         <a href=\"../index.html\">Contents</a></nav>\
+         <main><p>{escaped}</p></main>\
+         <footer>Built with mdBook. Licensed under MIT or Apache-2.0.</footer></body></html>"
+    )
+}
+
+/// The passages served as a site on 127.0.0.1 (`/books/index.html` links to each page,
+/// `/books/p/N.html`), crawled by mcp-docs into `scratch` and indexed from its mirror (kept
+/// between runs: unchanged pages answer 304 and are not embedded again).
+fn web_copy(
+    scratch: &Path,
+    passages: &[String],
+    embedder: &Embedder,
+) -> (
+    Library,
+    CrawlReport,
+    mcp_server_docs::index::Report,
+    std::time::Duration,
+) {
+    use axum::{extract::Path as UrlPath, response::Html, routing::get};
+    let pages: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
+        passages
+            .iter()
+            .enumerate()
+            .map(|(n, text)| page(n, passages.len(), text))
+            .collect(),
+    );
+    let contents: String = (0..passages.len())
+        .map(|n| format!("<li><a href=\"p/{n}.html\">Passage {n}</a></li>"))
+        .collect();
+    let contents = format!(
+        "<html><head><title>The Books</title></head><body><main><ul>{contents}</ul></main></body></html>"
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route(
+            "/books/index.html",
+            get(move || async move { Html(contents) }),
+        )
+        .route(
+            "/books/p/{page}",
+            get(move |UrlPath(page): UrlPath<String>| {
+                let pages = pages.clone();
+                async move {
+                    let n: usize = page.trim_end_matches(".html").parse().unwrap_or(usize::MAX);
+                    match pages.get(n) {
+                        Some(page) => Ok(Html(page.clone())),
+                        None => Err(axum::http::StatusCode::NOT_FOUND),
+                    }
+                }
+            }),
+        );
+    runtime.spawn(async move { axum::serve(listener, app).await });
+
+    let dir = scratch.join(format!("web-{}", embedder.id.name));
+    let limits = Limits {
+        max_pages: passages.len() + 10,
+        delay: std::time::Duration::ZERO,
+        ..Limits::default()
+    };
+    let site = Site::open(
+        Prefix::parse(&format!("{origin}/books/index.html")).unwrap(),
+        &dir,
+        limits,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let crawl = site.crawl(&mut ()).unwrap();
+    let (library, writer) =
+        Library::open(&dir, &Site::mirror_of(&dir), Some(&embedder.id), true, true).unwrap();
+    let report = library
+        .update(
+            &mut writer.unwrap(),
+            &Selection::default(),
+            Some(embedder),
+            &mut (),
+        )
+        .unwrap();
+    let took = started.elapsed();
+    drop(runtime);
+    (library, crawl, report, took)
+}
+
 fn main() {
     let root = html_root();
     let (passages, queries) = collection(&root, BOOKS, usize::MAX, 30);
@@ -137,43 +290,7 @@ fn main() {
     );
 
     let id_of = |path: &str| -> usize { path.trim_end_matches(".txt").parse().unwrap() };
-    let mut bm25_lists = Vec::new();
-    let mut dense_lists = Vec::new();
-    let mut served: Vec<Vec<usize>> = Vec::new();
-    for query in &queries {
-        let run = |mode| -> Ranked {
-            let mut seen = HashSet::new();
-            library
-                .search(&query.text, POOL, mode, &Filter::default(), Some(&embedder))
-                .unwrap()
-                .into_iter()
-                .map(|h| (id_of(&h.path), h.score))
-                // A passage cut into two chunks counts once, at its best rank.
-                .filter(|(id, _)| seen.insert(*id))
-                .collect()
-        };
-        bm25_lists.push(run(Mode::Bm25));
-        dense_lists.push(run(Mode::Semantic));
-        served.push(
-            library
-                .search(
-                    &query.text,
-                    K,
-                    Mode::Hybrid,
-                    &Filter::default(),
-                    Some(&embedder),
-                )
-                .unwrap()
-                .into_iter()
-                .map(|h| id_of(&h.path))
-                .fold(Vec::new(), |mut ids, id| {
-                    if !ids.contains(&id) {
-                        ids.push(id);
-                    }
-                    ids
-                }),
-        );
-    }
+    let (bm25_lists, dense_lists, served) = rankings(&library, &embedder, &queries, &id_of);
     // A check on the collection itself: the passages embedded as bare text, without the line
     // the index puts before each chunk (its file's title: here a number).
     let bare = bare_vectors(&scratch, &embedder, &passages);
@@ -266,6 +383,45 @@ fn main() {
         print!("{line}");
         table.push_str(&line);
     }
+    // The same passages crawled from a site.
+    let (web, crawl, web_report, web_took) = web_copy(&scratch, &passages, &embedder);
+    println!(
+        "crawled {} pages ({} unchanged, {} failed), indexed {} in {web_took:.1?}",
+        crawl.fetched,
+        crawl.not_modified,
+        crawl.failed.len(),
+        web_report.added + web_report.updated
+    );
+    // `p/N.html` is passage N; the contents page is none.
+    let web_id = |path: &str| -> usize {
+        path.strip_prefix("p/")
+            .and_then(|p| p.strip_suffix(".html"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX)
+    };
+    let (web_bm25, web_dense, web_served) = rankings(&web, &embedder, &queries, &web_id);
+    let (web_bm25, web_dense, web_served) = (&web_bm25, &web_dense, &web_served);
+    let web_rows: Vec<(String, Box<Rank<'_>>)> = vec![
+        ("bm25".into(), Box::new(|i| ids(&web_bm25[i]))),
+        ("semantic".into(), Box::new(|i| ids(&web_dense[i]))),
+        (
+            "hybrid: RRF (k = 60)".into(),
+            Box::new(|i| rrf(&[(&web_bm25[i], 1.0), (&web_dense[i], 1.0)], 60.0)),
+        ),
+        (
+            "**hybrid as `mcp-docs` serves it**".into(),
+            Box::new(|i| web_served[i].clone()),
+        ),
+    ];
+    let mut web_table = table.lines().take(2).collect::<Vec<_>>().join("\n");
+    web_table.push('\n');
+    for (name, rank) in &web_rows {
+        let (n_all, r_all) = evaluate(rank.as_ref(), &all);
+        let (n_odd, _) = evaluate(rank.as_ref(), &odd);
+        let line = format!("| {name} | {n_all:.3} | {r_all:.3} | {n_odd:.3} |\n");
+        print!("web {line}");
+        web_table.push_str(&line);
+    }
     let report = format!(
         "# mcp-docs: retrieval quality\n\n\
          Written by `cargo bench -p mcp-server-docs --bench eval`. The collection is built from the \
@@ -277,7 +433,15 @@ fn main() {
          {table}\n\
          The index is kept between runs in the target directory; this run embedded {} new \
          passages in {:.1} s on {} cores (speed is measured apart, side by side with other \
-         embedders).\n",
+         embedders).\n\n\
+         ## The same passages crawled from the web\n\n\
+         Each passage served as an HTML page of a site on 127.0.0.1 (a header with a search \
+         box, a navigation bar with Previous / Next / Contents links, the passage in `<main>`, \
+         a footer), linked from a contents page; `mcp-docs`'s crawler (robots.txt, sitemaps, \
+         links, one request at a time) saved {} pages into its mirror ({} answered 304 as \
+         unchanged since the last run, {} failed) and they were indexed from there like any \
+         folder, {} embedded in this run; crawl and indexing took {:.1} s.\n\n\
+         {web_table}\n",
         BOOKS.join(", "),
         passages.len(),
         queries.len(),
@@ -288,6 +452,11 @@ fn main() {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
+        crawl.pages,
+        crawl.not_modified,
+        crawl.failed.len(),
+        web_report.embedded,
+        web_took.as_secs_f64(),
     );
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("EVALUATION.md");
     std::fs::write(&path, report).unwrap();
