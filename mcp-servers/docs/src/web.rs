@@ -60,6 +60,8 @@ pub struct Limits {
     pub max_page_bytes: u64,
     /// Longest one request (headers and body) may take.
     pub timeout: Duration,
+    /// Longest a whole crawl may take; pages not reached by then keep their last copy.
+    pub max_time: Duration,
 }
 
 impl Default for Limits {
@@ -70,6 +72,7 @@ impl Default for Limits {
             delay: Duration::from_millis(250),
             max_page_bytes: 8 * 1024 * 1024,
             timeout: Duration::from_secs(30),
+            max_time: Duration::from_secs(3600),
         }
     }
 }
@@ -438,22 +441,41 @@ impl Crawler<'_> {
         let mut seen: HashSet<String> = HashSet::new();
         seen.insert(prefix.start.to_string());
         queue.push_back((prefix.start.clone(), 0));
-        for url in self.sitemaps(&prefix, &robots.sitemaps).await {
+        // What a site can make the crawl hold: links waiting beyond a few times the pages it
+        // may still fetch are counted, not kept.
+        let most_queued = limits.max_pages.saturating_mul(4).max(1000);
+        for url in self.sitemaps(&prefix, &robots.sitemaps, most_queued).await {
             if seen.insert(url.to_string()) {
                 queue.push_back((url, 1));
             }
         }
         progress.stage("crawling", limits.max_pages);
+        let started = Instant::now();
         let mut visited = 0;
         while let Some((url, depth)) = queue.pop_front() {
             if progress.stopped() {
                 return Err(WebError::Stopped);
             }
+            if started.elapsed() >= limits.max_time {
+                // Out of time: what was not reached keeps its last copy.
+                self.report.left_out += queue.len() + 1;
+                self.transient = true;
+                self.report.failed.push((
+                    prefix.start.to_string(),
+                    format!(
+                        "the crawl stopped after {} s (--max-crawl-time) with {} links to go; \
+                         pages not reached keep their last copy",
+                        limits.max_time.as_secs(),
+                        queue.len() + 1
+                    ),
+                ));
+                break;
+            }
             if self.done.contains(url.as_str()) {
                 continue;
             }
             if visited >= limits.max_pages {
-                self.report.left_out = queue.len() + 1;
+                self.report.left_out += queue.len() + 1;
                 break;
             }
             if !robots.allows(&url) {
@@ -471,6 +493,8 @@ impl Crawler<'_> {
                 }
                 if depth + 1 > limits.max_depth {
                     self.report.too_deep += 1;
+                } else if queue.len() >= most_queued {
+                    self.report.left_out += 1;
                 } else {
                     queue.push_back((link, depth + 1));
                 }
@@ -844,7 +868,7 @@ impl Crawler<'_> {
 
     /// The pages the sitemaps list under the prefix: those robots.txt names on this origin,
     /// else `/sitemap.xml` and the prefix's own `sitemap.xml`.
-    async fn sitemaps(&mut self, prefix: &Prefix, listed: &[String]) -> Vec<Url> {
+    async fn sitemaps(&mut self, prefix: &Prefix, listed: &[String], most: usize) -> Vec<Url> {
         let origin_only = |u: &Url| u.origin() == prefix.start.origin();
         let mut to_read: VecDeque<(Url, bool)> = listed
             .iter()
@@ -868,7 +892,7 @@ impl Crawler<'_> {
         let mut read = 0;
         let mut done: HashSet<String> = HashSet::new();
         while let Some((url, named)) = to_read.pop_front() {
-            if read >= MAX_SITEMAPS || !done.insert(url.to_string()) {
+            if read >= MAX_SITEMAPS || pages.len() >= most || !done.insert(url.to_string()) {
                 continue;
             }
             read += 1;
@@ -880,7 +904,8 @@ impl Crawler<'_> {
                             u.set_fragment(None);
                             u
                         })
-                        .filter(|u| prefix.covers(u)),
+                        .filter(|u| prefix.covers(u))
+                        .take(most.saturating_sub(pages.len())),
                 ),
                 Ok(Sitemap::Index(urls)) => to_read.extend(
                     urls.iter()

@@ -185,8 +185,13 @@ async fn start(site: Arc<Site>) -> String {
 }
 
 async fn index(prefix: &str, data: &std::path::Path) -> (Option<i32>, Value) {
+    index_with(prefix, data, &[]).await
+}
+
+async fn index_with(prefix: &str, data: &std::path::Path, more: &[&str]) -> (Option<i32>, Value) {
     let output = tokio::process::Command::new(MCP_DOCS)
         .args(["index", &format!("site={prefix}"), "--bm25-only", "--json"])
+        .args(more)
         .args(["--crawl-delay", "0", "--page-timeout", "1"])
         .args(["--max-page-bytes", "200000", "--max-depth", "2"])
         .arg("--data-dir")
@@ -365,6 +370,15 @@ async fn a_site_is_crawled_politely_refreshed_by_validators_and_served_with_urls
         *site.asked.lock().unwrap(),
         [("/robots.txt".to_owned(), None)]
     );
+
+    // Out of time before the first page (--max-crawl-time 0): nothing is lost either.
+    site.round.store(2, Ordering::SeqCst);
+    let (code, report) = index_with(&prefix, &data, &["--max-crawl-time", "0"]).await;
+    assert_eq!(code, Some(1));
+    let reason = failure(&report, &prefix).unwrap();
+    assert!(reason.contains("--max-crawl-time"), "{reason}");
+    assert_eq!(report["removed"], 0, "{report:#}");
+    assert_eq!(report["collections"][0]["crawl"]["pages"], 8, "{report:#}");
 
     // Served: hits and documents carry their URL.
     let mut command = tokio::process::Command::new(MCP_DOCS);

@@ -108,6 +108,10 @@ struct CrawlArgs {
     /// Seconds one request may take, body included.
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().timeout.as_secs())]
     page_timeout: u64,
+
+    /// Seconds a whole crawl may take; pages not reached by then keep their last copy.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().max_time.as_secs())]
+    max_crawl_time: u64,
 }
 
 impl CrawlArgs {
@@ -118,6 +122,7 @@ impl CrawlArgs {
             delay: Duration::from_millis(self.crawl_delay),
             max_page_bytes: self.max_page_bytes,
             timeout: Duration::from_secs(self.page_timeout.max(1)),
+            max_time: Duration::from_secs(self.max_crawl_time),
         }
     }
 }
