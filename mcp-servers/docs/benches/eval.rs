@@ -373,16 +373,21 @@ fn main() {
             Box::new(|i| served[i].clone()),
         ),
     ];
-    let mut table = String::from(
-        "| ranking | nDCG@10 (all) | recall@10 (all) | nDCG@10 (odd: held out) |\n| --- | --- | --- | --- |\n",
-    );
-    for (name, rank) in &rows {
-        let (n_all, r_all) = evaluate(rank.as_ref(), &all);
-        let (n_odd, _) = evaluate(rank.as_ref(), &odd);
-        let line = format!("| {name} | {n_all:.3} | {r_all:.3} | {n_odd:.3} |\n");
-        print!("{line}");
-        table.push_str(&line);
-    }
+    // Each ranking's row, printed as it is worked out (`tag` first).
+    let render = |rows: &[(String, Box<Rank<'_>>)], tag: &str| -> String {
+        let mut table = String::from(
+            "| ranking | nDCG@10 (all) | recall@10 (all) | nDCG@10 (odd: held out) |\n| --- | --- | --- | --- |\n",
+        );
+        for (name, rank) in rows {
+            let (n_all, r_all) = evaluate(rank.as_ref(), &all);
+            let (n_odd, _) = evaluate(rank.as_ref(), &odd);
+            let line = format!("| {name} | {n_all:.3} | {r_all:.3} | {n_odd:.3} |\n");
+            print!("{tag}{line}");
+            table.push_str(&line);
+        }
+        table
+    };
+    let table = render(&rows, "");
     // The same passages crawled from a site.
     let (web, crawl, web_report, web_took) = web_copy(&scratch, &passages, &embedder);
     println!(
@@ -413,15 +418,7 @@ fn main() {
             Box::new(|i| web_served[i].clone()),
         ),
     ];
-    let mut web_table = table.lines().take(2).collect::<Vec<_>>().join("\n");
-    web_table.push('\n');
-    for (name, rank) in &web_rows {
-        let (n_all, r_all) = evaluate(rank.as_ref(), &all);
-        let (n_odd, _) = evaluate(rank.as_ref(), &odd);
-        let line = format!("| {name} | {n_all:.3} | {r_all:.3} | {n_odd:.3} |\n");
-        print!("web {line}");
-        web_table.push_str(&line);
-    }
+    let web_table = render(&web_rows, "web ");
     let report = format!(
         "# mcp-docs: retrieval quality\n\n\
          Written by `cargo bench -p mcp-server-docs --bench eval`. The collection is built from the \

@@ -100,13 +100,14 @@ pub enum Source {
 }
 
 impl Source {
-    /// The folder the collection's paths are relative to: the folder, or the file's own
-    /// (`None` for the web: its mirror is in its data directory).
-    pub fn root(&self) -> Option<&Path> {
+    /// The folder the collection's paths are relative to: the folder, the file's own, or the
+    /// mirror a web or dependency source is written into in the collection's `data_dir`.
+    pub fn root(&self, data_dir: &Path) -> PathBuf {
         match self {
-            Source::Folder(folder) => Some(folder),
-            Source::File(file) => Some(file.parent().unwrap_or(Path::new("/"))),
-            Source::Web(_) | Source::Deps(..) => None,
+            Source::Folder(folder) => folder.clone(),
+            Source::File(file) => file.parent().unwrap_or(Path::new("/")).to_owned(),
+            Source::Web(_) => Site::mirror_of(data_dir),
+            Source::Deps(..) => Dependencies::mirror_of(data_dir),
         }
     }
 
@@ -150,20 +151,24 @@ pub struct Spec {
     pub source: Source,
 }
 
+/// `[NAME=]REST` read: the text before the first `=` is a name when it is a valid one (a path
+/// whose name holds `=` is given as `./a=b`); one that is neither a name nor a path is refused.
+fn split_name(text: &str) -> Result<(Option<String>, &str), String> {
+    match text.split_once('=') {
+        Some((name, rest)) if valid_name(name) => Ok((Some(name.to_owned()), rest)),
+        Some((name, _)) if !name.contains('/') && !Path::new(text).exists() => Err(format!(
+            "{name:?} cannot name a collection: use letters, digits and . _ - + : @ \
+             (at most {MAX_NAME}, starting with a letter or digit)"
+        )),
+        _ => Ok((None, text)),
+    }
+}
+
 impl Spec {
     /// Reads `[NAME=]SOURCE`: the text before the first `=` is a name when it is a valid one
     /// (a folder whose name holds `=` is given as `./a=b`). The source must exist.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (name, source) = match text.split_once('=') {
-            Some((name, source)) if valid_name(name) => (Some(name.to_owned()), source),
-            Some((name, _)) if !name.contains('/') && !Path::new(text).exists() => {
-                return Err(format!(
-                    "{name:?} cannot name a collection: use letters, digits and . _ - + : @ \
-                     (at most {MAX_NAME}, starting with a letter or digit)"
-                ));
-            }
-            _ => (None, text),
-        };
+        let (name, source) = split_name(text)?;
         if source.starts_with("http://") || source.starts_with("https://") {
             let prefix = Prefix::parse(source)?;
             return Ok(Self {
@@ -179,6 +184,8 @@ impl Spec {
                 path.display()
             )
         })?;
+        let named = name.is_some();
+        let name = name.unwrap_or_else(|| default_name(&canonical));
         let source = if canonical.is_dir() {
             Source::Folder(canonical)
         } else if canonical.is_file() {
@@ -190,25 +197,16 @@ impl Spec {
             ));
         };
         Ok(Self {
-            named: name.is_some(),
-            name: name.unwrap_or_else(|| match &source {
-                Source::Folder(path) | Source::File(path) => default_name(path),
-                Source::Web(prefix) => default_web_name(prefix),
-                Source::Deps(_, ecosystem) => ecosystem.name().to_owned(),
-            }),
+            named,
+            name,
             source,
         })
     }
-}
 
-impl Spec {
     /// Reads `[NAME=]LOCK` (`--deps`): a lock file mcp-docs reads, named after its ecosystem
     /// (`cargo`, `npm`, `pypi`) unless named.
     pub fn parse_deps(text: &str) -> Result<Self, String> {
-        let (name, file) = match text.split_once('=') {
-            Some((name, file)) if valid_name(name) => (Some(name.to_owned()), file),
-            _ => (None, text),
-        };
+        let (name, file) = split_name(text)?;
         let lock = crate::deps::Lock::read(Path::new(file))?;
         Ok(Self {
             named: name.is_some(),
@@ -369,7 +367,7 @@ mod tests {
 
         let file = Spec::parse(root.join("notes.md").to_str().unwrap()).unwrap();
         assert_eq!(file.name, "notes.md");
-        assert_eq!(file.source.root(), Some(root.as_path()));
+        assert_eq!(file.source.root(Path::new("/data")), root);
         assert_eq!(file.source.only().as_deref(), Some("notes.md"));
 
         // A folder whose name holds `=` is a path, not a name.

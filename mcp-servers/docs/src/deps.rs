@@ -83,6 +83,19 @@ pub fn parse_id(id: &str) -> Option<(&str, &str, &str)> {
     Some((ecosystem, &rest[..at], &rest[at + 1..]))
 }
 
+/// The library a document of a dependency collection belongs to: the folder it is under
+/// (`cargo:serde@1.0.219/src/lib.rs.md` → `cargo:serde@1.0.219`; a scoped npm package's is two
+/// levels, `npm:@types/node@22.1.0`).
+pub fn library_of(path: &str) -> Option<&str> {
+    let first = path.find('/')?;
+    let end = if path[..first].contains(":@") {
+        first + 1 + path[first + 1..].find('/')?
+    } else {
+        first
+    };
+    Some(&path[..end])
+}
+
 /// A lock file, read: its ecosystem and the packages it pins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lock {
@@ -125,10 +138,7 @@ impl Lock {
         // One library per name and version: the first place it is installed (sorted, so the
         // top-level `node_modules/x` before a nested copy), and not optional if any copy is not.
         let mut packages = packages;
-        packages.sort_by(|a, b| {
-            (a.id(), a.location.as_ref().map(|l| l.len()))
-                .cmp(&(b.id(), b.location.as_ref().map(|l| l.len())))
-        });
+        packages.sort_by_cached_key(|p| (p.id(), p.location.as_ref().map(|l| l.len())));
         packages.dedup_by(|later, first| {
             let same = later.id() == first.id();
             if same {
@@ -149,22 +159,27 @@ impl Lock {
     }
 }
 
+/// A TOML lock's `[[package]]` tables (Cargo.lock and uv.lock both list them so).
+fn toml_packages<E: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<E>, String> {
+    #[derive(serde::Deserialize)]
+    struct File<E> {
+        #[serde(default = "Vec::new")]
+        package: Vec<E>,
+    }
+    toml::from_str::<File<E>>(text)
+        .map(|file| file.package)
+        .map_err(|e| e.to_string())
+}
+
 /// `[[package]]`s with a registry `source` (workspace members and path dependencies have none).
 fn cargo_lock(text: &str) -> Result<Vec<Package>, String> {
-    #[derive(serde::Deserialize)]
-    struct File {
-        #[serde(default)]
-        package: Vec<Entry>,
-    }
     #[derive(serde::Deserialize)]
     struct Entry {
         name: String,
         version: String,
         source: Option<String>,
     }
-    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
-    Ok(file
-        .package
+    Ok(toml_packages::<Entry>(text)?
         .into_iter()
         .filter(|p| {
             p.source
@@ -237,20 +252,13 @@ fn package_lock(text: &str) -> Result<Vec<Package>, String> {
 /// `virtual`).
 fn uv_lock(text: &str) -> Result<Vec<Package>, String> {
     #[derive(serde::Deserialize)]
-    struct File {
-        #[serde(default)]
-        package: Vec<Entry>,
-    }
-    #[derive(serde::Deserialize)]
     struct Entry {
         name: String,
         version: Option<String>,
         #[serde(default)]
         source: toml::Table,
     }
-    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
-    Ok(file
-        .package
+    Ok(toml_packages::<Entry>(text)?
         .into_iter()
         .filter(|p| p.source.contains_key("registry"))
         .filter_map(|p| {
@@ -1228,6 +1236,15 @@ mod tests {
             npm[1].location.as_deref(),
             Some("node_modules/a/node_modules/b")
         );
+        assert_eq!(
+            library_of("npm:@types/node@22.1.0/index.d.ts.md"),
+            Some("npm:@types/node@22.1.0")
+        );
+        assert_eq!(
+            library_of("cargo:serde@1.0.219/src/lib.rs.md"),
+            Some("cargo:serde@1.0.219")
+        );
+        assert_eq!(library_of("README.md"), None);
         assert_eq!(
             parse_id("npm:@types/node@22.1.0"),
             Some(("npm", "@types/node", "22.1.0"))

@@ -26,8 +26,11 @@ use crate::{
     collection::{self, Collection},
     deps::{self, SyncReport},
     embed::Embedder,
-    index::{self, DocsError, Filter, Hit, Library, Mode, Progress, Report, Source, Status},
-    web::CrawlReport,
+    index::{
+        self, DocsError, Filter, Hit, Library, Mode, Progress, Report, Selection, Source, Status,
+        Writer,
+    },
+    web::{CrawlReport, WebError},
 };
 
 /// Most bytes of a document `get_document` returns at once.
@@ -452,27 +455,31 @@ fn resolve(shared: &Shared, wanted: &str) -> Result<Vec<Resolved>, DocsError> {
         let Some(dependencies) = &collection.deps else {
             continue;
         };
-        let documents = collection.library.sources()?;
-        for id in dependencies.libraries().into_keys() {
-            let Some((ecosystem, name, version)) = deps::parse_id(&id) else {
+        // Documents per library, in one pass.
+        let libraries = dependencies.libraries();
+        let mut documents: std::collections::HashMap<&str, usize> = Default::default();
+        let sources = collection.library.sources()?;
+        for source in &sources {
+            if let Some(library) = deps::library_of(&source.path) {
+                *documents.entry(library).or_default() += 1;
+            }
+        }
+        for id in libraries.keys() {
+            let Some((ecosystem, name, version)) = deps::parse_id(id) else {
                 continue;
             };
-            let exact = deps::names(&id, wanted);
+            let exact = deps::names(id, wanted);
             if !exact && !name.to_ascii_lowercase().contains(&needle) {
                 continue;
             }
-            let prefix = format!("{id}/");
             found.push(Resolved {
                 exact,
                 ecosystem: ecosystem.to_owned(),
                 name: name.to_owned(),
                 version: version.to_owned(),
                 collection: collection.name.clone(),
-                documents: documents
-                    .iter()
-                    .filter(|d| d.path.starts_with(&prefix))
-                    .count(),
-                library: id,
+                documents: documents.get(id.as_str()).copied().unwrap_or(0),
+                library: id.clone(),
             });
         }
     }
@@ -694,30 +701,70 @@ impl UpdateAnswer {
         Self { total, collections }
     }
 
-    /// The sums in a line, what each crawl did, and the failures ([`report_text`]).
+    /// The one collection's report ([`CollectionReport::text`]), or each one's under its name
+    /// and the sums in a line.
     pub fn text(&self) -> String {
-        let several = self.collections.len() > 1;
-        let mut text = String::new();
-        for one in &self.collections {
-            let name = if several { one.collection.as_str() } else { "" };
-            if let Some(crawl) = &one.crawl {
-                text.push_str(&format!(
-                    "{}{}\n",
-                    collection::label(name),
-                    crawl_text(crawl)
-                ));
-            }
-            if let Some(libraries) = &one.libraries {
-                text.push_str(&format!(
-                    "{}{}\n",
-                    collection::label(name),
-                    libraries_text(libraries)
-                ));
+        match self.collections.as_slice() {
+            [one] => one.text(),
+            several => {
+                let mut text: Vec<String> = several
+                    .iter()
+                    .map(|one| format!("{}{}", collection::label(&one.collection), one.text()))
+                    .collect();
+                let sums = report_text(&Report {
+                    failed: Vec::new(),
+                    ..self.total.clone()
+                });
+                text.push(format!("in all: {sums}"));
+                text.join("\n")
             }
         }
-        text.push_str(&report_text(&self.total));
+    }
+}
+
+impl CollectionReport {
+    /// What the crawl or the lock's sync did, then what the update did, and every failure.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        if let Some(crawl) = &self.crawl {
+            text.push_str(&crawl_text(crawl));
+            text.push('\n');
+        }
+        if let Some(libraries) = &self.libraries {
+            text.push_str(&libraries_text(libraries));
+            text.push('\n');
+        }
+        text.push_str(&report_text(&self.report));
         text
     }
+}
+
+/// Brings one collection up to date: a web source crawled (with `recrawl`, or when it never
+/// was), a lock's libraries synced, then the files indexed; the failures of all three in its
+/// report.
+pub fn update_collection(
+    one: &Collection,
+    writer: &mut Writer,
+    selection: &Selection,
+    embedder: Option<&Embedder>,
+    progress: &mut dyn Progress,
+    recrawl: bool,
+) -> Result<CollectionReport, DocsError> {
+    let crawl = match &one.site {
+        Some(site) if recrawl || !site.crawled() => {
+            Some(site.crawl(progress).map_err(|e| match e {
+                WebError::Stopped => DocsError::Stopped,
+                other => DocsError::Source(other.to_string()),
+            })?)
+        }
+        _ => None,
+    };
+    let libraries = match &one.deps {
+        Some(deps) => Some(deps.sync().map_err(DocsError::Source)?),
+        None => None,
+    };
+    let report = one.library.update(writer, selection, embedder, progress)?;
+    Ok(collection_report(one, report, crawl, libraries))
 }
 
 /// Updates the collection `collection` (every one when `None`), or `path` in it (all of it when
@@ -754,32 +801,28 @@ pub fn update_now(
             name: (!label.is_empty()).then_some(label),
             inner: &mut *progress,
         };
-        let crawl = match &one.site {
-            Some(site) => Some(
-                site.crawl(&mut named)
-                    .map_err(|e| ToolError::new(format!("{}{e}", collection::label(label))))?,
-            ),
-            None => None,
-        };
-        let libraries = match &one.deps {
-            Some(deps) => Some(
-                deps.sync()
-                    .map_err(|e| ToolError::new(format!("{}{e}", collection::label(label))))?,
-            ),
-            None => None,
-        };
-        let report = one
-            .library
-            .update(writer, &selection, shared.embedder.as_ref(), &mut named)
-            .map_err(ToolError::from)?;
-        reports.push(collection_report(one, report, crawl, libraries));
+        let report = update_collection(
+            one,
+            writer,
+            &selection,
+            shared.embedder.as_ref(),
+            &mut named,
+            true,
+        )
+        .map_err(|e| match e {
+            DocsError::Source(reason) => {
+                ToolError::new(format!("{}{reason}", collection::label(label)))
+            }
+            other => ToolError::from(other),
+        })?;
+        reports.push(report);
     }
     Ok(UpdateAnswer::new(reports))
 }
 
 /// One collection's report: for a web collection, the files that failed named by their URL and
 /// the crawl's failures first among them.
-pub fn collection_report(
+fn collection_report(
     collection: &Collection,
     mut report: Report,
     mut crawl: Option<CrawlReport>,
@@ -807,7 +850,7 @@ pub fn collection_report(
 }
 
 /// A crawl's report in a line.
-pub fn crawl_text(crawl: &CrawlReport) -> String {
+fn crawl_text(crawl: &CrawlReport) -> String {
     let mut text = format!(
         "crawled: {} pages fetched, {} unchanged, {} dropped; {} pages kept",
         crawl.fetched, crawl.not_modified, crawl.removed, crawl.pages
@@ -828,7 +871,7 @@ pub fn crawl_text(crawl: &CrawlReport) -> String {
 }
 
 /// A dependency sync's report in a line.
-pub fn libraries_text(libraries: &SyncReport) -> String {
+fn libraries_text(libraries: &SyncReport) -> String {
     let mut text = format!(
         "libraries: {} added, {} unchanged, {} dropped",
         libraries.added.len(),

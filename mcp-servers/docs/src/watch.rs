@@ -45,17 +45,15 @@ pub fn follow(shared: Arc<Shared>) -> Result<RecommendedWatcher, notify::Error> 
         }
     })?;
     for (source, _) in &watched {
-        match (source, source.root()) {
-            (Source::Folder(folder), _) => watcher.watch(folder, RecursiveMode::Recursive)?,
-            (Source::Deps(lock, _), _) => {
-                if let Some(folder) = lock.parent() {
+        match source {
+            Source::Folder(folder) => watcher.watch(folder, RecursiveMode::Recursive)?,
+            // A file (and a lock file) is followed through its folder.
+            Source::File(file) | Source::Deps(file, _) => {
+                if let Some(folder) = file.parent() {
                     watcher.watch(folder, RecursiveMode::NonRecursive)?
                 }
             }
-            (Source::File(_), Some(folder)) => {
-                watcher.watch(folder, RecursiveMode::NonRecursive)?
-            }
-            _ => {}
+            Source::Web(_) => {}
         }
     }
     tokio::spawn(async move {

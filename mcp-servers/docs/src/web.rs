@@ -548,13 +548,11 @@ impl Crawler<'_> {
                     };
                     let file = known.file.clone();
                     self.claimed.insert(file.clone(), key);
+                    if Kind::of(Path::new(&file)) != Some(Kind::Html) {
+                        return Ok(Vec::new());
+                    }
                     let body = std::fs::read(self.site.mirror.join(&file)).unwrap_or_default();
-                    let html = Kind::of(Path::new(&file)) == Some(Kind::Html);
-                    return Ok(if html {
-                        self.links(&url, &body)
-                    } else {
-                        Vec::new()
-                    });
+                    return Ok(self.read_html(&url, &body).1);
                 }
                 Fetched::Page {
                     kind,
@@ -563,16 +561,10 @@ impl Crawler<'_> {
                     last_modified,
                 } => {
                     self.report.fetched += 1;
-                    let html = kind == Kind::Html;
-                    let directives = if html {
-                        Directives::of(&body)
+                    let (directives, links) = if kind == Kind::Html {
+                        self.read_html(&url, &body)
                     } else {
-                        Directives::default()
-                    };
-                    let links = if html && !directives.nofollow {
-                        self.links(&url, &body)
-                    } else {
-                        Vec::new()
+                        (Directives::default(), Vec::new())
                     };
                     if directives.noindex {
                         self.forget(&key)?;
@@ -632,8 +624,12 @@ impl Crawler<'_> {
         Ok(Vec::new())
     }
 
-    /// Waits out the delay since the last request.
-    async fn pause(&mut self) {
+    /// Sends `request` once the delay since the last request has passed: every request of a
+    /// crawl goes through here, one at a time. A failure is said in words.
+    async fn send(
+        &mut self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, String> {
         if let Some(last) = self.last_request {
             let wait = self.delay.saturating_sub(last.elapsed());
             if !wait.is_zero() {
@@ -641,10 +637,10 @@ impl Crawler<'_> {
             }
         }
         self.last_request = Some(Instant::now());
+        request.send().await.map_err(|e| describe(&e))
     }
 
     async fn fetch(&mut self, url: &Url) -> Fetched {
-        self.pause().await;
         let mut request = self.client.get(url.clone());
         if let Some(known) = self.known.get(url.as_str())
             && self.site.mirror.join(&known.file).is_file()
@@ -656,9 +652,9 @@ impl Crawler<'_> {
                 request = request.header(header::IF_MODIFIED_SINCE, date);
             }
         }
-        let response = match request.send().await {
+        let response = match self.send(request).await {
             Ok(response) => response,
-            Err(error) => return Fetched::Failed(describe(&error)),
+            Err(reason) => return Fetched::Failed(reason),
         };
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED {
@@ -719,11 +715,23 @@ impl Crawler<'_> {
         }
     }
 
-    /// The links of an HTML page to follow: under the prefix, without queries or fragments, in
-    /// page order.
-    fn links(&self, url: &Url, body: &[u8]) -> Vec<Url> {
+    /// An HTML page's robots directives and the links to follow from it (none when it says
+    /// nofollow), from one parse.
+    fn read_html(&self, url: &Url, body: &[u8]) -> (Directives, Vec<Url>) {
         let text = String::from_utf8_lossy(body);
         let document = scraper::Html::parse_document(&text);
+        let directives = Directives::of(&document);
+        let links = if directives.nofollow {
+            Vec::new()
+        } else {
+            self.links(url, &document)
+        };
+        (directives, links)
+    }
+
+    /// The links of an HTML page to follow: under the prefix, without queries or fragments, in
+    /// page order.
+    fn links(&self, url: &Url, document: &scraper::Html) -> Vec<Url> {
         let select = |css: &str| scraper::Selector::parse(css).ok();
         let base = select("base[href]")
             .and_then(|s| {
@@ -839,13 +847,10 @@ impl Crawler<'_> {
     /// cannot be read for a reason that means "keep out" (5xx, unreachable).
     async fn robots(&mut self, start: &Url) -> Result<Robots, String> {
         let url = robots_url(start);
-        self.pause().await;
         let response = self
-            .client
-            .get(url.clone())
-            .send()
+            .send(self.client.get(url))
             .await
-            .map_err(|e| format!("robots.txt could not be read: {}", describe(&e)))?;
+            .map_err(|reason| format!("robots.txt could not be read: {reason}"))?;
         let status = response.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(format!("robots.txt answered HTTP {status}"));
@@ -922,13 +927,7 @@ impl Crawler<'_> {
     }
 
     async fn sitemap(&mut self, url: &Url) -> Result<Sitemap, String> {
-        self.pause().await;
-        let response = self
-            .client
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
+        let response = self.send(self.client.get(url.clone())).await?;
         if !response.status().is_success() {
             return Err(format!("sitemap: HTTP {}", response.status()));
         }
@@ -1088,9 +1087,7 @@ struct Directives {
 }
 
 impl Directives {
-    fn of(body: &[u8]) -> Self {
-        let text = String::from_utf8_lossy(body);
-        let document = scraper::Html::parse_document(&text);
+    fn of(document: &scraper::Html) -> Self {
         let mut directives = Self::default();
         let Ok(meta) = scraper::Selector::parse("meta[name][content]") else {
             return directives;
@@ -1311,41 +1308,22 @@ mod tests {
     #[test]
     fn pages_are_saved_as_plain_files_named_for_their_kind() {
         let book = Prefix::parse("https://doc.example.org/book/").unwrap();
-        let file = |u: &str, kind| book.file_of(&url(u), kind);
-        assert_eq!(
-            file("https://doc.example.org/book/", Kind::Html).as_deref(),
-            Some("index.html")
-        );
-        assert_eq!(
-            file("https://doc.example.org/book/guide/", Kind::Html).as_deref(),
-            Some("guide/index.html")
-        );
-        assert_eq!(
-            file("https://doc.example.org/book/intro", Kind::Html).as_deref(),
-            Some("intro.html")
-        );
-        assert_eq!(
-            file("https://doc.example.org/book/a%20b.html", Kind::Html).as_deref(),
-            Some("a b.html")
-        );
-        assert_eq!(
-            file("https://doc.example.org/book/.git/config", Kind::Text).as_deref(),
-            Some("_.git/config.txt")
-        );
-        assert_eq!(
-            file("https://doc.example.org/book/x%2F..%2Fy", Kind::Html).as_deref(),
-            Some("x_.._y.html")
-        );
-        assert_eq!(
-            file("https://doc.example.org/book/notes.md", Kind::Markdown).as_deref(),
-            Some("notes.md")
-        );
-        assert_eq!(
-            file("https://doc.example.org/book/paper", Kind::Pdf).as_deref(),
-            Some("paper.pdf")
-        );
+        for (path, kind, file) in [
+            ("", Kind::Html, "index.html"),
+            ("guide/", Kind::Html, "guide/index.html"),
+            ("intro", Kind::Html, "intro.html"),
+            ("a%20b.html", Kind::Html, "a b.html"),
+            // No hidden files, and an encoded `/` or `..` cannot climb.
+            (".git/config", Kind::Text, "_.git/config.txt"),
+            ("x%2F..%2Fy", Kind::Html, "x_.._y.html"),
+            ("notes.md", Kind::Markdown, "notes.md"),
+            ("paper", Kind::Pdf, "paper.pdf"),
+        ] {
+            let page = url(&format!("https://doc.example.org/book/{path}"));
+            assert_eq!(book.file_of(&page, kind).as_deref(), Some(file), "{path}");
+        }
         let long = format!("https://doc.example.org/book/{}", "a/".repeat(600));
-        assert_eq!(file(&long, Kind::Html), None);
+        assert_eq!(book.file_of(&url(&long), Kind::Html), None);
     }
 
     #[test]
@@ -1404,13 +1382,10 @@ mod tests {
 
     #[test]
     fn meta_robots_directives() {
-        let d = Directives::of(
-            br#"<html><head><meta name="robots" content="noindex, nofollow"></head></html>"#,
-        );
+        let of = |html: &str| Directives::of(&scraper::Html::parse_document(html));
+        let d = of(r#"<html><head><meta name="robots" content="noindex, nofollow"></head></html>"#);
         assert!(d.noindex && d.nofollow);
-        let d = Directives::of(
-            b"<html><head><meta name='description' content='noindex'></head></html>",
-        );
+        let d = of("<html><head><meta name='description' content='noindex'></head></html>");
         assert!(!d.noindex && !d.nofollow);
     }
 }

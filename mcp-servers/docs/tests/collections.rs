@@ -5,15 +5,11 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::Stdio,
 };
 
-use rmcp::{
-    RoleClient, ServiceExt as _, model::ReadResourceRequestParams, service::RunningService,
-    transport::TokioChildProcess,
-};
+use rmcp::model::ReadResourceRequestParams;
 
-use crate::support::{call, ok, refused};
+use crate::support::{call, ok, refused, serve};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -204,19 +200,14 @@ async fn one_server_serves_named_collections_and_every_tool_takes_one() {
     let base = tempfile::tempdir().unwrap();
     let (handbook, notes, recipe) = sources(base.path());
     let data = base.path().join("data");
-    let mut command = tokio::process::Command::new(MCP_DOCS);
-    command
-        .arg("serve")
-        .arg(format!("handbook={}", handbook.display()))
-        .arg(format!("notes={}", notes.display()))
-        .arg(format!("recipe={}", recipe.display()))
-        .args(["--bm25-only", "--data-dir"])
-        .arg(&data);
-    let (transport, _) = TokioChildProcess::builder(command)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let client: RunningService<RoleClient, ()> = ().serve(transport).await.unwrap();
+    let client = serve([
+        format!("handbook={}", handbook.display()),
+        format!("notes={}", notes.display()),
+        format!("recipe={}", recipe.display()),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ])
+    .await;
 
     let listed = ok(&call(&client, "list_sources", json!({})).await);
     let collections = listed["collections"].as_array().unwrap();

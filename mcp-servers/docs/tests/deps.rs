@@ -4,14 +4,9 @@
 //! version, one missing), and, in the gated test, the real Node and Python SDK peers `.ci/run`
 //! installs.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-};
+use std::path::{Path, PathBuf};
 
-use rmcp::{RoleClient, ServiceExt as _, service::RunningService, transport::TokioChildProcess};
-
-use crate::support::{call, ok};
+use crate::support::{call, ok, serve};
 use serde_json::{Value, json};
 
 const MCP_DOCS: &str = env!("CARGO_BIN_EXE_mcp-docs");
@@ -157,11 +152,26 @@ fn a_cargo_lock_indexes_each_crates_readme_and_api_docs_at_its_version() {
             .any(|h| h.as_str().unwrap().contains("trait Deserializer")),
         "{best:#}"
     );
-    // Code bodies are not docs.
-    assert!(search("unsafe impl Send", "tar").iter().all(|h| {
-        !h["snippet"].as_str().unwrap().contains("fn ")
-            || h["path"].as_str().unwrap().ends_with(".md")
-    }));
+    // Signatures and doc comments, not code: a statement of a function's body in the crate's
+    // source is not in its API docs, while the function's signature is.
+    let source = std::fs::read_dir(cargo_home().join("registry/src"))
+        .unwrap()
+        .flatten()
+        .map(|index| {
+            index
+                .path()
+                .join(format!("robotstxt-{robots}/src/matcher.rs"))
+        })
+        .find(|p| p.is_file())
+        .expect("robotstxt's source in Cargo's registry");
+    let body_line = "self.disallow.specific.priority() > self.allow.specific.priority()";
+    assert!(std::fs::read_to_string(source).unwrap().contains(body_line));
+    let api = std::fs::read_to_string(
+        data.join(format!("deps/cargo:robotstxt@{robots}/src/matcher.rs.md")),
+    )
+    .unwrap();
+    assert!(!api.contains(body_line), "{api}");
+    assert!(api.contains("pub fn one_agent_allowed_by_robots("), "{api}");
     let (code, _, err) = mcp_docs(
         &[
             "search",
@@ -309,22 +319,17 @@ async fn npm_and_python_libraries_are_served_resolved_and_searched() {
     let base = tempfile::tempdir().unwrap();
     let (npm_lock, requirements, venv) = installs(base.path());
     let data = base.path().join("data");
-    let mut command = tokio::process::Command::new(MCP_DOCS);
-    command
-        .arg("serve")
-        .arg("--deps")
-        .arg(&npm_lock)
-        .arg("--deps")
-        .arg(format!("python={}", requirements.display()))
-        .arg("--venv")
-        .arg(&venv)
-        .args(["--bm25-only", "--data-dir"])
-        .arg(&data);
-    let (transport, _) = TokioChildProcess::builder(command)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let client: RunningService<RoleClient, ()> = ().serve(transport).await.unwrap();
+    let client = serve([
+        "--deps".into(),
+        npm_lock.display().to_string(),
+        "--deps".into(),
+        format!("python={}", requirements.display()),
+        "--venv".into(),
+        venv.display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ])
+    .await;
 
     let all = ok(&call(&client, "resolve_library", json!({"name": "kettle"})).await);
     assert_eq!(

@@ -6,7 +6,6 @@
 //! another port that nothing may touch.
 
 use std::{
-    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -14,15 +13,13 @@ use std::{
     time::Duration,
 };
 
+use crate::support::{call, ok, serve};
 use axum::{
     body::{Body, Bytes},
     extract::{Request, State},
     http::{HeaderMap, StatusCode, header},
     response::Response,
 };
-use rmcp::{RoleClient, ServiceExt as _, service::RunningService, transport::TokioChildProcess};
-
-use crate::support::{call, ok};
 use serde_json::{Value, json};
 
 const MCP_DOCS: &str = env!("CARGO_BIN_EXE_mcp-docs");
@@ -121,10 +118,15 @@ async fn serve_site(State(site): State<Arc<Site>>, request: Request) -> Response
             if etag.as_deref() == Some("\"v1\"") {
                 return status(StatusCode::NOT_MODIFIED);
             }
-            let mut response = html(page(
-                "Guide",
-                "<h2>Descaling</h2><p>Descale the kettle every month with citric acid.</p>",
-            ));
+            // It asks that its links not be followed: not now, and not from its kept copy
+            // when it answers 304.
+            let mut response = html(
+                "<html><head><title>Guide</title><meta name=\"robots\" content=\"nofollow\">\
+                 </head><body><main><h1>Guide</h1><h2>Descaling</h2>\
+                 <p>Descale the kettle every month with citric acid.</p>\
+                 <a href=\"unfollowed.html\">more</a></main></body></html>"
+                    .into(),
+            );
             response
                 .headers_mut()
                 .insert(header::ETAG, "\"v1\"".parse().unwrap());
@@ -296,6 +298,7 @@ async fn a_site_is_crawled_politely_refreshed_by_validators_and_served_with_urls
         "/docs/diagram.png",
         "/docs/search",
         "/docs/deep/three.html",
+        "/docs/unfollowed.html",
     ] {
         assert!(!asked.iter().any(|p| p == never), "{never} was requested");
     }
@@ -331,12 +334,9 @@ async fn a_site_is_crawled_politely_refreshed_by_validators_and_served_with_urls
     assert_eq!(code, Some(1), "{report:#}");
     let crawl = &report["collections"][0]["crawl"];
     assert_eq!(crawl["not_modified"], 1, "{crawl:#}");
-    assert!(
-        site.asked
-            .lock()
-            .unwrap()
-            .contains(&("/docs/guide.html".into(), Some("\"v1\"".into())))
-    );
+    let asked = site.asked.lock().unwrap().clone();
+    assert!(asked.contains(&("/docs/guide.html".into(), Some("\"v1\"".into()))));
+    assert!(!asked.iter().any(|(p, _)| p == "/docs/unfollowed.html"));
     let gone = failure(&report, &url("notes.md")).unwrap();
     assert!(gone.contains("404") && gone.contains("dropped"), "{gone}");
     assert!(
@@ -381,20 +381,12 @@ async fn a_site_is_crawled_politely_refreshed_by_validators_and_served_with_urls
     assert_eq!(report["collections"][0]["crawl"]["pages"], 8, "{report:#}");
 
     // Served: hits and documents carry their URL.
-    let mut command = tokio::process::Command::new(MCP_DOCS);
-    command
-        .args([
-            "serve",
-            &format!("site={prefix}"),
-            "--bm25-only",
-            "--data-dir",
-        ])
-        .arg(&data);
-    let (transport, _) = TokioChildProcess::builder(command)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let client: RunningService<RoleClient, ()> = ().serve(transport).await.unwrap();
+    let client = serve([
+        format!("site={prefix}"),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ])
+    .await;
     let found = ok(&call(&client, "search", json!({"query": "whistle lid"})).await);
     assert_eq!(found["hits"][0]["url"], url("new.html"));
     let text = call(&client, "search", json!({"query": "whistle lid"})).await;

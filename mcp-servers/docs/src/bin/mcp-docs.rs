@@ -15,10 +15,7 @@ use mcp_server_docs::{
     deps::Dependencies,
     embed::{Embedder, ModelOptions, docs_home},
     index::{DocsError, Filter, Library, Mode, Progress, Selection},
-    server::{
-        DocsServer, Shared, collection_report, crawl_text, libraries_text, open_tasks, report_text,
-        update_now,
-    },
+    server::{DocsServer, Shared, open_tasks, update_collection, update_now},
     setup,
     web::{Limits, Site},
 };
@@ -295,49 +292,30 @@ impl Prepared {
         let mut dirs = Vec::new();
         for planned in self.collections {
             let source = planned.spec.source;
-            // A web source's pages are in a mirror in its data directory.
-            let site = match &source {
-                Source::Web(prefix) if create || planned.data_dir.is_dir() => Some(Site::open(
-                    prefix.clone(),
-                    &planned.data_dir,
-                    self.limits.clone(),
-                )?),
-                _ => None,
-            };
-            let root = match &source {
-                Source::Web(_) => Site::mirror_of(&planned.data_dir),
-                Source::Deps(..) => Dependencies::mirror_of(&planned.data_dir),
-                Source::Folder(_) | Source::File(_) => {
-                    source.root().unwrap_or(Path::new("/")).to_owned()
-                }
-            };
-            let deps = match &source {
-                Source::Deps(lock, _) => {
-                    if create {
-                        std::fs::create_dir_all(&root)?;
-                    }
-                    Some(Dependencies::new(
-                        lock,
-                        &planned.data_dir,
-                        self.venv.clone(),
-                    ))
-                }
-                _ => None,
-            };
+            let root = source.root(&planned.data_dir);
+            // A web or dependency source's mirror is there before its index opens on it.
+            if create && matches!(source, Source::Web(_) | Source::Deps(..)) {
+                std::fs::create_dir_all(&root)?;
+            }
             let (library, writer) =
                 Library::open(&planned.data_dir, &root, id.as_ref(), create, write)?;
             let mut collection = Collection::new(
                 planned.spec.name,
-                source,
+                source.clone(),
                 library,
                 writer,
                 self.selection.clone(),
             );
-            if let Some(site) = site {
-                collection = collection.with_site(site);
-            }
-            if let Some(deps) = deps {
-                collection = collection.with_deps(deps);
+            match source {
+                Source::Web(prefix) if root.is_dir() => {
+                    let site = Site::open(prefix, &planned.data_dir, self.limits.clone())?;
+                    collection = collection.with_site(site);
+                }
+                Source::Deps(lock, _) => {
+                    let deps = Dependencies::new(&lock, &planned.data_dir, self.venv.clone());
+                    collection = collection.with_deps(deps);
+                }
+                _ => {}
             }
             collections.push(collection);
             dirs.push(planned.data_dir);
@@ -493,19 +471,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
             } else {
-                if answer.collections.len() > 1 {
-                    for one in &answer.collections {
-                        if let Some(crawl) = &one.crawl {
-                            writeln!(out, "{}: {}", one.collection, crawl_text(crawl))?;
-                        }
-                        if let Some(libraries) = &one.libraries {
-                            writeln!(out, "{}: {}", one.collection, libraries_text(libraries))?;
-                        }
-                        writeln!(out, "{}: {}", one.collection, report_text(&one.report))?;
-                    }
-                } else {
-                    writeln!(out, "{}", answer.text())?;
-                }
+                writeln!(out, "{}", answer.text())?;
                 for (one, dir) in shared.collections.iter().zip(&dirs) {
                     writeln!(out, "index of {}: {}", one.name, dir.display())?;
                 }
@@ -622,31 +588,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(|_| anyhow::anyhow!("the index writer is poisoned"))?;
                 if let Some(writer) = writer.as_mut() {
                     let selection = one.selection_of(None).map_err(anyhow::Error::msg)?;
-                    // A web source is crawled the first time; after that, reindex (or
-                    // `mcp-docs index`) refreshes it.
-                    let crawl = match &one.site {
-                        Some(site) if !site.crawled() => Some(site.crawl(&mut ())?),
-                        _ => None,
-                    };
-                    // Dependencies are read again (only libraries new to the lock are).
-                    let libraries = match &one.deps {
-                        Some(deps) => Some(deps.sync().map_err(anyhow::Error::msg)?),
-                        None => None,
-                    };
-                    match one
-                        .library
-                        .update(writer, &selection, shared.embedder.as_ref(), &mut ())
-                    {
-                        Ok(report) => {
-                            let report = collection_report(one, report, crawl, libraries);
-                            if let Some(crawl) = &report.crawl {
-                                tracing::info!("{}: {}", one.name, crawl_text(crawl));
-                            }
-                            if let Some(libraries) = &report.libraries {
-                                tracing::info!("{}: {}", one.name, libraries_text(libraries));
-                            }
-                            tracing::info!("{}: {}", one.name, report_text(&report.report));
-                        }
+                    // A web source is crawled the first time only (reindex, or `mcp-docs
+                    // index`, refreshes it); a lock's libraries are synced (only new ones read).
+                    match update_collection(
+                        one,
+                        writer,
+                        &selection,
+                        shared.embedder.as_ref(),
+                        &mut (),
+                        false,
+                    ) {
+                        Ok(report) => tracing::info!("{}: {}", one.name, report.text()),
                         Err(error @ DocsError::ModelMissing { .. }) => tracing::warn!("{error}"),
                         Err(error) => return Err(error.into()),
                     }

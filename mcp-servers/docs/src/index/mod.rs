@@ -91,6 +91,10 @@ pub enum DocsError {
          `mcp-docs index --rebuild …`"
     )]
     OtherFormat(PathBuf),
+    /// A web or dependency source could not be brought up to date (the crawl's or the lock's
+    /// own error; the index is left as it was).
+    #[error("{0}")]
+    Source(String),
     /// No index in the data directory.
     #[error("no index in {0}: run `mcp-docs index DIR` first")]
     NoIndex(PathBuf),

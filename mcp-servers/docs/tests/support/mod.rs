@@ -9,10 +9,25 @@ use std::{
 
 use mcp_server_docs::embed::{Embedder, ModelOptions, docs_home};
 use rmcp::{
-    Peer, RoleClient,
+    Peer, RoleClient, ServiceExt as _,
     model::{CallToolRequestParams, CallToolResult},
+    service::RunningService,
+    transport::TokioChildProcess,
 };
 use serde_json::Value;
+
+/// `mcp-docs serve ARGS… --bm25-only` over stdio, with rmcp as its client (stderr dropped).
+pub async fn serve<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> RunningService<RoleClient, ()> {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-docs"));
+    command.arg("serve").args(args).arg("--bm25-only");
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    ().serve(transport).await.unwrap()
+}
 
 /// Calls the tool `name` with `arguments` (a JSON object) through `client`.
 pub async fn call(client: &Peer<RoleClient>, name: &str, arguments: Value) -> CallToolResult {
