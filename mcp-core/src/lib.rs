@@ -67,6 +67,8 @@ pub mod dirs;
 mod guarded;
 mod http_policy;
 pub mod input;
+#[cfg(feature = "postgres")]
+pub mod pg_tls;
 mod logging;
 mod message;
 pub mod resource;

@@ -639,6 +639,14 @@ impl DbError {
     }
 }
 
+impl From<mcp_core::pg_tls::TlsError> for DbError {
+    fn from(error: mcp_core::pg_tls::TlsError) -> Self {
+        let mut db = DbError::new(error.message);
+        db.hint = error.hint;
+        db
+    }
+}
+
 /// The line, column (both 1-based) and text of the line holding character `position`.
 fn line_and_column(sql: &str, position: usize) -> Option<(usize, usize, &str)> {
     let mut seen = 0;

@@ -21,7 +21,6 @@ mod postgres;
 mod server;
 mod sqlite;
 mod ssh;
-mod tls;
 mod value;
 
 pub use config::{Config, DatabaseConfig, DenyRule, ParamConfig, ParamType, SshConfig, ToolConfig};

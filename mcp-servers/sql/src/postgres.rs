@@ -15,6 +15,7 @@ use tokio_postgres::{
     error::{ErrorPosition, SqlState},
     types::{ToSql, Type},
 };
+use mcp_core::pg_tls::TlsOptions;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
@@ -23,7 +24,6 @@ use crate::{
         Column, ColumnInfo, DbError, ForeignKey, IndexInfo, ObjectMatch, Options, QueryRequest,
         RowSink, RowWriter, Rows, TableDescription, TableSummary,
     },
-    tls::TlsOptions,
     value::{Cell, TextParam},
 };
 
@@ -89,7 +89,7 @@ impl Postgres {
     /// Connects once, so a wrong URL or password is reported now. The password may come from
     /// `PGPASSWORD` rather than the URL, to keep it out of host config files.
     pub async fn connect(url: &str, options: Options, deny: &[DenyRule]) -> Result<Self, DbError> {
-        let tls = TlsOptions::from_url(url)?;
+        let tls = TlsOptions::from_url(url).map_err(DbError::from)?;
         let mut config = Config::from_str(&tls.url).map_err(|e| {
             DbError::new(format!("invalid PostgreSQL URL: {e}"))
                 .with_hint("the form is postgres://user[:password]@host[:port]/database")
@@ -104,7 +104,7 @@ impl Postgres {
         }
         config.application_name("mcp-sql");
         config.ssl_mode(tls.mode);
-        let connector = tls.connector()?;
+        let connector = tls.connector().map_err(DbError::from)?;
         let manager = Manager::from_config(
             config,
             connector.clone(),

@@ -1,4 +1,5 @@
-//! TLS to PostgreSQL with libpq's meaning of `sslmode`, so URLs people already use behave the
+//! TLS to PostgreSQL with libpq's meaning of `sslmode` (feature `postgres`; mcp-sql's connections
+//! and mcp-docs's shared index use it), so URLs people already use behave the
 //! same: `disable` is plain; `prefer` (the default) and `require` encrypt without checking the
 //! certificate, as libpq does; `verify-ca` and `verify-full` check it against the system's trust
 //! store plus `sslrootcert`, and check the host name (both: rustls always does). `require` with
@@ -19,22 +20,46 @@ use rustls::{
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::db::DbError;
+/// A TLS setting that cannot be used: what is wrong and what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TlsError {
+    /// What went wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl TlsError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
 
 /// What the URL asks of TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsOptions {
     /// The URL without the parameters tokio-postgres does not understand.
     pub url: String,
+    /// The `sslmode` tokio-postgres is given.
     pub mode: SslMode,
     /// Whether the server's certificate must be verified.
     pub verify: bool,
+    /// `sslrootcert`: CA certificates trusted beside the system's.
     pub root_cert: Option<PathBuf>,
 }
 
 impl TlsOptions {
     /// Splits libpq's TLS parameters out of a `postgres://` URL.
-    pub fn from_url(url: &str) -> Result<Self, DbError> {
+    pub fn from_url(url: &str) -> Result<Self, TlsError> {
         let plain = |url: &str| Self {
             url: url.to_owned(),
             mode: SslMode::Prefer,
@@ -74,7 +99,7 @@ impl TlsOptions {
                 "require" => (SslMode::Require, root_cert.is_some()),
                 "verify-ca" | "verify-full" => (SslMode::Require, true),
                 other => {
-                    return Err(DbError::new(format!("unknown sslmode {other:?}")).with_hint(
+                    return Err(TlsError::new(format!("unknown sslmode {other:?}")).with_hint(
                     "use disable, prefer, require, verify-ca or verify-full (as with libpq)",
                 ));
                 }
@@ -88,11 +113,11 @@ impl TlsOptions {
     }
 
     /// The connector: verifying (system roots plus `sslrootcert`) or encrypt-only.
-    pub fn connector(&self) -> Result<MakeRustlsConnect, DbError> {
+    pub fn connector(&self) -> Result<MakeRustlsConnect, TlsError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| DbError::new(format!("TLS setup failed: {e}")))?
+            .map_err(|e| TlsError::new(format!("TLS setup failed: {e}")))?
             .dangerous();
         let config = if self.verify {
             let extra = match &self.root_cert {
@@ -101,7 +126,7 @@ impl TlsOptions {
             };
             let verifier =
                 rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider)
-                    .map_err(|e| DbError::new(format!("TLS setup failed: {e}")))?;
+                    .map_err(|e| TlsError::new(format!("TLS setup failed: {e}")))?;
             builder.with_custom_certificate_verifier(Arc::new(verifier))
         } else {
             builder.with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
@@ -110,9 +135,9 @@ impl TlsOptions {
     }
 }
 
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, DbError> {
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let unreadable = |e: &dyn std::fmt::Display| {
-        DbError::new(format!("cannot read sslrootcert {}: {e}", path.display()))
+        TlsError::new(format!("cannot read sslrootcert {}: {e}", path.display()))
             .with_hint("sslrootcert names a PEM file of CA certificates")
     };
     let certificates = CertificateDer::pem_file_iter(path)
