@@ -67,10 +67,10 @@ pub mod dirs;
 mod guarded;
 mod http_policy;
 pub mod input;
-#[cfg(feature = "postgres")]
-pub mod pg_tls;
 mod logging;
 mod message;
+#[cfg(feature = "postgres")]
+pub mod pg_tls;
 pub mod resource;
 pub mod sandbox;
 mod serve;

@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     deps::{Dependencies, Ecosystem},
-    index::{Library, Selection, Writer},
+    index::{DocsError, Library, Selection, Writer},
     web::{Prefix, Site},
 };
 
@@ -97,6 +97,16 @@ pub enum Source {
     /// The packages a lock file (canonical) pins, their docs written into a mirror beside the
     /// index.
     Deps(PathBuf, Ecosystem),
+    /// A collection of a shared store that this process serves and does not update (`mcp-docs
+    /// serve --store URL` with no SOURCE): what the store records of it.
+    Stored {
+        /// The kind it was indexed as (`folder`, `file`, `web`, `deps`).
+        kind: String,
+        /// Its source as shown (a path on the machine that indexes it, or a URL).
+        source: String,
+        /// The folder its paths are relative to there.
+        root: PathBuf,
+    },
 }
 
 impl Source {
@@ -108,6 +118,7 @@ impl Source {
             Source::File(file) => file.parent().unwrap_or(Path::new("/")).to_owned(),
             Source::Web(_) => Site::mirror_of(data_dir),
             Source::Deps(..) => Dependencies::mirror_of(data_dir),
+            Source::Stored { root, .. } => root.clone(),
         }
     }
 
@@ -115,17 +126,18 @@ impl Source {
     pub fn only(&self) -> Option<String> {
         match self {
             Source::File(file) => file.file_name().map(|n| n.to_string_lossy().into_owned()),
-            Source::Folder(_) | Source::Web(_) | Source::Deps(..) => None,
+            Source::Folder(_) | Source::Web(_) | Source::Deps(..) | Source::Stored { .. } => None,
         }
     }
 
-    /// `folder`, `file` or `web`.
-    pub fn kind(&self) -> &'static str {
+    /// `folder`, `file`, `web` or `deps`.
+    pub fn kind(&self) -> &str {
         match self {
             Source::Folder(_) => "folder",
             Source::File(_) => "file",
             Source::Web(_) => "web",
             Source::Deps(..) => "deps",
+            Source::Stored { kind, .. } => kind,
         }
     }
 
@@ -136,6 +148,7 @@ impl Source {
                 path.display().to_string()
             }
             Source::Web(prefix) => prefix.start.to_string(),
+            Source::Stored { source, .. } => source.clone(),
         }
     }
 }
@@ -293,9 +306,36 @@ impl Collection {
         )
     }
 
+    /// The libraries of a dependency collection (`cargo:serde@1.0.219`), sorted: its mirror's,
+    /// or, for one served from the store, those its indexed documents are in.
+    pub fn libraries(&self) -> Result<Vec<String>, DocsError> {
+        if let Some(deps) = &self.deps {
+            return Ok(deps.libraries().into_keys().collect());
+        }
+        if self.source.kind() != "deps" {
+            return Ok(Vec::new());
+        }
+        let mut ids: Vec<String> = self
+            .library
+            .sources()?
+            .iter()
+            .filter_map(|source| crate::deps::library_of(&source.path))
+            .map(str::to_owned)
+            .collect();
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// The selection of an update of `path` (relative to the collection's folder; all of it
     /// when `None`). A file's collection holds that file only.
     pub fn selection_of(&self, path: Option<String>) -> Result<Selection, String> {
+        if matches!(self.source, Source::Stored { .. }) {
+            return Err(format!(
+                "the collection {} is served from the shared store and updated where its source \
+                 is (`mcp-docs index --store … {}=SOURCE` there), not by this process",
+                self.name, self.name
+            ));
+        }
         if (self.site.is_some() || self.deps.is_some()) && path.is_some() {
             return Err(format!(
                 "the {} collection {} is updated whole; reindex it without a path",

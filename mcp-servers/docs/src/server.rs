@@ -147,14 +147,13 @@ impl Shared {
     ) -> Result<Vec<(usize, String)>, ToolError> {
         let mut found = Vec::new();
         for at in self.chosen(collection)? {
-            if let Some(deps) = &self.collections[at].deps {
-                found.extend(
-                    deps.libraries()
-                        .into_keys()
-                        .filter(|id| deps::names(id, wanted))
-                        .map(|id| (at, id)),
-                );
-            }
+            found.extend(
+                self.collections[at]
+                    .libraries()?
+                    .into_iter()
+                    .filter(|id| deps::names(id, wanted))
+                    .map(|id| (at, id)),
+            );
         }
         Ok(found)
     }
@@ -338,7 +337,7 @@ impl DocsServer {
             .map(|c| {
                 Ok(CollectionSummary {
                     name: c.name.clone(),
-                    kind: c.source.kind(),
+                    kind: c.source.kind().to_owned(),
                     source: c.source.display(),
                     status: c.library.status()?,
                 })
@@ -452,11 +451,11 @@ fn resolve(shared: &Shared, wanted: &str) -> Result<Vec<Resolved>, DocsError> {
     let needle = wanted.to_ascii_lowercase();
     let mut found = Vec::new();
     for collection in &shared.collections {
-        let Some(dependencies) = &collection.deps else {
+        let libraries = collection.libraries()?;
+        if libraries.is_empty() {
             continue;
-        };
+        }
         // Documents per library, in one pass.
-        let libraries = dependencies.libraries();
         let mut documents: std::collections::HashMap<&str, usize> = Default::default();
         let sources = collection.library.sources()?;
         for source in &sources {
@@ -464,7 +463,7 @@ fn resolve(shared: &Shared, wanted: &str) -> Result<Vec<Resolved>, DocsError> {
                 *documents.entry(library).or_default() += 1;
             }
         }
-        for id in libraries.keys() {
+        for id in &libraries {
             let Some((ecosystem, name, version)) = deps::parse_id(id) else {
                 continue;
             };
@@ -498,7 +497,7 @@ struct SourcesArgs {
 struct CollectionSummary {
     name: String,
     /// What it indexes: a folder, a file or a web prefix.
-    kind: &'static str,
+    kind: String,
     source: String,
     #[serde(flatten)]
     status: Status,

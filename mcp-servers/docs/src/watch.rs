@@ -37,7 +37,7 @@ pub fn follow(shared: Arc<Shared>) -> Result<RecommendedWatcher, notify::Error> 
                 Source::Folder(folder) => path.starts_with(folder) && !path.starts_with(data_dir),
                 Source::File(file) | Source::Deps(file, _) => path == file,
                 // A web collection changes when it is crawled, not when a file is saved.
-                Source::Web(_) => false,
+                Source::Web(_) | Source::Stored { .. } => false,
             };
             if event.paths.iter().any(|p| concerns(p)) {
                 let _ = sender.send(at);
@@ -53,7 +53,7 @@ pub fn follow(shared: Arc<Shared>) -> Result<RecommendedWatcher, notify::Error> 
                     watcher.watch(folder, RecursiveMode::NonRecursive)?
                 }
             }
-            Source::Web(_) => {}
+            Source::Web(_) | Source::Stored { .. } => {}
         }
     }
     tokio::spawn(async move {

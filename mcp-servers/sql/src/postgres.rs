@@ -9,13 +9,13 @@ use std::{str::FromStr, time::Duration};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use futures::StreamExt as _;
+use mcp_core::pg_tls::TlsOptions;
 use serde_json::Value;
 use tokio_postgres::{
     Client, Config, Statement,
     error::{ErrorPosition, SqlState},
     types::{ToSql, Type},
 };
-use mcp_core::pg_tls::TlsOptions;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{

@@ -14,7 +14,7 @@ use mcp_server_docs::{
     collection::{self, Collection, Spec},
     deps::Dependencies,
     embed::{Embedder, ModelOptions, docs_home},
-    index::{DocsError, Filter, Library, Mode, Progress, Selection},
+    index::{DocsError, Filter, Library, Mode, Progress, Selection, pg},
     server::{DocsServer, Shared, open_tasks, update_collection, update_now},
     setup,
     web::{Limits, Site},
@@ -65,6 +65,20 @@ struct IndexArgs {
     /// one per source].
     #[arg(long, value_name = "DIR", env = "MCP_DOCS_DATA_DIR")]
     data_dir: Option<PathBuf>,
+
+    /// Keep the indexes in PostgreSQL with pgvector instead of local files, so that several
+    /// mcp-docs processes, on several machines, serve and update them:
+    /// postgres://user@host[:port]/database (libpq's sslmode; the password from PGPASSWORD).
+    /// `serve` and `search` with no SOURCE use every collection in the store, and a `serve`
+    /// without a collection's SOURCE serves it without updating it. Web and dependency mirrors
+    /// stay in --data-dir.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "MCP_DOCS_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
 
     /// Only files whose path (relative to their source folder) matches one of these globs
     /// (repeatable).
@@ -259,6 +273,7 @@ fn default_data_dir(source: &Source) -> PathBuf {
             format!("{}-deps", ecosystem.name()),
             lock.as_os_str().as_encoded_bytes().to_vec(),
         ),
+        Source::Stored { source, .. } => ("stored".to_owned(), source.as_bytes().to_vec()),
     };
     let hash: String = Sha256::digest(&key)
         .iter()
@@ -276,6 +291,8 @@ struct Planned {
 
 struct Prepared {
     collections: Vec<Planned>,
+    /// The PostgreSQL store, and the collections of it served without their source.
+    store: Option<(pg::Database, Vec<pg::StoredCollection>)>,
     selection: Selection,
     limits: Limits,
     venv: Option<PathBuf>,
@@ -297,8 +314,19 @@ impl Prepared {
             if create && matches!(source, Source::Web(_) | Source::Deps(..)) {
                 std::fs::create_dir_all(&root)?;
             }
-            let (library, writer) =
-                Library::open(&planned.data_dir, &root, id.as_ref(), create, write)?;
+            let shown = source.display();
+            let (library, writer) = match &self.store {
+                None => Library::open(&planned.data_dir, &root, id.as_ref(), create, write)?,
+                Some((database, _)) => Library::open_stored(
+                    database,
+                    &planned.spec.name,
+                    create.then_some((source.kind(), shown.as_str())),
+                    &planned.data_dir,
+                    &root,
+                    id.as_ref(),
+                    write,
+                )?,
+            };
             let mut collection = Collection::new(
                 planned.spec.name,
                 source.clone(),
@@ -320,11 +348,47 @@ impl Prepared {
             collections.push(collection);
             dirs.push(planned.data_dir);
         }
+        if let Some((database, stored)) = &self.store {
+            for one in stored {
+                let source = Source::Stored {
+                    kind: one.kind.clone(),
+                    source: one.source.clone(),
+                    root: PathBuf::from(&one.root),
+                };
+                let dir = store_data_dir(&one.name);
+                let (library, _) = Library::open_stored(
+                    database,
+                    &one.name,
+                    None,
+                    &dir,
+                    &source.root(&dir),
+                    id.as_ref(),
+                    false,
+                )?;
+                collections.push(Collection::new(
+                    one.name.clone(),
+                    source,
+                    library,
+                    None,
+                    self.selection.clone(),
+                ));
+                dirs.push(dir);
+            }
+        }
         Ok((
             Shared::new(collections, self.embedder, self.model_note),
             dirs,
         ))
     }
+}
+
+/// The data directory of a collection served from the store without its source (it keeps
+/// nothing but a served process's reindex tasks).
+fn store_data_dir(name: &str) -> PathBuf {
+    mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::Data)
+        .join("docs")
+        .join("stored")
+        .join(name)
 }
 
 /// Where each collection's index lives: one unnamed source's is `--data-dir` itself (as before
@@ -363,12 +427,33 @@ fn install(force: bool) -> anyhow::Result<setup::Installed> {
 }
 
 /// `fetch_model`: on first use, fetch the model when it is looked for in the default places.
-fn prepare(args: &IndexArgs, fetch_model: bool) -> anyhow::Result<Prepared> {
+/// `whole_store`: with --store and no SOURCE, every collection in the store (else `.`).
+fn prepare(args: &IndexArgs, fetch_model: bool, whole_store: bool) -> anyhow::Result<Prepared> {
     let folder = [".".to_owned()];
-    let sources = if args.sources.is_empty() && args.deps.is_empty() {
-        &folder[..]
-    } else {
+    let no_source = args.sources.is_empty() && args.deps.is_empty();
+    let store = match &args.store {
+        Some(url) => {
+            let database = pg::Database::connect(url)?;
+            let stored = if no_source && whole_store {
+                let stored = database.collections()?;
+                if stored.is_empty() {
+                    anyhow::bail!(
+                        "the store has no collections yet: index some first (`mcp-docs index \
+                         --store URL [NAME=]SOURCE…`)"
+                    );
+                }
+                stored
+            } else {
+                Vec::new()
+            };
+            Some((database, stored))
+        }
+        None => None,
+    };
+    let sources = if !no_source || store.as_ref().is_some_and(|(_, s)| !s.is_empty()) {
         &args.sources[..]
+    } else {
+        &folder[..]
     };
     let specs = sources
         .iter()
@@ -408,6 +493,7 @@ fn prepare(args: &IndexArgs, fetch_model: bool) -> anyhow::Result<Prepared> {
     };
     Ok(Prepared {
         collections,
+        store,
         selection: Selection {
             include: args.include.clone(),
             exclude: args.exclude.clone(),
@@ -457,9 +543,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rebuild,
             json,
         } => {
-            let setup = prepare(&args, true)?;
+            let setup = prepare(&args, true, false)?;
             if rebuild {
                 for planned in &setup.collections {
+                    if let Some((database, _)) = &setup.store {
+                        database.remove(&planned.spec.name)?;
+                    }
                     Library::remove(&planned.data_dir)?;
                 }
             }
@@ -498,7 +587,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_tokens,
             json,
         } => {
-            let setup = prepare(&args, false)?;
+            let setup = prepare(&args, false, true)?;
             let (shared, _) = setup.into_shared(false, false)?;
             let filter = Filter {
                 path_glob,
@@ -577,7 +666,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { args, watch, serve } => {
-            let setup = prepare(&args, false)?;
+            let setup = prepare(&args, false, true)?;
             let (shared, dirs) = setup.into_shared(true, true)?;
             // Each collection brought up to date; one whose index has vectors while no model
             // is loaded is served as it is, BM25 only (update_now would stop at it).

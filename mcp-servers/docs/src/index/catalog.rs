@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use super::{DocsError, Library};
+use super::{DocsError, Local};
 
 /// Every chunk in memory: its file (for filters, without touching the document store) and its
 /// unit vector, contiguous, for exact search.
@@ -81,7 +81,7 @@ fn from_bytes(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-impl Library {
+impl Local {
     pub(super) fn load_catalog(&self) -> Result<(), DocsError> {
         let mut catalog = Catalog::default();
         {

@@ -1,15 +1,22 @@
-//! The index on disk, in a data directory: `tantivy/` (BM25 over text, title, headings and path,
-//! and the stored chunks) and `docs.sqlite` (the files with their content hashes, the failures,
-//! the chunks' vectors, and the model and dimension the vectors came from).
+//! The index of one collection, in one of two stores.
 //!
-//! One writer at a time: tantivy's lock file stops a second indexer, and it is reported as such.
+//! Local (the default), in a data directory: `tantivy/` (BM25 over text, title, headings and
+//! path, and the stored chunks) and `docs.sqlite` (the files with their content hashes, the
+//! failures, the chunks' vectors, and the model and dimension the vectors came from). One
+//! writer at a time: tantivy's lock file stops a second indexer, and it is reported as such.
+//!
+//! PostgreSQL (`--store postgres://…`, [`pg`]): the same in tables that several processes on
+//! several machines share, full-text search and pgvector's HNSW index doing the ranking.
+//!
 //! Readers (searches) keep working while an update runs; they see it when it commits.
 //!
-//! [`Library`] is opened here; `update` writes it, `search` reads it, `catalog` keeps every
-//! chunk's file and vector in memory, `schema` says what tantivy stores.
+//! [`Library`] is opened here; `update` writes it (walking, reading, chunking and embedding
+//! are the same for both stores), `search` reads it, `catalog` keeps every local chunk's file
+//! and vector in memory, `schema` says what tantivy stores.
 
 mod archive;
 mod catalog;
+pub mod pg;
 mod schema;
 mod search;
 mod update;
@@ -113,6 +120,9 @@ pub enum DocsError {
     /// The manifest database failed.
     #[error("index database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL store failed (its message, and what to do when it is ours).
+    #[error("PostgreSQL store: {0}")]
+    Postgres(String),
     /// A file operation failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -258,11 +268,7 @@ impl Progress for () {
 /// An index, open.
 pub struct Library {
     dir: PathBuf,
-    index: Index,
-    reader: IndexReader,
-    fields: Fields,
-    db: Mutex<Connection>,
-    catalog: RwLock<Arc<Catalog>>,
+    store: Store,
     /// The folder the documents are in (relative paths are relative to it).
     root: PathBuf,
     /// The same folder opened as a sandbox: every document is read through it, never by path,
@@ -275,9 +281,33 @@ pub struct Library {
     batch_chunks: usize,
 }
 
-/// The right to change an index (tantivy's writer, holding its lock).
+/// Where an index is.
+enum Store {
+    Local(Local),
+    Postgres(pg::Stored),
+}
+
+/// The local index: tantivy, the manifest, and the catalog of chunks in memory.
+struct Local {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    db: Mutex<Connection>,
+    catalog: RwLock<Arc<Catalog>>,
+}
+
+impl Local {
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The right to change an index: tantivy's writer, holding its lock, for a local one; a
+/// PostgreSQL store's updates take their collection's lock each time.
 pub struct Writer {
-    writer: IndexWriter,
+    writer: Option<IndexWriter>,
 }
 
 pub(crate) fn now() -> i64 {
@@ -315,7 +345,9 @@ impl Library {
         };
         let writer = if write {
             match index.writer(64 * 1024 * 1024) {
-                Ok(writer) => Some(Writer { writer }),
+                Ok(writer) => Some(Writer {
+                    writer: Some(writer),
+                }),
                 Err(tantivy::TantivyError::LockFailure(..)) => {
                     return Err(DocsError::Busy(dir.to_owned()));
                 }
@@ -370,20 +402,61 @@ impl Library {
                 [root.display().to_string()],
             )?;
         }
-        let library = Self {
-            dir: dir.to_owned(),
+        let local = Local {
             index,
             reader,
             fields,
             db: Mutex::new(db),
             catalog: RwLock::new(Arc::new(Catalog::default())),
+        };
+        local.load_catalog()?;
+        Ok((Self::new(dir, root, Store::Local(local), built), writer))
+    }
+
+    fn new(dir: &Path, root: &Path, store: Store, model: Option<ModelId>) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            store,
             root: root.to_owned(),
             folder: Sandbox::new(&[root]).ok(),
-            model: RwLock::new(built),
+            model: RwLock::new(model),
             batch_chunks: BATCH_CHUNKS,
-        };
-        library.load_catalog()?;
-        Ok((library, writer))
+        }
+    }
+
+    /// Opens the collection `name` in the PostgreSQL store `database`, for the folder `root`
+    /// (`dir` is the collection's data directory, which keeps a web or dependency source's
+    /// mirror). `described` (kind, source) makes the collection when the store has none of that
+    /// name, and records where it comes from; without it, the collection must exist. With
+    /// `write`, updates are allowed (each takes the collection's lock in the store while it
+    /// runs). The model the vectors were made with must be the one given, if any is given.
+    pub fn open_stored(
+        database: &pg::Database,
+        name: &str,
+        described: Option<(&str, &str)>,
+        dir: &Path,
+        root: &Path,
+        model: Option<&ModelId>,
+        write: bool,
+    ) -> Result<(Self, Option<Writer>), DocsError> {
+        let root_text = root.display().to_string();
+        let (stored, built) = database.open(
+            name,
+            described.map(|(kind, source)| (kind, source, &*root_text)),
+        )?;
+        if let (Some(built), Some(now)) = (&built, model)
+            && built != now
+        {
+            return Err(DocsError::ModelMismatch {
+                dir: PathBuf::from(format!("the store's collection {name}")),
+                built: built.name.clone(),
+                built_dim: built.dim,
+                now: now.name.clone(),
+                now_dim: now.dim,
+            });
+        }
+        let library = Self::new(dir, root, Store::Postgres(stored), built);
+        Ok((library, write.then_some(Writer { writer: None })))
     }
 
     /// Deletes the index in `dir`, whatever version wrote it, once no other process uses it.
@@ -424,30 +497,45 @@ impl Library {
         self.model.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Sees what another process committed.
     pub fn refresh(&self) -> Result<(), DocsError> {
-        self.reader.reload()?;
-        self.load_catalog()
+        match &self.store {
+            Store::Local(local) => {
+                local.reader.reload()?;
+                local.load_catalog()
+            }
+            Store::Postgres(stored) => {
+                *self.model.write().unwrap_or_else(|p| p.into_inner()) = stored.model()?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The kind of the indexed document `path` (`None`: not indexed).
+    fn kind_of(&self, path: &str) -> Result<Option<String>, DocsError> {
+        match &self.store {
+            Store::Local(local) => Ok(local
+                .db()
+                .query_row("SELECT kind FROM files WHERE path = ?1", [path], |r| {
+                    r.get(0)
+                })
+                .optional()?),
+            Store::Postgres(stored) => stored.kind(path),
+        }
     }
 
     /// Whether `path` is an indexed document.
     pub fn has(&self, path: &str) -> Result<bool, DocsError> {
-        Ok(self
-            .db()
-            .query_row("SELECT 1 FROM files WHERE path = ?1", [path], |_| Ok(()))
-            .optional()?
-            .is_some())
+        Ok(self.kind_of(path)?.is_some())
     }
 
     /// Every indexed file: path, kind, title, chunks.
     pub fn sources(&self) -> Result<Vec<Source>, DocsError> {
-        let db = self.db();
+        let local = match &self.store {
+            Store::Local(local) => local,
+            Store::Postgres(stored) => return stored.sources(),
+        };
+        let db = local.db();
         let mut statement =
             db.prepare("SELECT path, kind, title, chunks, indexed_at FROM files ORDER BY path")?;
         let sources = statement
@@ -466,7 +554,24 @@ impl Library {
 
     /// Counts, failures, the model, the last update.
     pub fn status(&self) -> Result<Status, DocsError> {
-        let db = self.db();
+        let local = match &self.store {
+            Store::Local(local) => local,
+            Store::Postgres(stored) => {
+                let counts = stored.counts()?;
+                return Ok(Status {
+                    root: self.root.display().to_string(),
+                    data_dir: self.dir.display().to_string(),
+                    files: counts.files,
+                    chunks: counts.chunks,
+                    vectors: counts.vectors,
+                    model: self.model().map(|m| m.name),
+                    dimensions: self.model().map(|m| m.dim),
+                    updated_at: counts.updated_at,
+                    failures: counts.failures,
+                });
+            }
+        };
+        let db = local.db();
         let count = |sql: &str| {
             db.query_row(sql, [], |r| r.get::<_, i64>(0))
                 .map(|n| n as usize)
@@ -572,34 +677,37 @@ impl Library {
             .strip_prefix(&format!("{}/", self.root.display()))
             .unwrap_or(path)
             .to_owned();
-        let kind: Option<String> = self
-            .db()
-            .query_row("SELECT kind FROM files WHERE path = ?1", [&relative], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if kind.is_none() {
-            return Err(DocsError::UnknownDocument(path.to_owned()));
-        }
-        let full = self.root.join(&relative);
-        let kind = Kind::of(&full).ok_or_else(|| DocsError::UnknownDocument(path.to_owned()))?;
-        let bytes = self
-            .read(&relative, &mut None)
-            .map_err(|e| DocsError::Io(std::io::Error::other(e)))?;
-        let document = extract::extract(&full, kind, &bytes)
-            .map_err(|e| DocsError::Io(std::io::Error::other(e.to_string())))?;
-        let total = document.text.lines().count();
+        let (title, text) = match &self.store {
+            // The text as it was indexed: a replica need not have the source.
+            Store::Postgres(stored) => stored
+                .document(&relative)?
+                .ok_or_else(|| DocsError::UnknownDocument(path.to_owned()))?,
+            Store::Local(_) => {
+                if self.kind_of(&relative)?.is_none() {
+                    return Err(DocsError::UnknownDocument(path.to_owned()));
+                }
+                let full = self.root.join(&relative);
+                let kind =
+                    Kind::of(&full).ok_or_else(|| DocsError::UnknownDocument(path.to_owned()))?;
+                let bytes = self
+                    .read(&relative, &mut None)
+                    .map_err(|e| DocsError::Io(std::io::Error::other(e)))?;
+                let document = extract::extract(&full, kind, &bytes)
+                    .map_err(|e| DocsError::Io(std::io::Error::other(e.to_string())))?;
+                (document.title, document.text)
+            }
+        };
+        let total = text.lines().count();
         let text = match lines {
-            None => document.text,
-            Some((start, end)) => document
-                .text
+            None => text,
+            Some((start, end)) => text
                 .lines()
                 .skip(start.saturating_sub(1))
                 .take(end.saturating_sub(start.max(1)) + 1)
                 .collect::<Vec<_>>()
                 .join("\n"),
         };
-        Ok((document.title, text, total))
+        Ok((title, text, total))
     }
 }
 

@@ -1,4 +1,5 @@
-//! Searching: BM25, exact dense search over the catalog, and their fusion.
+//! Searching: each store's BM25 and dense candidates (locally tantivy and an exact scan over
+//! the catalog; in PostgreSQL full-text search and the HNSW index), and their fusion.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,8 +12,11 @@ use tantivy::{
     snippet::SnippetGenerator,
 };
 
-use super::{DocsError, Filter, Hit, Library, Mode};
+use super::{DocsError, Filter, Hit, Library, Local, Mode, Store, pg};
 use crate::embed::Embedder;
+
+/// Chunk ids with their scores, best first.
+type Ranked = Vec<(u64, f32)>;
 
 /// One index's candidates for a query: its best BM25 and dense chunks, unfused.
 struct Candidates {
@@ -68,20 +72,83 @@ pub fn search(
             dense
         }
     };
-    let mut makers: Vec<Option<HitMaker>> = libraries.iter().map(|_| None).collect();
-    let mut hits = Vec::with_capacity(ranked.len());
-    for ((at, id), score) in ranked {
-        let (name, library) = libraries[at];
-        let maker = match &mut makers[at] {
-            Some(maker) => maker,
-            empty => empty.insert(library.hit_maker(query)?),
-        };
-        if let Some(mut hit) = maker.hit(library, id, score)? {
-            hit.collection = name.to_owned();
-            hits.push(hit);
+    // Each index makes the hits of its own chunks, all at once; they are put back in order.
+    let mut made: HashMap<(usize, u64), Hit> = HashMap::new();
+    for (at, (name, library)) in libraries.iter().enumerate() {
+        let ids: Vec<(u64, f32)> = ranked
+            .iter()
+            .filter(|((of, _), _)| *of == at)
+            .map(|((_, id), score)| (*id, *score))
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        for mut hit in library.hits(query, &ids)? {
+            hit.collection = (*name).to_owned();
+            made.insert((at, hit.id), hit);
         }
     }
-    Ok(hits)
+    Ok(ranked
+        .iter()
+        .filter_map(|(key, _)| made.remove(key))
+        .collect())
+}
+
+/// A search's filter, made ready: whether a file (its path and kind) passes.
+struct Compiled<'a> {
+    globs: Option<GlobSet>,
+    /// Kinds or extensions, lower case, without a dot.
+    types: Vec<String>,
+    libraries: &'a [String],
+}
+
+impl<'a> Compiled<'a> {
+    fn new(filter: &'a Filter) -> Result<Self, DocsError> {
+        let globs = match &filter.path_glob {
+            Some(glob) => Some(
+                GlobSetBuilder::new()
+                    .add(
+                        Glob::new(glob)
+                            .map_err(|e| DocsError::Glob(glob.clone(), e.to_string()))?,
+                    )
+                    .build()
+                    .map_err(|e| DocsError::Glob(glob.clone(), e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            globs,
+            types: filter
+                .file_types
+                .iter()
+                .map(|t| t.trim_start_matches('.').to_ascii_lowercase())
+                .collect(),
+            libraries: &filter.libraries,
+        })
+    }
+
+    /// Paths narrowed: by a glob, or to libraries (each a folder, `cargo:serde@1.0.219/`).
+    fn narrowed(&self) -> bool {
+        self.globs.is_some() || !self.libraries.is_empty()
+    }
+
+    fn filtered(&self) -> bool {
+        self.narrowed() || !self.types.is_empty()
+    }
+
+    fn allows(&self, path: &str, kind: &str) -> bool {
+        self.globs.as_ref().is_none_or(|g| g.is_match(path))
+            && (self.libraries.is_empty()
+                || self.libraries.iter().any(|library| {
+                    path.strip_prefix(library.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+                }))
+            && (self.types.is_empty()
+                || self
+                    .types
+                    .iter()
+                    .any(|t| t == kind || path.to_ascii_lowercase().ends_with(&format!(".{t}"))))
+    }
 }
 
 /// What turns one index's chunk ids into hits for one query: its searcher and snippets.
@@ -91,9 +158,9 @@ struct HitMaker {
 }
 
 impl HitMaker {
-    fn hit(&self, library: &Library, id: u64, score: f32) -> Result<Option<Hit>, DocsError> {
-        let f = library.fields;
-        let Some(document) = library.chunk(&self.searcher, id)? else {
+    fn hit(&self, local: &Local, id: u64, score: f32) -> Result<Option<Hit>, DocsError> {
+        let f = local.fields;
+        let Some(document) = local.chunk(&self.searcher, id)? else {
             return Ok(None);
         };
         let text = text_of(&document, f.text);
@@ -150,29 +217,154 @@ impl Library {
         filter: &Filter,
         vector: Option<&[f32]>,
     ) -> Result<Candidates, DocsError> {
+        let compiled = Compiled::new(filter)?;
+        let pool = (k * 5).max(50);
+        let vector = vector.filter(|_| mode != Mode::Bm25 && self.model().is_some());
+        let used_dense = vector.is_some();
+        let used_bm25 = mode != Mode::Semantic || !used_dense;
+        let (bm25, dense) = match &self.store {
+            Store::Local(local) => local.candidates(query, pool, &compiled, used_bm25, vector)?,
+            Store::Postgres(stored) => {
+                stored_candidates(stored, query, pool, &compiled, used_bm25, vector)?
+            }
+        };
+        Ok(Candidates {
+            bm25,
+            dense,
+            used_bm25,
+            used_dense,
+        })
+    }
+
+    /// The hits of this index's chunks `ids` (with their scores) for `query`, in no order.
+    fn hits(&self, query: &str, ids: &[(u64, f32)]) -> Result<Vec<Hit>, DocsError> {
+        match &self.store {
+            Store::Local(local) => {
+                let maker = local.hit_maker(query)?;
+                let mut hits = Vec::with_capacity(ids.len());
+                for &(id, score) in ids {
+                    hits.extend(maker.hit(local, id, score)?);
+                }
+                Ok(hits)
+            }
+            Store::Postgres(stored) => {
+                let scores: HashMap<u64, f32> = ids.iter().copied().collect();
+                let chunks =
+                    stored.chunks(query, &ids.iter().map(|(id, _)| *id).collect::<Vec<_>>())?;
+                Ok(chunks
+                    .into_iter()
+                    .map(|chunk| Hit {
+                        collection: String::new(),
+                        url: None,
+                        headings: split_headings(&chunk.headings),
+                        lines: chunk.lines,
+                        snippet: chunk.snippet.trim().to_owned(),
+                        score: scores.get(&chunk.id).copied().unwrap_or_default(),
+                        id: chunk.id,
+                        path: chunk.path,
+                        title: chunk.title,
+                        text: chunk.text,
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+/// A PostgreSQL collection's best BM25 (`used_bm25`) and dense (`vector`) candidates, `pool` of
+/// each: the kinds and libraries filtered in SQL, a path glob (which SQL cannot test) on the
+/// candidates, and when it admits too few of them and more exist, by searching again among
+/// the paths it admits.
+fn stored_candidates(
+    stored: &pg::Stored,
+    query: &str,
+    pool: usize,
+    compiled: &Compiled<'_>,
+    used_bm25: bool,
+    vector: Option<&[f32]>,
+) -> Result<(Ranked, Ranked), DocsError> {
+    let mut sql = pg::SqlFilter {
+        types: (!compiled.types.is_empty()).then(|| compiled.types.clone()),
+        libraries: (!compiled.libraries.is_empty()).then(|| compiled.libraries.to_vec()),
+        paths: None,
+    };
+    let globbed = compiled.globs.is_some();
+    let wanted = if globbed { pool * 10 } else { pool };
+    let mut admitted: Option<Vec<String>> = None;
+    let mut rank = |search: &dyn Fn(&pg::SqlFilter, usize) -> Result<pg::Found, DocsError>|
+     -> Result<Vec<(u64, f32)>, DocsError> {
+        let found = search(&sql, wanted)?;
+        let more = found.len() == wanted;
+        let mut kept: Vec<(u64, f32)> = found
+            .into_iter()
+            .filter(|(_, path, kind, _)| compiled.allows(path, kind))
+            .map(|(id, _, _, score)| (id, score))
+            .take(pool)
+            .collect();
+        if globbed && kept.len() < pool && more {
+            let paths = match &admitted {
+                Some(paths) => paths.clone(),
+                None => {
+                    let paths: Vec<String> = stored
+                        .files()?
+                        .into_iter()
+                        .filter(|(path, kind)| compiled.allows(path, kind))
+                        .map(|(path, _)| path)
+                        .collect();
+                    admitted = Some(paths.clone());
+                    paths
+                }
+            };
+            sql.paths = Some(paths);
+            kept = search(&sql, pool)?
+                .into_iter()
+                .map(|(id, _, _, score)| (id, score))
+                .collect();
+            sql.paths = None;
+        }
+        Ok(kept)
+    };
+    let bm25 = if used_bm25 {
+        rank(&|sql, n| stored.words(query, sql, n))?
+    } else {
+        Vec::new()
+    };
+    let dense = match vector {
+        Some(vector) => rank(&|sql, n| stored.nearest(vector, sql, n))?,
+        None => Vec::new(),
+    };
+    Ok((bm25, dense))
+}
+
+/// A chunk's heading path (`A > B`) as a list.
+fn split_headings(headings: &str) -> Vec<String> {
+    if headings.is_empty() {
+        Vec::new()
+    } else {
+        headings.split(" > ").map(str::to_owned).collect()
+    }
+}
+
+impl Local {
+    /// The best `pool` BM25 (when `used_bm25`) and dense (when `vector`) candidates.
+    fn candidates(
+        &self,
+        query: &str,
+        pool: usize,
+        compiled: &Compiled<'_>,
+        used_bm25: bool,
+        vector: Option<&[f32]>,
+    ) -> Result<(Ranked, Ranked), DocsError> {
         let searcher = self.reader.searcher();
         let f = self.fields;
-        let globs = match &filter.path_glob {
-            Some(glob) => Some(
-                GlobSetBuilder::new()
-                    .add(
-                        Glob::new(glob)
-                            .map_err(|e| DocsError::Glob(glob.clone(), e.to_string()))?,
-                    )
-                    .build()
-                    .map_err(|e| DocsError::Glob(glob.clone(), e.to_string()))?,
-            ),
-            None => None,
-        };
         let text_query = self.words_query(query)?;
-        let kinds: Vec<Term> = filter
-            .file_types
+        let kinds: Vec<Term> = compiled
+            .types
             .iter()
             .flat_map(|t| {
-                let t = t.trim_start_matches('.').to_ascii_lowercase();
                 [
-                    Term::from_field_text(f.kind, &t),
-                    Term::from_field_text(f.extension, &t),
+                    Term::from_field_text(f.kind, t),
+                    Term::from_field_text(f.extension, t),
                 ]
             })
             .collect();
@@ -189,36 +381,17 @@ impl Library {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let types: Vec<String> = filter
-            .file_types
-            .iter()
-            .map(|t| t.trim_start_matches('.').to_ascii_lowercase())
-            .collect();
-        // Paths narrowed: by a glob, or to libraries (each a folder, `cargo:serde@1.0.219/`).
-        let narrowed = globs.is_some() || !filter.libraries.is_empty();
-        let filtered = narrowed || !filter.file_types.is_empty();
+        let narrowed = compiled.narrowed();
+        let filtered = compiled.filtered();
         // Whether a file passes the filter, worked out once per file (asked only when filtered).
         let mut verdicts: Vec<Option<bool>> =
             vec![None; if filtered { catalog.files.len() } else { 0 }];
         let mut allowed = |file: usize| -> bool {
             *verdicts[file].get_or_insert_with(|| {
                 let (path, kind) = &catalog.files[file];
-                globs.as_ref().is_none_or(|g: &GlobSet| g.is_match(path))
-                    && (filter.libraries.is_empty()
-                        || filter.libraries.iter().any(|library| {
-                            path.strip_prefix(library.as_str())
-                                .is_some_and(|rest| rest.starts_with('/'))
-                        }))
-                    && (types.is_empty()
-                        || types.iter().any(|t| {
-                            t == kind || path.to_ascii_lowercase().ends_with(&format!(".{t}"))
-                        }))
+                compiled.allows(path, kind)
             })
         };
-        let pool = (k * 5).max(50);
-        let vector = vector.filter(|_| mode != Mode::Bm25 && self.model().is_some());
-        let used_dense = vector.is_some();
-        let used_bm25 = mode != Mode::Semantic || !used_dense;
 
         // BM25 candidates, filtered by path.
         let mut bm25: Vec<(u64, f32)> = Vec::new();
@@ -273,12 +446,7 @@ impl Library {
             Some(vector) => catalog.nearest(vector, pool, |file| !filtered || allowed(file)),
             None => Vec::new(),
         };
-        Ok(Candidates {
-            bm25,
-            dense,
-            used_bm25,
-            used_dense,
-        })
+        Ok((bm25, dense))
     }
 
     /// What makes hits of this index's chunks for `query`.

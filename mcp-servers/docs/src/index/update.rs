@@ -8,9 +8,12 @@ use std::{
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rusqlite::params;
 use sha2::{Digest as _, Sha256};
-use tantivy::{Term, doc};
+use tantivy::{IndexWriter, Term, doc};
 
-use super::{DocsError, Library, Progress, Report, Selection, Writer, archive, file_stem, now};
+use super::{
+    DocsError, Library, Local, Progress, Report, Selection, Store, Writer, archive, file_stem, now,
+    pg,
+};
 use crate::{
     chunk::{self, Chunk, Sizes},
     embed::Embedder,
@@ -29,6 +32,8 @@ struct Fresh {
     kind: Kind,
     title: String,
     chunks: Vec<Chunk>,
+    /// The document's text, kept for a store that serves it (PostgreSQL).
+    body: Option<String>,
 }
 
 /// Changed files waiting to be written, from the walk's file `first` on, and how many batches
@@ -121,6 +126,11 @@ impl Library {
                 reason: "load the model (see `mcp-docs index --help`)".into(),
             });
         }
+        // In PostgreSQL, one update of the collection at a time, whatever process runs it.
+        let _lock = match &self.store {
+            Store::Postgres(stored) => Some(stored.lock()?),
+            Store::Local(_) => None,
+        };
         let (mut files, archives) = walk(&self.root, selection)?;
         files.retain(|(relative, _, _)| selection.in_scope(relative));
         // The documents inside archives, under the archive's path; an archive that cannot be
@@ -158,16 +168,19 @@ impl Library {
         }
         files.sort_by(|a, b| a.0.cmp(&b.0));
         files.dedup_by(|a, b| a.0 == b.0);
-        let known: HashMap<String, String> = {
-            let db = self.db();
-            let mut statement = db.prepare("SELECT path, hash FROM files")?;
-            statement
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<(String, String)>, _>>()?
-                .into_iter()
-                .filter(|(path, _)| selection.in_scope(path))
-                .collect()
-        };
+        let known: HashMap<String, String> = match &self.store {
+            Store::Local(local) => {
+                let db = local.db();
+                let mut statement = db.prepare("SELECT path, hash FROM files")?;
+                statement
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<(String, String)>, _>>()?
+            }
+            Store::Postgres(stored) => stored.hashes()?,
+        }
+        .into_iter()
+        .filter(|(path, _)| selection.in_scope(path))
+        .collect();
         let mut report = Report::default();
         let seen: HashSet<&String> = files.iter().map(|(relative, _, _)| relative).collect();
         let removed: Vec<String> = known
@@ -176,12 +189,16 @@ impl Library {
             .cloned()
             .collect();
         report.removed = removed.len();
-        let mut next_id: u64 = self
-            .db()
-            .query_row("SELECT coalesce(max(id), 0) FROM chunks", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|max| max as u64 + 1)?;
+        // Local chunk ids are given here; PostgreSQL gives its own.
+        let mut next_id: u64 = match &self.store {
+            Store::Local(local) => local
+                .db()
+                .query_row("SELECT coalesce(max(id), 0) FROM chunks", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map(|max| max as u64 + 1)?,
+            Store::Postgres(_) => 0,
+        };
 
         // Read and chunk what changed; write it a batch at a time. Progress counts files up to
         // the first one not yet written.
@@ -228,10 +245,10 @@ impl Library {
         batch.written();
         progress.advance(files.len());
 
-        // Then what is gone: removed files and indexed ones that now fail, from tantivy, then
-        // from the manifest, with this update's failures.
+        // Then what is gone: removed files and indexed ones that now fail, with this update's
+        // failures.
         progress.stage("writing", 1);
-        let gone: Vec<&String> = removed
+        let gone: Vec<String> = removed
             .iter()
             .chain(
                 failed
@@ -239,72 +256,34 @@ impl Library {
                     .map(|(path, _)| path)
                     .filter(|path| known.contains_key(*path)),
             )
+            .cloned()
             .collect();
-        for path in &gone {
-            writer
-                .writer
-                .delete_term(Term::from_field_text(self.fields.path, path));
-        }
-        writer.writer.commit()?;
-        if batch.written > 1 {
-            self.merge_segments(writer);
-        }
-        {
-            let mut db = self.db();
-            let tx = db.transaction()?;
-            for path in &gone {
-                tx.execute("DELETE FROM files WHERE path = ?1", [path])?;
-                tx.execute("DELETE FROM chunks WHERE path = ?1", [path])?;
-            }
-            let old_failures: Vec<String> = {
-                let mut statement = tx.prepare("SELECT path FROM failures")?;
-                statement
-                    .query_map([], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?
-            };
-            for path in old_failures.iter().filter(|p| selection.in_scope(p)) {
-                tx.execute("DELETE FROM failures WHERE path = ?1", [path])?;
-            }
-            for (path, reason) in &failed {
-                tx.execute(
-                    "INSERT INTO failures (path, reason, at) VALUES (?1, ?2, ?3)",
-                    params![path, reason, now()],
-                )?;
-            }
-            record_model(&tx, embedder)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('updated_at', ?1)",
-                [now().to_string()],
-            )?;
-            tx.commit()?;
+        match &self.store {
+            Store::Local(local) => local.finish(
+                writer,
+                &gone,
+                &failed,
+                selection,
+                embedder,
+                batch.written > 1,
+            )?,
+            Store::Postgres(stored) => stored.finish(
+                gone,
+                failed.clone(),
+                &|path| selection.in_scope(path),
+                embedder.map(|e| &e.id),
+            )?,
         }
         if let Some(embedder) = embedder {
             *self.model.write().unwrap_or_else(|p| p.into_inner()) = Some(embedder.id.clone());
         }
-        self.reader.reload()?;
-        self.load_catalog()?;
+        if let Store::Local(local) = &self.store {
+            local.reader.reload()?;
+            local.load_catalog()?;
+        }
         progress.advance(1);
         report.failed = failed;
         Ok(report)
-    }
-
-    /// Merges the index's segments into one. Each batch commits a segment of its own, and a
-    /// search visits every segment: after a large update (101,552 chunks in 13 batches: 5
-    /// segments left by tantivy's merge policy) BM25's p50 was 0.67 ms against 0.57 ms on the
-    /// two segments one commit left, and 0.52 ms once merged. Costs a pass over the index
-    /// (1.1 s there), so it runs only after updates that wrote more than one batch. A merge that cannot run now (tantivy's own policy may be
-    /// merging some of the segments) is left to that policy.
-    fn merge_segments(&self, writer: &mut Writer) {
-        let merged = self
-            .index
-            .searchable_segment_ids()
-            .and_then(|ids| match ids.len() {
-                0 | 1 => Ok(None),
-                _ => writer.writer.merge(&ids).wait(),
-            });
-        if let Err(error) = merged {
-            tracing::debug!(%error, "segments not merged");
-        }
     }
 
     /// Sets how many chunks an update holds before it writes them (at least one file's are
@@ -347,14 +326,16 @@ impl Library {
                 (bytes, hash)
             }
         };
-        let (title, chunks) = match extract::extract(path, kind, &bytes) {
+        let keep_body = matches!(self.store, Store::Postgres(_));
+        let (title, chunks, body) = match extract::extract(path, kind, &bytes) {
             Ok(document) => (
                 document.title,
                 chunk::chunks(&document.blocks, Sizes::default()),
+                keep_body.then_some(document.text),
             ),
             // A file with no text (an empty note, a redirect page) is indexed, with nothing in
             // it to find.
-            Err(ExtractError::Empty) => (file_stem(path), Vec::new()),
+            Err(ExtractError::Empty) => (file_stem(path), Vec::new(), None),
             Err(error) => return Err(error.to_string()),
         };
         Ok(Some(Fresh {
@@ -363,12 +344,11 @@ impl Library {
             kind,
             title,
             chunks,
+            body,
         }))
     }
 
-    /// Embeds and writes one batch: tantivy first (deleting each file's old chunks by path, so
-    /// a crash before the manifest commits means the next update redoes these files, without
-    /// duplicates), then the manifest. `progress` hears how much of the batch is embedded.
+    /// Embeds and writes one batch. `progress` hears how much of the batch is embedded.
     /// Returns how many vectors were computed.
     fn write_batch(
         &self,
@@ -400,15 +380,68 @@ impl Library {
             _ => None,
         };
         drop(texts);
+        let embedded = vectors.as_ref().map_or(0, Vec::len);
+        match &self.store {
+            Store::Local(local) => {
+                local.write(tantivy(writer)?, batch, vectors, embedder, next_id)?
+            }
+            Store::Postgres(stored) => {
+                let mut vectors = vectors.iter().flatten();
+                let rows: Vec<pg::FileRows<'_>> = batch
+                    .files
+                    .iter()
+                    .map(|fresh| pg::FileRows {
+                        path: &fresh.relative,
+                        hash: &fresh.hash,
+                        kind: fresh.kind.name(),
+                        title: &fresh.title,
+                        body: fresh.body.as_deref().unwrap_or_default(),
+                        chunks: fresh
+                            .chunks
+                            .iter()
+                            .map(|chunk| pg::ChunkRow {
+                                headings: chunk.headings.join(" > "),
+                                text: &chunk.text,
+                                lines: chunk.lines,
+                                vector: vectors.next().map(Vec::as_slice),
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                stored.write(&rows, embedder.map(|e| &e.id))?
+            }
+        }
+        Ok(embedded)
+    }
+}
 
+/// The tantivy writer a local index's update needs.
+fn tantivy(writer: &mut Writer) -> Result<&mut IndexWriter, DocsError> {
+    writer.writer.as_mut().ok_or_else(|| {
+        DocsError::Io(std::io::Error::other(
+            "this writer is a PostgreSQL store's, not the local index's",
+        ))
+    })
+}
+
+impl Local {
+    /// Writes one embedded batch: tantivy first (deleting each file's old chunks by path, so a
+    /// crash before the manifest commits means the next update redoes these files, without
+    /// duplicates), then the manifest.
+    fn write(
+        &self,
+        writer: &mut IndexWriter,
+        batch: &Batch,
+        vectors: Option<Vec<Vec<f32>>>,
+        embedder: Option<&Embedder>,
+        next_id: &mut u64,
+    ) -> Result<(), DocsError> {
         let f = self.fields;
         let mut vectors = vectors.iter().flatten();
         let mut rows: Vec<(u64, &str, Option<Vec<u8>>)> = Vec::with_capacity(batch.chunks);
         for fresh in &batch.files {
             let relative = fresh.relative.as_str();
-            writer
-                .writer
-                .delete_term(Term::from_field_text(f.path, relative));
+            writer.delete_term(Term::from_field_text(f.path, relative));
             let extension = Path::new(relative)
                 .extension()
                 .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -416,7 +449,7 @@ impl Library {
             for chunk in &fresh.chunks {
                 let id = *next_id;
                 *next_id += 1;
-                writer.writer.add_document(doc!(
+                writer.add_document(doc!(
                     f.id => id,
                     f.path => relative,
                     f.path_text => relative.replace(['/', '.', '_', '-'], " "),
@@ -431,7 +464,7 @@ impl Library {
                 rows.push((id, relative, vectors.next().map(|v| to_bytes(v))));
             }
         }
-        writer.writer.commit()?;
+        writer.commit()?;
 
         let mut db = self.db();
         let tx = db.transaction()?;
@@ -461,7 +494,76 @@ impl Library {
         // which model made them.
         record_model(&tx, embedder)?;
         tx.commit()?;
-        Ok(rows.iter().filter(|row| row.2.is_some()).count())
+        Ok(())
+    }
+
+    /// Ends a local update: `gone` files dropped from tantivy, then from the manifest, with
+    /// this update's failures (`selection`'s recorded ones replaced); segments merged after an
+    /// update of several batches.
+    fn finish(
+        &self,
+        writer: &mut Writer,
+        gone: &[String],
+        failed: &[(String, String)],
+        selection: &Selection,
+        embedder: Option<&Embedder>,
+        batches: bool,
+    ) -> Result<(), DocsError> {
+        let writer = tantivy(writer)?;
+        for path in gone {
+            writer.delete_term(Term::from_field_text(self.fields.path, path));
+        }
+        writer.commit()?;
+        if batches {
+            self.merge_segments(writer);
+        }
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        for path in gone {
+            tx.execute("DELETE FROM files WHERE path = ?1", [path])?;
+            tx.execute("DELETE FROM chunks WHERE path = ?1", [path])?;
+        }
+        let old_failures: Vec<String> = {
+            let mut statement = tx.prepare("SELECT path FROM failures")?;
+            statement
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        for path in old_failures.iter().filter(|p| selection.in_scope(p)) {
+            tx.execute("DELETE FROM failures WHERE path = ?1", [path])?;
+        }
+        for (path, reason) in failed {
+            tx.execute(
+                "INSERT INTO failures (path, reason, at) VALUES (?1, ?2, ?3)",
+                params![path, reason, now()],
+            )?;
+        }
+        record_model(&tx, embedder)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('updated_at', ?1)",
+            [now().to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Merges the index's segments into one. Each batch commits a segment of its own, and a
+    /// search visits every segment: after a large update (101,552 chunks in 13 batches: 5
+    /// segments left by tantivy's merge policy) BM25's p50 was 0.67 ms against 0.57 ms on the
+    /// two segments one commit left, and 0.52 ms once merged. Costs a pass over the index
+    /// (1.1 s there), so it runs only after updates that wrote more than one batch. A merge that cannot run now (tantivy's own policy may be
+    /// merging some of the segments) is left to that policy.
+    fn merge_segments(&self, writer: &mut IndexWriter) {
+        let merged = self
+            .index
+            .searchable_segment_ids()
+            .and_then(|ids| match ids.len() {
+                0 | 1 => Ok(None),
+                _ => writer.merge(&ids).wait(),
+            });
+        if let Err(error) = merged {
+            tracing::debug!(%error, "segments not merged");
+        }
     }
 }
 
