@@ -45,7 +45,7 @@ fn cargo_home() -> PathBuf {
 
 fn mcp_docs(args: &[&str], envs: &[(&str, &Path)]) -> (Option<i32>, String, String) {
     let mut command = std::process::Command::new(MCP_DOCS);
-    command.args(args);
+    command.args(args).envs(crate::support::store_env());
     for (key, value) in envs {
         command.env(key, value);
     }

@@ -93,7 +93,8 @@ fn every_new_format_is_found_under_its_headings_and_read_back() {
             ("picture.png", b"\x89PNG not read"),
         ],
     );
-    let (library, writer) = Library::open(data.path(), root.path(), None, true, true).unwrap();
+    let (library, writer) =
+        crate::support::open(data.path(), root.path(), None, true, true).unwrap();
     let mut writer = writer.unwrap();
     let report = update(&library, &mut writer);
     assert!(report.failed.is_empty(), "{report:#?}");
@@ -210,7 +211,8 @@ fn an_archive_that_changes_is_followed_document_by_document() {
             ("c.md", b"# C\n\nThe stork leaves.\n"),
         ],
     );
-    let (library, writer) = Library::open(data.path(), root.path(), None, true, true).unwrap();
+    let (library, writer) =
+        crate::support::open(data.path(), root.path(), None, true, true).unwrap();
     let mut writer = writer.unwrap();
     assert_eq!(update(&library, &mut writer).added, 3);
 
@@ -275,7 +277,8 @@ fn broken_and_hostile_containers_are_reported_by_name_and_the_rest_is_indexed() 
     );
     drop(zeros);
 
-    let (library, writer) = Library::open(data.path(), root.path(), None, true, true).unwrap();
+    let (library, writer) =
+        crate::support::open(data.path(), root.path(), None, true, true).unwrap();
     let mut writer = writer.unwrap();
     let report = update(&library, &mut writer);
     let mut failed: Vec<(&str, &str)> = report

@@ -10,7 +10,7 @@ use mcp_server_docs::index::{DocsError, Filter, Hit, Library, Mode, Selection};
 
 fn open(data: &Path, root: &Path) -> (Library, mcp_server_docs::index::Writer) {
     let (library, writer) =
-        Library::open(data, root, Some(&support::embedder().id), true, true).unwrap();
+        support::open(data, root, Some(&support::embedder().id), true, true).unwrap();
     (library, writer.unwrap())
 }
 
@@ -218,7 +218,7 @@ fn updates_embed_only_what_changed_and_drop_what_is_gone() {
     // A reopened index knows it all.
     drop(writer);
     drop(library);
-    let (library, _) = Library::open(
+    let (library, _) = support::open(
         data.path(),
         root.path(),
         Some(&support::embedder().id),
@@ -233,8 +233,30 @@ fn updates_embed_only_what_changed_and_drop_what_is_gone() {
 }
 
 #[test]
+fn a_second_local_writer_is_busy() {
+    // tantivy's lock: the local store's own (PostgreSQL's updates wait for each other: the
+    // store module tests that).
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("a.md"), "# A\n\nAlpha.\n").unwrap();
+    let (_library, writer) = Library::open(data.path(), root.path(), None, true, true).unwrap();
+    assert!(writer.is_some());
+
+    // While the writer is held, a second one is refused (readers are fine).
+    let busy = Library::open(data.path(), root.path(), None, true, true);
+    assert!(matches!(busy, Err(DocsError::Busy(_))), "{:?}", busy.err());
+    assert!(
+        busy.err()
+            .unwrap()
+            .to_string()
+            .contains("in use by another mcp-docs")
+    );
+    assert!(Library::open(data.path(), root.path(), None, false, false).is_ok());
+}
+
+#[test]
 #[ignore = "needs the embedding model (setup-model.sh); .ci/run runs it"]
-fn another_model_is_refused_with_the_way_out_and_a_second_writer_is_busy() {
+fn another_model_is_refused_with_the_way_out() {
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("a.md"), "# A\n\nAlpha.\n").unwrap();
@@ -247,30 +269,13 @@ fn another_model_is_refused_with_the_way_out_and_a_second_writer_is_busy() {
             &mut (),
         )
         .unwrap();
-
-    // While the writer is held, a second one is refused (readers are fine).
-    let busy = Library::open(
-        data.path(),
-        root.path(),
-        Some(&support::embedder().id),
-        true,
-        true,
-    );
-    assert!(matches!(busy, Err(DocsError::Busy(_))), "{:?}", busy.err());
-    assert!(
-        busy.err()
-            .unwrap()
-            .to_string()
-            .contains("in use by another mcp-docs")
-    );
-    assert!(Library::open(data.path(), root.path(), None, false, false).is_ok());
     drop(writer);
     drop(library);
 
     let float = support::float_embedder();
     assert_eq!(float.id.dim, support::embedder().id.dim);
     assert_ne!(float.id.name, support::embedder().id.name);
-    let error = Library::open(data.path(), root.path(), Some(&float.id), true, true)
+    let error = support::open(data.path(), root.path(), Some(&float.id), true, true)
         .err()
         .unwrap();
     assert!(matches!(error, DocsError::ModelMismatch { .. }));
@@ -281,7 +286,7 @@ fn another_model_is_refused_with_the_way_out_and_a_second_writer_is_busy() {
     );
 
     // Without any model, updating an index that has vectors is refused too.
-    let (library, writer) = Library::open(data.path(), root.path(), None, true, true).unwrap();
+    let (library, writer) = support::open(data.path(), root.path(), None, true, true).unwrap();
     let refused = library.update(&mut writer.unwrap(), &Selection::default(), None, &mut ());
     assert!(matches!(refused, Err(DocsError::ModelMissing { .. })));
 }

@@ -19,11 +19,24 @@ use serde_json::{Value, json};
 
 const MCP_DOCS: &str = env!("CARGO_BIN_EXE_mcp-docs");
 
+/// `mcp-docs ARGS… --data-dir DATA` on the store the tests run on.
 fn cli(args: &[&str], data: &Path) -> std::process::Output {
     std::process::Command::new(MCP_DOCS)
         .args(args)
         .arg("--data-dir")
         .arg(data)
+        .envs(support::store_env())
+        .output()
+        .unwrap()
+}
+
+/// The same on the local store, whatever the tests run on.
+fn local_cli(args: &[&str], data: &Path) -> std::process::Output {
+    std::process::Command::new(MCP_DOCS)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("MCP_DOCS_STORE")
         .output()
         .unwrap()
 }
@@ -80,10 +93,17 @@ fn the_cli_indexes_searches_and_says_what_failed() {
         said.contains("nothing.txt") && said.contains("give a folder or a file"),
         "{said}"
     );
-    let empty = tempfile::tempdir().unwrap();
-    let never = cli(&["search", "x", dir], empty.path());
+    let (empty, unindexed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let never = cli(
+        &["search", "x", unindexed.path().to_str().unwrap()],
+        empty.path(),
+    );
     assert_eq!(never.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&never.stderr).contains("run `mcp-docs index DIR` first"));
+    let said = String::from_utf8_lossy(&never.stderr);
+    assert!(
+        said.contains("run `mcp-docs index") && said.contains("` first"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -101,27 +121,27 @@ fn an_index_from_another_version_says_rebuild_and_rebuild_works() {
         std::fs::create_dir_all(data.path().join("tantivy")).unwrap();
         tantivy::Index::create_in_dir(data.path().join("tantivy"), schema.build()).unwrap();
     }
-    let search = cli(&["search", "anchors", dir], data.path());
+    let search = local_cli(&["search", "anchors", dir], data.path());
     assert_eq!(search.status.code(), Some(2));
     let message = String::from_utf8_lossy(&search.stderr);
     assert!(
         message.contains("another version of mcp-docs") && message.contains("--rebuild"),
         "{message}"
     );
-    let rebuilt = cli(&["index", dir, "--rebuild", "--json"], data.path());
+    let rebuilt = local_cli(&["index", dir, "--rebuild", "--json"], data.path());
     assert!(
         rebuilt.status.success(),
         "{}",
         String::from_utf8_lossy(&rebuilt.stderr)
     );
-    let search = cli(&["search", "anchors", dir, "--json"], data.path());
+    let search = local_cli(&["search", "anchors", dir, "--json"], data.path());
     let hits: Value = serde_json::from_slice(&search.stdout).unwrap();
     assert_eq!(hits[0]["path"], "a.md");
 
     // A named model (fastembed's, from Hugging Face) needs the `hub` feature; without it the
     // request is refused, not quietly turned into BM25.
     if !cfg!(feature = "hub") {
-        let named = cli(
+        let named = local_cli(
             &[
                 "search",
                 "anchors",
@@ -149,7 +169,8 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
     let mut command = tokio::process::Command::new(MCP_DOCS);
     command
         .args(["serve", root.path().to_str().unwrap(), "--data-dir"])
-        .arg(data.path());
+        .arg(data.path())
+        .envs(support::store_env());
     let (transport, _) = TokioChildProcess::builder(command)
         .stderr(Stdio::null())
         .spawn()
@@ -304,19 +325,27 @@ async fn the_server_answers_every_tool_reports_progress_and_holds_the_index() {
         .unwrap();
     assert!(serde_json::to_string(&read).unwrap().contains("ice axe"));
 
-    // A second process on the same index is refused while this one serves.
+    // A second process on the same index, while this one serves: locally it is refused
+    // (tantivy's lock); in PostgreSQL it updates the shared index, finding nothing changed.
     let second = tokio::process::Command::new(MCP_DOCS)
         .args(["index", root.path().to_str().unwrap(), "--data-dir"])
         .arg(data.path())
+        .envs(support::store_env())
         .output()
         .await
         .unwrap();
-    assert_eq!(second.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&second.stderr).contains("in use by another mcp-docs"),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&second.stdout),
+        String::from_utf8_lossy(&second.stderr),
     );
+    if support::test_store().is_none() {
+        assert_eq!(second.status.code(), Some(2));
+        assert!(stderr.contains("in use by another mcp-docs"), "{stderr}");
+    } else {
+        // Exit 1: the library's broken files are still reported as failures.
+        assert_eq!(second.status.code(), Some(1), "{stderr}");
+        assert!(stdout.contains("0 added, 0 updated"), "{stdout}");
+    }
     client.cancel().await.unwrap();
 }
 
@@ -337,7 +366,8 @@ async fn serve_watch_follows_the_folder() {
             root.path().to_str().unwrap(),
             "--data-dir",
         ])
-        .arg(data.path());
+        .arg(data.path())
+        .envs(support::store_env());
     let (transport, _) = TokioChildProcess::builder(command)
         .stderr(Stdio::null())
         .spawn()

@@ -198,6 +198,7 @@ async fn index_with(prefix: &str, data: &std::path::Path, more: &[&str]) -> (Opt
         .args(["--max-page-bytes", "200000", "--max-depth", "2"])
         .arg("--data-dir")
         .arg(data)
+        .envs(crate::support::store_env())
         .output()
         .await
         .unwrap();
@@ -222,6 +223,7 @@ async fn search(prefix: &str, data: &std::path::Path, query: &str) -> Vec<Value>
         ])
         .arg("--data-dir")
         .arg(data)
+        .envs(crate::support::store_env())
         .output()
         .await
         .unwrap();

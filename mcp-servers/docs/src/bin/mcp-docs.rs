@@ -703,6 +703,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     None
                 };
+                // (A collection in the store has no index of its own in it.)
+                std::fs::create_dir_all(&tasks_dir)?;
                 let tasks = open_tasks(&shared, &tasks_dir)?;
                 mcp_core::serve(DocsServer::new(shared, tasks), serve).await?;
                 anyhow::Ok(())

@@ -348,8 +348,8 @@ impl Database {
                 }
                 (None, None) => {
                     return Err(DocsError::Postgres(format!(
-                        "the store has no collection {name}: index it first \
-                         (`mcp-docs index --store … {name}=SOURCE`)"
+                        "the store has no collection {name}: run `mcp-docs index --store URL \
+                         {name}=SOURCE` first"
                     )));
                 }
             };

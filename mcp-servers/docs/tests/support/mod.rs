@@ -1,13 +1,24 @@
 //! What the docs tests share: the real model (fetched by the server's own first-use set-up,
-//! `mcp_server_docs::setup`, when it is missing), a folder of documents in every format, and a small valid PDF written by hand.
+//! `mcp_server_docs::setup`, when it is missing), a folder of documents in every format, a small
+//! valid PDF written by hand, and the store the tests run on.
+//!
+//! The store: local, unless `MCP_DOCS_TEST_STORE` names a PostgreSQL server (a superuser's URL,
+//! pgvector installed), when every test that opens its index through [`open`] or starts
+//! mcp-docs with [`store_env`] runs on the PostgreSQL store instead, in a database of its own
+//! (made on first use, named after the test). `.ci/run` runs the suite both ways. Tests of what
+//! only the local store does (tantivy's lock, an index of another version) open it directly.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{Mutex, OnceLock},
 };
 
-use mcp_server_docs::embed::{Embedder, ModelOptions, docs_home};
+use mcp_server_docs::{
+    embed::{Embedder, ModelId, ModelOptions, docs_home},
+    index::{DocsError, Library, Writer, pg},
+};
 use rmcp::{
     Peer, RoleClient, ServiceExt as _,
     model::{CallToolRequestParams, CallToolResult},
@@ -15,18 +26,162 @@ use rmcp::{
     transport::TokioChildProcess,
 };
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
 /// `mcp-docs serve ARGS… --bm25-only` over stdio, with rmcp as its client (stderr dropped).
 pub async fn serve<S: AsRef<std::ffi::OsStr>>(
     args: impl IntoIterator<Item = S>,
 ) -> RunningService<RoleClient, ()> {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-docs"));
-    command.arg("serve").args(args).arg("--bm25-only");
+    command
+        .arg("serve")
+        .args(args)
+        .arg("--bm25-only")
+        .envs(store_env());
     let (transport, _) = TokioChildProcess::builder(command)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     ().serve(transport).await.unwrap()
+}
+
+/// The PostgreSQL server the tests run on (`MCP_DOCS_TEST_STORE`), if they run on one.
+pub fn test_store() -> Option<String> {
+    std::env::var("MCP_DOCS_TEST_STORE")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// This test's own database on the PostgreSQL server `base` (made, empty, on its first call),
+/// named after the test: libtest runs each test on a thread named after it.
+pub fn database_for_test(base: &str) -> String {
+    static MADE: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+    let test = std::thread::current()
+        .name()
+        .filter(|name| *name != "main")
+        .expect("the PostgreSQL tier names each test's database after its thread: run it with more than one test thread")
+        .to_owned();
+    let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(url) = made.get(&test) {
+        return url.clone();
+    }
+    let hash: String = Sha256::digest(test.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let name = format!("docs_test_{hash}");
+    let admin = base.to_owned();
+    let statements = [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ];
+    for statement in statements {
+        sql(&admin, &statement);
+    }
+    let mut url = url::Url::parse(base).unwrap();
+    url.set_path(&format!("/{name}"));
+    let url = url.to_string();
+    made.insert(test, url.clone());
+    url
+}
+
+/// Runs `statement` on the PostgreSQL server at `url` (on a thread of its own: the caller may
+/// be inside a runtime); every row's values as text, `|`-joined.
+pub fn sql(url: &str, statement: &str) -> Vec<String> {
+    let (url, statement) = (url.to_owned(), statement.to_owned());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .expect("MCP_DOCS_TEST_STORE names a PostgreSQL server that answers");
+                tokio::spawn(connection);
+                client
+                    .simple_query(&statement)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter_map(|message| match message {
+                        tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                            (0..row.len())
+                                .map(|i| row.get(i).unwrap_or("NULL").to_owned())
+                                .collect::<Vec<_>>()
+                                .join("|"),
+                        ),
+                        _ => None,
+                    })
+                    .collect()
+            })
+    })
+    .join()
+    .unwrap()
+}
+
+/// In PostgreSQL, every row of the collection `name` (its record, files and chunks, ids and
+/// times included), to tell whether an update touched it.
+pub fn stored_rows(name: &str) -> Vec<String> {
+    let url = database_for_test(&test_store().expect("the tests run on PostgreSQL"));
+    let id = sql(
+        &url,
+        &format!("SELECT id FROM mcp_docs_collections WHERE name = '{name}'"),
+    );
+    let id = id.first().expect("the collection is in the store");
+    let mut rows = sql(
+        &url,
+        &format!("SELECT * FROM mcp_docs_collections WHERE id = {id}"),
+    );
+    rows.extend(sql(
+        &url,
+        &format!("SELECT * FROM mcp_docs_{id}_files ORDER BY path"),
+    ));
+    rows.extend(sql(
+        &url,
+        &format!("SELECT id, path, body FROM mcp_docs_{id}_chunks ORDER BY id"),
+    ));
+    rows
+}
+
+/// `MCP_DOCS_STORE` for an mcp-docs this test starts: its database when the tests run on
+/// PostgreSQL; nothing (the local store) otherwise.
+pub fn store_env() -> Vec<(&'static str, String)> {
+    match test_store() {
+        Some(base) => vec![("MCP_DOCS_STORE", database_for_test(&base))],
+        None => Vec::new(),
+    }
+}
+
+/// Opens the index of `root` in `data` on the store the tests run on (in PostgreSQL, a
+/// collection named after `data`), as [`Library::open`] does.
+pub fn open(
+    data: &Path,
+    root: &Path,
+    model: Option<&ModelId>,
+    create: bool,
+    write: bool,
+) -> Result<(Library, Option<Writer>), DocsError> {
+    let Some(base) = test_store() else {
+        return Library::open(data, root, model, create, write);
+    };
+    let database = pg::Database::connect(&database_for_test(&base))?;
+    let name: String = Sha256::digest(data.as_os_str().as_encoded_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let shown = root.display().to_string();
+    Library::open_stored(
+        &database,
+        &format!("c{name}"),
+        create.then_some(("folder", shown.as_str())),
+        data,
+        root,
+        model,
+        write,
+    )
 }
 
 /// Calls the tool `name` with `arguments` (a JSON object) through `client`.
