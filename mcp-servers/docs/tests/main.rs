@@ -10,6 +10,8 @@
 //! - `index`: the index with the real model.
 //! - `protocol`: `mcp-docs` under the peer clients and the official suite (its RESULTS.md row).
 //! - `server`: the `mcp-docs` binary.
+//! - `store`: the PostgreSQL store's own cases (needs `MCP_DOCS_TEST_STORE`; with it, every
+//!   other module runs on that store too).
 //! - `web`: web sources, crawled from a site served on 127.0.0.1 (no model).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,5 +22,6 @@ mod formats;
 mod index;
 mod protocol;
 mod server;
+mod store;
 mod support;
 mod web;
