@@ -16,16 +16,16 @@
 //! cores), later ones nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::path::Path;
 
 use mcp_server_docs::index::{Filter, Mode, Progress};
 use rusqlite::Connection;
 
 mod common;
-use common::{BOOKS, collection, html_root, index_passages};
+use common::{
+    BOOKS, Latency, collection, cpu, html_root, index_passages, ms, thousands, time_each,
+    write_section,
+};
 
 const CHUNKS: usize = 100_000;
 const K: usize = 10;
@@ -51,45 +51,6 @@ impl Progress for Printer {
             println!("    {done}/{}", self.total);
         }
     }
-}
-
-struct Latency {
-    p50: Duration,
-    p90: Duration,
-    p99: Duration,
-    mean: Duration,
-}
-
-fn latency(mut times: Vec<Duration>) -> Latency {
-    times.sort();
-    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
-    Latency {
-        p50: at(0.5),
-        p90: at(0.9),
-        p99: at(0.99),
-        mean: times.iter().sum::<Duration>() / times.len() as u32,
-    }
-}
-
-/// Runs `search` on the first [`WARM_UP`] queries untimed, then on every query, timing each.
-fn time_each(queries: &[String], mut search: impl FnMut(&str)) -> Latency {
-    for query in queries.iter().take(WARM_UP) {
-        search(query);
-    }
-    latency(
-        queries
-            .iter()
-            .map(|query| {
-                let started = Instant::now();
-                search(query);
-                started.elapsed()
-            })
-            .collect(),
-    )
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
 /// The passages in an FTS5 table (built once, kept beside the index).
@@ -176,7 +137,7 @@ fn main() {
     let fts = fts5(&scratch.join("fts5.sqlite"), &passages);
 
     let time_ours = |mode: Mode, filter: &Filter| -> Latency {
-        time_each(&queries, |query| {
+        time_each(WARM_UP, &queries, |query| {
             std::hint::black_box(
                 library
                     .search(query, K, mode, filter, Some(&embedder))
@@ -185,7 +146,7 @@ fn main() {
         })
     };
     let time_embedding = || -> Latency {
-        time_each(&queries, |query| {
+        time_each(WARM_UP, &queries, |query| {
             std::hint::black_box(embedder.embed_query(query).unwrap());
         })
     };
@@ -196,7 +157,7 @@ fn main() {
                  FROM passages WHERE passages MATCH ?1 ORDER BY rank LIMIT ?2",
             )
             .unwrap();
-        time_each(&queries, |query| {
+        time_each(WARM_UP, &queries, |query| {
             let rows: Vec<(i64, f64, String)> = statement
                 .query_map(rusqlite::params![fts5_query(query), K as i64], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -240,15 +201,7 @@ fn main() {
     table += &row("(the query's embedding alone)", &embedding);
     table += &row("SQLite FTS5 bm25", &fts5);
     let ratio = fts5.p50.as_secs_f64() / bm25.p50.as_secs_f64();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = cpu();
     let section = format!(
         "## Query latency at {chunks} chunks\n\n\
          `cargo bench -p mcp-server-docs --bench latency`. {passages} passages of about 100 words \
@@ -277,36 +230,4 @@ fn main() {
         "latency",
         &section,
     );
-}
-
-/// `101552` as `101,552`.
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Replaces the part of `file` between `<!-- name -->` and `<!-- /name -->` (appending it when
-/// absent), so each benchmark rewrites only its own section.
-fn write_section(file: &Path, name: &str, body: &str) {
-    let (open, close) = (format!("<!-- {name} -->"), format!("<!-- /{name} -->"));
-    let current = std::fs::read_to_string(file).unwrap_or_else(|_| {
-        "# mcp-docs benchmarks\n\nMeasured, not asserted; each section is written by the \
-         benchmark it names.\n"
-            .into()
-    });
-    let block = format!("{open}\n{body}{close}");
-    let next = match (current.find(&open), current.find(&close)) {
-        (Some(a), Some(b)) if a < b => {
-            format!("{}{block}{}", &current[..a], &current[b + close.len()..])
-        }
-        _ => format!("{}\n{block}\n", current.trim_end()),
-    };
-    std::fs::write(file, next).unwrap();
 }

@@ -125,9 +125,17 @@ pub struct ModelId {
 
 /// A loaded model.
 pub struct Embedder {
-    model: Mutex<TextEmbedding>,
+    model: Model,
     /// The model's identity as the index records it.
     pub id: ModelId,
+}
+
+/// A function from texts to vectors ([`Embedder::from_fn`]).
+type EmbedFn = dyn Fn(&[&str]) -> Vec<Vec<f32>> + Send + Sync;
+
+enum Model {
+    Onnx(Box<Mutex<TextEmbedding>>),
+    Function(Box<EmbedFn>),
 }
 
 /// `$MCP_DOCS_HOME`, or the cache directory's `mcp-toolkit/docs-model`.
@@ -326,9 +334,22 @@ impl Embedder {
             return Err("it produced an empty vector".into());
         }
         Ok(Self {
-            model: Mutex::new(model),
+            model: Model::Onnx(Box::new(Mutex::new(model))),
             id: ModelId { name, dim },
         })
+    }
+
+    /// An embedder of your own: `embed` turns texts into vectors of `id.dim` dimensions (they
+    /// are normalised here), for a model this crate does not load, or a load test's synthetic
+    /// vectors. `id` names it in the index, as a loaded model's does.
+    pub fn from_fn(
+        id: ModelId,
+        embed: impl Fn(&[&str]) -> Vec<Vec<f32>> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            model: Model::Function(Box::new(embed)),
+            id,
+        }
     }
 
     /// Unit vectors for `texts`, in order; `progress` hears how many are done. Texts are sorted
@@ -341,16 +362,35 @@ impl Embedder {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
         let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        let mut model = self
-            .model
-            .lock()
-            .map_err(|_| ModelError::Embed("the model is poisoned".into()))?;
+        let mut onnx = match &self.model {
+            Model::Onnx(model) => Some(
+                model
+                    .lock()
+                    .map_err(|_| ModelError::Embed("the model is poisoned".into()))?,
+            ),
+            Model::Function(_) => None,
+        };
         let mut done = 0;
         for batch in order.chunks(BATCH) {
             let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
-            let out = model
-                .embed(&inputs, Some(BATCH))
-                .map_err(|e| ModelError::Embed(e.to_string()))?;
+            let out = match (&mut onnx, &self.model) {
+                (Some(model), _) => model
+                    .embed(&inputs, Some(BATCH))
+                    .map_err(|e| ModelError::Embed(e.to_string()))?,
+                (None, Model::Function(embed)) => embed(&inputs),
+                (None, Model::Onnx(_)) => {
+                    return Err(ModelError::Embed("the model is not loaded".into()));
+                }
+            };
+            if out.len() != inputs.len() || out.iter().any(|v| v.len() != self.id.dim) {
+                return Err(ModelError::Embed(format!(
+                    "{} gave {} vectors for {} texts, or not all of {} dimensions",
+                    self.id.name,
+                    out.len(),
+                    inputs.len(),
+                    self.id.dim
+                )));
+            }
             for (&i, vector) in batch.iter().zip(out) {
                 vectors[i] = normalized(vector);
             }

@@ -185,3 +185,88 @@ pub fn index_passages(
         .unwrap();
     (library, embedder, report, started.elapsed())
 }
+
+/// Latency percentiles of timed runs.
+pub struct Latency {
+    pub p50: Duration,
+    pub p90: Duration,
+    pub p99: Duration,
+    pub mean: Duration,
+}
+
+pub fn latency(mut times: Vec<Duration>) -> Latency {
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    Latency {
+        p50: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+        mean: times.iter().sum::<Duration>() / times.len() as u32,
+    }
+}
+
+/// Runs `search` on the first `warm_up` queries untimed, then on every query, timing each.
+pub fn time_each(warm_up: usize, queries: &[String], mut search: impl FnMut(&str)) -> Latency {
+    for query in queries.iter().take(warm_up) {
+        search(query);
+    }
+    latency(
+        queries
+            .iter()
+            .map(|query| {
+                let started = Instant::now();
+                search(query);
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+/// `101552` as `101,552`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The machine's CPU, as /proc/cpuinfo names it.
+pub fn cpu() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// Replaces the part of `file` between `<!-- name -->` and `<!-- /name -->` (appending it when
+/// absent), so each benchmark rewrites only its own section.
+pub fn write_section(file: &Path, name: &str, body: &str) {
+    let (open, close) = (format!("<!-- {name} -->"), format!("<!-- /{name} -->"));
+    let current = std::fs::read_to_string(file).unwrap_or_else(|_| {
+        "# mcp-docs benchmarks\n\nMeasured, not asserted; each section is written by the \
+         benchmark it names.\n"
+            .into()
+    });
+    let block = format!("{open}\n{body}{close}");
+    let next = match (current.find(&open), current.find(&close)) {
+        (Some(a), Some(b)) if a < b => {
+            format!("{}{block}{}", &current[..a], &current[b + close.len()..])
+        }
+        _ => format!("{}\n{block}\n", current.trim_end()),
+    };
+    std::fs::write(file, next).unwrap();
+}

@@ -46,6 +46,9 @@ const FORMAT: i32 = 1;
 /// asked for (pgvector returns no more than `ef_search`).
 const EF_SEARCH: usize = 100;
 
+/// The memory an HNSW index's build may take (`SET LOCAL`: that build only).
+const HNSW_BUILD_MEMORY: &str = "2GB";
+
 /// How one chunk's words are found: the query's own words, stemmed as the index stems them, any
 /// of them (as the local BM25 query), as a `tsquery` of quoted lexemes (none of the user's
 /// text is read as tsquery syntax). `$1` is the query.
@@ -224,6 +227,44 @@ impl Database {
     {
         let pool = self.pool.clone();
         block(async move { work(pool.get().await.map_err(pool_error)?).await })
+    }
+
+    /// The server's version, as it reports it (`PostgreSQL 15.20 …` → `PostgreSQL 15.20`), with
+    /// pgvector's.
+    pub fn server_version(&self) -> Result<String, DocsError> {
+        self.with(|client| async move {
+            let row = client
+                .query_one(
+                    "SELECT current_setting('server_version'),
+                            (SELECT extversion FROM pg_extension WHERE extname = 'vector')",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            Ok(format!(
+                "PostgreSQL {}, pgvector {}",
+                row.get::<_, String>(0),
+                row.get::<_, Option<String>>(1).unwrap_or_default()
+            ))
+        })
+    }
+
+    /// The server's own execution time (EXPLAIN ANALYZE) of the full-text ranking query of
+    /// the collection `name` for `query`, best `n`: what a BM25 search costs on the server alone.
+    pub fn explain_words(&self, name: &str, query: &str, n: usize) -> Result<Duration, DocsError> {
+        let (stored, _) = self.open(name, None)?;
+        let sql = format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", stored.words_sql());
+        let query = query.to_owned();
+        self.with(move |client| async move {
+            let none: Option<Vec<String>> = None;
+            let row = client
+                .query_one(&sql, &[&query, &none, &none, &none, &(n as i64)])
+                .await
+                .map_err(pg)?;
+            let plan: serde_json::Value = row.get(0);
+            let ms = plan[0]["Execution Time"].as_f64().unwrap_or_default();
+            Ok(Duration::from_secs_f64(ms / 1000.0))
+        })
     }
 
     /// Every collection in the store.
@@ -716,6 +757,21 @@ impl Stored {
             )
             .await
             .map_err(pg)?;
+            // The HNSW index, once there are vectors: built at the end of the update that wrote
+            // the first ones (one bulk build, far faster than as many inserts into the graph),
+            // kept up by the later ones. The build's graph is held in maintenance_work_mem
+            // (64 MB by default: a 1,000,000-vector graph would spill and crawl). Searches
+            // keep working meanwhile (an exact scan).
+            if model.is_some() {
+                tx.batch_execute(&format!(
+                    "SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}';
+                     CREATE INDEX IF NOT EXISTS {chunks}_embedding ON {chunks}
+                         USING hnsw (embedding vector_cosine_ops);",
+                    chunks = t.chunks
+                ))
+                .await
+                .map_err(pg)?;
+            }
             tx.commit().await.map_err(pg)
         })
     }
@@ -849,6 +905,18 @@ impl Stored {
         })
     }
 
+    /// The full-text ranking query: `$1` the query, `$2`–`$4` the [`SqlFilter`], `$5` how many.
+    fn words_sql(&self) -> String {
+        format!(
+            "SELECT id, path, kind, ts_rank({WEIGHTS}, words, q, 1) AS score
+             FROM {chunks}, {WORDS} AS w(q)
+             WHERE words @@ q AND {filter}
+             ORDER BY score DESC, id LIMIT $5",
+            chunks = self.tables.chunks,
+            filter = SqlFilter::WHERE,
+        )
+    }
+
     /// The best `n` chunks for the query's words (ranked by `ts_rank` with the parts weighted,
     /// normalised by the log of the length), with their path and kind.
     pub(super) fn words(
@@ -857,14 +925,7 @@ impl Stored {
         filter: &SqlFilter,
         n: usize,
     ) -> Result<Found, DocsError> {
-        let sql = format!(
-            "SELECT id, path, kind, ts_rank({WEIGHTS}, words, q, 1) AS score
-             FROM {chunks}, {WORDS} AS w(q)
-             WHERE words @@ q AND {filter}
-             ORDER BY score DESC, id LIMIT $5",
-            chunks = self.tables.chunks,
-            filter = SqlFilter::WHERE,
-        );
+        let sql = self.words_sql();
         let query = query.to_owned();
         let filter = filter.clone();
         self.database.with(move |client| async move {
@@ -999,8 +1060,8 @@ pub(super) struct Counts {
 }
 
 /// Records `model` as the collection's, the first time typing the vector column with its
-/// dimension and building the HNSW index (a collection's vectors come from one model: opening
-/// it with another is refused before any is written).
+/// dimension (a collection's vectors come from one model: opening it with another is refused
+/// before any is written).
 async fn type_vectors(
     tx: &tokio_postgres::Transaction<'_>,
     id: i32,
@@ -1014,9 +1075,7 @@ async fn type_vectors(
         .get(0);
     if dim.is_none() {
         tx.batch_execute(&format!(
-            "ALTER TABLE {chunks} ALTER COLUMN embedding TYPE vector({dim});
-             CREATE INDEX IF NOT EXISTS {chunks}_embedding ON {chunks}
-                 USING hnsw (embedding vector_cosine_ops);",
+            "ALTER TABLE {chunks} ALTER COLUMN embedding TYPE vector({dim})",
             chunks = t.chunks,
             dim = model.dim,
         ))
