@@ -8,6 +8,7 @@
 
 use std::{
     path::{Path, PathBuf},
+    str::FromStr as _,
     sync::Arc,
 };
 
@@ -20,7 +21,7 @@ use rustls::{
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// A TLS setting that cannot be used: what is wrong and what to do.
+/// A connection setting that cannot be used (the URL, or TLS): what is wrong and what to do.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct TlsError {
@@ -42,6 +43,32 @@ impl TlsError {
         self.hint = Some(hint.into());
         self
     }
+}
+
+/// A `postgres://` URL as libpq reads it: the TLS parameters taken out ([`TlsOptions`]), the
+/// password from `PGPASSWORD` when the URL has none (to keep it out of config files), a
+/// 10-second connect timeout unless the URL sets one, and `application` as the name the server
+/// shows.
+pub fn config(
+    url: &str,
+    application: &str,
+) -> Result<(tokio_postgres::Config, TlsOptions), TlsError> {
+    let tls = TlsOptions::from_url(url)?;
+    let mut config = tokio_postgres::Config::from_str(&tls.url).map_err(|e| {
+        TlsError::new(format!("invalid PostgreSQL URL: {e}"))
+            .with_hint("the form is postgres://user[:password]@host[:port]/database")
+    })?;
+    if config.get_password().is_none()
+        && let Ok(password) = std::env::var("PGPASSWORD")
+    {
+        config.password(password);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    config.application_name(application);
+    config.ssl_mode(tls.mode);
+    Ok((config, tls))
 }
 
 /// What the URL asks of TLS.

@@ -18,12 +18,12 @@
 
 use std::path::Path;
 
-use mcp_server_docs::index::{Filter, Mode, Progress};
+use mcp_server_docs::index::{Filter, Mode};
 use rusqlite::Connection;
 
 mod common;
 use common::{
-    BOOKS, Latency, collection, cpu, html_root, index_passages, ms, thousands, time_each,
+    BOOKS, Latency, Printer, collection, cpu, html_root, index_passages, ms, thousands, time_each,
     write_section,
 };
 
@@ -31,27 +31,6 @@ const CHUNKS: usize = 100_000;
 const K: usize = 10;
 const WARM_UP: usize = 100;
 const QUERIES: usize = 2_000;
-
-/// Prints each stage and every tenth of it.
-struct Printer {
-    total: usize,
-    step: usize,
-}
-
-impl Progress for Printer {
-    fn stage(&mut self, name: &str, total: usize) {
-        println!("  {name}: {total}");
-        self.total = total;
-        self.step = 0;
-    }
-
-    fn advance(&mut self, done: usize) {
-        if self.total > 0 && done * 10 / self.total > self.step {
-            self.step = done * 10 / self.total;
-            println!("    {done}/{}", self.total);
-        }
-    }
-}
 
 /// The passages in an FTS5 table (built once, kept beside the index).
 fn fts5(path: &Path, passages: &[String]) -> Connection {
@@ -120,11 +99,8 @@ fn main() {
         root.display()
     );
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mcp-docs-latency");
-    let (library, embedder, report, took) = index_passages(
-        "mcp-docs-latency",
-        &passages,
-        &mut Printer { total: 0, step: 0 },
-    );
+    let (library, embedder, report, took) =
+        index_passages("mcp-docs-latency", &passages, &mut Printer::default());
     println!(
         "index: {} added, {} unchanged, {} embedded, in {:.1?}",
         report.added, report.unchanged, report.embedded, took

@@ -28,11 +28,11 @@ use std::{
 
 use mcp_server_docs::{
     embed::{Embedder, ModelId},
-    index::{Filter, Library, Mode, Progress, Selection, pg},
+    index::{Filter, Library, Mode, Selection, pg},
 };
 
 mod common;
-use common::{Latency, cpu, ms, thousands, time_each, write_section};
+use common::{Latency, Printer, cpu, ms, thousands, time_each, write_section};
 
 const SECTIONS: usize = 100;
 const VOCABULARY: usize = 30_000;
@@ -191,27 +191,6 @@ fn synthetic_embedder(words: &[String]) -> Embedder {
     )
 }
 
-/// Prints each stage and every tenth of it.
-struct Printer {
-    total: usize,
-    step: usize,
-}
-
-impl Progress for Printer {
-    fn stage(&mut self, name: &str, total: usize) {
-        println!("  {name}: {total}");
-        self.total = total;
-        self.step = 0;
-    }
-
-    fn advance(&mut self, done: usize) {
-        if self.total > 0 && done * 10 / self.total > self.step {
-            self.step = done * 10 / self.total;
-            println!("    {done}/{}", self.total);
-        }
-    }
-}
-
 /// Brings `library` up to date with the folder; how long it took, and whether it indexed the
 /// folder from nothing (not a run that found an earlier one's index).
 fn update(
@@ -225,7 +204,7 @@ fn update(
             &mut writer.unwrap(),
             &Selection::default(),
             Some(embedder),
-            &mut Printer { total: 0, step: 0 },
+            &mut Printer::default(),
         )
         .unwrap();
     println!(

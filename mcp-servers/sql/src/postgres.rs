@@ -5,14 +5,13 @@
 //! friends never run). Names in introspection are bound parameters, never SQL text. A query
 //! without parameters runs as a cursor, in one round trip, and only its page is computed.
 
-use std::{str::FromStr, time::Duration};
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use futures::StreamExt as _;
-use mcp_core::pg_tls::TlsOptions;
 use serde_json::Value;
 use tokio_postgres::{
-    Client, Config, Statement,
+    Client, Statement,
     error::{ErrorPosition, SqlState},
     types::{ToSql, Type},
 };
@@ -89,21 +88,7 @@ impl Postgres {
     /// Connects once, so a wrong URL or password is reported now. The password may come from
     /// `PGPASSWORD` rather than the URL, to keep it out of host config files.
     pub async fn connect(url: &str, options: Options, deny: &[DenyRule]) -> Result<Self, DbError> {
-        let tls = TlsOptions::from_url(url).map_err(DbError::from)?;
-        let mut config = Config::from_str(&tls.url).map_err(|e| {
-            DbError::new(format!("invalid PostgreSQL URL: {e}"))
-                .with_hint("the form is postgres://user[:password]@host[:port]/database")
-        })?;
-        if config.get_password().is_none()
-            && let Ok(password) = std::env::var("PGPASSWORD")
-        {
-            config.password(password);
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        config.application_name("mcp-sql");
-        config.ssl_mode(tls.mode);
+        let (config, tls) = mcp_core::pg_tls::config(url, "mcp-sql").map_err(DbError::from)?;
         let connector = tls.connector().map_err(DbError::from)?;
         let manager = Manager::from_config(
             config,

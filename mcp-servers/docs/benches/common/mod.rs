@@ -270,3 +270,25 @@ pub fn write_section(file: &Path, name: &str, body: &str) {
     };
     std::fs::write(file, next).unwrap();
 }
+
+/// Prints each stage and every tenth of it.
+#[derive(Default)]
+pub struct Printer {
+    total: usize,
+    step: usize,
+}
+
+impl Progress for Printer {
+    fn stage(&mut self, name: &str, total: usize) {
+        println!("  {name}: {total}");
+        self.total = total;
+        self.step = 0;
+    }
+
+    fn advance(&mut self, done: usize) {
+        if self.total > 0 && done * 10 / self.total > self.step {
+            self.step = done * 10 / self.total;
+            println!("    {done}/{}", self.total);
+        }
+    }
+}

@@ -20,14 +20,13 @@
 
 use std::{
     future::Future,
-    str::FromStr as _,
     sync::{Arc, OnceLock},
     time::Duration,
 };
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use pgvector::Vector;
-use tokio_postgres::{Client, Config, types::ToSql};
+use tokio_postgres::{Client, Config, Row, types::ToSql};
 
 use super::DocsError;
 use crate::embed::ModelId;
@@ -137,27 +136,12 @@ impl Database {
     /// from `PGPASSWORD`), and makes its schema if it has none: the `vector` extension (which
     /// needs a superuser the first time) and the list of collections.
     pub fn connect(url: &str) -> Result<Self, DocsError> {
-        let tls = mcp_core::pg_tls::TlsOptions::from_url(url).map_err(|e| {
+        let (config, tls) = mcp_core::pg_tls::config(url, "mcp-docs").map_err(|e| {
             DocsError::Postgres(match e.hint {
                 Some(hint) => format!("{}: {hint}", e.message),
                 None => e.message,
             })
         })?;
-        let mut config = Config::from_str(&tls.url).map_err(|e| {
-            DocsError::Postgres(format!(
-                "invalid PostgreSQL URL ({e}): the form is postgres://user@host[:port]/database"
-            ))
-        })?;
-        if config.get_password().is_none()
-            && let Ok(password) = std::env::var("PGPASSWORD")
-        {
-            config.password(password);
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        config.application_name("mcp-docs");
-        config.ssl_mode(tls.mode);
         let manager = Manager::from_config(
             config.clone(),
             connector(&tls)?,
@@ -267,26 +251,38 @@ impl Database {
         })
     }
 
-    /// Every collection in the store.
-    pub fn collections(&self) -> Result<Vec<StoredCollection>, DocsError> {
-        self.with(|client| async move {
-            let rows = client
-                .query(
-                    "SELECT name, kind, source, root FROM mcp_docs_collections ORDER BY name",
-                    &[],
-                )
+    /// The rows `sql` answers, with the text parameters `params`, each made a `T` by `make`.
+    fn rows<T: Send + 'static>(
+        &self,
+        sql: String,
+        params: Vec<String>,
+        make: fn(&Row) -> T,
+    ) -> Result<Vec<T>, DocsError> {
+        self.with(move |client| async move {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            Ok(client
+                .query(&sql, &params)
                 .await
-                .map_err(pg)?;
-            Ok(rows
+                .map_err(pg)?
                 .iter()
-                .map(|row| StoredCollection {
-                    name: row.get(0),
-                    kind: row.get(1),
-                    source: row.get(2),
-                    root: row.get(3),
-                })
+                .map(make)
                 .collect())
         })
+    }
+
+    /// Every collection in the store.
+    pub fn collections(&self) -> Result<Vec<StoredCollection>, DocsError> {
+        self.rows(
+            "SELECT name, kind, source, root FROM mcp_docs_collections ORDER BY name".into(),
+            Vec::new(),
+            |row| StoredCollection {
+                name: row.get(0),
+                kind: row.get(1),
+                source: row.get(2),
+                root: row.get(3),
+            },
+        )
     }
 
     /// The collection `name`: made (with its tables) when `create`, else it must exist.
@@ -544,6 +540,16 @@ pub(super) struct ChunkRow<'a> {
 /// Chunks found: id, path, kind and score, best first.
 pub(super) type Found = Vec<(u64, String, String, f32)>;
 
+/// A row of [`Found`].
+fn found(row: &Row) -> (u64, String, String, f32) {
+    (
+        row.get::<_, i64>(0) as u64,
+        row.get(1),
+        row.get(2),
+        row.get(3),
+    )
+}
+
 /// A chunk, as a hit needs it.
 pub(super) struct ChunkHit {
     pub(super) id: u64,
@@ -587,15 +593,8 @@ impl Stored {
     /// Every file's path and content hash.
     pub(super) fn hashes(&self) -> Result<Vec<(String, String)>, DocsError> {
         let sql = format!("SELECT path, hash FROM {}", self.tables.files);
-        self.database.with(move |client| async move {
-            Ok(client
-                .query(&sql, &[])
-                .await
-                .map_err(pg)?
-                .iter()
-                .map(|row| (row.get(0), row.get(1)))
-                .collect())
-        })
+        self.database
+            .rows(sql, Vec::new(), |row| (row.get(0), row.get(1)))
     }
 
     /// Writes one batch of files (their old chunks replaced) in one transaction; a vector's
@@ -805,14 +804,10 @@ impl Stored {
     /// A file's kind, when it is indexed.
     pub(super) fn kind(&self, path: &str) -> Result<Option<String>, DocsError> {
         let sql = format!("SELECT kind FROM {} WHERE path = $1", self.tables.files);
-        let path = path.to_owned();
-        self.database.with(move |client| async move {
-            Ok(client
-                .query_opt(&sql, &[&path])
-                .await
-                .map_err(pg)?
-                .map(|row| row.get(0)))
-        })
+        Ok(self
+            .database
+            .rows(sql, vec![path.to_owned()], |row| row.get(0))?
+            .pop())
     }
 
     /// A file's title and extracted text, when it is indexed.
@@ -821,14 +816,10 @@ impl Stored {
             "SELECT title, body FROM {} WHERE path = $1",
             self.tables.files
         );
-        let path = path.to_owned();
-        self.database.with(move |client| async move {
-            Ok(client
-                .query_opt(&sql, &[&path])
-                .await
-                .map_err(pg)?
-                .map(|row| (row.get(0), row.get(1))))
-        })
+        Ok(self
+            .database
+            .rows(sql, vec![path.to_owned()], |row| (row.get(0), row.get(1)))?
+            .pop())
     }
 
     /// Every file: path, kind, title, chunks, indexed at.
@@ -837,20 +828,12 @@ impl Stored {
             "SELECT path, kind, title, chunks, indexed_at FROM {} ORDER BY path",
             self.tables.files
         );
-        self.database.with(move |client| async move {
-            Ok(client
-                .query(&sql, &[])
-                .await
-                .map_err(pg)?
-                .iter()
-                .map(|row| super::Source {
-                    path: row.get(0),
-                    kind: row.get(1),
-                    title: row.get(2),
-                    chunks: row.get::<_, i32>(3) as usize,
-                    indexed_at: row.get(4),
-                })
-                .collect())
+        self.database.rows(sql, Vec::new(), |row| super::Source {
+            path: row.get(0),
+            kind: row.get(1),
+            title: row.get(2),
+            chunks: row.get::<_, i32>(3) as usize,
+            indexed_at: row.get(4),
         })
     }
 
@@ -894,15 +877,8 @@ impl Stored {
     /// Every file's path and kind (for a path glob, which SQL cannot test).
     pub(super) fn files(&self) -> Result<Vec<(String, String)>, DocsError> {
         let sql = format!("SELECT path, kind FROM {}", self.tables.files);
-        self.database.with(move |client| async move {
-            Ok(client
-                .query(&sql, &[])
-                .await
-                .map_err(pg)?
-                .iter()
-                .map(|row| (row.get(0), row.get(1)))
-                .collect())
-        })
+        self.database
+            .rows(sql, Vec::new(), |row| (row.get(0), row.get(1)))
     }
 
     /// The full-text ranking query: `$1` the query, `$2`–`$4` the [`SqlFilter`], `$5` how many.
@@ -942,17 +918,7 @@ impl Stored {
                 )
                 .await
                 .map_err(pg)?;
-            Ok(rows
-                .iter()
-                .map(|row| {
-                    (
-                        row.get::<_, i64>(0) as u64,
-                        row.get(1),
-                        row.get(2),
-                        row.get(3),
-                    )
-                })
-                .collect())
+            Ok(rows.iter().map(found).collect())
         })
     }
 
@@ -1006,17 +972,7 @@ impl Stored {
                 .await
                 .map_err(pg)?;
             tx.commit().await.map_err(pg)?;
-            Ok(rows
-                .iter()
-                .map(|row| {
-                    (
-                        row.get::<_, i64>(0) as u64,
-                        row.get(1),
-                        row.get(2),
-                        row.get(3),
-                    )
-                })
-                .collect())
+            Ok(rows.iter().map(found).collect())
         })
     }
 
