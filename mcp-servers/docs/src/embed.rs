@@ -362,25 +362,18 @@ impl Embedder {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
         let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        let mut onnx = match &self.model {
-            Model::Onnx(model) => Some(
-                model
-                    .lock()
-                    .map_err(|_| ModelError::Embed("the model is poisoned".into()))?,
-            ),
-            Model::Function(_) => None,
-        };
         let mut done = 0;
         for batch in order.chunks(BATCH) {
             let inputs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
-            let out = match (&mut onnx, &self.model) {
-                (Some(model), _) => model
+            // Held a batch at a time, so a search's query embedding waits one batch, not an
+            // update's whole embedding.
+            let out = match &self.model {
+                Model::Onnx(model) => model
+                    .lock()
+                    .map_err(|_| ModelError::Embed("the model is poisoned".into()))?
                     .embed(&inputs, Some(BATCH))
                     .map_err(|e| ModelError::Embed(e.to_string()))?,
-                (None, Model::Function(embed)) => embed(&inputs),
-                (None, Model::Onnx(_)) => {
-                    return Err(ModelError::Embed("the model is not loaded".into()));
-                }
+                Model::Function(embed) => embed(&inputs),
             };
             if out.len() != inputs.len() || out.iter().any(|v| v.len() != self.id.dim) {
                 return Err(ModelError::Embed(format!(

@@ -120,7 +120,11 @@ async fn a_directory_swapped_for_a_link_out_is_refused() {
         .call("get_document", json!({"path": "sub/c.md"}))
         .await
         .unwrap();
-    assert_swapped(&answer, "", "gamma words");
+    assert_swapped(
+        &answer,
+        "leads outside the allowed directories",
+        "gamma words",
+    );
 }
 
 /// An indexed file swapped for a FIFO with no writer: refused at once, not waited on forever.

@@ -63,13 +63,13 @@ pub enum DocsError {
     Busy(PathBuf),
     /// The index was built with another embedding model.
     #[error(
-        "the index in {dir} was built with the embedding model {built} ({built_dim} dimensions), \
-         but the model now loaded is {now} ({now_dim} dimensions); its vectors cannot be mixed. \
-         Rebuild it with `mcp-docs index --rebuild …`, or load the model it was built with"
+        "{index} was built with the embedding model {built} ({built_dim} dimensions), but the \
+         model now loaded is {now} ({now_dim} dimensions); its vectors cannot be mixed. Rebuild \
+         it with `mcp-docs index --rebuild …`, or load the model it was built with"
     )]
     ModelMismatch {
-        /// The index's data directory.
-        dir: PathBuf,
+        /// Which index (`the index in DIR`, `the collection NAME in the PostgreSQL store`).
+        index: String,
         /// The model it was built with.
         built: String,
         /// Its dimensions.
@@ -81,12 +81,12 @@ pub enum DocsError {
     },
     /// The index has vectors but no model is loaded.
     #[error(
-        "the index in {dir} holds vectors of {built}, and no embedding model is loaded, so new \
-         chunks would get none: {reason}"
+        "{index} holds vectors of {built}, and no embedding model is loaded, so new chunks \
+         would get none: {reason}"
     )]
     ModelMissing {
-        /// The index's data directory.
-        dir: PathBuf,
+        /// Which index, as for [`DocsError::ModelMismatch`].
+        index: String,
         /// The model it was built with.
         built: String,
         /// Why no model is loaded.
@@ -385,17 +385,7 @@ impl Library {
             }),
             _ => None,
         };
-        if let (Some(built), Some(now)) = (&built, model)
-            && built != now
-        {
-            return Err(DocsError::ModelMismatch {
-                dir: dir.to_owned(),
-                built: built.name.clone(),
-                built_dim: built.dim,
-                now: now.name.clone(),
-                now_dim: now.dim,
-            });
-        }
+        check_model(|| local_index(dir), built.as_ref(), model)?;
         if write {
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('root', ?1)",
@@ -444,17 +434,7 @@ impl Library {
             name,
             described.map(|(kind, source)| (kind, source, &*root_text)),
         )?;
-        if let (Some(built), Some(now)) = (&built, model)
-            && built != now
-        {
-            return Err(DocsError::ModelMismatch {
-                dir: PathBuf::from(format!("the store's collection {name}")),
-                built: built.name.clone(),
-                built_dim: built.dim,
-                now: now.name.clone(),
-                now_dim: now.dim,
-            });
-        }
+        check_model(|| stored.describe(), built.as_ref(), model)?;
         let library = Self::new(dir, root, Store::Postgres(stored), built);
         Ok((library, write.then_some(Writer { writer: None })))
     }
@@ -479,6 +459,14 @@ impl Library {
         match std::fs::remove_dir_all(dir) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
             _ => Ok(()),
+        }
+    }
+
+    /// Which index this is, as errors name it.
+    fn describe(&self) -> String {
+        match &self.store {
+            Store::Local(_) => local_index(&self.dir),
+            Store::Postgres(stored) => stored.describe(),
         }
     }
 
@@ -747,6 +735,30 @@ pub struct Status {
     pub updated_at: Option<i64>,
     /// Files that could not be indexed, with the reason.
     pub failures: Vec<(String, String)>,
+}
+
+/// A local index, as errors name it.
+fn local_index(dir: &Path) -> String {
+    format!("the index in {}", dir.display())
+}
+
+/// Refuses to open an index whose vectors came from `built` with another `model` (`index` names
+/// it).
+fn check_model(
+    index: impl FnOnce() -> String,
+    built: Option<&ModelId>,
+    model: Option<&ModelId>,
+) -> Result<(), DocsError> {
+    match (built, model) {
+        (Some(built), Some(now)) if built != now => Err(DocsError::ModelMismatch {
+            index: index(),
+            built: built.name.clone(),
+            built_dim: built.dim,
+            now: now.name.clone(),
+            now_dim: now.dim,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn file_stem(path: &Path) -> String {

@@ -291,6 +291,7 @@ impl Database {
         name: &str,
         described: Option<(&str, &str, &str)>,
     ) -> Result<(Stored, Option<ModelId>), DocsError> {
+        let collection = name.to_owned();
         let name = name.to_owned();
         let described = described.map(|(k, s, r)| (k.to_owned(), s.to_owned(), r.to_owned()));
         let (id, model) = self.with(move |mut client| async move {
@@ -396,6 +397,7 @@ impl Database {
         Ok((
             Stored {
                 database: self.clone(),
+                name: collection,
                 id,
                 tables: Tables::of(id),
             },
@@ -540,6 +542,12 @@ pub(super) struct ChunkRow<'a> {
 /// Chunks found: id, path, kind and score, best first.
 pub(super) type Found = Vec<(u64, String, String, f32)>;
 
+/// `text` as a PostgreSQL text value can hold it: without NUL characters (extraction refuses
+/// text files that have any, but a title or heading from another format might).
+fn storable(text: &str) -> String {
+    text.replace('\0', "")
+}
+
 /// A row of [`Found`].
 fn found(row: &Row) -> (u64, String, String, f32) {
     (
@@ -580,11 +588,17 @@ impl SqlFilter {
 /// One collection in the store, open.
 pub(super) struct Stored {
     database: Database,
+    name: String,
     id: i32,
     tables: Tables,
 }
 
 impl Stored {
+    /// The collection, as errors name it.
+    pub(super) fn describe(&self) -> String {
+        format!("the collection {} in the PostgreSQL store", self.name)
+    }
+
     /// Takes this collection's update lock (waiting for another process's update to end).
     pub(super) fn lock(&self) -> Result<UpdateLock, DocsError> {
         self.database.lock_connection()?.take(self.id)
@@ -610,8 +624,8 @@ impl Stored {
         let paths: Vec<String> = files.iter().map(|f| f.path.to_owned()).collect();
         let hashes: Vec<String> = files.iter().map(|f| f.hash.to_owned()).collect();
         let kinds: Vec<String> = files.iter().map(|f| f.kind.to_owned()).collect();
-        let titles: Vec<String> = files.iter().map(|f| f.title.to_owned()).collect();
-        let bodies: Vec<String> = files.iter().map(|f| f.body.replace('\0', "")).collect();
+        let titles: Vec<String> = files.iter().map(|f| storable(f.title)).collect();
+        let bodies: Vec<String> = files.iter().map(|f| storable(f.body)).collect();
         let counts: Vec<i32> = files.iter().map(|f| f.chunks.len() as i32).collect();
         let mut c_paths = Vec::new();
         let mut c_kinds = Vec::new();
@@ -622,7 +636,7 @@ impl Stored {
         let mut c_starts = Vec::new();
         let mut c_ends = Vec::new();
         let mut c_vectors: Vec<Option<Vector>> = Vec::new();
-        for file in files {
+        for (file, title) in files.iter().zip(&titles) {
             let extension = std::path::Path::new(file.path)
                 .extension()
                 .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -631,9 +645,9 @@ impl Stored {
                 c_paths.push(file.path.to_owned());
                 c_kinds.push(file.kind.to_owned());
                 c_extensions.push(extension.clone());
-                c_titles.push(file.title.replace('\0', ""));
-                c_headings.push(chunk.headings.replace('\0', ""));
-                c_bodies.push(chunk.text.replace('\0', ""));
+                c_titles.push(title.clone());
+                c_headings.push(storable(&chunk.headings));
+                c_bodies.push(storable(chunk.text));
                 c_starts.push(chunk.lines.0 as i32);
                 c_ends.push(chunk.lines.1 as i32);
                 c_vectors.push(chunk.vector.map(|v| Vector::from(v.to_vec())));
@@ -694,13 +708,13 @@ impl Stored {
         })
     }
 
-    /// Ends an update: `gone` files dropped, the failures of this update's scope (`in_scope`
-    /// says which of the recorded ones) replaced by `failed`, the model and the time recorded.
+    /// Ends an update: `gone` files dropped, the failures of `selection`'s scope replaced by
+    /// `failed`, the model and the time recorded.
     pub(super) fn finish(
         &self,
         gone: Vec<String>,
         failed: Vec<(String, String)>,
-        in_scope: &dyn Fn(&str) -> bool,
+        selection: &super::Selection,
         model: Option<&ModelId>,
     ) -> Result<(), DocsError> {
         let t = self.tables.clone();
@@ -716,7 +730,7 @@ impl Stored {
                     .collect())
             })?
         };
-        let stale: Vec<String> = old.into_iter().filter(|p| in_scope(p)).collect();
+        let stale: Vec<String> = old.into_iter().filter(|p| selection.in_scope(p)).collect();
         let model = model.cloned();
         let id = self.id;
         self.database.with(move |mut client| async move {

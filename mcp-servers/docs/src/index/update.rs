@@ -121,7 +121,7 @@ impl Library {
         let built = self.model();
         if let (Some(built), None) = (&built, embedder) {
             return Err(DocsError::ModelMissing {
-                dir: self.dir.clone(),
+                index: self.describe(),
                 built: built.name.clone(),
                 reason: "load the model (see `mcp-docs index --help`)".into(),
             });
@@ -267,12 +267,9 @@ impl Library {
                 embedder,
                 batch.written > 1,
             )?,
-            Store::Postgres(stored) => stored.finish(
-                gone,
-                failed.clone(),
-                &|path| selection.in_scope(path),
-                embedder.map(|e| &e.id),
-            )?,
+            Store::Postgres(stored) => {
+                stored.finish(gone, failed.clone(), selection, embedder.map(|e| &e.id))?
+            }
         }
         if let Some(embedder) = embedder {
             *self.model.write().unwrap_or_else(|p| p.into_inner()) = Some(embedder.id.clone());
