@@ -214,21 +214,25 @@ impl Database {
     }
 
     /// The server's version, as it reports it (`PostgreSQL 15.20 …` → `PostgreSQL 15.20`), with
-    /// pgvector's.
+    /// pgvector's and the settings that weigh on a benchmark's numbers.
     pub fn server_version(&self) -> Result<String, DocsError> {
         self.with(|client| async move {
             let row = client
                 .query_one(
                     "SELECT current_setting('server_version'),
-                            (SELECT extversion FROM pg_extension WHERE extname = 'vector')",
+                            (SELECT extversion FROM pg_extension WHERE extname = 'vector'),
+                            current_setting('shared_buffers'),
+                            current_setting('fsync')",
                     &[],
                 )
                 .await
                 .map_err(pg)?;
             Ok(format!(
-                "PostgreSQL {}, pgvector {}",
+                "PostgreSQL {}, pgvector {}, shared_buffers {}, fsync {}",
                 row.get::<_, String>(0),
-                row.get::<_, Option<String>>(1).unwrap_or_default()
+                row.get::<_, Option<String>>(1).unwrap_or_default(),
+                row.get::<_, String>(2),
+                row.get::<_, String>(3)
             ))
         })
     }
