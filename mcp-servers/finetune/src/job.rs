@@ -190,7 +190,7 @@ pub struct Hyperparameters {
     /// Examples per optimizer step.
     #[serde(default)]
     pub batch_size: Setting<u32>,
-    /// Learning rate at the first step (it decays linearly to a tenth of it).
+    /// The peak learning rate, reached after the warmup (`lr_scheduler` says how it falls).
     #[serde(default)]
     pub learning_rate: Setting<f64>,
     /// LoRA rank; 0 trains every weight (full fine-tuning).
@@ -208,12 +208,77 @@ pub struct Hyperparameters {
     /// Optimizer steps between checkpoints.
     #[serde(default)]
     pub checkpoint_every: Setting<u32>,
+    /// Seeds the data order and the adapters' initialisation: the same seed, data and settings
+    /// give the same run. `auto`: derived from the job id.
+    #[serde(default)]
+    pub seed: Setting<u64>,
+    /// Share of the steps over which the learning rate rises linearly from near zero to its
+    /// peak (`auto`: 0.03).
+    #[serde(default)]
+    pub warmup_ratio: Setting<f64>,
+    /// How the learning rate falls after the warmup: `cosine` (`auto`), `linear`, or
+    /// `constant`. The built-in trainer decays to a tenth of the peak; TRL and Axolotl to zero.
+    #[serde(default)]
+    pub lr_scheduler: Setting<Schedule>,
+    /// Batches whose gradients are summed before each optimizer step: the step sees
+    /// `batch_size × gradient_accumulation_steps` examples with the memory of one batch.
+    #[serde(default)]
+    pub gradient_accumulation_steps: Setting<u32>,
+    /// Packs several short examples into one sequence of up to `max_seq_len` tokens (each
+    /// example attends only to itself): fewer, fuller sequences. `sft` and `distill` only;
+    /// `auto`: off.
+    #[serde(default)]
+    pub packing: Setting<bool>,
+    /// Optimizer steps between validation-loss evaluations (`auto`: at each checkpoint).
+    #[serde(default)]
+    pub eval_steps: Setting<u32>,
+    /// Stops when the validation loss has not improved for this many evaluations, and keeps the
+    /// best weights; 0 (`auto`) never stops early. Needs a validation file.
+    #[serde(default)]
+    pub early_stopping_patience: Setting<u32>,
+}
+
+/// The learning rate's course after the warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)] // Variant docs would turn its JSON Schema's `enum` into a `oneOf`.
+pub enum Schedule {
+    #[default]
+    Linear,
+    Cosine,
+    Constant,
+}
+
+impl Schedule {
+    /// The name jobs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::Cosine => "cosine",
+            Self::Constant => "constant",
+        }
+    }
+
+    /// The learning rate at optimizer step `step` (from 0) of `total`, `warmup` of them rising
+    /// linearly to `peak`; after them, down to a tenth of `peak` at the last step (or flat).
+    pub fn rate(self, peak: f64, step: u64, total: u64, warmup: u64) -> f64 {
+        if step < warmup {
+            return peak * (step + 1) as f64 / warmup as f64;
+        }
+        let span = total.saturating_sub(warmup).saturating_sub(1).max(1);
+        let progress = ((step - warmup) as f64 / span as f64).min(1.0);
+        match self {
+            Self::Linear => peak * (1.0 - 0.9 * progress),
+            Self::Cosine => peak * (0.1 + 0.45 * (1.0 + (std::f64::consts::PI * progress).cos())),
+            Self::Constant => peak,
+        }
+    }
 }
 
 /// The ranges hyperparameters are checked against: wide enough for any real run, narrow enough
 /// that a typo (`lora_rank: 100000`, `learning_rate: -1`) is an error rather than a job that
 /// cannot fit in memory or learns nothing.
-const RANGES: [(&str, f64, f64); 8] = [
+const RANGES: [(&str, f64, f64); 13] = [
     ("n_epochs", 1.0, 1000.0),
     ("batch_size", 1.0, 4096.0),
     ("learning_rate", 1e-12, 1.0),
@@ -222,6 +287,11 @@ const RANGES: [(&str, f64, f64); 8] = [
     ("max_seq_len", 8.0, 131_072.0),
     ("beta", 1e-6, 100.0),
     ("checkpoint_every", 1.0, 1_000_000.0),
+    ("seed", 0.0, 9_007_199_254_740_991.0),
+    ("warmup_ratio", 0.0, 1.0),
+    ("gradient_accumulation_steps", 1.0, 1024.0),
+    ("eval_steps", 1.0, 1_000_000.0),
+    ("early_stopping_patience", 0.0, 1000.0),
 ];
 
 /// One hyperparameter: `"auto"`, or a number in its range (a whole one when `whole`).
@@ -257,6 +327,24 @@ fn setting<T: serde::de::DeserializeOwned, E: serde::de::Error>(
     }
 }
 
+/// A hyperparameter that is not a number: `"auto"`, or one of the values `expected` names.
+fn named<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    name: &str,
+    value: serde_json::Value,
+    expected: &str,
+) -> Result<Setting<T>, E> {
+    if value.as_str() == Some("auto") {
+        return Ok(Setting::Auto);
+    }
+    serde_json::from_value(value.clone())
+        .map(Setting::Value)
+        .map_err(|_| {
+            E::custom(format!(
+                "hyperparameter {name} must be \"auto\" or {expected}, not {value}"
+            ))
+        })
+}
+
 impl<'de> Deserialize<'de> for Hyperparameters {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let fields = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
@@ -271,10 +359,30 @@ impl<'de> Deserialize<'de> for Hyperparameters {
                 "max_seq_len" => out.max_seq_len = setting(&name, value, true)?,
                 "beta" => out.beta = setting(&name, value, false)?,
                 "checkpoint_every" => out.checkpoint_every = setting(&name, value, true)?,
+                "seed" => out.seed = setting(&name, value, true)?,
+                "warmup_ratio" => out.warmup_ratio = setting(&name, value, false)?,
+                "lr_scheduler" => {
+                    out.lr_scheduler =
+                        named(&name, value, r#"one of "linear", "cosine", "constant""#)?;
+                }
+                "gradient_accumulation_steps" => {
+                    out.gradient_accumulation_steps = setting(&name, value, true)?;
+                }
+                "packing" => out.packing = named(&name, value, "true or false")?,
+                "eval_steps" => out.eval_steps = setting(&name, value, true)?,
+                "early_stopping_patience" => {
+                    out.early_stopping_patience = setting(&name, value, true)?;
+                }
                 other => {
                     return Err(serde::de::Error::custom(format!(
                         "unknown field {other:?} in hyperparameters; known: {}",
-                        RANGES.map(|(field, _, _)| field).join(", ")
+                        RANGES
+                            .map(|(field, _, _)| field)
+                            .iter()
+                            .chain(&["lr_scheduler", "packing"])
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )));
                 }
             }
@@ -290,7 +398,7 @@ pub struct Resolved {
     pub n_epochs: u32,
     /// Examples per optimizer step.
     pub batch_size: u32,
-    /// Learning rate at the first step (it decays linearly to a tenth of it).
+    /// The peak learning rate.
     pub learning_rate: f64,
     /// LoRA rank; 0 trains every weight.
     pub lora_rank: u32,
@@ -302,6 +410,39 @@ pub struct Resolved {
     pub beta: f64,
     /// Steps between checkpoints.
     pub checkpoint_every: u32,
+    /// Share of the steps spent warming the learning rate up (0 in jobs made before it).
+    #[serde(default)]
+    pub warmup_ratio: f64,
+    /// The learning rate's course after the warmup.
+    #[serde(default)]
+    pub lr_scheduler: Schedule,
+    /// Batches per optimizer step.
+    #[serde(default = "one")]
+    pub gradient_accumulation_steps: u32,
+    /// Whether short examples are packed into shared sequences.
+    #[serde(default)]
+    pub packing: bool,
+    /// Steps between validation-loss evaluations (0 in jobs made before it: at checkpoints).
+    #[serde(default)]
+    pub eval_steps: u32,
+    /// Evaluations without improvement before an early stop; 0: never.
+    #[serde(default)]
+    pub early_stopping_patience: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Resolved {
+    /// Steps between evaluations.
+    pub fn eval_every(&self) -> u32 {
+        if self.eval_steps == 0 {
+            self.checkpoint_every.max(1)
+        } else {
+            self.eval_steps
+        }
+    }
 }
 
 impl Hyperparameters {
@@ -328,6 +469,10 @@ impl Hyperparameters {
             .max_seq_len
             .or((p95_tokens as u32).next_multiple_of(64).clamp(64, 2048));
         let steps_per_epoch = examples.div_ceil(batch_size);
+        let checkpoint_every = self
+            .checkpoint_every
+            .or(steps_per_epoch.clamp(1, 50))
+            .max(1);
         Resolved {
             n_epochs: n_epochs.max(1),
             batch_size: batch_size.max(1),
@@ -336,10 +481,13 @@ impl Hyperparameters {
             lora_alpha: self.lora_alpha.or(2.0 * lora_rank.max(1) as f64),
             max_seq_len: max_seq_len.max(8),
             beta: self.beta.or(0.1),
-            checkpoint_every: self
-                .checkpoint_every
-                .or(steps_per_epoch.clamp(1, 50))
-                .max(1),
+            checkpoint_every,
+            warmup_ratio: self.warmup_ratio.or(0.03),
+            lr_scheduler: self.lr_scheduler.or(Schedule::Cosine),
+            gradient_accumulation_steps: self.gradient_accumulation_steps.or(1).max(1),
+            packing: self.packing.or(false),
+            eval_steps: self.eval_steps.or(checkpoint_every).max(1),
+            early_stopping_patience: self.early_stopping_patience.or(0),
         }
     }
 }

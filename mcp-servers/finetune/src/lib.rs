@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod dataset;
+pub mod generation;
 pub mod job;
 pub mod manager;
 mod recipes;

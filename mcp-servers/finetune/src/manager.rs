@@ -71,6 +71,9 @@ pub struct Options {
     /// The directories datasets and models may be read from (`--allow-dir`): a path a client
     /// names outside all of them, or leading out of them through a link, is refused.
     pub allowed: Sandbox,
+    /// Most memory a local job may take, in bytes (`None`: the machine's); a job whose
+    /// pre-flight takes more is refused.
+    pub max_job_memory: Option<u64>,
 }
 
 /// Creates, queues, runs, follows and resumes jobs; one per server, shared by its sessions.
@@ -78,6 +81,8 @@ pub struct Manager {
     store: Mutex<Store>,
     options: Options,
     wake: tokio::sync::Notify,
+    /// One `generate` or `evaluate_job` at a time: each holds whole models in memory.
+    pub(crate) answering: tokio::sync::Semaphore,
 }
 
 /// What `create_job` answers.
@@ -95,6 +100,64 @@ pub struct Created {
     pub files: Vec<(String, String)>,
     /// The configuration the trainer reads.
     pub config: TrainConfig,
+    /// Two real steps timed before queueing (built-in trainer on this machine).
+    pub preflight: Option<Preflight>,
+}
+
+/// What two real steps on a job's longest examples said about it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Preflight {
+    /// Seconds of one optimizer step on the longest examples.
+    pub step_seconds: f64,
+    /// The whole run's predicted seconds on this machine (steps scaled to the mean example,
+    /// evaluations included).
+    pub predicted_seconds: f64,
+    /// Optimizer steps planned.
+    pub total_steps: u64,
+    /// The trainer's peak memory over those steps, in bytes.
+    pub peak_bytes: Option<u64>,
+    /// The machine's memory, in bytes.
+    pub machine_bytes: Option<u64>,
+    /// Memory available now, in bytes.
+    pub available_bytes: Option<u64>,
+}
+
+impl Preflight {
+    /// In a line: `2 steps on the longest examples: 0.41 s each; about 3 min for 300 steps; peak
+    /// memory 1.2 GB of 24.0 GB`.
+    pub fn render(&self) -> String {
+        let gb = |bytes: u64| format!("{:.1} GB", bytes as f64 / 1e9);
+        let minutes = self.predicted_seconds / 60.0;
+        let duration = if minutes < 1.0 {
+            format!("{:.0} s", self.predicted_seconds)
+        } else if minutes < 120.0 {
+            format!("{minutes:.0} min")
+        } else {
+            format!("{:.1} h", minutes / 60.0)
+        };
+        let mut text = format!(
+            "pre-flight: two steps on the longest examples took {:.2} s each; about {duration} for {} steps",
+            self.step_seconds, self.total_steps
+        );
+        if let Some(peak) = self.peak_bytes {
+            text.push_str(&format!("; peak memory {}", gb(peak)));
+            if let Some(machine) = self.machine_bytes {
+                text.push_str(&format!(" of {}", gb(machine)));
+            }
+        }
+        text
+    }
+}
+
+/// Longest a pre-flight may take.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A `/proc/meminfo` line's value in bytes (Linux).
+fn meminfo(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// A job with what a person wants to see first: how far, how long still, the latest metrics.
@@ -131,6 +194,7 @@ impl Manager {
             store: Mutex::new(store),
             options,
             wake: tokio::sync::Notify::new(),
+            answering: tokio::sync::Semaphore::new(1),
         }))
     }
 
@@ -408,6 +472,22 @@ impl Manager {
             Report::Message { level, message } => {
                 store.event(id, level, EventKind::Message, &message, None)?;
             }
+            Report::Preflight { .. } => {}
+            Report::Evaluation { evaluation } => {
+                let data = serde_json::to_value(&evaluation).ok();
+                store.event(
+                    id,
+                    Level::Info,
+                    EventKind::Message,
+                    &format!(
+                        "evaluation on {} ({} examples), base → tuned: {}",
+                        evaluation.file.display(),
+                        evaluation.scored,
+                        crate::train::evaluate::summary(&evaluation)
+                    ),
+                    data.as_ref(),
+                )?;
+            }
             Report::Finished { status } => {
                 let to = match status {
                     Outcome::Cancelled => Status::Cancelled,
@@ -423,9 +503,109 @@ impl Manager {
         Ok(())
     }
 
+    /// Runs the trainer's pre-flight on a scratch copy of the job (two real steps on its longest
+    /// examples, nothing written): the predicted duration and peak memory, and a refusal, with
+    /// the numbers, of a job that cannot fit in this machine's memory.
+    async fn preflight(&self, config: &TrainConfig) -> Result<Preflight, JobError> {
+        let failed = |why: String| JobError::Invalid(format!("the pre-flight failed: {why}"));
+        let scratch = self
+            .options
+            .data_dir
+            .join("preflight")
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        std::fs::create_dir_all(&scratch)
+            .map_err(|error| failed(format!("{}: {error}", scratch.display())))?;
+        let _cleanup = RemoveOnDrop(scratch.clone());
+        let mut config = config.clone();
+        config.output_dir = scratch.clone();
+        config.quantize = None;
+        let path = scratch.join("config.json");
+        let json = serde_json::to_vec(&config).map_err(|error| failed(error.to_string()))?;
+        write_atomic(&path, &json)?;
+        let run = tokio::process::Command::new(&self.options.trainer_program)
+            .args(["train", "--preflight", "--config"])
+            .arg(&path)
+            .envs(recipes::trainer_env(self.options.threads))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(PREFLIGHT_TIMEOUT, run)
+            .await
+            .map_err(|_| {
+                failed(format!(
+                    "two steps took over {} s: lower batch_size or max_seq_len",
+                    PREFLIGHT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|error| failed(error.to_string()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let reports: Vec<Report> = stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        let machine_bytes = meminfo("MemTotal:");
+        let Some(Report::Preflight {
+            step_seconds,
+            predicted_seconds,
+            peak_bytes,
+            total_steps,
+        }) = reports
+            .iter()
+            .find(|r| matches!(r, Report::Preflight { .. }))
+            .cloned()
+        else {
+            let why = reports
+                .iter()
+                .rev()
+                .find_map(|r| match r {
+                    Report::Message { message, .. } => Some(message.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| {
+                    let stderr = String::from_utf8_lossy(&output.stderr);
+                    let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+                    match (output.status.code(), machine_bytes) {
+                        (None, Some(machine)) => format!(
+                            "the trainer was killed ({}); if the kernel ran out of memory, the job needs more than this machine's {:.1} GB",
+                            output.status,
+                            machine as f64 / 1e9
+                        ),
+                        _ => format!("{}: {}", output.status, tail.join(" / ")),
+                    }
+                });
+            return Err(failed(why));
+        };
+        let preflight = Preflight {
+            step_seconds,
+            predicted_seconds,
+            total_steps,
+            peak_bytes,
+            machine_bytes,
+            available_bytes: meminfo("MemAvailable:"),
+        };
+        let limit = match (self.options.max_job_memory, machine_bytes) {
+            (Some(cap), Some(machine)) if cap < machine => {
+                Some((cap, "this server's --max-job-memory-gb"))
+            }
+            (_, Some(machine)) => Some((machine, "this machine's memory")),
+            (Some(cap), None) => Some((cap, "this server's --max-job-memory-gb")),
+            (None, None) => None,
+        };
+        if let (Some(peak), Some((limit, what))) = (peak_bytes, limit)
+            && peak > limit
+        {
+            return Err(JobError::Invalid(format!(
+                "the job will not fit in {what}: two steps on its longest examples took {:.2} GB, and there are {:.2} GB. Lower batch_size or max_seq_len, move examples from batch_size into gradient_accumulation_steps, or train LoRA adapters (lora_rank > 0) rather than every weight",
+                peak as f64 / 1e9,
+                limit as f64 / 1e9
+            )));
+        }
+        Ok(preflight)
+    }
+
     /// A dataset or model path a client named, resolved within the allowed directories, with
     /// its real location (what the trainer, another process, is given).
-    fn confine(&self, path: &Path, what: &str) -> Result<(Resolved, PathBuf), JobError> {
+    pub(crate) fn confine(&self, path: &Path, what: &str) -> Result<(Resolved, PathBuf), JobError> {
         let allowed = &self.options.allowed;
         let refuse = |error: SandboxError| {
             JobError::Invalid(format!(
@@ -534,7 +714,10 @@ impl Manager {
             output_dir: dir.clone(),
             quantize: spec.quantize,
             teacher: spec.teacher.clone(),
-            seed: u64::from_str_radix(&id[6..14], 16).unwrap_or(0),
+            seed: spec
+                .hyperparameters
+                .seed
+                .or(u64::from_str_radix(&id[6..14], 16).unwrap_or(0)),
             suffix: spec.suffix.clone(),
         };
         let recipe = recipes::recipe(
@@ -545,6 +728,14 @@ impl Manager {
             self.options.threads,
         )
         .map_err(JobError::Invalid)?;
+        let preflight = if spec.trainer == Trainer::Builtin
+            && spec.backend == "local"
+            && spec.method.trains()
+        {
+            Some(self.preflight(&config).await?)
+        } else {
+            None
+        };
         if dry_run {
             return Ok(Created {
                 job: None,
@@ -553,6 +744,7 @@ impl Manager {
                 command: recipe.command_line(),
                 files: recipe.files,
                 config,
+                preflight,
             });
         }
         // `create_dir` (not `_all`) fails if the directory exists: no two jobs share one.
@@ -568,9 +760,22 @@ impl Manager {
         let job = {
             let mut store = lock(&self.store);
             store.insert(&id, &spec, &dir)?;
-            let total = u64::from(resolved.n_epochs)
-                * (examples as u64).div_ceil(u64::from(resolved.batch_size.max(1)));
+            let per_step =
+                u64::from(resolved.batch_size.max(1) * resolved.gradient_accumulation_steps.max(1));
+            let total = preflight.as_ref().map_or(
+                u64::from(resolved.n_epochs) * (examples as u64).div_ceil(per_step),
+                |p| p.total_steps,
+            );
             store.set_resolved(&id, &resolved, total)?;
+            if let Some(preflight) = &preflight {
+                store.event(
+                    &id,
+                    Level::Info,
+                    EventKind::Message,
+                    &preflight.render(),
+                    None,
+                )?;
+            }
             if let Some(report) = &validation {
                 store.event(
                     &id,
@@ -594,6 +799,7 @@ impl Manager {
             command: recipe.command_line(),
             files: recipe.files,
             config,
+            preflight,
         })
     }
 
@@ -624,6 +830,16 @@ impl Manager {
             && !teacher.exists()
         {
             return invalid(format!("no teacher model at {}", teacher.display()));
+        }
+        let hp = &spec.hyperparameters;
+        if hp.early_stopping_patience.or(0) > 0 && spec.validation_file.is_none() {
+            return invalid(
+                "early_stopping_patience watches the validation loss: give a validation_file"
+                    .to_owned(),
+            );
+        }
+        if hp.packing.or(false) && spec.method == Method::Dpo {
+            return invalid("packing applies to sft and distill, not to dpo's pairs".to_owned());
         }
         if let Some(suffix) = &spec.suffix
             && (suffix.is_empty()
@@ -783,7 +999,17 @@ pub fn token_counter(model: &Path) -> Result<TokenCounter, JobError> {
 }
 
 /// Sets its flag when dropped: a blocking check learns that its caller went away.
-struct StopOnDrop(Arc<AtomicBool>);
+/// Removes a scratch directory when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Raises its flag when dropped: a blocking task's way to learn that its caller went away.
+pub(crate) struct StopOnDrop(pub(crate) Arc<AtomicBool>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {

@@ -6,7 +6,7 @@ use std::{ffi::OsString, path::Path};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    job::{Method, Trainer},
+    job::{Method, Schedule, Trainer},
     train::TrainConfig,
 };
 
@@ -142,6 +142,16 @@ fn trl(config: &TrainConfig, dir: &Path, config_json: String) -> Result<Recipe, 
         // Full precision works everywhere; set bf16: true on GPUs that have it.
         "bf16: false".to_owned(),
     ];
+    if hp.early_stopping_patience > 0 {
+        return Err(
+            "TRL's command line has no early stopping: use the built-in trainer or Axolotl, or set early_stopping_patience to 0"
+                .to_owned(),
+        );
+    }
+    yaml.extend(schedule(config, "lr_scheduler_type"));
+    if hp.packing {
+        yaml.push("packing: true".to_owned());
+    }
     if hp.lora_rank > 0 {
         yaml.push("use_peft: true".to_owned());
         yaml.push(format!("lora_r: {}", hp.lora_rank));
@@ -179,10 +189,10 @@ fn axolotl(config: &TrainConfig, dir: &Path, config_json: String) -> Result<Reci
         format!("  - path: {}", yaml_string(&dataset)),
         "    ds_type: json".to_owned(),
     ];
+    yaml.push(format!("    type: {}", dataset_type(config.method)));
     match config.method {
-        Method::Sft | Method::Distill => yaml.push("    type: chat_template".to_owned()),
+        Method::Sft | Method::Distill => {}
         Method::Dpo => {
-            yaml.push("    type: chatml.intel".to_owned());
             yaml.push("rl: dpo".to_owned());
             yaml.push(format!("rl_beta: {}", hp.beta));
         }
@@ -198,12 +208,34 @@ fn axolotl(config: &TrainConfig, dir: &Path, config_json: String) -> Result<Reci
         format!("sequence_len: {}", hp.max_seq_len),
         format!("num_epochs: {}", hp.n_epochs),
         format!("micro_batch_size: {}", hp.batch_size),
-        "gradient_accumulation_steps: 1".to_owned(),
         format!("learning_rate: {:e}", hp.learning_rate),
         "optimizer: adamw_torch".to_owned(),
         format!("save_steps: {}", hp.checkpoint_every),
         "logging_steps: 1".to_owned(),
     ]);
+    yaml.extend(schedule(config, "lr_scheduler"));
+    if hp.packing {
+        yaml.push("sample_packing: true".to_owned());
+    }
+    if let Some(validation) = &config.validation_file {
+        yaml.extend([
+            "test_datasets:".to_owned(),
+            format!(
+                "  - path: {}",
+                yaml_string(&validation.display().to_string())
+            ),
+            "    ds_type: json".to_owned(),
+            "    split: train".to_owned(),
+            format!("    type: {}", dataset_type(config.method)),
+            format!("eval_steps: {}", hp.eval_every()),
+        ]);
+        if hp.early_stopping_patience > 0 {
+            yaml.push(format!(
+                "early_stopping_patience: {}",
+                hp.early_stopping_patience
+            ));
+        }
+    }
     if hp.lora_rank > 0 {
         yaml.extend([
             "adapter: lora".to_owned(),
@@ -224,6 +256,33 @@ fn axolotl(config: &TrainConfig, dir: &Path, config_json: String) -> Result<Reci
         ],
         env: Vec::new(),
     })
+}
+
+/// Axolotl's dataset type for a method's files.
+fn dataset_type(method: Method) -> &'static str {
+    match method {
+        Method::Dpo => "chatml.intel",
+        _ => "chat_template",
+    }
+}
+
+/// The settings TRL and Axolotl share under the same names (the scheduler's key differs):
+/// seed, warmup, schedule, gradient accumulation.
+fn schedule(config: &TrainConfig, scheduler_key: &str) -> Vec<String> {
+    let hp = &config.hyperparameters;
+    let scheduler = match hp.lr_scheduler {
+        Schedule::Constant if hp.warmup_ratio > 0.0 => "constant_with_warmup",
+        other => other.as_str(),
+    };
+    vec![
+        format!("seed: {}", config.seed),
+        format!("warmup_ratio: {}", hp.warmup_ratio),
+        format!("{scheduler_key}: {scheduler}"),
+        format!(
+            "gradient_accumulation_steps: {}",
+            hp.gradient_accumulation_steps
+        ),
+    ]
 }
 
 /// A YAML scalar: JSON's quoting is valid YAML.

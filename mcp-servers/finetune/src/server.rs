@@ -26,9 +26,11 @@ use serde::{Deserialize, Serialize};
 use crate::{
     backend::BackendInfo,
     dataset::Report as DatasetReport,
+    generation::{Answer, EvaluateArgs, GenerateArgs},
     job::{Hyperparameters, JobSpec, Method, Quantization, Status, Trainer},
     manager::{Created, JobError, JobView, Manager},
     store::{Checkpoint, Event, EventKind, Job},
+    train::evaluate::{Evaluation, REPORT_FILE},
 };
 
 const URI_PREFIX: &str = "finetune://jobs/";
@@ -144,6 +146,25 @@ fn resources() -> ResourceRouter<Arc<Manager>> {
         )
         .route(
             ResourceTemplate::new(
+                format!("{URI_PREFIX}{{job}}/evaluation.json"),
+                "job evaluation",
+            )
+            .with_description(
+                "The latest evaluation of the tuned model beside its base (evaluate_job, or the validation file at the end of the job)",
+            ),
+            |manager: Arc<Manager>, read: Read| async move {
+                let job = found(manager.get(read.var("job")))?.job;
+                let text = std::fs::read_to_string(job.dir.join(REPORT_FILE)).map_err(|_| {
+                    ResourceError::not_found(format!(
+                        "job {} has no evaluation yet: evaluate_job makes one",
+                        job.id
+                    ))
+                })?;
+                Ok(ResourceContents::text(text, read.uri()).with_mime_type("application/json"))
+            },
+        )
+        .route(
+            ResourceTemplate::new(
                 format!("{URI_PREFIX}{{job}}/metrics.json"),
                 "job metrics (JSON)",
             )
@@ -163,6 +184,39 @@ fn resources() -> ResourceRouter<Arc<Manager>> {
                 Ok(ResourceContents::text(text, read.uri()).with_mime_type("application/json"))
             },
         )
+}
+
+/// Waits for `work`, turning the counts it sends into progress notifications (the first, then
+/// every `every`-th) when the caller asked for them.
+async fn with_progress<T>(
+    work: impl std::future::Future<Output = Result<T, JobError>>,
+    mut counts: tokio::sync::mpsc::UnboundedReceiver<usize>,
+    meta: &RequestMetaObject,
+    peer: &Peer<RoleServer>,
+    total: usize,
+    every: usize,
+    unit: &str,
+) -> Result<T, JobError> {
+    let token = meta.get_progress_token();
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            Some(count) = counts.recv() => {
+                if let Some(token) = &token
+                    && (count == 1 || count.is_multiple_of(every))
+                {
+                    let _ = peer
+                        .notify_progress(
+                            ProgressNotificationParam::new(token.clone(), count as f64)
+                                .with_total(total as f64)
+                                .with_message(format!("{count} {unit}")),
+                        )
+                        .await;
+                }
+            }
+        }
+    }
 }
 
 /// A job lookup's failure is the resource's absence.
@@ -408,6 +462,9 @@ impl FinetuneServer {
             created.job = Some(view.job);
         }
         text.push_str(&format!("\ncommand: {}", created.command));
+        if let Some(preflight) = &created.preflight {
+            text.push_str(&format!("\n{}", preflight.render()));
+        }
         if let Some(report) = &created.validation {
             text.push_str(&format!("\n{}", report.render()));
         }
@@ -505,6 +562,78 @@ impl FinetuneServer {
             text.join("\n")
         };
         Ok(structured(text, &CheckpointList { checkpoints }))
+    }
+
+    #[tool(
+        description = "Answer with a model, here on the CPU: a job's tuned model (`job`; its GGUF file with `gguf`) or a base model (`model`, a directory or GGUF file), given a conversation (`messages`, laid out with the model's chat template) or plain text (`prompt`). temperature 0 (the default) is greedy; otherwise sampled with `top_p` from `seed`. Progress notifications count the tokens.",
+        output_schema = schema_for_output::<Answer>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn generate(
+        &self,
+        Parameters(args): Parameters<GenerateArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        let max_tokens = args.max_tokens.unwrap_or(256);
+        let (progress, counts) = tokio::sync::mpsc::unbounded_channel();
+        let answer = self.manager.generate(args, progress);
+        let answer = with_progress(answer, counts, &meta, &peer, max_tokens, 16, "tokens").await?;
+        let text = format!(
+            "{}\n[{} tokens, {}; {} prompt tokens; {:.1} s; {}]",
+            answer.text,
+            answer.completion_tokens,
+            serde_json::to_value(answer.finish_reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            answer.prompt_tokens,
+            answer.seconds,
+            answer.model.display()
+        );
+        Ok(structured(text, &answer))
+    }
+
+    #[tool(
+        description = "Score a job's tuned model beside its base model on held-out examples (a JSONL file in the training shapes; each example's last assistant turn is the answer expected): exact_match, contains or rouge_l on greedy answers (1 is best), or loss on the expected answer (lower is best). Answers {base: {metric: …}, tuned: {metric: …}, examples: [...]}, kept as the job's evaluation.json resource. A job with a validation file is scored on it (loss and contains) when it ends.",
+        output_schema = schema_for_output::<Evaluation>(),
+        annotations(read_only_hint = false, destructive_hint = false, open_world_hint = false)
+    )]
+    async fn evaluate_job(
+        &self,
+        Parameters(args): Parameters<EvaluateArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        let total = args.max_examples.unwrap_or(100);
+        let (progress, counts) = tokio::sync::mpsc::unbounded_channel();
+        let evaluation = self.manager.evaluate_job(args, progress);
+        let evaluation = with_progress(
+            evaluation,
+            counts,
+            &meta,
+            &peer,
+            total,
+            1,
+            "examples scored",
+        )
+        .await?;
+        let mut text = format!(
+            "{} examples of {} (base → tuned): {}",
+            evaluation.scored,
+            evaluation.file.display(),
+            crate::train::evaluate::summary(&evaluation)
+        );
+        for example in evaluation.scores.examples.iter().take(5) {
+            text.push_str(&format!(
+                "\n- {:?} expected {:?}; base {:?}; tuned {:?}",
+                example.prompt,
+                example.expected,
+                example.base_answer.as_deref().unwrap_or("-"),
+                example.tuned_answer.as_deref().unwrap_or("-")
+            ));
+        }
+        Ok(structured(text, &evaluation))
     }
 
     #[tool(

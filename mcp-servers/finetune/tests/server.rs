@@ -41,6 +41,8 @@ async fn validate_launch_watch_cancel_resume_and_quantize() {
         [
             "cancel_job",
             "create_job",
+            "evaluate_job",
+            "generate",
             "get_job",
             "list_backends",
             "list_checkpoints",
@@ -547,6 +549,13 @@ async fn absurd_hyperparameters_are_refused_naming_the_field() {
         ("n_epochs", json!(-1)),
         ("n_epochs", json!(2.5)),
         ("batch_size", json!("many")),
+        ("warmup_ratio", json!(1.5)),
+        ("gradient_accumulation_steps", json!(0)),
+        ("eval_steps", json!(0)),
+        ("early_stopping_patience", json!(-1)),
+        ("seed", json!(-3)),
+        ("lr_scheduler", json!("exponential")),
+        ("packing", json!("yes")),
     ] {
         let refused = call(
             client,
@@ -590,6 +599,95 @@ async fn absurd_hyperparameters_are_refused_naming_the_field() {
         .await,
     );
     assert_eq!(dry["dry_run"], true);
+
+    // The training settings are resolved into the config the trainer reads, and the same job's
+    // Axolotl recipe carries them under Axolotl's names.
+    let valid = dir.path().join("valid.jsonl");
+    std::fs::copy(&train, &valid).unwrap();
+    let settings = json!({"seed": 42, "warmup_ratio": 0.1, "lr_scheduler": "linear",
+                          "gradient_accumulation_steps": 2, "packing": true, "eval_steps": 3,
+                          "early_stopping_patience": 2});
+    let dry = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train, "dry_run": true,
+                   "validation_file": valid, "hyperparameters": settings}),
+        )
+        .await,
+    );
+    let config = &dry["config"];
+    assert_eq!(config["seed"], 42, "{dry}");
+    let resolved = &config["hyperparameters"];
+    assert_eq!(resolved["warmup_ratio"], 0.1, "{dry}");
+    assert_eq!(resolved["lr_scheduler"], "linear", "{dry}");
+    assert_eq!(resolved["gradient_accumulation_steps"], 2, "{dry}");
+    assert_eq!(resolved["packing"], true, "{dry}");
+    assert_eq!(resolved["eval_steps"], 3, "{dry}");
+    assert_eq!(resolved["early_stopping_patience"], 2, "{dry}");
+    let auto = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train, "dry_run": true}),
+        )
+        .await,
+    );
+    let resolved = &auto["config"]["hyperparameters"];
+    assert_eq!(resolved["lr_scheduler"], "cosine", "{auto}");
+    assert_eq!(resolved["gradient_accumulation_steps"], 1, "{auto}");
+    assert_eq!(resolved["early_stopping_patience"], 0, "{auto}");
+    let axolotl = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train, "dry_run": true,
+                   "trainer": "axolotl", "validation_file": valid, "hyperparameters": settings}),
+        )
+        .await,
+    );
+    let yaml = axolotl["files"][1][1].as_str().unwrap();
+    for line in [
+        "seed: 42",
+        "warmup_ratio: 0.1",
+        "lr_scheduler: linear",
+        "gradient_accumulation_steps: 2",
+        "sample_packing: true",
+        "eval_steps: 3",
+        "early_stopping_patience: 2",
+        "test_datasets:",
+    ] {
+        assert!(yaml.lines().any(|l| l == line), "{line} not in {yaml}");
+    }
+    // Settings that cannot work together are refused before anything runs.
+    let prefs = dir.path().join("prefs.jsonl");
+    std::fs::write(
+        &prefs,
+        json!({"prompt": "Hi", "chosen": "Hello", "rejected": "Go"}).to_string(),
+    )
+    .unwrap();
+    for (arguments, expected) in [
+        (
+            json!({"method": "sft", "model": model, "training_file": train, "dry_run": true,
+                   "hyperparameters": {"early_stopping_patience": 2}}),
+            "give a validation_file",
+        ),
+        (
+            json!({"method": "dpo", "model": model, "training_file": prefs, "dry_run": true,
+                   "hyperparameters": {"packing": true}}),
+            "not to dpo",
+        ),
+        (
+            json!({"method": "sft", "model": model, "training_file": train, "dry_run": true,
+                   "trainer": "trl", "validation_file": valid,
+                   "hyperparameters": {"early_stopping_patience": 2}}),
+            "no early stopping",
+        ),
+    ] {
+        let refused = call(client, "create_job", arguments.clone()).await;
+        assert_eq!(refused.is_error, Some(true), "{arguments}");
+        assert!(text(&refused).contains(expected), "{}", text(&refused));
+    }
 }
 
 /// A task id from `create_job` for a client that declared the Tasks extension.
@@ -725,5 +823,258 @@ async fn a_job_as_a_task_follows_the_job_through_cancel_and_sigkill() {
     };
     assert_eq!(result["structuredContent"]["id"], job_id.as_str());
     assert_eq!(result["structuredContent"]["status"], "succeeded");
+    server.client.cancel().await.unwrap();
+}
+
+/// Chat examples whose answer is always `answer`, whatever is asked: a pattern a tiny model
+/// learns in seconds and its base does not know.
+fn constant_answers(path: &std::path::Path, prompts: &[String], answer: &str) {
+    let lines: Vec<String> = prompts
+        .iter()
+        .map(|prompt| {
+            json!({"messages": [
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": answer},
+            ]})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tuned_model_answers_and_scores_above_its_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = fixtures(dir.path());
+    let train = dir.path().join("always.jsonl");
+    let asked: Vec<String> = (0..12).map(|i| format!("Question number {i}?")).collect();
+    constant_answers(&train, &asked, "Paris");
+    let held_out = dir.path().join("held-out.jsonl");
+    let unseen: Vec<String> = ["What now?", "Where to?", "Any idea?", "Tell me more."]
+        .map(str::to_owned)
+        .to_vec();
+    constant_answers(&held_out, &unseen, "Paris");
+    let server = start(&dir.path().join("data")).await;
+    let client = &server.client;
+
+    // Nothing to answer with before the job has run, and requests that make no sense.
+    for (arguments, expected) in [
+        (json!({"job": "ftjob-nope", "prompt": "hi"}), "no job"),
+        (json!({"model": "/etc", "prompt": "hi"}), "allowed"),
+        (
+            json!({"model": model, "job": "x", "prompt": "hi"}),
+            "either job",
+        ),
+        (json!({"model": model}), "either messages"),
+        (
+            json!({"model": model, "prompt": "hi", "max_tokens": 100_000}),
+            "max_tokens",
+        ),
+        (
+            json!({"model": model, "prompt": "hi", "temperature": -1}),
+            "temperature",
+        ),
+    ] {
+        let refused = call(client, "generate", arguments.clone()).await;
+        assert_eq!(refused.is_error, Some(true), "{arguments}");
+        assert!(
+            text(&refused).contains(expected),
+            "{arguments}: {}",
+            text(&refused)
+        );
+    }
+    // The base model answers (not what the job will teach it).
+    let asked_base = data(
+        &call(
+            client,
+            "generate",
+            json!({"model": model, "messages": [{"role": "user", "content": "What now?"}], "max_tokens": 12}),
+        )
+        .await,
+    );
+    assert!(
+        !asked_base["text"].as_str().unwrap().contains("Paris"),
+        "{asked_base}"
+    );
+    assert!(
+        asked_base["prompt_tokens"].as_u64().unwrap() > 5,
+        "{asked_base}"
+    );
+
+    let hyperparameters = json!({"n_epochs": 10, "batch_size": 4, "learning_rate": 0.01});
+    let created = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train,
+                   "validation_file": held_out, "hyperparameters": hyperparameters,
+                   "quantize": "q8_0", "wait_seconds": 300}),
+        )
+        .await,
+    );
+    let job = created["job"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["job"]["status"], "succeeded", "{created}");
+
+    // Evaluated on the validation file as it ended: an event, and the evaluation resource.
+    let events = data(&call(client, "list_events", json!({"job": job, "limit": 1000})).await);
+    let evaluated = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["message"].as_str().unwrap().starts_with("evaluation on"))
+        .unwrap_or_else(|| panic!("{events}"));
+    let automatic = &evaluated["data"];
+    assert_eq!(automatic["scored"], 4, "{automatic}");
+    assert!(
+        automatic["tuned"]["loss"].as_f64().unwrap() < automatic["base"]["loss"].as_f64().unwrap(),
+        "{automatic}"
+    );
+    assert!(
+        automatic["tuned"]["contains"].as_f64().unwrap()
+            > automatic["base"]["contains"].as_f64().unwrap(),
+        "{automatic}"
+    );
+    let resource = client
+        .read_resource(ReadResourceRequestParams::new(format!(
+            "finetune://jobs/{job}/evaluation.json"
+        )))
+        .await
+        .unwrap();
+    let rmcp::model::ResourceContents::TextResourceContents { text: report, .. } =
+        &resource.contents[0]
+    else {
+        panic!("{resource:?}")
+    };
+    let report: serde_json::Value = serde_json::from_str(report).unwrap();
+    assert_eq!(&report, automatic);
+
+    // The tuned model answers with what it learned, on a question it never saw; so does its
+    // GGUF file.
+    for gguf in [false, true] {
+        let answer = data(
+            &call(
+                client,
+                "generate",
+                json!({"job": job, "gguf": gguf, "max_tokens": 16,
+                       "messages": [{"role": "user", "content": "Where should we go?"}]}),
+            )
+            .await,
+        );
+        assert!(
+            answer["text"].as_str().unwrap().contains("Paris"),
+            "{answer}"
+        );
+        assert_eq!(answer["finish_reason"], "stop", "{answer}");
+    }
+
+    // evaluate_job on held-out data, by a metric asked for: tuned above base.
+    for metric in ["exact_match", "rouge_l", "contains"] {
+        let evaluation = data(
+            &call(
+                client,
+                "evaluate_job",
+                json!({"job": job, "file": held_out, "metric": metric}),
+            )
+            .await,
+        );
+        assert_eq!(evaluation["scored"], 4, "{evaluation}");
+        let (base, tuned) = (
+            evaluation["base"][metric].as_f64().unwrap(),
+            evaluation["tuned"][metric].as_f64().unwrap(),
+        );
+        assert!(tuned > base && tuned >= 0.75, "{metric}: {evaluation}");
+        let example = &evaluation["examples"][0];
+        assert_eq!(example["expected"], "Paris", "{evaluation}");
+        assert!(
+            example["tuned_answer"].as_str().unwrap().contains("Paris"),
+            "{evaluation}"
+        );
+    }
+    let refused = call(
+        client,
+        "evaluate_job",
+        json!({"job": job, "file": "/etc/passwd", "metric": "loss"}),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(text(&refused).contains("allowed"), "{}", text(&refused));
+    server.client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_flight_predicts_the_run_and_refuses_a_job_too_big() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, train) = fixtures(dir.path());
+    let server = start(&dir.path().join("data")).await;
+    let client = &server.client;
+    let hyperparameters = json!({"n_epochs": 5, "batch_size": 2, "gradient_accumulation_steps": 2});
+    let dry = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train, "dry_run": true,
+                   "hyperparameters": hyperparameters}),
+        )
+        .await,
+    );
+    let preflight = &dry["preflight"];
+    // 12 examples, 4 a step: 3 steps an epoch.
+    assert_eq!(preflight["total_steps"], 15, "{dry}");
+    let step = preflight["step_seconds"].as_f64().unwrap();
+    let predicted = preflight["predicted_seconds"].as_f64().unwrap();
+    assert!(
+        step > 0.0 && predicted > 0.0 && predicted <= 15.0 * step * 1.01,
+        "{preflight}"
+    );
+    let (peak, machine) = (
+        preflight["peak_bytes"].as_u64().unwrap(),
+        preflight["machine_bytes"].as_u64().unwrap(),
+    );
+    assert!(peak > 1_000_000 && peak < machine, "{preflight}");
+    // Nothing of the pre-flight is left behind.
+    let scratch = dir.path().join("data/preflight");
+    assert_eq!(std::fs::read_dir(&scratch).map_or(0, |d| d.count()), 0);
+    // A created job carries it as an event.
+    let created = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train,
+                   "hyperparameters": hyperparameters, "wait_seconds": 120}),
+        )
+        .await,
+    );
+    let job = created["job"]["id"].as_str().unwrap();
+    assert_eq!(created["job"]["total_steps"], 15, "{created}");
+    let events = data(&call(client, "list_events", json!({"job": job, "limit": 1000})).await);
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("pre-flight: two steps")),
+        "{events}"
+    );
+    server.client.cancel().await.unwrap();
+
+    // A server whose jobs may take 10 MB refuses the job with the numbers.
+    let server =
+        start_with_flags(&dir.path().join("data2"), &["--max-job-memory-gb", "0.01"]).await;
+    let refused = call(
+        &server.client,
+        "create_job",
+        json!({"method": "sft", "model": model, "training_file": train, "dry_run": true}),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+    let message = text(&refused);
+    assert!(
+        message.contains("will not fit in this server's --max-job-memory-gb")
+            && message.contains("and there are 0.01 GB"),
+        "{message}"
+    );
     server.client.cancel().await.unwrap();
 }

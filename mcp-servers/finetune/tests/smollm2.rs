@@ -62,6 +62,31 @@ fn smollm2_answers_through_the_f32_loader() {
     );
     eprintln!("{answer:?}");
     assert!(answer.contains("Paris"), "{answer:?}");
+
+    // The generation the tools use (its chat template, the key/value cache) gives the same
+    // greedy answer as the whole sequence recomputed for every token.
+    let prompt = tokenizer
+        .prompt(&[mcp_server_finetune::dataset::Turn {
+            role: "user".to_owned(),
+            text: "What is the capital of France?".to_owned(),
+            trained: false,
+        }])
+        .unwrap();
+    let cached = mcp_server_finetune::train::generate::generate(
+        &model,
+        &tokenizer,
+        &prompt,
+        12,
+        mcp_server_finetune::train::generate::Sampling::GREEDY,
+        false,
+        &mut |_| true,
+    )
+    .unwrap();
+    assert_eq!(
+        cached.text,
+        answer.trim_end_matches("<|im_end|>"),
+        "{cached:?}"
+    );
 }
 
 #[test]
@@ -94,8 +119,9 @@ fn a_short_lora_run_on_smollm2_lowers_the_loss() {
     let config = TrainConfig {
         method: Method::Sft,
         model: path,
-        training_file: Some(train_file),
-        validation_file: None,
+        training_file: Some(train_file.clone()),
+        // The facts it learns, scored at the end: the tuned model beside the base.
+        validation_file: Some(train_file),
         hyperparameters: hp.resolve(Method::Sft, examples, 64),
         output_dir: dir.path().join("job"),
         quantize: None,
@@ -117,4 +143,17 @@ fn a_short_lora_run_on_smollm2_lowers_the_loss() {
     let first = losses[..3].iter().sum::<f64>() / 3.0;
     let last = losses[6..].iter().sum::<f64>() / 3.0;
     assert!(last < 0.7 * first, "{losses:?}");
+    let evaluation = reports
+        .iter()
+        .find_map(|r| match r {
+            Report::Evaluation { evaluation } => Some(evaluation),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{reports:?}"));
+    eprintln!("{evaluation:?}");
+    assert_eq!(evaluation.scored, examples);
+    assert!(
+        evaluation.scores.tuned["loss"] < 0.7 * evaluation.scores.base["loss"],
+        "{evaluation:?}"
+    );
 }

@@ -1,11 +1,12 @@
 //! The built-in trainer, for real, on a tiny model the test creates: the loss must drop by a
-//! clear margin (not to a value: candle's CPU initialisation cannot be seeded).
+//! clear margin, a run is repeatable from its seed, and a run stopped and resumed ends exactly
+//! as an unbroken one.
 
 use std::path::{Path, PathBuf};
 
 use mcp_server_finetune::{
-    job::{Hyperparameters, Method, Quantization, Setting},
-    train::{self, Outcome, Report, StopFlag, TrainConfig, model},
+    job::{Hyperparameters, Method, Quantization, Schedule, Setting},
+    train::{self, Outcome, Report, Sink, StopFlag, TrainConfig, model},
 };
 
 const CAPITALS: &[(&str, &str)] = &[
@@ -375,4 +376,496 @@ fn models_the_trainer_would_get_wrong_are_refused_with_the_reason() {
         .unwrap()
         .to_string();
     assert!(error.contains("not a GGUF file"), "{error}");
+}
+
+/// The metrics reports: `(step, train_loss, learning_rate, valid_loss)`.
+fn steps(reports: &[Report]) -> Vec<(u64, f64, f64, Option<f64>)> {
+    reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Metrics {
+                step,
+                train_loss,
+                learning_rate,
+                valid_loss,
+                ..
+            } => Some((*step, *train_loss, *learning_rate, *valid_loss)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The capitals with each answer moved to the next country: what a model that learns the
+/// capitals gets more and more wrong.
+fn write_wrong_capitals(dir: &Path) -> PathBuf {
+    let path = dir.join("wrong.jsonl");
+    let lines: Vec<String> = CAPITALS
+        .iter()
+        .zip(CAPITALS.iter().cycle().skip(1))
+        .map(|((country, _), (_, city))| {
+            serde_json::json!({"messages": [
+                {"role": "user", "content": format!("Capital of {country}?")},
+                {"role": "assistant", "content": *city},
+            ]})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+/// The adapter a run wrote, tensor by tensor.
+fn adapter(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let tensors = candle_core::safetensors::load(
+        dir.join("adapter/adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let mut out: Vec<(String, Vec<f32>)> = tensors
+        .into_iter()
+        .map(|(name, t)| (name, t.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Raises the stop flag when it sees the metrics of step `at`.
+struct StopAfter {
+    at: u64,
+    stop: StopFlag,
+    reports: Vec<Report>,
+}
+
+impl Sink for StopAfter {
+    fn report(&mut self, report: &Report) {
+        if matches!(report, Report::Metrics { step, .. } if *step == self.at) {
+            self.stop.raise();
+        }
+        self.reports.push(report.clone());
+    }
+}
+
+#[test]
+fn a_run_stopped_and_resumed_ends_exactly_as_an_unbroken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    model::create_tiny(&base).unwrap();
+    let train = write_sft(dir.path());
+    // Every setting that carries state from step to step: the optimizer's moments, the warmup
+    // and schedule, accumulated batches, evaluations and early stopping's best so far.
+    let hp = Hyperparameters {
+        n_epochs: Setting::Value(4),
+        batch_size: Setting::Value(2),
+        gradient_accumulation_steps: Setting::Value(2),
+        learning_rate: Setting::Value(1e-2),
+        warmup_ratio: Setting::Value(0.25),
+        lr_scheduler: Setting::Value(Schedule::Cosine),
+        eval_steps: Setting::Value(2),
+        early_stopping_patience: Setting::Value(100),
+        checkpoint_every: Setting::Value(100),
+        ..Default::default()
+    };
+    let mut unbroken = config(dir.path(), &base, Method::Sft, train, hp);
+    unbroken.validation_file = Some(write_wrong_capitals(dir.path()));
+    let mut whole: Vec<Report> = Vec::new();
+    assert!(train::run(&unbroken, &StopFlag::new(), &mut whole).unwrap());
+
+    let mut broken = unbroken.clone();
+    broken.output_dir = dir.path().join("broken");
+    let stop = StopFlag::new();
+    let mut first = StopAfter {
+        at: 4,
+        stop: stop.clone(),
+        reports: Vec::new(),
+    };
+    assert!(!train::run(&broken, &stop, &mut first).unwrap());
+    assert_eq!(train::latest_checkpoint(&broken.output_dir).unwrap().0, 5);
+    let mut second: Vec<Report> = Vec::new();
+    assert!(train::run(&broken, &StopFlag::new(), &mut second).unwrap());
+    assert!(matches!(
+        second.first(),
+        Some(Report::Started {
+            resumed_from: Some(5),
+            ..
+        })
+    ));
+
+    let whole = steps(&whole);
+    let resumed = steps(&second);
+    assert_eq!(whole.len(), 12, "{whole:?}");
+    assert_eq!(resumed.len(), 7, "{resumed:?}");
+    // Exactly: the same numbers, not close ones.
+    assert_eq!(
+        &whole[5..],
+        &resumed[..],
+        "unbroken {whole:?}\nresumed {resumed:?}"
+    );
+    assert_eq!(adapter(&unbroken.output_dir), adapter(&broken.output_dir));
+}
+
+#[test]
+fn the_seed_decides_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    model::create_tiny(&base).unwrap();
+    let train = write_sft(dir.path());
+    let hp = Hyperparameters {
+        n_epochs: Setting::Value(2),
+        batch_size: Setting::Value(4),
+        learning_rate: Setting::Value(1e-2),
+        ..Default::default()
+    };
+    let run = |seed: u64, name: &str| {
+        let mut config = config(dir.path(), &base, Method::Sft, train.clone(), hp.clone());
+        config.seed = seed;
+        config.output_dir = dir.path().join(name);
+        let mut reports: Vec<Report> = Vec::new();
+        train::run(&config, &StopFlag::new(), &mut reports).unwrap();
+        (losses(&reports), adapter(&config.output_dir))
+    };
+    let (losses_a, adapter_a) = run(7, "a");
+    let (losses_b, adapter_b) = run(7, "b");
+    let (losses_c, adapter_c) = run(8, "c");
+    assert_eq!(losses_a, losses_b);
+    assert_eq!(adapter_a, adapter_b);
+    assert_ne!(losses_a, losses_c);
+    assert_ne!(adapter_a, adapter_c);
+}
+
+#[test]
+fn the_learning_rate_warms_up_then_follows_its_schedule() {
+    // Step by step, for 10 steps with 2 of warmup, peak 1: up linearly, then down to a tenth.
+    let rates = |schedule: Schedule| -> Vec<f64> {
+        (0..10)
+            .map(|step| schedule.rate(1.0, step, 10, 2))
+            .collect()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    for schedule in [Schedule::Linear, Schedule::Cosine, Schedule::Constant] {
+        let r = rates(schedule);
+        assert!(
+            close(r[0], 0.5) && close(r[1], 1.0) && close(r[2], 1.0),
+            "{schedule:?} {r:?}"
+        );
+    }
+    let linear = rates(Schedule::Linear);
+    assert!(
+        close(linear[9], 0.1) && close(linear[5], 1.0 - 0.9 * 3.0 / 7.0),
+        "{linear:?}"
+    );
+    let cosine = rates(Schedule::Cosine);
+    assert!(close(cosine[9], 0.1), "{cosine:?}");
+    // Cosine stays above the straight line in its first half and below it in the second.
+    assert!(cosine[4] > linear[4] && cosine[8] < linear[8], "{cosine:?}");
+    assert!(
+        rates(Schedule::Constant)[2..]
+            .iter()
+            .all(|&r| close(r, 1.0))
+    );
+
+    // And a run reports the rate it used at each step.
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    model::create_tiny(&base).unwrap();
+    let train = write_sft(dir.path());
+    let hp = Hyperparameters {
+        n_epochs: Setting::Value(2),
+        batch_size: Setting::Value(4),
+        learning_rate: Setting::Value(1e-2),
+        warmup_ratio: Setting::Value(0.5),
+        lr_scheduler: Setting::Value(Schedule::Linear),
+        ..Default::default()
+    };
+    let config = config(dir.path(), &base, Method::Sft, train, hp);
+    let mut reports: Vec<Report> = Vec::new();
+    train::run(&config, &StopFlag::new(), &mut reports).unwrap();
+    let used: Vec<f64> = steps(&reports).iter().map(|s| s.2).collect();
+    let expected: Vec<f64> = (0..6)
+        .map(|step| Schedule::Linear.rate(1e-2, step, 6, 3))
+        .collect();
+    assert_eq!(used, expected);
+    assert!(
+        close(used[0], 1e-2 / 3.0) && close(used[5], 1e-3),
+        "{used:?}"
+    );
+}
+
+#[test]
+fn accumulated_batches_take_the_step_one_big_batch_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    model::create_tiny(&base).unwrap();
+    let train = write_sft(dir.path());
+    let run = |batch: u32, accumulate: u32| {
+        let hp = Hyperparameters {
+            n_epochs: Setting::Value(3),
+            batch_size: Setting::Value(batch),
+            gradient_accumulation_steps: Setting::Value(accumulate),
+            learning_rate: Setting::Value(1e-2),
+            ..Default::default()
+        };
+        let mut config = config(dir.path(), &base, Method::Sft, train.clone(), hp);
+        config.output_dir = dir.path().join(format!("b{batch}x{accumulate}"));
+        let mut reports: Vec<Report> = Vec::new();
+        train::run(&config, &StopFlag::new(), &mut reports).unwrap();
+        losses(&reports)
+    };
+    let one = run(4, 1);
+    assert_eq!(one.len(), 9);
+    // The examples differ in length: a mean of per-batch means would be off by percents.
+    for (batch, accumulate) in [(2, 2), (1, 4)] {
+        let accumulated = run(batch, accumulate);
+        assert_eq!(accumulated.len(), one.len());
+        for (a, b) in one.iter().zip(&accumulated) {
+            assert!(
+                (a - b).abs() / a < 1e-4,
+                "{batch}x{accumulate}: {one:?} vs {accumulated:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn packed_examples_each_see_only_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    model::create_tiny(&base).unwrap();
+    let model = model::Model::new(model::load(&base).unwrap(), model::Tuning::Frozen).unwrap();
+    let a: Vec<u32> = vec![5, 80, 81, 99, 7];
+    let b: Vec<u32> = vec![12, 40, 41, 42, 43, 44, 9];
+    let packed: Vec<u32> = a.iter().chain(&b).copied().collect();
+    let together: Vec<Vec<f32>> = model
+        .forward_packed(&packed, &[a.len(), b.len()], false)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    let alone: Vec<Vec<f32>> = [&a, &b]
+        .iter()
+        .flat_map(|ids| model.forward(ids, false).unwrap().to_vec2::<f32>().unwrap())
+        .collect();
+    for (row, (x, y)) in together.iter().zip(&alone).enumerate() {
+        let worst = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "row {row}: {worst}");
+    }
+    // Unpacked, b would see a: its logits differ.
+    let leaked: Vec<Vec<f32>> = model.forward(&packed, false).unwrap().to_vec2().unwrap();
+    assert!(
+        leaked[a.len()..]
+            .iter()
+            .zip(&alone[a.len()..])
+            .any(|(x, y)| { x.iter().zip(y).any(|(p, q)| (p - q).abs() > 1e-3) })
+    );
+    let error = model.forward_packed(&packed, &[3, 3], false).err().unwrap();
+    assert!(error.to_string().contains("do not cover"), "{error}");
+
+    // A packed run: fewer, fuller sequences, and it learns.
+    let train = write_sft(dir.path());
+    let hp = Hyperparameters {
+        n_epochs: Setting::Value(10),
+        batch_size: Setting::Value(1),
+        learning_rate: Setting::Value(1e-2),
+        max_seq_len: Setting::Value(128),
+        packing: Setting::Value(true),
+        ..Default::default()
+    };
+    let config = config(dir.path(), &base, Method::Sft, train, hp);
+    let mut reports: Vec<Report> = Vec::new();
+    train::run(&config, &StopFlag::new(), &mut reports).unwrap();
+    let packed_into = reports
+        .iter()
+        .find_map(|r| match r {
+            Report::Message { message, .. } if message.starts_with("packed 12 examples") => {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    let Some(total_steps) = reports.iter().find_map(|r| match r {
+        Report::Started { total_steps, .. } => Some(*total_steps),
+        _ => None,
+    }) else {
+        panic!("{reports:?}");
+    };
+    assert!(
+        (20..120).contains(&total_steps),
+        "{packed_into}: {total_steps}"
+    );
+    let losses = losses(&reports);
+    assert!(drop_ratio(&losses) < 0.7, "losses {losses:?}");
+}
+
+#[test]
+fn early_stopping_stops_and_keeps_the_best_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    model::create_tiny(&base).unwrap();
+    let train = write_sft(dir.path());
+    let hp = Hyperparameters {
+        n_epochs: Setting::Value(40),
+        batch_size: Setting::Value(4),
+        learning_rate: Setting::Value(1e-2),
+        eval_steps: Setting::Value(1),
+        early_stopping_patience: Setting::Value(2),
+        checkpoint_every: Setting::Value(1),
+        ..Default::default()
+    };
+    let mut config = config(dir.path(), &base, Method::Sft, train, hp);
+    config.validation_file = Some(write_wrong_capitals(dir.path()));
+    let mut reports: Vec<Report> = Vec::new();
+    assert!(train::run(&config, &StopFlag::new(), &mut reports).unwrap());
+    let seen = steps(&reports);
+    let last = seen.last().unwrap().0;
+    assert!(last < 120, "never stopped: {seen:?}");
+    let (best_step, best_loss) = seen
+        .iter()
+        .map(|s| (s.0, s.3.unwrap()))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    assert_eq!(best_step, last - 2, "{seen:?}");
+    let messages: Vec<&str> = reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Message { message, .. } => Some(message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with(&format!("stopped early at step {last} of 120"))),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains(&format!("weights of step {best_step}"))
+                && m.contains(&format!("{best_loss:.4}"))),
+        "{messages:?}"
+    );
+    // The result is the best step's weights, not the last step's.
+    let checkpoint = |step: u64| {
+        let tensors = candle_core::safetensors::load(
+            config
+                .output_dir
+                .join(format!("checkpoints/step-{step:06}/trainable.safetensors")),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let mut out: Vec<(String, Vec<f32>)> = tensors
+            .into_iter()
+            .map(|(name, t)| {
+                (
+                    format!("base_model.model.{name}"),
+                    t.flatten_all().unwrap().to_vec1().unwrap(),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    let result = adapter(&config.output_dir);
+    assert_eq!(result, checkpoint(best_step));
+    assert_ne!(result, checkpoint(last));
+}
+
+#[test]
+fn generation_from_the_cache_is_what_recomputing_everything_gives() {
+    use train::generate::{Finish, Sampling, generate};
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    model::create_tiny(&base).unwrap();
+    let weights = model::load(&base).unwrap();
+    let tokenizer = train::tokenize::ChatTokenizer::for_model(&base, None).unwrap();
+    let model = model::Model::new(weights, model::Tuning::Frozen).unwrap();
+    let prompt = tokenizer
+        .prompt(&[mcp_server_finetune::dataset::Turn {
+            role: "user".to_owned(),
+            text: "Capital of France?".to_owned(),
+            trained: false,
+        }])
+        .unwrap();
+    let answer = generate(
+        &model,
+        &tokenizer,
+        &prompt,
+        24,
+        Sampling::GREEDY,
+        false,
+        &mut |_| true,
+    )
+    .unwrap();
+    // Without the cache: the whole sequence through the model for every token.
+    let mut ids = prompt.clone();
+    let mut expected = Vec::new();
+    for _ in 0..answer.ids.len() {
+        let logits: Vec<Vec<f32>> = model.forward(&ids, false).unwrap().to_vec2().unwrap();
+        let last = logits.last().unwrap();
+        let next = (0..last.len())
+            .max_by(|&a, &b| last[a].total_cmp(&last[b]))
+            .unwrap() as u32;
+        expected.push(next);
+        ids.push(next);
+    }
+    assert_eq!(answer.ids, expected);
+    assert!(matches!(answer.finish, Finish::Length | Finish::Stop));
+
+    // A chunk after a cached prefix sees the prefix and itself, in order.
+    let mut cache = model::Cache::new();
+    let (head, tail) = ids.split_at(prompt.len() - 3);
+    model.forward_cached(head, &mut cache, false).unwrap();
+    let chunk: Vec<Vec<f32>> = model
+        .forward_cached(tail, &mut cache, false)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    let whole: Vec<Vec<f32>> = model.forward(&ids, false).unwrap().to_vec2().unwrap();
+    for (row, (x, y)) in chunk.iter().zip(&whole[head.len()..]).enumerate() {
+        let worst = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "row {row}: {worst}");
+    }
+    assert_eq!(cache.len(), ids.len());
+
+    // Sampling: the seed decides.
+    let sampled = |seed: u64| {
+        // Hot enough that the tiny random model's answers vary.
+        let sampling = Sampling {
+            temperature: 5.0,
+            top_p: 1.0,
+            seed,
+        };
+        generate(
+            &model,
+            &tokenizer,
+            &prompt,
+            16,
+            sampling,
+            false,
+            &mut |_| true,
+        )
+        .unwrap()
+        .ids
+    };
+    assert_eq!(sampled(1), sampled(1));
+    assert_ne!(sampled(1), sampled(2));
+    // The caller may stop it.
+    let stopped = generate(
+        &model,
+        &tokenizer,
+        &prompt,
+        24,
+        Sampling::GREEDY,
+        false,
+        &mut |n| n < 3,
+    )
+    .unwrap();
+    assert_eq!(stopped.ids.len(), 3);
+    assert_eq!(stopped.finish, Finish::Cancelled);
 }

@@ -71,6 +71,11 @@ enum Command {
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
 
+        /// Most memory a local job may take, in GB [default: the machine's]: create_job times
+        /// two steps on a job's longest examples first and refuses one that takes more.
+        #[arg(long, value_name = "GB", value_parser = positive_gb)]
+        max_job_memory_gb: Option<f64>,
+
         /// A directory datasets and models may be read from (repeatable). Paths a client names
         /// outside these, or leading out through a link, are refused; with none, every dataset
         /// and model is refused.
@@ -106,10 +111,23 @@ enum Command {
         /// The job's config.json.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Only time two steps on the longest examples and measure the memory they take (what
+        /// create_job shows before queueing); writes nothing.
+        #[arg(long)]
+        preflight: bool,
     },
     /// Write a tiny random llama model (and tokenizer) to DIR: trains in seconds, for trying a
     /// backend or the tools.
     CreateTinyModel { dir: PathBuf },
+}
+
+fn positive_gb(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(gb) if gb > 0.0 && gb.is_finite() => Ok(gb),
+        _ => Err(format!(
+            "{text:?}: expected a number of GB above 0, such as 16 or 0.5"
+        )),
+    }
 }
 
 fn parse_method(text: &str) -> Result<Method, String> {
@@ -126,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             max_concurrent,
             threads,
+            max_job_memory_gb,
             allow_dirs,
             slurm,
             serve,
@@ -156,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     threads,
                     backends,
                     allowed,
+                    max_job_memory: max_job_memory_gb.map(|gb| (gb * 1e9) as u64),
                 })?;
                 tracing::info!(data_dir = %data_dir.display(), "job store opened");
                 let tasks = open_tasks(&manager, &data_dir)?;
@@ -197,7 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Train { config } => {
+        Command::Train { config, preflight } => {
             let text = std::fs::read_to_string(&config)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
             let config: TrainConfig = serde_json::from_str(&text)
@@ -205,8 +225,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stop = StopFlag::new();
             stop.on_signals()?;
             let mut sink = train::Stdout;
-            match train::run(&config, &stop, &mut sink) {
-                Ok(_) => Ok(ExitCode::SUCCESS),
+            let result = if preflight {
+                train::preflight(&config, &mut sink)
+            } else {
+                train::run(&config, &stop, &mut sink).map(|_| ())
+            };
+            match result {
+                Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(error) => {
                     use train::Sink;
                     sink.report(&train::Report::Message {

@@ -6,7 +6,10 @@
 //! directory gets a `STOP` file or the process gets SIGTERM (`scancel`, `kill`), and resumes
 //! from the newest complete checkpoint when started again.
 
+pub mod evaluate;
+pub mod generate;
 pub mod model;
+pub mod optim;
 pub mod tokenize;
 
 use std::{
@@ -21,7 +24,6 @@ use std::{
 };
 
 use candle_core::{D, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::{SeedableRng, seq::SliceRandom};
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +123,22 @@ pub enum Report {
         level: Level,
         /// What.
         message: String,
+    },
+    /// The pre-flight's measurements (`train --preflight`).
+    Preflight {
+        /// Seconds of one optimizer step on the longest examples.
+        step_seconds: f64,
+        /// The whole run's predicted seconds.
+        predicted_seconds: f64,
+        /// The trainer's peak resident memory, in bytes (where the system tells).
+        peak_bytes: Option<u64>,
+        /// Optimizer steps planned.
+        total_steps: u64,
+    },
+    /// The tuned model scored beside the base on the validation file.
+    Evaluation {
+        /// The scores and examples.
+        evaluation: evaluate::Evaluation,
     },
     /// The run ended.
     Finished {
@@ -230,11 +248,31 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 struct CheckpointState {
     step: u64,
     metrics: serde_json::Value,
+    /// The optimizer's steps, when its moments are saved (absent in older checkpoints).
+    #[serde(default)]
+    optimizer_steps: Option<u64>,
+    #[serde(default)]
+    early_stopping: EarlyStopping,
 }
 
 /// Runs a job to its end (or to a stop), reporting as it goes. `Ok(true)` when it finished,
 /// `Ok(false)` when it stopped at a checkpoint on request.
 pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result<bool, TrainError> {
+    run_as(config, stop, sink, false)
+}
+
+/// Two real optimizer steps on the job's longest examples, timed and measured, before the job
+/// is queued: reports [`Report::Preflight`] and writes nothing.
+pub fn preflight(config: &TrainConfig, sink: &mut dyn Sink) -> Result<(), TrainError> {
+    run_as(config, &StopFlag::new(), sink, true).map(|_| ())
+}
+
+fn run_as(
+    config: &TrainConfig,
+    stop: &StopFlag,
+    sink: &mut dyn Sink,
+    preflight: bool,
+) -> Result<bool, TrainError> {
     let hp = config.hyperparameters;
     std::fs::create_dir_all(&config.output_dir).map_err(io(&config.output_dir))?;
     let weights = model::load(&config.model)?;
@@ -254,8 +292,14 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
         Tuning::Lora {
             rank: hp.lora_rank as usize,
             alpha: hp.lora_alpha,
+            seed: config.seed,
         }
     };
+    if hp.packing && config.method == Method::Dpo {
+        return Err(TrainError::Data(
+            "packing applies to sft and distill, not to dpo's pairs".to_owned(),
+        ));
+    }
     // DPO measures against the model it started from: the base without adapters under LoRA, a
     // frozen copy under full fine-tuning.
     let reference = match (config.method, tuning) {
@@ -279,7 +323,7 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
     };
     let model = Model::new(weights, tuning)?;
     let max_len = (hp.max_seq_len as usize).min(model.config.max_position_embeddings);
-    let training = read_examples(
+    let mut training = read_examples(
         config.training_file.as_deref(),
         config.method,
         &tokenizer,
@@ -290,41 +334,98 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
             "no trainable examples in the training file".to_owned(),
         ));
     }
+    let examples = training.len();
+    if hp.packing {
+        training = pack(training, max_len);
+        sink.report(&Report::Message {
+            level: Level::Info,
+            message: format!(
+                "packed {examples} examples into {} sequences of up to {max_len} tokens",
+                training.len()
+            ),
+        });
+    }
     let validation = match &config.validation_file {
         Some(path) => read_examples(Some(path), config.method, &tokenizer, max_len)?,
         None => Vec::new(),
     };
+    let patience = hp.early_stopping_patience;
+    if patience > 0 && validation.is_empty() {
+        return Err(TrainError::Data(
+            "early_stopping_patience needs a validation file with examples".to_owned(),
+        ));
+    }
 
     let batch = (hp.batch_size as usize).max(1);
-    let steps_per_epoch = training.len().div_ceil(batch) as u64;
+    let per_step = batch * (hp.gradient_accumulation_steps as usize).max(1);
+    let steps_per_epoch = training.len().div_ceil(per_step) as u64;
     let total_steps = steps_per_epoch * u64::from(hp.n_epochs.max(1));
+    let warmup = (hp.warmup_ratio * total_steps as f64).round() as u64;
+    let eval_every = u64::from(hp.eval_every());
+    let mut optimizer = optim::AdamW::new(model.trainable())?;
+    let trainer = Trainer {
+        model: &model,
+        reference: reference.as_ref(),
+        teacher: teacher.as_ref(),
+        batch,
+        beta: hp.beta,
+        dpo: config.method == Method::Dpo,
+    };
+    if preflight {
+        let report = fly(
+            &trainer,
+            &mut optimizer,
+            &training,
+            per_step,
+            total_steps,
+            &validation,
+            eval_every,
+        )?;
+        sink.report(&report);
+        return Ok(true);
+    }
+    let mut early = EarlyStopping::default();
+    // The weights of the best validation loss so far, when stopping early is asked for.
+    let mut best: Option<HashMap<String, Tensor>> = None;
     let resumed = latest_checkpoint(&config.output_dir);
     let mut step = 0;
     if let Some((at, path)) = &resumed {
         let tensors =
             candle_core::safetensors::load(path.join("trainable.safetensors"), &Device::Cpu)?;
         model.load_trainable(&tensors)?;
+        let state = read_state(path)?;
+        let moments = match state.optimizer_steps {
+            Some(steps) => optimizer.load(path, steps)?,
+            None => false,
+        };
+        if !moments {
+            sink.report(&Report::Message {
+                level: Level::Warn,
+                message: format!(
+                    "the checkpoint at step {at} has no optimizer state (it predates it): the optimizer starts afresh, so this run will not match an unbroken one"
+                ),
+            });
+        }
+        early = state.early_stopping;
+        if early.best_loss.is_some() {
+            best = Some(candle_core::safetensors::load(
+                path.join(BEST_FILE),
+                &Device::Cpu,
+            )?);
+        }
         step = *at;
     }
     sink.report(&Report::Started {
         total_steps,
-        examples: training.len(),
+        examples,
         trainable_parameters: model.trainable_count(),
         resumed_from: resumed.as_ref().map(|(at, _)| *at),
     });
-    let vars = model.trainable().iter().map(|(_, v)| v.clone()).collect();
-    let mut optimizer = AdamW::new(
-        vars,
-        ParamsAdamW {
-            lr: hp.learning_rate,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )?;
     let started = Instant::now();
     let first_step = step;
     // The epoch's data order, drawn again only when the epoch changes.
     let mut order: Option<(u32, Vec<usize>)> = None;
+    let mut stopped_early = false;
     while step < total_steps {
         let epoch = (step / steps_per_epoch) as u32;
         if order.as_ref().is_none_or(|(drawn, _)| *drawn != epoch) {
@@ -335,23 +436,18 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
             .map(|(_, order)| order.as_slice())
             .unwrap_or_default();
         let within = (step % steps_per_epoch) as usize;
-        let picked: Vec<&Sample> = order[within * batch..((within + 1) * batch).min(order.len())]
+        let picked: Vec<&Sample> = order
+            [within * per_step..((within + 1) * per_step).min(order.len())]
             .iter()
             .map(|&i| &training[i])
             .collect();
-        // Linear decay to a tenth of the rate over the run.
-        let lr = hp.learning_rate * (1.0 - 0.9 * step as f64 / total_steps as f64);
-        optimizer.set_learning_rate(lr);
-        let (loss, accuracy, _) = batch_loss(
-            &model,
-            reference.as_ref(),
-            teacher.as_ref(),
-            &picked,
-            hp.beta,
-        )?;
-        optimizer.backward_step(&loss)?;
+        let lr = hp
+            .lr_scheduler
+            .rate(hp.learning_rate, step, total_steps, warmup);
+        // The step's loss is a mean over all its learned tokens (pairs, for DPO), whichever of
+        // the accumulated batches they are in: the same step as one batch of them all.
+        let (train_loss, right, learned) = take_step(&trainer, &mut optimizer, &picked, lr)?;
         step += 1;
-        let train_loss = f64::from(loss.to_scalar::<f32>()?);
         if !train_loss.is_finite() {
             return Err(TrainError::Data(format!(
                 "the loss became {train_loss} at step {step}: lower the learning rate"
@@ -362,23 +458,35 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
         let checkpoint_now =
             step.is_multiple_of(u64::from(hp.checkpoint_every)) || step == total_steps;
         let stopping = stop.raised(&config.output_dir);
-        let valid_loss = if (checkpoint_now || stopping) && !validation.is_empty() {
-            Some(evaluate(
-                &model,
-                reference.as_ref(),
-                teacher.as_ref(),
-                &validation,
-                hp.beta,
-            )?)
-        } else {
-            None
-        };
+        let valid_loss =
+            if (step.is_multiple_of(eval_every) || step == total_steps) && !validation.is_empty() {
+                Some(validation_loss(
+                    &model,
+                    reference.as_ref(),
+                    teacher.as_ref(),
+                    &validation,
+                    hp.beta,
+                )?)
+            } else {
+                None
+            };
+        if let (Some(loss), true) = (valid_loss, patience > 0) {
+            if early.best_loss.is_none_or(|best| loss < best) {
+                early.best_loss = Some(loss);
+                early.best_step = step;
+                early.waited = 0;
+                best = Some(trainable(&model)?);
+            } else {
+                early.waited += 1;
+                stopped_early = early.waited >= patience;
+            }
+        }
         let metrics = Report::Metrics {
             step,
             total_steps,
             epoch: epoch + 1,
             train_loss,
-            token_accuracy: accuracy,
+            token_accuracy: right as f64 / learned.max(1) as f64,
             learning_rate: lr,
             elapsed_s: elapsed,
             eta_s: elapsed / done_here * (total_steps - step) as f64,
@@ -387,12 +495,29 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
         sink.report(&metrics);
         if checkpoint_now || stopping {
             let metrics = serde_json::to_value(&metrics).unwrap_or_default();
-            let path = save_checkpoint(&config.output_dir, &model, step, &metrics)?;
+            let path = save_checkpoint(
+                &config.output_dir,
+                &model,
+                &optimizer,
+                step,
+                &metrics,
+                &early,
+                best.as_ref(),
+            )?;
             sink.report(&Report::Checkpoint {
                 step,
                 path,
                 metrics,
             });
+        }
+        if stopped_early {
+            sink.report(&Report::Message {
+                level: Level::Info,
+                message: format!(
+                    "stopped early at step {step} of {total_steps}: the validation loss has not improved for {patience} evaluations"
+                ),
+            });
+            break;
         }
         if stopping && step < total_steps {
             sink.report(&Report::Finished {
@@ -401,17 +526,241 @@ pub fn run(config: &TrainConfig, stop: &StopFlag, sink: &mut dyn Sink) -> Result
             return Ok(false);
         }
     }
+    // With early stopping, the result is the best weights by validation loss.
+    if let (Some(loss), Some(best)) = (early.best_loss, &best)
+        && early.best_step != step
+    {
+        model.load_trainable(best)?;
+        sink.report(&Report::Message {
+            level: Level::Info,
+            message: format!(
+                "the result has the weights of step {}, whose validation loss ({loss:.4}) was the lowest",
+                early.best_step
+            ),
+        });
+    }
     export(config, &model, &tokenizer, sink)?;
+    if let Some(file) = &config.validation_file
+        && config.method != Method::Dpo
+    {
+        // The job's result is in place: an evaluation that fails is reported, not fatal.
+        if let Err(error) = evaluate_at_end(config, &model, tuning, &tokenizer, file, stop, sink) {
+            sink.report(&Report::Message {
+                level: Level::Warn,
+                message: format!("the evaluation on {} failed: {error}", file.display()),
+            });
+        }
+    }
     sink.report(&Report::Finished {
         status: Outcome::Succeeded,
     });
     Ok(true)
 }
 
-/// A tokenized example: the sequence (for DPO the chosen one) and, for DPO, the rejected one.
+/// Examples of the validation file scored at the end of a run.
+const EVALUATED: usize = 64;
+
+/// The tuned model beside the base on the validation file (`loss` and `contains`), written to
+/// the job's `evaluation.json` and reported. Under LoRA the base is the same weights with the
+/// adapters off; under full fine-tuning it is read again.
+fn evaluate_at_end(
+    config: &TrainConfig,
+    model: &Model,
+    tuning: Tuning,
+    tokenizer: &ChatTokenizer,
+    file: &Path,
+    stop: &StopFlag,
+    sink: &mut dyn Sink,
+) -> Result<(), TrainError> {
+    let text = std::fs::read_to_string(file).map_err(io(file))?;
+    let (cases, skipped) = evaluate::read_cases(&text, file, EVALUATED)?;
+    if cases.is_empty() {
+        return Ok(());
+    }
+    let frozen;
+    let base = match tuning {
+        Tuning::Full => {
+            frozen = Model::new(model::load(&config.model)?, Tuning::Frozen)?;
+            evaluate::Answerer {
+                model: &frozen,
+                use_lora: false,
+            }
+        }
+        _ => evaluate::Answerer {
+            model,
+            use_lora: false,
+        },
+    };
+    let tuned = evaluate::Answerer {
+        model,
+        use_lora: true,
+    };
+    let scores = evaluate::evaluate(
+        base,
+        tuned,
+        tokenizer,
+        &cases,
+        &[evaluate::Metric::Loss, evaluate::Metric::Contains],
+        64,
+        &mut |_| !stop.raised(&config.output_dir),
+    )?;
+    let evaluation = evaluate::Evaluation {
+        file: file.to_owned(),
+        scored: cases.len(),
+        skipped,
+        scores,
+    };
+    evaluate::save(&evaluation, &config.output_dir.join(evaluate::REPORT_FILE))?;
+    sink.report(&Report::Evaluation { evaluation });
+    Ok(())
+}
+
+/// What a step needs besides its examples and rate.
+struct Trainer<'a> {
+    model: &'a Model,
+    reference: Option<&'a Model>,
+    teacher: Option<&'a Model>,
+    /// Examples per backward pass.
+    batch: usize,
+    beta: f64,
+    dpo: bool,
+}
+
+/// One optimizer step over `picked`, a batch at a time with the gradients summed: the loss is a
+/// mean over all their learned tokens (pairs, for DPO), whichever batch they are in, so the step
+/// is the one a single batch of them all would take. Answers the loss, the right predictions
+/// and the learned tokens.
+fn take_step(
+    trainer: &Trainer<'_>,
+    optimizer: &mut optim::AdamW,
+    picked: &[&Sample],
+    lr: f64,
+) -> Result<(f64, usize, usize), TrainError> {
+    let counted: f64 = picked
+        .iter()
+        .map(|s| s.counted(trainer.dpo))
+        .sum::<f64>()
+        .max(1.0);
+    let (mut train_loss, mut right, mut learned) = (0f64, 0usize, 0usize);
+    for part in picked.chunks(trainer.batch) {
+        let (sum, r, l) = batch_loss(
+            trainer.model,
+            trainer.reference,
+            trainer.teacher,
+            part,
+            trainer.beta,
+        )?;
+        let loss = (sum / counted)?;
+        optimizer.accumulate(&loss.backward()?)?;
+        train_loss += f64::from(loss.to_scalar::<f32>()?);
+        right += r;
+        learned += l;
+    }
+    optimizer.step(lr)?;
+    Ok((train_loss, right, learned))
+}
+
+/// The pre-flight: two steps on the longest examples (the second timed: the first also pays for
+/// first allocations), the process's peak memory after them, and the run's predicted length:
+/// the step time scaled by the mean step's tokens over the longest step's, times the steps,
+/// plus the validation evaluations (a forward pass costs about a third of a step's work).
+fn fly(
+    trainer: &Trainer<'_>,
+    optimizer: &mut optim::AdamW,
+    training: &[Sample],
+    per_step: usize,
+    total_steps: u64,
+    validation: &[Sample],
+    eval_every: u64,
+) -> Result<Report, TrainError> {
+    let tokens = |s: &Sample| s.main.ids.len() + s.rejected.as_ref().map_or(0, |r| r.ids.len());
+    let mut longest: Vec<&Sample> = training.iter().collect();
+    longest.sort_by_key(|s| std::cmp::Reverse(tokens(s)));
+    longest.truncate(per_step);
+    let mut step_seconds = 0.0;
+    for _ in 0..2 {
+        let started = Instant::now();
+        take_step(trainer, optimizer, &longest, 0.0)?;
+        step_seconds = started.elapsed().as_secs_f64();
+    }
+    let longest_tokens = longest.iter().map(|s| tokens(s)).sum::<usize>().max(1) as f64;
+    let mean_tokens = training.iter().map(tokens).sum::<usize>() as f64
+        / training.len().max(1) as f64
+        * longest.len() as f64;
+    let per_token = step_seconds / longest_tokens;
+    let evaluated: usize = validation.iter().take(64).map(tokens).sum();
+    let evaluations = if validation.is_empty() {
+        0
+    } else {
+        total_steps.div_ceil(eval_every)
+    };
+    let predicted_seconds = per_token
+        * (mean_tokens.min(longest_tokens) * total_steps as f64
+            + evaluated as f64 / 3.0 * evaluations as f64);
+    Ok(Report::Preflight {
+        step_seconds,
+        predicted_seconds,
+        peak_bytes: peak_memory(),
+        total_steps,
+    })
+}
+
+/// This process's peak resident memory (Linux's `VmHWM`), in bytes.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Early stopping's state, kept in checkpoints (with the best weights) so that a resumed run
+/// stops where an unbroken one would.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct EarlyStopping {
+    /// The lowest validation loss so far.
+    best_loss: Option<f64>,
+    /// Its step.
+    best_step: u64,
+    /// Evaluations since then.
+    waited: u32,
+}
+
+/// A tokenized example, or several packed into one sequence: the sequence (for DPO the chosen
+/// one), the lengths of the examples in it, and, for DPO, the rejected sequence.
 struct Sample {
     main: Encoded,
+    lengths: Vec<usize>,
     rejected: Option<Encoded>,
+}
+
+impl Sample {
+    /// What its loss is a mean over: its learned tokens, or one pair for DPO.
+    fn counted(&self, dpo: bool) -> f64 {
+        if dpo {
+            1.0
+        } else {
+            self.main.trained[1..].iter().filter(|&&t| t).count() as f64
+        }
+    }
+}
+
+/// Packs consecutive examples into sequences of at most `max_len` tokens. An example's first
+/// token is never a target (nothing in the example precedes it), so no example learns from
+/// the one before it.
+fn pack(samples: Vec<Sample>, max_len: usize) -> Vec<Sample> {
+    let mut packed: Vec<Sample> = Vec::new();
+    for mut sample in samples {
+        match packed.last_mut() {
+            Some(last) if last.main.ids.len() + sample.main.ids.len() <= max_len => {
+                sample.main.trained[0] = false;
+                last.lengths.push(sample.main.ids.len());
+                last.main.ids.extend(sample.main.ids);
+                last.main.trained.extend(sample.main.trained);
+            }
+            _ => packed.push(sample),
+        }
+    }
+    packed
 }
 
 fn read_examples(
@@ -445,7 +794,11 @@ fn read_examples(
         };
         // Nothing learned after the shift (or the cut): nothing to train on.
         if main.trained.iter().skip(1).any(|&t| t) && main.ids.len() > 1 {
-            samples.push(Sample { main, rejected });
+            samples.push(Sample {
+                lengths: vec![main.ids.len()],
+                main,
+                rejected,
+            });
         }
     }
     Ok(samples)
@@ -461,14 +814,16 @@ fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
     order
 }
 
-/// Log-probabilities of each next token, `[len - 1]`, and the learned-token mask.
+/// Log-probabilities of each next token, `[len - 1]`, the learned-token mask, and the logits.
+/// `lengths` are those of the examples packed into `encoded` (one, unpacked).
 fn next_token_logprobs(
     model: &Model,
     encoded: &Encoded,
+    lengths: &[usize],
     use_lora: bool,
 ) -> Result<(Tensor, Tensor, Tensor), TrainError> {
     let n = encoded.ids.len();
-    let logits = model.forward(&encoded.ids[..n - 1], use_lora)?;
+    let logits = model.forward_packed(&encoded.ids[..n - 1], &shifted(lengths), use_lora)?;
     let targets = Tensor::new(&encoded.ids[1..], &Device::Cpu)?;
     let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let picked = logprobs.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
@@ -480,34 +835,48 @@ fn next_token_logprobs(
     Ok((picked, mask, logits))
 }
 
-/// The batch's loss (a scalar with a graph behind it), the token accuracy on learned tokens, and
-/// what the loss is a mean over (learned tokens; pairs for DPO).
+/// The lengths of packed examples once the last token is cut off (the inputs of next-token
+/// prediction).
+fn shifted(lengths: &[usize]) -> Vec<usize> {
+    let mut lengths = lengths.to_vec();
+    if let Some(last) = lengths.last_mut() {
+        *last -= 1;
+    }
+    lengths.retain(|&n| n > 0);
+    lengths
+}
+
+/// The batch's summed loss (a scalar with a graph behind it; a mean once divided by what
+/// [`Sample::counted`] sums to), and its right predictions and learned tokens.
 fn batch_loss(
     model: &Model,
     reference: Option<&Model>,
     teacher: Option<&Model>,
     batch: &[&Sample],
     beta: f64,
-) -> Result<(Tensor, f64, f64), TrainError> {
+) -> Result<(Tensor, usize, usize), TrainError> {
     let mut total: Option<Tensor> = None;
-    let mut counted = 0f64;
     let (mut right, mut learned) = (0usize, 0usize);
     for sample in batch {
-        let (logprobs, mask, logits) = next_token_logprobs(model, &sample.main, true)?;
-        let tokens = sample.main.trained[1..].iter().filter(|&&t| t).count() as f64;
+        let (logprobs, mask, logits) =
+            next_token_logprobs(model, &sample.main, &sample.lengths, true)?;
         let (r, l) = accuracy(&logits, &sample.main)?;
         right += r;
         learned += l;
         let loss = match &sample.rejected {
             None => {
-                counted += tokens;
                 let mut loss = (logprobs * &mask)?.sum_all()?.neg()?;
                 if let Some(teacher) = teacher {
                     // Forward KL from the teacher's distribution on the learned tokens, added to
                     // the answers' own loss.
                     let n = sample.main.ids.len();
-                    let teacher_logits =
-                        teacher.forward(&sample.main.ids[..n - 1], false)?.detach();
+                    let teacher_logits = teacher
+                        .forward_packed(
+                            &sample.main.ids[..n - 1],
+                            &shifted(&sample.lengths),
+                            false,
+                        )?
+                        .detach();
                     let p = candle_nn::ops::softmax(&teacher_logits, D::Minus1)?;
                     let log_q = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
                     let log_p = candle_nn::ops::log_softmax(&teacher_logits, D::Minus1)?;
@@ -517,10 +886,10 @@ fn batch_loss(
                 loss
             }
             Some(rejected) => {
-                counted += 1.0;
                 let sequence =
                     |model: &Model, encoded: &Encoded, lora: bool| -> Result<Tensor, TrainError> {
-                        let (logprobs, mask, _) = next_token_logprobs(model, encoded, lora)?;
+                        let (logprobs, mask, _) =
+                            next_token_logprobs(model, encoded, &[encoded.ids.len()], lora)?;
                         Ok((logprobs * mask)?.sum_all()?)
                     };
                 let chosen = (logprobs * &mask)?.sum_all()?;
@@ -548,8 +917,7 @@ fn batch_loss(
         });
     }
     let total = total.ok_or_else(|| TrainError::Data("empty batch".to_owned()))?;
-    let loss = (total / counted.max(1.0))?;
-    Ok((loss, right as f64 / learned.max(1) as f64, counted))
+    Ok((total, right, learned))
 }
 
 /// `log(1 + eᶻ)` without overflow: `max(z, 0) + log(1 + e^{−|z|})`.
@@ -575,18 +943,19 @@ fn accuracy(logits: &Tensor, encoded: &Encoded) -> Result<(usize, usize), TrainE
 
 /// Mean loss over (at most 64 of) the validation examples, one at a time: a single batch of 64
 /// would hold every example's activations at once.
-fn evaluate(
+fn validation_loss(
     model: &Model,
     reference: Option<&Model>,
     teacher: Option<&Model>,
     samples: &[Sample],
     beta: f64,
 ) -> Result<f64, TrainError> {
+    let dpo = samples.first().is_some_and(|s| s.rejected.is_some());
     let (mut sum, mut counted) = (0f64, 0f64);
     for sample in samples.iter().take(64) {
-        let (loss, _, n) = batch_loss(model, reference, teacher, &[sample], beta)?;
-        sum += f64::from(loss.detach().to_scalar::<f32>()?) * n;
-        counted += n;
+        let (loss, _, _) = batch_loss(model, reference, teacher, &[sample], beta)?;
+        sum += f64::from(loss.detach().to_scalar::<f32>()?);
+        counted += sample.counted(dpo);
     }
     Ok(sum / counted.max(1.0))
 }
@@ -609,13 +978,17 @@ pub fn latest_checkpoint(output_dir: &Path) -> Option<(u64, PathBuf)> {
         .max_by_key(|(step, _)| *step)
 }
 
-/// Writes the trainable weights and state into `checkpoints/step-N`, through a temporary
-/// directory renamed into place: a stop or a crash mid-write leaves the previous checkpoint whole.
+/// Writes the trainable weights, the optimizer's moments, the best weights so far (early
+/// stopping) and the state into `checkpoints/step-N`, through a temporary directory renamed into
+/// place: a stop or a crash mid-write leaves the previous checkpoint whole.
 fn save_checkpoint(
     output_dir: &Path,
     model: &Model,
+    optimizer: &optim::AdamW,
     step: u64,
     metrics: &serde_json::Value,
+    early: &EarlyStopping,
+    best: Option<&HashMap<String, Tensor>>,
 ) -> Result<PathBuf, TrainError> {
     let root = output_dir.join(CHECKPOINTS);
     let path = root.join(format!("step-{step:06}"));
@@ -624,15 +997,16 @@ fn save_checkpoint(
         std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
     }
     std::fs::create_dir_all(&partial).map_err(io(&partial))?;
-    let tensors: HashMap<String, Tensor> = model
-        .trainable()
-        .iter()
-        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
-        .collect();
-    candle_core::safetensors::save(&tensors, partial.join("trainable.safetensors"))?;
+    candle_core::safetensors::save(&trainable(model)?, partial.join("trainable.safetensors"))?;
+    optimizer.save(&partial)?;
+    if let Some(best) = best {
+        candle_core::safetensors::save(best, partial.join(BEST_FILE))?;
+    }
     let state = CheckpointState {
         step,
         metrics: metrics.clone(),
+        optimizer_steps: Some(optimizer.steps()),
+        early_stopping: early.clone(),
     };
     let state = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Data(e.to_string()))?;
     std::fs::write(partial.join("state.json"), state).map_err(io(&partial))?;
@@ -642,6 +1016,26 @@ fn save_checkpoint(
     std::fs::rename(&partial, &path).map_err(io(&path))?;
     prune_checkpoints(&root, step);
     Ok(path)
+}
+
+/// The best weights so far by validation loss, in a checkpoint that has them.
+const BEST_FILE: &str = "best.safetensors";
+
+/// The trainable weights by name, copied (a variable's tensor changes in place at every step).
+fn trainable(model: &Model) -> candle_core::Result<HashMap<String, Tensor>> {
+    model
+        .trainable()
+        .iter()
+        .map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?)))
+        .collect()
+}
+
+/// A checkpoint's state file.
+fn read_state(checkpoint: &Path) -> Result<CheckpointState, TrainError> {
+    let path = checkpoint.join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    serde_json::from_str(&text)
+        .map_err(|error| TrainError::Data(format!("{}: {error}", path.display())))
 }
 
 /// Checkpoints kept on disk per job (the newest); a full fine-tune's checkpoint is the whole

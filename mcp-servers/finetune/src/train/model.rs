@@ -486,6 +486,8 @@ pub enum Tuning {
         rank: usize,
         /// Their alpha.
         alpha: f64,
+        /// Seeds the adapters' random start.
+        seed: u64,
     },
     /// Every weight (`lora_rank` 0).
     Full,
@@ -543,19 +545,23 @@ impl Model {
             }
         };
         let mut layers = Vec::new();
+        let mut rng = match tuning {
+            Tuning::Lora { seed, .. } => rand::rngs::StdRng::seed_from_u64(seed),
+            _ => rand::rngs::StdRng::seed_from_u64(0),
+        };
         for (i, [input_norm, q, k, v, o, post_norm, gate, up, down]) in
             raw_layers.into_iter().enumerate()
         {
             let mut linear = |weight: Tensor, target: &str| -> Result<Linear> {
                 let lora = match tuning {
-                    Tuning::Lora { rank, alpha } if LORA_TARGETS.contains(&target) => {
+                    Tuning::Lora { rank, alpha, .. } if LORA_TARGETS.contains(&target) => {
                         let (out, inp) = weight.dims2()?;
-                        let a = Var::randn(
-                            0f32,
+                        let a = Var::from_tensor(&normal(
+                            &mut rng,
                             (1.0 / inp as f64).sqrt() as f32,
-                            (rank, inp),
-                            &Device::Cpu,
-                        )?;
+                            rank,
+                            inp,
+                        )?)?;
                         let b = Var::zeros((out, rank), DType::F32, &Device::Cpu)?;
                         let block = if target.ends_with("_proj")
                             && ["gate_proj", "up_proj", "down_proj"].contains(&target)
@@ -625,19 +631,79 @@ impl Model {
     /// Logits `[len, vocab]` for a sequence of token ids; `use_lora` false gives the base model
     /// (DPO's reference).
     pub fn forward(&self, ids: &[u32], use_lora: bool) -> Result<Tensor> {
+        self.forward_packed(ids, &[ids.len()], use_lora)
+    }
+
+    /// Logits `[len, vocab]` for several sequences packed into one: `lengths` are theirs, in
+    /// order, summing to `ids.len()`. Each attends only to itself and starts at position 0, so
+    /// its logits are those it has alone.
+    pub fn forward_packed(&self, ids: &[u32], lengths: &[usize], use_lora: bool) -> Result<Tensor> {
         let len = ids.len();
         if len == 0 {
             return Err(invalid("empty sequence"));
         }
+        if lengths.iter().sum::<usize>() != len || lengths.contains(&0) {
+            return Err(invalid(format!(
+                "packed lengths {lengths:?} do not cover {len} tokens"
+            )));
+        }
+        let positions: Vec<u32> = lengths.iter().flat_map(|&n| 0..n as u32).collect();
+        self.layers_forward(
+            ids,
+            &positions,
+            Some(&causal_mask(lengths, 0)?),
+            None,
+            use_lora,
+        )
+    }
+
+    /// Logits `[ids.len(), vocab]` for tokens that follow those already in `cache` (none at the
+    /// start), whose keys and values are added to it: generation's prompt, then one token at a
+    /// time, without computing the past again.
+    pub fn forward_cached(&self, ids: &[u32], cache: &mut Cache, use_lora: bool) -> Result<Tensor> {
+        if ids.is_empty() {
+            return Err(invalid("empty sequence"));
+        }
+        let past = cache.len;
+        if past + ids.len() > self.config.max_position_embeddings {
+            return Err(invalid(format!(
+                "{} tokens go past the model's context of {}",
+                past + ids.len(),
+                self.config.max_position_embeddings
+            )));
+        }
+        if cache.layers.len() != self.layers.len() {
+            cache.layers = vec![None; self.layers.len()];
+        }
+        let positions: Vec<u32> = (past..past + ids.len()).map(|p| p as u32).collect();
+        // One new token sees everything: no mask.
+        let mask = (ids.len() > 1)
+            .then(|| causal_mask(&[ids.len()], past))
+            .transpose()?;
+        let logits = self.layers_forward(ids, &positions, mask.as_ref(), Some(cache), use_lora)?;
+        cache.len += ids.len();
+        Ok(logits)
+    }
+
+    /// The decoder over `ids` at `positions`, attention limited by `mask` (`[len, past + len]`),
+    /// after the keys and values in `cache` when there is one.
+    fn layers_forward(
+        &self,
+        ids: &[u32],
+        positions: &[u32],
+        mask: Option<&Tensor>,
+        mut cache: Option<&mut Cache>,
+        use_lora: bool,
+    ) -> Result<Tensor> {
+        let len = ids.len();
         let device = Device::Cpu;
         let c = &self.config;
         let (heads, kv_heads, head_dim) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
         let ids = Tensor::new(ids, &device)?;
         let mut x = self.embed.index_select(&ids, 0)?;
-        let (cos, sin) = rope_tables(len, head_dim, c.rope_theta)?;
-        let mask = causal_mask(len)?;
+        let (cos, sin) = rope_tables(positions, head_dim, c.rope_theta)?;
         let scale = 1.0 / (head_dim as f64).sqrt();
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
             let q = layer
                 .q
@@ -653,11 +719,29 @@ impl Model {
                 .v
                 .forward(&h, use_lora)?
                 .reshape((len, kv_heads, head_dim))?
-                .transpose(0, 1)?;
+                .transpose(0, 1)?
+                .contiguous()?;
             let q = rope(&q.contiguous()?, &cos, &sin)?;
-            let k = repeat_kv(&rope(&k.contiguous()?, &cos, &sin)?, heads / kv_heads)?;
-            let v = repeat_kv(&v.contiguous()?, heads / kv_heads)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
+            let k = rope(&k.contiguous()?, &cos, &sin)?;
+            let (k, v) = match cache.as_deref_mut() {
+                Some(cache) => {
+                    let (k, v) = match cache.layers[i].take() {
+                        Some((past_k, past_v)) => {
+                            (Tensor::cat(&[past_k, k], 1)?, Tensor::cat(&[past_v, v], 1)?)
+                        }
+                        None => (k, v),
+                    };
+                    cache.layers[i] = Some((k.clone(), v.clone()));
+                    (k, v)
+                }
+                None => (k, v),
+            };
+            let k = repeat_kv(&k, heads / kv_heads)?;
+            let v = repeat_kv(&v, heads / kv_heads)?;
+            let mut scores = (q.matmul(&k.t()?)? * scale)?;
+            if let Some(mask) = mask {
+                scores = scores.broadcast_add(mask)?;
+            }
             let attention = candle_nn::ops::softmax(&scores, D::Minus1)?;
             let out = attention
                 .matmul(&v)?
@@ -712,16 +796,16 @@ fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     Ok(normed.broadcast_mul(weight)?)
 }
 
-/// cos and sin tables `[len, head_dim / 2]`.
-fn rope_tables(len: usize, head_dim: usize, theta: f64) -> Result<(Tensor, Tensor)> {
+/// cos and sin tables `[positions, head_dim / 2]`.
+fn rope_tables(positions: &[u32], head_dim: usize, theta: f64) -> Result<(Tensor, Tensor)> {
     let half = head_dim / 2;
     let inv: Vec<f32> = (0..half)
         .map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32)
         .collect();
     let inv = Tensor::from_vec(inv, (1, half), &Device::Cpu)?;
-    let positions = Tensor::arange(0u32, len as u32, &Device::Cpu)?
+    let positions = Tensor::new(positions, &Device::Cpu)?
         .to_dtype(DType::F32)?
-        .reshape((len, 1))?;
+        .reshape((positions.len(), 1))?;
     let angles = positions.broadcast_mul(&inv)?;
     Ok((angles.cos()?, angles.sin()?))
 }
@@ -748,12 +832,62 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
         .reshape((kv * n, len, d))?)
 }
 
-/// 0 on and below the diagonal, −∞ above: no position sees the future.
-fn causal_mask(len: usize) -> Result<Tensor> {
-    let mask: Vec<f32> = (0..len)
-        .flat_map(|i| (0..len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+/// 0 where a position may look (itself and the earlier positions of its own sequence, and the
+/// `past` positions before them all), −∞ elsewhere: no position sees the future, nor another
+/// packed sequence. `[len, past + len]`.
+fn causal_mask(lengths: &[usize], past: usize) -> Result<Tensor> {
+    let len: usize = lengths.iter().sum();
+    let width = past + len;
+    let mut mask = vec![f32::NEG_INFINITY; len * width];
+    let mut start = 0;
+    for &n in lengths {
+        for i in start..start + n {
+            let row = i * width;
+            mask[row..row + past].fill(0.0);
+            mask[row + past + start..=row + past + i].fill(0.0);
+        }
+        start += n;
+    }
+    Ok(Tensor::from_vec(mask, (len, width), &Device::Cpu)?)
+}
+
+/// The keys and values of the tokens a model has seen, per layer (after the rotary embedding,
+/// before they are shared across query heads).
+#[derive(Default)]
+pub struct Cache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl Cache {
+    /// Nothing seen yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tokens seen.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been seen.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A `[rows, cols]` tensor of normal draws from a seeded generator (candle's own `randn` draws
+/// from an unseeded one, and a run must be repeatable from its seed).
+fn normal(rng: &mut rand::rngs::StdRng, std: f32, rows: usize, cols: usize) -> Result<Tensor> {
+    let values: Vec<f32> = (0..rows * cols)
+        .map(|_| {
+            // Box–Muller: two uniforms to one normal.
+            let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
+            let u2: f32 = rng.random();
+            std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+        })
         .collect();
-    Ok(Tensor::from_vec(mask, (len, len), &Device::Cpu)?)
+    Ok(Tensor::from_vec(values, (rows, cols), &Device::Cpu)?)
 }
 
 /// Writes a small random llama (and a byte-level tokenizer with a ChatML template) to `dir`:
@@ -786,20 +920,10 @@ pub fn create_tiny(dir: &Path) -> std::result::Result<(), String> {
             config.kv_heads() * config.head_dim(),
         );
         // Seeded, so every tiny model is the same one: a test that trains it sees the same
-        // start each run (candle's own randn draws from an unseeded generator).
+        // start each run.
         let rng = std::cell::RefCell::new(rand::rngs::StdRng::seed_from_u64(0x7179));
-        let normal = |std: f32, rows: usize, cols: usize| -> Result<Tensor> {
-            let mut rng = rng.borrow_mut();
-            let values: Vec<f32> = (0..rows * cols)
-                .map(|_| {
-                    // Box–Muller: two uniforms to one normal.
-                    let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
-                    let u2: f32 = rng.random();
-                    std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
-                })
-                .collect();
-            Ok(Tensor::from_vec(values, (rows, cols), &dev)?)
-        };
+        let normal =
+            |std: f32, rows: usize, cols: usize| normal(&mut rng.borrow_mut(), std, rows, cols);
         let init = |rows: usize, cols: usize| normal(0.02, rows, cols);
         let mut t = HashMap::new();
         // Embeddings (tied to the output) large enough that adapters on the blocks alone can move

@@ -133,6 +133,23 @@ impl ChatTokenizer {
             .map_err(|error| format!("tokenizing failed: {error}"))
     }
 
+    /// The ids of a conversation to be answered: its turns with the template, then the opening
+    /// of the assistant's turn.
+    pub fn prompt(&self, turns: &[Turn]) -> Result<Vec<u32>, String> {
+        let mut ids = self.encode(turns)?.ids;
+        let opening = match self.template {
+            Template::ChatMl => format!("{IM_START}assistant\n"),
+            Template::Plain => "### Assistant:\n".to_owned(),
+        };
+        ids.extend(self.ids(&opening)?);
+        Ok(ids)
+    }
+
+    /// The ids of plain text (no template).
+    pub fn text(&self, text: &str) -> Result<Vec<u32>, String> {
+        self.ids(text)
+    }
+
     /// Renders turns with the template; learned tokens are the trained turns' text and the token
     /// that ends them, so the model learns to stop.
     pub fn encode(&self, turns: &[Turn]) -> Result<Encoded, String> {

@@ -33,15 +33,25 @@ pub async fn start(data: &Path) -> Server {
 
 /// The server, its client declaring the Tasks extension (create_job answers with a task).
 pub async fn start_following_tasks(data: &Path) -> Server {
-    start_as(data, &[], ProgressRecorder::with_tasks()).await
+    start_as(data, &[], &[], ProgressRecorder::with_tasks()).await
+}
+
+/// The server with extra `serve` flags.
+pub async fn start_with_flags(data: &Path, flags: &[&str]) -> Server {
+    start_as(data, &[], flags, ProgressRecorder::default()).await
 }
 
 /// The server with extra environment (SLURM_CONF).
 pub async fn start_with(data: &Path, env: &[(&str, &Path)]) -> Server {
-    start_as(data, env, ProgressRecorder::default()).await
+    start_as(data, env, &[], ProgressRecorder::default()).await
 }
 
-async fn start_as(data: &Path, env: &[(&str, &Path)], recorder: ProgressRecorder) -> Server {
+async fn start_as(
+    data: &Path,
+    env: &[(&str, &Path)],
+    flags: &[&str],
+    recorder: ProgressRecorder,
+) -> Server {
     let mut command = tokio::process::Command::new(MCP_FINETUNE);
     command
         .args(["serve", "--threads", "1", "--data-dir"])
@@ -49,6 +59,7 @@ async fn start_as(data: &Path, env: &[(&str, &Path)], recorder: ProgressRecorder
         // The fixtures are beside the data directory.
         .arg("--allow-dir")
         .arg(data.parent().unwrap())
+        .args(flags)
         .envs(env.iter().map(|(k, v)| (*k, *v)));
     let (transport, _) = TokioChildProcess::builder(command)
         .stderr(Stdio::null())
