@@ -831,6 +831,20 @@ impl Manager {
         {
             return invalid(format!("no teacher model at {}", teacher.display()));
         }
+        // Read the config now: a model the trainer would refuse, or could not export as asked,
+        // is refused before anything runs.
+        match train::model::read_config(&spec.model) {
+            Ok(Some(config)) => {
+                if let (Some(_), Some(why)) = (spec.quantize, config.gguf_unsupported()) {
+                    return invalid(format!("quantize: {why}"));
+                }
+            }
+            Ok(None) => {}
+            Err(error) if spec.trainer == Trainer::Builtin => {
+                return invalid(format!("{}: {error}", spec.model.display()));
+            }
+            Err(_) => {}
+        }
         let hp = &spec.hyperparameters;
         if hp.early_stopping_patience.or(0) > 0 && spec.validation_file.is_none() {
             return invalid(

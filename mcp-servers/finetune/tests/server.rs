@@ -688,6 +688,35 @@ async fn absurd_hyperparameters_are_refused_naming_the_field() {
         assert_eq!(refused.is_error, Some(true), "{arguments}");
         assert!(text(&refused).contains(expected), "{}", text(&refused));
     }
+    // A Qwen2 model trains, but its GGUF export is not written yet: quantize is refused at once,
+    // not after the training.
+    let qwen2 = dir.path().join("qwen2");
+    let status = std::process::Command::new(MCP_FINETUNE)
+        .args(["create-tiny-model", "--arch", "qwen2"])
+        .arg(&qwen2)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let refused = call(
+        client,
+        "create_job",
+        json!({"method": "sft", "model": qwen2, "training_file": train, "dry_run": true,
+               "quantize": "q8_0"}),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        text(&refused).contains("GGUF export of qwen2"),
+        "{}",
+        text(&refused)
+    );
+    let dry = call(
+        client,
+        "create_job",
+        json!({"method": "sft", "model": qwen2, "training_file": train, "dry_run": true}),
+    )
+    .await;
+    assert_ne!(dry.is_error, Some(true), "{}", text(&dry));
 }
 
 /// A task id from `create_job` for a client that declared the Tasks extension.

@@ -348,22 +348,43 @@ fn models_the_trainer_would_get_wrong_are_refused_with_the_reason() {
     assert_eq!(config["model_type"], "llama");
     assert_eq!(config["architectures"][0], "LlamaForCausalLM");
 
-    let mut scaled = config.clone();
-    scaled["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0});
-    std::fs::write(&config_file, scaled.to_string()).unwrap();
-    let error = model::load(&base).err().unwrap().to_string();
-    assert!(error.contains("rope_scaling"), "{error}");
+    // Rotary scalings it does not implement, sliding windows, experts: refused, not trained
+    // wrong.
+    for (key, value, expected) in [
+        (
+            "rope_scaling",
+            serde_json::json!({"rope_type": "yarn", "factor": 4.0}),
+            "\"yarn\" rotary scaling",
+        ),
+        (
+            "rope_scaling",
+            serde_json::json!({"rope_type": "llama3", "factor": 8.0}),
+            "has no low_freq_factor",
+        ),
+        (
+            "use_sliding_window",
+            serde_json::json!(true),
+            "sliding-window",
+        ),
+        ("num_experts", serde_json::json!(8), "mixture of experts"),
+    ] {
+        let mut changed = config.clone();
+        changed[key] = value;
+        std::fs::write(&config_file, changed.to_string()).unwrap();
+        let error = model::load(&base).err().unwrap().to_string();
+        assert!(error.contains(expected), "{key}: {error}");
+    }
     std::fs::write(&config_file, &original).unwrap();
 
     let weights = base.join("model.safetensors");
     let mut tensors = candle_core::safetensors::load(&weights, &candle_core::Device::Cpu).unwrap();
     tensors.insert(
-        "model.layers.0.self_attn.q_proj.bias".to_owned(),
+        "model.layers.0.self_attn.o_proj.bias".to_owned(),
         candle_core::Tensor::zeros(64, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
     );
     candle_core::safetensors::save(&tensors, &weights).unwrap();
     let error = model::load(&base).err().unwrap().to_string();
-    assert!(error.contains("bias"), "{error}");
+    assert!(error.contains("o_proj.bias"), "{error}");
 
     let error = model::load(&dir.path().join("nothing"))
         .err()
@@ -868,4 +889,87 @@ fn generation_from_the_cache_is_what_recomputing_everything_gives() {
     .unwrap();
     assert_eq!(stopped.ids.len(), 3);
     assert_eq!(stopped.finish, Finish::Cancelled);
+}
+
+#[test]
+fn every_architecture_trains_and_its_merged_model_reloads() {
+    use model::Arch;
+    let dir = tempfile::tempdir().unwrap();
+    let train = write_sft(dir.path());
+    for arch in [Arch::Llama3, Arch::Qwen2, Arch::Qwen3] {
+        let base = dir.path().join(format!("{arch:?}"));
+        model::create_tiny_arch(&base, arch).unwrap();
+        let hp = Hyperparameters {
+            n_epochs: Setting::Value(8),
+            batch_size: Setting::Value(4),
+            learning_rate: Setting::Value(1e-2),
+            ..Default::default()
+        };
+        let mut config = config(dir.path(), &base, Method::Sft, train.clone(), hp);
+        config.output_dir = dir.path().join(format!("{arch:?}-job"));
+        let mut reports: Vec<Report> = Vec::new();
+        train::run(&config, &StopFlag::new(), &mut reports).unwrap();
+        let losses = losses(&reports);
+        assert!(drop_ratio(&losses) < 0.7, "{arch:?}: losses {losses:?}");
+
+        // The merged model keeps what makes the architecture (biases, norms, head width, rotary
+        // scaling) and loads as it was trained: its logits are the base's plus what was learned.
+        let merged = config.output_dir.join("model");
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(merged.join("config.json")).unwrap())
+                .unwrap();
+        let original: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(base.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(written, original, "{arch:?}");
+        let tensors = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = candle_core::safetensors::load(
+                dir.join("model.safetensors"),
+                &candle_core::Device::Cpu,
+            )
+            .unwrap()
+            .into_keys()
+            .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(tensors(&merged), tensors(&base), "{arch:?}");
+        let ids: Vec<u32> = (40..80).collect();
+        let logits = |path: &Path| -> Vec<Vec<f32>> {
+            let model =
+                model::Model::new(model::load(path).unwrap(), model::Tuning::Frozen).unwrap();
+            model.forward(&ids, false).unwrap().to_vec2().unwrap()
+        };
+        assert_ne!(logits(&merged), logits(&base), "{arch:?}");
+        // The base with the adapter on gives what the merged model gives.
+        let hp = config.hyperparameters;
+        let tuned = model::Model::new(
+            model::load(&base).unwrap(),
+            model::Tuning::Lora {
+                rank: hp.lora_rank as usize,
+                alpha: hp.lora_alpha,
+                seed: 0,
+            },
+        )
+        .unwrap();
+        let adapter: std::collections::HashMap<String, candle_core::Tensor> =
+            candle_core::safetensors::load(
+                config.output_dir.join("adapter/adapter_model.safetensors"),
+                &candle_core::Device::Cpu,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|(name, t)| (name.trim_start_matches("base_model.model.").to_owned(), t))
+            .collect();
+        tuned.load_trainable(&adapter).unwrap();
+        let with_adapter: Vec<Vec<f32>> = tuned.forward(&ids, true).unwrap().to_vec2().unwrap();
+        for (x, y) in with_adapter.iter().zip(&logits(&merged)) {
+            let worst = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-3, "{arch:?}: {worst}");
+        }
+    }
 }

@@ -118,7 +118,12 @@ enum Command {
     },
     /// Write a tiny random llama model (and tokenizer) to DIR: trains in seconds, for trying a
     /// backend or the tools.
-    CreateTinyModel { dir: PathBuf },
+    CreateTinyModel {
+        dir: PathBuf,
+        /// Its architecture.
+        #[arg(long, value_enum, default_value = "llama")]
+        arch: train::model::Arch,
+    },
 }
 
 fn positive_gb(text: &str) -> Result<f64, String> {
@@ -242,9 +247,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::CreateTinyModel { dir } => {
-            train::model::create_tiny(&dir).map_err(anyhow::Error::msg)?;
-            eprintln!("wrote a tiny llama to {}", dir.display());
+        Command::CreateTinyModel { dir, arch } => {
+            train::model::create_tiny_arch(&dir, arch).map_err(anyhow::Error::msg)?;
+            eprintln!("wrote a tiny {arch:?} model to {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -39,6 +39,9 @@ pub fn write(
     file: &Path,
 ) -> Result<(), TrainError> {
     let c = &model.config;
+    if let Some(why) = c.gguf_unsupported() {
+        return Err(TrainError::Data(why));
+    }
     let mut metadata: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("llama".into())),
         ("general.name".into(), Value::String("mcp-finetune".into())),
@@ -96,7 +99,7 @@ pub fn write(
         None => metadata.extend(tokenizer_metadata(
             tokenizer,
             c.bos_token_id,
-            c.eos_token_id,
+            c.eos_ids().first().copied(),
         )?),
     }
     if tokenizer.template == Template::ChatMl

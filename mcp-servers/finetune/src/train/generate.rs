@@ -58,14 +58,11 @@ pub struct Generated {
 /// The tokens that end an answer: the template's end of turn, the model's end of sequence, and
 /// `<|endoftext|>` where the vocabulary has it.
 pub fn stop_tokens(model: &Model, tokenizer: &ChatTokenizer) -> Vec<u32> {
-    let mut stops: Vec<u32> = [
-        tokenizer.end,
-        model.config.eos_token_id,
-        tokenizer.tokenizer.token_to_id(END_OF_TEXT),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let mut stops: Vec<u32> = [tokenizer.end, tokenizer.tokenizer.token_to_id(END_OF_TEXT)]
+        .into_iter()
+        .flatten()
+        .chain(model.config.eos_ids())
+        .collect();
     stops.sort_unstable();
     stops.dedup();
     stops

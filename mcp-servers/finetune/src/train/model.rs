@@ -44,7 +44,9 @@ fn invalid(message: impl Into<String>) -> ModelError {
     ModelError::Invalid(message.into())
 }
 
-/// The shape of the model (Hugging Face `config.json` names).
+/// The shape of the model (Hugging Face `config.json` names). Keys it does not use are kept
+/// (`extra`) and written back with the merged model, so Hugging Face's loaders read it as they
+/// read the base.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     /// Tokens in the vocabulary.
@@ -60,10 +62,13 @@ pub struct Config {
     /// Key/value heads (grouped-query attention); all heads when absent.
     #[serde(default)]
     pub num_key_value_heads: Option<usize>,
+    /// Width of one head, when it is not `hidden_size / num_attention_heads` (Qwen3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
     /// RMSNorm's epsilon.
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
-    /// Rotary embeddings' base.
+    /// Rotary embeddings' base (transformers 5 writes it inside `rope_parameters`).
     #[serde(default = "default_theta")]
     pub rope_theta: f64,
     /// Longest context it was trained for.
@@ -75,19 +80,31 @@ pub struct Config {
     /// Beginning-of-sequence token.
     #[serde(default)]
     pub bos_token_id: Option<u32>,
-    /// End-of-sequence token.
+    /// End-of-sequence token(s): one id or a list (Llama 3.1).
     #[serde(default)]
-    pub eos_token_id: Option<u32>,
+    pub eos_token_id: Option<serde_json::Value>,
     /// What Hugging Face's loaders look for; written out so a merged model loads there too.
     #[serde(default = "default_model_type")]
     pub model_type: String,
     /// Model classes Hugging Face's loaders try.
     #[serde(default = "default_architectures")]
     pub architectures: Vec<String>,
-    /// Llama 3.1-style rotary scaling is not implemented: such a model is refused, not
-    /// trained wrong.
+    /// Rotary scaling, as transformers 4 writes it (`llama3` and `linear` are implemented;
+    /// others are refused, not trained wrong).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<serde_json::Value>,
+    /// Rotary settings, as transformers 5 writes them (`rope_theta`, `rope_type`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<serde_json::Value>,
+    /// Qwen2's sliding-window attention (refused when on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_sliding_window: Option<bool>,
+    /// Biases on the MLP's projections (refused when on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlp_bias: Option<bool>,
+    /// Everything else the base's config.json says.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 fn default_model_type() -> String {
@@ -107,6 +124,53 @@ fn default_positions() -> usize {
     2048
 }
 
+/// How rotary embeddings' frequencies are scaled for a longer context.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RopeScaling {
+    /// As trained.
+    None,
+    /// Every frequency divided by a factor.
+    Linear(f64),
+    /// Llama 3.1's: low frequencies divided by `factor`, high ones kept, a smooth blend between.
+    Llama3 {
+        /// Divides the low frequencies.
+        factor: f64,
+        /// Wavelengths above `original / low` are low frequencies.
+        low: f64,
+        /// Wavelengths below `original / high` are high frequencies.
+        high: f64,
+        /// The context the model was first trained for.
+        original: f64,
+    },
+}
+
+impl RopeScaling {
+    /// Scales the inverse frequencies `1 / θ^(2i/d)` as transformers does.
+    pub fn apply(self, inv_freq: &mut [f64]) {
+        match self {
+            Self::None => {}
+            Self::Linear(factor) => inv_freq.iter_mut().for_each(|f| *f /= factor),
+            Self::Llama3 {
+                factor,
+                low,
+                high,
+                original,
+            } => {
+                let (low_wavelen, high_wavelen) = (original / low, original / high);
+                for f in inv_freq.iter_mut() {
+                    let wavelen = 2.0 * std::f64::consts::PI / *f;
+                    if wavelen > low_wavelen {
+                        *f /= factor;
+                    } else if wavelen >= high_wavelen {
+                        let smooth = (original / wavelen - low) / (high - low);
+                        *f = (1.0 - smooth) * *f / factor + smooth * *f;
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Config {
     /// Key/value heads.
     pub fn kv_heads(&self) -> usize {
@@ -115,21 +179,119 @@ impl Config {
 
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// The end-of-sequence ids (one, or Llama 3.1's several).
+    pub fn eos_ids(&self) -> Vec<u32> {
+        match &self.eos_token_id {
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().map(|n| n as u32).into_iter().collect()
+            }
+            Some(serde_json::Value::Array(ids)) => ids
+                .iter()
+                .filter_map(|id| id.as_u64().map(|n| n as u32))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The rotary settings, wherever the config keeps them: transformers 5's
+    /// `rope_parameters`, or 4's `rope_theta` and `rope_scaling`.
+    pub fn rope(&self) -> Result<(f64, RopeScaling)> {
+        let parameters = self
+            .rope_parameters
+            .as_ref()
+            .filter(|v| v.is_object())
+            .or(self.rope_scaling.as_ref().filter(|v| v.is_object()));
+        let theta = self
+            .rope_parameters
+            .as_ref()
+            .and_then(|p| p.get("rope_theta"))
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(self.rope_theta);
+        let Some(parameters) = parameters else {
+            return Ok((theta, RopeScaling::None));
+        };
+        let number = |key: &str| -> Result<f64> {
+            parameters
+                .get(key)
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| invalid(format!("rope scaling {parameters} has no {key}")))
+        };
+        let kind = parameters
+            .get("rope_type")
+            .or_else(|| parameters.get("type"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("default");
+        let scaling = match kind {
+            "default" => RopeScaling::None,
+            "linear" => RopeScaling::Linear(number("factor")?),
+            "llama3" => RopeScaling::Llama3 {
+                factor: number("factor")?,
+                low: number("low_freq_factor")?,
+                high: number("high_freq_factor")?,
+                original: number("original_max_position_embeddings")?,
+            },
+            other => {
+                return Err(invalid(format!(
+                    "the model uses {other:?} rotary scaling, which the built-in trainer does not implement (llama3 and linear are); use the trl trainer for it"
+                )));
+            }
+        };
+        Ok((theta, scaling))
+    }
+
+    /// Why GGUF export cannot write this model yet, if it cannot: only plain llama models are
+    /// laid out for llama.cpp here (Qwen's tensors and Llama 3.1's rope_freqs are not).
+    pub fn gguf_unsupported(&self) -> Option<String> {
+        let scaled = !matches!(self.rope(), Ok((_, RopeScaling::None)));
+        let extras = self.extra.get("attention_bias") == Some(&serde_json::Value::Bool(true));
+        let head = self
+            .head_dim
+            .is_some_and(|d| d * self.num_attention_heads != self.hidden_size);
+        (self.model_type != "llama" || scaled || extras || head).then(|| {
+            format!(
+                "GGUF export of {} models{} is not implemented yet (plain llama models are); the merged model directory is what to convert with llama.cpp's convert_hf_to_gguf.py",
+                self.model_type,
+                if scaled { " with rotary scaling" } else { "" }
+            )
+        })
     }
 
     fn check(&self) -> Result<()> {
-        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+        self.rope()?;
+        let experts = ["num_experts", "num_local_experts"]
+            .iter()
+            .filter_map(|key| self.extra.get(*key).and_then(serde_json::Value::as_u64))
+            .max()
+            .unwrap_or(0);
+        if experts > 0 {
             return Err(invalid(format!(
-                "the model uses rope_scaling ({}), which the built-in trainer does not implement; use the trl trainer for it",
-                self.rope_scaling
-                    .as_ref()
-                    .map(|v| v.to_string())
-                    .unwrap_or_default()
+                "the model is a mixture of experts ({} with {experts} experts), which the built-in trainer does not implement yet; use the trl trainer for it",
+                self.model_type
             )));
         }
+        if self.use_sliding_window == Some(true) {
+            return Err(invalid(
+                "the model uses sliding-window attention, which the built-in trainer does not implement; use the trl trainer for it",
+            ));
+        }
+        if self.mlp_bias == Some(true) {
+            return Err(invalid(
+                "the model has bias terms on its MLP, which the built-in trainer does not implement; use the trl trainer for it",
+            ));
+        }
+        let head_dim_fits = match self.head_dim {
+            Some(d) => d > 0,
+            None => {
+                self.num_attention_heads > 0
+                    && self.hidden_size.is_multiple_of(self.num_attention_heads)
+            }
+        };
         if self.num_attention_heads == 0
-            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+            || !head_dim_fits
             || !self.head_dim().is_multiple_of(2)
             || self.kv_heads() == 0
             || !self.num_attention_heads.is_multiple_of(self.kv_heads())
@@ -163,6 +325,22 @@ pub struct Weights {
     pub source: Source,
     /// The GGUF file's metadata, kept for export (tokenizer, chat template).
     pub gguf_metadata: Option<HashMap<String, gguf_file::Value>>,
+}
+
+/// The config of a Hugging Face directory, without its weights (`None` for a GGUF file).
+pub fn read_config(path: &Path) -> Result<Option<Config>> {
+    if !path.is_dir() {
+        return Ok(None);
+    }
+    let file = path.join("config.json");
+    let text = std::fs::read_to_string(&file).map_err(|error| ModelError::Io {
+        path: file.clone(),
+        error,
+    })?;
+    let config: Config = serde_json::from_str(&text)
+        .map_err(|error| invalid(format!("{}: {error}", file.display())))?;
+    config.check()?;
+    Ok(Some(config))
 }
 
 /// Loads a model from a directory (HF) or a `.gguf` file.
@@ -205,9 +383,12 @@ fn load_hf(dir: &Path) -> Result<Weights> {
     let mut tensors = HashMap::new();
     for file in files {
         for (name, tensor) in candle_core::safetensors::load(&file, &Device::Cpu)? {
-            if name.ends_with(".bias") {
+            let projection_bias = ["q_proj.bias", "k_proj.bias", "v_proj.bias"]
+                .iter()
+                .any(|b| name.ends_with(b));
+            if name.ends_with(".bias") && !projection_bias {
                 return Err(invalid(format!(
-                    "{}: the model has bias terms ({name}; Qwen2-style), which the built-in trainer does not implement; use the trl trainer for it",
+                    "{}: the model has a bias term the built-in trainer does not implement ({name}; it has those of the query, key and value projections); use the trl trainer for it",
                     dir.display()
                 )));
             }
@@ -284,11 +465,23 @@ fn load_gguf(path: &Path) -> Result<Weights> {
             .and_then(|v| v.to_u32().ok()),
         eos_token_id: meta
             .get("tokenizer.ggml.eos_token_id")
-            .and_then(|v| v.to_u32().ok()),
+            .and_then(|v| v.to_u32().ok())
+            .map(serde_json::Value::from),
         model_type: default_model_type(),
         architectures: default_architectures(),
+        head_dim: None,
         rope_scaling: None,
+        rope_parameters: None,
+        use_sliding_window: None,
+        mlp_bias: None,
+        extra: serde_json::Map::new(),
     };
+    if content.tensor_infos.contains_key("rope_freqs.weight") {
+        return Err(invalid(format!(
+            "{}: the GGUF file scales its rotary embedding (rope_freqs, Llama 3.1+), which the built-in trainer reads only from a Hugging Face directory: train from that",
+            path.display()
+        )));
+    }
     let mut tensors = HashMap::new();
     let names: Vec<String> = content.tensor_infos.keys().cloned().collect();
     for gguf_name in names {
@@ -397,6 +590,8 @@ pub fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
 pub struct Linear {
     /// The base weight, `[out, in]`.
     pub weight: Tensor,
+    /// The bias, `[out]`, when the projection has one (Qwen2's query, key and value).
+    pub bias: Option<Tensor>,
     /// The adapter, when one is attached.
     pub lora: Option<Lora>,
 }
@@ -413,7 +608,10 @@ pub struct Lora {
 
 impl Linear {
     fn forward(&self, x: &Tensor, use_lora: bool) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
+        let mut y = x.matmul(&self.weight.t()?)?;
+        if let Some(bias) = &self.bias {
+            y = y.broadcast_add(bias)?;
+        }
         match &self.lora {
             Some(lora) if use_lora => {
                 let delta = x
@@ -443,6 +641,9 @@ struct Layer {
     k: Linear,
     v: Linear,
     o: Linear,
+    /// Qwen3's RMSNorm of each query and key head, before the rotary embedding.
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
     post_norm: Tensor,
     gate: Linear,
     up: Linear,
@@ -505,6 +706,7 @@ impl Model {
             gguf_metadata,
         } = weights;
         let mut trainable = Vec::new();
+        let present: std::collections::HashSet<String> = tensors.keys().cloned().collect();
         let mut take = |name: &str| -> Result<Tensor> {
             let tensor = tensors
                 .remove(name)
@@ -520,8 +722,27 @@ impl Model {
         };
         let embed = take("model.embed_tokens.weight")?;
         let mut raw_layers = Vec::new();
+        // Per layer: the query, key and value biases and the query and key norms, where the
+        // model has them.
+        let mut optional: Vec<[Option<Tensor>; 5]> = Vec::new();
         for i in 0..config.num_hidden_layers {
             let p = format!("model.layers.{i}");
+            let mut extra = [
+                "self_attn.q_proj.bias",
+                "self_attn.k_proj.bias",
+                "self_attn.v_proj.bias",
+                "self_attn.q_norm.weight",
+                "self_attn.k_norm.weight",
+            ]
+            .map(|part| format!("{p}.{part}"))
+            .map(|name| present.contains(&name).then_some(name));
+            let mut found = [None, None, None, None, None];
+            for (slot, name) in found.iter_mut().zip(extra.iter_mut()) {
+                if let Some(name) = name.take() {
+                    *slot = Some(take(&name)?);
+                }
+            }
+            optional.push(found);
             raw_layers.push([
                 take(&format!("{p}.input_layernorm.weight"))?,
                 take(&format!("{p}.self_attn.q_proj.weight"))?,
@@ -549,50 +770,54 @@ impl Model {
             Tuning::Lora { seed, .. } => rand::rngs::StdRng::seed_from_u64(seed),
             _ => rand::rngs::StdRng::seed_from_u64(0),
         };
-        for (i, [input_norm, q, k, v, o, post_norm, gate, up, down]) in
-            raw_layers.into_iter().enumerate()
+        for (i, ([input_norm, q, k, v, o, post_norm, gate, up, down], extra)) in
+            raw_layers.into_iter().zip(optional).enumerate()
         {
-            let mut linear = |weight: Tensor, target: &str| -> Result<Linear> {
-                let lora = match tuning {
-                    Tuning::Lora { rank, alpha, .. } if LORA_TARGETS.contains(&target) => {
-                        let (out, inp) = weight.dims2()?;
-                        let a = Var::from_tensor(&normal(
-                            &mut rng,
-                            (1.0 / inp as f64).sqrt() as f32,
-                            rank,
-                            inp,
-                        )?)?;
-                        let b = Var::zeros((out, rank), DType::F32, &Device::Cpu)?;
-                        let block = if target.ends_with("_proj")
-                            && ["gate_proj", "up_proj", "down_proj"].contains(&target)
-                        {
-                            "mlp"
-                        } else {
-                            "self_attn"
-                        };
-                        let name = format!("model.layers.{i}.{block}.{target}");
-                        trainable.push((format!("{name}.lora_A.weight"), a.clone()));
-                        trainable.push((format!("{name}.lora_B.weight"), b.clone()));
-                        Some(Lora {
-                            a,
-                            b,
-                            scale: alpha / rank as f64,
-                        })
-                    }
-                    _ => None,
+            let [q_bias, k_bias, v_bias, q_norm, k_norm] = extra;
+            let mut linear =
+                |weight: Tensor, bias: Option<Tensor>, target: &str| -> Result<Linear> {
+                    let lora = match tuning {
+                        Tuning::Lora { rank, alpha, .. } if LORA_TARGETS.contains(&target) => {
+                            let (out, inp) = weight.dims2()?;
+                            let a = Var::from_tensor(&normal(
+                                &mut rng,
+                                (1.0 / inp as f64).sqrt() as f32,
+                                rank,
+                                inp,
+                            )?)?;
+                            let b = Var::zeros((out, rank), DType::F32, &Device::Cpu)?;
+                            let block = if target.ends_with("_proj")
+                                && ["gate_proj", "up_proj", "down_proj"].contains(&target)
+                            {
+                                "mlp"
+                            } else {
+                                "self_attn"
+                            };
+                            let name = format!("model.layers.{i}.{block}.{target}");
+                            trainable.push((format!("{name}.lora_A.weight"), a.clone()));
+                            trainable.push((format!("{name}.lora_B.weight"), b.clone()));
+                            Some(Lora {
+                                a,
+                                b,
+                                scale: alpha / rank as f64,
+                            })
+                        }
+                        _ => None,
+                    };
+                    Ok(Linear { weight, bias, lora })
                 };
-                Ok(Linear { weight, lora })
-            };
             layers.push(Layer {
                 input_norm,
-                q: linear(q, "q_proj")?,
-                k: linear(k, "k_proj")?,
-                v: linear(v, "v_proj")?,
-                o: linear(o, "o_proj")?,
+                q: linear(q, q_bias, "q_proj")?,
+                k: linear(k, k_bias, "k_proj")?,
+                v: linear(v, v_bias, "v_proj")?,
+                o: linear(o, None, "o_proj")?,
+                q_norm,
+                k_norm,
                 post_norm,
-                gate: linear(gate, "gate_proj")?,
-                up: linear(up, "up_proj")?,
-                down: linear(down, "down_proj")?,
+                gate: linear(gate, None, "gate_proj")?,
+                up: linear(up, None, "up_proj")?,
+                down: linear(down, None, "down_proj")?,
             });
         }
         Ok(Self {
@@ -701,7 +926,8 @@ impl Model {
         let (heads, kv_heads, head_dim) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
         let ids = Tensor::new(ids, &device)?;
         let mut x = self.embed.index_select(&ids, 0)?;
-        let (cos, sin) = rope_tables(positions, head_dim, c.rope_theta)?;
+        let (theta, scaling) = c.rope()?;
+        let (cos, sin) = rope_tables(positions, head_dim, theta, scaling)?;
         let scale = 1.0 / (head_dim as f64).sqrt();
         for (i, layer) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
@@ -721,8 +947,15 @@ impl Model {
                 .reshape((len, kv_heads, head_dim))?
                 .transpose(0, 1)?
                 .contiguous()?;
-            let q = rope(&q.contiguous()?, &cos, &sin)?;
-            let k = rope(&k.contiguous()?, &cos, &sin)?;
+            let (mut q, mut k) = (q.contiguous()?, k.contiguous()?);
+            if let Some(norm) = &layer.q_norm {
+                q = rms_norm(&q, norm, c.rms_norm_eps)?;
+            }
+            if let Some(norm) = &layer.k_norm {
+                k = rms_norm(&k, norm, c.rms_norm_eps)?;
+            }
+            let q = rope(&q, &cos, &sin)?;
+            let k = rope(&k, &cos, &sin)?;
             let (k, v) = match cache.as_deref_mut() {
                 Some(cache) => {
                     let (k, v) = match cache.layers[i].take() {
@@ -772,6 +1005,17 @@ impl Model {
             out.push((format!("{p}.self_attn.q_proj.weight"), layer.q.merged()?));
             out.push((format!("{p}.self_attn.k_proj.weight"), layer.k.merged()?));
             out.push((format!("{p}.self_attn.v_proj.weight"), layer.v.merged()?));
+            for (part, tensor) in [
+                ("self_attn.q_proj.bias", &layer.q.bias),
+                ("self_attn.k_proj.bias", &layer.k.bias),
+                ("self_attn.v_proj.bias", &layer.v.bias),
+                ("self_attn.q_norm.weight", &layer.q_norm),
+                ("self_attn.k_norm.weight", &layer.k_norm),
+            ] {
+                if let Some(tensor) = tensor {
+                    out.push((format!("{p}.{part}"), tensor.clone()));
+                }
+            }
             out.push((format!("{p}.self_attn.o_proj.weight"), layer.o.merged()?));
             out.push((
                 format!("{p}.post_attention_layernorm.weight"),
@@ -797,11 +1041,18 @@ fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
 }
 
 /// cos and sin tables `[positions, head_dim / 2]`.
-fn rope_tables(positions: &[u32], head_dim: usize, theta: f64) -> Result<(Tensor, Tensor)> {
+fn rope_tables(
+    positions: &[u32],
+    head_dim: usize,
+    theta: f64,
+    scaling: RopeScaling,
+) -> Result<(Tensor, Tensor)> {
     let half = head_dim / 2;
-    let inv: Vec<f32> = (0..half)
-        .map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32)
+    let mut inv: Vec<f64> = (0..half)
+        .map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64))
         .collect();
+    scaling.apply(&mut inv);
+    let inv: Vec<f32> = inv.into_iter().map(|f| f as f32).collect();
     let inv = Tensor::from_vec(inv, (1, half), &Device::Cpu)?;
     let positions = Tensor::new(positions, &Device::Cpu)?
         .to_dtype(DType::F32)?
@@ -893,9 +1144,27 @@ fn normal(rng: &mut rand::rngs::StdRng, std: f32, rows: usize, cols: usize) -> R
 /// Writes a small random llama (and a byte-level tokenizer with a ChatML template) to `dir`:
 /// what the tests and a first try of a backend train in seconds.
 pub fn create_tiny(dir: &Path) -> std::result::Result<(), String> {
+    create_tiny_arch(dir, Arch::Llama)
+}
+
+/// The architectures the built-in trainer implements, as `create-tiny-model --arch` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    /// Llama 2-style: no biases, plain rotary embedding (SmolLM, Mistral without windows).
+    Llama,
+    /// Llama 3.1+: the `llama3` rotary scaling.
+    Llama3,
+    /// Qwen2 and 2.5 (and DeepSeek-R1's Qwen distills): query, key and value biases.
+    Qwen2,
+    /// Qwen3: a norm on each query and key head, and a head width of its own.
+    Qwen3,
+}
+
+/// [`create_tiny`] in another architecture.
+pub fn create_tiny_arch(dir: &Path, arch: Arch) -> std::result::Result<(), String> {
     let tokenizer = super::tokenize::byte_level_tokenizer()?;
     let vocab_size = tokenizer.get_vocab_size(true);
-    let config = Config {
+    let mut config = Config {
         vocab_size,
         hidden_size: 64,
         intermediate_size: 128,
@@ -907,11 +1176,41 @@ pub fn create_tiny(dir: &Path) -> std::result::Result<(), String> {
         max_position_embeddings: 512,
         tie_word_embeddings: true,
         bos_token_id: None,
-        eos_token_id: tokenizer.token_to_id(super::tokenize::IM_END),
+        eos_token_id: tokenizer
+            .token_to_id(super::tokenize::IM_END)
+            .map(serde_json::Value::from),
         model_type: default_model_type(),
         architectures: default_architectures(),
+        head_dim: None,
         rope_scaling: None,
+        rope_parameters: None,
+        use_sliding_window: None,
+        mlp_bias: None,
+        extra: serde_json::Map::new(),
     };
+    let name = |model_type: &str, class: &str| (model_type.to_owned(), vec![class.to_owned()]);
+    match arch {
+        Arch::Llama => {}
+        Arch::Llama3 => {
+            config.rope_theta = 500_000.0;
+            config.rope_scaling = Some(serde_json::json!({
+                "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position_embeddings": 64,
+            }));
+        }
+        Arch::Qwen2 => {
+            (config.model_type, config.architectures) = name("qwen2", "Qwen2ForCausalLM");
+            config.rope_theta = 1_000_000.0;
+            config.rms_norm_eps = 1e-6;
+            config.use_sliding_window = Some(false);
+        }
+        Arch::Qwen3 => {
+            (config.model_type, config.architectures) = name("qwen3", "Qwen3ForCausalLM");
+            config.rope_theta = 1_000_000.0;
+            config.rms_norm_eps = 1e-6;
+            config.head_dim = Some(32);
+        }
+    }
     let build = || -> Result<HashMap<String, Tensor>> {
         let dev = Device::Cpu;
         let (h, m, kv) = (
@@ -919,6 +1218,7 @@ pub fn create_tiny(dir: &Path) -> std::result::Result<(), String> {
             config.intermediate_size,
             config.kv_heads() * config.head_dim(),
         );
+        let qd = config.num_attention_heads * config.head_dim();
         // Seeded, so every tiny model is the same one: a test that trains it sees the same
         // start each run.
         let rng = std::cell::RefCell::new(rand::rngs::StdRng::seed_from_u64(0x7179));
@@ -946,13 +1246,30 @@ pub fn create_tiny(dir: &Path) -> std::result::Result<(), String> {
                 format!("{p}.post_attention_layernorm.weight"),
                 Tensor::ones(h, DType::F32, &dev)?,
             );
-            t.insert(format!("{p}.self_attn.q_proj.weight"), init(h, h)?);
+            t.insert(format!("{p}.self_attn.q_proj.weight"), init(qd, h)?);
             t.insert(format!("{p}.self_attn.k_proj.weight"), init(kv, h)?);
             t.insert(format!("{p}.self_attn.v_proj.weight"), init(kv, h)?);
-            t.insert(format!("{p}.self_attn.o_proj.weight"), init(h, h)?);
+            t.insert(format!("{p}.self_attn.o_proj.weight"), init(h, qd)?);
             t.insert(format!("{p}.mlp.gate_proj.weight"), init(m, h)?);
             t.insert(format!("{p}.mlp.up_proj.weight"), init(m, h)?);
             t.insert(format!("{p}.mlp.down_proj.weight"), init(h, m)?);
+            match arch {
+                Arch::Qwen2 => {
+                    for (part, width) in [("q_proj", qd), ("k_proj", kv), ("v_proj", kv)] {
+                        let bias = normal(0.1, 1, width)?.flatten_all()?;
+                        t.insert(format!("{p}.self_attn.{part}.bias"), bias);
+                    }
+                }
+                Arch::Qwen3 => {
+                    for part in ["q_norm", "k_norm"] {
+                        t.insert(
+                            format!("{p}.self_attn.{part}.weight"),
+                            Tensor::ones(config.head_dim(), DType::F32, &dev)?,
+                        );
+                    }
+                }
+                Arch::Llama | Arch::Llama3 => {}
+            }
         }
         Ok(t)
     };
