@@ -40,6 +40,13 @@ fn write_sft(dir: &Path) -> PathBuf {
     path
 }
 
+/// A tiny model and the capitals to train it on, in `dir`.
+fn tiny(dir: &Path) -> (PathBuf, PathBuf) {
+    let base = dir.join("tiny");
+    model::create_tiny(&base).unwrap();
+    (base, write_sft(dir))
+}
+
 fn config(
     dir: &Path,
     model: &Path,
@@ -83,9 +90,7 @@ fn drop_ratio(losses: &[f64]) -> f64 {
 #[test]
 fn lora_sft_lowers_the_loss_and_writes_adapter_model_and_gguf() {
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny");
-    model::create_tiny(&base).unwrap();
-    let train = write_sft(dir.path());
+    let (base, train) = tiny(dir.path());
     let hp = Hyperparameters {
         n_epochs: Setting::Value(12),
         batch_size: Setting::Value(4),
@@ -199,9 +204,7 @@ fn lora_sft_lowers_the_loss_and_writes_adapter_model_and_gguf() {
 #[test]
 fn full_fine_tuning_lowers_the_loss() {
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny");
-    model::create_tiny(&base).unwrap();
-    let train = write_sft(dir.path());
+    let (base, train) = tiny(dir.path());
     let hp = Hyperparameters {
         n_epochs: Setting::Value(8),
         batch_size: Setting::Value(4),
@@ -219,9 +222,7 @@ fn full_fine_tuning_lowers_the_loss() {
 #[test]
 fn a_stop_checkpoints_and_a_rerun_resumes_from_it() {
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny");
-    model::create_tiny(&base).unwrap();
-    let train = write_sft(dir.path());
+    let (base, train) = tiny(dir.path());
     let hp = Hyperparameters {
         n_epochs: Setting::Value(4),
         batch_size: Setting::Value(4),
@@ -469,9 +470,7 @@ impl Sink for StopAfter {
 #[test]
 fn a_run_stopped_and_resumed_ends_exactly_as_an_unbroken_one() {
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny");
-    model::create_tiny(&base).unwrap();
-    let train = write_sft(dir.path());
+    let (base, train) = tiny(dir.path());
     // Every setting that carries state from step to step: the optimizer's moments, the warmup
     // and schedule, accumulated batches, evaluations and early stopping's best so far.
     let hp = Hyperparameters {
@@ -527,9 +526,7 @@ fn a_run_stopped_and_resumed_ends_exactly_as_an_unbroken_one() {
 #[test]
 fn the_seed_decides_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny");
-    model::create_tiny(&base).unwrap();
-    let train = write_sft(dir.path());
+    let (base, train) = tiny(dir.path());
     let hp = Hyperparameters {
         n_epochs: Setting::Value(2),
         batch_size: Setting::Value(4),
@@ -586,9 +583,7 @@ fn the_learning_rate_warms_up_then_follows_its_schedule() {
 
     // And a run reports the rate it used at each step.
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny");
-    model::create_tiny(&base).unwrap();
-    let train = write_sft(dir.path());
+    let (base, train) = tiny(dir.path());
     let hp = Hyperparameters {
         n_epochs: Setting::Value(2),
         batch_size: Setting::Value(4),
@@ -614,9 +609,7 @@ fn the_learning_rate_warms_up_then_follows_its_schedule() {
 #[test]
 fn accumulated_batches_take_the_step_one_big_batch_would() {
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny");
-    model::create_tiny(&base).unwrap();
-    let train = write_sft(dir.path());
+    let (base, train) = tiny(dir.path());
     let run = |batch: u32, accumulate: u32| {
         let hp = Hyperparameters {
             n_epochs: Setting::Value(3),
@@ -722,9 +715,7 @@ fn packed_examples_each_see_only_themselves() {
 #[test]
 fn early_stopping_stops_and_keeps_the_best_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("tiny");
-    model::create_tiny(&base).unwrap();
-    let train = write_sft(dir.path());
+    let (base, train) = tiny(dir.path());
     let hp = Hyperparameters {
         n_epochs: Setting::Value(40),
         batch_size: Setting::Value(4),
