@@ -349,8 +349,8 @@ fn models_the_trainer_would_get_wrong_are_refused_with_the_reason() {
     assert_eq!(config["model_type"], "llama");
     assert_eq!(config["architectures"][0], "LlamaForCausalLM");
 
-    // Rotary scalings it does not implement, sliding windows, experts: refused, not trained
-    // wrong.
+    // Rotary scalings it does not implement, sliding windows, experts without a top-k: refused,
+    // not trained wrong.
     for (key, value, expected) in [
         (
             "rope_scaling",
@@ -367,7 +367,11 @@ fn models_the_trainer_would_get_wrong_are_refused_with_the_reason() {
             serde_json::json!(true),
             "sliding-window",
         ),
-        ("num_experts", serde_json::json!(8), "mixture of experts"),
+        (
+            "num_experts",
+            serde_json::json!(8),
+            "needs num_experts_per_tok between 1 and that",
+        ),
     ] {
         let mut changed = config.clone();
         changed[key] = value;
@@ -887,7 +891,7 @@ fn every_architecture_trains_and_its_merged_model_reloads() {
     use model::Arch;
     let dir = tempfile::tempdir().unwrap();
     let train = write_sft(dir.path());
-    for arch in [Arch::Llama3, Arch::Qwen2, Arch::Qwen3] {
+    for arch in [Arch::Llama3, Arch::Qwen2, Arch::Qwen3, Arch::Qwen3Moe] {
         let base = dir.path().join(format!("{arch:?}"));
         model::create_tiny_arch(&base, arch).unwrap();
         let hp = Hyperparameters {

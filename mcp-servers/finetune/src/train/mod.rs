@@ -822,8 +822,21 @@ fn next_token_logprobs(
     lengths: &[usize],
     use_lora: bool,
 ) -> Result<(Tensor, Tensor, Tensor), TrainError> {
+    let (logprobs, mask, logits, _) =
+        next_token_logprobs_balanced(model, encoded, lengths, use_lora)?;
+    Ok((logprobs, mask, logits))
+}
+
+/// [`next_token_logprobs`], with a mixture of experts' load-balancing loss.
+fn next_token_logprobs_balanced(
+    model: &Model,
+    encoded: &Encoded,
+    lengths: &[usize],
+    use_lora: bool,
+) -> Result<(Tensor, Tensor, Tensor, Option<Tensor>), TrainError> {
     let n = encoded.ids.len();
-    let logits = model.forward_packed(&encoded.ids[..n - 1], &shifted(lengths), use_lora)?;
+    let (logits, balance) =
+        model.forward_with_balance(&encoded.ids[..n - 1], &shifted(lengths), use_lora)?;
     let targets = Tensor::new(&encoded.ids[1..], &Device::Cpu)?;
     let logprobs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let picked = logprobs.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
@@ -832,7 +845,7 @@ fn next_token_logprobs(
         .map(|&t| f32::from(u8::from(t)))
         .collect();
     let mask = Tensor::from_vec(mask, n - 1, &Device::Cpu)?;
-    Ok((picked, mask, logits))
+    Ok((picked, mask, logits, balance))
 }
 
 /// The lengths of packed examples once the last token is cut off (the inputs of next-token
@@ -858,8 +871,8 @@ fn batch_loss(
     let mut total: Option<Tensor> = None;
     let (mut right, mut learned) = (0usize, 0usize);
     for sample in batch {
-        let (logprobs, mask, logits) =
-            next_token_logprobs(model, &sample.main, &sample.lengths, true)?;
+        let (logprobs, mask, logits, balance) =
+            next_token_logprobs_balanced(model, &sample.main, &sample.lengths, true)?;
         let (r, l) = accuracy(&logits, &sample.main)?;
         right += r;
         learned += l;
@@ -910,6 +923,15 @@ fn batch_loss(
                 let z = (margin * (-beta))?;
                 softplus(&z)?
             }
+        };
+        // A mixture of experts' load balance, once per sequence; the sum is divided by what
+        // `counted` adds up, so it is weighed by the sequence's share of that.
+        let loss = match balance {
+            Some(balance) => {
+                let dpo = sample.rejected.is_some();
+                (loss + (balance * sample.counted(dpo))?)?
+            }
+            None => loss,
         };
         total = Some(match total {
             Some(sum) => (sum + loss)?,

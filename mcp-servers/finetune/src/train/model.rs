@@ -124,6 +124,19 @@ fn default_positions() -> usize {
     2048
 }
 
+/// A mixture of experts' settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moe {
+    /// Experts per routed layer (0: not a mixture).
+    pub experts: usize,
+    /// Experts each token goes to.
+    pub top_k: usize,
+    /// Whether the chosen experts' weights are renormalised to sum to 1.
+    pub normalize: bool,
+    /// The load-balancing loss's weight in training.
+    pub aux_coefficient: f64,
+}
+
 /// How rotary embeddings' frequencies are scaled for a longer context.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RopeScaling {
@@ -175,6 +188,44 @@ impl Config {
     /// Key/value heads.
     pub fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// The mixture of experts, when the model is one (Qwen3-MoE's keys; `experts` 0 when not).
+    pub fn moe(&self) -> Moe {
+        let number = |key: &str| self.extra.get(key).and_then(serde_json::Value::as_u64);
+        Moe {
+            experts: number("num_experts")
+                .or(number("num_local_experts"))
+                .unwrap_or(0) as usize,
+            top_k: number("num_experts_per_tok").unwrap_or(0) as usize,
+            normalize: self
+                .extra
+                .get("norm_topk_prob")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+            aux_coefficient: self
+                .extra
+                .get("router_aux_loss_coef")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(0.001),
+        }
+    }
+
+    /// Whether layer `i` routes to experts (Qwen3-MoE: every `decoder_sparse_step`-th layer
+    /// that is not in `mlp_only_layers`).
+    pub fn sparse_layer(&self, i: usize) -> bool {
+        let step = self
+            .extra
+            .get("decoder_sparse_step")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1)
+            .max(1) as usize;
+        let dense = self
+            .extra
+            .get("mlp_only_layers")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|layers| layers.iter().any(|l| l.as_u64() == Some(i as u64)));
+        self.moe().experts > 0 && !dense && (i + 1).is_multiple_of(step)
     }
 
     /// Width of one attention head.
@@ -262,15 +313,11 @@ impl Config {
 
     fn check(&self) -> Result<()> {
         self.rope()?;
-        let experts = ["num_experts", "num_local_experts"]
-            .iter()
-            .filter_map(|key| self.extra.get(*key).and_then(serde_json::Value::as_u64))
-            .max()
-            .unwrap_or(0);
-        if experts > 0 {
+        let moe = self.moe();
+        if moe.experts > 0 && !(1..=moe.experts).contains(&moe.top_k) {
             return Err(invalid(format!(
-                "the model is a mixture of experts ({} with {experts} experts), which the built-in trainer does not implement yet; use the trl trainer for it",
-                self.model_type
+                "a mixture of {} experts needs num_experts_per_tok between 1 and that, not {}",
+                moe.experts, moe.top_k
             )));
         }
         if self.use_sliding_window == Some(true) {
@@ -645,9 +692,45 @@ struct Layer {
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
     post_norm: Tensor,
+    feed_forward: FeedForward,
+}
+
+/// A SwiGLU MLP: `down(silu(gate(x)) · up(x))`.
+struct Mlp {
     gate: Linear,
     up: Linear,
     down: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor, use_lora: bool) -> Result<Tensor> {
+        let gate = self.gate.forward(x, use_lora)?.silu()?;
+        self.down
+            .forward(&(gate * self.up.forward(x, use_lora)?)?, use_lora)
+    }
+}
+
+/// A layer's feed-forward part: one MLP, or a mixture of experts (Qwen3-MoE) whose router
+/// sends each token to its top-k experts, their outputs weighed by the router.
+enum FeedForward {
+    Dense(Mlp),
+    Experts {
+        /// `[experts, hidden]`.
+        router: Tensor,
+        experts: Vec<Mlp>,
+    },
+}
+
+/// What the load-balancing loss needs from every routed layer (Switch/Mixtral's, as
+/// transformers computes it over all layers' tokens at once).
+#[derive(Default)]
+struct Routing {
+    /// Router probabilities summed over tokens, `[experts]`.
+    probabilities: Option<Tensor>,
+    /// How often each (rank, expert) was chosen, `[top_k · experts]`.
+    chosen: Vec<f32>,
+    /// Tokens routed (per layer, added up).
+    tokens: usize,
 }
 
 /// The projections that get adapters: every linear layer of the blocks (QLoRA's finding: adapters
@@ -722,6 +805,9 @@ impl Model {
         };
         let embed = take("model.embed_tokens.weight")?;
         let mut raw_layers = Vec::new();
+        // Per layer: the router (a mixture of experts' layers) and the MLP's projections, one
+        // set, or one per expert.
+        let mut raw_mlps: Vec<(Option<Tensor>, Vec<[Tensor; 3]>)> = Vec::new();
         // Per layer: the query, key and value biases and the query and key norms, where the
         // model has them.
         let mut optional: Vec<[Option<Tensor>; 5]> = Vec::new();
@@ -750,10 +836,22 @@ impl Model {
                 take(&format!("{p}.self_attn.v_proj.weight"))?,
                 take(&format!("{p}.self_attn.o_proj.weight"))?,
                 take(&format!("{p}.post_attention_layernorm.weight"))?,
-                take(&format!("{p}.mlp.gate_proj.weight"))?,
-                take(&format!("{p}.mlp.up_proj.weight"))?,
-                take(&format!("{p}.mlp.down_proj.weight"))?,
             ]);
+            let mut projections = |prefix: &str| -> Result<[Tensor; 3]> {
+                Ok([
+                    take(&format!("{prefix}.gate_proj.weight"))?,
+                    take(&format!("{prefix}.up_proj.weight"))?,
+                    take(&format!("{prefix}.down_proj.weight"))?,
+                ])
+            };
+            raw_mlps.push(if config.sparse_layer(i) {
+                let experts = (0..config.moe().experts)
+                    .map(|e| projections(&format!("{p}.mlp.experts.{e}")))
+                    .collect::<Result<Vec<_>>>()?;
+                (Some(take(&format!("{p}.mlp.gate.weight"))?), experts)
+            } else {
+                (None, vec![projections(&format!("{p}.mlp"))?])
+            });
         }
         let norm = take("model.norm.weight")?;
         let lm_head = if config.tie_word_embeddings {
@@ -770,12 +868,18 @@ impl Model {
             Tuning::Lora { seed, .. } => rand::rngs::StdRng::seed_from_u64(seed),
             _ => rand::rngs::StdRng::seed_from_u64(0),
         };
-        for (i, ([input_norm, q, k, v, o, post_norm, gate, up, down], extra)) in
-            raw_layers.into_iter().zip(optional).enumerate()
+        for (i, (([input_norm, q, k, v, o, post_norm], extra), (router, mlps))) in raw_layers
+            .into_iter()
+            .zip(optional)
+            .zip(raw_mlps)
+            .enumerate()
         {
             let [q_bias, k_bias, v_bias, q_norm, k_norm] = extra;
+            // `module`: the projection's path in the layer (`self_attn.q_proj`,
+            // `mlp.experts.3.up_proj`), which names its adapter as PEFT does.
             let mut linear =
-                |weight: Tensor, bias: Option<Tensor>, target: &str| -> Result<Linear> {
+                |weight: Tensor, bias: Option<Tensor>, module: &str| -> Result<Linear> {
+                    let target = module.rsplit('.').next().unwrap_or(module);
                     let lora = match tuning {
                         Tuning::Lora { rank, alpha, .. } if LORA_TARGETS.contains(&target) => {
                             let (out, inp) = weight.dims2()?;
@@ -786,14 +890,7 @@ impl Model {
                                 inp,
                             )?)?;
                             let b = Var::zeros((out, rank), DType::F32, &Device::Cpu)?;
-                            let block = if target.ends_with("_proj")
-                                && ["gate_proj", "up_proj", "down_proj"].contains(&target)
-                            {
-                                "mlp"
-                            } else {
-                                "self_attn"
-                            };
-                            let name = format!("model.layers.{i}.{block}.{target}");
+                            let name = format!("model.layers.{i}.{module}");
                             trainable.push((format!("{name}.lora_A.weight"), a.clone()));
                             trainable.push((format!("{name}.lora_B.weight"), b.clone()));
                             Some(Lora {
@@ -806,18 +903,42 @@ impl Model {
                     };
                     Ok(Linear { weight, bias, lora })
                 };
+            let q = linear(q, q_bias, "self_attn.q_proj")?;
+            let k = linear(k, k_bias, "self_attn.k_proj")?;
+            let v = linear(v, v_bias, "self_attn.v_proj")?;
+            let o = linear(o, None, "self_attn.o_proj")?;
+            let mut mlps = mlps
+                .into_iter()
+                .enumerate()
+                .map(|(e, [gate, up, down])| {
+                    let prefix = match router {
+                        Some(_) => format!("mlp.experts.{e}"),
+                        None => "mlp".to_owned(),
+                    };
+                    Ok(Mlp {
+                        gate: linear(gate, None, &format!("{prefix}.gate_proj"))?,
+                        up: linear(up, None, &format!("{prefix}.up_proj"))?,
+                        down: linear(down, None, &format!("{prefix}.down_proj"))?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let feed_forward = match router {
+                Some(router) => FeedForward::Experts {
+                    router,
+                    experts: mlps,
+                },
+                None => FeedForward::Dense(mlps.remove(0)),
+            };
             layers.push(Layer {
                 input_norm,
-                q: linear(q, q_bias, "q_proj")?,
-                k: linear(k, k_bias, "k_proj")?,
-                v: linear(v, v_bias, "v_proj")?,
-                o: linear(o, None, "o_proj")?,
+                q,
+                k,
+                v,
+                o,
                 q_norm,
                 k_norm,
                 post_norm,
-                gate: linear(gate, None, "gate_proj")?,
-                up: linear(up, None, "up_proj")?,
-                down: linear(down, None, "down_proj")?,
+                feed_forward,
             });
         }
         Ok(Self {
@@ -863,6 +984,17 @@ impl Model {
     /// order, summing to `ids.len()`. Each attends only to itself and starts at position 0, so
     /// its logits are those it has alone.
     pub fn forward_packed(&self, ids: &[u32], lengths: &[usize], use_lora: bool) -> Result<Tensor> {
+        Ok(self.forward_with_balance(ids, lengths, use_lora)?.0)
+    }
+
+    /// [`Model::forward_packed`], and for a mixture of experts the load-balancing loss over
+    /// its routed layers (already weighed by `router_aux_loss_coef`), for training.
+    pub fn forward_with_balance(
+        &self,
+        ids: &[u32],
+        lengths: &[usize],
+        use_lora: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let len = ids.len();
         if len == 0 {
             return Err(invalid("empty sequence"));
@@ -873,13 +1005,8 @@ impl Model {
             )));
         }
         let positions: Vec<u32> = lengths.iter().flat_map(|&n| 0..n as u32).collect();
-        self.layers_forward(
-            ids,
-            &positions,
-            Some(&causal_mask(lengths, 0)?),
-            None,
-            use_lora,
-        )
+        let mask = causal_mask(lengths, 0)?;
+        self.layers_forward(ids, &positions, Some(&mask), None, use_lora)
     }
 
     /// Logits `[ids.len(), vocab]` for tokens that follow those already in `cache` (none at the
@@ -905,7 +1032,8 @@ impl Model {
         let mask = (ids.len() > 1)
             .then(|| causal_mask(&[ids.len()], past))
             .transpose()?;
-        let logits = self.layers_forward(ids, &positions, mask.as_ref(), Some(cache), use_lora)?;
+        let (logits, _) =
+            self.layers_forward(ids, &positions, mask.as_ref(), Some(cache), use_lora)?;
         cache.len += ids.len();
         Ok(logits)
     }
@@ -919,7 +1047,7 @@ impl Model {
         mask: Option<&Tensor>,
         mut cache: Option<&mut Cache>,
         use_lora: bool,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let len = ids.len();
         let device = Device::Cpu;
         let c = &self.config;
@@ -929,6 +1057,7 @@ impl Model {
         let (theta, scaling) = c.rope()?;
         let (cos, sin) = rope_tables(positions, head_dim, theta, scaling)?;
         let scale = 1.0 / (head_dim as f64).sqrt();
+        let mut routing = Routing::default();
         for (i, layer) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
             let q = layer
@@ -983,14 +1112,17 @@ impl Model {
                 .reshape((len, heads * head_dim))?;
             x = (x + layer.o.forward(&out, use_lora)?)?;
             let h = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
-            let gate = layer.gate.forward(&h, use_lora)?.silu()?;
-            let mlp = layer
-                .down
-                .forward(&(gate * layer.up.forward(&h, use_lora)?)?, use_lora)?;
+            let mlp = match &layer.feed_forward {
+                FeedForward::Dense(mlp) => mlp.forward(&h, use_lora)?,
+                FeedForward::Experts { router, experts } => {
+                    route(&h, router, experts, c.moe(), use_lora, &mut routing)?
+                }
+            };
             x = (x + mlp)?;
         }
         let x = rms_norm(&x, &self.norm, c.rms_norm_eps)?;
-        Ok(x.matmul(&self.lm_head.t()?)?)
+        let balance = routing.loss(c.moe())?;
+        Ok((x.matmul(&self.lm_head.t()?)?, balance))
     }
 
     /// Every weight with adapters folded in, in HF naming (for export).
@@ -1021,15 +1153,109 @@ impl Model {
                 format!("{p}.post_attention_layernorm.weight"),
                 layer.post_norm.clone(),
             ));
-            out.push((format!("{p}.mlp.gate_proj.weight"), layer.gate.merged()?));
-            out.push((format!("{p}.mlp.up_proj.weight"), layer.up.merged()?));
-            out.push((format!("{p}.mlp.down_proj.weight"), layer.down.merged()?));
+            let mut mlp = |prefix: String, mlp: &Mlp| -> Result<()> {
+                out.push((format!("{prefix}.gate_proj.weight"), mlp.gate.merged()?));
+                out.push((format!("{prefix}.up_proj.weight"), mlp.up.merged()?));
+                out.push((format!("{prefix}.down_proj.weight"), mlp.down.merged()?));
+                Ok(())
+            };
+            match &layer.feed_forward {
+                FeedForward::Dense(dense) => mlp(format!("{p}.mlp"), dense)?,
+                FeedForward::Experts { router, experts } => {
+                    for (e, expert) in experts.iter().enumerate() {
+                        mlp(format!("{p}.mlp.experts.{e}"), expert)?;
+                    }
+                    out.push((format!("{p}.mlp.gate.weight"), router.clone()));
+                }
+            }
         }
         out.push(("model.norm.weight".to_owned(), self.norm.clone()));
         if !self.config.tie_word_embeddings {
             out.push(("lm_head.weight".to_owned(), self.lm_head.clone()));
         }
         Ok(out)
+    }
+}
+
+/// A mixture of experts on `h` (`[len, hidden]`): the router's softmax, each token's top-k
+/// experts (their weights renormalised when the model says so), each expert on its tokens, the
+/// outputs weighed and added back expert by expert, as transformers does.
+fn route(
+    h: &Tensor,
+    router: &Tensor,
+    experts: &[Mlp],
+    moe: Moe,
+    use_lora: bool,
+    routing: &mut Routing,
+) -> Result<Tensor> {
+    let (len, _) = h.dims2()?;
+    let count = experts.len();
+    let k = moe.top_k;
+    let probabilities = candle_nn::ops::softmax(&h.matmul(&router.t()?)?, D::Minus1)?;
+    let host: Vec<Vec<f32>> = probabilities.to_vec2()?;
+    let mut chosen: Vec<u32> = Vec::with_capacity(len * k);
+    for row in &host {
+        let mut order: Vec<usize> = (0..count).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+        chosen.extend(order[..k].iter().map(|&e| e as u32));
+    }
+    let index = Tensor::from_vec(chosen.clone(), (len, k), &Device::Cpu)?;
+    let mut weights = probabilities.gather(&index, 1)?;
+    if moe.normalize {
+        weights = weights.broadcast_div(&weights.sum_keepdim(1)?)?;
+    }
+    let weights = weights.flatten_all()?;
+    let mut out = h.zeros_like()?;
+    for (e, expert) in experts.iter().enumerate() {
+        let (tokens, slots): (Vec<u32>, Vec<u32>) = chosen
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c as usize == e)
+            .map(|(slot, _)| ((slot / k) as u32, slot as u32))
+            .unzip();
+        if tokens.is_empty() {
+            continue;
+        }
+        let tokens = Tensor::new(tokens.as_slice(), &Device::Cpu)?;
+        let slots = Tensor::new(slots.as_slice(), &Device::Cpu)?;
+        let y = expert.forward(&h.index_select(&tokens, 0)?, use_lora)?;
+        let y = y.broadcast_mul(&weights.index_select(&slots, 0)?.unsqueeze(1)?)?;
+        out = out.index_add(&tokens, &y, 0)?;
+    }
+    // For the load-balancing loss: probabilities summed over tokens, choices counted by rank.
+    let summed = probabilities.sum(0)?;
+    routing.probabilities = Some(match routing.probabilities.take() {
+        Some(sum) => (sum + summed)?,
+        None => summed,
+    });
+    routing.chosen.resize(k * count, 0.0);
+    for (slot, &e) in chosen.iter().enumerate() {
+        routing.chosen[(slot % k) * count + e as usize] += 1.0;
+    }
+    routing.tokens += len;
+    Ok(out)
+}
+
+impl Routing {
+    /// `coefficient · experts · Σ_{rank, expert} (share of tokens given that choice) · (mean
+    /// probability of the expert)`, over every routed layer's tokens at once; `None` when
+    /// nothing was routed.
+    fn loss(&self, moe: Moe) -> Result<Option<Tensor>> {
+        let Some(probabilities) = &self.probabilities else {
+            return Ok(None);
+        };
+        let n = self.tokens.max(1) as f64;
+        let shares: Vec<f32> = self
+            .chosen
+            .iter()
+            .map(|&c| (f64::from(c) / n) as f32)
+            .collect();
+        let shares = Tensor::from_vec(shares, (moe.top_k, moe.experts), &Device::Cpu)?;
+        let mean = (probabilities / n)?.unsqueeze(0)?;
+        let balance = shares.broadcast_mul(&mean)?.sum_all()?;
+        Ok(Some(
+            (balance * (moe.experts as f64 * moe.aux_coefficient))?,
+        ))
     }
 }
 
@@ -1158,6 +1384,8 @@ pub enum Arch {
     Qwen2,
     /// Qwen3: a norm on each query and key head, and a head width of its own.
     Qwen3,
+    /// Qwen3-MoE: Qwen3's attention, and a mixture of experts for the MLP.
+    Qwen3Moe,
 }
 
 /// [`create_tiny`] in another architecture.
@@ -1210,6 +1438,20 @@ pub fn create_tiny_arch(dir: &Path, arch: Arch) -> std::result::Result<(), Strin
             config.rms_norm_eps = 1e-6;
             config.head_dim = Some(32);
         }
+        Arch::Qwen3Moe => {
+            (config.model_type, config.architectures) = name("qwen3_moe", "Qwen3MoeForCausalLM");
+            config.rope_theta = 1_000_000.0;
+            config.rms_norm_eps = 1e-6;
+            config.head_dim = Some(16);
+            let serde_json::Value::Object(moe) = serde_json::json!({
+                "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+                "norm_topk_prob": true, "decoder_sparse_step": 1, "mlp_only_layers": [],
+                "router_aux_loss_coef": 0.001,
+            }) else {
+                unreachable!("a JSON object literal")
+            };
+            config.extra = moe;
+        }
     }
     let build = || -> Result<HashMap<String, Tensor>> {
         let dev = Device::Cpu;
@@ -1250,9 +1492,20 @@ pub fn create_tiny_arch(dir: &Path, arch: Arch) -> std::result::Result<(), Strin
             t.insert(format!("{p}.self_attn.k_proj.weight"), init(kv, h)?);
             t.insert(format!("{p}.self_attn.v_proj.weight"), init(kv, h)?);
             t.insert(format!("{p}.self_attn.o_proj.weight"), init(h, qd)?);
-            t.insert(format!("{p}.mlp.gate_proj.weight"), init(m, h)?);
-            t.insert(format!("{p}.mlp.up_proj.weight"), init(m, h)?);
-            t.insert(format!("{p}.mlp.down_proj.weight"), init(h, m)?);
+            if config.sparse_layer(i) {
+                let moe = config.moe();
+                t.insert(format!("{p}.mlp.gate.weight"), normal(0.3, moe.experts, h)?);
+                for e in 0..moe.experts {
+                    let q = format!("{p}.mlp.experts.{e}");
+                    t.insert(format!("{q}.gate_proj.weight"), init(32, h)?);
+                    t.insert(format!("{q}.up_proj.weight"), init(32, h)?);
+                    t.insert(format!("{q}.down_proj.weight"), init(h, 32)?);
+                }
+            } else {
+                t.insert(format!("{p}.mlp.gate_proj.weight"), init(m, h)?);
+                t.insert(format!("{p}.mlp.up_proj.weight"), init(m, h)?);
+                t.insert(format!("{p}.mlp.down_proj.weight"), init(h, m)?);
+            }
             match arch {
                 Arch::Qwen2 => {
                     for (part, width) in [("q_proj", qd), ("k_proj", kv), ("v_proj", kv)] {
@@ -1260,7 +1513,7 @@ pub fn create_tiny_arch(dir: &Path, arch: Arch) -> std::result::Result<(), Strin
                         t.insert(format!("{p}.self_attn.{part}.bias"), bias);
                     }
                 }
-                Arch::Qwen3 => {
+                Arch::Qwen3 | Arch::Qwen3Moe => {
                     for part in ["q_norm", "k_norm"] {
                         t.insert(
                             format!("{p}.self_attn.{part}.weight"),

@@ -86,17 +86,18 @@ def main() -> None:
         directory = out / arch
         model.save_pretrained(directory, safe_serialization=True)
         with torch.no_grad():
-            logits = model(torch.tensor([IDS])).logits[0]
-        (directory / "logits.json").write_text(
-            json.dumps(
-                {
-                    "ids": IDS,
-                    "logits": logits.tolist(),
-                    "torch": torch.__version__,
-                    "transformers": transformers.__version__,
-                }
-            )
-        )
+            moe = arch.endswith("_moe")
+            output = model(torch.tensor([IDS]), **({"output_router_logits": True} if moe else {}))
+        reference = {
+            "ids": IDS,
+            "logits": output.logits[0].tolist(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        }
+        if moe:
+            # The load-balancing loss, before router_aux_loss_coef weighs it.
+            reference["aux_loss"] = float(output.aux_loss)
+        (directory / "logits.json").write_text(json.dumps(reference))
         print(f"{arch}: {directory}")
 
 
