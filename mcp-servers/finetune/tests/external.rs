@@ -37,24 +37,10 @@ async fn a_lora_job_run_by_trl() {
             .join("adapter_model.safetensors")
             .is_file()
     );
-    let events = data(
-        &call(
-            &server.client,
-            "list_events",
-            json!({"job": job["id"], "limit": 1000}),
-        )
-        .await,
-    );
+    let messages = event_messages(&server.client, job["id"].as_str().unwrap()).await;
     assert!(
-        events["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["message"]
-                .as_str()
-                .unwrap()
-                .contains("Training completed")),
-        "{events}"
+        messages.iter().any(|m| m.contains("Training completed")),
+        "{messages:?}"
     );
     server.client.cancel().await.unwrap();
 }

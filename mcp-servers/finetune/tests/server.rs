@@ -292,13 +292,7 @@ async fn validate_launch_watch_cancel_resume_and_quantize() {
     let again = call(client, "cancel_job", json!({"job": job})).await;
     assert_eq!(again.is_error, Some(true));
     resume_to_end(client, &job, stopped_at, 1200).await;
-    let events = data(&call(client, "list_events", json!({"job": job, "limit": 1000})).await);
-    let messages: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
+    let messages = event_messages(client, &job).await;
     assert!(
         messages
             .iter()
@@ -1077,17 +1071,12 @@ async fn a_pre_flight_predicts_the_run_and_refuses_a_job_too_big() {
     );
     let job = created["job"]["id"].as_str().unwrap();
     assert_eq!(created["job"]["total_steps"], 15, "{created}");
-    let events = data(&call(client, "list_events", json!({"job": job, "limit": 1000})).await);
+    let messages = event_messages(client, job).await;
     assert!(
-        events["events"]
-            .as_array()
-            .unwrap()
+        messages
             .iter()
-            .any(|e| e["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("pre-flight: two steps")),
-        "{events}"
+            .any(|m| m.starts_with("pre-flight: two steps")),
+        "{messages:?}"
     );
     server.client.cancel().await.unwrap();
 

@@ -157,6 +157,17 @@ pub async fn all_metric_steps(client: &Client, job: &str) -> Vec<u64> {
     }
 }
 
+/// A job's event messages, oldest first.
+pub async fn event_messages(client: &Client, job: &str) -> Vec<String> {
+    let events = data(&call(client, "list_events", json!({"job": job, "limit": 1000})).await);
+    events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub fn metric_steps(client_events: &Value) -> Vec<u64> {
     client_events["events"]
         .as_array()
