@@ -94,6 +94,11 @@ pub struct Answer {
 }
 
 impl GenerateArgs {
+    /// Most tokens to generate (256 unless asked).
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens.unwrap_or(256)
+    }
+
     fn sampling(&self) -> Result<Sampling, JobError> {
         let temperature = self.temperature.unwrap_or(0.0);
         let top_p = self.top_p.unwrap_or(1.0);
@@ -217,7 +222,7 @@ impl Manager {
     ) -> Result<Answer, JobError> {
         let sampling = args.sampling()?;
         let turns = args.turns()?;
-        let max_tokens = args.max_tokens.unwrap_or(256);
+        let max_tokens = args.max_tokens();
         if max_tokens == 0 || max_tokens > MAX_TOKENS {
             return Err(JobError::Invalid(format!(
                 "max_tokens must be 1 to {MAX_TOKENS}, not {max_tokens}"
@@ -293,6 +298,13 @@ pub struct EvaluateArgs {
     pub max_tokens: Option<usize>,
 }
 
+impl EvaluateArgs {
+    /// Examples scored (100 unless asked).
+    pub fn max_examples(&self) -> usize {
+        self.max_examples.unwrap_or(100)
+    }
+}
+
 /// Largest file `evaluate_job` reads.
 const MAX_FILE_BYTES: u64 = 64 << 20;
 
@@ -304,7 +316,7 @@ impl Manager {
         args: EvaluateArgs,
         progress: tokio::sync::mpsc::UnboundedSender<usize>,
     ) -> Result<Evaluation, JobError> {
-        let max_examples = args.max_examples.unwrap_or(100);
+        let max_examples = args.max_examples();
         let max_tokens = args.max_tokens.unwrap_or(128);
         if !(1..=1000).contains(&max_examples) || !(1..=1024).contains(&max_tokens) {
             return Err(JobError::Invalid(format!(

@@ -575,7 +575,7 @@ impl FinetuneServer {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
     ) -> Result<CallToolResult, ToolError> {
-        let max_tokens = args.max_tokens.unwrap_or(256);
+        let max_tokens = args.max_tokens();
         let (progress, counts) = tokio::sync::mpsc::unbounded_channel();
         let answer = self.manager.generate(args, progress);
         let answer = with_progress(answer, counts, &meta, &peer, max_tokens, 16, "tokens").await?;
@@ -583,10 +583,7 @@ impl FinetuneServer {
             "{}\n[{} tokens, {}; {} prompt tokens; {:.1} s; {}]",
             answer.text,
             answer.completion_tokens,
-            serde_json::to_value(answer.finish_reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            answer.finish_reason.as_str(),
             answer.prompt_tokens,
             answer.seconds,
             answer.model.display()
@@ -605,7 +602,7 @@ impl FinetuneServer {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
     ) -> Result<CallToolResult, ToolError> {
-        let total = args.max_examples.unwrap_or(100);
+        let total = args.max_examples();
         let (progress, counts) = tokio::sync::mpsc::unbounded_channel();
         let evaluation = self.manager.evaluate_job(args, progress);
         let evaluation = with_progress(

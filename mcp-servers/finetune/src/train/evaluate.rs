@@ -241,10 +241,13 @@ fn answer_loss(
     if encoded.ids.len() < 2 || !encoded.trained[1..].iter().any(|&t| t) {
         return Ok(0.0);
     }
-    let (logprobs, mask, _) =
-        next_token_logprobs(who.model, &encoded, &[encoded.ids.len()], who.use_lora)?;
-    let total = f64::from((logprobs * &mask)?.sum_all()?.to_scalar::<f32>()?);
-    let count = f64::from(mask.sum(D::Minus1)?.to_scalar::<f32>()?);
+    let next = next_token_logprobs(who.model, &encoded, &[encoded.ids.len()], who.use_lora)?;
+    let total = f64::from(
+        (next.logprobs * &next.mask)?
+            .sum_all()?
+            .to_scalar::<f32>()?,
+    );
+    let count = f64::from(next.mask.sum(D::Minus1)?.to_scalar::<f32>()?);
     Ok(-total / count.max(1.0))
 }
 

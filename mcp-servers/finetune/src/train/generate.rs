@@ -31,17 +31,26 @@ impl Sampling {
     };
 }
 
-/// Why generation ended.
+/// Why generation ended: `stop` (the model ended its answer), `length` (`max_tokens` were
+/// generated), `cancelled` (the caller stopped it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[allow(missing_docs)] // Variant docs would turn its JSON Schema's `enum` into a `oneOf`.
 pub enum Finish {
-    /// The model ended its answer.
     Stop,
-    /// `max_tokens` were generated.
     Length,
-    /// The caller stopped it.
     Cancelled,
+}
+
+impl Finish {
+    /// The name answers use (`stop`, `length`, `cancelled`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// An answer.

@@ -369,7 +369,6 @@ fn run_as(
         teacher: teacher.as_ref(),
         batch,
         beta: hp.beta,
-        dpo: config.method == Method::Dpo,
     };
     if preflight {
         let report = fly(
@@ -623,7 +622,6 @@ struct Trainer<'a> {
     /// Examples per backward pass.
     batch: usize,
     beta: f64,
-    dpo: bool,
 }
 
 /// One optimizer step over `picked`, a batch at a time with the gradients summed: the loss is a
@@ -636,11 +634,7 @@ fn take_step(
     picked: &[&Sample],
     lr: f64,
 ) -> Result<(f64, usize, usize), TrainError> {
-    let counted: f64 = picked
-        .iter()
-        .map(|s| s.counted(trainer.dpo))
-        .sum::<f64>()
-        .max(1.0);
+    let counted: f64 = picked.iter().map(|s| s.counted()).sum::<f64>().max(1.0);
     let (mut train_loss, mut right, mut learned) = (0f64, 0usize, 0usize);
     for part in picked.chunks(trainer.batch) {
         let (sum, r, l) = batch_loss(
@@ -735,8 +729,8 @@ struct Sample {
 
 impl Sample {
     /// What its loss is a mean over: its learned tokens, or one pair for DPO.
-    fn counted(&self, dpo: bool) -> f64 {
-        if dpo {
+    fn counted(&self) -> f64 {
+        if self.rejected.is_some() {
             1.0
         } else {
             self.main.trained[1..].iter().filter(|&&t| t).count() as f64
@@ -814,26 +808,26 @@ fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
     order
 }
 
-/// Log-probabilities of each next token, `[len - 1]`, the learned-token mask, and the logits.
-/// `lengths` are those of the examples packed into `encoded` (one, unpacked).
+/// What a sequence's next-token prediction gives.
+struct NextTokens {
+    /// The log-probability of each next token, `[len - 1]`.
+    logprobs: Tensor,
+    /// 1 where that token is learned, 0 elsewhere.
+    mask: Tensor,
+    /// The logits, `[len - 1, vocab]`.
+    logits: Tensor,
+    /// A mixture of experts' load-balancing loss.
+    balance: Option<Tensor>,
+}
+
+/// The next-token prediction over `encoded`; `lengths` are those of the examples packed into it
+/// (one, unpacked).
 fn next_token_logprobs(
     model: &Model,
     encoded: &Encoded,
     lengths: &[usize],
     use_lora: bool,
-) -> Result<(Tensor, Tensor, Tensor), TrainError> {
-    let (logprobs, mask, logits, _) =
-        next_token_logprobs_balanced(model, encoded, lengths, use_lora)?;
-    Ok((logprobs, mask, logits))
-}
-
-/// [`next_token_logprobs`], with a mixture of experts' load-balancing loss.
-fn next_token_logprobs_balanced(
-    model: &Model,
-    encoded: &Encoded,
-    lengths: &[usize],
-    use_lora: bool,
-) -> Result<(Tensor, Tensor, Tensor, Option<Tensor>), TrainError> {
+) -> Result<NextTokens, TrainError> {
     let n = encoded.ids.len();
     let (logits, balance) =
         model.forward_with_balance(&encoded.ids[..n - 1], &shifted(lengths), use_lora)?;
@@ -845,7 +839,12 @@ fn next_token_logprobs_balanced(
         .map(|&t| f32::from(u8::from(t)))
         .collect();
     let mask = Tensor::from_vec(mask, n - 1, &Device::Cpu)?;
-    Ok((picked, mask, logits, balance))
+    Ok(NextTokens {
+        logprobs: picked,
+        mask,
+        logits,
+        balance,
+    })
 }
 
 /// The lengths of packed examples once the last token is cut off (the inputs of next-token
@@ -871,8 +870,12 @@ fn batch_loss(
     let mut total: Option<Tensor> = None;
     let (mut right, mut learned) = (0usize, 0usize);
     for sample in batch {
-        let (logprobs, mask, logits, balance) =
-            next_token_logprobs_balanced(model, &sample.main, &sample.lengths, true)?;
+        let NextTokens {
+            logprobs,
+            mask,
+            logits,
+            balance,
+        } = next_token_logprobs(model, &sample.main, &sample.lengths, true)?;
         let (r, l) = accuracy(&logits, &sample.main)?;
         right += r;
         learned += l;
@@ -901,9 +904,8 @@ fn batch_loss(
             Some(rejected) => {
                 let sequence =
                     |model: &Model, encoded: &Encoded, lora: bool| -> Result<Tensor, TrainError> {
-                        let (logprobs, mask, _) =
-                            next_token_logprobs(model, encoded, &[encoded.ids.len()], lora)?;
-                        Ok((logprobs * mask)?.sum_all()?)
+                        let next = next_token_logprobs(model, encoded, &[encoded.ids.len()], lora)?;
+                        Ok((next.logprobs * next.mask)?.sum_all()?)
                     };
                 let chosen = (logprobs * &mask)?.sum_all()?;
                 let rejected_lp = sequence(model, rejected, true)?;
@@ -927,10 +929,7 @@ fn batch_loss(
         // A mixture of experts' load balance, once per sequence; the sum is divided by what
         // `counted` adds up, so it is weighed by the sequence's share of that.
         let loss = match balance {
-            Some(balance) => {
-                let dpo = sample.rejected.is_some();
-                (loss + (balance * sample.counted(dpo))?)?
-            }
+            Some(balance) => (loss + (balance * sample.counted())?)?,
             None => loss,
         };
         total = Some(match total {
@@ -972,12 +971,11 @@ fn validation_loss(
     samples: &[Sample],
     beta: f64,
 ) -> Result<f64, TrainError> {
-    let dpo = samples.first().is_some_and(|s| s.rejected.is_some());
     let (mut sum, mut counted) = (0f64, 0f64);
     for sample in samples.iter().take(64) {
         let (loss, _, _) = batch_loss(model, reference, teacher, &[sample], beta)?;
         sum += f64::from(loss.detach().to_scalar::<f32>()?);
-        counted += sample.counted(dpo);
+        counted += sample.counted();
     }
     Ok(sum / counted.max(1.0))
 }

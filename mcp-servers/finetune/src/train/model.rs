@@ -192,40 +192,30 @@ impl Config {
 
     /// The mixture of experts, when the model is one (Qwen3-MoE's keys; `experts` 0 when not).
     pub fn moe(&self) -> Moe {
-        let number = |key: &str| self.extra.get(key).and_then(serde_json::Value::as_u64);
         Moe {
-            experts: number("num_experts")
-                .or(number("num_local_experts"))
-                .unwrap_or(0) as usize,
-            top_k: number("num_experts_per_tok").unwrap_or(0) as usize,
-            normalize: self
-                .extra
-                .get("norm_topk_prob")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
-            aux_coefficient: self
-                .extra
-                .get("router_aux_loss_coef")
-                .and_then(serde_json::Value::as_f64)
-                .unwrap_or(0.001),
+            experts: self
+                .setting("num_experts")
+                .or(self.setting("num_local_experts"))
+                .unwrap_or(0),
+            top_k: self.setting("num_experts_per_tok").unwrap_or(0),
+            normalize: self.setting("norm_topk_prob").unwrap_or(false),
+            aux_coefficient: self.setting("router_aux_loss_coef").unwrap_or(0.001),
         }
     }
 
     /// Whether layer `i` routes to experts (Qwen3-MoE: every `decoder_sparse_step`-th layer
     /// that is not in `mlp_only_layers`).
     pub fn sparse_layer(&self, i: usize) -> bool {
-        let step = self
-            .extra
-            .get("decoder_sparse_step")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(1)
-            .max(1) as usize;
+        let step: usize = self.setting("decoder_sparse_step").unwrap_or(1).max(1);
         let dense = self
-            .extra
-            .get("mlp_only_layers")
-            .and_then(serde_json::Value::as_array)
-            .is_some_and(|layers| layers.iter().any(|l| l.as_u64() == Some(i as u64)));
+            .setting::<Vec<usize>>("mlp_only_layers")
+            .is_some_and(|layers| layers.contains(&i));
         self.moe().experts > 0 && !dense && (i + 1).is_multiple_of(step)
+    }
+
+    /// A key of the config this struct does not name, when it has the type asked for.
+    fn setting<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        serde_json::from_value(self.extra.get(key)?.clone()).ok()
     }
 
     /// Width of one attention head.
@@ -298,7 +288,7 @@ impl Config {
     /// laid out for llama.cpp here (Qwen's tensors and Llama 3.1's rope_freqs are not).
     pub fn gguf_unsupported(&self) -> Option<String> {
         let scaled = !matches!(self.rope(), Ok((_, RopeScaling::None)));
-        let extras = self.extra.get("attention_bias") == Some(&serde_json::Value::Bool(true));
+        let extras = self.setting("attention_bias") == Some(true);
         let head = self
             .head_dim
             .is_some_and(|d| d * self.num_attention_heads != self.hidden_size);
@@ -379,7 +369,12 @@ pub fn read_config(path: &Path) -> Result<Option<Config>> {
     if !path.is_dir() {
         return Ok(None);
     }
-    let file = path.join("config.json");
+    hf_config(path).map(Some)
+}
+
+/// A Hugging Face directory's `config.json`, checked.
+fn hf_config(dir: &Path) -> Result<Config> {
+    let file = dir.join("config.json");
     let text = std::fs::read_to_string(&file).map_err(|error| ModelError::Io {
         path: file.clone(),
         error,
@@ -387,7 +382,7 @@ pub fn read_config(path: &Path) -> Result<Option<Config>> {
     let config: Config = serde_json::from_str(&text)
         .map_err(|error| invalid(format!("{}: {error}", file.display())))?;
     config.check()?;
-    Ok(Some(config))
+    Ok(config)
 }
 
 /// Loads a model from a directory (HF) or a `.gguf` file.
@@ -407,14 +402,7 @@ pub fn load(path: &Path) -> Result<Weights> {
 }
 
 fn load_hf(dir: &Path) -> Result<Weights> {
-    let config_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&config_path).map_err(|error| ModelError::Io {
-        path: config_path.clone(),
-        error,
-    })?;
-    let config: Config = serde_json::from_str(&text)
-        .map_err(|error| invalid(format!("{}: {error}", config_path.display())))?;
-    config.check()?;
+    let config = hf_config(dir)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|error| ModelError::Io {
             path: dir.to_owned(),
@@ -749,6 +737,10 @@ pub const LORA_TARGETS: &[&str] = &[
 pub struct Model {
     /// Its shape.
     pub config: Config,
+    /// The rotary base and scaling, read from the config once.
+    rope: (f64, RopeScaling),
+    /// The mixture of experts' settings, read from the config once.
+    moe: Moe,
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
@@ -942,6 +934,8 @@ impl Model {
             });
         }
         Ok(Self {
+            rope: config.rope()?,
+            moe: config.moe(),
             config,
             embed,
             layers,
@@ -1054,7 +1048,7 @@ impl Model {
         let (heads, kv_heads, head_dim) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
         let ids = Tensor::new(ids, &device)?;
         let mut x = self.embed.index_select(&ids, 0)?;
-        let (theta, scaling) = c.rope()?;
+        let (theta, scaling) = self.rope;
         let (cos, sin) = rope_tables(positions, head_dim, theta, scaling)?;
         let scale = 1.0 / (head_dim as f64).sqrt();
         let mut routing = Routing::default();
@@ -1115,13 +1109,13 @@ impl Model {
             let mlp = match &layer.feed_forward {
                 FeedForward::Dense(mlp) => mlp.forward(&h, use_lora)?,
                 FeedForward::Experts { router, experts } => {
-                    route(&h, router, experts, c.moe(), use_lora, &mut routing)?
+                    route(&h, router, experts, self.moe, use_lora, &mut routing)?
                 }
             };
             x = (x + mlp)?;
         }
         let x = rms_norm(&x, &self.norm, c.rms_norm_eps)?;
-        let balance = routing.loss(c.moe())?;
+        let balance = routing.loss(self.moe)?;
         Ok((x.matmul(&self.lm_head.t()?)?, balance))
     }
 
