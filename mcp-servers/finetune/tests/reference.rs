@@ -1,11 +1,15 @@
 //! Each architecture's forward pass against Hugging Face transformers' on the same weights:
 //! `tests/reference/logits.py` (run by `.ci/run` with torch and transformers from PyPI) writes a
 //! tiny model per architecture and its logits into `MCP_FINETUNE_REFERENCE`; ours must agree to
-//! float precision. The versions that made them are in each `logits.json`.
+//! float precision. The versions that made them are in each `logits.json`. And our GGUF files,
+//! K-quants included, read back by llama.cpp's own reader (the `gguf` package from PyPI).
 
 use std::path::PathBuf;
 
-use mcp_server_finetune::train::model;
+use mcp_server_finetune::{
+    job::Quantization,
+    train::{export, model, tokenize::ChatTokenizer},
+};
 
 fn reference() -> PathBuf {
     let dir = std::env::var_os("MCP_FINETUNE_REFERENCE")
@@ -73,5 +77,79 @@ fn every_architecture_gives_the_logits_transformers_gives() {
             worst < 1e-4 * largest.max(1.0),
             "{arch}: {worst} of {largest}"
         );
+    }
+}
+
+#[test]
+#[ignore = "needs the gguf package (tests/reference/requirements.txt); .ci/run installs it"]
+fn k_quant_files_read_back_in_llama_cpps_reader() {
+    let python = std::env::var_os("MCP_FINETUNE_REFERENCE_PYTHON")
+        .map(PathBuf::from)
+        .expect("MCP_FINETUNE_REFERENCE_PYTHON: a Python with the gguf package (.ci/run sets it)");
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("tiny");
+    // 256 wide, so that the rows fill K-quant super-blocks.
+    model::create_tiny_sized(&base, model::Arch::Llama, 256, 512).unwrap();
+    let model = model::Model::new(model::load(&base).unwrap(), model::Tuning::Frozen).unwrap();
+    let tokenizer = ChatTokenizer::for_model(&base, None).unwrap();
+    let reference = dir.path().join("f32.gguf");
+    let mix = export::Mix::All(candle_core::quantized::GgmlDType::F32);
+    export::write(&model, &tokenizer, mix, &reference).unwrap();
+    let kinds = [Quantization::Q4KM, Quantization::Q5KM, Quantization::Q6K];
+    let files: Vec<PathBuf> = kinds
+        .iter()
+        .map(|q| {
+            let file = dir.path().join(format!("{}.gguf", q.as_str()));
+            export::gguf(&model, &tokenizer, *q, &file).unwrap();
+            file
+        })
+        .collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/read_gguf.py");
+    let output = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&reference)
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    eprintln!("gguf {}", read["gguf"]);
+    // (file type, the main type, the six-bit layers' type, the largest relative error allowed
+    // for the main type: Q4_K's ~7% on Gaussian weights, Q5_K's ~4%, Q6_K's ~2%).
+    let expected = [(15, "Q4_K", 0.09), (17, "Q5_K", 0.045), (18, "Q6_K", 0.025)];
+    for (file, (file_type, main, bound)) in files.iter().zip(expected) {
+        let report = &read["files"][file.to_str().unwrap()];
+        assert_eq!(report["file_type"], file_type, "{}", file.display());
+        let tensors = report["tensors"].as_object().unwrap();
+        assert_eq!(tensors.len(), 2 + 9 * 2, "{}", file.display());
+        for (name, tensor) in tensors {
+            let kind = tensor["type"].as_str().unwrap();
+            let error = tensor["error"].as_f64().unwrap();
+            let want = if name.ends_with("norm.weight") {
+                "F32"
+            } else if name == "token_embd.weight"
+                || name.starts_with("blk.1.") && name.ends_with("attn_v.weight")
+                || name.starts_with("blk.1.") && name.ends_with("ffn_down.weight")
+            {
+                "Q6_K"
+            } else {
+                main
+            };
+            assert_eq!(kind, want, "{}: {name}", file.display());
+            let bound = match kind {
+                "F32" => 0.0,
+                "Q6_K" => 0.025,
+                _ => bound,
+            };
+            assert!(
+                error <= bound,
+                "{}: {name} ({kind}) read back {error} away",
+                file.display()
+            );
+        }
     }
 }

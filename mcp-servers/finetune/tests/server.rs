@@ -204,6 +204,23 @@ async fn validate_launch_watch_cancel_resume_and_quantize() {
 
     let events = data(&call(client, "list_events", json!({"job": job, "limit": 1000})).await);
     assert_eq!(metric_steps(&events), (1..=30).collect::<Vec<_>>());
+    // The GGUF file was read back and measured against the merged model.
+    let perplexity = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("q8_0 perplexity")
+        })
+        .unwrap_or_else(|| panic!("no perplexity check in {events}"));
+    let (merged, quantized) = (
+        perplexity["data"]["merged"].as_f64().unwrap(),
+        perplexity["data"]["quantized"].as_f64().unwrap(),
+    );
+    assert!((quantized / merged - 1.0).abs() < 0.01, "{perplexity}");
     let last_seq = events["events"].as_array().unwrap()[5]["seq"]
         .as_u64()
         .unwrap();

@@ -167,8 +167,7 @@ fn lora_sft_lowers_the_loss_and_writes_adapter_model_and_gguf() {
     train::export::write(
         &merged,
         &tokenizer,
-        candle_core::quantized::GgmlDType::F32,
-        0,
+        train::export::Mix::All(candle_core::quantized::GgmlDType::F32),
         &f32_file,
     )
     .unwrap();
@@ -967,4 +966,114 @@ fn every_architecture_trains_and_its_merged_model_reloads() {
             assert!(worst < 1e-3, "{arch:?}: {worst}");
         }
     }
+}
+
+#[test]
+fn k_quants_take_llama_cpps_mix_and_cost_little_perplexity() {
+    use candle_core::quantized::{GgmlDType, gguf_file};
+    let dir = tempfile::tempdir().unwrap();
+    // 256 wide: the rows fill K-quant super-blocks (64 would fall back to Q5_0 and the like).
+    let base = dir.path().join("tiny");
+    model::create_tiny_sized(&base, model::Arch::Llama, 256, 512).unwrap();
+    let train = write_sft(dir.path());
+    // Trained first: a random model's perplexity is astronomical, and says nothing.
+    let hp = Hyperparameters {
+        n_epochs: Setting::Value(12),
+        batch_size: Setting::Value(4),
+        learning_rate: Setting::Value(1e-2),
+        lora_rank: Setting::Value(8),
+        ..Default::default()
+    };
+    let tuning = config(dir.path(), &base, Method::Sft, train.clone(), hp);
+    let mut reports: Vec<Report> = Vec::new();
+    assert!(train::run(&tuning, &StopFlag::new(), &mut reports).unwrap());
+    let base = tuning.output_dir.join("model");
+    let merged = model::load(&base).unwrap().tensors;
+    // Relative RMS error of a matrix read back from the GGUF file (un-permuted by the loader).
+    let error = |tensors: &std::collections::HashMap<String, candle_core::Tensor>, name: &str| {
+        let (ours, theirs) = (&tensors[name], &merged[name]);
+        let rms = |t: &candle_core::Tensor| {
+            t.sqr()
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .sqrt()
+        };
+        rms(&(ours - theirs).unwrap()) / rms(theirs)
+    };
+    let mut errors = Vec::new();
+    for (quantization, file_type, v0, v1) in [
+        (Quantization::Q4KM, 15, GgmlDType::Q4K, GgmlDType::Q6K),
+        (Quantization::Q5KM, 17, GgmlDType::Q5K, GgmlDType::Q6K),
+        (Quantization::Q6K, 18, GgmlDType::Q6K, GgmlDType::Q6K),
+    ] {
+        let name = quantization.as_str();
+        let mut config = config(
+            &dir.path().join(name),
+            &base,
+            Method::Quantize,
+            train.clone(),
+            Hyperparameters::default(),
+        );
+        config.quantize = Some(quantization);
+        let mut reports: Vec<Report> = Vec::new();
+        assert!(train::run(&config, &StopFlag::new(), &mut reports).unwrap());
+        let (file, merged_ppl, quantized_ppl) = reports
+            .iter()
+            .find_map(|r| match r {
+                Report::Perplexity {
+                    file,
+                    examples,
+                    merged,
+                    quantized,
+                    ..
+                } => {
+                    assert_eq!(*examples, CAPITALS.len());
+                    Some((file.clone(), *merged, *quantized))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{name}: no perplexity in {reports:?}"));
+        eprintln!("{name}: perplexity {quantized_ppl:.4} against {merged_ppl:.4}");
+        // A random tiny model is close to uniform over its 260 tokens; quantization moves that
+        // by little, a wrong layout (unpermuted rows, another tensor's scales) by far more.
+        assert!(merged_ppl > 1.0 && quantized_ppl > 1.0);
+        assert!(
+            (quantized_ppl / merged_ppl - 1.0).abs() < 0.02,
+            "{name}: {quantized_ppl} against {merged_ppl}"
+        );
+
+        let content = gguf_file::Content::read(&mut std::fs::File::open(&file).unwrap()).unwrap();
+        assert_eq!(
+            content.metadata["general.file_type"].to_u32().unwrap(),
+            file_type
+        );
+        let dtype = |name: &str| content.tensor_infos[name].ggml_dtype;
+        // The second of two blocks is in the last eighth: six bits for its values and down
+        // projection under the _M mixes; tied embeddings are the output, six bits always.
+        assert_eq!(dtype("blk.0.attn_v.weight"), v0, "{name}");
+        assert_eq!(dtype("blk.1.attn_v.weight"), v1, "{name}");
+        assert_eq!(dtype("blk.0.ffn_down.weight"), v0, "{name}");
+        assert_eq!(dtype("blk.1.ffn_down.weight"), v1, "{name}");
+        assert_eq!(dtype("blk.1.attn_q.weight"), v0, "{name}");
+        assert_eq!(dtype("token_embd.weight"), GgmlDType::Q6K, "{name}");
+        assert_eq!(dtype("blk.0.attn_norm.weight"), GgmlDType::F32, "{name}");
+
+        let read = model::load(&file).unwrap().tensors;
+        errors.push((
+            name,
+            error(&read, "model.layers.0.self_attn.q_proj.weight"),
+            error(&read, "model.layers.1.mlp.down_proj.weight"),
+        ));
+    }
+    // More bits, closer weights: 4, 5 and 6 bits for the query projection, 6 for the last
+    // block's down projection in all three; each near what its format promises (Q4_K's
+    // ~7% on Gaussian weights, Q5_K's ~4%, Q6_K's ~2%).
+    eprintln!("relative RMS errors (attn_q, ffn_down): {errors:?}");
+    let q: Vec<f32> = errors.iter().map(|e| e.1).collect();
+    assert!(q[0] > q[1] && q[1] > q[2] && q[2] > 0.0, "{errors:?}");
+    assert!(q[0] < 0.1 && q[1] < 0.05 && q[2] < 0.03, "{errors:?}");
+    assert!(errors.iter().all(|e| e.2 > 0.0 && e.2 < 0.03), "{errors:?}");
 }

@@ -1,10 +1,11 @@
-//! GGUF export with quantization (Q8_0, Q4_0), in the layout llama.cpp reads: its tensor names,
-//! its permuted query/key rows, the tokenizer and chat template in the metadata.
+//! GGUF export with quantization (Q8_0, Q4_0, and the K-quant mixes Q4_K_M, Q5_K_M, Q6_K), in
+//! the layout llama.cpp reads: its tensor names, its permuted query/key rows, the tokenizer and
+//! chat template in the metadata.
 
 use std::path::Path;
 
 use candle_core::{
-    Device, Tensor,
+    Device,
     quantized::{GgmlDType, QTensor, gguf_file::Value},
 };
 
@@ -22,20 +23,110 @@ pub fn gguf(
     quantization: Quantization,
     file: &Path,
 ) -> Result<(), TrainError> {
-    let (dtype, file_type) = match quantization {
-        Quantization::Q8_0 => (GgmlDType::Q8_0, 7u32),
-        Quantization::Q4_0 => (GgmlDType::Q4_0, 2u32),
-    };
-    write(model, tokenizer, dtype, file_type, file)
+    write(model, tokenizer, Mix::Llama(quantization), file)
 }
 
-/// [`gguf`] with any of GGML's types (`file_type` as llama.cpp numbers them: 0 for F32); the
-/// tests write F32 to check the layout exactly, without quantization noise.
+/// Which GGML type each tensor gets.
+#[derive(Debug, Clone, Copy)]
+pub enum Mix {
+    /// llama.cpp's choices for its file type (`llama_tensor_get_type` in llama-quant.cpp).
+    Llama(Quantization),
+    /// One type for every matrix: the tests write F32 to check the layout exactly, without
+    /// quantization noise.
+    All(GgmlDType),
+}
+
+impl Mix {
+    /// `general.file_type` as llama.cpp numbers its `LLAMA_FTYPE_MOSTLY_*`.
+    fn file_type(self) -> u32 {
+        match self {
+            Self::Llama(Quantization::Q4_0) => 2,
+            Self::Llama(Quantization::Q8_0) => 7,
+            Self::Llama(Quantization::Q4KM) => 15,
+            Self::Llama(Quantization::Q5KM) => 17,
+            Self::Llama(Quantization::Q6K) => 18,
+            Self::All(GgmlDType::F16) => 1,
+            Self::All(_) => 0,
+        }
+    }
+
+    /// The type of the matrix `name` (GGUF's name) with rows of `cols` values, in a model of
+    /// `layers` blocks with an `output.weight` of its own or not (`tied`).
+    pub fn dtype(self, name: &str, cols: usize, layers: usize, tied: bool) -> GgmlDType {
+        let quantization = match self {
+            Self::All(dtype) => return fallback(dtype, cols),
+            Self::Llama(quantization) => quantization,
+        };
+        let base = match quantization {
+            Quantization::Q8_0 => GgmlDType::Q8_0,
+            Quantization::Q4_0 => GgmlDType::Q4_0,
+            Quantization::Q4KM => GgmlDType::Q4K,
+            Quantization::Q5KM => GgmlDType::Q5K,
+            Quantization::Q6K => GgmlDType::Q6K,
+        };
+        let k_mix = matches!(quantization, Quantization::Q4KM | Quantization::Q5KM);
+        let layer = name
+            .strip_prefix("blk.")
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(layer, _)| layer.parse::<usize>().ok());
+        let dtype = if name == "output.weight" || (tied && name == "token_embd.weight") {
+            // The output projection is the most sensitive matrix: Q6_K unless Q8_0 was asked
+            // for, Q8_0 when its rows do not split into 256-value super-blocks.
+            if !cols.is_multiple_of(QK_K) {
+                GgmlDType::Q8_0
+            } else if base == GgmlDType::Q8_0 {
+                base
+            } else {
+                GgmlDType::Q6K
+            }
+        } else if k_mix
+            && (name.ends_with(".attn_v.weight") || name.ends_with(".ffn_down.weight"))
+            && layer.is_some_and(|layer| more_bits(layer, layers))
+        {
+            // The _M mixes give the value and down projections of the first and last eighth of
+            // the blocks, and of every third between, six bits.
+            GgmlDType::Q6K
+        } else {
+            base
+        };
+        fallback(dtype, cols)
+    }
+}
+
+/// Values in a K-quant super-block.
+const QK_K: usize = 256;
+
+/// llama.cpp's `use_more_bits`.
+fn more_bits(layer: usize, layers: usize) -> bool {
+    layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2
+}
+
+/// The type a matrix whose rows do not split into `dtype`'s blocks gets instead: llama.cpp's
+/// replacements for the K-quants (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0), and f32 for rows that
+/// split into no block at all (a tiny model's).
+fn fallback(dtype: GgmlDType, cols: usize) -> GgmlDType {
+    let dtype = if cols.is_multiple_of(dtype.block_size()) {
+        dtype
+    } else {
+        match dtype {
+            GgmlDType::Q4K => GgmlDType::Q5_0,
+            GgmlDType::Q5K => GgmlDType::Q5_1,
+            GgmlDType::Q6K => GgmlDType::Q8_0,
+            other => other,
+        }
+    };
+    if cols.is_multiple_of(dtype.block_size()) {
+        dtype
+    } else {
+        GgmlDType::F32
+    }
+}
+
+/// [`gguf`] with any [`Mix`].
 pub fn write(
     model: &Model,
     tokenizer: &ChatTokenizer,
-    dtype: GgmlDType,
-    file_type: u32,
+    mix: Mix,
     file: &Path,
 ) -> Result<(), TrainError> {
     let c = &model.config;
@@ -45,7 +136,7 @@ pub fn write(
     let mut metadata: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("llama".into())),
         ("general.name".into(), Value::String("mcp-finetune".into())),
-        ("general.file_type".into(), Value::U32(file_type)),
+        ("general.file_type".into(), Value::U32(mix.file_type())),
         (
             "llama.context_length".into(),
             Value::U32(c.max_position_embeddings as u32),
@@ -111,8 +202,10 @@ pub fn write(
         ));
     }
 
+    let weights = model.merged_weights()?;
+    let tied = !weights.iter().any(|(name, _)| name == "lm_head.weight");
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
-    for (name, tensor) in model.merged_weights()? {
+    for (name, tensor) in weights {
         let Some(gguf_name) = model::gguf_name(&name) else {
             continue;
         };
@@ -123,7 +216,13 @@ pub fn write(
         } else {
             tensor
         };
-        tensors.push((gguf_name, quantize(&tensor, dtype)?));
+        let tensor = tensor.to_device(&Device::Cpu)?.contiguous()?;
+        // Norms (vectors) stay f32, as llama.cpp's converter leaves them.
+        let dtype = match tensor.dims() {
+            [_, cols] => mix.dtype(&gguf_name, *cols, c.num_hidden_layers, tied),
+            _ => GgmlDType::F32,
+        };
+        tensors.push((gguf_name, QTensor::quantize(&tensor, dtype)?));
     }
     let partial = file.with_extension("gguf.partial");
     let write = || -> Result<(), TrainError> {
@@ -145,17 +244,6 @@ pub fn write(
     }
     std::fs::rename(&partial, file).map_err(super::io(file))?;
     Ok(())
-}
-
-/// Matrices whose rows split into 32-value blocks are quantized; norms (and odd shapes) stay f32,
-/// as llama.cpp's converter does.
-fn quantize(tensor: &Tensor, dtype: GgmlDType) -> Result<QTensor, TrainError> {
-    let tensor = tensor.to_device(&Device::Cpu)?.contiguous()?;
-    let quantizable = tensor.rank() == 2 && tensor.dims()[1].is_multiple_of(dtype.block_size());
-    Ok(QTensor::quantize(
-        &tensor,
-        if quantizable { dtype } else { GgmlDType::F32 },
-    )?)
 }
 
 /// `tokenizer.ggml.*` for a byte-level BPE tokenizer (read back out of its JSON form, which
@@ -231,4 +319,89 @@ fn tokenizer_metadata(
         out.push(("tokenizer.ggml.eos_token_id".to_owned(), Value::U32(eos)));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The types llama.cpp's `llama-quantize` gives a 32-block model (SmolLM2-360M's shape) and a
+    /// tiny one whose rows fit no super-block.
+    #[test]
+    fn the_k_quant_mixes_are_llama_cpps() {
+        let q4 = Mix::Llama(Quantization::Q4KM);
+        let six: Vec<usize> = (0..32)
+            .filter(|&i| {
+                q4.dtype(&format!("blk.{i}.attn_v.weight"), 1024, 32, true) == GgmlDType::Q6K
+            })
+            .collect();
+        // The first and last eighth (4 blocks each), and every third block between.
+        assert_eq!(
+            six,
+            [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
+        );
+        assert_eq!(
+            q4.dtype("blk.6.ffn_down.weight", 2560, 32, true),
+            GgmlDType::Q6K
+        );
+        assert_eq!(
+            q4.dtype("blk.5.ffn_down.weight", 2560, 32, true),
+            GgmlDType::Q4K
+        );
+        assert_eq!(
+            q4.dtype("blk.6.attn_q.weight", 1024, 32, true),
+            GgmlDType::Q4K
+        );
+        // Tied embeddings are the output: six bits.
+        assert_eq!(
+            q4.dtype("token_embd.weight", 1024, 32, true),
+            GgmlDType::Q6K
+        );
+        assert_eq!(
+            q4.dtype("token_embd.weight", 1024, 32, false),
+            GgmlDType::Q4K
+        );
+        assert_eq!(q4.dtype("output.weight", 1024, 32, false), GgmlDType::Q6K);
+        // Rows of 960 values hold no whole super-block: llama.cpp's replacements.
+        assert_eq!(
+            q4.dtype("blk.5.attn_q.weight", 960, 32, true),
+            GgmlDType::Q5_0
+        );
+        assert_eq!(
+            q4.dtype("blk.0.attn_v.weight", 960, 32, true),
+            GgmlDType::Q8_0
+        );
+        assert_eq!(
+            q4.dtype("token_embd.weight", 960, 32, true),
+            GgmlDType::Q8_0
+        );
+        let q5 = Mix::Llama(Quantization::Q5KM);
+        assert_eq!(
+            q5.dtype("blk.5.attn_q.weight", 960, 32, true),
+            GgmlDType::Q5_1
+        );
+        assert_eq!(
+            q5.dtype("blk.5.attn_k.weight", 1024, 32, true),
+            GgmlDType::Q5K
+        );
+        assert_eq!(
+            q5.dtype("blk.31.ffn_down.weight", 2560, 32, true),
+            GgmlDType::Q6K
+        );
+        let q6 = Mix::Llama(Quantization::Q6K);
+        assert_eq!(
+            q6.dtype("blk.5.attn_q.weight", 1024, 32, true),
+            GgmlDType::Q6K
+        );
+        assert_eq!(
+            q6.dtype("blk.5.attn_q.weight", 960, 32, true),
+            GgmlDType::Q8_0
+        );
+        // Q8_0 keeps its output in Q8_0; a tiny model's 40-value rows stay f32.
+        let q8 = Mix::Llama(Quantization::Q8_0);
+        assert_eq!(q8.dtype("output.weight", 1024, 32, false), GgmlDType::Q8_0);
+        assert_eq!(q8.dtype("blk.0.attn_q.weight", 40, 2, true), GgmlDType::F32);
+        assert_eq!(Mix::Llama(Quantization::Q4KM).file_type(), 15);
+        assert_eq!(Mix::Llama(Quantization::Q6K).file_type(), 18);
+    }
 }

@@ -135,6 +135,19 @@ pub enum Report {
         /// Optimizer steps planned.
         total_steps: u64,
     },
+    /// A GGUF file's perplexity beside the merged model's, on the same examples' answers.
+    Perplexity {
+        /// The GGUF file.
+        file: PathBuf,
+        /// Its quantization.
+        quantization: Quantization,
+        /// The examples measured on.
+        examples: usize,
+        /// The merged model's perplexity.
+        merged: f64,
+        /// The GGUF file's.
+        quantized: f64,
+    },
     /// The tuned model scored beside the base on the validation file.
     Evaluation {
         /// The scores and examples.
@@ -1164,9 +1177,82 @@ fn export(
     if let Some(quantization) = config.quantize {
         let file = out.join(format!("{stem}-{}.gguf", quantization.as_str()));
         export::gguf(model, tokenizer, quantization, &file)?;
-        artifact("gguf", file, sink);
+        artifact("gguf", file.clone(), sink);
+        // The file is in place: a check that cannot run is reported, not fatal.
+        if let Err(error) = check_perplexity(config, model, tokenizer, quantization, &file, sink) {
+            sink.report(&Report::Message {
+                level: Level::Warn,
+                message: format!("the perplexity check of {} failed: {error}", file.display()),
+            });
+        }
     }
     Ok(())
+}
+
+/// Examples a GGUF file's perplexity is measured on.
+const PERPLEXITY_EXAMPLES: usize = 32;
+
+/// Reads the GGUF file back and measures its perplexity on the answers of the validation file
+/// (else the training file) beside the in-memory model's: what the quantization cost.
+fn check_perplexity(
+    config: &TrainConfig,
+    model: &Model,
+    tokenizer: &ChatTokenizer,
+    quantization: Quantization,
+    file: &Path,
+    sink: &mut dyn Sink,
+) -> Result<(), TrainError> {
+    let Some(text) = config
+        .validation_file
+        .as_deref()
+        .or(config.training_file.as_deref())
+    else {
+        sink.report(&Report::Message {
+            level: Level::Info,
+            message: "no perplexity check of the GGUF file: the job has no validation_file or training_file to measure on".to_owned(),
+        });
+        return Ok(());
+    };
+    let method = match config.method {
+        Method::Quantize => Method::Sft,
+        method => method,
+    };
+    let max_len =
+        (config.hyperparameters.max_seq_len as usize).min(model.config.max_position_embeddings);
+    let mut samples = read_examples(Some(text), method, tokenizer, max_len)?;
+    samples.truncate(PERPLEXITY_EXAMPLES);
+    if samples.is_empty() {
+        return Err(TrainError::Data(format!(
+            "{} has no examples with answers",
+            text.display()
+        )));
+    }
+    let quantized = Model::new(model::load(file)?, Tuning::Frozen)?;
+    let merged = perplexity(model, &samples)?;
+    let quantized = perplexity(&quantized, &samples)?;
+    sink.report(&Report::Perplexity {
+        file: file.to_owned(),
+        quantization,
+        examples: samples.len(),
+        merged,
+        quantized,
+    });
+    Ok(())
+}
+
+/// `exp` of the mean negative log-likelihood of the samples' learned tokens.
+fn perplexity(model: &Model, samples: &[Sample]) -> Result<f64, TrainError> {
+    let (mut nll, mut tokens) = (0f64, 0f64);
+    for sample in samples {
+        let next = next_token_logprobs(model, &sample.main, &sample.lengths, true)?;
+        nll -= f64::from(
+            (next.logprobs * &next.mask)?
+                .sum_all()?
+                .to_scalar::<f32>()?,
+        );
+        tokens += f64::from(next.mask.sum_all()?.to_scalar::<f32>()?);
+    }
+    Ok((nll / tokens.max(1.0)).exp())
 }
 
 pub mod export;

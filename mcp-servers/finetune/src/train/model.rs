@@ -1384,12 +1384,23 @@ pub enum Arch {
 
 /// [`create_tiny`] in another architecture.
 pub fn create_tiny_arch(dir: &Path, arch: Arch) -> std::result::Result<(), String> {
+    create_tiny_sized(dir, arch, 64, 128)
+}
+
+/// [`create_tiny_arch`] with other widths: 256 and its multiples fill GGUF's K-quant
+/// super-blocks, which 64 does not.
+pub fn create_tiny_sized(
+    dir: &Path,
+    arch: Arch,
+    hidden_size: usize,
+    intermediate_size: usize,
+) -> std::result::Result<(), String> {
     let tokenizer = super::tokenize::byte_level_tokenizer()?;
     let vocab_size = tokenizer.get_vocab_size(true);
     let mut config = Config {
         vocab_size,
-        hidden_size: 64,
-        intermediate_size: 128,
+        hidden_size,
+        intermediate_size,
         num_hidden_layers: 2,
         num_attention_heads: 4,
         num_key_value_heads: Some(2),
