@@ -487,6 +487,8 @@ pub struct Example {
     pub turns: Vec<Turn>,
     /// For DPO, the rejected answer.
     pub rejected: Vec<Turn>,
+    /// For GRPO, what a good answer is.
+    pub reward: Option<crate::reward::RewardSpec>,
     /// What is odd about it but allowed.
     pub warnings: Vec<String>,
 }
@@ -514,8 +516,45 @@ pub fn parse_example(line: &str, method: Method) -> Result<Example, String> {
     match method {
         Method::Sft | Method::Distill => sft_example(object),
         Method::Dpo => dpo_example(object),
+        Method::Grpo => grpo_example(object),
         Method::Quantize => Err("quantize takes no dataset".to_owned()),
     }
+}
+
+/// A prompt (`prompt`: text or messages; or `messages` without an answer) and its reward.
+fn grpo_example(object: &Map<String, Value>) -> Result<Example, String> {
+    let mut example = Example::default();
+    let (value, field) = match (object.get("prompt"), object.get("messages")) {
+        (Some(prompt), _) => (prompt, "prompt"),
+        (None, Some(messages)) => (messages, "messages"),
+        (None, None) => {
+            return Err(format!(
+                "missing \"prompt\" (expected {{\"prompt\": \"…\" or [messages], \"answer\" | \"pattern\" | \"schema\": …}}; found keys {})",
+                keys(object)
+            ));
+        }
+    };
+    turn_into(
+        value,
+        field,
+        &mut example.turns,
+        &mut example.warnings,
+        false,
+    )?;
+    if example
+        .turns
+        .last()
+        .is_some_and(|turn| turn.role == "assistant")
+    {
+        return Err(format!(
+            "\"{field}\" ends with an assistant message: grpo samples the answer itself, so the prompt ends with the user's turn"
+        ));
+    }
+    for turn in &mut example.turns {
+        turn.trained = false;
+    }
+    example.reward = Some(crate::reward::RewardSpec::read(object)?);
+    Ok(example)
 }
 
 fn kind(value: &Value) -> &'static str {

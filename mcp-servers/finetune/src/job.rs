@@ -16,8 +16,12 @@ pub enum Method {
     Dpo,
     /// Distillation: supervised on a teacher's answers, with the teacher's logits when given.
     Distill,
-    /// Quantization alone (GGUF Q8_0 or Q4_0), no training.
+    /// Quantization alone (GGUF), no training.
     Quantize,
+    /// Group-relative policy optimization: answers sampled from the model, scored by the
+    /// rewards the dataset gives (an expected answer, a pattern, a JSON Schema), and the model
+    /// moved toward the better ones of each group, held near its reference by a KL penalty.
+    Grpo,
 }
 
 impl Method {
@@ -28,6 +32,7 @@ impl Method {
             Self::Dpo => "dpo",
             Self::Distill => "distill",
             Self::Quantize => "quantize",
+            Self::Grpo => "grpo",
         }
     }
 
@@ -38,6 +43,7 @@ impl Method {
             "dpo" => Self::Dpo,
             "distill" => Self::Distill,
             "quantize" => Self::Quantize,
+            "grpo" => Self::Grpo,
             _ => return None,
         })
     }
@@ -202,7 +208,8 @@ pub struct Hyperparameters {
     /// Tokens per example; longer ones are cut.
     #[serde(default)]
     pub max_seq_len: Setting<u32>,
-    /// DPO's β: how far the tuned model may move from the reference.
+    /// How far the tuned model may move from the reference: DPO's β (`auto`: 0.1), and GRPO's
+    /// KL coefficient (`auto`: 0.04).
     #[serde(default)]
     pub beta: Setting<f64>,
     /// Optimizer steps between checkpoints.
@@ -236,6 +243,15 @@ pub struct Hyperparameters {
     /// best weights; 0 (`auto`) never stops early. Needs a validation file.
     #[serde(default)]
     pub early_stopping_patience: Setting<u32>,
+    /// GRPO: answers sampled per prompt, the group each is judged against (`auto`: 4).
+    #[serde(default)]
+    pub num_generations: Setting<u32>,
+    /// GRPO: most tokens per sampled answer (`auto`: 128).
+    #[serde(default)]
+    pub max_completion_tokens: Setting<u32>,
+    /// GRPO: the sampling temperature (`auto`: 1.0).
+    #[serde(default)]
+    pub temperature: Setting<f64>,
 }
 
 /// The learning rate's course after the warmup.
@@ -278,7 +294,7 @@ impl Schedule {
 /// The ranges hyperparameters are checked against: wide enough for any real run, narrow enough
 /// that a typo (`lora_rank: 100000`, `learning_rate: -1`) is an error rather than a job that
 /// cannot fit in memory or learns nothing.
-const RANGES: [(&str, f64, f64); 13] = [
+const RANGES: [(&str, f64, f64); 16] = [
     ("n_epochs", 1.0, 1000.0),
     ("batch_size", 1.0, 4096.0),
     ("learning_rate", 1e-12, 1.0),
@@ -292,6 +308,9 @@ const RANGES: [(&str, f64, f64); 13] = [
     ("gradient_accumulation_steps", 1.0, 1024.0),
     ("eval_steps", 1.0, 1_000_000.0),
     ("early_stopping_patience", 0.0, 1000.0),
+    ("num_generations", 2.0, 64.0),
+    ("max_completion_tokens", 1.0, 32_768.0),
+    ("temperature", 0.01, 10.0),
 ];
 
 /// One hyperparameter: `"auto"`, or a number in its range (a whole one when `whole`).
@@ -373,6 +392,11 @@ impl<'de> Deserialize<'de> for Hyperparameters {
                 "early_stopping_patience" => {
                     out.early_stopping_patience = setting(&name, value, true)?;
                 }
+                "num_generations" => out.num_generations = setting(&name, value, true)?,
+                "max_completion_tokens" => {
+                    out.max_completion_tokens = setting(&name, value, true)?;
+                }
+                "temperature" => out.temperature = setting(&name, value, false)?,
                 other => {
                     return Err(serde::de::Error::custom(format!(
                         "unknown field {other:?} in hyperparameters; known: {}",
@@ -406,7 +430,7 @@ pub struct Resolved {
     pub lora_alpha: f64,
     /// Tokens per example; longer ones are cut.
     pub max_seq_len: u32,
-    /// DPO's beta (how far from the reference the policy may move).
+    /// DPO's beta, GRPO's KL coefficient (how far from the reference the policy may move).
     pub beta: f64,
     /// Steps between checkpoints.
     pub checkpoint_every: u32,
@@ -428,6 +452,27 @@ pub struct Resolved {
     /// Evaluations without improvement before an early stop; 0: never.
     #[serde(default)]
     pub early_stopping_patience: u32,
+    /// GRPO: answers sampled per prompt.
+    #[serde(default = "four")]
+    pub num_generations: u32,
+    /// GRPO: most tokens per sampled answer.
+    #[serde(default = "completion_tokens")]
+    pub max_completion_tokens: u32,
+    /// GRPO: the sampling temperature.
+    #[serde(default = "unit")]
+    pub temperature: f64,
+}
+
+fn four() -> u32 {
+    4
+}
+
+fn completion_tokens() -> u32 {
+    128
+}
+
+fn unit() -> f64 {
+    1.0
 }
 
 fn one() -> u32 {
@@ -462,6 +507,8 @@ impl Hyperparameters {
         let learning_rate = self.learning_rate.or(match (method, lora_rank) {
             (Method::Dpo, 0) => 5e-6,
             (Method::Dpo, _) => 5e-5,
+            (Method::Grpo, 0) => 1e-6,
+            (Method::Grpo, _) => 1e-5,
             (_, 0) => 1e-5,
             _ => 2e-4,
         });
@@ -480,7 +527,9 @@ impl Hyperparameters {
             lora_rank,
             lora_alpha: self.lora_alpha.or(2.0 * lora_rank.max(1) as f64),
             max_seq_len: max_seq_len.max(8),
-            beta: self.beta.or(0.1),
+            beta: self
+                .beta
+                .or(if method == Method::Grpo { 0.04 } else { 0.1 }),
             checkpoint_every,
             warmup_ratio: self.warmup_ratio.or(0.03),
             lr_scheduler: self.lr_scheduler.or(Schedule::Cosine),
@@ -488,6 +537,9 @@ impl Hyperparameters {
             packing: self.packing.or(false),
             eval_steps: self.eval_steps.or(checkpoint_every).max(1),
             early_stopping_patience: self.early_stopping_patience.or(0),
+            num_generations: self.num_generations.or(four()),
+            max_completion_tokens: self.max_completion_tokens.or(completion_tokens()),
+            temperature: self.temperature.or(unit()),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod generation;
 pub mod job;
 pub mod manager;
 mod recipes;
+pub mod reward;
 pub mod server;
 pub mod store;
 pub mod train;

@@ -877,8 +877,17 @@ impl Manager {
                     .to_owned(),
             );
         }
-        if hp.packing.or(false) && spec.method == Method::Dpo {
-            return invalid("packing applies to sft and distill, not to dpo's pairs".to_owned());
+        if hp.packing.or(false) && matches!(spec.method, Method::Dpo | Method::Grpo) {
+            return invalid(format!(
+                "packing applies to sft and distill, not to {}",
+                spec.method
+            ));
+        }
+        if hp.early_stopping_patience.or(0) > 0 && spec.method == Method::Grpo {
+            return invalid(
+                "early_stopping_patience watches a validation loss, which grpo has not (it reports the validation reward)"
+                    .to_owned(),
+            );
         }
         if let Some(suffix) = &spec.suffix
             && (suffix.is_empty()

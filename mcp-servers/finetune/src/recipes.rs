@@ -92,6 +92,9 @@ pub fn recipe(
     }
 }
 
+/// Why an external trainer does not run GRPO jobs.
+const GRPO_BUILTIN: &str = "grpo runs on the built-in trainer: its rewards (answer, pattern, schema) are the dataset's, where TRL and Axolotl take reward functions written in Python";
+
 fn model_for_python(config: &TrainConfig) -> Result<String, String> {
     if config.model.extension().is_some_and(|e| e == "gguf") {
         return Err(
@@ -110,6 +113,7 @@ fn trl(config: &TrainConfig, dir: &Path, config_json: String) -> Result<Recipe, 
         Method::Quantize => {
             return Err("TRL does not quantize; use the built-in trainer".to_owned());
         }
+        Method::Grpo => return Err(GRPO_BUILTIN.to_owned()),
     };
     let mut yaml = vec![
         format!(
@@ -199,6 +203,7 @@ fn axolotl(config: &TrainConfig, dir: &Path, config_json: String) -> Result<Reci
         Method::Quantize => {
             return Err("Axolotl does not quantize; use the built-in trainer".to_owned());
         }
+        Method::Grpo => return Err(GRPO_BUILTIN.to_owned()),
     }
     yaml.extend([
         format!(

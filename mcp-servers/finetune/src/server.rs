@@ -135,7 +135,7 @@ fn resources() -> ResourceRouter<Arc<Manager>> {
                 "job metrics (CSV)",
             )
             .with_description(
-                "step, epoch, train_loss, valid_loss, token_accuracy, learning_rate, elapsed_s",
+                "step, epoch, train_loss, valid_loss, token_accuracy, reward, valid_reward, learning_rate, elapsed_s",
             ),
             |manager: Arc<Manager>, read: Read| async move {
                 let id = read.var("job");
@@ -228,7 +228,7 @@ fn found<T>(result: Result<T, JobError>) -> Result<T, ResourceError> {
 struct ValidateArgs {
     /// The JSONL file (absolute path).
     path: PathBuf,
-    /// sft (default), dpo or distill: which shape the lines must have.
+    /// sft (default), dpo, distill or grpo: which shape the lines must have.
     #[serde(default = "default_method")]
     method: Method,
     /// The base model (directory or .gguf): its tokenizer gives exact token counts.
@@ -244,7 +244,8 @@ fn default_method() -> Method {
 #[derive(Deserialize, schemars::JsonSchema)]
 struct CreateArgs {
     /// sft (supervised, LoRA or full), dpo (preference pairs), distill (a teacher's answers and,
-    /// with `teacher`, its logits) or quantize (GGUF only, no training).
+    /// with `teacher`, its logits), grpo (answers sampled and scored by the dataset's rewards:
+    /// lines {"prompt", "answer" | "pattern" | "schema"}) or quantize (GGUF only, no training).
     method: Method,
     /// Base model: a local directory (config.json, *.safetensors, tokenizer.json) or a .gguf file.
     model: PathBuf,
@@ -772,6 +773,8 @@ fn metrics_csv(manager: &Manager, id: &str) -> Result<String, JobError> {
         "train_loss",
         "valid_loss",
         "token_accuracy",
+        "reward",
+        "valid_reward",
         "learning_rate",
         "elapsed_s",
     ];

@@ -1115,3 +1115,91 @@ async fn a_pre_flight_predicts_the_run_and_refuses_a_job_too_big() {
     );
     server.client.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpo_job_samples_scores_and_reports_its_rewards() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, _) = fixtures(dir.path());
+    let prompts: Vec<String> = (0..12)
+        .map(|i| {
+            json!({"prompt": format!("Count from {i}."), "pattern": "^[0-9 ]+$",
+                   "schema": {"type": "string"}})
+            .to_string()
+        })
+        .collect();
+    let grpo = dir.path().join("grpo.jsonl");
+    std::fs::write(&grpo, prompts.join("\n")).unwrap();
+    let mut bad = prompts.clone();
+    bad[3] = json!({"prompt": "Count.", "pattern": "([0-9]"}).to_string();
+    bad[5] = json!({"prompt": "Count."}).to_string();
+    let bad_file = dir.path().join("bad.jsonl");
+    std::fs::write(&bad_file, bad.join("\n")).unwrap();
+    let server = start(&dir.path().join("data")).await;
+    let client = &server.client;
+
+    // The rewards are checked with the dataset, each bad line named.
+    let report = data(
+        &call(
+            client,
+            "validate_dataset",
+            json!({"path": bad_file, "method": "grpo"}),
+        )
+        .await,
+    );
+    assert_eq!(report["valid"], false, "{report}");
+    let errors = report["errors"].to_string();
+    assert!(
+        errors.contains("not a regular expression") && errors.contains("no reward"),
+        "{report}"
+    );
+    let lines: Vec<u64> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [4, 6], "{report}");
+    let refused = call(
+        client,
+        "create_job",
+        json!({"method": "grpo", "model": model, "training_file": grpo, "trainer": "trl", "dry_run": true}),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        text(&refused).contains("built-in trainer"),
+        "{}",
+        text(&refused)
+    );
+
+    // A short run: every step reports the mean reward of its sampled answers.
+    let hyperparameters = json!({"n_epochs": 1, "batch_size": 4, "num_generations": 2,
+                                 "max_completion_tokens": 4, "learning_rate": 0.001});
+    let created = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "grpo", "model": model, "training_file": grpo,
+                   "validation_file": grpo, "hyperparameters": hyperparameters,
+                   "wait_seconds": 300}),
+        )
+        .await,
+    );
+    assert_eq!(created["job"]["status"], "succeeded", "{created}");
+    let job = created["job"]["id"].as_str().unwrap();
+    assert_eq!(created["job"]["resolved"]["beta"], 0.04, "{created}");
+    let got = data(&call(client, "get_job", json!({"job": job})).await);
+    let metrics = &got["latest_metrics"];
+    let reward = metrics["reward"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&reward), "{metrics}");
+    assert!(metrics["valid_reward"].is_f64(), "{metrics}");
+    assert!(metrics.get("token_accuracy").is_none(), "{metrics}");
+    let messages = event_messages(client, job).await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("reward of the greedy answers to 12 validation prompts")),
+        "{messages:?}"
+    );
+    server.client.cancel().await.unwrap();
+}

@@ -1077,3 +1077,96 @@ fn k_quants_take_llama_cpps_mix_and_cost_little_perplexity() {
     assert!(q[0] < 0.1 && q[1] < 0.05 && q[2] < 0.03, "{errors:?}");
     assert!(errors.iter().all(|e| e.2 > 0.0 && e.2 < 0.03), "{errors:?}");
 }
+
+/// The capitals' questions as GRPO prompts, rewarding an answer of lowercase letters alone: a
+/// format reward, as DeepSeek-R1's were, which the briefly tuned tiny model meets now and then.
+fn write_grpo(dir: &Path) -> PathBuf {
+    let path = dir.join("grpo.jsonl");
+    let lines: Vec<String> = CAPITALS
+        .iter()
+        .map(|(country, _)| {
+            serde_json::json!({"prompt": format!("Capital of {country}?"), "pattern": "^[a-z]+$"})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+fn rewards(reports: &[Report]) -> Vec<f64> {
+    reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Metrics { reward, .. } => *reward,
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn grpo_raises_the_reward() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, train) = tiny(dir.path());
+    // A few epochs of SFT first (a cold start, as R1's): the random tiny model answers "\n"
+    // every time, and a group of equal answers teaches nothing.
+    let hp = Hyperparameters {
+        n_epochs: Setting::Value(4),
+        batch_size: Setting::Value(4),
+        learning_rate: Setting::Value(1e-2),
+        lora_rank: Setting::Value(8),
+        ..Default::default()
+    };
+    let sft = config(&dir.path().join("sft"), &base, Method::Sft, train, hp);
+    assert!(train::run(&sft, &StopFlag::new(), &mut Vec::new()).unwrap());
+    let hp = Hyperparameters {
+        n_epochs: Setting::Value(5),
+        batch_size: Setting::Value(4),
+        learning_rate: Setting::Value(1e-2),
+        lora_rank: Setting::Value(8),
+        num_generations: Setting::Value(8),
+        max_completion_tokens: Setting::Value(8),
+        eval_steps: Setting::Value(15),
+        ..Default::default()
+    };
+    let grpo = write_grpo(dir.path());
+    let mut config = config(
+        dir.path(),
+        &sft.output_dir.join("model"),
+        Method::Grpo,
+        grpo.clone(),
+        hp,
+    );
+    config.validation_file = Some(grpo);
+    let mut reports: Vec<Report> = Vec::new();
+    assert!(train::run(&config, &StopFlag::new(), &mut reports).unwrap());
+    let rewards = rewards(&reports);
+    assert_eq!(rewards.len(), 15, "{reports:?}");
+    let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len() as f64;
+    let (first, last) = (mean(&rewards[..3]), mean(&rewards[12..]));
+    eprintln!("rewards {rewards:.2?}");
+    assert!(last > first + 0.2, "rewards {rewards:?}");
+    // GRPO has no token accuracy (it samples its own tokens) and reports the validation reward.
+    let (accuracy, valid): (Vec<_>, Vec<_>) = reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Metrics {
+                token_accuracy,
+                valid_reward,
+                ..
+            } => Some((*token_accuracy, *valid_reward)),
+            _ => None,
+        })
+        .unzip();
+    assert!(accuracy.iter().all(Option::is_none));
+    assert!(valid.last().unwrap().is_some(), "{valid:?}");
+    let summary = reports
+        .iter()
+        .find_map(|r| match r {
+            Report::Message { message, .. } if message.starts_with("reward of the greedy") => {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no base → tuned reward in {reports:?}"));
+    eprintln!("{summary}");
+}

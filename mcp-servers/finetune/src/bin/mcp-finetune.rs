@@ -92,7 +92,7 @@ enum Command {
     Validate {
         /// The JSONL file.
         file: PathBuf,
-        /// sft, dpo or distill.
+        /// sft, dpo, distill or grpo.
         #[arg(long, default_value = "sft", value_parser = parse_method)]
         method: Method,
         /// The base model (directory or .gguf) whose tokenizer counts the tokens exactly.
@@ -136,7 +136,8 @@ fn positive_gb(text: &str) -> Result<f64, String> {
 }
 
 fn parse_method(text: &str) -> Result<Method, String> {
-    Method::parse(text).ok_or_else(|| format!("{text:?}: expected sft, dpo, distill or quantize"))
+    Method::parse(text)
+        .ok_or_else(|| format!("{text:?}: expected sft, dpo, distill, grpo or quantize"))
 }
 
 fn default_data_dir() -> PathBuf {

@@ -62,6 +62,8 @@ pub struct Generated {
     pub text: String,
     /// Why it ended.
     pub finish: Finish,
+    /// The token that ended it, under [`Finish::Stop`].
+    pub stop: Option<u32>,
 }
 
 /// The tokens that end an answer: the template's end of turn, the model's end of sequence, and
@@ -108,11 +110,13 @@ pub fn generate(
     let mut logits = model.forward_cached(prompt, &mut cache, use_lora)?;
     let mut ids = Vec::new();
     let mut finish = Finish::Length;
+    let mut stop = None;
     for _ in 0..max_tokens.min(room) {
         let last: Vec<f32> = logits.get(logits.dim(0)? - 1)?.to_vec1()?;
         let next = choose(&last, sampling, &mut rng);
         if stops.contains(&next) {
             finish = Finish::Stop;
+            stop = Some(next);
             break;
         }
         ids.push(next);
@@ -129,7 +133,12 @@ pub fn generate(
         .tokenizer
         .decode(&ids, true)
         .map_err(|error| TrainError::Data(format!("decoding the answer: {error}")))?;
-    Ok(Generated { ids, text, finish })
+    Ok(Generated {
+        ids,
+        text,
+        finish,
+        stop,
+    })
 }
 
 /// The next token from one position's logits.

@@ -8,6 +8,7 @@
 
 pub mod evaluate;
 pub mod generate;
+mod grpo;
 pub mod model;
 pub mod optim;
 pub mod tokenize;
@@ -87,8 +88,12 @@ pub enum Report {
         epoch: u32,
         /// Training loss (mean over the step's tokens).
         train_loss: f64,
-        /// Share of trained tokens predicted right.
-        token_accuracy: f64,
+        /// Share of trained tokens predicted right (not under GRPO, which samples its own).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_accuracy: Option<f64>,
+        /// GRPO: the mean reward of the step's sampled answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reward: Option<f64>,
         /// The learning rate used.
         learning_rate: f64,
         /// Seconds since the start.
@@ -98,6 +103,10 @@ pub enum Report {
         /// Validation loss, when evaluated at this step.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         valid_loss: Option<f64>,
+        /// GRPO: the mean reward of the greedy answers to the validation prompts, when
+        /// evaluated at this step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_reward: Option<f64>,
     },
     /// A checkpoint was saved.
     Checkpoint {
@@ -308,15 +317,16 @@ fn run_as(
             seed: config.seed,
         }
     };
-    if hp.packing && config.method == Method::Dpo {
-        return Err(TrainError::Data(
-            "packing applies to sft and distill, not to dpo's pairs".to_owned(),
-        ));
+    if hp.packing && matches!(config.method, Method::Dpo | Method::Grpo) {
+        return Err(TrainError::Data(format!(
+            "packing applies to sft and distill, not to {}",
+            config.method
+        )));
     }
-    // DPO measures against the model it started from: the base without adapters under LoRA, a
-    // frozen copy under full fine-tuning.
+    // DPO and GRPO measure against the model they started from: the base without adapters
+    // under LoRA, a frozen copy under full fine-tuning.
     let reference = match (config.method, tuning) {
-        (Method::Dpo, Tuning::Full) => {
+        (Method::Dpo | Method::Grpo, Tuning::Full) => {
             Some(Model::new(model::load(&config.model)?, Tuning::Frozen)?)
         }
         _ => None,
@@ -368,6 +378,11 @@ fn run_as(
             "early_stopping_patience needs a validation file with examples".to_owned(),
         ));
     }
+    if patience > 0 && config.method == Method::Grpo {
+        return Err(TrainError::Data(
+            "early_stopping_patience watches a validation loss, which grpo has not (it reports the validation reward)".to_owned(),
+        ));
+    }
 
     let batch = (hp.batch_size as usize).max(1);
     let per_step = batch * (hp.gradient_accumulation_steps as usize).max(1);
@@ -382,6 +397,13 @@ fn run_as(
         teacher: teacher.as_ref(),
         batch,
         beta: hp.beta,
+        grpo: (config.method == Method::Grpo).then_some(grpo::Grpo {
+            tokenizer: &tokenizer,
+            generations: hp.num_generations.max(2) as usize,
+            max_tokens: hp.max_completion_tokens.max(1) as usize,
+            temperature: hp.temperature,
+            seed: config.seed,
+        }),
     };
     if preflight {
         let report = fly(
@@ -458,7 +480,8 @@ fn run_as(
             .rate(hp.learning_rate, step, total_steps, warmup);
         // The step's loss is a mean over all its learned tokens (pairs, for DPO), whichever of
         // the accumulated batches they are in: the same step as one batch of them all.
-        let (train_loss, right, learned) = take_step(&trainer, &mut optimizer, &picked, lr)?;
+        let taken = take_step(&trainer, &mut optimizer, &picked, lr, step)?;
+        let train_loss = taken.loss;
         step += 1;
         if !train_loss.is_finite() {
             return Err(TrainError::Data(format!(
@@ -470,18 +493,25 @@ fn run_as(
         let checkpoint_now =
             step.is_multiple_of(u64::from(hp.checkpoint_every)) || step == total_steps;
         let stopping = stop.raised(&config.output_dir);
-        let valid_loss =
-            if (step.is_multiple_of(eval_every) || step == total_steps) && !validation.is_empty() {
+        let evaluating =
+            (step.is_multiple_of(eval_every) || step == total_steps) && !validation.is_empty();
+        let (valid_loss, valid_reward) = match &trainer.grpo {
+            _ if !evaluating => (None, None),
+            Some(grpo) => (
+                None,
+                Some(grpo::greedy_reward(grpo, &model, &validation, true)?),
+            ),
+            None => (
                 Some(validation_loss(
                     &model,
                     reference.as_ref(),
                     teacher.as_ref(),
                     &validation,
                     hp.beta,
-                )?)
-            } else {
-                None
-            };
+                )?),
+                None,
+            ),
+        };
         if let (Some(loss), true) = (valid_loss, patience > 0) {
             if early.best_loss.is_none_or(|best| loss < best) {
                 early.best_loss = Some(loss);
@@ -498,11 +528,13 @@ fn run_as(
             total_steps,
             epoch: epoch + 1,
             train_loss,
-            token_accuracy: right as f64 / learned.max(1) as f64,
+            token_accuracy: (taken.learned > 0).then(|| taken.right as f64 / taken.learned as f64),
+            reward: taken.reward,
             learning_rate: lr,
             elapsed_s: elapsed,
             eta_s: elapsed / done_here * (total_steps - step) as f64,
             valid_loss,
+            valid_reward,
         };
         sink.report(&metrics);
         if checkpoint_now || stopping {
@@ -552,8 +584,23 @@ fn run_as(
         });
     }
     export(config, &model, &tokenizer, sink)?;
+    if let (Some(grpo), false) = (&trainer.grpo, validation.is_empty()) {
+        // The base beside the tuned model on the validation prompts' rewards.
+        let base = match &reference {
+            Some(reference) => grpo::greedy_reward(grpo, reference, &validation, false)?,
+            None => grpo::greedy_reward(grpo, &model, &validation, false)?,
+        };
+        let tuned = grpo::greedy_reward(grpo, &model, &validation, true)?;
+        sink.report(&Report::Message {
+            level: Level::Info,
+            message: format!(
+                "reward of the greedy answers to {} validation prompts, base → tuned: {base:.3} → {tuned:.3}",
+                validation.len().min(64)
+            ),
+        });
+    }
     if let Some(file) = &config.validation_file
-        && config.method != Method::Dpo
+        && !matches!(config.method, Method::Dpo | Method::Grpo)
     {
         // The job's result is in place: an evaluation that fails is reported, not fatal.
         if let Err(error) = evaluate_at_end(config, &model, tuning, &tokenizer, file, stop, sink) {
@@ -635,19 +682,60 @@ struct Trainer<'a> {
     /// Examples per backward pass.
     batch: usize,
     beta: f64,
+    /// Under GRPO, its settings.
+    grpo: Option<grpo::Grpo<'a>>,
+}
+
+/// What an optimizer step did.
+struct Taken {
+    /// Its loss.
+    loss: f64,
+    /// Right predictions among the learned tokens.
+    right: usize,
+    /// Learned tokens.
+    learned: usize,
+    /// GRPO: the mean reward of its answers.
+    reward: Option<f64>,
 }
 
 /// One optimizer step over `picked`, a batch at a time with the gradients summed: the loss is a
 /// mean over all their learned tokens (pairs, for DPO), whichever batch they are in, so the step
-/// is the one a single batch of them all would take. Answers the loss, the right predictions
-/// and the learned tokens.
+/// is the one a single batch of them all would take. `step` counts from 0.
 fn take_step(
     trainer: &Trainer<'_>,
     optimizer: &mut optim::AdamW,
     picked: &[&Sample],
     lr: f64,
-) -> Result<(f64, usize, usize), TrainError> {
+    step: u64,
+) -> Result<Taken, TrainError> {
     let counted: f64 = picked.iter().map(|s| s.counted()).sum::<f64>().max(1.0);
+    if let Some(grpo) = &trainer.grpo {
+        let (mut train_loss, mut rewards) = (0f64, Vec::new());
+        for (i, part) in picked.chunks(trainer.batch).enumerate() {
+            let group = grpo::group_loss(
+                grpo,
+                trainer.model,
+                trainer.reference,
+                trainer.beta,
+                part,
+                step,
+                i * trainer.batch,
+            )?;
+            rewards.extend(group.rewards);
+            if let Some(sum) = group.loss {
+                let loss = (sum / counted)?;
+                optimizer.accumulate(&loss.backward()?)?;
+                train_loss += f64::from(loss.to_scalar::<f32>()?);
+            }
+        }
+        optimizer.step(lr)?;
+        return Ok(Taken {
+            loss: train_loss,
+            right: 0,
+            learned: 0,
+            reward: Some(rewards.iter().sum::<f64>() / rewards.len().max(1) as f64),
+        });
+    }
     let (mut train_loss, mut right, mut learned) = (0f64, 0usize, 0usize);
     for part in picked.chunks(trainer.batch) {
         let (sum, r, l) = batch_loss(
@@ -664,7 +752,12 @@ fn take_step(
         learned += l;
     }
     optimizer.step(lr)?;
-    Ok((train_loss, right, learned))
+    Ok(Taken {
+        loss: train_loss,
+        right,
+        learned,
+        reward: None,
+    })
 }
 
 /// The pre-flight: two steps on the longest examples (the second timed: the first also pays for
@@ -687,7 +780,7 @@ fn fly(
     let mut step_seconds = 0.0;
     for _ in 0..2 {
         let started = Instant::now();
-        take_step(trainer, optimizer, &longest, 0.0)?;
+        take_step(trainer, optimizer, &longest, 0.0, 0)?;
         step_seconds = started.elapsed().as_secs_f64();
     }
     let longest_tokens = longest.iter().map(|s| tokens(s)).sum::<usize>().max(1) as f64;
@@ -738,12 +831,15 @@ struct Sample {
     main: Encoded,
     lengths: Vec<usize>,
     rejected: Option<Encoded>,
+    /// GRPO's reward (`main` is then the prompt, ready for the answer).
+    reward: Option<crate::reward::Reward>,
 }
 
 impl Sample {
-    /// What its loss is a mean over: its learned tokens, or one pair for DPO.
+    /// What its loss is a mean over: its learned tokens, or one pair for DPO, one prompt (and
+    /// its group of answers) for GRPO.
     fn counted(&self) -> f64 {
-        if self.rejected.is_some() {
+        if self.rejected.is_some() || self.reward.is_some() {
             1.0
         } else {
             self.main.trained[1..].iter().filter(|&&t| t).count() as f64
@@ -785,9 +881,27 @@ fn read_examples(
         if line.trim().is_empty() {
             continue;
         }
-        let example: Example = parse_example(line, method).map_err(|error| {
+        let at = |error: String| {
             TrainError::Data(format!("{}: line {}: {error}", path.display(), i + 1))
-        })?;
+        };
+        let example: Example = parse_example(line, method).map_err(at)?;
+        if let Some(spec) = &example.reward {
+            let mut ids = tokenizer.prompt(&example.turns).map_err(TrainError::Data)?;
+            // The prompt's end is what the answer follows: a long prompt keeps its end.
+            if ids.len() >= max_len {
+                ids.drain(..ids.len() + 1 - max_len);
+            }
+            samples.push(Sample {
+                lengths: vec![ids.len()],
+                main: Encoded {
+                    trained: vec![false; ids.len()],
+                    ids,
+                },
+                rejected: None,
+                reward: Some(spec.compile().map_err(at)?),
+            });
+            continue;
+        }
         let mut main = tokenizer.encode(&example.turns).map_err(TrainError::Data)?;
         main.truncate(max_len);
         let rejected = if method == Method::Dpo {
@@ -805,6 +919,7 @@ fn read_examples(
                 lengths: vec![main.ids.len()],
                 main,
                 rejected,
+                reward: None,
             });
         }
     }
