@@ -5,6 +5,7 @@
 //! - `dataset`: `validate_dataset`'s checks, line by line, on files written here.
 //! - `external`: opt-in.
 //! - `protocol`: `mcp-finetune` under the peer clients and the official suite (its RESULTS.md row).
+//! - `ray`: the Ray backend on a real single-node Ray cluster (`ray[default]` from PyPI).
 //! - `reference`: each architecture's logits against transformers', and our K-quant GGUF files
 //!   read back by llama.cpp's `gguf` reader (gated: `.ci/run` installs both).
 //! - `server`: `mcp-finetune` through the protocol, from rmcp as a real client over stdio.
@@ -18,6 +19,7 @@
 mod dataset;
 mod external;
 mod protocol;
+mod ray;
 mod reference;
 mod server;
 mod slurm;

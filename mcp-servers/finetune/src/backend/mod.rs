@@ -3,10 +3,11 @@
 //! The trainer's reports (its stdout, JSON lines) are read back through [`Backend::output`] from
 //! a byte offset the store keeps, so a restarted server carries on where it stopped reading. The
 //! shape fits backends that are APIs rather than processes: Ray Jobs (`POST /api/jobs/`,
-//! `GET /api/jobs/{id}` for the state, `/logs` for the output, `/stop`) and Kubernetes batch Jobs
-//! (create, status, pod logs, delete) implement the same five calls.
+//! `GET /api/jobs/{id}` for the state, `/logs`, `/stop`) implements it, and Kubernetes batch
+//! Jobs (create, status, pod logs, delete) would.
 
 pub mod local;
+pub mod ray;
 pub mod slurm;
 
 use std::{ffi::OsString, path::Path};
@@ -55,7 +56,7 @@ pub struct BackendError(pub String);
 /// What `list_backends` shows.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct BackendInfo {
-    /// `local`, `slurm`.
+    /// `local`, `slurm`, `ray`.
     pub name: String,
     /// Whether it can take jobs now.
     pub available: bool,
@@ -67,13 +68,14 @@ pub struct BackendInfo {
 
 /// Where jobs run: this machine, or a cluster scheduler.
 pub trait Backend: Send + Sync {
-    /// Its name (`local`, `slurm`), as jobs name it.
+    /// Its name (`local`, `slurm`, `ray`), as jobs name it.
     fn name(&self) -> &'static str;
 
     /// What `list_backends` shows of it.
     fn info(&self) -> BackendInfo;
 
-    /// Starts the run; returns the backend's name for it (a process id, a Slurm job id).
+    /// Starts the run; returns the backend's name for it (a process id, a Slurm job id, a Ray
+    /// submission id).
     fn submit<'a>(&'a self, run: Submission<'a>) -> BoxFuture<'a, Result<String, BackendError>>;
 
     /// The run's state, from the backend's name for it and the job's directory.
@@ -91,8 +93,9 @@ pub trait Backend: Send + Sync {
     ) -> BoxFuture<'a, Result<(), BackendError>>;
 
     /// The trainer's stdout from byte `from` on (at most `max` bytes). By default the file
-    /// the process-based backends (local, Slurm) have it write in the job directory; an API
-    /// backend fetches it instead (Ray's `/logs`, a pod's log).
+    /// the trainer writes in the job directory (local, Slurm, and Ray, whose entrypoint
+    /// redirects it there so that a resumed run appends to the same file); a backend without a
+    /// shared filesystem would fetch it instead (a pod's log).
     fn output<'a>(
         &'a self,
         _backend_ref: &'a str,
@@ -115,7 +118,7 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// The files a process-based backend (local, Slurm) writes in the job directory.
+/// The files the trainer writes in the job directory.
 pub const OUTPUT_FILE: &str = "output.jsonl";
 /// The trainer's stderr, in the job directory.
 pub const LOG_FILE: &str = "trainer.log";

@@ -8,6 +8,7 @@ use mcp_server_finetune::{
     backend::{
         Backend,
         local::Local,
+        ray::Ray,
         slurm::{Slurm, SlurmOptions},
     },
     job::Method,
@@ -55,6 +56,23 @@ struct SlurmArgs {
     slurm_max_jobs: usize,
 }
 
+/// The Ray backend (listed as available when the dashboard answers). The job directories must
+/// be on a filesystem the Ray nodes share with this server.
+#[derive(clap::Args)]
+struct RayArgs {
+    /// The Ray dashboard's address, where its Jobs API answers.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "MCP_FINETUNE_RAY_ADDRESS",
+        default_value = "http://127.0.0.1:8265"
+    )]
+    ray_address: String,
+    /// Jobs handed to Ray at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    ray_max_jobs: usize,
+}
+
 #[derive(Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
@@ -84,6 +102,9 @@ enum Command {
 
         #[command(flatten)]
         slurm: SlurmArgs,
+
+        #[command(flatten)]
+        ray: RayArgs,
 
         #[command(flatten)]
         serve: mcp_core::ServeArgs,
@@ -153,6 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_job_memory_gb,
             allow_dirs,
             slurm,
+            ray,
             serve,
         } => {
             let data_dir = data.data_dir.unwrap_or_else(default_data_dir);
@@ -173,8 +195,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     capacity: slurm.slurm_max_jobs,
                 })
                 .await;
-                let backends: Vec<Arc<dyn Backend>> =
-                    vec![Arc::new(Local::new(max_concurrent)), Arc::new(slurm)];
+                let ray = Ray::detect(&ray.ray_address, ray.ray_max_jobs).await;
+                let backends: Vec<Arc<dyn Backend>> = vec![
+                    Arc::new(Local::new(max_concurrent)),
+                    Arc::new(slurm),
+                    Arc::new(ray),
+                ];
                 let manager = Manager::open(Options {
                     data_dir: data_dir.clone(),
                     trainer_program: std::env::current_exe()?,

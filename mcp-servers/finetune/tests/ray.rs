@@ -1,0 +1,116 @@
+//! The Ray backend on a real single-node Ray cluster (`pip install "ray[default]"`, `ray start
+//! --head`; `.ci/run` does both): a LoRA job submitted through the Jobs REST API to its GGUF
+//! file, and a cancel at a checkpoint resumed as a new Ray job. `MCP_FINETUNE_RAY_ADDRESS`
+//! names the cluster's dashboard.
+
+use std::path::Path;
+
+use crate::support::*;
+use serde_json::json;
+
+/// The dashboard the test uses; asked to run without one, the test fails.
+fn address() -> String {
+    std::env::var("MCP_FINETUNE_RAY_ADDRESS")
+        .expect("MCP_FINETUNE_RAY_ADDRESS: a Ray dashboard (ray start --head; .ci/run starts one)")
+}
+
+/// What Ray itself says of a job (`GET /api/jobs/{id}`).
+async fn ray_job(address: &str, backend_ref: &str) -> serde_json::Value {
+    let id = backend_ref.strip_prefix("ray:").unwrap();
+    let text = reqwest::get(format!("{address}/api/jobs/{id}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Ray cluster; .ci/run starts one"]
+async fn lora_sft_on_ray_with_cancel_and_resume() {
+    let address = address();
+    let dir = tempfile::tempdir().unwrap();
+    let (model, train) = fixtures(dir.path());
+    let server = start_with(
+        &dir.path().join("data"),
+        &[("MCP_FINETUNE_RAY_ADDRESS", Path::new(&address))],
+    )
+    .await;
+    let client = &server.client;
+
+    let backends = data(&call(client, "list_backends", json!({})).await);
+    let ray = backends["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "ray")
+        .unwrap();
+    assert_eq!(ray["available"], true, "{backends}");
+    assert!(
+        ray["detail"].as_str().unwrap().starts_with("Ray 2."),
+        "{ray}"
+    );
+
+    let hp = json!({"n_epochs": 10, "batch_size": 4, "learning_rate": 0.01, "lora_rank": 8, "checkpoint_every": 10});
+    let created = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train,
+            "hyperparameters": hp, "backend": "ray", "quantize": "q8_0", "wait_seconds": 300}),
+        )
+        .await,
+    );
+    let job = &created["job"];
+    assert_eq!(job["status"], "succeeded", "{created}");
+    let backend_ref = job["backend_ref"].as_str().unwrap();
+    assert!(backend_ref.starts_with("ray:"), "{job}");
+    let kinds: Vec<&str> = job["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["lora_adapter", "model", "gguf"]);
+    // Ray really ran it: its Jobs API knows the job as succeeded, with our job in its metadata.
+    let ray_side = ray_job(&address, backend_ref).await;
+    assert_eq!(ray_side["status"], "SUCCEEDED", "{ray_side}");
+    assert_eq!(
+        ray_side["metadata"]["mcp_finetune_job"], job["id"],
+        "{ray_side}"
+    );
+    let steps = all_metric_steps(client, job["id"].as_str().unwrap()).await;
+    assert_eq!(steps, (1..=30).collect::<Vec<_>>());
+
+    // Cancel mid-run (a checkpoint, then the driver ends), resume as a new Ray job.
+    let long =
+        json!({"n_epochs": 300, "batch_size": 4, "learning_rate": 0.01, "checkpoint_every": 1000});
+    let created = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train,
+                   "hyperparameters": long, "backend": "ray"}),
+        )
+        .await,
+    );
+    let id = created["job"]["id"].as_str().unwrap().to_owned();
+    until_step(client, &id, 5).await;
+    let cancelled = data(
+        &call(
+            client,
+            "cancel_job",
+            json!({"job": id, "wait_seconds": 120}),
+        )
+        .await,
+    );
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let stopped_at = cancelled["step"].as_u64().unwrap();
+    let first_ref = cancelled["backend_ref"].as_str().unwrap().to_owned();
+    let resumed = resume_to_end(client, &id, stopped_at, 900).await;
+    let second_ref = resumed["backend_ref"].as_str().unwrap();
+    assert_ne!(second_ref, first_ref, "a new Ray job for the resumed run");
+    assert_eq!(ray_job(&address, second_ref).await["status"], "SUCCEEDED");
+    server.client.cancel().await.unwrap();
+}
