@@ -639,6 +639,18 @@ impl Manager {
         Ok((resolved, real))
     }
 
+    /// A model by its path within the allowed directories, or by the id of a job of this server
+    /// that made one (its merged model): jobs build on jobs, as GRPO on an SFT job's result.
+    fn model_or_job(&self, model: &Path, what: &str) -> Result<PathBuf, JobError> {
+        let name = model.to_string_lossy();
+        if name.starts_with("ftjob-") && !name.contains(['/', '\\']) {
+            return self
+                .answering_model(Some(&name), None, false)
+                .map_err(|error| JobError::Invalid(format!("{what}: {error}")));
+        }
+        Ok(self.confine(model, what)?.1)
+    }
+
     /// `validate_dataset`: the report, with exact token counts when the model is given. The
     /// file is read through the sandbox (a regular file within the allowed directories), and
     /// the check stops when the caller goes away.
@@ -651,7 +663,7 @@ impl Manager {
     ) -> Result<DatasetReport, JobError> {
         let (file_at, _) = self.confine(&path, "training data")?;
         let model = model
-            .map(|model| self.confine(&model, "model").map(|(_, real)| real))
+            .map(|model| self.model_or_job(&model, "model"))
             .transpose()?;
         let stop = Arc::new(AtomicBool::new(false));
         let _stop_when_dropped = StopOnDrop(stop.clone());
@@ -671,9 +683,9 @@ impl Manager {
 
     /// The paths of a job's spec, each within the allowed directories, as real locations.
     fn confine_spec(&self, mut spec: JobSpec) -> Result<JobSpec, JobError> {
-        spec.model = self.confine(&spec.model, "model")?.1;
+        spec.model = self.model_or_job(&spec.model, "model")?;
         if let Some(teacher) = &spec.teacher {
-            spec.teacher = Some(self.confine(teacher, "teacher")?.1);
+            spec.teacher = Some(self.model_or_job(teacher, "teacher")?);
         }
         if let Some(file) = &spec.training_file {
             spec.training_file = Some(self.confine(file, "training_file")?.1);

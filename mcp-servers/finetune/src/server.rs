@@ -247,7 +247,8 @@ struct CreateArgs {
     /// with `teacher`, its logits), grpo (answers sampled and scored by the dataset's rewards:
     /// lines {"prompt", "answer" | "pattern" | "schema"}) or quantize (GGUF only, no training).
     method: Method,
-    /// Base model: a local directory (config.json, *.safetensors, tokenizer.json) or a .gguf file.
+    /// Base model: a local directory (config.json, *.safetensors, tokenizer.json), a .gguf file,
+    /// or the id of a finished job (its merged model: GRPO after SFT, a quantize job after any).
     model: PathBuf,
     /// JSONL training data (validate_dataset checks it; create_job checks it again).
     training_file: Option<PathBuf>,

@@ -84,33 +84,7 @@ async fn lora_sft_on_ray_with_cancel_and_resume() {
     assert_eq!(steps, (1..=30).collect::<Vec<_>>());
 
     // Cancel mid-run (a checkpoint, then the driver ends), resume as a new Ray job.
-    let long =
-        json!({"n_epochs": 300, "batch_size": 4, "learning_rate": 0.01, "checkpoint_every": 1000});
-    let created = data(
-        &call(
-            client,
-            "create_job",
-            json!({"method": "sft", "model": model, "training_file": train,
-                   "hyperparameters": long, "backend": "ray"}),
-        )
-        .await,
-    );
-    let id = created["job"]["id"].as_str().unwrap().to_owned();
-    until_step(client, &id, 5).await;
-    let cancelled = data(
-        &call(
-            client,
-            "cancel_job",
-            json!({"job": id, "wait_seconds": 120}),
-        )
-        .await,
-    );
-    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
-    let stopped_at = cancelled["step"].as_u64().unwrap();
-    let first_ref = cancelled["backend_ref"].as_str().unwrap().to_owned();
-    let resumed = resume_to_end(client, &id, stopped_at, 900).await;
-    let second_ref = resumed["backend_ref"].as_str().unwrap();
-    assert_ne!(second_ref, first_ref, "a new Ray job for the resumed run");
-    assert_eq!(ray_job(&address, second_ref).await["status"], "SUCCEEDED");
+    let (_, resumed) = cancel_midway_and_resume(client, &model, &train, "ray").await;
+    assert_eq!(ray_job(&address, &resumed).await["status"], "SUCCEEDED");
     server.client.cancel().await.unwrap();
 }

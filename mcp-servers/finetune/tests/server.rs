@@ -1119,7 +1119,7 @@ async fn a_pre_flight_predicts_the_run_and_refuses_a_job_too_big() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpo_job_samples_scores_and_reports_its_rewards() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, _) = fixtures(dir.path());
+    let (base, train) = fixtures(dir.path());
     let prompts: Vec<String> = (0..12)
         .map(|i| {
             json!({"prompt": format!("Count from {i}."), "pattern": "^[0-9 ]+$",
@@ -1136,6 +1136,32 @@ async fn a_grpo_job_samples_scores_and_reports_its_rewards() {
     std::fs::write(&bad_file, bad.join("\n")).unwrap();
     let server = start(&dir.path().join("data")).await;
     let client = &server.client;
+    // GRPO after SFT, the model named by the SFT job's id.
+    let sft = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": base, "training_file": train,
+                   "hyperparameters": {"n_epochs": 1}, "wait_seconds": 300}),
+        )
+        .await,
+    );
+    assert_eq!(sft["job"]["status"], "succeeded", "{sft}");
+    let model = sft["job"]["id"].as_str().unwrap().to_owned();
+    for (missing, why) in [("ftjob-0000", "no job"), ("ftjob-x/../../..", "allow-dir")] {
+        let refused = call(
+            client,
+            "create_job",
+            json!({"method": "grpo", "model": missing, "training_file": grpo, "dry_run": true}),
+        )
+        .await;
+        assert_eq!(refused.is_error, Some(true), "{missing}");
+        assert!(
+            text(&refused).contains(why),
+            "{missing}: {}",
+            text(&refused)
+        );
+    }
 
     // The rewards are checked with the dataset, each bad line named.
     let report = data(
@@ -1188,6 +1214,11 @@ async fn a_grpo_job_samples_scores_and_reports_its_rewards() {
     assert_eq!(created["job"]["status"], "succeeded", "{created}");
     let job = created["job"]["id"].as_str().unwrap();
     assert_eq!(created["job"]["resolved"]["beta"], 0.04, "{created}");
+    let started_from = created["job"]["spec"]["model"].as_str().unwrap();
+    assert!(
+        started_from.ends_with("/model") && started_from.contains(&model),
+        "{created}"
+    );
     let got = data(&call(client, "get_job", json!({"job": job})).await);
     let metrics = &got["latest_metrics"];
     let reward = metrics["reward"].as_f64().unwrap();

@@ -121,33 +121,6 @@ async fn lora_sft_on_slurm_with_cancel_and_resume() {
     assert_eq!(steps, (1..=30).collect::<Vec<_>>());
 
     // Cancel mid-run (a checkpoint, then the batch step ends), resume through Slurm.
-    let long =
-        json!({"n_epochs": 300, "batch_size": 4, "learning_rate": 0.01, "checkpoint_every": 1000});
-    let created = data(
-        &call(
-            client,
-            "create_job",
-            json!({"method": "sft", "model": model, "training_file": train,
-        "hyperparameters": long, "backend": "slurm"}),
-        )
-        .await,
-    );
-    let id = created["job"]["id"].as_str().unwrap().to_owned();
-    until_step(client, &id, 5).await;
-    let cancelled = data(
-        &call(
-            client,
-            "cancel_job",
-            json!({"job": id, "wait_seconds": 120}),
-        )
-        .await,
-    );
-    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
-    let stopped_at = cancelled["step"].as_u64().unwrap();
-    let resumed = resume_to_end(client, &id, stopped_at, 900).await;
-    assert_ne!(
-        resumed["backend_ref"], cancelled["backend_ref"],
-        "a new Slurm job for the resumed run"
-    );
+    cancel_midway_and_resume(client, &model, &train, "slurm").await;
     server.client.cancel().await.unwrap();
 }

@@ -12,7 +12,7 @@ use candle_core::{
 use super::{
     TrainError,
     model::{self, Model},
-    tokenize::{CHATML_TEMPLATE, ChatTokenizer, Template},
+    tokenize::ChatTokenizer,
 };
 use crate::job::Quantization;
 
@@ -193,12 +193,12 @@ pub fn write(
             c.eos_ids().first().copied(),
         )?),
     }
-    if tokenizer.template == Template::ChatMl
+    if let Some(template) = tokenizer.default_template()
         && !metadata.iter().any(|(k, _)| k == "tokenizer.chat_template")
     {
         metadata.push((
             "tokenizer.chat_template".into(),
-            Value::String(CHATML_TEMPLATE.into()),
+            Value::String(template.into()),
         ));
     }
 
@@ -303,7 +303,14 @@ fn tokenizer_metadata(
         ),
         (
             "tokenizer.ggml.pre".to_owned(),
-            Value::String("default".into()),
+            // llama.cpp's name for Llama 3's pre-tokenizer (its regex); others get the default.
+            Value::String(
+                match tokenizer.template {
+                    super::tokenize::Template::Llama3 => "llama-bpe",
+                    _ => "default",
+                }
+                .into(),
+            ),
         ),
         (
             "tokenizer.ggml.tokens".to_owned(),

@@ -24,11 +24,27 @@ pub const END_OF_TEXT: &str = "<|endoftext|>";
 /// its tokens.
 pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+/// Llama 3's start of a conversation.
+pub const BEGIN_OF_TEXT: &str = "<|begin_of_text|>";
+/// Llama 3's start of a turn's header (its role).
+pub const START_HEADER: &str = "<|start_header_id|>";
+/// Llama 3's end of a turn's header.
+pub const END_HEADER: &str = "<|end_header_id|>";
+/// Llama 3's end of a turn.
+pub const EOT: &str = "<|eot_id|>";
+
+/// Llama 3's template (Jinja) without the system prompt 3.1's adds by default: the layout its
+/// instruct models were trained on, for tokenizers with its header tokens.
+pub const LLAMA3_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+
 /// How turns are laid out around their text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Template {
     /// `<|im_start|>role\n…<|im_end|>\n` (SmolLM, Qwen, many others).
     ChatMl,
+    /// `<|begin_of_text|>` once, then `<|start_header_id|>role<|end_header_id|>\n\n…<|eot_id|>`
+    /// (Llama 3.x).
+    Llama3,
     /// `### Role:\n…` and the end-of-sequence token after answers, for models without ChatML
     /// tokens.
     Plain,
@@ -87,26 +103,38 @@ impl ChatTokenizer {
         Ok(Self::new(tokenizer))
     }
 
-    /// Picks the template from the tokenizer's vocabulary: ChatML when it has `<|im_start|>`
-    /// and `<|im_end|>`, plain otherwise (answers ending with its end-of-sequence token).
+    /// Picks the template from the tokenizer's vocabulary: Llama 3's when it has its header
+    /// and end-of-turn tokens, ChatML when it has `<|im_start|>` and `<|im_end|>`, plain
+    /// otherwise (answers ending with its end-of-sequence token).
     pub fn new(tokenizer: Tokenizer) -> Self {
-        let chat_ml =
-            tokenizer.token_to_id(IM_START).is_some() && tokenizer.token_to_id(IM_END).is_some();
-        let end = if chat_ml {
-            tokenizer.token_to_id(IM_END)
+        let has = |tokens: &[&str]| tokens.iter().all(|t| tokenizer.token_to_id(t).is_some());
+        let template = if has(&[START_HEADER, END_HEADER, EOT]) {
+            Template::Llama3
+        } else if has(&[IM_START, IM_END]) {
+            Template::ChatMl
         } else {
-            ["</s>", END_OF_TEXT, "<|end_of_text|>", "<|eot_id|>"]
+            Template::Plain
+        };
+        let end = match template {
+            Template::Llama3 => tokenizer.token_to_id(EOT),
+            Template::ChatMl => tokenizer.token_to_id(IM_END),
+            Template::Plain => ["</s>", END_OF_TEXT, "<|end_of_text|>", EOT]
                 .iter()
-                .find_map(|t| tokenizer.token_to_id(t))
+                .find_map(|t| tokenizer.token_to_id(t)),
         };
         Self {
             tokenizer,
-            template: if chat_ml {
-                Template::ChatMl
-            } else {
-                Template::Plain
-            },
+            template,
             end,
+        }
+    }
+
+    /// The Jinja chat template of this layout, for a model whose own is not known.
+    pub fn default_template(&self) -> Option<&'static str> {
+        match self.template {
+            Template::ChatMl => Some(CHATML_TEMPLATE),
+            Template::Llama3 => Some(LLAMA3_TEMPLATE),
+            Template::Plain => None,
         }
     }
 
@@ -116,7 +144,7 @@ impl ChatTokenizer {
         let token = |id: Option<u32>| id.and_then(|id| self.tokenizer.id_to_token(id));
         let template = chat_template
             .map(str::to_owned)
-            .or_else(|| (self.template == Template::ChatMl).then(|| CHATML_TEMPLATE.to_owned()));
+            .or_else(|| self.default_template().map(str::to_owned));
         serde_json::json!({
             "tokenizer_class": "PreTrainedTokenizerFast",
             "eos_token": token(self.end),
@@ -139,6 +167,7 @@ impl ChatTokenizer {
         let mut ids = self.encode(turns)?.ids;
         let opening = match self.template {
             Template::ChatMl => format!("{IM_START}assistant\n"),
+            Template::Llama3 => format!("{START_HEADER}assistant{END_HEADER}\n\n"),
             Template::Plain => "### Assistant:\n".to_owned(),
         };
         ids.extend(self.ids(&opening)?);
@@ -167,6 +196,18 @@ impl ChatTokenizer {
                     out.push(&self.ids(&format!("{IM_START}{}\n", turn.role))?, false);
                     out.push(&self.ids(&format!("{}{IM_END}", turn.text))?, turn.trained);
                     out.push(&self.ids("\n")?, false);
+                }
+                Template::Llama3 => {
+                    if out.ids.is_empty() {
+                        out.push(&self.ids(BEGIN_OF_TEXT)?, false);
+                    }
+                    let header = format!("{START_HEADER}{}{END_HEADER}\n\n", turn.role);
+                    out.push(&self.ids(&header)?, false);
+                    // Its template trims each message.
+                    out.push(
+                        &self.ids(&format!("{}{EOT}", turn.text.trim()))?,
+                        turn.trained,
+                    );
                 }
                 Template::Plain => {
                     let mut role = turn.role.clone();
@@ -270,4 +311,59 @@ pub fn from_gguf(
         .add_special_tokens(special)
         .map_err(|error| format!("the GGUF file's tokenizer: {error}"))?;
     Ok(tokenizer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(role: &str, text: &str) -> Turn {
+        Turn {
+            role: role.to_owned(),
+            text: text.to_owned(),
+            trained: role == "assistant",
+        }
+    }
+
+    /// What Llama 3's own template renders, and its answer (with `<|eot_id|>`) alone learned.
+    #[test]
+    fn llama3_tokenizers_get_llama3s_layout() {
+        let mut tokenizer = byte_level_tokenizer().unwrap();
+        tokenizer
+            .add_special_tokens(
+                [BEGIN_OF_TEXT, START_HEADER, END_HEADER, EOT].map(|t| AddedToken::from(t, true)),
+            )
+            .unwrap();
+        let chat = ChatTokenizer::new(tokenizer);
+        assert_eq!(chat.template, Template::Llama3);
+        assert_eq!(chat.end, chat.tokenizer.token_to_id(EOT));
+        let turns = [
+            turn("system", "Be brief."),
+            turn("user", "Hi "),
+            turn("assistant", "Hello."),
+        ];
+        let encoded = chat.encode(&turns).unwrap();
+        let text = |ids: &[u32]| chat.tokenizer.decode(ids, false).unwrap();
+        assert_eq!(
+            text(&encoded.ids),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>\
+             <|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>\
+             <|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|>"
+        );
+        let learned: Vec<u32> = encoded
+            .ids
+            .iter()
+            .zip(&encoded.trained)
+            .filter(|(_, t)| **t)
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(text(&learned), "Hello.<|eot_id|>");
+        let prompt = chat.prompt(&turns[1..2]).unwrap();
+        assert_eq!(
+            text(&prompt),
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>\
+             <|start_header_id|>assistant<|end_header_id|>\n\n"
+        );
+        assert_eq!(chat.default_template(), Some(LLAMA3_TEMPLATE));
+    }
 }

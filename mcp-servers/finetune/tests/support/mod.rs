@@ -222,3 +222,44 @@ pub async fn resume_to_end(client: &Client, job: &str, stopped_at: u64, total: u
     assert_eq!(after, (stopped_at + 1..=total).collect::<Vec<_>>());
     resumed
 }
+
+/// A long LoRA job on `backend`, cancelled after step 5 (it checkpoints and stops), then
+/// resumed to its end: the backend's reference of the first run and of the resumed one, which
+/// must differ (a new run of the backend).
+pub async fn cancel_midway_and_resume(
+    client: &Client,
+    model: &Path,
+    train: &Path,
+    backend: &str,
+) -> (String, String) {
+    let long =
+        json!({"n_epochs": 300, "batch_size": 4, "learning_rate": 0.01, "checkpoint_every": 1000});
+    let created = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train,
+                   "hyperparameters": long, "backend": backend}),
+        )
+        .await,
+    );
+    let id = created["job"]["id"].as_str().unwrap().to_owned();
+    until_step(client, &id, 5).await;
+    let cancelled = data(
+        &call(
+            client,
+            "cancel_job",
+            json!({"job": id, "wait_seconds": 120}),
+        )
+        .await,
+    );
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let stopped_at = cancelled["step"].as_u64().unwrap();
+    let resumed = resume_to_end(client, &id, stopped_at, 900).await;
+    let (first, second) = (
+        cancelled["backend_ref"].as_str().unwrap().to_owned(),
+        resumed["backend_ref"].as_str().unwrap().to_owned(),
+    );
+    assert_ne!(first, second, "a new {backend} run for the resumed job");
+    (first, second)
+}
