@@ -14,6 +14,7 @@
 //! - [`keyring`]: the OS keyring, where OAuth tokens are kept when there is one.
 //! - [`oauth`]: OAuth 2.1 for HTTP servers (discovery, registration, the browser's approval,
 //!   step-up, tokens kept per server).
+//! - [`flow`]: workflows, declared multi-step pipelines over tools and the model.
 //! - [`names`]: every server's tools in one model-facing namespace (`server__tool`, ≤ 64
 //!   characters, a map back).
 
@@ -33,6 +34,7 @@ macro_rules! say {
 pub mod agent;
 pub mod config;
 pub mod connect;
+pub mod flow;
 mod frames;
 pub mod handler;
 pub mod install;

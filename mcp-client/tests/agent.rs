@@ -6,8 +6,6 @@ use crate::fake_llm;
 use crate::support;
 
 use std::{
-    path::Path,
-    process::Stdio,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -16,7 +14,7 @@ use std::{
 };
 
 use crate::fake_llm::{FakeLlm, call, calls, text};
-use crate::support::{Flag, eventually};
+use crate::support::{Flag, command, eventually, mcp, workspace_binary, write_config};
 use mcp_conformance::{everything::Everything, peers};
 use mcp_core::{HttpServer, ServeArgs, Transport};
 use rmcp::{
@@ -28,55 +26,7 @@ use rmcp::{
     service::RequestContext,
 };
 use serde_json::{Value, json};
-use tokio::{io::AsyncWriteExt as _, process::Command};
-
-const MCP: &str = env!("CARGO_BIN_EXE_mcp");
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(MCP);
-    command
-        .arg("--config")
-        .arg(dir.join(".mcp.json"))
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", dir)
-        .env("XDG_STATE_HOME", dir)
-        .env("XDG_CONFIG_HOME", dir)
-        // mcp-fs's undo journal.
-        .env("XDG_DATA_HOME", dir)
-        .env("FAKE_KEY", "sk-test")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("MCP_MODEL")
-        .env_remove("MCP_API")
-        .env_remove("MCP_BASE_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-async fn mcp(dir: &Path, args: &[&str], stdin: &str) -> Run {
-    let mut child = command(dir, args).spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("mcp hung")
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
+use tokio::io::AsyncWriteExt as _;
 
 /// `mcp run` against the fake model over the OpenAI format, with the test's key.
 fn run_args<'a>(llm: &'a FakeLlm, extra: &[&'a str]) -> Vec<&'a str> {
@@ -91,14 +41,6 @@ fn run_args<'a>(llm: &'a FakeLlm, extra: &[&'a str]) -> Vec<&'a str> {
     ];
     args.extend_from_slice(extra);
     args
-}
-
-fn write_config(dir: &Path, servers: Value) {
-    std::fs::write(
-        dir.join(".mcp.json"),
-        json!({ "mcpServers": servers }).to_string(),
-    )
-    .unwrap();
 }
 
 /// The messages of a recorded request, as one string to search.
@@ -724,18 +666,6 @@ async fn chat_streams_answers_runs_slash_commands_and_reconnects_a_dropped_serve
     assert!(said(&llm.requests()[1]).contains("the user declined this call"));
     assert!(stderr.contains("allow fx.test_simple_text?"), "{stderr}");
     fx.shutdown().await.unwrap();
-}
-
-/// A binary of another package in this workspace, built next to `mcp` by
-/// `cargo test --workspace` (a package cannot name another's binaries).
-fn workspace_binary(name: &str) -> std::path::PathBuf {
-    let path = Path::new(MCP).with_file_name(name);
-    assert!(
-        path.is_file(),
-        "{name} was not built next to mcp: run `cargo test --workspace` (or `cargo build -p` its \
-         package first)"
-    );
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@
 //!   `mcp-conformance-client` (built on this crate's library); the verdicts go to a section of
 //!   `conformance/RESULTS.md`.
 //! - `connect`: `mcp tools` and `mcp call` against real servers.
+//! - `flow`: `mcp flow` (workflows) checked, run over mcp-fs and the fake model, resumed.
 //! - `oauth`: OAuth end to end against a real authorization server, and a hostile one.
 //! - `peer_servers`: the `mcp` binary against servers nobody here wrote.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,6 +18,7 @@ mod cli;
 mod conformance;
 mod connect;
 mod fake_llm;
+mod flow;
 mod oauth;
 mod peer_servers;
 mod support;

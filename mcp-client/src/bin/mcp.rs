@@ -7,7 +7,7 @@ use mcp_client::{
     agent::{Agent, AgentError, AgentOptions, Approval, Ended, Limits},
     config::{self, ProcessVariables, Server, Transport, UrlKind},
     connect::{self, ConnectOptions, Connected, Era},
-    install,
+    flow, install,
     keyring::{Keyring, TokenStore},
     oauth::{AuthOptions, Authorizer, KeptTokens, TokenFile, UserAgent},
     provider::{Api, Provider, ProviderConfig},
@@ -139,6 +139,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Workflows: declared multi-step pipelines over the servers' tools and the model, in a
+    /// YAML file (the README's "Workflows" section has the format).
+    Flow {
+        #[command(subcommand)]
+        action: FlowAction,
+    },
     /// Follow or stop a task a server runs for a call (`mcp call` without --detach waits for it).
     Tasks {
         #[command(subcommand)]
@@ -182,6 +188,116 @@ enum RunOutput {
     Text,
     /// Every event, a JSON object a line.
     StreamJson,
+}
+
+/// What to do with a workflow.
+#[derive(clap::Subcommand)]
+enum FlowAction {
+    /// Check a workflow file: its structure, every expression, the step graph, and (connecting
+    /// to the servers it names) each tool, prompt and literal argument. Prints every problem
+    /// with its line; exit 2 when there is one.
+    Check {
+        /// The workflow file (YAML).
+        file: PathBuf,
+        /// Skip the checks that connect to the servers.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Run a workflow (after its check), each step recorded as it starts and ends; prints the
+    /// last step's text (--json: the run with every step's result). Ctrl-C cancels the calls
+    /// under way and leaves the run to resume.
+    Run {
+        /// The workflow file (YAML).
+        file: PathBuf,
+        /// An input (repeat for more); a value that reads as JSON is taken as JSON unless the
+        /// input is a string.
+        #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
+        inputs: Vec<String>,
+        #[command(flatten)]
+        run: FlowRunArgs,
+    },
+    /// Resume a run that failed, stopped or died: what ended is not run again.
+    Resume {
+        /// The run's id (`mcp flow list`).
+        #[arg(required_unless_present = "last")]
+        id: Option<String>,
+        /// The newest run.
+        #[arg(long, conflicts_with = "id")]
+        last: bool,
+        /// Run a step that was in flight when the run died again, even when it is not
+        /// idempotent (check first that it did not take effect).
+        #[arg(long)]
+        retry_in_flight: bool,
+        #[command(flatten)]
+        run: FlowRunArgs,
+    },
+    /// The runs, newest first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        store: FlowStore,
+    },
+    /// A run's trace: each step with its status, timing, input and result.
+    Show {
+        /// The run's id.
+        id: String,
+        #[command(flatten)]
+        store: FlowStore,
+    },
+    /// Ask a running run to stop before its next step (the step under way ends first).
+    Cancel {
+        /// The run's id.
+        id: String,
+        #[command(flatten)]
+        store: FlowStore,
+    },
+}
+
+/// Where runs are recorded.
+#[derive(clap::Args)]
+struct FlowStore {
+    /// The run store [default: $XDG_STATE_HOME/mcp-toolkit/flows.sqlite].
+    #[arg(long = "store", value_name = "FILE", env = "MCP_FLOW_STORE")]
+    path: Option<PathBuf>,
+}
+
+impl FlowStore {
+    fn open(&self) -> Result<flow::store::Store, Failure> {
+        let path = self.path.clone().unwrap_or_else(flow::store::default_path);
+        flow::store::Store::open(&path).map_err(|e| Failure::Usage(e.to_string()))
+    }
+}
+
+/// How a workflow runs.
+#[derive(clap::Args)]
+struct FlowRunArgs {
+    /// Answer yes to every `approve:` step (without it, they are asked on the terminal; with
+    /// no terminal, the run stops there, to be resumed).
+    #[arg(long)]
+    yes: bool,
+    /// Longest one try of a step may take when the step sets no timeout [default: --timeout].
+    #[arg(long, value_name = "SECONDS")]
+    step_timeout: Option<u64>,
+    /// The model `llm:` steps ask (as for mcp run).
+    #[arg(long, short, env = "MCP_MODEL")]
+    model: Option<String>,
+    /// The model's API.
+    #[arg(long, value_enum, env = "MCP_API", default_value_t = Api::Openai)]
+    api: Api,
+    /// Where the model's API is (for local and other OpenAI-compatible servers).
+    #[arg(long, env = "MCP_BASE_URL", value_name = "URL")]
+    base_url: Option<String>,
+    /// The environment variable that holds the API key [default: OPENAI_API_KEY or
+    /// ANTHROPIC_API_KEY].
+    #[arg(long, value_name = "VAR")]
+    api_key_env: Option<String>,
+    /// Most tokens per model answer.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_tokens: u32,
+    #[command(flatten)]
+    store: FlowStore,
 }
 
 /// What to do with a task.
@@ -526,6 +642,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             arguments,
         } => call(&context, server, tool, arguments, *detach).await,
         Command::Tasks { action } => tasks(&context, action).await,
+        Command::Flow { action } => flow(&context, action).await,
         Command::Auth { action } => auth(&context, action).await,
         // Done above, before the servers were loaded.
         Command::Add { .. } | Command::Remove { .. } => Ok(0),
@@ -763,6 +880,397 @@ async fn prompt(
 /// `mcp call SERVER TOOL ARGUMENTS`: exit 1 when the tool answers with an error. A server that
 /// runs the call as a task (the client declares the Tasks extension) is followed until the task
 /// ends, its status on stderr; `--detach` prints the task instead.
+async fn flow(context: &Context, action: &FlowAction) -> Result<u8, Failure> {
+    match action {
+        FlowAction::Run { file, inputs, run } => {
+            let (workflow, source) = checked_workflow(context, file).await?;
+            let given = inputs
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .ok_or_else(|| Failure::Usage(format!("--input {pair}: KEY=VALUE")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let values =
+                flow::run::inputs(&workflow, &given).map_err(|e| Failure::Usage(e.to_string()))?;
+            let store = std::sync::Mutex::new(run.store.open()?);
+            let id = flow::run::create(&store, &workflow, file, &source, &values)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            say!("mcp: flow {}: run {id}", workflow.name);
+            let options = flow_options(context, run, &workflow, false)?;
+            let going =
+                flow::run::start(&id, &workflow, values, &context.servers, &store, &options);
+            flow_report(context, &store, &id, going).await
+        }
+        FlowAction::Resume {
+            id,
+            last,
+            retry_in_flight,
+            run,
+        } => {
+            let store = std::sync::Mutex::new(run.store.open()?);
+            let id = match (id, last) {
+                (Some(id), _) => id.clone(),
+                (None, _) => store
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .runs(1)
+                    .map_err(|e| Failure::Usage(e.to_string()))?
+                    .first()
+                    .map(|r| r.id.clone())
+                    .ok_or_else(|| Failure::Usage("no runs yet".to_owned()))?,
+            };
+            let recorded = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .run(&id)
+                .map_err(|e| Failure::Usage(e.to_string()))?
+                .ok_or_else(|| Failure::Usage(format!("no run {id} (mcp flow list shows them)")))?;
+            let workflow = flow::file::parse(&recorded.source).map_err(|problems| {
+                Failure::Usage(format!(
+                    "run {id}'s workflow no longer reads: {}",
+                    problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            })?;
+            say!("mcp: flow {}: resuming run {id}", workflow.name);
+            let options = flow_options(context, run, &workflow, *retry_in_flight)?;
+            let going = flow::run::resume(&id, &context.servers, &store, &options);
+            flow_report(context, &store, &id, going).await
+        }
+        FlowAction::List { limit, store } => {
+            let runs = store
+                .open()?
+                .runs(*limit)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let mut out = context.stdout();
+            if context.json {
+                out.json(&json!({"runs": runs}))?;
+            } else {
+                for run in runs {
+                    out.line(format_args!(
+                        "{}  {:<10} {}  {}{}",
+                        run.id,
+                        run.status,
+                        run.workflow,
+                        run.file,
+                        run.error
+                            .map(|e| format!("  ({})", mcp_core::text::visible_line(&e)))
+                            .unwrap_or_default()
+                    ))?;
+                }
+            }
+            Ok(0)
+        }
+        FlowAction::Show { id, store } => {
+            let store = store.open()?;
+            let run = store
+                .run(id)
+                .map_err(|e| Failure::Usage(e.to_string()))?
+                .ok_or_else(|| Failure::Usage(format!("no run {id} (mcp flow list shows them)")))?;
+            let steps = store.steps(id).map_err(|e| Failure::Usage(e.to_string()))?;
+            let mut out = context.stdout();
+            if context.json {
+                out.json(&json!({"run": run, "steps": steps}))?;
+                return Ok(0);
+            }
+            out.line(format_args!(
+                "run {} of {} ({}): {}{}",
+                run.id,
+                run.workflow,
+                run.file,
+                run.status,
+                run.error
+                    .as_deref()
+                    .map(|e| format!(": {}", mcp_core::text::visible_line(e)))
+                    .unwrap_or_default()
+            ))?;
+            out.line(format_args!("inputs: {}", short(&run.inputs)))?;
+            for step in steps {
+                let name = match step.item {
+                    Some(i) => format!("{}[{i}]", step.step),
+                    None => step.step.clone(),
+                };
+                let seconds = step
+                    .ended
+                    .map(|e| format!("{:.2} s", e - step.started))
+                    .unwrap_or_else(|| "…".to_owned());
+                let tries = if step.attempts > 1 {
+                    format!(", {} tries", step.attempts)
+                } else {
+                    String::new()
+                };
+                out.line(format_args!(
+                    "  {name:<24} {:<9} {seconds}{tries}",
+                    step.status
+                ))?;
+                if let Some(input) = &step.input {
+                    out.line(format_args!("    in:  {}", short(input)))?;
+                }
+                if let Some(result) = &step.result {
+                    out.line(format_args!("    out: {}", short(result)))?;
+                }
+                if let Some(error) = &step.error {
+                    out.line(format_args!(
+                        "    error: {}",
+                        mcp_core::text::visible_line(error)
+                    ))?;
+                }
+            }
+            Ok(0)
+        }
+        FlowAction::Cancel { id, store } => {
+            let store = store.open()?;
+            let run = store
+                .run(id)
+                .map_err(|e| Failure::Usage(e.to_string()))?
+                .ok_or_else(|| Failure::Usage(format!("no run {id}")))?;
+            if run.status != "running" {
+                return Err(Failure::Usage(format!(
+                    "run {id} is {}, not running",
+                    run.status
+                )));
+            }
+            store
+                .set_status(id, "cancelling", None)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            say!("mcp: run {id} stops before its next step");
+            Ok(0)
+        }
+        FlowAction::Check { file, offline } => {
+            let problems = match flow::load(file) {
+                Ok(_) if *offline => Vec::new(),
+                Ok((workflow, _)) => {
+                    let catalog =
+                        flow::check::catalog(&workflow, &context.servers, &context.options).await;
+                    flow::check::live_problems(&workflow, &catalog)
+                }
+                Err(problems) => problems,
+            };
+            let mut out = context.stdout();
+            if context.json {
+                let listed: Vec<serde_json::Value> = problems
+                    .iter()
+                    .map(|p| serde_json::json!({"line": p.line, "message": p.message}))
+                    .collect();
+                out.json(&serde_json::json!({
+                    "file": file, "ok": problems.is_empty(), "problems": listed,
+                }))?;
+            } else if problems.is_empty() {
+                out.line(format_args!("{}: ok", file.display()))?;
+            } else {
+                for problem in &problems {
+                    let at = if problem.line == 0 {
+                        String::new()
+                    } else {
+                        format!("{}:", problem.line)
+                    };
+                    out.line(format_args!(
+                        "{}:{at} {}",
+                        file.display(),
+                        mcp_core::text::visible(&problem.message)
+                    ))?;
+                }
+            }
+            Ok(if problems.is_empty() { 0 } else { USAGE })
+        }
+    }
+}
+
+/// One line of a value, cut to 160 characters, with nothing a terminal would act on.
+fn short(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let line = mcp_core::text::visible_line(&text);
+    match line.char_indices().nth(160) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.into_owned(),
+    }
+}
+
+/// A workflow file that passes `mcp flow check` (both parts); its problems otherwise.
+async fn checked_workflow(
+    context: &Context,
+    file: &std::path::Path,
+) -> Result<(flow::file::Workflow, String), Failure> {
+    let listed = |problems: Vec<flow::file::Problem>| {
+        Failure::Usage(format!(
+            "{} does not check:\n{}",
+            file.display(),
+            problems
+                .iter()
+                .map(|p| format!("  {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))
+    };
+    let (workflow, source) = flow::load(file).map_err(listed)?;
+    let catalog = flow::check::catalog(&workflow, &context.servers, &context.options).await;
+    let problems = flow::check::live_problems(&workflow, &catalog);
+    if !problems.is_empty() {
+        return Err(listed(problems));
+    }
+    Ok((workflow, source))
+}
+
+/// Answers `approve:` steps: yes to all, or on the terminal, or nobody.
+struct TerminalApprover {
+    yes: bool,
+}
+
+impl flow::run::Approver for TerminalApprover {
+    fn ask(&self, question: &str) -> Option<bool> {
+        use std::io::IsTerminal as _;
+        if self.yes {
+            return Some(true);
+        }
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        say!("mcp: {question} [y/N] ");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).ok()?;
+        Some(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
+    }
+}
+
+fn flow_options(
+    context: &Context,
+    args: &FlowRunArgs,
+    workflow: &flow::file::Workflow,
+    retry_in_flight: bool,
+) -> Result<flow::run::RunOptions, Failure> {
+    let needs_model = workflow
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, flow::file::Action::Llm { .. }));
+    let model = match (&args.model, needs_model) {
+        (Some(model), true) => {
+            let key_variable = args
+                .api_key_env
+                .clone()
+                .unwrap_or_else(|| args.api.key_variable().to_owned());
+            let api_key = std::env::var(&key_variable).ok().filter(|k| !k.is_empty());
+            Some(
+                Provider::new(ProviderConfig {
+                    api: args.api,
+                    model: model.clone(),
+                    base_url: args.base_url.clone(),
+                    api_key,
+                    max_tokens: args.max_tokens,
+                })
+                .map_err(|e| Failure::Usage(e.to_string()))?,
+            )
+        }
+        (None, true) => {
+            return Err(Failure::Usage(format!(
+                "{} has llm steps: give the model with --model (or MCP_MODEL)",
+                workflow.name
+            )));
+        }
+        _ => None,
+    };
+    let progress = |event: &flow::run::Event| match event {
+        flow::run::Event::Started {
+            step,
+            item,
+            attempt,
+        } if *attempt > 1 => {
+            let item = item.map(|i| format!("[{i}]")).unwrap_or_default();
+            say!("mcp: flow: {step}{item}: try {attempt}");
+        }
+        flow::run::Event::Ended {
+            step,
+            item: None,
+            status,
+            seconds,
+            error,
+        } => {
+            let why = error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            say!("mcp: flow: {step}: {status} ({seconds:.2} s){why}");
+        }
+        _ => {}
+    };
+    Ok(flow::run::RunOptions {
+        connect: context.options.clone(),
+        model,
+        step_timeout: args
+            .step_timeout
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(context.options.timeout),
+        retry_in_flight,
+        approver: Arc::new(TerminalApprover { yes: args.yes }),
+        on_event: Arc::new(progress),
+    })
+}
+
+/// Waits for a run (Ctrl-C cancels its calls and leaves it to resume), then reports it.
+async fn flow_report(
+    context: &Context,
+    store: &std::sync::Mutex<flow::store::Store>,
+    id: &str,
+    going: impl std::future::Future<Output = Result<flow::run::Report, flow::run::RunError>>,
+) -> Result<u8, Failure> {
+    let report = tokio::select! {
+        report = going => report.map_err(|e| Failure::Usage(e.to_string()))?,
+        _ = tokio::signal::ctrl_c() => {
+            let _ = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .set_status(id, "cancelled", Some("interrupted (Ctrl-C)"));
+            say!("mcp: run {id} interrupted; resume it with: mcp flow resume {id}");
+            return Ok(INTERRUPTED);
+        }
+    };
+    let mut out = context.stdout();
+    if context.json {
+        out.json(&report)?;
+    } else if report.status == "succeeded" {
+        let last = report
+            .steps
+            .as_object()
+            .and_then(|steps| steps.values().next_back());
+        if let Some(last) = last {
+            match last["text"].as_str() {
+                Some(text) => out.line(text)?,
+                None => out.line(last)?,
+            }
+        }
+    }
+    match report.status.as_str() {
+        "succeeded" => Ok(0),
+        status => {
+            say!(
+                "mcp: run {id} {status}: {}; see it with: mcp flow show {id}{}",
+                report
+                    .error
+                    .as_deref()
+                    .map(mcp_core::text::visible_line)
+                    .unwrap_or_default(),
+                if status == "cancelled" {
+                    String::new()
+                } else {
+                    format!("; resume it with: mcp flow resume {id}")
+                }
+            );
+            Ok(if status == "failed" {
+                TOOL_ERROR
+            } else {
+                STOPPED
+            })
+        }
+    }
+}
+
 async fn call(
     context: &Context,
     server: &str,
