@@ -1,8 +1,24 @@
 //! `mcp flow`: workflow files checked with their lines, run durably over a real server of ours
 //! (mcp-fs) and the fake model API, resumed without running again what ended.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
+use mcp_core::{HttpServer, ServeArgs, Transport};
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
+        PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    },
+    service::RequestContext,
+};
 use serde_json::{Value, json};
 
 use crate::fake_llm::{FakeLlm, text};
@@ -272,5 +288,314 @@ steps:
         text_trace.stdout.contains("Fruit is colourful."),
         "{}",
         text_trace.stdout
+    );
+}
+
+/// The pids of `pid`'s children.
+fn children(pid: u32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// A run killed with SIGKILL (the client and its server, as a crash would) in the middle of a
+/// step, then resumed: every step that had ended ran once (counted by the rows it inserted), the
+/// step in flight is not run again until asked (it is not idempotent), and the output is an
+/// uninterrupted run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_step_resumes_with_each_ended_step_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let sql = workspace_binary("mcp-sql");
+    let flow = root.join("ledger.yaml");
+    std::fs::write(
+        &flow,
+        "name: ledger
+steps:
+  - id: first
+    call: db.execute
+    with: {sql: \"INSERT INTO log (step) VALUES ('first')\"}
+  - id: slow
+    call: db.execute
+    with:
+      sql: >-
+        INSERT INTO log (step) SELECT 'slow' FROM (WITH RECURSIVE c(x) AS
+        (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) SELECT max(x) FROM c)
+  - id: last
+    call: db.execute
+    with: {sql: \"INSERT INTO log (step) VALUES ('last')\"}
+  - id: count
+    call: db.query
+    with: {sql: \"SELECT step, count(*) AS n FROM log GROUP BY step ORDER BY step\"}
+",
+    )
+    .unwrap();
+    let database = |name: &str| {
+        let path = root.join(name);
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE log (step TEXT NOT NULL)")
+            .unwrap();
+        path
+    };
+    let configure = |db: &Path| {
+        write_config(
+            &root,
+            json!({"db": {"command": sql.display().to_string(),
+                          "args": [format!("sqlite:{}", db.display()), "--allow-write", "--timeout", "300"]}}),
+        );
+    };
+    let store = root.join("runs.sqlite");
+    let run_args = [
+        "flow",
+        "run",
+        flow.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ];
+
+    // The reference: a run never interrupted.
+    let reference = database("reference.db");
+    configure(&reference);
+    let whole = mcp(&root, &run_args, "").await;
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    assert!(whole.stdout.contains("slow"), "{}", whole.stdout);
+
+    let crashed = database("crashed.db");
+    configure(&crashed);
+    let mut child = crate::support::command(&root, &run_args).spawn().unwrap();
+    let pid = child.id().unwrap();
+    // Until the slow step is under way (its start is in the store before it runs).
+    let mut in_flight = false;
+    for _ in 0..600 {
+        if let Ok(db) = rusqlite::Connection::open(&store) {
+            in_flight = db
+                .query_row(
+                    "SELECT count(*) FROM steps JOIN runs ON runs.id = steps.run
+                     WHERE steps.step = 'slow' AND steps.status = 'running' AND runs.status = 'running'",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .unwrap_or(0)
+                > 0;
+        }
+        if in_flight {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(in_flight, "the slow step never started");
+    let servers = children(pid);
+    assert!(!servers.is_empty(), "mcp-sql runs under mcp");
+    for server in servers {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(server).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let rows = |step: &str| -> i64 {
+        rusqlite::Connection::open(&crashed)
+            .unwrap()
+            .query_row("SELECT count(*) FROM log WHERE step = ?1", [step], |row| {
+                row.get(0)
+            })
+            .unwrap()
+    };
+    assert_eq!((rows("first"), rows("slow"), rows("last")), (1, 0, 0));
+
+    // Resumed: the step in flight is not idempotent (execute says so), so the run stops and
+    // says how to go on; nothing ran.
+    let resume = [
+        "flow",
+        "resume",
+        "--last",
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let stopped = mcp(&root, &resume, "").await;
+    assert_eq!(stopped.code, 4, "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("was in flight") && stopped.stderr.contains("--retry-in-flight"),
+        "{}",
+        stopped.stderr
+    );
+    assert_eq!((rows("first"), rows("slow"), rows("last")), (1, 0, 0));
+    let mut again = resume.to_vec();
+    again.push("--retry-in-flight");
+    let resumed = mcp(&root, &again, "").await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!((rows("first"), rows("slow"), rows("last")), (1, 1, 1));
+    assert_eq!(resumed.stdout, whole.stdout);
+}
+
+/// A server whose one tool, `work`, takes a little while and counts the calls under way at once.
+#[derive(Clone, Default)]
+struct Counter {
+    now: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl ServerHandler for Counter {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tool: Tool = serde_json::from_value(json!({
+            "name": "work", "description": "Works on n for a moment",
+            "inputSchema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+            "annotations": {"readOnlyHint": true}
+        }))
+        .unwrap();
+        Ok(ListToolsResult::with_all_items(vec![tool]))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let n = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("n"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!("{}", n * 2))]).into())
+    }
+}
+
+/// The peak resident memory of a process while it runs (Linux's VmHWM, polled).
+async fn peak_kib(pid: u32, done: &std::sync::atomic::AtomicBool) -> u64 {
+    let mut peak = 0;
+    while !done.load(Ordering::SeqCst) {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(kib) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    peak
+}
+
+/// `for_each` over 1,000 items with `concurrency: 8`: at most 8 calls at once (and 8 reached),
+/// every item called once and its result in order, and the client's memory about what 100 items
+/// take (each item's context is made when it starts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn for_each_respects_its_concurrency_and_keeps_memory_flat() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let counter = Counter::default();
+    let server = HttpServer::start(
+        counter.clone(),
+        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
+    )
+    .await
+    .unwrap();
+    write_config(
+        &root,
+        json!({"lab": {"type": "http", "url": server.url("/mcp")}}),
+    );
+    let flow = root.join("many.yaml");
+    std::fs::write(
+        &flow,
+        "name: many
+inputs:
+  count: integer
+steps:
+  - id: each
+    for_each: ${{ range(inputs.count) | list }}
+    concurrency: 8
+    call: lab.work
+    with: {n: \"${{ item }}\"}
+  - id: total
+    if: ${{ steps.each.items | length > 5000 }}
+    call: lab.work
+    with: {n: 0}
+  - id: last
+    call: lab.work
+    with: {n: \"${{ steps.each.items | map(attribute='text') | map('int') | sum }}\"}
+",
+    )
+    .unwrap();
+    let store = root.join("runs.sqlite");
+    let mut peaks = Vec::new();
+    for count in [100u64, 1000] {
+        counter.most.store(0, Ordering::SeqCst);
+        counter.calls.store(0, Ordering::SeqCst);
+        let input = format!("count={count}");
+        let args = [
+            "--json",
+            "flow",
+            "run",
+            flow.to_str().unwrap(),
+            "-i",
+            &input,
+            "--store",
+            store.to_str().unwrap(),
+        ];
+        let child = crate::support::command(&root, &args).spawn().unwrap();
+        let pid = child.id().unwrap();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watch = {
+            let done = done.clone();
+            tokio::spawn(async move { peak_kib(pid, &done).await })
+        };
+        let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+            .await
+            .expect("mcp hung")
+            .unwrap();
+        done.store(true, Ordering::SeqCst);
+        let peak = watch.await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let items = report["steps"]["each"]["items"].as_array().unwrap();
+        assert_eq!(items.len() as u64, count);
+        // In order, whatever order they ended in.
+        assert!(items.iter().enumerate().all(|(i, r)| {
+            r["text"].as_str().and_then(|t| t.parse::<u64>().ok()) == Some(2 * i as u64)
+        }));
+        // The sum of 2i over 0..count, doubled by the last call.
+        assert_eq!(
+            report["steps"]["last"]["text"],
+            (count * (count - 1) * 2).to_string()
+        );
+        assert_eq!(report["steps"]["total"]["skipped"], true);
+        assert_eq!(counter.calls.load(Ordering::SeqCst) as u64, count + 1);
+        assert_eq!(
+            counter.most.load(Ordering::SeqCst),
+            8,
+            "at most 8 at once, and 8 reached"
+        );
+        peaks.push(peak);
+    }
+    eprintln!("peak resident memory, 100 and 1,000 items: {peaks:?} KiB");
+    assert!(peaks[0] > 0);
+    assert!(
+        (peaks[1] as f64) < 1.5 * peaks[0] as f64,
+        "1,000 items took {} KiB, 100 took {} KiB",
+        peaks[1],
+        peaks[0]
     );
 }

@@ -894,11 +894,11 @@ async fn flow(context: &Context, action: &FlowAction) -> Result<u8, Failure> {
                 .collect::<Result<Vec<_>, _>>()?;
             let values =
                 flow::run::inputs(&workflow, &given).map_err(|e| Failure::Usage(e.to_string()))?;
+            let options = flow_options(context, run, &workflow, false)?;
             let store = std::sync::Mutex::new(run.store.open()?);
             let id = flow::run::create(&store, &workflow, file, &source, &values)
                 .map_err(|e| Failure::Usage(e.to_string()))?;
             say!("mcp: flow {}: run {id}", workflow.name);
-            let options = flow_options(context, run, &workflow, false)?;
             let going =
                 flow::run::start(&id, &workflow, values, &context.servers, &store, &options);
             flow_report(context, &store, &id, going).await

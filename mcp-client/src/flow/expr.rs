@@ -72,7 +72,12 @@ impl Engine {
                 .map_err(failed)?
                 .undeclared_variables(true),
         };
-        Ok(names.into_iter().collect())
+        // Jinja's functions (`range`, `dict`, `namespace`) are names too.
+        let globals: Vec<&str> = self.env.globals().map(|(name, _)| name).collect();
+        Ok(names
+            .into_iter()
+            .filter(|name| !globals.contains(&name.split('.').next().unwrap_or_default()))
+            .collect())
     }
 
     /// A text's value in `context` (`{inputs, steps, item, index}`).
