@@ -201,7 +201,12 @@ steps:
         "nothing after the failed step ran"
     );
 
-    std::fs::write(root.join("notes/b.txt"), "Bananas are yellow.").unwrap();
+    // What a server sends may hold markup: the HTML trace shows it as text.
+    std::fs::write(
+        root.join("notes/b.txt"),
+        "Bananas are yellow. <script>alert(1)</script>",
+    )
+    .unwrap();
     let mut again = args("resume");
     again.extend(["--last".to_owned(), "--json".to_owned()]);
     let again: Vec<&str> = again.iter().map(String::as_str).collect();

@@ -243,6 +243,10 @@ enum FlowAction {
     Show {
         /// The run's id.
         id: String,
+        /// Also write the trace as one self-contained HTML page: the step graph, and each
+        /// step's full input and output.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         #[command(flatten)]
         store: FlowStore,
     },
@@ -966,13 +970,20 @@ async fn flow(context: &Context, action: &FlowAction) -> Result<u8, Failure> {
             }
             Ok(0)
         }
-        FlowAction::Show { id, store } => {
+        FlowAction::Show { id, html, store } => {
             let store = store.open()?;
             let run = store
                 .run(id)
                 .map_err(|e| Failure::Usage(e.to_string()))?
                 .ok_or_else(|| Failure::Usage(format!("no run {id} (mcp flow list shows them)")))?;
             let steps = store.steps(id).map_err(|e| Failure::Usage(e.to_string()))?;
+            if let Some(path) = html {
+                let page = flow::trace::html(&run, &steps).map_err(Failure::Usage)?;
+                // What the steps read and wrote: for its owner's eyes.
+                mcp_client::write_whole(path, page.as_bytes(), mcp_client::Readers::Owner)
+                    .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+                say!("mcp: wrote {}", path.display());
+            }
             let mut out = context.stdout();
             if context.json {
                 out.json(&json!({"run": run, "steps": steps}))?;

@@ -6,12 +6,14 @@
 //! - [`check`]: the checks before a run, with and without the servers.
 //! - [`store`]: runs and their steps, durably, in SQLite.
 //! - [`run`]: running and resuming.
+//! - [`trace`]: a run's trace as a self-contained HTML page.
 
 pub mod check;
 pub mod expr;
 pub mod file;
 pub mod run;
 pub mod store;
+pub mod trace;
 
 use std::path::Path;
 
