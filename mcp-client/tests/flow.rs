@@ -604,3 +604,95 @@ steps:
         peaks[0]
     );
 }
+
+/// `mcp flow serve DIR`: the workflows as tools (an input schema from their inputs), called
+/// through `mcp call` itself, which follows the run as a task to its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_are_served_as_tools_and_run_as_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let flows = root.join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    std::fs::create_dir(root.join("notes")).unwrap();
+    std::fs::write(root.join("notes/a.txt"), "alpha").unwrap();
+    std::fs::write(
+        flows.join("copy.yaml"),
+        "name: copy
+description: Copies a note to another file.
+inputs:
+  from: {type: string, description: the note to copy}
+  to: {type: string}
+  upper: {type: boolean, default: false}
+steps:
+  - id: read
+    call: fs.read_text_file
+    with: {path: \"${{ inputs.from }}\"}
+  - id: write
+    call: fs.write_file
+    with:
+      path: ${{ inputs.to }}
+      content: ${{ steps.read.text | upper if inputs.upper else steps.read.text }}
+",
+    )
+    .unwrap();
+    // The workflows' own servers, in a config of their own.
+    let inner = root.join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    fs_config(&inner, &root);
+    let store = root.join("runs.sqlite");
+    write_config(
+        &root,
+        json!({"flows": {"command": crate::support::MCP, "args": [
+            "--config", inner.join(".mcp.json").display().to_string(),
+            "flow", "serve", flows.display().to_string(), "--store", store.display().to_string()]}}),
+    );
+    let tools = mcp(&root, &["--json", "tools", "flows"], "").await;
+    assert_eq!(tools.code, 0, "{}", tools.stderr);
+    let listed: Value = serde_json::from_str(&tools.stdout).unwrap();
+    let tool = listed.to_string();
+    assert!(tool.contains("Copies a note to another file."), "{tool}");
+    assert!(tool.contains("\"required\":[\"from\",\"to\"]"), "{tool}");
+
+    let to = root.join("notes/b.txt");
+    let from = root.join("notes/a.txt");
+    let called = mcp(
+        &root,
+        &[
+            "call",
+            "flows",
+            "copy",
+            &format!("from={}", from.display()),
+            &format!("to={}", to.display()),
+            "upper=true",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(called.code, 0, "{}\n{}", called.stdout, called.stderr);
+    // It ran as a task, whose status names the run and its step.
+    assert!(
+        called.stderr.contains(": task ") && called.stderr.contains(": run run-"),
+        "{}",
+        called.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&to).unwrap(), "ALPHA");
+    // The run is in the store, as `mcp flow run` would have left it.
+    let listed = mcp(
+        &root,
+        &["--json", "flow", "list", "--store", store.to_str().unwrap()],
+        "",
+    )
+    .await;
+    let runs: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(runs["runs"][0]["workflow"], "copy", "{runs}");
+    assert_eq!(runs["runs"][0]["status"], "succeeded", "{runs}");
+    // A bad input is the caller's error, named.
+    let bad = mcp(&root, &["call", "flows", "copy", "from=x"], "").await;
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains("to:") || bad.stdout.contains("to:"),
+        "{}\n{}",
+        bad.stdout,
+        bad.stderr
+    );
+}

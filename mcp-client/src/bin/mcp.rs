@@ -62,6 +62,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// The configured servers, where each comes from and how it is reached (no connection).
     Servers,
@@ -192,6 +193,7 @@ enum RunOutput {
 
 /// What to do with a workflow.
 #[derive(clap::Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum FlowAction {
     /// Check a workflow file: its structure, every expression, the step graph, and (connecting
     /// to the servers it names) each tool, prompt and literal argument. Prints every problem
@@ -249,6 +251,17 @@ enum FlowAction {
         html: Option<PathBuf>,
         #[command(flatten)]
         store: FlowStore,
+    },
+    /// Serve the workflows in DIR (*.yaml, *.yml) as an MCP server's tools, each with an input
+    /// schema from its inputs; runs are recorded as `mcp flow run` records them, and a client
+    /// that follows Tasks gets each run as a task.
+    Serve {
+        /// The directory of workflow files.
+        dir: PathBuf,
+        #[command(flatten)]
+        run: FlowRunArgs,
+        #[command(flatten)]
+        serve: mcp_core::ServeArgs,
     },
     /// Ask a running run to stop before its next step (the step under way ends first).
     Cancel {
@@ -946,6 +959,51 @@ async fn flow(context: &Context, action: &FlowAction) -> Result<u8, Failure> {
             let going = flow::run::resume(&id, &context.servers, &store, &options);
             flow_report(context, &store, &id, going).await
         }
+        FlowAction::Serve { dir, run, serve } => {
+            let workflows = flow::serve::read_dir(dir).map_err(|problems| {
+                Failure::Usage(format!(
+                    "{} does not check:\n  {}",
+                    dir.display(),
+                    problems.join("\n  ")
+                ))
+            })?;
+            // The union of the workflows' needs: a model when any has llm steps.
+            let mut options = None;
+            for (workflow, _, _) in &workflows {
+                let needs = flow_options(context, run, workflow, false)?;
+                if needs.model.is_some() || options.is_none() {
+                    options = Some(needs);
+                }
+            }
+            let mut options = options.ok_or_else(|| Failure::Usage("no workflows".to_owned()))?;
+            // A server's standard input is its transport (or nobody's): approvals are --yes or
+            // stop the run.
+            options.approver = Arc::new(TerminalApprover {
+                yes: run.yes,
+                terminal: false,
+            });
+            let store = run
+                .store
+                .path
+                .clone()
+                .unwrap_or_else(flow::store::default_path);
+            let tasks_file = mcp_core::dirs::toolkit_dir(mcp_core::dirs::BaseDir::State)
+                .join("flow-tasks.sqlite");
+            // A run that was going when the server died is left to `mcp flow resume`.
+            let tasks = mcp_core::tasks::Tasks::open(&tasks_file, |_| None)
+                .map_err(|e| Failure::Usage(format!("{}: {e}", tasks_file.display())))?;
+            let server = flow::serve::FlowServer::new(
+                workflows,
+                context.servers.clone(),
+                options,
+                store,
+                tasks,
+            );
+            mcp_core::serve(server, serve.clone())
+                .await
+                .map_err(|e| Failure::Connection(e.to_string()))?;
+            Ok(0)
+        }
         FlowAction::List { limit, store } => {
             let runs = store
                 .open()?
@@ -1130,9 +1188,11 @@ async fn checked_workflow(
     Ok((workflow, source))
 }
 
-/// Answers `approve:` steps: yes to all, or on the terminal, or nobody.
+/// Answers `approve:` steps: yes to all, or on the terminal (when there is one to ask), or
+/// nobody.
 struct TerminalApprover {
     yes: bool,
+    terminal: bool,
 }
 
 impl flow::run::Approver for TerminalApprover {
@@ -1141,7 +1201,7 @@ impl flow::run::Approver for TerminalApprover {
         if self.yes {
             return Some(true);
         }
-        if !std::io::stdin().is_terminal() {
+        if !self.terminal || !std::io::stdin().is_terminal() {
             return None;
         }
         say!("mcp: {question} [y/N] ");
@@ -1219,7 +1279,10 @@ fn flow_options(
             .map(std::time::Duration::from_secs)
             .unwrap_or(context.options.timeout),
         retry_in_flight,
-        approver: Arc::new(TerminalApprover { yes: args.yes }),
+        approver: Arc::new(TerminalApprover {
+            yes: args.yes,
+            terminal: true,
+        }),
         on_event: Arc::new(progress),
     })
 }

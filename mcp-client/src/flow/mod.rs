@@ -7,11 +7,13 @@
 //! - [`store`]: runs and their steps, durably, in SQLite.
 //! - [`run`]: running and resuming.
 //! - [`trace`]: a run's trace as a self-contained HTML page.
+//! - [`serve`]: the workflows of a directory as an MCP server's tools.
 
 pub mod check;
 pub mod expr;
 pub mod file;
 pub mod run;
+pub mod serve;
 pub mod store;
 pub mod trace;
 

@@ -142,34 +142,46 @@ impl StepFailure {
 /// Items a `for_each` may have.
 pub const MAX_ITEMS: usize = 100_000;
 
-/// The inputs of a run: the given ones (`key=value`; a value that reads as JSON is taken as
-/// JSON unless the input is a string), checked against their types, and the defaults.
+/// The inputs of a run from the command line (`key=value`; a value that reads as JSON is taken
+/// as JSON unless the input is a string), checked as [`inputs_from_json`] checks them.
 pub fn inputs(workflow: &Workflow, given: &[(String, String)]) -> Result<Value, RunError> {
-    let mut out = Map::new();
+    let mut values = Map::new();
     for (key, text) in given {
-        let Some(spec) = workflow.inputs.iter().find(|i| &i.name == key) else {
+        let kind = workflow
+            .inputs
+            .iter()
+            .find(|i| &i.name == key)
+            .map(|i| i.kind);
+        let value = match kind {
+            Some(Kind::String) | None => Value::String(text.clone()),
+            _ => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone())),
+        };
+        values.insert(key.clone(), value);
+    }
+    inputs_from_json(workflow, values).map_err(|why| RunError::Usage(format!("--input {why}")))
+}
+
+/// The inputs of a run: the given ones, each declared and of its type, and the defaults; an
+/// error names the input.
+pub fn inputs_from_json(workflow: &Workflow, given: Map<String, Value>) -> Result<Value, String> {
+    let mut out = Map::new();
+    for (key, value) in given {
+        let Some(spec) = workflow.inputs.iter().find(|i| i.name == key) else {
             let known: Vec<&str> = workflow.inputs.iter().map(|i| i.name.as_str()).collect();
-            return Err(RunError::Usage(format!(
-                "--input {key}: {} has no such input (it takes: {})",
+            return Err(format!(
+                "{key}: {} has no such input (it takes: {})",
                 workflow.name,
                 if known.is_empty() {
                     "none".to_owned()
                 } else {
                     known.join(", ")
                 }
-            )));
-        };
-        let value = match spec.kind {
-            Kind::String => Value::String(text.clone()),
-            _ => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone())),
+            ));
         };
         if !spec.kind.admits(&value) {
-            return Err(RunError::Usage(format!(
-                "--input {key}={text}: not a {}",
-                spec.kind.as_str()
-            )));
+            return Err(format!("{key} = {value}: not a {}", spec.kind.as_str()));
         }
-        out.insert(key.clone(), value);
+        out.insert(key, value);
     }
     for spec in &workflow.inputs {
         if !out.contains_key(&spec.name) {
@@ -178,16 +190,16 @@ pub fn inputs(workflow: &Workflow, given: &[(String, String)]) -> Result<Value, 
                     out.insert(spec.name.clone(), default.clone());
                 }
                 None => {
-                    return Err(RunError::Usage(format!(
-                        "{} needs --input {}=… ({}{})",
-                        workflow.name,
+                    return Err(format!(
+                        "{}: {} needs it ({}{})",
                         spec.name,
+                        workflow.name,
                         spec.kind.as_str(),
                         spec.description
                             .as_deref()
                             .map(|d| format!(": {d}"))
                             .unwrap_or_default()
-                    )));
+                    ));
                 }
             }
         }
