@@ -696,3 +696,178 @@ steps:
         bad.stderr
     );
 }
+
+/// The repository's examples (`examples/flows/`), run as a user would run them.
+fn example(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/flows")
+        .join(name)
+        .canonicalize()
+        .unwrap()
+}
+
+/// `data-report.yaml`: mcp-sql's tables counted item by item, the model's report from the
+/// counts (what it was sent is checked), saved by mcp-fs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_report_example_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let db = root.join("shop.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL);
+             INSERT INTO orders (total) VALUES (10.5), (20.0), (30.25);
+             CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);
+             INSERT INTO customers (name) VALUES ('Ada'), ('Grace');",
+        )
+        .unwrap();
+    write_config(
+        &root,
+        json!({
+            "db": {"command": workspace_binary("mcp-sql").display().to_string(),
+                   "args": [format!("sqlite:{}", db.display())]},
+            "files": {"command": workspace_binary("mcp-fs").display().to_string(),
+                      "args": [root.display().to_string()]},
+        }),
+    );
+    let llm = FakeLlm::start(vec![text(
+        "{\"report\": \"Two tables: customers (2 rows), orders (3 rows).\"}",
+    )])
+    .await;
+    let flow = example("data-report.yaml");
+    let out = root.join("report.md");
+    let checked = mcp(&root, &["flow", "check", flow.to_str().unwrap()], "").await;
+    assert_eq!(checked.code, 0, "{}{}", checked.stdout, checked.stderr);
+    let run = mcp(
+        &root,
+        &[
+            "flow",
+            "run",
+            flow.to_str().unwrap(),
+            "-i",
+            &format!("out={}", out.display()),
+            "--base-url",
+            &llm.base_url,
+            "--model",
+            "fake-model",
+            "--api-key-env",
+            "FAKE_KEY",
+            "--store",
+            root.join("runs.sqlite").to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let asked = llm.requests()[0].body["messages"].to_string();
+    assert!(
+        asked.contains("- customers: 2 rows") && asked.contains("- orders: 3 rows"),
+        "{asked}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "Two tables: customers (2 rows), orders (3 rows)."
+    );
+}
+
+/// `tune-evaluate-export.yaml` on mcp-finetune's tiny model: the approval (given with --yes;
+/// without a terminal and without it, the run stops there), training, the evaluation, and the
+/// GGUF export, each step's result reaching the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tune_evaluate_export_example_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let finetune = workspace_binary("mcp-finetune");
+    let tiny = root.join("tiny");
+    let made = std::process::Command::new(&finetune)
+        .arg("create-tiny-model")
+        .arg(&tiny)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let lines: Vec<String> = (0..12)
+        .map(|i| {
+            json!({"messages": [{"role": "user", "content": format!("Count from {i}.")},
+                                {"role": "assistant", "content": format!("{} {} {}", i, i + 1, i + 2)}]})
+            .to_string()
+        })
+        .collect();
+    let train = root.join("train.jsonl");
+    std::fs::write(&train, lines.join("\n")).unwrap();
+    write_config(
+        &root,
+        json!({"finetune": {"command": finetune.display().to_string(),
+            "args": ["serve", "--allow-dir", root.display().to_string(),
+                     "--data-dir", root.join("data").display().to_string()]}}),
+    );
+    let flow = example("tune-evaluate-export.yaml");
+    let store = root.join("runs.sqlite");
+    let model = format!("model={}", tiny.display());
+    let train_input = format!("train={}", train.display());
+    let test_input = format!("test={}", train.display());
+    let mut args = vec![
+        "flow",
+        "run",
+        flow.to_str().unwrap(),
+        "-i",
+        &model,
+        "-i",
+        &train_input,
+        "-i",
+        &test_input,
+        "-i",
+        "epochs=2",
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    // No terminal, no --yes: the run stops at the approval, before anything is trained.
+    let stopped = mcp(&root, &args, "").await;
+    assert_eq!(stopped.code, 4, "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("waiting for approval: Train"),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        stopped.stderr.contains("on 12 examples (0 errors"),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        !root.join("data/jobs").exists()
+            || std::fs::read_dir(root.join("data/jobs"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    // Resumed with --yes: the check is not run again, the rest runs.
+    args = vec![
+        "--json",
+        "flow",
+        "resume",
+        "--last",
+        "--yes",
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let run = mcp(&root, &args, "").await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let steps = &report["steps"];
+    assert_eq!(
+        steps["train"]["structured"]["job"]["status"], "succeeded",
+        "{report}"
+    );
+    assert!(
+        steps["evaluate"]["structured"]["tuned"]["contains"].is_number(),
+        "{report}"
+    );
+    let export = &steps["export"]["structured"]["job"];
+    assert_eq!(export["status"], "succeeded", "{report}");
+    let gguf = export["artifacts"][0]["path"].as_str().unwrap();
+    assert!(
+        gguf.ends_with("-q8_0.gguf") && std::fs::read(gguf).unwrap().starts_with(b"GGUF"),
+        "{report}"
+    );
+}
