@@ -871,3 +871,62 @@ async fn the_tune_evaluate_export_example_runs() {
         "{report}"
     );
 }
+
+/// `docs-answer.yaml` over mcp-docs (BM25 here: the hermetic tier has no embedding model): the
+/// passages found are read and numbered for the model, whose cited answer is the run's output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_answer_example_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir(root.join("handbook")).unwrap();
+    std::fs::write(
+        root.join("handbook/policies.md"),
+        "# Vacation\n\nEmployees get 25 days of paid vacation a year. Unused days carry over until March.\n\n# Expenses\n\nFile expenses within 30 days, with receipts.\n",
+    )
+    .unwrap();
+    write_config(
+        &root,
+        json!({"docs": {"command": workspace_binary("mcp-docs").display().to_string(),
+            "args": ["serve", "--bm25-only", "--data-dir", root.join("index").display().to_string(),
+                     format!("handbook={}", root.join("handbook").display())]}}),
+    );
+    let llm = FakeLlm::start(vec![text(
+        "{\"answer\": \"25 days a year; unused days carry over until March.\", \"citations\": [1]}",
+    )])
+    .await;
+    let flow = example("docs-answer.yaml");
+    let run = mcp(
+        &root,
+        &[
+            "--json",
+            "flow",
+            "run",
+            flow.to_str().unwrap(),
+            "-i",
+            "question=How many vacation days do I get?",
+            "--base-url",
+            &llm.base_url,
+            "--model",
+            "fake-model",
+            "--api-key-env",
+            "FAKE_KEY",
+            "--store",
+            root.join("runs.sqlite").to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let asked = llm.requests()[0].body["messages"].to_string();
+    assert!(asked.contains("[1] policies.md, lines 3-3:"), "{asked}");
+    assert!(
+        asked.contains("Employees get 25 days of paid vacation"),
+        "{asked}"
+    );
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        report["steps"]["answer"]["structured"]["citations"],
+        json!([1]),
+        "{report}"
+    );
+}
