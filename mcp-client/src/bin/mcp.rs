@@ -621,8 +621,19 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     } else {
         UserAgent::Refuse
     };
+    // Reading the run store, or checking a file offline, needs no config file.
+    let servers = match &cli.command {
+        Command::Flow {
+            action:
+                FlowAction::List { .. }
+                | FlowAction::Show { .. }
+                | FlowAction::Cancel { .. }
+                | FlowAction::Check { offline: true, .. },
+        } => servers(&cli).unwrap_or_default(),
+        _ => servers(&cli)?,
+    };
     let context = Context {
-        servers: servers(&cli)?,
+        servers,
         options: ConnectOptions {
             timeout: Duration::from_secs(cli.timeout.max(1)),
             era: cli.era,
