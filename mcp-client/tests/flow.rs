@@ -478,7 +478,16 @@ impl ServerHandler for Counter {
             .unwrap_or(0);
         let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // The first calls wait for each other (up to 5 s) until 8 are under way at once: a
+        // client that allows 8 reaches it however loaded the machine, one that serializes
+        // its calls never does.
+        for _ in 0..500 {
+            if self.most.load(Ordering::SeqCst) >= 8 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
         self.now.fetch_sub(1, Ordering::SeqCst);
         self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(CallToolResult::success(vec![ContentBlock::text(format!("{}", n * 2))]).into())
@@ -928,5 +937,151 @@ async fn the_docs_answer_example_runs() {
         report["steps"]["answer"]["structured"]["citations"],
         json!([1]),
         "{report}"
+    );
+}
+
+/// The official reference server (`server-everything`, TypeScript SDK) as steps: a tool with
+/// structured content, a prompt, a resource, and its long-running operation, killed with SIGKILL
+/// mid-way: that tool is annotated idempotent, so the resumed run runs it again without asking,
+/// and nothing that had ended runs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and the official SDK peers; .ci/run runs it"]
+async fn the_official_everything_server_as_steps() {
+    let node = tokio::task::spawn_blocking(|| {
+        mcp_conformance::peers::ensure_node_peers().unwrap();
+        mcp_conformance::peers::node22().unwrap()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    write_config(
+        &root,
+        json!({"everything": {"command": node,
+            "args": [mcp_conformance::peers::node_bin("mcp-server-everything"), "stdio"]}}),
+    );
+    let flow = root.join("everything.yaml");
+    std::fs::write(
+        &flow,
+        "name: everything
+steps:
+  - id: weather
+    call: everything.get-structured-content
+    with: {location: Chicago}
+  - id: greeting
+    prompt: everything.simple-prompt
+  - id: doc
+    read: demo://resource/static/document/features.md
+    server: everything
+  - id: long
+    call: everything.trigger-long-running-operation
+    with: {duration: 8, steps: 4}
+  - id: echo
+    call: everything.echo
+    with: {message: \"${{ steps.weather.structured.conditions }} / ${{ steps.greeting.text }} / ${{ steps.doc.text | length > 0 }}\"}
+",
+    )
+    .unwrap();
+    let store = root.join("runs.sqlite");
+    let checked = mcp(&root, &["flow", "check", flow.to_str().unwrap()], "").await;
+    assert_eq!(checked.code, 0, "{}{}", checked.stdout, checked.stderr);
+    let run_args = [
+        "flow",
+        "run",
+        flow.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let mut child = crate::support::command(&root, &run_args).spawn().unwrap();
+    let pid = child.id().unwrap();
+    let mut in_flight = false;
+    for _ in 0..600 {
+        if let Ok(db) = rusqlite::Connection::open(&store) {
+            in_flight = db
+                .query_row(
+                    "SELECT count(*) FROM steps WHERE step = 'long' AND status = 'running'",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .unwrap_or(0)
+                > 0;
+        }
+        if in_flight {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(in_flight, "the long step never started");
+    for server in children(pid) {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(server).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    let resumed = mcp(
+        &root,
+        &[
+            "--json",
+            "flow",
+            "resume",
+            "--last",
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let report: Value = serde_json::from_str(&resumed.stdout).unwrap();
+    let echoed = report["steps"]["echo"]["text"].as_str().unwrap();
+    assert!(
+        echoed.starts_with("Echo: ")
+            && echoed.contains("This is a simple prompt without arguments.")
+            && echoed.ends_with("/ true"),
+        "{report}"
+    );
+    assert!(
+        report["steps"]["weather"]["structured"]["temperature"].is_number(),
+        "{report}"
+    );
+    let shown = mcp(
+        &root,
+        &[
+            "--json",
+            "flow",
+            "show",
+            report["run"].as_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    let trace: Value = serde_json::from_str(&shown.stdout).unwrap();
+    let attempts: Vec<(String, u64)> = trace["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_owned(),
+                s["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let of = |id: &str| attempts.iter().find(|(s, _)| s == id).map(|(_, n)| *n);
+    assert_eq!(
+        [
+            of("weather"),
+            of("greeting"),
+            of("doc"),
+            of("long"),
+            of("echo")
+        ],
+        [Some(1), Some(1), Some(1), Some(2), Some(1)],
+        "{trace}"
     );
 }

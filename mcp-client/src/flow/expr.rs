@@ -42,6 +42,16 @@ impl Engine {
             env.set_syntax(syntax);
         }
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // In a text, true and false read as JSON writes them (Jinja's Python would say True).
+        env.set_formatter(|out, state, value| {
+            if value.kind() == minijinja::value::ValueKind::Bool {
+                let text = if value.is_true() { "true" } else { "false" };
+                return out.write_str(text).map_err(|_| {
+                    minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "writing")
+                });
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
         // A bound on the work one text can make, whatever the data it is given.
         env.set_fuel(Some(1_000_000));
         Self { env }
