@@ -444,6 +444,9 @@ struct Counter {
     now: Arc<AtomicUsize>,
     most: Arc<AtomicUsize>,
     calls: Arc<AtomicUsize>,
+    /// `hang` was called; its work was dropped (the call cancelled).
+    started: Arc<std::sync::atomic::AtomicBool>,
+    dropped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ServerHandler for Counter {
@@ -462,7 +465,12 @@ impl ServerHandler for Counter {
             "annotations": {"readOnlyHint": true}
         }))
         .unwrap();
-        Ok(ListToolsResult::with_all_items(vec![tool]))
+        let hang: Tool = serde_json::from_value(json!({
+            "name": "hang", "description": "Never answers",
+            "inputSchema": {"type": "object"}
+        }))
+        .unwrap();
+        Ok(ListToolsResult::with_all_items(vec![tool, hang]))
     }
 
     async fn call_tool(
@@ -470,6 +478,11 @@ impl ServerHandler for Counter {
         request: CallToolRequestParams,
         _: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if request.name == "hang" {
+            let _flag = crate::support::Flag(self.dropped.clone());
+            self.started.store(true, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
         let n = request
             .arguments
             .as_ref()
@@ -1084,4 +1097,51 @@ steps:
         [Some(1), Some(1), Some(1), Some(2), Some(1)],
         "{trace}"
     );
+}
+
+/// Ctrl-C during a run cancels the call under way on its server, exits 130, and leaves the run
+/// cancelled in the store, to be resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_the_call_on_its_server_and_leaves_the_run_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let counter = Counter::default();
+    let server = HttpServer::start(
+        counter.clone(),
+        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
+    )
+    .await
+    .unwrap();
+    write_config(
+        &root,
+        json!({"lab": {"type": "http", "url": server.url("/mcp")}}),
+    );
+    let flow = root.join("hang.yaml");
+    std::fs::write(
+        &flow,
+        "name: hang\nsteps:\n  - id: first\n    call: lab.work\n    with: {n: 1}\n  - id: stuck\n    call: lab.hang\n",
+    )
+    .unwrap();
+    let store = root.join("runs.sqlite");
+    let child = crate::support::command(
+        &root,
+        &[
+            "flow",
+            "run",
+            flow.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    crate::support::interrupt_and_check(child, &counter.started, &counter.dropped).await;
+    let listed = mcp(
+        &root,
+        &["--json", "flow", "list", "--store", store.to_str().unwrap()],
+        "",
+    )
+    .await;
+    let runs: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(runs["runs"][0]["status"], "cancelled", "{runs}");
 }
