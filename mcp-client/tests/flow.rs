@@ -229,6 +229,12 @@ steps:
             .contains("Apples are red. / Bananas are yellow.")
     );
 
+    // What the steps read and wrote is its owner's alone.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&store).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
     // The trace: a.txt was read once (in the first run), b.txt twice (failed, then read).
     let show: Vec<String> = vec![
         "--json".into(),
@@ -507,6 +513,22 @@ impl ServerHandler for Counter {
     }
 }
 
+/// A [`Counter`] over Streamable HTTP, configured in `root` as `lab`.
+async fn counter_server(root: &Path) -> (Counter, HttpServer) {
+    let counter = Counter::default();
+    let server = HttpServer::start(
+        counter.clone(),
+        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
+    )
+    .await
+    .unwrap();
+    write_config(
+        root,
+        json!({"lab": {"type": "http", "url": server.url("/mcp")}}),
+    );
+    (counter, server)
+}
+
 /// The peak resident memory of a process while it runs (Linux's VmHWM, polled).
 async fn peak_kib(pid: u32, done: &std::sync::atomic::AtomicBool) -> u64 {
     let mut peak = 0;
@@ -532,17 +554,7 @@ async fn peak_kib(pid: u32, done: &std::sync::atomic::AtomicBool) -> u64 {
 async fn for_each_respects_its_concurrency_and_keeps_memory_flat() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
-    let counter = Counter::default();
-    let server = HttpServer::start(
-        counter.clone(),
-        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
-    )
-    .await
-    .unwrap();
-    write_config(
-        &root,
-        json!({"lab": {"type": "http", "url": server.url("/mcp")}}),
-    );
+    let (counter, _server) = counter_server(&root).await;
     let flow = root.join("many.yaml");
     std::fs::write(
         &flow,
@@ -1105,17 +1117,7 @@ steps:
 async fn ctrl_c_cancels_the_call_on_its_server_and_leaves_the_run_to_resume() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
-    let counter = Counter::default();
-    let server = HttpServer::start(
-        counter.clone(),
-        &ServeArgs::http("127.0.0.1:0".parse().unwrap(), &[Transport::Http]),
-    )
-    .await
-    .unwrap();
-    write_config(
-        &root,
-        json!({"lab": {"type": "http", "url": server.url("/mcp")}}),
-    );
+    let (counter, _server) = counter_server(&root).await;
     let flow = root.join("hang.yaml");
     std::fs::write(
         &flow,

@@ -949,22 +949,8 @@ async fn flow(context: &Context, action: &FlowAction) -> Result<u8, Failure> {
                     .map(|r| r.id.clone())
                     .ok_or_else(|| Failure::Usage("no runs yet".to_owned()))?,
             };
-            let recorded = store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .run(&id)
-                .map_err(|e| Failure::Usage(e.to_string()))?
-                .ok_or_else(|| Failure::Usage(format!("no run {id} (mcp flow list shows them)")))?;
-            let workflow = flow::file::parse(&recorded.source).map_err(|problems| {
-                Failure::Usage(format!(
-                    "run {id}'s workflow no longer reads: {}",
-                    problems
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ))
-            })?;
+            let (_, workflow) =
+                flow::run::recorded(&store, &id).map_err(|e| Failure::Usage(e.to_string()))?;
             say!("mcp: flow {}: resuming run {id}", workflow.name);
             let options = flow_options(context, run, &workflow, *retry_in_flight)?;
             let going = flow::run::resume(&id, &context.servers, &store, &options);

@@ -371,36 +371,22 @@ mod tests {
             problems[0].starts_with("line 7:") && problems[0].contains("runs after a"),
             "{problems:#?}"
         );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("line 10:") && p.contains("refers to itself"))
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("line 10:") && p.contains("no input nope"))
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("line 10:") && p.contains("for_each"))
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("line 12:") && p.contains("no step gone"))
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("line 12:") && p.contains("unknown name os"))
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("line 13:") && p.contains("taken"))
-        );
+        for (line, text) in [
+            (10, "refers to itself"),
+            (10, "no input nope"),
+            (10, "for_each"),
+            (12, "no step gone"),
+            (12, "unknown name os"),
+            (13, "taken"),
+        ] {
+            assert!(has(&problems, line, text), "{line} {text}: {problems:#?}");
+        }
+    }
+
+    fn has(problems: &[String], line: usize, text: &str) -> bool {
+        problems
+            .iter()
+            .any(|p| p.starts_with(&format!("line {line}:")) && p.contains(text))
     }
 
     #[test]
@@ -425,30 +411,14 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(problems.len(), 5, "{problems:#?}");
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("line 6:") && p.contains("needs the argument head"))
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("line 6:") && p.contains("path = 12"))
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("line 7:") && p.contains("no argument mode"))
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("line 8:") && p.contains("no tool nope"))
-        );
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("line 10:") && p.contains("no server other"))
-        );
+        for (line, text) in [
+            (6, "needs the argument head"),
+            (6, "path = 12"),
+            (7, "no argument mode"),
+            (8, "no tool nope"),
+            (10, "no server other"),
+        ] {
+            assert!(has(&problems, line, text), "{line} {text}: {problems:#?}");
+        }
     }
 }

@@ -119,6 +119,8 @@ struct StepFailure {
     message: String,
     /// The run must stop (not fail): waiting for a person, or a step in flight.
     stop: bool,
+    /// The run was cancelled (`mcp flow cancel`).
+    cancelled: bool,
 }
 
 impl StepFailure {
@@ -127,14 +129,14 @@ impl StepFailure {
             kind,
             message: message.into(),
             stop: false,
+            cancelled: false,
         }
     }
 
     fn stop(message: impl Into<String>) -> Self {
         Self {
-            kind: None,
-            message: message.into(),
             stop: true,
+            ..Self::new(None, message)
         }
     }
 }
@@ -260,26 +262,11 @@ pub async fn start(
     .await
 }
 
-/// Resumes run `id` from its store: the workflow as it was when the run started, its inputs,
-/// and what its steps did.
-pub async fn resume(
-    id: &str,
-    servers: &[Server],
-    store: &Mutex<Store>,
-    options: &RunOptions,
-) -> Result<Report, RunError> {
-    let (run, records) = {
-        let store = lock(store);
-        let run = store
-            .run(id)?
-            .ok_or_else(|| RunError::Usage(format!("no run {id} (mcp flow list shows them)")))?;
-        (run, store.steps(id)?)
-    };
-    if run.status == "succeeded" {
-        return Err(RunError::Usage(format!(
-            "run {id} has succeeded: nothing to resume"
-        )));
-    }
+/// A recorded run and its workflow as it was when the run started.
+pub fn recorded(store: &Mutex<Store>, id: &str) -> Result<(super::store::Run, Workflow), RunError> {
+    let run = lock(store)
+        .run(id)?
+        .ok_or_else(|| RunError::Usage(format!("no run {id} (mcp flow list shows them)")))?;
     let workflow = super::file::parse(&run.source).map_err(|problems| {
         RunError::Usage(format!(
             "run {id}'s workflow no longer reads: {}",
@@ -290,6 +277,24 @@ pub async fn resume(
                 .join("; ")
         ))
     })?;
+    Ok((run, workflow))
+}
+
+/// Resumes run `id` from its store: the workflow as it was when the run started, its inputs,
+/// and what its steps did.
+pub async fn resume(
+    id: &str,
+    servers: &[Server],
+    store: &Mutex<Store>,
+    options: &RunOptions,
+) -> Result<Report, RunError> {
+    let (run, workflow) = recorded(store, id)?;
+    if run.status == "succeeded" {
+        return Err(RunError::Usage(format!(
+            "run {id} has succeeded: nothing to resume"
+        )));
+    }
+    let records = lock(store).steps(id)?;
     lock(store).set_status(id, "running", None)?;
     let earlier = records
         .into_iter()
@@ -333,7 +338,10 @@ async fn go(
             .run(&run)?
             .is_some_and(|r| r.status == "cancelling")
         {
-            outcome = Err(StepFailure::new(None, "cancelled (mcp flow cancel)"));
+            outcome = Err(StepFailure {
+                cancelled: true,
+                ..StepFailure::new(None, "cancelled (mcp flow cancel)")
+            });
             break;
         }
         let context = json!({"inputs": inputs, "steps": steps});
@@ -357,9 +365,7 @@ async fn go(
     }
     let (status, error) = match outcome {
         Ok(()) => ("succeeded", None),
-        Err(failure) if failure.message.starts_with("cancelled") => {
-            ("cancelled", Some(failure.message))
-        }
+        Err(failure) if failure.cancelled => ("cancelled", Some(failure.message)),
         Err(failure) if failure.stop => ("stopped", Some(failure.message)),
         Err(failure) => ("failed", Some(failure.message)),
     };

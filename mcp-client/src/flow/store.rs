@@ -99,6 +99,13 @@ impl Store {
             let _ = std::fs::create_dir_all(dir);
         }
         let db = Connection::open(path).map_err(failed)?;
+        // What the steps read and wrote: for its owner alone (SQLite gives its -wal and -shm
+        // files the database's mode).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
         db.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(failed)?;
         db.execute_batch(
