@@ -453,6 +453,10 @@ struct Counter {
     /// `hang` was called; its work was dropped (the call cancelled).
     started: Arc<std::sync::atomic::AtomicBool>,
     dropped: Arc<std::sync::atomic::AtomicBool>,
+    /// `work`'s first calls wait (up to 5 s) until this many are under way at once; 0: none.
+    gate: Arc<AtomicUsize>,
+    /// `flaky` answers with an error this many times first.
+    failures: Arc<AtomicUsize>,
 }
 
 impl ServerHandler for Counter {
@@ -476,7 +480,22 @@ impl ServerHandler for Counter {
             "inputSchema": {"type": "object"}
         }))
         .unwrap();
-        Ok(ListToolsResult::with_all_items(vec![tool, hang]))
+        let more: Vec<Tool> = [
+            ("flaky", "Fails a few times, then works"),
+            ("slow", "Answers after `seconds`"),
+        ]
+        .into_iter()
+        .map(|(name, description)| {
+            serde_json::from_value(json!({
+                "name": name, "description": description,
+                "inputSchema": {"type": "object", "properties": {"seconds": {"type": "number"}}}
+            }))
+            .unwrap()
+        })
+        .collect();
+        Ok(ListToolsResult::with_all_items(
+            [vec![tool, hang], more].concat(),
+        ))
     }
 
     async fn call_tool(
@@ -484,10 +503,32 @@ impl ServerHandler for Counter {
         request: CallToolRequestParams,
         _: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if request.name == "hang" {
-            let _flag = crate::support::Flag(self.dropped.clone());
-            self.started.store(true, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_secs(600)).await;
+        match request.name.as_ref() {
+            "hang" => {
+                let _flag = crate::support::Flag(self.dropped.clone());
+                self.started.store(true, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(600)).await;
+            }
+            "flaky" => {
+                let left = self.failures.load(Ordering::SeqCst);
+                if left > 0 {
+                    self.failures.store(left - 1, Ordering::SeqCst);
+                    return Ok(CallToolResult::error(vec![ContentBlock::text("not yet")]).into());
+                }
+                return Ok(CallToolResult::success(vec![ContentBlock::text("worked")]).into());
+            }
+            "slow" => {
+                let seconds = request
+                    .arguments
+                    .as_ref()
+                    .and_then(|a| a.get("seconds"))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(1.0);
+                self.started.store(true, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+                return Ok(CallToolResult::success(vec![ContentBlock::text("slept")]).into());
+            }
+            _ => {}
         }
         let n = request
             .arguments
@@ -497,11 +538,12 @@ impl ServerHandler for Counter {
             .unwrap_or(0);
         let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
-        // The first calls wait for each other (up to 5 s) until 8 are under way at once: a
-        // client that allows 8 reaches it however loaded the machine, one that serializes
-        // its calls never does.
+        // The first calls wait for each other (up to 5 s) until `gate` are under way at once:
+        // a client that allows that many reaches it however loaded the machine, one that
+        // serializes its calls never does.
+        let gate = self.gate.load(Ordering::SeqCst);
         for _ in 0..500 {
-            if self.most.load(Ordering::SeqCst) >= 8 {
+            if self.most.load(Ordering::SeqCst) >= gate {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -555,6 +597,7 @@ async fn for_each_respects_its_concurrency_and_keeps_memory_flat() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let (counter, _server) = counter_server(&root).await;
+    counter.gate.store(8, Ordering::SeqCst);
     let flow = root.join("many.yaml");
     std::fs::write(
         &flow,
@@ -1138,6 +1181,185 @@ async fn ctrl_c_cancels_the_call_on_its_server_and_leaves_the_run_to_resume() {
     .spawn()
     .unwrap();
     crate::support::interrupt_and_check(child, &counter.started, &counter.dropped).await;
+    let listed = mcp(
+        &root,
+        &["--json", "flow", "list", "--store", store.to_str().unwrap()],
+        "",
+    )
+    .await;
+    let runs: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(runs["runs"][0]["status"], "cancelled", "{runs}");
+}
+
+/// `retry`, `timeout` and `continue_on_error` as declared: a tool error tried again (on
+/// `tool_error`) until it works, a hung call cut at its timeout and tried once more, then left
+/// behind as an error while the run goes on; and a tool error not named in `retry.on` fails at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_timeout_and_continue_on_error_behave_as_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let (counter, _server) = counter_server(&root).await;
+    counter.failures.store(2, Ordering::SeqCst);
+    let flow = root.join("control.yaml");
+    std::fs::write(
+        &flow,
+        "name: control
+steps:
+  - id: flaky
+    call: lab.flaky
+    retry: {attempts: 3, backoff: 10ms, on: [tool_error]}
+  - id: stuck
+    call: lab.hang
+    timeout: 300ms
+    retry: {attempts: 2, backoff: 10ms, on: timeout}
+    continue_on_error: true
+  - id: after
+    call: lab.work
+    with: {n: 21}
+",
+    )
+    .unwrap();
+    let store = root.join("runs.sqlite");
+    let run = mcp(
+        &root,
+        &[
+            "--json",
+            "flow",
+            "run",
+            flow.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["steps"]["flaky"]["text"], "worked", "{report}");
+    assert!(
+        report["steps"]["stuck"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("timeout"),
+        "{report}"
+    );
+    assert_eq!(report["steps"]["after"]["text"], "42", "{report}");
+    let shown = mcp(
+        &root,
+        &[
+            "--json",
+            "flow",
+            "show",
+            report["run"].as_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    let trace: Value = serde_json::from_str(&shown.stdout).unwrap();
+    let tries = |id: &str| {
+        trace["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == id)
+            .map(|s| {
+                (
+                    s["attempts"].as_u64().unwrap(),
+                    s["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .unwrap()
+    };
+    assert_eq!(tries("flaky"), (3, "succeeded".to_owned()));
+    assert_eq!(tries("stuck"), (2, "failed".to_owned()));
+
+    // Not on tool_error: one try, and the run fails there.
+    counter.failures.store(1, Ordering::SeqCst);
+    std::fs::write(
+        &flow,
+        "name: control\nsteps:\n  - id: flaky\n    call: lab.flaky\n    retry: {attempts: 3, on: [transport]}\n  - id: after\n    call: lab.work\n    with: {n: 1}\n",
+    )
+    .unwrap();
+    let failed = mcp(
+        &root,
+        &[
+            "flow",
+            "run",
+            flow.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("answered with an error: not yet"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(counter.failures.load(Ordering::SeqCst), 0, "tried once");
+}
+
+/// `mcp flow cancel` from another process: the run stops before its next step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_from_elsewhere_stops_before_its_next_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let (counter, _server) = counter_server(&root).await;
+    let flow = root.join("long.yaml");
+    std::fs::write(
+        &flow,
+        "name: long\nsteps:\n  - id: slow\n    call: lab.slow\n    with: {seconds: 2}\n  - id: after\n    call: lab.work\n    with: {n: 1}\n",
+    )
+    .unwrap();
+    let store = root.join("runs.sqlite");
+    let child = crate::support::command(
+        &root,
+        &[
+            "flow",
+            "run",
+            flow.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    assert!(
+        crate::support::eventually(&counter.started).await,
+        "the slow step never started"
+    );
+    let listed = mcp(
+        &root,
+        &["--json", "flow", "list", "--store", store.to_str().unwrap()],
+        "",
+    )
+    .await;
+    let runs: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let id = runs["runs"][0]["id"].as_str().unwrap().to_owned();
+    let cancel = mcp(
+        &root,
+        &["flow", "cancel", &id, "--store", store.to_str().unwrap()],
+        "",
+    )
+    .await;
+    assert_eq!(cancel.code, 0, "{}", cancel.stderr);
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        counter.calls.load(Ordering::SeqCst),
+        0,
+        "the step after it did not run"
+    );
     let listed = mcp(
         &root,
         &["--json", "flow", "list", "--store", store.to_str().unwrap()],
