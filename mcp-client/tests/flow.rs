@@ -33,6 +33,61 @@ fn fs_config(dir: &Path, root: &Path) {
     );
 }
 
+/// The runs in `store`, newest first (`mcp flow list --json`).
+async fn runs(root: &Path, store: &Path) -> Value {
+    let listed = mcp(
+        root,
+        &["--json", "flow", "list", "--store", store.to_str().unwrap()],
+        "",
+    )
+    .await;
+    serde_json::from_str(&listed.stdout).unwrap()
+}
+
+/// A run's recorded steps (`mcp flow show --json`): each step's (or item's) tries and status.
+async fn tries(root: &Path, store: &Path, run: &str) -> Vec<(String, Option<u64>, u64, String)> {
+    let shown = mcp(
+        root,
+        &[
+            "--json",
+            "flow",
+            "show",
+            run,
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        "",
+    )
+    .await;
+    let trace: Value = serde_json::from_str(&shown.stdout).unwrap();
+    trace["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_owned(),
+                s["item"].as_u64(),
+                s["attempts"].as_u64().unwrap(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The tries and status of `step` (item `item`) among [`tries`].
+fn of(
+    trace: &[(String, Option<u64>, u64, String)],
+    step: &str,
+    item: Option<u64>,
+) -> (u64, String) {
+    trace
+        .iter()
+        .find(|(s, i, _, _)| s == step && *i == item)
+        .map(|(_, _, n, status)| (*n, status.clone()))
+        .unwrap_or_else(|| panic!("no {step} {item:?} in {trace:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_names_every_problem_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -236,54 +291,16 @@ steps:
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
     // The trace: a.txt was read once (in the first run), b.txt twice (failed, then read).
-    let show: Vec<String> = vec![
-        "--json".into(),
-        "flow".into(),
-        "list".into(),
-        "--store".into(),
-        store.display().to_string(),
-    ];
-    let listed = mcp(
-        &root,
-        &show.iter().map(String::as_str).collect::<Vec<_>>(),
-        "",
-    )
-    .await;
-    let runs: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let runs = runs(&root, &store).await;
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
     assert_eq!(runs["runs"][0]["status"], "succeeded");
     let id = runs["runs"][0]["id"].as_str().unwrap().to_owned();
-    let shown = mcp(
-        &root,
-        &[
-            "--json",
-            "flow",
-            "show",
-            &id,
-            "--store",
-            store.to_str().unwrap(),
-        ],
-        "",
-    )
-    .await;
-    let trace: Value = serde_json::from_str(&shown.stdout).unwrap();
-    let attempts = |step: &str, item: Option<u64>| -> (u64, String) {
-        let record = trace["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["step"] == step && s["item"].as_u64() == item)
-            .unwrap_or_else(|| panic!("no {step} {item:?} in {trace}"));
-        (
-            record["attempts"].as_u64().unwrap(),
-            record["status"].as_str().unwrap().to_owned(),
-        )
-    };
-    assert_eq!(attempts("read", Some(0)), (1, "succeeded".to_owned()));
-    assert_eq!(attempts("read", Some(1)), (2, "succeeded".to_owned()));
-    assert_eq!(attempts("summary", None), (1, "succeeded".to_owned()));
-    assert_eq!(attempts("save", None), (1, "succeeded".to_owned()));
-    assert_eq!(attempts("skipped", None).1, "skipped");
+    let trace = tries(&root, &store, &id).await;
+    assert_eq!(of(&trace, "read", Some(0)), (1, "succeeded".to_owned()));
+    assert_eq!(of(&trace, "read", Some(1)), (2, "succeeded".to_owned()));
+    assert_eq!(of(&trace, "summary", None), (1, "succeeded".to_owned()));
+    assert_eq!(of(&trace, "save", None), (1, "succeeded".to_owned()));
+    assert_eq!(of(&trace, "skipped", None).1, "skipped");
     let text_trace = mcp(
         &root,
         &["flow", "show", &id, "--store", store.to_str().unwrap()],
@@ -754,13 +771,7 @@ steps:
     );
     assert_eq!(std::fs::read_to_string(&to).unwrap(), "ALPHA");
     // The run is in the store, as `mcp flow run` would have left it.
-    let listed = mcp(
-        &root,
-        &["--json", "flow", "list", "--store", store.to_str().unwrap()],
-        "",
-    )
-    .await;
-    let runs: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let runs = runs(&root, &store).await;
     assert_eq!(runs["runs"][0]["workflow"], "copy", "{runs}");
     assert_eq!(runs["runs"][0]["status"], "succeeded", "{runs}");
     // A bad input is the caller's error, named.
@@ -1115,43 +1126,12 @@ steps:
         report["steps"]["weather"]["structured"]["temperature"].is_number(),
         "{report}"
     );
-    let shown = mcp(
-        &root,
-        &[
-            "--json",
-            "flow",
-            "show",
-            report["run"].as_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-        ],
-        "",
-    )
-    .await;
-    let trace: Value = serde_json::from_str(&shown.stdout).unwrap();
-    let attempts: Vec<(String, u64)> = trace["steps"]
-        .as_array()
-        .unwrap()
+    let trace = tries(&root, &store, report["run"].as_str().unwrap()).await;
+    let counts: Vec<u64> = ["weather", "greeting", "doc", "long", "echo"]
         .iter()
-        .map(|s| {
-            (
-                s["step"].as_str().unwrap().to_owned(),
-                s["attempts"].as_u64().unwrap(),
-            )
-        })
+        .map(|step| of(&trace, step, None).0)
         .collect();
-    let of = |id: &str| attempts.iter().find(|(s, _)| s == id).map(|(_, n)| *n);
-    assert_eq!(
-        [
-            of("weather"),
-            of("greeting"),
-            of("doc"),
-            of("long"),
-            of("echo")
-        ],
-        [Some(1), Some(1), Some(1), Some(2), Some(1)],
-        "{trace}"
-    );
+    assert_eq!(counts, [1, 1, 1, 2, 1], "{trace:?}");
 }
 
 /// Ctrl-C during a run cancels the call under way on its server, exits 130, and leaves the run
@@ -1181,13 +1161,7 @@ async fn ctrl_c_cancels_the_call_on_its_server_and_leaves_the_run_to_resume() {
     .spawn()
     .unwrap();
     crate::support::interrupt_and_check(child, &counter.started, &counter.dropped).await;
-    let listed = mcp(
-        &root,
-        &["--json", "flow", "list", "--store", store.to_str().unwrap()],
-        "",
-    )
-    .await;
-    let runs: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let runs = runs(&root, &store).await;
     assert_eq!(runs["runs"][0]["status"], "cancelled", "{runs}");
 }
 
@@ -1245,36 +1219,9 @@ steps:
         "{report}"
     );
     assert_eq!(report["steps"]["after"]["text"], "42", "{report}");
-    let shown = mcp(
-        &root,
-        &[
-            "--json",
-            "flow",
-            "show",
-            report["run"].as_str().unwrap(),
-            "--store",
-            store.to_str().unwrap(),
-        ],
-        "",
-    )
-    .await;
-    let trace: Value = serde_json::from_str(&shown.stdout).unwrap();
-    let tries = |id: &str| {
-        trace["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["step"] == id)
-            .map(|s| {
-                (
-                    s["attempts"].as_u64().unwrap(),
-                    s["status"].as_str().unwrap().to_owned(),
-                )
-            })
-            .unwrap()
-    };
-    assert_eq!(tries("flaky"), (3, "succeeded".to_owned()));
-    assert_eq!(tries("stuck"), (2, "failed".to_owned()));
+    let trace = tries(&root, &store, report["run"].as_str().unwrap()).await;
+    assert_eq!(of(&trace, "flaky", None), (3, "succeeded".to_owned()));
+    assert_eq!(of(&trace, "stuck", None), (2, "failed".to_owned()));
 
     // Not on tool_error: one try, and the run fails there.
     counter.failures.store(1, Ordering::SeqCst);
@@ -1333,14 +1280,10 @@ async fn a_run_cancelled_from_elsewhere_stops_before_its_next_step() {
         crate::support::eventually(&counter.started).await,
         "the slow step never started"
     );
-    let listed = mcp(
-        &root,
-        &["--json", "flow", "list", "--store", store.to_str().unwrap()],
-        "",
-    )
-    .await;
-    let runs: Value = serde_json::from_str(&listed.stdout).unwrap();
-    let id = runs["runs"][0]["id"].as_str().unwrap().to_owned();
+    let id = runs(&root, &store).await["runs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let cancel = mcp(
         &root,
         &["flow", "cancel", &id, "--store", store.to_str().unwrap()],
@@ -1360,12 +1303,6 @@ async fn a_run_cancelled_from_elsewhere_stops_before_its_next_step() {
         0,
         "the step after it did not run"
     );
-    let listed = mcp(
-        &root,
-        &["--json", "flow", "list", "--store", store.to_str().unwrap()],
-        "",
-    )
-    .await;
-    let runs: Value = serde_json::from_str(&listed.stdout).unwrap();
-    assert_eq!(runs["runs"][0]["status"], "cancelled", "{runs}");
+    let after = runs(&root, &store).await;
+    assert_eq!(after["runs"][0]["status"], "cancelled", "{after}");
 }

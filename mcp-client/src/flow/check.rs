@@ -80,7 +80,10 @@ pub fn static_problems(workflow: &Workflow, engine: &Engine) -> Vec<Problem> {
                 };
                 match (root, second) {
                     ("inputs", Some(input)) if !inputs.contains(input) => problems.push(problem(
-                        format!("{what}: no input {input} (declared: {})", sorted(&inputs)),
+                        format!(
+                            "{what}: no input {input} (declared: {})",
+                            sorted(inputs.iter().copied())
+                        ),
                     )),
                     ("steps", Some(id)) => match order.get(id) {
                         None => problems.push(problem(format!("{what}: no step {id}"))),
@@ -109,8 +112,9 @@ pub fn static_problems(workflow: &Workflow, engine: &Engine) -> Vec<Problem> {
     problems
 }
 
-fn sorted(names: &HashSet<&str>) -> String {
-    let mut names: Vec<&str> = names.iter().copied().collect();
+/// Names, sorted and joined, for a message that lists what there is.
+fn sorted<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut names: Vec<&str> = names.into_iter().collect();
     names.sort_unstable();
     if names.is_empty() {
         "none".to_owned()
@@ -223,16 +227,10 @@ pub fn live_problems(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> {
         };
         let Some(server) = server else { continue };
         if !catalog.configured.contains(server) {
-            let mut known: Vec<&String> = catalog.configured.iter().collect();
-            known.sort();
             problems.push(problem(format!(
                 "step {}: no server {server} in the config files (known: {})",
                 step.id,
-                known
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                sorted(catalog.configured.iter().map(String::as_str))
             )));
             continue;
         }
@@ -246,20 +244,16 @@ pub fn live_problems(workflow: &Workflow, catalog: &Catalog) -> Vec<Problem> {
         match &step.action {
             Action::Call { tool, with, .. } => {
                 let Some(schema) = catalog.tools.get(server).and_then(|t| t.get(tool)) else {
-                    let mut names: Vec<&String> = catalog
-                        .tools
-                        .get(server)
-                        .map(|t| t.keys().collect())
-                        .unwrap_or_default();
-                    names.sort();
                     problems.push(problem(format!(
                         "step {}: {server} has no tool {tool} (it has: {})",
                         step.id,
-                        names
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        sorted(
+                            catalog
+                                .tools
+                                .get(server)
+                                .into_iter()
+                                .flat_map(|t| t.keys().map(String::as_str))
+                        )
                     )));
                     continue;
                 };
@@ -315,18 +309,15 @@ fn argument_problems(step: &str, tool: &str, with: &Tree, schema: &Value) -> Vec
     for (name, tree) in entries {
         let property = properties.and_then(|p| p.get(name));
         if property.is_none() && schema["additionalProperties"] == Value::Bool(false) {
-            let mut known: Vec<&String> =
-                properties.map(|p| p.keys().collect()).unwrap_or_default();
-            known.sort();
             problems.push(Problem {
                 line: tree.line(),
                 message: format!(
                     "step {step}: {tool} takes no argument {name} (it takes: {})",
-                    known
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    sorted(
+                        properties
+                            .into_iter()
+                            .flat_map(|p| p.keys().map(String::as_str))
+                    )
                 ),
             });
             continue;

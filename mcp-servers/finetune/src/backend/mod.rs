@@ -66,6 +66,21 @@ pub struct BackendInfo {
     pub capacity: usize,
 }
 
+impl BackendInfo {
+    /// A cluster backend's listing from what it found when the server started: available with
+    /// what it found, or not, with why.
+    pub fn detected(name: &str, status: &Result<String, String>, capacity: usize) -> Self {
+        Self {
+            name: name.to_owned(),
+            available: status.is_ok(),
+            detail: match status {
+                Ok(detail) | Err(detail) => detail.clone(),
+            },
+            capacity: capacity.max(1),
+        }
+    }
+}
+
 /// Where jobs run: this machine, or a cluster scheduler.
 pub trait Backend: Send + Sync {
     /// Its name (`local`, `slurm`, `ray`), as jobs name it.

@@ -59,7 +59,16 @@ impl Ray {
 
     async fn get(&self, path: &str) -> Result<Value, BackendError> {
         let response = self.client.get(format!("{}{path}", self.address)).send();
-        self.answer(path, response.await).await
+        self.answer(path, response.await)
+            .await?
+            .ok_or_else(|| not_found(path))
+    }
+
+    /// A Ray job's record; `None` when Ray does not know it (any more).
+    async fn job(&self, id: &str) -> Result<Option<Value>, BackendError> {
+        let path = format!("/api/jobs/{id}");
+        let response = self.client.get(format!("{}{path}", self.address)).send();
+        self.answer(&path, response.await).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, BackendError> {
@@ -69,18 +78,24 @@ impl Ray {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())
             .send();
-        self.answer(path, response.await).await
+        self.answer(path, response.await)
+            .await?
+            .ok_or_else(|| not_found(path))
     }
 
-    /// A JSON answer, read up to [`ANSWER_LIMIT`] bytes; an error status in Ray's words.
+    /// A JSON answer, read up to [`ANSWER_LIMIT`] bytes; `None` for 404; another error status
+    /// in Ray's words.
     async fn answer(
         &self,
         path: &str,
         response: reqwest::Result<reqwest::Response>,
-    ) -> Result<Value, BackendError> {
+    ) -> Result<Option<Value>, BackendError> {
         let failed = |error: String| BackendError(format!("Ray {path}: {error}"));
         let mut response = response.map_err(|e| failed(e.to_string()))?;
         let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
             body.extend_from_slice(&chunk);
@@ -92,8 +107,14 @@ impl Ray {
         if !status.is_success() {
             return Err(failed(format!("{status}: {}", text.trim())));
         }
-        serde_json::from_str(&text).map_err(|e| failed(format!("not JSON ({e}): {text}")))
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| failed(format!("not JSON ({e}): {text}")))
     }
+}
+
+fn not_found(path: &str) -> BackendError {
+    BackendError(format!("Ray {path}: 404 Not Found"))
 }
 
 fn submission_id(backend_ref: &str) -> Result<&str, BackendError> {
@@ -151,14 +172,7 @@ impl Backend for Ray {
     }
 
     fn info(&self) -> BackendInfo {
-        BackendInfo {
-            name: "ray".to_owned(),
-            available: self.status.is_ok(),
-            detail: match &self.status {
-                Ok(detail) | Err(detail) => detail.clone(),
-            },
-            capacity: self.capacity.max(1),
-        }
+        BackendInfo::detected("ray", &self.status, self.capacity)
     }
 
     fn submit<'a>(&'a self, run: Submission<'a>) -> BoxFuture<'a, Result<String, BackendError>> {
@@ -211,14 +225,13 @@ impl Backend for Ray {
     ) -> BoxFuture<'a, Result<RunState, BackendError>> {
         Box::pin(async move {
             let id = submission_id(backend_ref)?;
-            match self.get(&format!("/api/jobs/{id}")).await {
-                Ok(job) => Ok(parse_state(&job)),
-                Err(error) if error.0.contains("404") => Ok(RunState::Exited {
+            Ok(match self.job(id).await? {
+                Some(job) => parse_state(&job),
+                None => RunState::Exited {
                     success: None,
                     detail: format!("Ray no longer knows job {id}"),
-                }),
-                Err(error) => Err(error),
-            }
+                },
+            })
         })
     }
 
@@ -231,8 +244,9 @@ impl Backend for Ray {
             let id = submission_id(backend_ref)?;
             super::request_stop(dir)?;
             // Not started yet: nothing to checkpoint, so Ray drops it.
-            let job = self.get(&format!("/api/jobs/{id}")).await?;
-            if parse_state(&job) == RunState::Pending {
+            if let Some(job) = self.job(id).await?
+                && parse_state(&job) == RunState::Pending
+            {
                 self.post(&format!("/api/jobs/{id}/stop"), &json!({}))
                     .await?;
             }

@@ -120,14 +120,7 @@ impl Backend for Slurm {
     }
 
     fn info(&self) -> BackendInfo {
-        BackendInfo {
-            name: "slurm".to_owned(),
-            available: self.status.is_ok(),
-            detail: match &self.status {
-                Ok(detail) | Err(detail) => detail.clone(),
-            },
-            capacity: self.options.capacity.max(1),
-        }
+        BackendInfo::detected("slurm", &self.status, self.options.capacity)
     }
 
     fn submit<'a>(&'a self, run: Submission<'a>) -> BoxFuture<'a, Result<String, BackendError>> {

@@ -263,3 +263,62 @@ pub async fn cancel_midway_and_resume(
     assert_ne!(first, second, "a new {backend} run for the resumed job");
     (first, second)
 }
+
+/// The `list_backends` entry of `name`, which must be available.
+pub async fn available_backend(client: &Client, name: &str) -> Value {
+    let backends = data(&call(client, "list_backends", json!({})).await);
+    let entry = backends["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .unwrap_or_else(|| panic!("no backend {name} in {backends}"))
+        .clone();
+    assert_eq!(entry["available"], true, "{backends}");
+    entry
+}
+
+/// A 30-step LoRA job on `backend`, waited for, with a GGUF file in `quantize`: the job, which
+/// succeeded, with its three artifacts, its backend reference `backend:…`, and every step once.
+pub async fn lora_job_on(
+    client: &Client,
+    model: &Path,
+    train: &Path,
+    backend: &str,
+    quantize: &str,
+) -> Value {
+    let hp = json!({"n_epochs": 10, "batch_size": 4, "learning_rate": 0.01, "lora_rank": 8, "checkpoint_every": 10});
+    let created = data(
+        &call(
+            client,
+            "create_job",
+            json!({"method": "sft", "model": model, "training_file": train, "hyperparameters": hp,
+                   "backend": backend, "quantize": quantize, "wait_seconds": 300}),
+        )
+        .await,
+    );
+    let job = created["job"].clone();
+    assert_eq!(job["status"], "succeeded", "{created}");
+    assert!(
+        job["backend_ref"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{backend}:")),
+        "{job}"
+    );
+    let kinds: Vec<&str> = job["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["lora_adapter", "model", "gguf"]);
+    assert!(
+        std::fs::read(job["artifacts"][2]["path"].as_str().unwrap())
+            .unwrap()
+            .starts_with(b"GGUF")
+    );
+    let steps = all_metric_steps(client, job["id"].as_str().unwrap()).await;
+    assert_eq!(steps, (1..=30).collect::<Vec<_>>());
+    job
+}
