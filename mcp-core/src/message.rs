@@ -8,9 +8,11 @@
 //! - a malformed notification: skipped (notifications never get answers).
 
 use rmcp::model::{
-    CallToolRequestParams, ClientJsonRpcMessage, ClientRequest, GetPromptRequestParams,
-    JsonRpcMessage, ReadResourceRequestParams,
+    CallToolRequest, CallToolRequestParams, ClientJsonRpcMessage, ClientRequest,
+    GetPromptRequestParams, JsonRpcMessage, JsonRpcRequest, JsonRpcVersion2_0,
+    ReadResourceRequestParams, RequestId,
 };
+use serde::{Deserialize, de::IgnoredAny};
 use serde_json::{Value, json};
 
 /// What to do with one message from a client.
@@ -115,6 +117,41 @@ impl Inbound {
     }
 }
 
+/// A `tools/call` request read by rmcp's own types, without its untagged `ClientRequest`.
+#[derive(Deserialize)]
+struct ToolCall {
+    /// Checked to be "2.0" by reading it.
+    #[serde(rename = "jsonrpc")]
+    _jsonrpc: JsonRpcVersion2_0,
+    id: RequestId,
+    #[serde(flatten)]
+    request: CallToolRequest,
+    // A message with either (even `null`) is not a request: the general path says so.
+    #[serde(default, deserialize_with = "present")]
+    result: bool,
+    #[serde(default, deserialize_with = "present")]
+    error: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(deserializer).map(|_| true)
+}
+
+/// The message a tool call reads as, or `None` for the general path to read it (anything else,
+/// and a call that does not fit). rmcp's `ClientRequest` is an untagged enum that tries a dozen
+/// other requests first, building an error for each: most of the cost of reading a call.
+fn tool_call(bytes: &[u8]) -> Option<ClientJsonRpcMessage> {
+    memchr::memmem::find(bytes, b"\"tools/call\"")?;
+    let call = serde_json::from_slice::<ToolCall>(bytes).ok()?;
+    if call.result || call.error {
+        return None;
+    }
+    Some(JsonRpcMessage::Request(JsonRpcRequest::new(
+        call.id,
+        ClientRequest::CallToolRequest(call.request),
+    )))
+}
+
 /// Reads one message (a line on stdio, a body over HTTP).
 pub(crate) fn read_client_message(bytes: &[u8]) -> Inbound {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -122,6 +159,14 @@ pub(crate) fn read_client_message(bytes: &[u8]) -> Inbound {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Inbound::Skip;
     }
+    match tool_call(bytes) {
+        Some(message) => Inbound::Message(Box::new(message)),
+        None => read_any(bytes),
+    }
+}
+
+/// [`read_client_message`] for every message, in rmcp's general types.
+fn read_any(bytes: &[u8]) -> Inbound {
     // The common case, a well-formed message, is parsed once; the slower diagnosis below runs
     // only for what fails.
     if let Ok(message) = serde_json::from_slice::<ClientJsonRpcMessage>(bytes) {
@@ -249,6 +294,60 @@ mod tests {
         let call = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"x","arguments":{}}}"#;
         assert!(matches!(read_client_message(call), Inbound::Message(_)));
     }
+
+    /// What the general path makes of a line, as JSON (rmcp's requests have no `PartialEq`).
+    pub(super) fn general(line: &str) -> Option<Value> {
+        match read_any(line.as_bytes()) {
+            Inbound::Message(message) => Some(serde_json::to_value(&message).unwrap()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_tool_call_reads_as_the_general_path_reads_it() {
+        let read = [
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"x","arguments":{"a":[1,{"b":null}]}}}"#,
+            r#"{"params":{"name":"x"},"method":"tools/call","id":"s-1","jsonrpc":"2.0"}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"x","_meta":{"progressToken":9,"k":"v"},"task":{"ttl":5}}}"#,
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"x","requestState":"st","inputResponses":{}},"extra":true}"#,
+            r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"tools/call"}}"#,
+        ];
+        for line in read {
+            let fast = tool_call(line.as_bytes()).map(|m| serde_json::to_value(&m).unwrap());
+            assert!(fast.is_some(), "{line}");
+            assert_eq!(fast, general(line), "{line}");
+        }
+        // Not calls, or not requests, or calls that do not fit: left to the general path.
+        let left = [
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"},"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"},"result":null}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"},"error":{"code":1,"message":"m"}}"#,
+            r#"{"jsonrpc":"1.0","id":7,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":42}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"cursor":"tools/call"}}"#,
+        ];
+        for line in left {
+            assert!(tool_call(line.as_bytes()).is_none(), "{line}");
+        }
+        // Duplicate keys: read as the general path reads them, or left to it.
+        let either = [
+            r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","method":"ping","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":8,"method":"ping","method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":8,"id":9,"method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"x"},"params":{"name":"y"}}"#,
+        ];
+        for line in either {
+            if let Some(fast) = tool_call(line.as_bytes()) {
+                assert_eq!(
+                    Some(serde_json::to_value(&fast).unwrap()),
+                    general(line),
+                    "{line}"
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +378,34 @@ mod properties {
             let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
             if let Inbound::Reject(rejection) = read_client_message(line.as_bytes()) {
                 prop_assert_eq!(rejection.id, json!(id));
+            }
+        }
+
+        /// A tool call with any params and keys reads as the general path reads it, or is left
+        /// to it.
+        #[test]
+        fn a_tool_call_reads_as_in_general(
+            id in prop_oneof![Just(json!(1)), Just(json!("x")), Just(json!(null)), Just(json!(1.5))],
+            jsonrpc in prop_oneof![Just("2.0"), Just("2")],
+            params in prop_oneof![
+                Just(json!({"name": "t"})),
+                Just(json!({"name": "t", "arguments": {"a": [1, "b"]}})),
+                Just(json!({"name": "t", "arguments": 7})),
+                Just(json!({"name": "t", "_meta": {"progressToken": "p"}})),
+                Just(json!({"name": "t", "_meta": 3})),
+                Just(json!({"name": 3})),
+                Just(json!([])),
+            ],
+            extra in prop_oneof![Just(None), Just(Some("result")), Just(Some("error")), Just(Some("other"))],
+            extra_value in prop_oneof![Just(json!(null)), Just(json!({"code": 1, "message": "m"}))],
+        ) {
+            let mut message = json!({"jsonrpc": jsonrpc, "id": id, "method": "tools/call", "params": params});
+            if let Some(key) = extra {
+                message[key] = extra_value;
+            }
+            let line = message.to_string();
+            if let Some(fast) = tool_call(line.as_bytes()) {
+                prop_assert_eq!(Some(serde_json::to_value(&fast).unwrap()), tests::general(&line));
             }
         }
 
