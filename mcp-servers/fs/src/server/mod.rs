@@ -187,9 +187,12 @@ impl FsServer {
             policy,
             journal,
         } = shared;
-        let mut tool_router = Self::read_tools() + Self::browse_tools();
+        // The routers' maps joined, not `+`: rmcp checks every name of a router it merges again,
+        // which it did when that router was built (a tenth of a cold start's instructions).
+        let mut tool_router = Self::read_tools();
+        tool_router.map.extend(Self::browse_tools().map);
         if !read_only {
-            tool_router += Self::write_tools();
+            tool_router.map.extend(Self::write_tools().map);
         }
         Self {
             sandbox: Arc::new(RwLock::new(configured.clone())),
