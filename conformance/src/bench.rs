@@ -48,6 +48,12 @@ pub fn cores() -> usize {
         .unwrap_or(0)
 }
 
+/// Rounds of the comparison with a baseline build: three times a peer table's five, as the
+/// differences it looks for are a few percent and a round's noise on a shared machine is more.
+pub const BASELINE_ROUNDS: usize = 15;
+/// Cold starts of that comparison.
+pub const BASELINE_COLD_STARTS: usize = 30;
+
 /// The build to set beside this one, from `MCP_BENCH_BASELINE=[LABEL=]PATH`: the same server
 /// built from an earlier commit (LABEL names it in the report, PATH is its binary). "No slower
 /// than before" is then measured in one run, in the same machine weather, instead of read off an
@@ -68,10 +74,11 @@ pub fn baseline_section(label: &str, how: &str, columns: &[&str], rows: &[String
     format!(
         "\n## This build against a baseline build\n\n\
          This build against `{label}` (given as `MCP_BENCH_BASELINE`), the same server built from \
-         an earlier commit, {how}, rounds interleaved in this same run. Ratio = the baseline's \
-         time ÷ this build's: 1.00 is as fast, below 1.00 slower. Ratios against a peer move by a \
-         tenth to a quarter from one run to the next on a shared machine for the same code; this \
-         table is what says whether a change made the server slower.\n\n\
+         an earlier commit, {how}, {BASELINE_ROUNDS} rounds interleaved in this same run \
+         (medians; cold starts {BASELINE_COLD_STARTS}). Ratio = the baseline's time ÷ this \
+         build's: 1.00 is as fast, below 1.00 slower. Ratios against a peer move by a tenth to a \
+         quarter from one run to the next on a shared machine for the same code; this table is \
+         what says whether a change made the server slower.\n\n\
          | {} |\n|{}\n{}\n",
         columns.join(" | "),
         "---|".repeat(columns.len()),

@@ -218,12 +218,13 @@ async fn cold_start(contender: &Contender, dir: &Path) -> Duration {
 /// The lean client's rounds over two servers, interleaved so that both meet the same weather.
 fn lean_rounds(
     contenders: [&Contender; 2],
+    rounds: usize,
     dir: &Path,
     tree_args: &serde_json::Value,
     search_args: &serde_json::Value,
 ) -> Measured {
     let mut lean = Measured::default();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for (i, contender) in contenders.iter().enumerate() {
             lean.reads[i].push(raw_reads(contender, dir));
             lean.pings[i].push(raw_pings(contender, dir));
@@ -236,9 +237,9 @@ fn lean_rounds(
 }
 
 /// (c) for two servers, interleaved.
-async fn cold_starts(contenders: [&Contender; 2], dir: &Path) -> [Vec<Duration>; 2] {
+async fn cold_starts(contenders: [&Contender; 2], starts: usize, dir: &Path) -> [Vec<Duration>; 2] {
     let mut cold = [Vec::new(), Vec::new()];
-    for _ in 0..COLD_STARTS {
+    for _ in 0..starts {
         for (i, contender) in contenders.iter().enumerate() {
             cold[i].push(cold_start(contender, dir).await);
         }
@@ -385,7 +386,7 @@ async fn main() {
         }
     }
     // The lean client: the same workloads, the client's own cost as small as it gets.
-    let lean = lean_rounds(contenders, &dir, &tree_args, &search_args);
+    let lean = lean_rounds(contenders, ROUNDS, &dir, &tree_args, &search_args);
     // The official TypeScript SDK's client: the same workloads again.
     let mut typescript = Measured::default();
     for _ in 0..ROUNDS {
@@ -400,15 +401,15 @@ async fn main() {
             typescript.search[i].push(median(calls("search_files", search_args.clone(), warmed)));
         }
     }
-    let cold = cold_starts(contenders, &dir).await;
+    let cold = cold_starts(contenders, COLD_STARTS, &dir).await;
     let against_baseline = match &baseline {
         Some((label, base)) => {
             let pair = [&ours, base];
-            let lean = lean_rounds(pair, &dir, &tree_args, &search_args);
+            let lean = lean_rounds(pair, bench::BASELINE_ROUNDS, &dir, &tree_args, &search_args);
             let mut rows = lean.rows(None, 2);
             rows.push(time_row(
                 "(c) cold start to first tools/list",
-                &cold_starts(pair, &dir).await,
+                &cold_starts(pair, bench::BASELINE_COLD_STARTS, &dir).await,
                 None,
                 2,
             ));

@@ -34,6 +34,9 @@ const ROWS: usize = 100_000;
 const BIG: usize = 10_000;
 const ROUNDS: usize = 5;
 const COLD_STARTS: usize = 10;
+/// Rounds and cold starts against a reference, and against a baseline build.
+const PEER: (usize, usize) = (ROUNDS, COLD_STARTS);
+const BASELINE: (usize, usize) = (bench::BASELINE_ROUNDS, bench::BASELINE_COLD_STARTS);
 /// Timed runs of (b) per server, after one that warms it.
 const WARM_CALLS: usize = 5;
 
@@ -183,19 +186,19 @@ async fn cold_start(contender: &Contender) -> Duration {
     elapsed
 }
 
-/// Rows for one engine's pair of contenders, measured in interleaved rounds, ratios with
-/// `digits` decimals; and the reference's (a) and (b) times with the lean client.
+/// Rows for one engine's pair of contenders, measured in `rounds` interleaved rounds (and
+/// `starts` cold starts), ratios with `digits` decimals; and the reference's (a) and (b) times
+/// with the lean client.
 async fn measure(
     engine: &str,
-    ours: &Contender,
-    theirs: &Contender,
+    contenders: [&Contender; 2],
+    (rounds, starts): (usize, usize),
     digits: usize,
 ) -> (Vec<String>, [Duration; 2]) {
-    let contenders = [ours, theirs];
     let mut a = [Vec::new(), Vec::new()];
     let mut b = [Vec::new(), Vec::new()];
     let mut sizes = [0, 0];
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for (i, contender) in contenders.iter().enumerate() {
             a[i].push(lookups(contender).await);
             let (time, size) = big(contender).await;
@@ -205,14 +208,14 @@ async fn measure(
     }
     let mut raw_a = [Vec::new(), Vec::new()];
     let mut raw_b = [Vec::new(), Vec::new()];
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for (i, contender) in contenders.iter().enumerate() {
             raw_a[i].push(raw_lookups(contender));
             raw_b[i].push(raw_big(contender));
         }
     }
     let mut cold = [Vec::new(), Vec::new()];
-    for _ in 0..COLD_STARTS {
+    for _ in 0..starts {
         for (i, contender) in contenders.iter().enumerate() {
             cold[i].push(cold_start(contender).await);
         }
@@ -315,12 +318,16 @@ async fn main() {
         tool: "read_query",
         argument: "query",
     };
-    let (mut rows, _) = measure("SQLite", &ours_sqlite, &reference_sqlite, 1).await;
+    let (mut rows, _) = measure("SQLite", [&ours_sqlite, &reference_sqlite], PEER, 1).await;
     let baseline = bench::baseline();
     let mut baseline_rows = Vec::new();
     if let Some((_, binary)) = &baseline {
         let base = ours_sqlite.with_binary(binary);
-        baseline_rows.extend(measure("SQLite", &ours_sqlite, &base, 2).await.0);
+        baseline_rows.extend(
+            measure("SQLite", [&ours_sqlite, &base], BASELINE, 2)
+                .await
+                .0,
+        );
     }
 
     // PostgreSQL: one database for both.
@@ -368,11 +375,15 @@ async fn main() {
         argument: "sql",
     };
     let (pg_rows, [reference_a, reference_b]) =
-        measure("PostgreSQL", &ours_pg, &reference_pg, 1).await;
+        measure("PostgreSQL", [&ours_pg, &reference_pg], PEER, 1).await;
     rows.extend(pg_rows);
     if let Some((_, binary)) = &baseline {
         let base = ours_pg.with_binary(binary);
-        baseline_rows.extend(measure("PostgreSQL", &ours_pg, &base, 2).await.0);
+        baseline_rows.extend(
+            measure("PostgreSQL", [&ours_pg, &base], BASELINE, 2)
+                .await
+                .0,
+        );
     }
     let against_baseline = match &baseline {
         Some((label, _)) => bench::baseline_section(
