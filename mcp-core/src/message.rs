@@ -133,6 +133,7 @@ struct ToolCall {
     error: bool,
 }
 
+/// True for a key that is there, whatever its value (`null` included).
 fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     IgnoredAny::deserialize(deserializer).map(|_| true)
 }
